@@ -1,0 +1,1800 @@
+#!/usr/bin/env python3
+"""kubectl conformance suite for rkube.
+
+Starts a real `rkube server` (once on the embedded store, once on a real etcd
+that this script starts itself), then drives it with stock kubectl and checks
+the real output: the text kubectl prints, the JSON it returns, the HTTP answers.
+
+Usage:
+    python3 conformance/run.py [--backend embedded|etcd|both] [-k SUBSTRING] [--keep] [-v]
+
+Environment:
+    RKUBE_BIN   path of the rkube binary (default: target/release/rkube in the repo)
+    KUBECTL     kubectl to drive the server with (default: kubectl on PATH)
+    ETCD_BIN    etcd binary (default: etcd on PATH, else /usr/bin/etcd)
+
+Writes conformance/RESULTS.md and prints `N passed, N failed` as its last line
+(N counts scenario x backend). Exits 1 if anything failed.
+
+Python 3.11 standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS_MD = HERE / "RESULTS.md"
+
+KUBECTL = os.environ.get("KUBECTL", "kubectl")
+RKUBE_BIN = Path(os.environ.get("RKUBE_BIN", str(REPO / "target" / "release" / "rkube")))
+ETCD_BIN = os.environ.get("ETCD_BIN") or shutil.which("etcd") or "/usr/bin/etcd"
+OLD_KUBECTLS = Path("/usr/lib/google-cloud-sdk/bin")
+
+VERBOSE = False
+
+UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+AGE_RE = re.compile(r"^(\d+(s|m|h|d|y))+$|^<unknown>$|^<invalid>$")
+
+
+# --------------------------------------------------------------------------------------------
+# Failures
+
+
+class Failure(Exception):
+    """A scenario expectation that did not hold."""
+
+    def __init__(self, what: str, expected, actual, cmd: str | None = None):
+        super().__init__(what)
+        self.what = what
+        self.expected = expected
+        self.actual = actual
+        self.cmd = cmd
+
+    def render(self) -> str:
+        lines = [f"check:    {self.what}"]
+        if self.cmd:
+            lines.append(f"command:  {self.cmd}")
+        lines.append("expected: " + _indent(str(self.expected)))
+        lines.append("actual:   " + _indent(str(self.actual)))
+        return "\n".join(lines)
+
+    def short(self) -> str:
+        act = str(self.actual).strip().replace("\n", " ⏎ ")
+        if len(act) > 160:
+            act = act[:157] + "..."
+        return f"{self.what}: got {act}"
+
+
+def _indent(s: str) -> str:
+    s = s.rstrip("\n")
+    if len(s) > 4000:
+        s = s[:4000] + "\n... (truncated)"
+    return s.replace("\n", "\n          ")
+
+
+# --------------------------------------------------------------------------------------------
+# Processes: etcd and the rkube server
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path: Path, n: int = 60) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError as e:
+        return f"(no log: {e})"
+    return "\n".join(lines[-n:])
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+class Etcd:
+    def __init__(self, workdir: Path):
+        self.dir = workdir / "etcd"
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.client_port}"
+        self.log = workdir / "etcd.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        cmd = [
+            ETCD_BIN,
+            "--name", "rkube-conformance",
+            "--data-dir", str(self.dir),
+            "--listen-client-urls", self.endpoint,
+            "--advertise-client-urls", self.endpoint,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"rkube-conformance={peer}",
+            "--initial-cluster-state", "new",
+        ]
+        env = dict(os.environ)
+        if os.uname().machine in ("aarch64", "arm64"):
+            env["ETCD_UNSUPPORTED_ARCH"] = "arm64"
+        self.proc = subprocess.Popen(cmd, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"etcd exited with {self.proc.returncode}:\n{tail(self.log)}")
+            try:
+                import urllib.request
+                with urllib.request.urlopen(self.endpoint + "/health", timeout=2) as r:
+                    if b"true" in r.read():
+                        return
+            except Exception:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"etcd did not become healthy in 30s:\n{tail(self.log)}")
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+class Server:
+    """One `rkube server` process plus what is needed to talk to it."""
+
+    def __init__(self, backend: str, workdir: Path, etcd: Etcd | None):
+        self.backend = backend
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.port = free_port()
+        self.kubeconfig = workdir / "admin.kubeconfig"
+        self.etcd = etcd
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        self.log = workdir / "rkube.log"
+        self.cache_dir = workdir / "kubectl-cache"
+        self.creds: dict | None = None
+
+    def args(self, kubeconfig: Path) -> list[str]:
+        a = [str(RKUBE_BIN), "server", "--data-dir", str(self.data_dir), "--secure-port", str(self.port),
+             "--bind-address", "127.0.0.1", "--write-kubeconfig", str(kubeconfig)]
+        if self.etcd is not None:
+            a += ["--storage", "etcd", "--etcd-endpoints", self.etcd.endpoint]
+        return a
+
+    def start(self, kubeconfig: Path | None = None, timeout: float = 60.0) -> None:
+        kubeconfig = kubeconfig or self.kubeconfig
+        self.starts += 1
+        log = open(self.log, "ab")
+        log.write(f"\n===== start #{self.starts}: {' '.join(self.args(kubeconfig))}\n".encode())
+        log.flush()
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "info")
+        env.setdefault("RUST_BACKTRACE", "1")
+        self.proc = subprocess.Popen(self.args(kubeconfig), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True, cwd=str(self.workdir))
+        deadline = time.time() + timeout
+        last = "no answer yet"
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"rkube server exited with code {self.proc.returncode}; log tail:\n{tail(self.log)}")
+            if kubeconfig.exists():
+                try:
+                    creds = load_creds(kubeconfig, self.cache_dir)
+                    status, body = https(creds, "GET", "/readyz")
+                    last = f"{status} {body[:200]!r}"
+                    if status == 200:
+                        if self.creds is None:
+                            self.creds = creds
+                        return
+                except Exception as e:  # not listening yet, kubeconfig half written, ...
+                    last = repr(e)
+            time.sleep(0.2)
+        raise RuntimeError(f"rkube server not ready after {timeout:.0f}s (last /readyz: {last}); log tail:\n{tail(self.log)}")
+
+    def stop(self) -> None:
+        stop_process(self.proc, timeout=15)
+
+
+# --------------------------------------------------------------------------------------------
+# Talking to the server: raw HTTPS with the kubeconfig's credentials, and kubectl
+
+
+def load_creds(kubeconfig: Path, cache_dir: Path) -> dict:
+    out = subprocess.run([KUBECTL, "config", "view", "--raw", "-o", "json", "--kubeconfig", str(kubeconfig)],
+                         capture_output=True, text=True, timeout=30, env=kubectl_env(cache_dir))
+    if out.returncode != 0:
+        raise RuntimeError(f"kubectl config view failed: {out.stderr}")
+    cfg = json.loads(out.stdout)
+    ctx_name = cfg.get("current-context") or cfg["contexts"][0]["name"]
+    ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
+    cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
+    user = next(u["user"] for u in cfg["users"] if u["name"] == ctx["user"])
+    d = Path(tempfile.mkdtemp(prefix="creds-", dir=str(cache_dir.parent)))
+
+    def material(data_key: str, file_key: str, src: dict, name: str) -> Path:
+        if src.get(data_key):
+            p = d / name
+            p.write_bytes(base64.b64decode(src[data_key]))
+            return p
+        return Path(src[file_key])
+
+    return {
+        "server": cluster["server"],
+        "ca": material("certificate-authority-data", "certificate-authority", cluster, "ca.crt"),
+        "cert": material("client-certificate-data", "client-certificate", user, "client.crt"),
+        "key": material("client-key-data", "client-key", user, "client.key"),
+    }
+
+
+def https(creds: dict, method: str, path: str, body: bytes | None = None, client_cert: bool = True,
+          headers: dict | None = None, timeout: float = 10.0) -> tuple[int, str]:
+    import http.client
+    ctx = ssl.create_default_context(cafile=str(creds["ca"]))
+    ctx.check_hostname = False  # the serving cert is for 127.0.0.1/localhost; we check the CA chain only
+    if client_cert:
+        ctx.load_cert_chain(str(creds["cert"]), str(creds["key"]))
+    u = urllib.parse.urlparse(creds["server"])
+    conn = http.client.HTTPSConnection(u.hostname, u.port or 443, context=ctx, timeout=timeout)
+    try:
+        h = {"Accept": "application/json"}
+        h.update(headers or {})
+        conn.request(method, path, body=body, headers=h)
+        r = conn.getresponse()
+        return r.status, r.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def kubectl_env(cache_dir: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
+    env["KUBECACHEDIR"] = str(cache_dir)
+    env["HOME"] = str(cache_dir.parent)
+    return env
+
+
+@dataclass
+class Result:
+    cmd: str
+    rc: int
+    out: str
+    err: str
+
+    def both(self) -> str:
+        return (self.out + ("\n" if self.out and self.err else "") + self.err).strip()
+
+
+class Background:
+    """A kubectl process running in the background (get -w, wait) whose output is collected."""
+
+    def __init__(self, cmd: list[str], env: dict, display: str):
+        self.display = display
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                     start_new_session=True)
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._pump, args=(self.proc.stdout, self._out), daemon=True),
+                         threading.Thread(target=self._pump, args=(self.proc.stderr, self._err), daemon=True)]
+        for th in self._threads:
+            th.start()
+
+    def _pump(self, stream, sink: list[str]) -> None:
+        for raw in iter(lambda: stream.read1(4096), b""):
+            with self._lock:
+                sink.append(raw.decode(errors="replace"))
+
+    @property
+    def out(self) -> str:
+        with self._lock:
+            return "".join(self._out)
+
+    @property
+    def err(self) -> str:
+        with self._lock:
+            return "".join(self._err)
+
+    def wait_for(self, pred: Callable[[str], bool], timeout: float) -> bool:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if pred(self.out):
+                return True
+            if self.proc.poll() is not None:
+                time.sleep(0.1)
+                return pred(self.out)
+            time.sleep(0.05)
+        return pred(self.out)
+
+    def wait_exit(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        for th in self._threads:
+            th.join(timeout=2)
+
+
+class T:
+    """What a scenario gets: kubectl and HTTPS against one running server, plus assertions."""
+
+    def __init__(self, server: Server, scenario: str):
+        self.server = server
+        self.scenario = scenario
+        self.kubeconfig = server.kubeconfig
+        self.last_cmd: str | None = None
+        self.background: list[Background] = []
+        self._ns_count = 0
+
+    # ---- running things
+
+    def base_cmd(self, kubectl: str = KUBECTL) -> list[str]:
+        return [kubectl, "--kubeconfig", str(self.kubeconfig)]
+
+    def run(self, *args: str, stdin: str | None = None, timeout: float = 45, kubectl: str = KUBECTL) -> Result:
+        cmd = self.base_cmd(kubectl) + list(args)
+        display = "kubectl " + " ".join(_shq(a) for a in args)
+        if kubectl != KUBECTL:
+            display = Path(kubectl).name + display[len("kubectl"):]
+        if stdin is not None:
+            display += "  <<< " + (stdin if len(stdin) < 300 else stdin[:300] + "...").replace("\n", "⏎")
+        self.last_cmd = display
+        try:
+            p = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout,
+                               env=kubectl_env(self.server.cache_dir))
+        except subprocess.TimeoutExpired as e:
+            raise Failure(f"command finished within {timeout}s", "exit", f"timed out; stdout={_s(e.stdout)!r} "
+                          f"stderr={_s(e.stderr)!r}", display) from None
+        r = Result(display, p.returncode, p.stdout, p.stderr)
+        if VERBOSE:
+            print(f"    $ {display}\n      rc={r.rc}\n      " + _indent(r.both()), flush=True)
+        return r
+
+    def ok(self, *args: str, stdin: str | None = None, timeout: float = 45, kubectl: str = KUBECTL) -> str:
+        """Run kubectl, require exit 0, return stdout."""
+        r = self.run(*args, stdin=stdin, timeout=timeout, kubectl=kubectl)
+        if r.rc != 0:
+            raise Failure("exit code 0", "exit 0", f"exit {r.rc}\n{r.both()}", r.cmd)
+        return r.out
+
+    def fails(self, *args: str, stdin: str | None = None, timeout: float = 45) -> str:
+        """Run kubectl, require a non-zero exit, return stderr."""
+        r = self.run(*args, stdin=stdin, timeout=timeout)
+        if r.rc == 0:
+            raise Failure("non-zero exit", "an error", f"exit 0\n{r.both()}", r.cmd)
+        return r.err.strip()
+
+    def json(self, *args: str) -> dict:
+        out = self.ok(*args, "-o", "json")
+        try:
+            return json.loads(out)
+        except json.JSONDecodeError as e:
+            raise Failure("output is JSON", "valid JSON", f"{e}: {out[:500]}", self.last_cmd) from None
+
+    def raw(self, path: str) -> dict:
+        out = self.ok("get", "--raw", path)
+        try:
+            return json.loads(out)
+        except json.JSONDecodeError as e:
+            raise Failure("raw answer is JSON", "valid JSON", f"{e}: {out[:500]}", self.last_cmd) from None
+
+    def https(self, method: str, path: str, body: bytes | None = None, client_cert: bool = True,
+              headers: dict | None = None) -> tuple[int, str]:
+        self.last_cmd = f"HTTPS {method} {path}" + ("" if client_cert else " (no client certificate)")
+        return https(self.server.creds, method, path, body=body, client_cert=client_cert, headers=headers)
+
+    def bg(self, *args: str) -> Background:
+        display = "kubectl " + " ".join(_shq(a) for a in args)
+        b = Background(self.base_cmd() + list(args), kubectl_env(self.server.cache_dir), display)
+        self.background.append(b)
+        return b
+
+    def create(self, manifest: str | dict, ns: str | None = None) -> str:
+        if isinstance(manifest, dict):
+            manifest = json.dumps(manifest)
+        args = ["create", "-f", "-"] + (["-n", ns] if ns else [])
+        return self.ok(*args, stdin=manifest).strip()
+
+    def namespace(self, suffix: str = "") -> str:
+        """Create a fresh namespace for this scenario (from a manifest) and return its name."""
+        self._ns_count += 1
+        name = re.sub(r"[^a-z0-9-]", "-", self.scenario.lower().replace("_", "-"))[:40].strip("-")
+        if suffix:
+            name = f"{name}-{suffix}"
+        elif self._ns_count > 1:
+            name = f"{name}-{self._ns_count}"
+        out = self.create(f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
+        self.eq(out, f"namespace/{name} created", "create namespace output")
+        return name
+
+    def cleanup(self) -> None:
+        for b in self.background:
+            b.stop()
+
+    # ---- assertions
+
+    def eq(self, actual, expected, what: str) -> None:
+        if actual != expected:
+            raise Failure(what, repr(expected), repr(actual), self.last_cmd)
+
+    def contains(self, text: str, needle: str, what: str) -> None:
+        if needle not in text:
+            raise Failure(what, f"text containing {needle!r}", text, self.last_cmd)
+
+    def not_contains(self, text: str, needle: str, what: str) -> None:
+        if needle in text:
+            raise Failure(what, f"text without {needle!r}", text, self.last_cmd)
+
+    def match(self, text: str, pattern: str, what: str, flags: int = re.M) -> re.Match:
+        m = re.search(pattern, text, flags)
+        if not m:
+            raise Failure(what, f"text matching /{pattern}/", text, self.last_cmd)
+        return m
+
+    def true(self, cond: bool, what: str, actual) -> None:
+        if not cond:
+            raise Failure(what, "true", actual, self.last_cmd)
+
+    def names(self, out: str) -> set[str]:
+        return {line.strip() for line in out.splitlines() if line.strip()}
+
+    def table(self, out: str, what: str = "table") -> list[dict]:
+        tables = parse_tables(out)
+        if len(tables) != 1:
+            raise Failure(f"{what}: one table", "one table", out, self.last_cmd)
+        return tables[0]
+
+    def headers(self, out: str, expected: list[str], what: str) -> None:
+        first = out.splitlines()[0] if out.strip() else ""
+        got = header_columns(first)
+        if got != expected:
+            raise Failure(f"{what}: column headers", "  ".join(expected), out, self.last_cmd)
+
+    def row(self, rows: list[dict], name: str, what: str) -> dict:
+        for r in rows:
+            if r.get("NAME") == name:
+                return r
+        raise Failure(f"{what}: a row named {name}", name, rows, self.last_cmd)
+
+    def status_error(self, body: str, code: int, reason: str, what: str) -> dict:
+        try:
+            st = json.loads(body)
+        except json.JSONDecodeError:
+            raise Failure(f"{what}: body is a metav1.Status", "JSON", body, self.last_cmd) from None
+        exp = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code}
+        got = {k: st.get(k) for k in exp}
+        if got != exp:
+            raise Failure(f"{what}: Status fields", exp, st, self.last_cmd)
+        return st
+
+
+def _s(b) -> str:
+    if b is None:
+        return ""
+    return b.decode(errors="replace") if isinstance(b, bytes) else b
+
+
+def _shq(a: str) -> str:
+    return a if re.fullmatch(r"[\w./=:,@%+-]+", a) else "'" + a.replace("'", "'\\''") + "'"
+
+
+def header_columns(line: str) -> list[str]:
+    return [m.group(0) for m in re.finditer(r"\S+(?: \S+)*", line)]
+
+
+class Table(list):
+    """Rows of one kubectl table (dicts keyed by column header), with .headers."""
+
+    headers: list[str] = []
+
+
+def parse_tables(out: str) -> list[Table]:
+    """Parse kubectl's column output (one or more tables separated by blank lines)."""
+    tables: list[Table] = []
+    for block in re.split(r"\n\s*\n", out.strip("\n")):
+        lines = [ln for ln in block.splitlines() if ln.strip()]
+        if not lines:
+            continue
+        cols = [(m.group(0), m.start()) for m in re.finditer(r"\S+(?: \S+)*", lines[0])]
+        tb = Table()
+        tb.headers = [c for c, _ in cols]
+        for ln in lines[1:]:
+            row = {}
+            for i, (name, start) in enumerate(cols):
+                end = cols[i + 1][1] if i + 1 < len(cols) else None
+                row[name] = (ln[start:end] if end is not None else ln[start:]).strip()
+            tb.append(row)
+        tables.append(tb)
+    return tables
+
+
+def parse_json_stream(text: str) -> list[dict]:
+    """Decode concatenated JSON documents (kubectl -w -o json prints one after another)."""
+    dec = json.JSONDecoder()
+    i, out = 0, []
+    while True:
+        while i < len(text) and text[i].isspace():
+            i += 1
+        if i >= len(text):
+            return out
+        try:
+            obj, i = dec.raw_decode(text, i)
+        except json.JSONDecodeError:
+            return out  # a document still being written
+        out.append(obj)
+
+
+def jget(obj, path: str, default=None):
+    cur = obj
+    for part in path.split("."):
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+            cur = cur[int(part)]
+        else:
+            return default
+    return cur
+
+
+def poll(fn: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if fn():
+            return True
+        time.sleep(interval)
+    return fn()
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios
+
+SCENARIOS: list[Callable[[T], None]] = []
+
+
+def scenario(fn: Callable[[T], None]) -> Callable[[T], None]:
+    SCENARIOS.append(fn)
+    return fn
+
+
+def doc(fn) -> str:
+    return (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+
+
+NOT_FOUND = 'Error from server (NotFound): {res} "{name}" not found'
+
+
+def check_meta(t: T, obj: dict, kind: str, api_version: str, name: str, ns: str | None, what: str) -> None:
+    t.eq(obj.get("kind"), kind, f"{what}: kind")
+    t.eq(obj.get("apiVersion"), api_version, f"{what}: apiVersion")
+    md = obj.get("metadata", {})
+    t.eq(md.get("name"), name, f"{what}: metadata.name")
+    t.eq(md.get("namespace"), ns, f"{what}: metadata.namespace")
+    t.true(bool(UID_RE.match(md.get("uid", ""))), f"{what}: metadata.uid is a UUID", md.get("uid"))
+    t.true(str(md.get("resourceVersion", "")).isdigit(), f"{what}: metadata.resourceVersion is a decimal string",
+           md.get("resourceVersion"))
+    t.true(bool(TS_RE.match(md.get("creationTimestamp", ""))), f"{what}: metadata.creationTimestamp is RFC 3339 UTC",
+           md.get("creationTimestamp"))
+
+
+def crud(t: T, *, resource: str, prefix: str, plural: str, kind: str, api_version: str, name: str,
+         ns: str | None, manifest: str, headers: list[str], row: dict, mutate: Callable[[dict], None],
+         check_mutated: Callable[[dict], None], wide_headers: list[str] | None = None,
+         describe: list[str] = ()) -> None:
+    """create -f / get / get -o json / describe / label / annotate / replace -f / delete for one kind."""
+    nsargs = ["-n", ns] if ns else []
+    # create
+    t.eq(t.create(manifest, ns), f"{prefix}/{name} created", "create -f output")
+    # get (table)
+    out = t.ok("get", resource, name, *nsargs)
+    t.headers(out, headers, f"get {resource}")
+    r = t.row(t.table(out), name, f"get {resource}")
+    for col, val in row.items():
+        t.eq(r.get(col), val, f"get {resource}: column {col}")
+    t.true(bool(AGE_RE.match(r.get("AGE", "0s"))), f"get {resource}: AGE column", r.get("AGE"))
+    if wide_headers:
+        out = t.ok("get", resource, name, *nsargs, "-o", "wide")
+        t.headers(out, wide_headers, f"get {resource} -o wide")
+    # get -o json
+    obj = t.json("get", resource, name, *nsargs)
+    check_meta(t, obj, kind, api_version, name, ns, f"get {resource} -o json")
+    uid, rv = obj["metadata"]["uid"], obj["metadata"]["resourceVersion"]
+    # list contains it
+    lst = t.json("get", resource, *nsargs)
+    t.eq(lst.get("kind"), "List", f"get {resource} -o json (list): kind")
+    t.true(name in [i["metadata"]["name"] for i in lst.get("items", [])], f"list of {resource} contains {name}",
+           [i["metadata"]["name"] for i in lst.get("items", [])])
+    # describe
+    out = t.ok("describe", resource, name, *nsargs)
+    t.match(out, rf"^Name:\s+{re.escape(name)}$", f"describe {resource}: Name line")
+    if ns:
+        t.match(out, rf"^Namespace:\s+{re.escape(ns)}$", f"describe {resource}: Namespace line")
+    t.match(out, r"^Labels:\s+app=conformance", f"describe {resource}: Labels line")
+    for pat in describe:
+        t.match(out, pat, f"describe {resource}")
+    # label
+    t.eq(t.ok("label", resource, name, *nsargs, "tier=backend").strip(), f"{prefix}/{name} labeled", "label output")
+    t.eq(t.ok("get", resource, name, *nsargs, "-o", "jsonpath={.metadata.labels.tier}"), "backend",
+         "label is stored")
+    # overwriting without --overwrite fails with kubectl's own message
+    err = t.fails("label", resource, name, *nsargs, "tier=frontend")
+    t.contains(err, "'tier' already has a value (backend), and --overwrite is false", "label without --overwrite")
+    t.eq(t.ok("label", resource, name, *nsargs, "tier=frontend", "--overwrite").strip(), f"{prefix}/{name} labeled",
+         "label --overwrite output")
+    t.eq(t.ok("label", resource, name, *nsargs, "tier-").strip(), f"{prefix}/{name} unlabeled", "label removal output")
+    labels = jget(t.json("get", resource, name, *nsargs), "metadata.labels", {})
+    t.true("tier" not in labels and labels.get("app") == "conformance", "labels after removing tier", labels)
+    # annotate
+    t.eq(t.ok("annotate", resource, name, *nsargs, "example.com/note=hello world").strip(),
+         f"{prefix}/{name} annotated", "annotate output")
+    t.eq(t.ok("get", resource, name, *nsargs, "-o", "jsonpath={.metadata.annotations.example\\.com/note}"),
+         "hello world", "annotation is stored")
+    # replace -f
+    obj = t.json("get", resource, name, *nsargs)
+    obj["metadata"].setdefault("labels", {})["replaced"] = "yes"
+    mutate(obj)
+    t.eq(t.ok("replace", "-f", "-", stdin=json.dumps(obj)).strip(), f"{prefix}/{name} replaced", "replace output")
+    new = t.json("get", resource, name, *nsargs)
+    t.eq(new["metadata"].get("labels", {}).get("replaced"), "yes", "replace stored the new label")
+    t.eq(new["metadata"]["uid"], uid, "uid unchanged by replace")
+    t.true(int(new["metadata"]["resourceVersion"]) > int(rv), "resourceVersion grew with each write",
+           f"{rv} -> {new['metadata']['resourceVersion']}")
+    check_mutated(new)
+    # delete
+    out = t.ok("delete", resource, name, *nsargs, timeout=60).strip()
+    t.eq(out, f'{prefix} "{name}" deleted', "delete output")
+    err = t.fails("get", resource, name, *nsargs)
+    t.eq(err, NOT_FOUND.format(res=plural, name=name), "get after delete")
+
+
+LABELS = "  labels:\n    app: conformance\n"
+
+
+@scenario
+def bootstrap_namespaces(t: T) -> None:
+    """default, kube-system, kube-public and kube-node-lease exist at start and are Active."""
+    out = t.ok("get", "namespaces")
+    t.headers(out, ["NAME", "STATUS", "AGE"], "get namespaces")
+    rows = t.table(out)
+    for ns in ("default", "kube-node-lease", "kube-public", "kube-system"):
+        t.eq(t.row(rows, ns, "get namespaces").get("STATUS"), "Active", f"namespace {ns} STATUS")
+    names = [r["NAME"] for r in rows]
+    t.eq(names, sorted(names), "namespaces are listed sorted by name")
+    obj = t.json("get", "namespace", "default")
+    check_meta(t, obj, "Namespace", "v1", "default", None, "get namespace default")
+    t.eq(jget(obj, "status.phase"), "Active", "status.phase")
+    t.eq(jget(obj, "spec.finalizers"), ["kubernetes"], "spec.finalizers")
+    t.eq(jget(obj, "metadata.labels"), {"kubernetes.io/metadata.name": "default"},
+         "the kubernetes.io/metadata.name label upstream sets on every namespace")
+
+
+@scenario
+def health_endpoints(t: T) -> None:
+    """get --raw /healthz, /livez and /readyz answer `ok`."""
+    for p in ("/healthz", "/livez", "/readyz"):
+        t.eq(t.ok("get", "--raw", p), "ok", f"get --raw {p}")
+
+
+@scenario
+def anonymous_is_unauthorized(t: T) -> None:
+    """A request without a client certificate gets 401 and a metav1.Status Unauthorized."""
+    for path in ("/api", "/api/v1/namespaces", "/apis/apps/v1/deployments"):
+        status, body = t.https("GET", path, client_cert=False)
+        t.eq(status, 401, f"HTTP status of anonymous GET {path}")
+        st = t.status_error(body, 401, "Unauthorized", f"anonymous GET {path}")
+        t.eq(st.get("message"), "Unauthorized", "message")
+    status, body = t.https("GET", "/api")
+    t.eq(status, 200, "the same request with the admin client certificate")
+
+
+@scenario
+def version(t: T) -> None:
+    """kubectl version shows Server Version v1.33.x; /version is a version.Info."""
+    out = t.ok("version")
+    t.match(out, r"^Client Version: v1\.\d+\.\d+", "Client Version line")
+    t.match(out, r"^Server Version: v1\.33\.\d+", "Server Version line")
+    t.not_contains(out + t.run("version").err, "WARNING: version difference", "no version-skew warning")
+    v = json.loads(t.ok("version", "-o", "json"))
+    sv = v.get("serverVersion", {})
+    t.eq((sv.get("major"), sv.get("minor")), ("1", "33"), "serverVersion major/minor")
+    t.true(sv.get("gitVersion", "").startswith("v1.33."), "serverVersion.gitVersion", sv)
+    for k in ("gitCommit", "gitTreeState", "buildDate", "goVersion", "compiler", "platform"):
+        t.true(k in sv, f"serverVersion has {k}", sv)
+
+
+@scenario
+def api_versions(t: T) -> None:
+    """kubectl api-versions lists v1, apps/v1, batch/v1 (sorted, one per line)."""
+    out = t.ok("api-versions")
+    lines = out.split()
+    for gv in ("v1", "apps/v1", "batch/v1"):
+        t.true(gv in lines, f"api-versions contains {gv}", out)
+    t.eq(lines, sorted(lines), "api-versions is sorted")
+    api = t.raw("/api")
+    t.eq(api.get("kind"), "APIVersions", "/api kind")
+    t.eq(api.get("versions"), ["v1"], "/api versions")
+    groups = t.raw("/apis")
+    t.eq(groups.get("kind"), "APIGroupList", "/apis kind")
+    names = {g["name"]: g for g in groups.get("groups", [])}
+    for g in ("apps", "batch"):
+        t.true(g in names, f"/apis has group {g}", list(names))
+        t.eq(jget(names[g], "preferredVersion.groupVersion"), f"{g}/v1", f"{g} preferredVersion")
+
+
+@scenario
+def api_resources(t: T) -> None:
+    """kubectl api-resources shows the upstream NAME/SHORTNAMES/APIVERSION/NAMESPACED/KIND rows."""
+    out = t.ok("api-resources")
+    t.headers(out, ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"], "api-resources")
+    rows = t.table(out)
+    expected = {
+        "pods": ("po", "v1", "true", "Pod"),
+        "services": ("svc", "v1", "true", "Service"),
+        "configmaps": ("cm", "v1", "true", "ConfigMap"),
+        "secrets": ("", "v1", "true", "Secret"),
+        "namespaces": ("ns", "v1", "false", "Namespace"),
+        "nodes": ("no", "v1", "false", "Node"),
+        "deployments": ("deploy", "apps/v1", "true", "Deployment"),
+        "jobs": ("", "batch/v1", "true", "Job"),
+    }
+    for name, (short, av, namespaced, kind) in expected.items():
+        r = t.row(rows, name, "api-resources")
+        t.eq((r["SHORTNAMES"], r["APIVERSION"], r["NAMESPACED"], r["KIND"]), (short, av, namespaced, kind),
+             f"api-resources row {name}")
+    out = t.ok("api-resources", "--api-group=apps", "-o", "name")
+    t.true("deployments.apps" in out.split(), "api-resources --api-group=apps -o name lists deployments.apps", out)
+    out = t.ok("api-resources", "--namespaced=false", "-o", "name")
+    t.true("nodes" in out.split() and "namespaces" in out.split() and "pods" not in out.split(),
+           "api-resources --namespaced=false", out)
+    res = t.raw("/api/v1")
+    t.eq(res.get("kind"), "APIResourceList", "/api/v1 kind")
+    pods = next((r for r in res.get("resources", []) if r.get("name") == "pods"), None)
+    t.true(pods is not None, "/api/v1 lists pods", res)
+    for verb in ("create", "delete", "get", "list", "update", "watch"):
+        t.true(verb in pods.get("verbs", []), f"pods verbs include {verb}", pods)
+    t.true("all" in pods.get("categories", []), "pods are in category all", pods)
+    t.true(any(r.get("name") == "pods/status" for r in res["resources"]), "/api/v1 lists pods/status", res)
+
+
+@scenario
+def kubectl_version_skew(t: T) -> None:
+    """Older and newer stock kubectls (1.27 .. 1.33) can list and get objects."""
+    found = sorted(OLD_KUBECTLS.glob("kubectl.1.*")) if OLD_KUBECTLS.is_dir() else []
+    if not found:
+        return
+    ns = t.namespace()
+    t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "skew"}, "data": {"a": "b"}}, ns)
+    for k in found:
+        out = t.ok("get", "cm", "skew", "-n", ns, "-o", "jsonpath={.data.a}", kubectl=str(k))
+        t.eq(out, "b", f"{k.name} get -o jsonpath")
+        out = t.ok("get", "ns", "default", kubectl=str(k))
+        t.headers(out, ["NAME", "STATUS", "AGE"], f"{k.name} get ns")
+
+
+@scenario
+def namespace_crud(t: T) -> None:
+    """create/get/describe/label/annotate/replace/delete a namespace."""
+    name = "crud-ns"
+
+    def mutate(o):
+        o["metadata"]["annotations"]["example.com/replaced"] = "true"
+
+    def check(o):
+        t.eq(o["metadata"]["annotations"].get("example.com/replaced"), "true", "replace stored the annotation")
+        t.eq(jget(o, "status.phase"), "Active", "status.phase")
+
+    crud(t, resource="namespace", prefix="namespace", plural="namespaces", kind="Namespace", api_version="v1",
+         name=name, ns=None, manifest=f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n{LABELS}",
+         headers=["NAME", "STATUS", "AGE"], row={"STATUS": "Active"}, mutate=mutate, check_mutated=check,
+         describe=[r"^Status:\s+Active$", r"No resource quota\.", r"No LimitRange resource\."])
+
+
+POD = """apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+{labels}spec:
+  containers:
+  - name: app
+    image: registry.k8s.io/pause:3.10
+    ports:
+    - containerPort: 80
+"""
+
+
+@scenario
+def pod_crud(t: T) -> None:
+    """create/get/describe/label/annotate/replace/delete a pod (no scheduler: Pending, 0/1)."""
+    ns = t.namespace()
+
+    def mutate(o):
+        o["spec"]["activeDeadlineSeconds"] = 600
+
+    def check(o):
+        t.eq(jget(o, "spec.activeDeadlineSeconds"), 600, "replace stored spec.activeDeadlineSeconds")
+        t.eq(jget(o, "status.phase"), "Pending", "status.phase")
+
+    crud(t, resource="pod", prefix="pod", plural="pods", kind="Pod", api_version="v1", name="web", ns=ns,
+         manifest=POD.format(name="web", labels=LABELS),
+         headers=["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+         row={"READY": "0/1", "STATUS": "Pending", "RESTARTS": "0"},
+         wide_headers=["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE",
+                       "READINESS GATES"],
+         mutate=mutate, check_mutated=check,
+         describe=[r"^Status:\s+Pending$", r"^\s+Image:\s+registry\.k8s\.io/pause:3\.10$", r"^Events:\s+<none>$"])
+
+
+SERVICE = """apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+{labels}spec:
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+"""
+
+
+@scenario
+def service_crud(t: T) -> None:
+    """create/get/describe/label/annotate/replace/delete a ClusterIP service."""
+    ns = t.namespace()
+
+    def mutate(o):
+        o["spec"]["ports"].append({"name": "https", "port": 443, "protocol": "TCP", "targetPort": 8443})
+
+    def check(o):
+        t.eq([p["port"] for p in jget(o, "spec.ports", [])], [80, 443], "replace stored the new port")
+
+    crud(t, resource="service", prefix="service", plural="services", kind="Service", api_version="v1", name="web",
+         ns=ns, manifest=SERVICE.format(name="web", labels=LABELS),
+         headers=["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"],
+         row={"TYPE": "ClusterIP", "EXTERNAL-IP": "<none>", "PORT(S)": "80/TCP"},
+         wide_headers=["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"],
+         mutate=mutate, check_mutated=check,
+         describe=[r"^Type:\s+ClusterIP$", r"^Selector:\s+app=web$", r"^Port:\s+http\s+80/TCP$",
+                   r"^TargetPort:\s+8080/TCP$"])
+
+
+@scenario
+def service_cluster_ip(t: T) -> None:
+    """A ClusterIP service gets spec.clusterIP/clusterIPs allocated; protocol and type defaulted."""
+    ns = t.namespace()
+    t.create(SERVICE.format(name="alloc", labels=""), ns)
+    o = t.json("get", "svc", "alloc", "-n", ns)
+    ip = jget(o, "spec.clusterIP", "")
+    t.true(bool(re.fullmatch(r"\d+\.\d+\.\d+\.\d+", ip)), "spec.clusterIP is an IPv4 address", ip)
+    t.eq(jget(o, "spec.clusterIPs"), [ip], "spec.clusterIPs")
+    t.eq(jget(o, "spec.type"), "ClusterIP", "spec.type defaulted")
+    t.eq(jget(o, "spec.ports.0.protocol"), "TCP", "spec.ports[0].protocol defaulted")
+    t.eq(jget(o, "spec.sessionAffinity"), "None", "spec.sessionAffinity defaulted")
+    t.create(SERVICE.format(name="alloc2", labels=""), ns)
+    ip2 = t.ok("get", "svc", "alloc2", "-n", ns, "-o", "jsonpath={.spec.clusterIP}")
+    t.true(ip2 != ip and ip2 != "", "two services get different cluster IPs", (ip, ip2))
+    out = t.ok("get", "svc", "alloc", "-n", ns)
+    t.eq(t.row(t.table(out), "alloc", "get svc").get("CLUSTER-IP"), ip, "CLUSTER-IP column")
+
+
+@scenario
+def configmap_crud(t: T) -> None:
+    """create/get/describe/label/annotate/replace/delete a configmap."""
+    ns = t.namespace()
+
+    def mutate(o):
+        o["data"]["c"] = "3"
+
+    def check(o):
+        t.eq(o.get("data"), {"a": "1", "b": "two words", "c": "3"}, "replace stored data")
+
+    crud(t, resource="configmap", prefix="configmap", plural="configmaps", kind="ConfigMap", api_version="v1",
+         name="settings", ns=ns,
+         manifest=f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n{LABELS}data:\n  a: \"1\"\n"
+                  f"  b: two words\n",
+         headers=["NAME", "DATA", "AGE"], row={"DATA": "2"}, wide_headers=["NAME", "DATA", "AGE"],
+         mutate=mutate, check_mutated=check, describe=[r"^a:\n----\n1$", r"^b:\n----\ntwo words$"])
+
+
+@scenario
+def secret_crud(t: T) -> None:
+    """create/get/describe/label/annotate/replace/delete a secret; stringData becomes base64 data."""
+    ns = t.namespace()
+
+    def mutate(o):
+        o["data"]["token"] = base64.b64encode(b"s3cret").decode()
+
+    def check(o):
+        t.eq(o.get("data"), {"password": base64.b64encode(b"hunter2").decode(),
+                             "token": base64.b64encode(b"s3cret").decode()}, "replace stored data")
+        t.eq(o.get("type"), "Opaque", "type")
+        t.true("stringData" not in o, "stringData is not stored", o)
+
+    crud(t, resource="secret", prefix="secret", plural="secrets", kind="Secret", api_version="v1", name="creds",
+         ns=ns,
+         manifest=f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\n{LABELS}type: Opaque\nstringData:\n"
+                  f"  password: hunter2\n",
+         headers=["NAME", "TYPE", "DATA", "AGE"], row={"TYPE": "Opaque", "DATA": "1"},
+         mutate=mutate, check_mutated=check, describe=[r"^Type:\s+Opaque$", r"^password:\s+7 bytes$"])
+
+
+DEPLOYMENT = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+{labels}spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: registry.k8s.io/pause:3.10
+"""
+
+
+@scenario
+def deployment_crud(t: T) -> None:
+    """create/get/describe/label/annotate/replace/delete a deployment (no controller: 0/2)."""
+    ns = t.namespace()
+
+    def mutate(o):
+        o["spec"]["replicas"] = 3
+
+    def check(o):
+        t.eq(jget(o, "spec.replicas"), 3, "replace stored spec.replicas")
+        t.eq(jget(o, "metadata.generation"), 2, "metadata.generation incremented by the spec change")
+
+    crud(t, resource="deployment", prefix="deployment.apps", plural="deployments.apps", kind="Deployment",
+         api_version="apps/v1", name="web", ns=ns, manifest=DEPLOYMENT.format(name="web", labels=LABELS),
+         headers=["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+         row={"READY": "0/2", "UP-TO-DATE": "0", "AVAILABLE": "0"},
+         wide_headers=["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"],
+         mutate=mutate, check_mutated=check,
+         describe=[r"^Selector:\s+app=web$", r"^Replicas:\s+2 desired \| 0 updated \| 0 total \| 0 available \| "
+                   r"0 unavailable$", r"^StrategyType:\s+RollingUpdate$"])
+
+
+@scenario
+def deployment_defaults(t: T) -> None:
+    """A deployment gets upstream's defaults (strategy, revisionHistoryLimit, progressDeadlineSeconds, pod spec)."""
+    ns = t.namespace()
+    t.create(DEPLOYMENT.format(name="defaults", labels=""), ns)
+    o = t.json("get", "deploy", "defaults", "-n", ns)
+    t.eq(jget(o, "spec.strategy"), {"type": "RollingUpdate",
+                                    "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}, "spec.strategy")
+    t.eq(jget(o, "spec.revisionHistoryLimit"), 10, "spec.revisionHistoryLimit")
+    t.eq(jget(o, "spec.progressDeadlineSeconds"), 600, "spec.progressDeadlineSeconds")
+    t.eq(jget(o, "metadata.generation"), 1, "metadata.generation")
+    ps = jget(o, "spec.template.spec", {})
+    t.eq((ps.get("restartPolicy"), ps.get("dnsPolicy"), ps.get("schedulerName"),
+          ps.get("terminationGracePeriodSeconds")), ("Always", "ClusterFirst", "default-scheduler", 30),
+         "pod template spec defaults")
+
+
+@scenario
+def pod_defaults(t: T) -> None:
+    """A pod gets upstream's defaults and status (phase Pending, qosClass BestEffort)."""
+    ns = t.namespace()
+    t.create(POD.format(name="defaults", labels=""), ns)
+    o = t.json("get", "pod", "defaults", "-n", ns)
+    s = o.get("spec", {})
+    t.eq((s.get("restartPolicy"), s.get("dnsPolicy"), s.get("schedulerName"), s.get("terminationGracePeriodSeconds"),
+          s.get("enableServiceLinks"), s.get("preemptionPolicy"), s.get("priority")),
+         ("Always", "ClusterFirst", "default-scheduler", 30, True, "PreemptLowerPriority", 0), "pod spec defaults")
+    c = jget(o, "spec.containers.0", {})
+    t.eq((c.get("imagePullPolicy"), c.get("terminationMessagePath"), c.get("terminationMessagePolicy"),
+          jget(c, "ports.0.protocol")), ("IfNotPresent", "/dev/termination-log", "File", "TCP"), "container defaults")
+    t.eq(jget(o, "status.phase"), "Pending", "status.phase")
+    t.eq(jget(o, "status.qosClass"), "BestEffort", "status.qosClass")
+
+
+JOB = """apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+{labels}spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: hello
+        image: busybox:1.36
+        command: ["sh", "-c", "echo hello"]
+"""
+
+
+@scenario
+def job_crud(t: T) -> None:
+    """create/get/describe/label/annotate/replace/delete a job (no controller: Running, 0/1)."""
+    ns = t.namespace()
+
+    def mutate(o):
+        o["spec"]["activeDeadlineSeconds"] = 300
+
+    def check(o):
+        t.eq(jget(o, "spec.activeDeadlineSeconds"), 300, "replace stored spec.activeDeadlineSeconds")
+
+    crud(t, resource="job", prefix="job.batch", plural="jobs.batch", kind="Job", api_version="batch/v1",
+         name="hello", ns=ns, manifest=JOB.format(name="hello", labels=LABELS),
+         headers=["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+         row={"STATUS": "Running", "COMPLETIONS": "0/1", "DURATION": ""},
+         wide_headers=["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"],
+         mutate=mutate, check_mutated=check,
+         describe=[r"^Parallelism:\s+1$", r"^Completions:\s+1$", r"^Pods Statuses:\s+0 Active .* 0 Succeeded / 0 Failed"])
+
+
+@scenario
+def job_selector_generated(t: T) -> None:
+    """A job without a selector gets upstream's generated controller-uid selector and pod labels."""
+    ns = t.namespace()
+    t.create(JOB.format(name="gen", labels=""), ns)
+    o = t.json("get", "job", "gen", "-n", ns)
+    uid = o["metadata"]["uid"]
+    t.eq(jget(o, "spec.selector"), {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}, "spec.selector")
+    labels = jget(o, "spec.template.metadata.labels", {})
+    t.eq((labels.get("batch.kubernetes.io/controller-uid"), labels.get("batch.kubernetes.io/job-name"),
+          labels.get("controller-uid"), labels.get("job-name")), (uid, "gen", uid, "gen"), "template labels")
+    t.eq((jget(o, "spec.parallelism"), jget(o, "spec.completions"), jget(o, "spec.backoffLimit"),
+          jget(o, "spec.completionMode"), jget(o, "spec.suspend")), (1, 1, 6, "NonIndexed", False), "job defaults")
+
+
+NODE = """apiVersion: v1
+kind: Node
+metadata:
+  name: {name}
+  labels:
+    app: conformance
+    kubernetes.io/hostname: {name}
+    node-role.kubernetes.io/worker: ""
+spec:
+  podCIDR: 10.244.1.0/24
+status:
+  addresses:
+  - type: InternalIP
+    address: 192.0.2.10
+  conditions:
+  - type: Ready
+    status: "True"
+    reason: KubeletReady
+    message: kubelet is posting ready status
+    lastHeartbeatTime: "2025-01-01T00:00:00Z"
+    lastTransitionTime: "2025-01-01T00:00:00Z"
+  nodeInfo:
+    architecture: amd64
+    bootID: ""
+    containerRuntimeVersion: containerd://1.7.0
+    kernelVersion: 6.1.0
+    kubeProxyVersion: ""
+    kubeletVersion: v1.33.0
+    machineID: ""
+    operatingSystem: linux
+    osImage: Debian GNU/Linux 12 (bookworm)
+    systemUUID: ""
+"""
+
+
+@scenario
+def node_crud(t: T) -> None:
+    """create/get/describe/label/annotate/replace/delete a node (a plain object: no kubelet)."""
+
+    def mutate(o):
+        o["spec"]["unschedulable"] = True
+
+    def check(o):
+        t.eq(jget(o, "spec.unschedulable"), True, "replace stored spec.unschedulable")
+        out = t.ok("get", "node", "worker-1")
+        t.eq(t.row(t.table(out), "worker-1", "get node").get("STATUS"), "Ready,SchedulingDisabled",
+             "STATUS of an unschedulable node")
+
+    crud(t, resource="node", prefix="node", plural="nodes", kind="Node", api_version="v1", name="worker-1", ns=None,
+         manifest=NODE.format(name="worker-1"),
+         headers=["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
+         row={"STATUS": "Ready", "ROLES": "worker", "VERSION": "v1.33.0"},
+         wide_headers=["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE",
+                       "KERNEL-VERSION", "CONTAINER-RUNTIME"],
+         mutate=mutate, check_mutated=check,
+         describe=[r"^Roles:\s+worker$", r"^PodCIDR:\s+10\.244\.1\.0/24$", r"^\s+InternalIP:\s+192\.0\.2\.10$"])
+
+
+@scenario
+def output_formats(t: T) -> None:
+    """get -o json|yaml|wide|name|jsonpath|custom-columns, --show-labels, -L, --no-headers, --sort-by."""
+    ns = t.namespace()
+    for n, v in (("beta", "2"), ("alpha", "1")):
+        t.create({"apiVersion": "v1", "kind": "ConfigMap",
+                  "metadata": {"name": n, "labels": {"app": "fmt", "rank": v}}, "data": {"k": v, "other": "x"}}, ns)
+    o = t.json("get", "cm", "alpha", "-n", ns)
+    t.eq(o.get("data"), {"k": "1", "other": "x"}, "-o json data")
+    out = t.ok("get", "cm", "alpha", "-n", ns, "-o", "yaml")
+    for line in ("apiVersion: v1", "kind: ConfigMap", "  name: alpha", f"  namespace: {ns}", "data:", '  k: "1"',
+                 "  other: x"):
+        t.true(line in out.splitlines(), f"-o yaml has line {line!r}", out)
+    out = t.ok("get", "cm", "-n", ns, "-o", "wide")
+    t.headers(out, ["NAME", "DATA", "AGE"], "get cm -o wide")
+    t.eq([r["NAME"] for r in t.table(out)], ["alpha", "beta"], "rows sorted by name")
+    t.eq(t.ok("get", "cm", "-n", ns, "-o", "name"), "configmap/alpha\nconfigmap/beta\n", "-o name")
+    t.eq(t.ok("get", "cm", "alpha", "-n", ns, "-o", "jsonpath={.data.k}"), "1", "-o jsonpath single")
+    t.eq(t.ok("get", "cm", "-n", ns, "-o", 'jsonpath={range .items[*]}{.metadata.name}={.data.k}{"\\n"}{end}'),
+         "alpha=1\nbeta=2\n", "-o jsonpath range")
+    out = t.ok("get", "cm", "-n", ns, "-o", "custom-columns=NAME:.metadata.name,RANK:.metadata.labels.rank,K:.data.k")
+    t.headers(out, ["NAME", "RANK", "K"], "custom-columns")
+    rows = t.table(out)
+    t.eq([(r["NAME"], r["RANK"], r["K"]) for r in rows], [("alpha", "1", "1"), ("beta", "2", "2")],
+         "custom-columns rows")
+    out = t.ok("get", "cm", "alpha", "-n", ns, "--show-labels")
+    t.headers(out, ["NAME", "DATA", "AGE", "LABELS"], "--show-labels")
+    t.eq(t.table(out)[0]["LABELS"], "app=fmt,rank=1", "LABELS column")
+    out = t.ok("get", "cm", "-n", ns, "-L", "rank")
+    t.headers(out, ["NAME", "DATA", "AGE", "RANK"], "-L rank")
+    out = t.ok("get", "cm", "-n", ns, "--no-headers")
+    t.eq([ln.split()[0] for ln in out.splitlines()], ["alpha", "beta"], "--no-headers rows")
+    out = t.ok("get", "cm", "-n", ns, "--sort-by=.metadata.labels.rank", "-o", "name")
+    t.eq(out, "configmap/alpha\nconfigmap/beta\n", "--sort-by")
+    out = t.ok("get", "cm", "alpha", "-n", ns, "-o", "go-template={{.metadata.name}}:{{index .data \"k\"}}")
+    t.eq(out, "alpha:1", "-o go-template")
+    out = t.ok("get", "cm", "-n", ns, "-o", "json")
+    lst = json.loads(out)
+    t.eq((lst.get("kind"), lst.get("apiVersion")), ("List", "v1"), "list -o json kind/apiVersion")
+    t.eq([i["metadata"]["name"] for i in lst.get("items", [])], ["alpha", "beta"], "list -o json items")
+    t.eq({i.get("kind") for i in lst["items"]}, {"ConfigMap"}, "items carry kind")
+    raw = t.raw(f"/api/v1/namespaces/{ns}/configmaps")
+    t.eq((raw.get("kind"), raw.get("apiVersion")), ("ConfigMapList", "v1"), "raw list kind/apiVersion")
+    t.true(str(jget(raw, "metadata.resourceVersion", "")).isdigit(), "raw list metadata.resourceVersion", raw.get("metadata"))
+
+
+@scenario
+def all_namespaces(t: T) -> None:
+    """get -A / --all-namespaces shows a NAMESPACE column and objects of every namespace."""
+    a, b = t.namespace("a"), t.namespace("b")
+    for ns in (a, b):
+        t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "same", "labels": {"x": "allns"}}}, ns)
+        t.create(POD.format(name="p", labels=""), ns)
+    out = t.ok("get", "cm", "-A", "-l", "x=allns")
+    t.headers(out, ["NAMESPACE", "NAME", "DATA", "AGE"], "get cm -A")
+    t.eq([(r["NAMESPACE"], r["NAME"], r["DATA"]) for r in t.table(out)], [(a, "same", "0"), (b, "same", "0")],
+         "rows of get cm -A")
+    out = t.ok("get", "pods", "--all-namespaces")
+    t.headers(out, ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"], "get pods --all-namespaces")
+    got = {(r["NAMESPACE"], r["NAME"]) for r in t.table(out)}
+    t.true({(a, "p"), (b, "p")} <= got, "both pods listed", got)
+    lst = t.json("get", "cm", "-A", "-l", "x=allns")
+    t.eq(sorted(i["metadata"]["namespace"] for i in lst["items"]), [a, b], "-A -o json namespaces")
+    raw = t.raw("/api/v1/configmaps?labelSelector=x%3Dallns")
+    t.eq(len(raw.get("items", [])), 2, "cluster-wide list /api/v1/configmaps")
+
+
+@scenario
+def get_all(t: T) -> None:
+    """get all in a namespace shows pods, services, deployments, jobs with upstream headers."""
+    ns = t.namespace()
+    t.create(POD.format(name="p1", labels=""), ns)
+    t.create(SERVICE.format(name="s1", labels=""), ns)
+    t.create(DEPLOYMENT.format(name="d1", labels=""), ns)
+    t.create(JOB.format(name="j1", labels=""), ns)
+    t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "not-in-all"}}, ns)
+    out = t.ok("get", "all", "-n", ns)
+    tables = parse_tables(out)
+    by_prefix = {}
+    for tb in tables:
+        for r in tb:
+            by_prefix[r["NAME"].split("/")[0]] = (tb.headers, r)
+    expect = {
+        "pod": (["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "pod/p1"),
+        "service": (["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], "service/s1"),
+        "deployment.apps": (["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], "deployment.apps/d1"),
+        "job.batch": (["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], "job.batch/j1"),
+    }
+    for prefix, (hdr, name) in expect.items():
+        if prefix not in by_prefix:
+            raise Failure(f"get all shows {name}", name, out, t.last_cmd)
+        got_hdr, r = by_prefix[prefix]
+        t.eq(got_hdr, hdr, f"get all: headers of the {prefix} table")
+        t.eq(r["NAME"], name, f"get all: {prefix} row")
+    t.not_contains(out, "configmap", "configmaps are not in category all")
+
+
+@scenario
+def label_selectors(t: T) -> None:
+    """-l with =, ==, !=, in, notin, exists, !exists and combinations."""
+    ns = t.namespace()
+    objs = {"a": {"env": "prod", "tier": "web"}, "b": {"env": "dev", "tier": "db"}, "c": {"env": "prod"}, "d": {}}
+    for n, labels in objs.items():
+        t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n, "labels": labels}}, ns)
+    cases = [
+        ("env=prod", {"a", "c"}), ("env==prod", {"a", "c"}), ("env!=prod", {"b", "d"}),
+        ("env in (dev,staging)", {"b"}), ("env notin (prod)", {"b", "d"}), ("tier", {"a", "b"}),
+        ("!tier", {"c", "d"}), ("env=prod,tier=web", {"a"}), ("env=prod,!tier", {"c"}),
+        ("env in (prod,dev),tier notin (web)", {"b"}),
+    ]
+    for sel, want in cases:
+        out = t.ok("get", "cm", "-n", ns, "-l", sel, "-o", "name")
+        got = {n.split("/", 1)[1] for n in t.names(out)}
+        t.eq(sorted(got), sorted(want), f"-l {sel!r}")
+    r = t.run("get", "cm", "-n", ns, "-l", "env=nomatch")
+    t.eq((r.rc, r.out, r.err.strip()), (0, "", f"No resources found in {ns} namespace."), "-l with no match")
+    status, body = t.https("GET", f"/api/v1/namespaces/{ns}/configmaps?labelSelector=" + urllib.parse.quote("env in (prod"))
+    t.eq(status, 400, "a malformed labelSelector is a 400")
+    t.status_error(body, 400, "BadRequest", "malformed labelSelector")
+
+
+@scenario
+def field_selectors(t: T) -> None:
+    """--field-selector on metadata.name/namespace, and status.phase for pods (set via --subresource=status)."""
+    ns = t.namespace()
+    for n in ("one", "two", "three"):
+        t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n}}, ns)
+    sel = lambda *a: sorted(n.split("/", 1)[1] for n in t.names(t.ok("get", *a, "-o", "name")))  # noqa: E731
+    t.eq(sel("cm", "-n", ns, "--field-selector", "metadata.name=two"), ["two"], "metadata.name=two")
+    t.eq(sel("cm", "-n", ns, "--field-selector", "metadata.name!=two"), ["one", "three"], "metadata.name!=two")
+    t.eq(sel("cm", "-A", "--field-selector", f"metadata.namespace={ns},metadata.name=one"), ["one"],
+         "metadata.namespace + metadata.name")
+    for n in ("run", "wait"):
+        t.create(POD.format(name=n, labels=""), ns)
+    pod = t.json("get", "pod", "run", "-n", ns)
+    pod["status"]["phase"] = "Running"
+    pod["status"]["podIP"] = "10.244.0.5"
+    pod["status"]["podIPs"] = [{"ip": "10.244.0.5"}]
+    out = t.ok("replace", "--subresource=status", "-f", "-", stdin=json.dumps(pod))
+    t.eq(out.strip(), "pod/run replaced", "replace --subresource=status output")
+    t.eq(sel("pods", "-n", ns, "--field-selector", "status.phase=Running"), ["run"], "status.phase=Running")
+    t.eq(sel("pods", "-n", ns, "--field-selector", "status.phase=Pending"), ["wait"], "status.phase=Pending")
+    t.eq(sel("pods", "-n", ns, "--field-selector", "status.phase!=Running"), ["wait"], "status.phase!=Running")
+    t.eq(sel("pods", "-n", ns, "--field-selector", "spec.nodeName="), ["run", "wait"], "spec.nodeName= (unscheduled)")
+    out = t.ok("get", "pod", "run", "-n", ns, "-o", "wide")
+    t.eq(t.row(t.table(out), "run", "get pod -o wide").get("IP"), "10.244.0.5", "IP column from status.podIP")
+    err = t.fails("get", "cm", "-n", ns, "--field-selector", "spec.foo=bar")
+    t.match(err, r"^Error from server \(BadRequest\): .*spec\.foo", "unsupported field selector")
+
+
+@scenario
+def watch(t: T) -> None:
+    """get -w --output-watch-events shows ADDED, MODIFIED, DELETED; a table watch shows a new row."""
+    ns = t.namespace()
+    t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w1"}, "data": {"v": "1"}}, ns)
+    b = t.bg("get", "cm", "w1", "-n", ns, "-w", "--output-watch-events", "-o", "json")
+
+    def events():
+        return [(e.get("type"), jget(e, "object.data.v")) for e in parse_json_stream(b.out)]
+
+    if not b.wait_for(lambda _: ("ADDED", "1") in events(), 20):
+        raise Failure("watch shows the initial ADDED event", "ADDED v=1", f"{events()} stderr={b.err}", b.display)
+    obj = t.json("get", "cm", "w1", "-n", ns)
+    obj["data"]["v"] = "2"
+    t.ok("replace", "-f", "-", stdin=json.dumps(obj))
+    if not b.wait_for(lambda _: ("MODIFIED", "2") in events(), 20):
+        raise Failure("watch shows MODIFIED after replace", "MODIFIED v=2", f"{events()} stderr={b.err}", b.display)
+    t.ok("delete", "cm", "w1", "-n", ns)
+    if not b.wait_for(lambda _: any(e[0] == "DELETED" for e in events()), 20):
+        raise Failure("watch shows DELETED after delete", "DELETED", f"{events()} stderr={b.err}", b.display)
+    b.stop()
+    # table-mode watch over the namespace: a new object appears as a new row
+    b2 = t.bg("get", "cm", "-n", ns, "-w")
+    b2.wait_for(lambda out: "NAME" in out or "No resources" in b2.err, 3)
+    time.sleep(0.5)
+    t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w2"}, "data": {"a": "b"}}, ns)
+    if not b2.wait_for(lambda out: re.search(r"^w2\s+1\s+\S+$", out, re.M) is not None, 20):
+        raise Failure("table watch shows the new configmap row", "a row `w2   1   0s`", f"{b2.out!r} stderr={b2.err}",
+                      b2.display)
+    b2.stop()
+    # raw watch from a resourceVersion: the stream starts after it
+    rv = t.ok("get", "cm", "w2", "-n", ns, "-o", "jsonpath={.metadata.resourceVersion}")
+    b3 = t.bg("get", "--raw", f"/api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion={rv}")
+    time.sleep(1)
+    t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w3"}}, ns)
+    ok = b3.wait_for(lambda out: any(jget(e, "object.metadata.name") == "w3" for e in parse_json_stream(out)), 20)
+    evs = [(e.get("type"), jget(e, "object.metadata.name")) for e in parse_json_stream(b3.out)]
+    if not ok:
+        raise Failure("raw watch from resourceVersion sees the new object", "ADDED w3", f"{evs} stderr={b3.err}",
+                      b3.display)
+    t.eq(evs[0], ("ADDED", "w3"), "raw watch from the latest resourceVersion starts with the new object only")
+    b3.stop()
+
+
+@scenario
+def wait_for_delete(t: T) -> None:
+    """delete with a finalizer leaves a terminating object; wait --for=delete returns once replace drops it."""
+    ns = t.namespace()
+    t.create({"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": "held", "finalizers": ["example.com/hold"]}, "data": {"a": "b"}}, ns)
+    out = t.ok("delete", "cm", "held", "-n", ns, "--wait=false")
+    t.eq(out.strip(), 'configmap "held" deleted', "delete --wait=false output")
+    o = t.json("get", "cm", "held", "-n", ns)
+    t.true(bool(TS_RE.match(jget(o, "metadata.deletionTimestamp", ""))), "deletionTimestamp is set", o["metadata"])
+    t.eq(jget(o, "metadata.finalizers"), ["example.com/hold"], "finalizers kept")
+    w = t.bg("wait", "--for=delete", "cm/held", "-n", ns, "--timeout=60s")
+    time.sleep(1.5)
+    t.true(w.proc.poll() is None, "kubectl wait still waiting while the finalizer is there",
+           f"exited {w.proc.poll()}: {w.out} {w.err}")
+    o["metadata"]["finalizers"] = []
+    t.ok("replace", "-f", "-", stdin=json.dumps(o))
+    rc = w.wait_exit(30)
+    t.eq(rc, 0, f"kubectl wait exit code (stdout={w.out!r} stderr={w.err!r})")
+    t.eq(w.out.strip(), "configmap/held condition met", "kubectl wait output")
+    t.eq(t.fails("get", "cm", "held", "-n", ns), NOT_FOUND.format(res="configmaps", name="held"), "gone after wait")
+
+
+@scenario
+def chunked_list(t: T) -> None:
+    """get --chunk-size=2 over 10 objects lists all 10 in several requests carrying `continue`."""
+    ns = t.namespace()
+    for i in range(10):
+        t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"chunk-{i:02d}"}}, ns)
+    r = t.run("get", "cm", "-n", ns, "--chunk-size=2", "-o", "name", "-v=6")
+    if r.rc != 0:
+        raise Failure("exit code 0", "exit 0", r.both(), r.cmd)
+    names = [ln for ln in r.out.splitlines() if ln]
+    t.eq(names, [f"configmap/chunk-{i:02d}" for i in range(10)], "all 10 configmaps, in order, once each")
+    reqs = re.findall(r"/configmaps\?[^\s\"]*", r.err)
+    t.true(len(reqs) >= 5, "at least 5 list requests at --chunk-size=2", r.err)
+    t.true(all("limit=2" in q for q in reqs), "every request has limit=2", reqs)
+    t.true(sum("continue=" in q for q in reqs) >= 4, "at least 4 requests carry continue=", reqs)
+    out = t.ok("get", "cm", "-n", ns, "--chunk-size=3")
+    t.eq([r["NAME"] for r in t.table(out)], [f"chunk-{i:02d}" for i in range(10)], "chunked table output")
+    first = t.raw(f"/api/v1/namespaces/{ns}/configmaps?limit=3")
+    t.eq([i["metadata"]["name"] for i in first["items"]], ["chunk-00", "chunk-01", "chunk-02"], "first page")
+    t.true(bool(jget(first, "metadata.continue")), "first page has metadata.continue", first.get("metadata"))
+    t.eq(jget(first, "metadata.remainingItemCount"), 7, "metadata.remainingItemCount")
+    seen = [i["metadata"]["name"] for i in first["items"]]
+    cont = jget(first, "metadata.continue")
+    pages = 1
+    while cont and pages < 10:
+        page = t.raw(f"/api/v1/namespaces/{ns}/configmaps?limit=3&continue={urllib.parse.quote(cont)}")
+        t.eq(jget(page, "metadata.resourceVersion"), jget(first, "metadata.resourceVersion"),
+             "every page is served at the first page's resourceVersion")
+        seen += [i["metadata"]["name"] for i in page["items"]]
+        cont = jget(page, "metadata.continue")
+        pages += 1
+    t.eq(seen, [f"chunk-{i:02d}" for i in range(10)], "pages add up to the whole list")
+    t.eq(pages, 4, "10 objects at limit=3 take 4 pages")
+    status, body = t.https("GET", f"/api/v1/namespaces/{ns}/configmaps?limit=3&continue=garbage")
+    t.eq(status, 400, "a malformed continue token is a 400")
+
+
+@scenario
+def error_not_found(t: T) -> None:
+    """get of a missing object prints `Error from server (NotFound): pods "nope" not found`."""
+    ns = t.namespace()
+    t.eq(t.fails("get", "pod", "nope", "-n", ns), 'Error from server (NotFound): pods "nope" not found', "get pod nope")
+    t.eq(t.fails("get", "deploy", "nope", "-n", ns), 'Error from server (NotFound): deployments.apps "nope" not found',
+         "get deploy nope")
+    t.eq(t.fails("get", "node", "nope"), 'Error from server (NotFound): nodes "nope" not found', "get node nope")
+    t.eq(t.fails("delete", "cm", "nope", "-n", ns), 'Error from server (NotFound): configmaps "nope" not found',
+         "delete cm nope")
+    status, body = t.https("GET", f"/api/v1/namespaces/{ns}/pods/nope")
+    t.eq(status, 404, "HTTP status")
+    st = t.status_error(body, 404, "NotFound", "GET missing pod")
+    t.eq(st.get("message"), 'pods "nope" not found', "Status message")
+    t.eq(st.get("details"), {"name": "nope", "kind": "pods"}, "Status details")
+    status, body = t.https("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/nope")
+    st = t.status_error(body, 404, "NotFound", "GET missing deployment")
+    t.eq(st.get("details"), {"name": "nope", "group": "apps", "kind": "deployments"}, "Status details with group")
+    err = t.fails("get", "foos")
+    t.eq(err, 'error: the server doesn\'t have a resource type "foos"', "unknown resource type")
+    status, body = t.https("GET", "/api/v1/foos")
+    t.eq(status, 404, "unknown resource path is a 404")
+
+
+@scenario
+def error_already_exists(t: T) -> None:
+    """creating an object twice prints `Error from server (AlreadyExists): ... already exists`."""
+    ns = t.namespace()
+    m = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dup"}}
+    t.create(m, ns)
+    err = t.fails("create", "-n", ns, "-f", "-", stdin=json.dumps(m))
+    t.eq(err, 'Error from server (AlreadyExists): error when creating "STDIN": configmaps "dup" already exists',
+         "second create")
+    err = t.fails("create", "namespace", ns)
+    t.eq(err, f'Error from server (AlreadyExists): namespaces "{ns}" already exists', "create namespace twice")
+    t.create(DEPLOYMENT.format(name="dup", labels=""), ns)
+    err = t.fails("create", "-n", ns, "-f", "-", stdin=DEPLOYMENT.format(name="dup", labels=""))
+    t.eq(err, 'Error from server (AlreadyExists): error when creating "STDIN": deployments.apps "dup" already exists',
+         "second create of a deployment")
+
+
+RFC1123_SUBDOMAIN = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+                     "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+                     "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+RFC1123_LABEL = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+                 "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+                 "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+
+
+@scenario
+def error_invalid(t: T) -> None:
+    """invalid names and specs print upstream's `The X "n" is invalid: field: ...` messages."""
+    ns = t.namespace()
+    err = t.fails("create", "-n", ns, "-f", "-",
+                  stdin=json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}}))
+    t.eq(err, f'The ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": {RFC1123_SUBDOMAIN}',
+         "configmap with an invalid name")
+    err = t.fails("create", "-f", "-",
+                  stdin=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "Bad.Name"}}))
+    t.eq(err, f'The Namespace "Bad.Name" is invalid: metadata.name: Invalid value: "Bad.Name": {RFC1123_LABEL}',
+         "namespace with an invalid name")
+    err = t.fails("create", "-n", ns, "-f", "-", stdin=json.dumps(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "empty"}, "spec": {"containers": []}}))
+    t.eq(err, 'The Pod "empty" is invalid: spec.containers: Required value', "pod without containers")
+    status, body = t.https("POST", f"/api/v1/namespaces/{ns}/configmaps",
+                           body=json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                                            "metadata": {"name": "Bad_Name"}}).encode(),
+                           headers={"Content-Type": "application/json"})
+    t.eq(status, 422, "HTTP status of an invalid object")
+    st = t.status_error(body, 422, "Invalid", "invalid configmap")
+    t.eq(jget(st, "details.causes.0.field"), "metadata.name", "details.causes[0].field")
+    t.eq(jget(st, "details.causes.0.reason"), "FieldValueInvalid", "details.causes[0].reason")
+
+
+@scenario
+def error_missing_namespace(t: T) -> None:
+    """creating in a missing namespace prints `Error from server (NotFound): ... namespaces "x" not found`."""
+    err = t.fails("create", "-n", "no-such-ns", "-f", "-",
+                  stdin=json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}))
+    t.eq(err, 'Error from server (NotFound): error when creating "STDIN": namespaces "no-such-ns" not found',
+         "create in a missing namespace")
+    r = t.run("get", "cm", "-n", "no-such-ns")
+    t.eq((r.rc, r.out, r.err.strip()), (0, "", "No resources found in no-such-ns namespace."),
+         "listing a missing namespace is an empty list")
+
+
+@scenario
+def error_conflict(t: T) -> None:
+    """replace with a stale resourceVersion prints upstream's Conflict message."""
+    ns = t.namespace()
+    t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"v": "1"}}, ns)
+    stale = t.json("get", "cm", "c", "-n", ns)
+    fresh = json.loads(json.dumps(stale))
+    fresh["data"]["v"] = "2"
+    t.ok("replace", "-f", "-", stdin=json.dumps(fresh))
+    stale["data"]["v"] = "3"
+    err = t.fails("replace", "-f", "-", stdin=json.dumps(stale))
+    t.eq(err, 'Error from server (Conflict): error when replacing "STDIN": Operation cannot be fulfilled on '
+              'configmaps "c": the object has been modified; please apply your changes to the latest version and '
+              'try again', "stale replace")
+    t.eq(t.ok("get", "cm", "c", "-n", ns, "-o", "jsonpath={.data.v}"), "2", "the stale write did not land")
+    # an update without resourceVersion is unconditional
+    del stale["metadata"]["resourceVersion"]
+    t.ok("replace", "-f", "-", stdin=json.dumps(stale))
+    t.eq(t.ok("get", "cm", "c", "-n", ns, "-o", "jsonpath={.data.v}"), "3", "unconditional replace landed")
+    # replace of an object that does not exist
+    err = t.fails("replace", "-n", ns, "-f", "-",
+                  stdin=json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ghost"}}))
+    t.eq(err, 'Error from server (NotFound): error when replacing "STDIN": configmaps "ghost" not found',
+         "replace of a missing object")
+
+
+@scenario
+def namespace_delete_cascade(t: T) -> None:
+    """deleting a namespace removes the objects in it, then the namespace."""
+    ns = t.namespace()
+    t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}, ns)
+    t.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"a": "b"}}, ns)
+    t.create(POD.format(name="p", labels=""), ns)
+    t.create(DEPLOYMENT.format(name="d", labels=""), ns)
+    t.create(JOB.format(name="j", labels=""), ns)
+    out = t.ok("delete", "namespace", ns, timeout=120)
+    t.eq(out.strip(), f'namespace "{ns}" deleted', "delete namespace output")
+    t.eq(t.fails("get", "namespace", ns), f'Error from server (NotFound): namespaces "{ns}" not found',
+         "namespace gone after delete returned")
+    for path in (f"/api/v1/namespaces/{ns}/configmaps", f"/api/v1/namespaces/{ns}/secrets",
+                 f"/api/v1/namespaces/{ns}/pods", f"/apis/apps/v1/namespaces/{ns}/deployments",
+                 f"/apis/batch/v1/namespaces/{ns}/jobs"):
+        t.eq(t.raw(path).get("items"), [], f"{path} is empty")
+
+
+@scenario
+def namespace_terminating(t: T) -> None:
+    """a terminating namespace refuses new objects (Forbidden) and goes away once its content is gone."""
+    ns = t.namespace()
+    t.create({"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": "held", "finalizers": ["example.com/hold"]}}, ns)
+    t.eq(t.ok("delete", "namespace", ns, "--wait=false").strip(), f'namespace "{ns}" deleted', "delete output")
+    phase = lambda: t.ok("get", "ns", ns, "-o", "jsonpath={.status.phase}")  # noqa: E731
+    t.eq(phase(), "Terminating", "status.phase of a namespace being deleted")
+    out = t.ok("get", "ns", ns)
+    t.eq(t.row(t.table(out), ns, "get ns").get("STATUS"), "Terminating", "STATUS column")
+    err = t.fails("create", "-n", ns, "-f", "-",
+                  stdin=json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "late"}}))
+    t.eq(err, f'Error from server (Forbidden): error when creating "STDIN": configmaps "late" is forbidden: unable '
+              f'to create new content in namespace {ns} because it is being terminated', "create in terminating ns")
+    if not poll(lambda: t.run("get", "cm", "held", "-n", ns, "-o", "jsonpath={.metadata.deletionTimestamp}").out != "",
+                30):
+        raise Failure("the held configmap gets a deletionTimestamp", "deletionTimestamp set",
+                      t.run("get", "cm", "held", "-n", ns, "-o", "yaml").out, t.last_cmd)
+    o = t.json("get", "cm", "held", "-n", ns)
+    o["metadata"]["finalizers"] = []
+    t.ok("replace", "-f", "-", stdin=json.dumps(o))
+    gone = poll(lambda: t.run("get", "ns", ns).rc != 0, 60)
+    t.true(gone, "namespace goes away once its last object is gone", t.run("get", "ns", ns, "-o", "yaml").out)
+
+
+@scenario
+def status_subresource(t: T) -> None:
+    """replace ignores status changes; replace --subresource=status changes only status; generation tracks spec."""
+    ns = t.namespace()
+    t.create(DEPLOYMENT.format(name="st", labels=""), ns)
+    o = t.json("get", "deploy", "st", "-n", ns)
+    before = o.get("status", {})
+    t.eq(jget(o, "metadata.generation"), 1, "generation after create")
+    o["spec"]["replicas"] = 3
+    o["status"] = {"replicas": 5, "readyReplicas": 5, "availableReplicas": 5, "updatedReplicas": 5}
+    t.ok("replace", "-f", "-", stdin=json.dumps(o))
+    o = t.json("get", "deploy", "st", "-n", ns)
+    t.eq(jget(o, "spec.replicas"), 3, "spec.replicas replaced")
+    t.eq(o.get("status", {}), before, "status unchanged by a main-resource replace")
+    t.eq(jget(o, "metadata.generation"), 2, "generation after a spec change")
+    o["spec"]["replicas"] = 7
+    o["status"] = {"replicas": 3, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 3,
+                   "observedGeneration": 2}
+    out = t.ok("replace", "--subresource=status", "-f", "-", stdin=json.dumps(o))
+    t.eq(out.strip(), "deployment.apps/st replaced", "replace --subresource=status output")
+    o = t.json("get", "deploy", "st", "-n", ns)
+    t.eq(jget(o, "spec.replicas"), 3, "spec unchanged by a status replace")
+    t.eq((jget(o, "status.readyReplicas"), jget(o, "status.observedGeneration")), (2, 2), "status replaced")
+    t.eq(jget(o, "metadata.generation"), 2, "generation unchanged by a status write")
+    out = t.ok("get", "deploy", "st", "-n", ns)
+    r = t.row(t.table(out), "st", "get deploy")
+    t.eq((r["READY"], r["UP-TO-DATE"], r["AVAILABLE"]), ("2/3", "3", "2"), "table columns reflect status")
+    st = t.raw(f"/apis/apps/v1/namespaces/{ns}/deployments/st/status")
+    t.eq((st.get("kind"), jget(st, "status.readyReplicas")), ("Deployment", 2), "GET .../status")
+
+
+@scenario
+def persistence_across_restart(t: T) -> None:
+    """data persists across a server restart on the same data dir; the old kubeconfig still works (same CA)."""
+    ns = t.namespace()
+    t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep"}, "data": {"k": "v"}}, ns)
+    t.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keep"}, "stringData": {"k": "v"}}, ns)
+    t.create(DEPLOYMENT.format(name="keep", labels=""), ns)
+    before = t.json("get", "cm", "keep", "-n", ns)
+    srv = t.server
+    srv.stop()
+    t.true(srv.proc.poll() is not None, "server stopped", srv.proc.poll())
+    second = srv.workdir / "admin-after-restart.kubeconfig"
+    try:
+        srv.start(kubeconfig=second)
+    except RuntimeError as e:
+        raise Failure("server restarts on the same data dir", "ready", str(e), " ".join(srv.args(second))) from None
+    after = t.json("get", "cm", "keep", "-n", ns)  # with the kubeconfig written by the first start
+    t.eq(after.get("data"), {"k": "v"}, "configmap data after restart")
+    t.eq(after["metadata"]["uid"], before["metadata"]["uid"], "uid after restart")
+    t.eq(after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"], "resourceVersion after restart")
+    t.eq(t.ok("get", "secret", "keep", "-n", ns, "-o", "jsonpath={.data.k}"), base64.b64encode(b"v").decode(),
+         "secret after restart")
+    t.eq(t.ok("get", "deploy", "keep", "-n", ns, "-o", "name").strip(), "deployment.apps/keep", "deployment after restart")
+    out = t.ok("get", "ns")
+    names = [r["NAME"] for r in t.table(out)]
+    t.eq(len(names), len(set(names)), "no duplicated namespaces after restart")
+    for n in ("default", "kube-system", ns):
+        t.true(n in names, f"namespace {n} after restart", names)
+    t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "new"}}, ns)
+    rv_new = int(t.ok("get", "cm", "new", "-n", ns, "-o", "jsonpath={.metadata.resourceVersion}"))
+    t.true(rv_new > int(before["metadata"]["resourceVersion"]), "resourceVersions keep growing after restart",
+           (before["metadata"]["resourceVersion"], rv_new))
+    if second.exists():
+        c1 = load_creds(srv.kubeconfig, srv.cache_dir)["ca"].read_bytes()
+        c2 = load_creds(second, srv.cache_dir)["ca"].read_bytes()
+        t.eq(c1, c2, "the CA in the kubeconfig written after restart is the same CA")
+
+
+# --------------------------------------------------------------------------------------------
+# Runner
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    seconds: float
+    failure: str = ""
+    short: str = ""
+
+
+@dataclass
+class BackendRun:
+    name: str
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    startup_error: str = ""
+
+
+def run_backend(backend: str, selected: list[Callable[[T], None]], keep: bool) -> BackendRun:
+    res = BackendRun(backend)
+    workdir = Path(tempfile.mkdtemp(prefix=f"rkube-conformance-{backend}-"))
+    (workdir / "kubectl-cache").mkdir()
+    etcd = Etcd(workdir) if backend == "etcd" else None
+    server = Server(backend, workdir, etcd)
+    print(f"== backend {backend} (workdir {workdir})", flush=True)
+    try:
+        try:
+            if etcd is not None:
+                etcd.start()
+                print(f"   etcd ready at {etcd.endpoint}", flush=True)
+            t0 = time.time()
+            server.start()
+            print(f"   rkube ready on 127.0.0.1:{server.port} in {time.time() - t0:.1f}s", flush=True)
+        except Exception as e:
+            res.startup_error = str(e)
+            print(f"   SERVER FAILED TO START: {e}", flush=True)
+            for fn in selected:
+                res.outcomes[fn.__name__] = Outcome(False, 0.0, f"server failed to start:\n{e}",
+                                                    "server failed to start")
+                print(f"FAIL  {backend:8s} {fn.__name__}  (server failed to start)", flush=True)
+            return res
+        for fn in selected:
+            name = fn.__name__
+            if server.proc is None or server.proc.poll() is not None:
+                try:
+                    print(f"   (server is down: restarting it before {name})", flush=True)
+                    server.start()
+                except Exception as e:
+                    res.outcomes[name] = Outcome(False, 0.0, f"server down and could not restart:\n{e}",
+                                                 "server down")
+                    print(f"FAIL  {backend:8s} {name}  (server down)", flush=True)
+                    continue
+            t = T(server, name)
+            start = time.time()
+            try:
+                fn(t)
+                oc = Outcome(True, time.time() - start)
+            except Failure as f:
+                oc = Outcome(False, time.time() - start, f.render(), f.short())
+            except Exception as e:  # a bug in the scenario or an unexpected answer shape
+                oc = Outcome(False, time.time() - start,
+                             f"unexpected {type(e).__name__}: {e}\nlast command: {t.last_cmd}\n"
+                             + traceback.format_exc(limit=4), f"{type(e).__name__}: {e}")
+            finally:
+                t.cleanup()
+            if not oc.ok and server.proc is not None and server.proc.poll() is not None:
+                oc.failure += f"\nserver exited with code {server.proc.returncode}; log tail:\n{tail(server.log, 30)}"
+            res.outcomes[name] = oc
+            mark = "PASS" if oc.ok else "FAIL"
+            print(f"{mark}  {backend:8s} {name}  ({oc.seconds:.1f}s)", flush=True)
+            if not oc.ok:
+                print("      " + oc.failure.replace("\n", "\n      "), flush=True)
+        return res
+    finally:
+        if keep:
+            print(f"   --keep: server left running (pid {server.proc.pid if server.proc else '-'}): "
+                  f"kubectl --kubeconfig {server.kubeconfig} get ns ; log {server.log}"
+                  + (f" ; etcd {etcd.endpoint} (pid {etcd.proc.pid if etcd.proc else '-'})" if etcd else ""),
+                  flush=True)
+        else:
+            server.stop()
+            if etcd is not None:
+                etcd.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def md_escape(s: str) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def write_results(runs: list[BackendRun], selected: list[Callable[[T], None]]) -> None:
+    by = {r.name: r for r in runs}
+    lines = [
+        "# rkube conformance results",
+        "",
+        "Generated by `python3 conformance/run.py` "
+        f"on {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} with `{KUBECTL}` "
+        f"({_kubectl_version()}) against `{RKUBE_BIN}`.",
+        "Each scenario runs with stock kubectl against a real `rkube server`, once on the embedded store "
+        "and once on etcd, and checks the text and JSON that come back.",
+        "",
+        "| scenario | embedded | etcd | notes |",
+        "| --- | --- | --- | --- |",
+    ]
+    for fn in selected:
+        cells = []
+        notes = [doc(fn)]
+        for b in ("embedded", "etcd"):
+            r = by.get(b)
+            oc = r.outcomes.get(fn.__name__) if r else None
+            if oc is None:
+                cells.append("not run")
+            elif oc.ok:
+                cells.append("pass")
+            else:
+                cells.append("**FAIL**")
+                notes.append(f"{b}: {oc.short}")
+        lines.append(f"| `{fn.__name__}` | {cells[0]} | {cells[1]} | {md_escape(' — '.join(notes))} |")
+    passed = sum(o.ok for r in runs for o in r.outcomes.values())
+    failed = sum(not o.ok for r in runs for o in r.outcomes.values())
+    lines += ["", f"{passed} passed, {failed} failed", ""]
+    details = [(r.name, n, o) for r in runs for n, o in r.outcomes.items() if not o.ok]
+    if details:
+        lines += ["## Failures", ""]
+        for b, n, o in details:
+            lines += [f"### {n} ({b})", "", "```", o.failure.rstrip(), "```", ""]
+    RESULTS_MD.write_text("\n".join(lines))
+
+
+def _kubectl_version() -> str:
+    try:
+        out = subprocess.run([KUBECTL, "version", "--client", "-o", "json"], capture_output=True, text=True,
+                             timeout=10).stdout
+        return json.loads(out)["clientVersion"]["gitVersion"]
+    except Exception:
+        return "unknown version"
+
+
+def main() -> int:
+    global VERBOSE
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", choices=["embedded", "etcd", "both"], default="both")
+    ap.add_argument("-k", dest="select", default="", help="run only scenarios whose name contains SUBSTRING")
+    ap.add_argument("--keep", action="store_true", help="leave the server (and etcd) running at the end")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print every kubectl command and its output")
+    ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    a = ap.parse_args()
+    VERBOSE = a.verbose
+    if a.list:
+        for fn in SCENARIOS:
+            print(f"{fn.__name__:32s} {doc(fn)}")
+        return 0
+    selected = [fn for fn in SCENARIOS if a.select in fn.__name__]
+    if not selected:
+        print(f"no scenario matches {a.select!r}")
+        print("0 passed, 1 failed")
+        return 1
+    backends = ["embedded", "etcd"] if a.backend == "both" else [a.backend]
+    print(f"rkube conformance: {len(selected)} scenarios x {len(backends)} backends; rkube={RKUBE_BIN} "
+          f"kubectl={KUBECTL} ({_kubectl_version()})", flush=True)
+    if not RKUBE_BIN.exists():
+        print(f"rkube binary not found at {RKUBE_BIN} (build it with `cargo build --release` or set RKUBE_BIN)")
+    runs = [run_backend(b, selected, a.keep) for b in backends]
+    write_results(runs, selected)
+    passed = sum(o.ok for r in runs for o in r.outcomes.values())
+    failed = sum(not o.ok for r in runs for o in r.outcomes.values())
+    if failed:
+        print("\nfailed:", flush=True)
+        for r in runs:
+            for n, o in r.outcomes.items():
+                if not o.ok:
+                    print(f"  {r.name:8s} {n}: {o.short}")
+    print(f"results: {RESULTS_MD.relative_to(REPO) if RESULTS_MD.is_relative_to(REPO) else RESULTS_MD}")
+    print(f"{passed} passed, {failed} failed", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

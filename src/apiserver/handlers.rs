@@ -1,0 +1,496 @@
+//! The HTTP edge: routes a request to discovery, OpenAPI, health or the registry, decodes its body and
+//! encodes the answer in the form the client negotiated (JSON, YAML, Table, PartialObjectMetadata, and
+//! watch streams of each).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use http::{header, HeaderMap, Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::catalog::{Catalog, ResourceInfo};
+use super::discovery;
+use super::openapi::OpenApiV3;
+use super::patch::PatchType;
+use super::registry::{normalize, DeleteOptions, Deleted, ListResult, Registry, WatchItem};
+use super::request::{parse_path, Query, ResourcePath, Target};
+use super::status::{ApiError, ApiResult};
+use super::strategy;
+use super::table;
+
+/// Upstream's request body limit.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// The authenticated identity of a request (from its client certificate).
+#[derive(Clone, Debug)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+/// Set per connection: None for a connection without a verified client certificate.
+#[derive(Clone, Debug)]
+pub struct Authenticated(pub Option<User>);
+
+pub struct App {
+    pub registry: Arc<Registry>,
+    pub catalog: Arc<Catalog>,
+    pub openapi: OpenApiV3,
+    /// host:port clients reach this server at (for `/api`'s serverAddressByClientCIDRs).
+    pub server_address: String,
+}
+
+/// How the client asked to see objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    Json,
+    Yaml,
+    Table,
+    PartialMetadata,
+}
+
+fn media_params(item: &str) -> (String, Vec<(String, String)>) {
+    let mut parts = item.split(';');
+    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let params = parts
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    (media, params)
+}
+
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Upstream's negotiation: the first acceptable entry of `Accept` wins.
+fn negotiate(headers: &HeaderMap) -> ApiResult<Output> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.trim().is_empty() {
+        return Ok(Output::Json);
+    }
+    for item in accept.split(',') {
+        let (media, params) = media_params(item);
+        match media.as_str() {
+            "application/json" => match (param(&params, "as"), param(&params, "g")) {
+                (None, _) => return Ok(Output::Json),
+                (Some("Table"), Some("meta.k8s.io")) => return Ok(Output::Table),
+                (Some("PartialObjectMetadata" | "PartialObjectMetadataList"), Some("meta.k8s.io")) => {
+                    return Ok(Output::PartialMetadata)
+                }
+                _ => continue,
+            },
+            "application/yaml" => return Ok(Output::Yaml),
+            "*/*" | "application/*" => return Ok(Output::Json),
+            _ => continue,
+        }
+    }
+    Err(ApiError::not_acceptable())
+}
+
+fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, content_type.to_string())], body).into_response()
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response {
+    respond(status, "application/json", serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// Encodes one object for `out`.
+fn encode_object(status: StatusCode, out: Output, info: &ResourceInfo, obj: &Value, q: &Query) -> Response {
+    match out {
+        Output::Json => json_response(status, obj),
+        Output::Yaml => respond(status, "application/yaml", serde_yaml::to_string(obj).unwrap_or_default().into_bytes()),
+        Output::Table => {
+            let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
+            let t = table_doc(info, std::slice::from_ref(obj), q, true, json!({"resourceVersion": rv}));
+            json_response(status, &t)
+        }
+        Output::PartialMetadata => json_response(status, &partial_metadata(obj)),
+    }
+}
+
+fn partial_metadata(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+}
+
+fn table_doc(info: &ResourceInfo, objs: &[Value], q: &Query, with_columns: bool, metadata: Value) -> Value {
+    let now = chrono::Utc::now();
+    let include = q.include_object.as_deref().unwrap_or("Metadata");
+    let rows: Vec<Value> = objs
+        .iter()
+        .map(|o| {
+            let mut row = json!({"cells": table::row_cells(&info.group, &info.plural, o, now)});
+            match include {
+                "None" => {}
+                "Object" => row["object"] = o.clone(),
+                _ => row["object"] = partial_metadata(o),
+            }
+            row
+        })
+        .collect();
+    let columns = if with_columns { Value::Array(table::column_definitions(&info.group, &info.plural)) } else { json!([]) };
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": columns, "rows": rows})
+}
+
+fn list_metadata(l: &ListResult) -> Value {
+    let mut m = json!({"resourceVersion": l.revision.to_string()});
+    if let Some(c) = &l.continue_token {
+        m["continue"] = json!(c);
+    }
+    if let Some(r) = l.remaining {
+        m["remainingItemCount"] = json!(r);
+    }
+    m
+}
+
+fn encode_list(out: Output, info: &ResourceInfo, l: &ListResult, q: &Query) -> Response {
+    match out {
+        Output::Table => {
+            let objs: Vec<Value> = l.items.iter().map(|o| (**o).clone()).collect();
+            json_response(StatusCode::OK, &table_doc(info, &objs, q, true, list_metadata(l)))
+        }
+        Output::PartialMetadata => {
+            let items: Vec<Value> = l.items.iter().map(|o| partial_metadata(o)).collect();
+            json_response(StatusCode::OK, &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_metadata(l), "items": items}))
+        }
+        Output::Json | Output::Yaml => {
+            // Written piece by piece: a list of thousands of objects is not copied into one big Value.
+            let mut buf = Vec::with_capacity(256 + l.items.len() * 1024);
+            buf.extend_from_slice(b"{\"kind\":");
+            let _ = serde_json::to_writer(&mut buf, &format!("{}List", info.kind));
+            buf.extend_from_slice(b",\"apiVersion\":");
+            let _ = serde_json::to_writer(&mut buf, &info.api_version());
+            buf.extend_from_slice(b",\"metadata\":");
+            let _ = serde_json::to_writer(&mut buf, &list_metadata(l));
+            buf.extend_from_slice(b",\"items\":[");
+            for (i, item) in l.items.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                let _ = serde_json::to_writer(&mut buf, &**item);
+            }
+            buf.extend_from_slice(b"]}");
+            if out == Output::Yaml {
+                let v: Value = serde_json::from_slice(&buf).unwrap_or(Value::Null);
+                return respond(StatusCode::OK, "application/yaml", serde_yaml::to_string(&v).unwrap_or_default().into_bytes());
+            }
+            respond(StatusCode::OK, "application/json", buf)
+        }
+    }
+}
+
+/// Decodes a request body (JSON or YAML) into an object.
+fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let v: Value = match media.as_str() {
+        "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?,
+        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}")))?,
+        _ => return Err(ApiError::unsupported_media_type(ct)),
+    };
+    if !v.is_object() {
+        return Err(ApiError::bad_request("Object 'Kind' is missing in request body: the body must be a JSON object"));
+    }
+    Ok(v)
+}
+
+/// Checks the body's apiVersion/kind against the URL's resource, then normalizes it.
+fn typed_body(info: &ResourceInfo, mut v: Value) -> ApiResult<Value> {
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if !kind.is_empty() && kind != info.kind {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the body ({kind}) does not match the kind of the resource ({}) the request is for",
+            info.kind
+        )));
+    }
+    if !api_version.is_empty() && api_version != info.api_version() {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            info.api_version()
+        )));
+    }
+    v["apiVersion"] = json!(info.api_version());
+    v["kind"] = json!(info.kind);
+    normalize(info, v)
+}
+
+async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| ApiError::too_large())
+}
+
+fn health(path: &str, q: Option<&str>, ready: bool) -> Response {
+    let checks: &[&str] = &["ping", "log", "etcd", "informer-sync", "poststarthook/start-apiextensions-informers"];
+    let ok = !path.starts_with("/readyz") || ready;
+    let verbose = q.is_some_and(|q| q.split('&').any(|p| p == "verbose" || p.starts_with("verbose=")));
+    let body = if verbose {
+        let mut s = String::new();
+        for c in checks {
+            let ok_c = ok || *c != "informer-sync";
+            s.push_str(&format!("[{}]{c} {}\n", if ok_c { "+" } else { "-" }, if ok_c { "ok" } else { "failed: reason withheld" }));
+        }
+        let name = path.trim_start_matches('/').split('/').next().unwrap_or("healthz");
+        s.push_str(&format!("{name} check {}\n", if ok { "passed" } else { "failed" }));
+        s
+    } else if ok {
+        "ok".to_string()
+    } else {
+        "[-]informer-sync failed: reason withheld\nreadyz check failed\n".to_string()
+    };
+    let status = if ok { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::HeaderName::from_static("x-content-type-options"), "nosniff")], body).into_response()
+}
+
+pub fn version_info() -> Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": "v1.33.0+rkube",
+        "gitCommit": env!("CARGO_PKG_VERSION"),
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "go1.24.0",
+        "compiler": "gc",
+        "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else if cfg!(target_arch = "aarch64") { "arm64" } else { std::env::consts::ARCH }),
+    })
+}
+
+/// Picks the aggregated discovery version the client asked for, if any.
+fn aggregated_version(headers: &HeaderMap) -> Option<&'static str> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())?;
+    for item in accept.split(',') {
+        let (media, params) = media_params(item);
+        if media == "application/json"
+            && param(&params, "g") == Some("apidiscovery.k8s.io")
+            && param(&params, "as") == Some("APIGroupDiscoveryList")
+        {
+            match param(&params, "v") {
+                Some("v2") => return Some("v2"),
+                Some("v2beta1") => return Some("v2beta1"),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+fn discovery_response(headers: &HeaderMap, catalog: &Catalog, legacy: bool, server_address: &str) -> Response {
+    if let Some(v) = aggregated_version(headers) {
+        let doc = discovery::aggregated(catalog, legacy, v);
+        let mut r = respond(
+            StatusCode::OK,
+            &format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"),
+            serde_json::to_vec(&doc).unwrap_or_default(),
+        );
+        r.headers_mut().insert(header::VARY, http::HeaderValue::from_static("Accept"));
+        return r;
+    }
+    let doc = if legacy { discovery::api_versions(server_address) } else { discovery::api_group_list(catalog) };
+    json_response(StatusCode::OK, &doc)
+}
+
+/// The one handler every request goes through.
+pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+    match route(app, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let raw_query = parts.uri.query().map(str::to_string);
+    let trimmed = path.trim_end_matches('/');
+    if trimmed == "/healthz" || trimmed == "/livez" || trimmed == "/readyz" || trimmed.starts_with("/healthz/")
+        || trimmed.starts_with("/livez/") || trimmed.starts_with("/readyz/")
+    {
+        return Ok(health(trimmed, raw_query.as_deref(), app.registry.cache.is_ready()));
+    }
+    if trimmed == "/version" {
+        return Ok(json_response(StatusCode::OK, &version_info()));
+    }
+    let user = parts.extensions.get::<Authenticated>().and_then(|a| a.0.clone());
+    if user.is_none() {
+        return Err(ApiError::unauthorized());
+    }
+    let headers = &parts.headers;
+    if trimmed == "/openapi/v3" {
+        return Ok(json_response(StatusCode::OK, &app.openapi.index()));
+    }
+    if let Some(rest) = trimmed.strip_prefix("/openapi/v3/") {
+        return match app.openapi.document(rest) {
+            Some(doc) => Ok(respond(StatusCode::OK, "application/json", doc.to_vec())),
+            None => Err(ApiError::not_found_path()),
+        };
+    }
+    let target = parse_path(&path).ok_or_else(ApiError::not_found_path)?;
+    let q = Query::parse(raw_query.as_deref())?;
+    match target {
+        Target::LegacyRoot => Ok(discovery_response(headers, &app.catalog, true, &app.server_address)),
+        Target::GroupsRoot => Ok(discovery_response(headers, &app.catalog, false, &app.server_address)),
+        Target::Group(g) => discovery::api_group(&app.catalog, &g)
+            .map(|d| json_response(StatusCode::OK, &d))
+            .ok_or_else(ApiError::not_found_path),
+        Target::GroupVersion(g, v) => discovery::api_resource_list(&app.catalog, &g, &v)
+            .map(|d| json_response(StatusCode::OK, &d))
+            .ok_or_else(ApiError::not_found_path),
+        Target::Resource(rp) => resource(&app, parts.method, headers, rp, q, body).await,
+    }
+}
+
+async fn resource(app: &App, method: Method, headers: &HeaderMap, rp: ResourcePath, q: Query, body: Body) -> ApiResult<Response> {
+    let info = app
+        .catalog
+        .find(&rp.group, &rp.version, &rp.resource)
+        .ok_or_else(ApiError::not_found_path)?
+        .clone();
+    if rp.namespace.is_some() && !info.namespaced {
+        return Err(ApiError::not_found_path());
+    }
+    if let Some(sub) = &rp.subresource {
+        if info.subresource(sub).is_none() {
+            return Err(ApiError::not_found_path());
+        }
+    }
+    let ns = rp.namespace.as_deref();
+    let name = rp.name.as_deref();
+    let sub = rp.subresource.as_deref();
+    let reg = &app.registry;
+    let need = |verb: &str| -> ApiResult<()> {
+        if info.has_verb(verb) {
+            Ok(())
+        } else {
+            Err(ApiError::method_not_supported(&info, verb))
+        }
+    };
+    if matches!(sub, Some(s) if s != "status" && s != "finalize") {
+        return Err(ApiError::new(405, "MethodNotAllowed", format!("the subresource {:?} is not supported yet", sub.unwrap_or(""))));
+    }
+    match (method, name) {
+        (Method::GET, None) => {
+            let out = negotiate(headers)?;
+            if q.watch {
+                need("watch")?;
+                return watch_response(reg, &info, ns, &q, out).await;
+            }
+            need("list")?;
+            let l = reg.list(&info, ns, &q).await?;
+            Ok(encode_list(out, &info, &l, &q))
+        }
+        (Method::GET, Some(name)) => {
+            let out = negotiate(headers)?;
+            if q.watch {
+                need("watch")?;
+                let mut q = q.clone();
+                let sel = format!("metadata.name={name}");
+                q.field_selector = Some(match q.field_selector.as_deref() {
+                    Some(f) if !f.is_empty() => format!("{f},{sel}"),
+                    _ => sel,
+                });
+                return watch_response(reg, &info, ns, &q, out).await;
+            }
+            need("get")?;
+            let obj = reg.get(&info, ns, name).await?;
+            Ok(encode_object(StatusCode::OK, out, &info, &obj, &q))
+        }
+        (Method::POST, None) => {
+            need("create")?;
+            let out = negotiate(headers)?;
+            let bytes = read_body(body).await?;
+            let obj = typed_body(&info, decode_body(headers, &bytes)?)?;
+            let created = reg.create(&info, ns, obj, q.dry_run).await?;
+            Ok(encode_object(StatusCode::CREATED, out, &info, &created, &q))
+        }
+        (Method::PUT, Some(name)) => {
+            need("update")?;
+            let out = negotiate(headers)?;
+            let bytes = read_body(body).await?;
+            let obj = typed_body(&info, decode_body(headers, &bytes)?)?;
+            let (obj, created) = reg.update(&info, ns, name, obj, sub, q.dry_run).await?;
+            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok(encode_object(status, out, &info, &obj, &q))
+        }
+        (Method::PATCH, Some(name)) => {
+            need("patch")?;
+            let out = negotiate(headers)?;
+            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let kind = PatchType::from_content_type(ct).ok_or_else(|| {
+                ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct})"))
+            })?;
+            let bytes = read_body(body).await?;
+            let obj = reg.patch(&info, ns, name, kind, &bytes, sub, q.dry_run).await?;
+            Ok(encode_object(StatusCode::OK, out, &info, &obj, &q))
+        }
+        (Method::DELETE, Some(name)) => {
+            need("delete")?;
+            let out = negotiate(headers)?;
+            let bytes = read_body(body).await?;
+            let opts_body = if bytes.is_empty() { None } else { Some(decode_body(headers, &bytes)?) };
+            let opts = DeleteOptions::from_request(opts_body.as_ref(), &q)?;
+            match reg.delete(&info, ns, name, &opts).await? {
+                Deleted::Pending(obj) => Ok(encode_object(StatusCode::OK, out, &info, &obj, &q)),
+                Deleted::Gone(obj) if strategy::returns_deleted_object(&info) => {
+                    Ok(encode_object(StatusCode::OK, out, &info, &obj, &q))
+                }
+                Deleted::Gone(obj) => {
+                    let mut details = json!({"name": name, "kind": info.plural, "uid": obj.pointer("/metadata/uid").cloned().unwrap_or(json!(""))});
+                    if !info.group.is_empty() {
+                        details["group"] = json!(info.group);
+                    }
+                    Ok(json_response(StatusCode::OK, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})))
+                }
+            }
+        }
+        (Method::DELETE, None) => {
+            need("deletecollection")?;
+            let out = negotiate(headers)?;
+            let bytes = read_body(body).await?;
+            let opts_body = if bytes.is_empty() { None } else { Some(decode_body(headers, &bytes)?) };
+            let opts = DeleteOptions::from_request(opts_body.as_ref(), &q)?;
+            let l = reg.delete_collection(&info, ns, &q, &opts).await?;
+            Ok(encode_list(out, &info, &l, &q))
+        }
+        (m, _) => {
+            let verb = match m {
+                Method::POST => "create",
+                Method::PUT => "update",
+                Method::PATCH => "patch",
+                _ => "this method",
+            };
+            Err(ApiError::method_not_supported(&info, verb))
+        }
+    }
+}
+
+async fn watch_response(reg: &Registry, info: &ResourceInfo, ns: Option<&str>, q: &Query, out: Output) -> ApiResult<Response> {
+    let events = reg.watch(info, ns, q).await?;
+    let info = info.clone();
+    let q2 = q.clone();
+    let mut first = true;
+    let body = events.map(move |WatchItem { event_type, object }| {
+        let object = match out {
+            Output::Table if event_type != "ERROR" && event_type != "BOOKMARK" => {
+                let t = table_doc(&info, std::slice::from_ref(&*object), &q2, first, json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))}));
+                first = false;
+                t
+            }
+            Output::PartialMetadata if event_type != "ERROR" && event_type != "BOOKMARK" => partial_metadata(&object),
+            _ => (*object).clone(),
+        };
+        let mut line = serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(line))
+    });
+    let mut resp = Response::new(Body::from_stream(body));
+    resp.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
+}

@@ -1,0 +1,96 @@
+//! Namespace lifecycle: the namespaces that exist from the start, and the finalizer that empties a
+//! terminating namespace before it goes away (upstream's namespace controller, in-process here because it
+//! works through the registry exactly as a client's requests would).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::registry::{DeleteOptions, Registry};
+use super::request::Query;
+
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Creates the system namespaces that are missing.
+pub async fn bootstrap(registry: &Registry) -> anyhow::Result<()> {
+    let info = registry
+        .catalog
+        .find("", "v1", "namespaces")
+        .ok_or_else(|| anyhow::anyhow!("no namespaces resource"))?
+        .clone();
+    for ns in SYSTEM_NAMESPACES {
+        if registry.get(&info, None, ns).await.is_ok() {
+            continue;
+        }
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}});
+        match registry.create(&info, None, obj, false).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => anyhow::bail!("creating namespace {ns}: {}", e.message),
+        }
+    }
+    Ok(())
+}
+
+/// Watches for terminating namespaces and empties them, then removes the `kubernetes` finalizer.
+pub async fn run_finalizer(registry: Arc<Registry>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        if let Err(e) = finalize_terminating(&registry).await {
+            tracing::warn!("namespace finalizer: {}", e.message);
+        }
+    }
+}
+
+async fn finalize_terminating(registry: &Registry) -> Result<(), super::status::ApiError> {
+    let Some(nsinfo) = registry.catalog.find("", "v1", "namespaces").cloned() else { return Ok(()) };
+    let q = Query { resource_version: Some("0".into()), ..Default::default() };
+    let namespaces = registry.list(&nsinfo, None, &q).await?;
+    for ns in namespaces.items.iter().filter(|n| n.pointer("/metadata/deletionTimestamp").is_some()) {
+        let Some(name) = ns.pointer("/metadata/name").and_then(Value::as_str) else { continue };
+        let holds_kubernetes = ns
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| f.iter().any(|x| x == "kubernetes"));
+        if !holds_kubernetes {
+            continue;
+        }
+        let mut remaining = 0;
+        for info in registry.catalog.all().iter().filter(|r| r.namespaced && r.has_verb("deletecollection")) {
+            let deleted = registry
+                .delete_collection(info, Some(name), &Query::default(), &DeleteOptions::default())
+                .await?;
+            remaining += deleted.items.len();
+        }
+        if remaining > 0 {
+            // Deleted now or held by finalizers; look again on the next tick.
+            let left = count_left(registry, name).await?;
+            if left > 0 {
+                continue;
+            }
+        }
+        let mut obj = (**ns).clone();
+        let kept: Vec<Value> = ns
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .map(|f| f.iter().filter(|x| *x != "kubernetes").cloned().collect())
+            .unwrap_or_default();
+        obj["spec"] = json!({"finalizers": kept});
+        match registry.update(&nsinfo, None, name, obj, Some("finalize"), false).await {
+            Ok(_) => tracing::info!("namespace {name} emptied and finalized"),
+            Err(e) if e.code == 409 || e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn count_left(registry: &Registry, ns: &str) -> Result<usize, super::status::ApiError> {
+    let mut left = 0;
+    for info in registry.catalog.all().iter().filter(|r| r.namespaced && r.has_verb("list")) {
+        left += registry.list(info, Some(ns), &Query { limit: 1, ..Default::default() }).await?.items.len();
+    }
+    Ok(left)
+}

@@ -1,0 +1,899 @@
+//! The generic registry: every verb for every resource, in one place.
+//!
+//! Like upstream's `genericregistry.Store`, it owns what all kinds share (keys, resourceVersion
+//! preconditions, uid/creationTimestamp/generation, `generateName`, finalizers and graceful deletion,
+//! status subresources, dry run, namespace existence) and asks the kind's [`strategy`](super::strategy)
+//! only for what differs. Writes go to the [`Store`]; lists and watches are served from the watch cache
+//! when the request's resourceVersion semantics allow it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{SecondsFormat, Utc};
+use futures::stream::{self, BoxStream, StreamExt};
+use rand::Rng;
+use serde_json::{json, Map, Value};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::catalog::{Catalog, ResourceInfo};
+use super::request::{Query, RvMatch};
+use super::selectors::{FieldSelector, LabelSelector};
+use super::status::{ApiError, ApiResult};
+use super::strategy;
+use super::watch_cache::{decode_object, CacheEvent, EventKind, WatchCache, WatchStartError};
+use crate::storage::{KeyValue, Store, StoreError};
+
+/// How long a request waits for the watch cache to reach a resourceVersion it asked for.
+const FRESHNESS_TIMEOUT: Duration = Duration::from_secs(3);
+/// Interval between watch bookmarks.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
+/// Watches without `timeoutSeconds` end after this long (clients re-watch), as upstream's min-request-timeout.
+const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
+
+pub fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A list result: the items (already stamped with their resourceVersions), the list's revision and a
+/// continue token when more remain.
+pub struct ListResult {
+    pub items: Vec<Arc<Value>>,
+    pub revision: i64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<i64>,
+}
+
+/// The outcome of a delete.
+pub enum Deleted {
+    /// The object is gone; this was its last state.
+    Gone(Value),
+    /// The object now waits for finalizers or graceful termination; this is its new state.
+    Pending(Value),
+}
+
+/// One event for a client's watch.
+pub struct WatchItem {
+    pub event_type: &'static str,
+    pub object: Arc<Value>,
+}
+
+/// Body options of DELETE (metav1.DeleteOptions).
+#[derive(Default, Debug, Clone)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub propagation_policy: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+    pub dry_run: bool,
+}
+
+impl DeleteOptions {
+    pub fn from_request(body: Option<&Value>, q: &Query) -> ApiResult<Self> {
+        let mut o = DeleteOptions {
+            grace_period_seconds: q.grace_period_seconds,
+            propagation_policy: q.propagation_policy.clone(),
+            dry_run: q.dry_run,
+            ..Default::default()
+        };
+        if let Some(b) = body {
+            if let Some(g) = b.get("gracePeriodSeconds").and_then(Value::as_i64) {
+                o.grace_period_seconds = Some(g);
+            }
+            if let Some(p) = b.get("propagationPolicy").and_then(Value::as_str) {
+                o.propagation_policy = Some(p.to_string());
+            }
+            if let Some(d) = b.get("dryRun").and_then(Value::as_array) {
+                o.dry_run |= d.iter().any(|x| x == "All");
+            }
+            o.precondition_uid = b.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
+            o.precondition_rv =
+                b.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from);
+        }
+        if let Some(p) = &o.propagation_policy {
+            if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
+                return Err(ApiError::bad_request(format!(
+                    "propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+                )));
+            }
+        }
+        if o.grace_period_seconds.is_some_and(|g| g < 0) {
+            o.grace_period_seconds = Some(0);
+        }
+        Ok(o)
+    }
+}
+
+/// The continue token, as upstream encodes it: base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"key"}`.
+fn encode_continue(rv: i64, start_after_prefix: &str) -> String {
+    let j = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start_after_prefix});
+    base64::engine::general_purpose::URL_SAFE.encode(j.to_string())
+}
+
+fn decode_continue(token: &str) -> ApiResult<(i64, String)> {
+    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
+        .map_err(|_| bad())?;
+    let j: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = j.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
+    let start = j.get("start").and_then(Value::as_str).ok_or_else(bad)?;
+    if rv <= 0 || start.contains("..") || start.starts_with('/') {
+        return Err(bad());
+    }
+    Ok((rv, start.to_string()))
+}
+
+fn meta(obj: &Value) -> Option<&Map<String, Value>> {
+    obj.get("metadata").and_then(Value::as_object)
+}
+
+fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    meta(obj).and_then(|m| m.get(field)).and_then(Value::as_str)
+}
+
+fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    match obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        Some(m) => m,
+        None => unreachable!("metadata was just made an object"),
+    }
+}
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    meta(obj)
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+/// Everything but metadata and status: what a change to bumps `generation`.
+fn spec_of(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    v
+}
+
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// Serialized form stored: the object without its resourceVersion (the store's revision is the truth).
+fn to_stored(obj: &Value) -> ApiResult<Vec<u8>> {
+    let mut v = obj.clone();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+        m.remove("selfLink");
+    }
+    serde_json::to_vec(&v).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn stamped(kv: &KeyValue) -> ApiResult<Value> {
+    decode_object(kv, kv.mod_revision).ok_or_else(|| ApiError::internal(format!("undecodable object at {}", kv.key)))
+}
+
+fn with_rv(mut obj: Value, rv: i64) -> Value {
+    meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(rv.to_string()));
+    obj
+}
+
+pub struct Registry {
+    pub store: Arc<dyn Store>,
+    pub catalog: Arc<Catalog>,
+    pub cache: Arc<WatchCache>,
+}
+
+/// Filters for lists and watches.
+struct Filter {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    fn new(info: &ResourceInfo, q: &Query) -> ApiResult<Filter> {
+        let labels = LabelSelector::parse(q.label_selector.as_deref().unwrap_or("")).map_err(ApiError::bad_request)?;
+        let fields = FieldSelector::parse(q.field_selector.as_deref().unwrap_or("")).map_err(ApiError::bad_request)?;
+        fields.validate(&info.field_selectors).map_err(ApiError::bad_request)?;
+        Ok(Filter { labels, fields })
+    }
+
+    fn matches(&self, obj: &Value) -> bool {
+        let labels = meta(obj).and_then(|m| m.get("labels")).and_then(Value::as_object);
+        self.labels.matches(labels) && self.fields.matches(obj)
+    }
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>) -> Arc<Self> {
+        let cache = WatchCache::new(catalog.all().iter().map(|r| r.storage_prefix.clone()));
+        Arc::new(Registry { store, catalog, cache })
+    }
+
+    pub fn key(info: &ResourceInfo, ns: Option<&str>, name: &str) -> String {
+        match (info.namespaced, ns) {
+            (true, Some(ns)) => format!("{}{ns}/{name}", info.storage_prefix),
+            _ => format!("{}{name}", info.storage_prefix),
+        }
+    }
+
+    fn list_prefix(info: &ResourceInfo, ns: Option<&str>) -> String {
+        match (info.namespaced, ns) {
+            (true, Some(ns)) => format!("{}{ns}/", info.storage_prefix),
+            _ => info.storage_prefix.clone(),
+        }
+    }
+
+    fn namespaces(&self) -> ApiResult<&ResourceInfo> {
+        self.catalog.find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces resource"))
+    }
+
+    pub async fn get(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+        let (kv, _) = self.store.get(&Self::key(info, ns, name)).await?;
+        match kv {
+            Some(kv) => stamped(&kv),
+            None => Err(ApiError::not_found(info, name)),
+        }
+    }
+
+    /// A namespace's current state: from the cache when it has it, else from storage (a namespace created
+    /// a moment ago may not have reached the cache yet).
+    async fn namespace_state(&self, ns: &str) -> ApiResult<Option<Value>> {
+        let nsinfo = self.namespaces()?;
+        let key = Self::key(nsinfo, None, ns);
+        if let Some(c) = self.cache.resource(&nsinfo.storage_prefix) {
+            let (items, _) = c.list(&key, 0);
+            if let Some(obj) = items.into_iter().find(|o| meta_str(o, "name") == Some(ns)) {
+                return Ok(Some((*obj).clone()));
+            }
+        }
+        let (kv, _) = self.store.get(&key).await?;
+        kv.map(|kv| stamped(&kv)).transpose()
+    }
+
+    /// Lists, honouring resourceVersion/resourceVersionMatch/limit/continue as upstream does.
+    pub async fn list(&self, info: &ResourceInfo, ns: Option<&str>, q: &Query) -> ApiResult<ListResult> {
+        let filter = Filter::new(info, q)?;
+        let prefix = Self::list_prefix(info, ns);
+        let rv = q.resource_version_number()?;
+        let rv_match = q.resource_version_match.unwrap_or(RvMatch::Unset);
+        if q.continue_token.is_some() && rv.is_some_and(|r| r != 0) {
+            return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+        }
+        if rv_match != RvMatch::Unset && rv.is_none() {
+            return Err(ApiError::bad_request(
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ));
+        }
+        if let Some(token) = &q.continue_token {
+            let (crv, start) = decode_continue(token)?;
+            return self.list_from_store(&prefix, &filter, q.limit, crv, Some(format!("{prefix}{start}"))).await;
+        }
+        let from_cache = match (rv, rv_match) {
+            (_, RvMatch::Exact) => false,
+            (Some(0), _) => true,
+            (Some(_), RvMatch::NotOlderThan) => true,
+            (Some(_), RvMatch::Unset) => q.limit == 0,
+            (None, _) => q.limit == 0,
+        };
+        if !from_cache {
+            let at = match rv_match {
+                RvMatch::Exact => rv.unwrap_or(0),
+                _ => 0,
+            };
+            return self.list_from_store(&prefix, &filter, q.limit, at, None).await;
+        }
+        let cache = self
+            .cache
+            .resource(&info.storage_prefix)
+            .ok_or_else(|| ApiError::internal("no watch cache for resource"))?;
+        let wanted = match rv {
+            Some(0) => 0,
+            Some(r) => r,
+            None => self.store.current_revision().await?,
+        };
+        if wanted > 0 && !self.cache.wait_for(wanted, FRESHNESS_TIMEOUT).await {
+            return Err(too_large_rv(wanted, self.cache.progress()));
+        }
+        let (items, revision) = cache.list(&prefix, self.cache.progress());
+        let items = items.into_iter().filter(|o| filter.matches(o)).collect();
+        Ok(ListResult { items, revision, continue_token: None, remaining: None })
+    }
+
+    async fn list_from_store(
+        &self,
+        prefix: &str,
+        filter: &Filter,
+        limit: usize,
+        revision: i64,
+        start: Option<String>,
+    ) -> ApiResult<ListResult> {
+        let mut items = Vec::new();
+        let mut start = start;
+        let mut revision = revision;
+        let batch = if limit == 0 { 0 } else { limit.max(100) };
+        loop {
+            let page = match self.store.range(prefix, start.as_deref(), batch, revision).await {
+                Ok(p) => p,
+                Err(StoreError::Compacted { .. }) => return Err(ApiError::gone(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                )),
+                Err(e) => return Err(e.into()),
+            };
+            revision = page.revision;
+            let n = page.kvs.len();
+            for (i, kv) in page.kvs.iter().enumerate() {
+                let obj = stamped(kv)?;
+                if filter.matches(&obj) {
+                    items.push(Arc::new(obj));
+                }
+                if limit > 0 && items.len() >= limit {
+                    let more = i + 1 < n || page.more;
+                    let token = more.then(|| {
+                        let rel = kv.key.strip_prefix(prefix).unwrap_or(&kv.key);
+                        encode_continue(revision, &format!("{rel}\u{0}"))
+                    });
+                    return Ok(ListResult { items, revision, continue_token: token, remaining: None });
+                }
+            }
+            match (page.more, page.kvs.last()) {
+                (true, Some(last)) => start = Some(format!("{}\u{0}", last.key)),
+                _ => return Ok(ListResult { items, revision, continue_token: None, remaining: None }),
+            }
+        }
+    }
+
+    /// Creates an object (already decoded and normalized) in `ns`.
+    pub async fn create(&self, info: &ResourceInfo, ns: Option<&str>, mut obj: Value, dry_run: bool) -> ApiResult<Value> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the body of the request must be an object"));
+        }
+        obj["apiVersion"] = json!(info.api_version());
+        obj["kind"] = json!(info.kind);
+        let m = meta_mut(&mut obj);
+        if info.namespaced {
+            let ns = ns.unwrap_or("");
+            match m.get("namespace").and_then(Value::as_str) {
+                Some(body_ns) if !body_ns.is_empty() && body_ns != ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ))
+                }
+                _ => {
+                    m.insert("namespace".into(), json!(ns));
+                }
+            }
+        } else {
+            m.remove("namespace");
+        }
+        let name = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        if name.is_empty() {
+            if let Some(g) = m.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
+                let generated = format!("{g}{}", random_suffix());
+                m.insert("name".into(), json!(generated));
+            }
+        }
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+            m.remove(f);
+        }
+        if strategy::tracks_generation(info) {
+            m.insert("generation".into(), json!(1));
+        } else {
+            m.remove("generation");
+        }
+        strategy::prepare_for_create(info, &mut obj);
+        let name = meta_str(&obj, "name").unwrap_or("").to_string();
+        let causes = strategy::validate(info, &obj);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(info, &name, causes));
+        }
+        if info.namespaced {
+            let ns = ns.unwrap_or("");
+            match self.namespace_state(ns).await? {
+                None => return Err(ApiError::not_found(self.namespaces()?, ns)),
+                Some(nsobj) if meta_str(&nsobj, "deletionTimestamp").is_some() => {
+                    return Err(ApiError::forbidden(
+                        info,
+                        &name,
+                        &format!("unable to create new content in namespace {ns} because it is being terminated"),
+                    )
+                    .with_details(json!({
+                        "name": name, "kind": info.plural,
+                        "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]
+                    })))
+                }
+                Some(_) => {}
+            }
+        }
+        let key = Self::key(info, ns, &name);
+        if dry_run {
+            let (existing, rev) = self.store.get(&key).await?;
+            if existing.is_some() {
+                return Err(ApiError::already_exists(info, &name));
+            }
+            let _ = rev;
+            return Ok(obj);
+        }
+        match self.store.create(&key, to_stored(&obj)?).await {
+            Ok(rev) => Ok(with_rv(obj, rev)),
+            Err(StoreError::AlreadyExists) => Err(ApiError::already_exists(info, &name)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// PUT on an object or its status/finalize subresource. Returns the stored object and whether it was
+    /// created (PUT creates only where the kind allows it).
+    pub async fn update(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        mut obj: Value,
+        subresource: Option<&str>,
+        dry_run: bool,
+    ) -> ApiResult<(Value, bool)> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the body of the request must be an object"));
+        }
+        obj["apiVersion"] = json!(info.api_version());
+        obj["kind"] = json!(info.kind);
+        let body_name = meta_str(&obj, "name").unwrap_or("").to_string();
+        if body_name.is_empty() {
+            meta_mut(&mut obj).insert("name".into(), json!(name));
+        } else if body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if info.namespaced {
+            let ns = ns.unwrap_or("");
+            match meta_str(&obj, "namespace") {
+                Some(b) if !b.is_empty() && b != ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ))
+                }
+                _ => {
+                    meta_mut(&mut obj).insert("namespace".into(), json!(ns));
+                }
+            }
+        }
+        let key = Self::key(info, ns, name);
+        let (current, _) = self.store.get(&key).await?;
+        let Some(current) = current else {
+            if subresource.is_none() && strategy::allow_create_on_update(info) {
+                return self.create(info, ns, obj, dry_run).await.map(|o| (o, true));
+            }
+            return Err(ApiError::not_found(info, name));
+        };
+        let old = stamped(&current)?;
+        let body_rv = meta_str(&obj, "resourceVersion").unwrap_or("").to_string();
+        if !body_rv.is_empty() && body_rv != current.mod_revision.to_string() {
+            return Err(ApiError::modified(info, name));
+        }
+        if let Some(uid) = meta_str(&obj, "uid").filter(|u| !u.is_empty()) {
+            if Some(uid) != meta_str(&old, "uid") {
+                return Err(ApiError::conflict(
+                    info,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(&old, "uid").unwrap_or("")
+                    ),
+                ));
+            }
+        }
+        let mut new = match subresource {
+            Some("status") => strategy::status_update(&obj, &old),
+            Some("finalize") => {
+                let mut n = old.clone();
+                n["spec"]["finalizers"] = obj.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+                n
+            }
+            Some(other) => return Err(ApiError::not_found_path().with_details(json!({"name": other}))),
+            None => {
+                let mut n = obj;
+                strategy::spec_update(info, &mut n, &old);
+                // Fields only the server sets.
+                let om = meta(&old).cloned().unwrap_or_default();
+                let m = meta_mut(&mut n);
+                for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+                    match om.get(f) {
+                        Some(v) => m.insert(f.into(), v.clone()),
+                        None => m.remove(f),
+                    };
+                }
+                m.remove("generateName").map(|g| m.insert("generateName".into(), g));
+                if strategy::tracks_generation(info) && spec_of(&n) != spec_of(&old) {
+                    let g = om.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+                    meta_mut(&mut n).insert("generation".into(), json!(g));
+                }
+                n
+            }
+        };
+        meta_mut(&mut new).insert("resourceVersion".into(), json!(current.mod_revision.to_string()));
+        let causes = strategy::validate(info, &new);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(info, name, causes));
+        }
+        if meta_str(&old, "deletionTimestamp").is_some() {
+            let old_f = finalizers(&old);
+            if finalizers(&new).iter().any(|f| !old_f.contains(f)) {
+                return Err(ApiError::invalid(info, name, vec![super::status::Cause::forbidden(
+                    "metadata.finalizers",
+                    "no new finalizers can be added if the object is being deleted",
+                )]));
+            }
+        }
+        if dry_run {
+            return Ok((new, false));
+        }
+        if to_stored(&new)? == to_stored(&old)? {
+            return Ok((old, false));
+        }
+        // Removing the last finalizer of an object being deleted completes its deletion.
+        if self.deletion_complete(info, &new) {
+            return match self.store.delete(&key, Some(current.mod_revision)).await {
+                Ok((rev, _)) => Ok((with_rv(new, rev), false)),
+                Err(StoreError::Conflict { .. }) => Err(ApiError::modified(info, name)),
+                Err(StoreError::NotFound) => Err(ApiError::not_found(info, name)),
+                Err(e) => Err(e.into()),
+            };
+        }
+        match self.store.update(&key, to_stored(&new)?, current.mod_revision).await {
+            Ok(rev) => Ok((with_rv(new, rev), false)),
+            Err(StoreError::Conflict { .. }) => Err(ApiError::modified(info, name)),
+            Err(StoreError::NotFound) => Err(ApiError::not_found(info, name)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// True when an object marked for deletion has nothing left holding it.
+    fn deletion_complete(&self, info: &ResourceInfo, obj: &Value) -> bool {
+        if meta_str(obj, "deletionTimestamp").is_none() || !finalizers(obj).is_empty() {
+            return false;
+        }
+        if info.group.is_empty() && info.plural == "namespaces" {
+            return obj.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(|a| a.is_empty());
+        }
+        // A pod in graceful termination stays until its kubelet confirms (grace period 0).
+        if info.group.is_empty() && info.plural == "pods" {
+            return meta(obj).and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64).unwrap_or(0) == 0;
+        }
+        true
+    }
+
+    /// Whether a pod is served by a live node, which then owns its graceful termination.
+    async fn pod_has_live_node(&self, pod: &Value) -> bool {
+        let Some(node) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
+            return false;
+        };
+        if matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed")) {
+            return false;
+        }
+        let Some(nodes) = self.catalog.find("", "v1", "nodes") else { return false };
+        let Ok(node) = self.get(nodes, None, node).await else { return false };
+        node.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    }
+
+    /// Deletes an object, or marks it for deletion when finalizers (or a live node, for pods) hold it.
+    pub async fn delete(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<Deleted> {
+        let key = Self::key(info, ns, name);
+        loop {
+            let (current, _) = self.store.get(&key).await?;
+            let Some(current) = current else { return Err(ApiError::not_found(info, name)) };
+            let obj = stamped(&current)?;
+            if let Some(uid) = &opts.precondition_uid {
+                if Some(uid.as_str()) != meta_str(&obj, "uid") {
+                    return Err(ApiError::conflict(info, name, &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(&obj, "uid").unwrap_or("")
+                    )));
+                }
+            }
+            if let Some(rv) = &opts.precondition_rv {
+                if *rv != current.mod_revision.to_string() {
+                    return Err(ApiError::conflict(info, name, &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        current.mod_revision
+                    )));
+                }
+            }
+            let is_ns = info.group.is_empty() && info.plural == "namespaces";
+            let is_pod = info.group.is_empty() && info.plural == "pods";
+            let ns_finalizers = is_ns && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            let grace = if is_pod {
+                let default = obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
+                let g = opts.grace_period_seconds.unwrap_or(default);
+                if g > 0 && self.pod_has_live_node(&obj).await { g } else { 0 }
+            } else {
+                0
+            };
+            let pending = !finalizers(&obj).is_empty() || ns_finalizers || grace > 0;
+            if pending {
+                if meta_str(&obj, "deletionTimestamp").is_some() {
+                    // Already being deleted: a pod's grace period may only shorten.
+                    let old_grace = meta(&obj).and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64).unwrap_or(0);
+                    if !(is_pod && grace < old_grace) {
+                        return Ok(Deleted::Pending(obj));
+                    }
+                }
+                let mut new = obj.clone();
+                let when = Utc::now() + chrono::Duration::seconds(grace);
+                let m = meta_mut(&mut new);
+                m.insert("deletionTimestamp".into(), json!(when.to_rfc3339_opts(SecondsFormat::Secs, true)));
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                if is_ns {
+                    new["status"]["phase"] = json!("Terminating");
+                }
+                if is_pod && grace == 0 && finalizers(&new).is_empty() {
+                    // Nothing holds it: fall through to the real delete below.
+                } else {
+                    if opts.dry_run {
+                        return Ok(Deleted::Pending(new));
+                    }
+                    match self.store.update(&key, to_stored(&new)?, current.mod_revision).await {
+                        Ok(rev) => return Ok(Deleted::Pending(with_rv(new, rev))),
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(StoreError::NotFound) => return Err(ApiError::not_found(info, name)),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            if opts.dry_run {
+                return Ok(Deleted::Gone(obj));
+            }
+            match self.store.delete(&key, Some(current.mod_revision)).await {
+                Ok((rev, _)) => return Ok(Deleted::Gone(with_rv(obj, rev))),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound) => return Err(ApiError::not_found(info, name)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Deletes every object the list options select; returns the deleted (or now terminating) objects.
+    pub async fn delete_collection(&self, info: &ResourceInfo, ns: Option<&str>, q: &Query, opts: &DeleteOptions) -> ApiResult<ListResult> {
+        let mut lq = q.clone();
+        lq.limit = 0;
+        lq.continue_token = None;
+        let listed = self.list(info, ns, &lq).await?;
+        let mut out = Vec::new();
+        for obj in &listed.items {
+            let name = meta_str(obj, "name").unwrap_or("");
+            let obj_ns = meta_str(obj, "namespace");
+            match self.delete(info, obj_ns, name, opts).await {
+                Ok(Deleted::Gone(o)) | Ok(Deleted::Pending(o)) => out.push(Arc::new(o)),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ListResult { items: out, revision: listed.revision, continue_token: None, remaining: None })
+    }
+
+    /// A watch stream with upstream's resourceVersion semantics, selectors, bookmarks and timeout.
+    pub async fn watch(&self, info: &ResourceInfo, ns: Option<&str>, q: &Query) -> ApiResult<BoxStream<'static, WatchItem>> {
+        let filter = Filter::new(info, q)?;
+        let prefix = Self::list_prefix(info, ns);
+        let rv = q.resource_version_number()?;
+        let initial_events = q.send_initial_events.unwrap_or(false);
+        if q.send_initial_events.is_some() {
+            if q.resource_version_match != Some(RvMatch::NotOlderThan) {
+                return Err(ApiError::new(422, "Invalid", "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
+            }
+            if !q.allow_watch_bookmarks {
+                return Err(ApiError::new(422, "Invalid", "ListOptions.meta.k8s.io \"\" is invalid: allowWatchBookmarks: Forbidden: sendInitialEvents requires allowWatchBookmarks to be set to true"));
+            }
+        }
+        let cache = self
+            .cache
+            .resource(&info.storage_prefix)
+            .ok_or_else(|| ApiError::internal("no watch cache for resource"))?
+            .clone();
+        let wanted = rv.unwrap_or(0);
+        if wanted > 0 && !self.cache.wait_for(wanted, FRESHNESS_TIMEOUT).await {
+            return Err(too_large_rv(wanted, self.cache.progress()));
+        }
+        let from = match (rv, initial_events) {
+            (_, true) | (None, _) | (Some(0), _) => None,
+            (Some(r), false) => Some(r),
+        };
+        let progress = self.cache.progress_receiver();
+        let sub = match cache.subscribe(&prefix, from, &progress) {
+            Ok(s) => s,
+            Err(WatchStartError::TooOld { requested, oldest }) => {
+                let status = ApiError::gone(format!("too old resource version: {requested} ({oldest})")).to_status();
+                let item = WatchItem { event_type: "ERROR", object: Arc::new(status) };
+                return Ok(stream::iter(vec![item]).boxed());
+            }
+        };
+        let timeout = q.timeout_seconds.map(Duration::from_secs).unwrap_or(DEFAULT_WATCH_TIMEOUT);
+        let bookmarks = q.allow_watch_bookmarks;
+        let api_version = info.api_version();
+        let kind = info.kind.clone();
+        let bookmark = move |rv: i64, initial_end: bool| {
+            let mut m = json!({"resourceVersion": rv.to_string()});
+            if initial_end {
+                m["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+            }
+            WatchItem { event_type: "BOOKMARK", object: Arc::new(json!({"kind": kind, "apiVersion": api_version, "metadata": m})) }
+        };
+        let mut initial: Vec<WatchItem> = sub
+            .initial
+            .iter()
+            .filter_map(|e| translate(e, &filter, &prefix))
+            .collect();
+        if initial_events {
+            initial.push(bookmark(sub.revision, true));
+        }
+        struct State {
+            live: tokio::sync::broadcast::Receiver<Arc<CacheEvent>>,
+            last: i64,
+            deadline: tokio::time::Instant,
+            ticker: tokio::time::Interval,
+            progress: tokio::sync::watch::Receiver<i64>,
+        }
+        let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
+        ticker.reset();
+        let state = State {
+            live: sub.live,
+            last: sub.revision,
+            deadline: tokio::time::Instant::now() + timeout,
+            ticker,
+            progress,
+        };
+        let filter = Arc::new(filter);
+        let live = stream::unfold(state, move |mut st| {
+            let filter = filter.clone();
+            let prefix = prefix.clone();
+            let bookmark = bookmark.clone();
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(st.deadline) => return None,
+                        _ = st.ticker.tick(), if bookmarks => {
+                            let rv = (*st.progress.borrow()).max(st.last);
+                            return Some((bookmark(rv, false), st));
+                        }
+                        r = st.live.recv() => match r {
+                            Ok(ev) => {
+                                if ev.revision <= st.last {
+                                    continue;
+                                }
+                                st.last = st.last.max(ev.revision);
+                                if let Some(item) = translate(&ev, &filter, &prefix) {
+                                    return Some((item, st));
+                                }
+                            }
+                            // Too slow a reader, or the cache reloaded: end the watch; the client re-watches.
+                            Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
+                        }
+                    }
+                }
+            }
+        });
+        Ok(stream::iter(initial).chain(live).boxed())
+    }
+}
+
+fn too_large_rv(wanted: i64, current: i64) -> ApiError {
+    ApiError::timeout(format!("Too large resource version: {wanted}, current: {current}")).with_details(json!({
+        "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+        "retryAfterSeconds": 1
+    }))
+}
+
+/// Turns a cache event into what a filtered watcher sees: an object entering the selection is ADDED,
+/// one leaving it DELETED (as upstream's cacher does).
+fn translate(ev: &CacheEvent, filter: &Filter, prefix: &str) -> Option<WatchItem> {
+    if !ev.key.starts_with(prefix) {
+        return None;
+    }
+    let now = filter.matches(&ev.object);
+    let before = ev.prev.as_ref().is_some_and(|p| filter.matches(p));
+    let event_type = match ev.kind {
+        EventKind::Added if now => "ADDED",
+        EventKind::Deleted if before || now => "DELETED",
+        EventKind::Modified if now && before => "MODIFIED",
+        EventKind::Modified if now => "ADDED",
+        EventKind::Modified if before => "DELETED",
+        _ => return None,
+    };
+    Some(WatchItem { event_type, object: ev.object.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_token_roundtrip() {
+        let t = encode_continue(42, "ns/name\u{0}");
+        assert_eq!(decode_continue(&t).unwrap(), (42, "ns/name\u{0}".to_string()));
+        assert!(decode_continue("garbage").is_err());
+    }
+}
+
+/// Checks a decoded object against its kind's typed schema (k8s-openapi), dropping unknown fields. A
+/// missing required field is a 422 `Required value` at its path; any other type error a 400, as upstream.
+pub fn normalize(info: &ResourceInfo, obj: Value) -> ApiResult<Value> {
+    let Some(normalize) = info.normalize else { return Ok(obj) };
+    let name = meta_str(&obj, "name").unwrap_or("").to_string();
+    normalize(obj).map_err(|msg| {
+        if let Some(field) = missing_field(&msg) {
+            return ApiError::invalid(info, &name, vec![super::status::Cause::required(&field)]);
+        }
+        ApiError::bad_request(format!(
+            "{} in version {:?} cannot be handled as a {}: {msg}",
+            info.kind, info.version, info.kind
+        ))
+    })
+}
+
+/// `spec: missing field `containers`` (serde_path_to_error's form) → `spec.containers`.
+fn missing_field(msg: &str) -> Option<String> {
+    let (path, rest) = match msg.split_once(": missing field `") {
+        Some((p, r)) => (Some(p), r),
+        None => (None, msg.strip_prefix("missing field `")?),
+    };
+    let field = rest.split('`').next()?;
+    Some(match path {
+        Some(p) if p != "." && !p.is_empty() => format!("{p}.{field}"),
+        _ => field.to_string(),
+    })
+}
+
+impl Registry {
+    /// PATCH: applies the patch to the current object and updates it, retrying when the object changed
+    /// underneath (unless the patch itself pinned a resourceVersion).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        kind: super::patch::PatchType,
+        body: &[u8],
+        subresource: Option<&str>,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let current = self.get(info, ns, name).await?;
+            let patched = super::patch::apply_patch(kind, &current, body)?;
+            let pinned = meta_str(&patched, "resourceVersion") != meta_str(&current, "resourceVersion");
+            let patched = normalize(info, patched)?;
+            match self.update(info, ns, name, patched, subresource, dry_run).await {
+                Err(e) if e.reason == "Conflict" && !pinned && attempts < 10 => continue,
+                other => return other.map(|(v, _)| v),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod normalize_tests {
+    use super::missing_field;
+
+    #[test]
+    fn missing_field_paths() {
+        assert_eq!(missing_field("spec: missing field `containers`").as_deref(), Some("spec.containers"));
+        assert_eq!(missing_field("missing field `kind`").as_deref(), Some("kind"));
+        assert_eq!(missing_field("invalid type: string"), None);
+    }
+}

@@ -1,0 +1,208 @@
+//! API errors as upstream's `metav1.Status`.
+//!
+//! Every failure the apiserver returns is one of these, with upstream's reason, code and message shape,
+//! because clients (kubectl's `Error from server (NotFound): ...`, client-go's `errors.IsConflict`) key on them.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use super::catalog::ResourceInfo;
+
+/// One field-level cause of an `Invalid` error.
+#[derive(Clone, Debug)]
+pub struct Cause {
+    pub reason: &'static str,
+    pub message: String,
+    pub field: String,
+}
+
+impl Cause {
+    pub fn required(field: &str) -> Self {
+        Cause { reason: "FieldValueRequired", message: "Required value".into(), field: field.into() }
+    }
+    pub fn invalid(field: &str, value: &Value, detail: &str) -> Self {
+        let shown = match value {
+            Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        };
+        Cause {
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {shown}: {detail}"),
+            field: field.into(),
+        }
+    }
+    pub fn forbidden(field: &str, detail: &str) -> Self {
+        Cause { reason: "FieldValueForbidden", message: format!("Forbidden: {detail}"), field: field.into() }
+    }
+    pub fn unsupported(field: &str, value: &Value, supported: &[&str]) -> Self {
+        let quoted: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+        let shown = match value {
+            Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        };
+        Cause {
+            reason: "FieldValueNotSupported",
+            message: format!("Unsupported value: {shown}: supported values: {}", quoted.join(", ")),
+            field: field.into(),
+        }
+    }
+    pub fn duplicate(field: &str, value: &Value) -> Self {
+        Cause { reason: "FieldValueDuplicate", message: format!("Duplicate value: {value}"), field: field.into() }
+    }
+    /// `field: message`, as upstream's field.Error prints.
+    pub fn display(&self) -> String {
+        format!("{}: {}", self.field, self.message)
+    }
+}
+
+/// An error answer: HTTP code, reason, message and optional details.
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+fn details(name: &str, info: &ResourceInfo) -> Value {
+    let mut d = json!({ "name": name, "kind": info.plural });
+    if !info.group.is_empty() {
+        d["group"] = json!(info.group);
+    }
+    d
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError { code, reason, message: message.into(), details: None }
+    }
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+    }
+    pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
+        Self::new(404, "NotFound", format!("{} {name:?} not found", info.group_resource()))
+            .with_details(details(name, info))
+    }
+    /// A 404 for a URL that names no resource at all.
+    pub fn not_found_path() -> Self {
+        Self::new(404, "NotFound", "the server could not find the requested resource")
+            .with_details(json!({}))
+    }
+    pub fn already_exists(info: &ResourceInfo, name: &str) -> Self {
+        Self::new(409, "AlreadyExists", format!("{} {name:?} already exists", info.group_resource()))
+            .with_details(details(name, info))
+    }
+    pub fn conflict(info: &ResourceInfo, name: &str, why: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {} {name:?}: {why}", info.group_resource()),
+        )
+        .with_details(details(name, info))
+    }
+    pub fn modified(info: &ResourceInfo, name: &str) -> Self {
+        Self::conflict(
+            info,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+    pub fn invalid(info: &ResourceInfo, name: &str, causes: Vec<Cause>) -> Self {
+        let list: Vec<String> = causes.iter().map(Cause::display).collect();
+        let joined = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
+        let mut d = details(name, info);
+        d["kind"] = json!(info.kind);
+        d["causes"] = Value::Array(
+            causes
+                .iter()
+                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                .collect(),
+        );
+        let kind_group = if info.group.is_empty() {
+            info.kind.clone()
+        } else {
+            format!("{}.{}", info.kind, info.group)
+        };
+        Self::new(422, "Invalid", format!("{kind_group} {name:?} is invalid: {joined}")).with_details(d)
+    }
+    pub fn forbidden(info: &ResourceInfo, name: &str, why: &str) -> Self {
+        let subject = if name.is_empty() {
+            info.group_resource()
+        } else {
+            format!("{} {name:?}", info.group_resource())
+        };
+        Self::new(403, "Forbidden", format!("{subject} is forbidden: {why}")).with_details(details(name, info))
+    }
+    pub fn method_not_supported(info: &ResourceInfo, verb: &str) -> Self {
+        Self::new(405, "MethodNotAllowed", format!("{verb} is not supported on resources of kind {:?}", info.group_resource()))
+            .with_details(json!({"kind": info.plural, "group": info.group}))
+    }
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self::new(410, "Expired", message)
+    }
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type})"))
+    }
+    pub fn not_acceptable() -> Self {
+        Self::new(406, "NotAcceptable", "only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io")
+    }
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+    pub fn too_large() -> Self {
+        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+    }
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(504, "Timeout", message)
+    }
+
+    /// The `metav1.Status` body.
+    pub fn to_status(&self) -> Value {
+        let mut s = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(d) = &self.details {
+            s["details"] = d.clone();
+        }
+        s
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        (code, [(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+impl From<crate::storage::StoreError> for ApiError {
+    fn from(e: crate::storage::StoreError) -> Self {
+        match e {
+            crate::storage::StoreError::Compacted { compacted } => {
+                ApiError::gone(format!("The resourceVersion for the provided list is too old (oldest available: {compacted})."))
+            }
+            crate::storage::StoreError::FutureRevision(rev) => ApiError::timeout(format!(
+                "Too large resource version: {rev}, current: unknown"
+            ))
+            .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1})),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}

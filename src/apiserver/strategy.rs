@@ -1,0 +1,292 @@
+//! Per-kind strategies: the small part of each resource's behaviour that the generic registry can't know.
+//!
+//! As in upstream's registry, a strategy only says what differs: how names are validated, what is reset or
+//! defaulted on create, what a spec update may not touch (status) and what a status update may not touch
+//! (everything else), whether the kind tracks `metadata.generation`, and the kind's own validation.
+
+use serde_json::{json, Map, Value};
+
+use super::catalog::ResourceInfo;
+use super::status::Cause;
+use super::validation::{validate_object_meta, NameRule};
+
+fn key(info: &ResourceInfo) -> (&str, &str) {
+    (info.group.as_str(), info.plural.as_str())
+}
+
+pub fn name_rule(info: &ResourceInfo) -> NameRule {
+    match key(info) {
+        ("", "namespaces") => NameRule::Label,
+        ("", "services") => NameRule::Dns1035,
+        ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
+        ("flowcontrol.apiserver.k8s.io", _) => NameRule::PathSegment,
+        _ => NameRule::Subdomain,
+    }
+}
+
+/// Whether the kind has a status that only the `/status` subresource may change.
+pub fn has_status_subresource(info: &ResourceInfo) -> bool {
+    info.subresource("status").is_some()
+}
+
+/// Kinds whose spec changes bump `metadata.generation` (upstream sets it on these; pods and configmaps have none).
+pub fn tracks_generation(info: &ResourceInfo) -> bool {
+    matches!(
+        info.group.as_str(),
+        "apps"
+            | "batch"
+            | "autoscaling"
+            | "policy"
+            | "networking.k8s.io"
+            | "apiextensions.k8s.io"
+            | "admissionregistration.k8s.io"
+            | "flowcontrol.apiserver.k8s.io"
+            | "scheduling.k8s.io"
+    ) || matches!(key(info), ("", "replicationcontrollers"))
+}
+
+/// Whether PUT on a missing object creates it (upstream: true for a handful of kinds).
+pub fn allow_create_on_update(info: &ResourceInfo) -> bool {
+    matches!(
+        key(info),
+        ("", "endpoints") | ("", "events") | ("events.k8s.io", "events") | ("coordination.k8s.io", "leases")
+            | ("rbac.authorization.k8s.io", _)
+    ) || info.group == "apiregistration.k8s.io"
+}
+
+/// Whether a finished delete answers with the deleted object (else a `Status` of success).
+pub fn returns_deleted_object(info: &ResourceInfo) -> bool {
+    matches!(key(info), ("", "pods") | ("", "services") | ("", "namespaces") | ("apiextensions.k8s.io", _))
+}
+
+fn obj_mut(v: &mut Value) -> Option<&mut Map<String, Value>> {
+    v.as_object_mut()
+}
+
+/// Resets and defaults on create, before validation.
+pub fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
+    match key(info) {
+        ("", "namespaces") => {
+            obj["status"] = json!({"phase": "Active"});
+            let spec = obj.get("spec").cloned().unwrap_or(json!({}));
+            if spec.get("finalizers").is_none() {
+                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            }
+        }
+        ("", "pods") => {
+            obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
+        }
+        ("", "services") => {
+            obj["status"] = json!({"loadBalancer": {}});
+        }
+        ("", "persistentvolumeclaims") | ("", "persistentvolumes") => {
+            obj["status"] = json!({"phase": "Pending"});
+        }
+        ("", "nodes") | ("certificates.k8s.io", _) | ("apiextensions.k8s.io", _) => {}
+        _ => {
+            if has_status_subresource(info) {
+                if let Some(m) = obj_mut(obj) {
+                    m.remove("status");
+                }
+            }
+        }
+    }
+}
+
+/// Upstream's QoS class from the containers' requests and limits.
+fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| pod.pointer(&format!("/spec/{k}")).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &containers {
+        let req = c.pointer("/resources/requests").and_then(Value::as_object);
+        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
+        let has = |m: Option<&Map<String, Value>>, r: &str| m.is_some_and(|m| m.contains_key(r));
+        if req.is_some_and(|m| !m.is_empty()) || lim.is_some_and(|m| !m.is_empty()) {
+            any = true;
+        }
+        for r in ["cpu", "memory"] {
+            if !has(lim, r) {
+                guaranteed = false;
+            } else if has(req, r) && req.and_then(|m| m.get(r)) != lim.and_then(|m| m.get(r)) {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// The parts of an object a status update may not change are taken from `old`; the status from `new`.
+pub fn status_update(new: &Value, old: &Value) -> Value {
+    let mut out = old.clone();
+    match new.get("status") {
+        Some(s) => out["status"] = s.clone(),
+        None => {
+            if let Some(m) = out.as_object_mut() {
+                m.remove("status");
+            }
+        }
+    }
+    out
+}
+
+/// A spec update keeps the stored status.
+pub fn spec_update(info: &ResourceInfo, new: &mut Value, old: &Value) {
+    if has_status_subresource(info) || key(info) == ("", "namespaces") {
+        match old.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                if let Some(m) = new.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+    }
+    if key(info) == ("", "namespaces") {
+        // spec.finalizers only change through /finalize.
+        match old.get("spec") {
+            Some(s) => new["spec"] = s.clone(),
+            None => {
+                if let Some(m) = new.as_object_mut() {
+                    m.remove("spec");
+                }
+            }
+        }
+    }
+}
+
+fn containers_causes(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
+    let containers = spec.and_then(|s| s.get("containers")).and_then(Value::as_array);
+    match containers {
+        None => causes.push(Cause::required(&format!("{path}.containers"))),
+        Some(list) if list.is_empty() => causes.push(Cause::required(&format!("{path}.containers"))),
+        Some(list) => {
+            let mut seen = std::collections::HashSet::new();
+            for (i, c) in list.iter().enumerate() {
+                let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+                let field = format!("{path}.containers[{i}]");
+                if name.is_empty() {
+                    causes.push(Cause::required(&format!("{field}.name")));
+                } else if !seen.insert(name.to_string()) {
+                    causes.push(Cause::duplicate(&format!("{field}.name"), &json!(name)));
+                } else {
+                    for e in super::validation::name_errors(name, NameRule::Label) {
+                        causes.push(Cause::invalid(&format!("{field}.name"), &json!(name), &e));
+                    }
+                }
+                if c.get("image").and_then(Value::as_str).unwrap_or("").is_empty() {
+                    causes.push(Cause::required(&format!("{field}.image")));
+                }
+            }
+        }
+    }
+}
+
+fn selector_matches_template(spec: Option<&Value>, causes: &mut Vec<Cause>) {
+    let selector = spec.and_then(|s| s.get("selector"));
+    let labels = spec.and_then(|s| s.pointer("/template/metadata/labels")).and_then(Value::as_object);
+    match selector {
+        None => causes.push(Cause::required("spec.selector")),
+        Some(sel) => {
+            let ml = sel.get("matchLabels").and_then(Value::as_object);
+            let has_expr = sel.get("matchExpressions").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            if ml.is_none_or(|m| m.is_empty()) && !has_expr {
+                causes.push(Cause::invalid(
+                    "spec.selector",
+                    sel,
+                    "empty selector is invalid for deployment",
+                ));
+            } else if let Some(ml) = ml {
+                let ok = ml.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+                if !ok {
+                    causes.push(Cause::invalid(
+                        "spec.template.metadata.labels",
+                        &Value::Object(labels.cloned().unwrap_or_default()),
+                        "`selector` does not match template `labels`",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The kind's validation on create and update: metadata for all kinds plus the required fields of the
+/// common workloads. (Fuller per-kind validation comes with the validation issue.)
+pub fn validate(info: &ResourceInfo, obj: &Value) -> Vec<Cause> {
+    let mut causes = validate_object_meta(obj, name_rule(info), info.namespaced);
+    let spec = obj.get("spec");
+    match key(info) {
+        ("", "pods") => containers_causes(spec, "spec", &mut causes),
+        ("", "podtemplates") => containers_causes(obj.pointer("/template/spec"), "template.spec", &mut causes),
+        ("apps", "deployments") | ("apps", "replicasets") | ("apps", "statefulsets") | ("apps", "daemonsets") => {
+            selector_matches_template(spec, &mut causes);
+            containers_causes(spec.and_then(|s| s.pointer("/template/spec")), "spec.template.spec", &mut causes);
+        }
+        ("batch", "jobs") => {
+            let tspec = spec.and_then(|s| s.pointer("/template/spec"));
+            containers_causes(tspec, "spec.template.spec", &mut causes);
+            let rp = tspec.and_then(|s| s.get("restartPolicy")).and_then(Value::as_str).unwrap_or("");
+            if rp != "OnFailure" && rp != "Never" {
+                causes.push(Cause {
+                    reason: "FieldValueRequired",
+                    message: "Required value: valid values: \"OnFailure\", \"Never\"".into(),
+                    field: "spec.template.spec.restartPolicy".into(),
+                });
+            }
+        }
+        ("batch", "cronjobs") => {
+            if spec.and_then(|s| s.get("schedule")).and_then(Value::as_str).unwrap_or("").is_empty() {
+                causes.push(Cause::required("spec.schedule"));
+            }
+            containers_causes(
+                spec.and_then(|s| s.pointer("/jobTemplate/spec/template/spec")),
+                "spec.jobTemplate.spec.template.spec",
+                &mut causes,
+            );
+        }
+        ("", "services") => {
+            let ty = spec.and_then(|s| s.get("type")).and_then(Value::as_str).unwrap_or("ClusterIP");
+            let headless = spec.and_then(|s| s.get("clusterIP")).and_then(Value::as_str) == Some("None");
+            let ports = spec.and_then(|s| s.get("ports")).and_then(Value::as_array);
+            if ty != "ExternalName" && !headless && ports.is_none_or(|p| p.is_empty()) {
+                causes.push(Cause::required("spec.ports"));
+            }
+            for (i, p) in ports.into_iter().flatten().enumerate() {
+                let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+                if !(1..=65535).contains(&port) {
+                    causes.push(Cause::invalid(
+                        &format!("spec.ports[{i}].port"),
+                        &json!(port),
+                        "must be between 1 and 65535, inclusive",
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    causes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos() {
+        assert_eq!(qos_class(&json!({"spec": {"containers": [{"name": "a"}]}})), "BestEffort");
+        let g = json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
+        assert_eq!(qos_class(&g), "Guaranteed");
+        let b = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}});
+        assert_eq!(qos_class(&b), "Burstable");
+    }
+}

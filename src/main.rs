@@ -1,0 +1,170 @@
+//! The `rkube` command: one binary, upstream's component boundaries as subcommands.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use rkube::apiserver::{self, ApiServerConfig};
+use rkube::pki::Pki;
+use rkube::storage::{embedded::EmbeddedStore, etcd::EtcdStore, Store};
+
+#[derive(Parser)]
+#[command(name = "rkube", version, about = "A Kubernetes cluster in one Rust binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StorageKind {
+    Embedded,
+    Etcd,
+}
+
+#[derive(clap::Args, Clone)]
+struct ServerArgs {
+    /// Where the cluster keeps its state (PKI, embedded store). Default: ~/.rkube, or /var/lib/rkube as root.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// HTTPS port of the apiserver.
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// Where to write the admin kubeconfig. Default: ~/.kube/config unless another cluster's config is
+    /// there, else DATA_DIR/admin.kubeconfig.
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
+    /// Storage backend.
+    #[arg(long, value_enum, default_value = "embedded")]
+    storage: StorageKind,
+    /// etcd endpoints (with --storage etcd), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    etcd_endpoints: Vec<String>,
+    /// Extra names or IPs for the serving certificate.
+    #[arg(long, value_delimiter = ',')]
+    tls_san: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the control plane: the apiserver on the chosen store.
+    Server(ServerArgs),
+    /// Prints the admin kubeconfig of a data dir.
+    Kubeconfig {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, default_value = "https://127.0.0.1:6443")]
+        server: String,
+    },
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+}
+
+fn default_data_dir() -> PathBuf {
+    let is_root = std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+        || home().is_some_and(|h| h == Path::new("/root"));
+    if is_root {
+        PathBuf::from("/var/lib/rkube")
+    } else {
+        home().map(|h| h.join(".rkube")).unwrap_or_else(|| PathBuf::from(".rkube"))
+    }
+}
+
+/// Decides where the kubeconfig goes: the user's choice, else ~/.kube/config when it is free or already
+/// ours (same CA), else next to the data.
+fn kubeconfig_path(args: &ServerArgs, data_dir: &Path, pki: &Pki) -> PathBuf {
+    if let Some(p) = &args.write_kubeconfig {
+        return p.clone();
+    }
+    if let Some(h) = home() {
+        let p = h.join(".kube").join("config");
+        match std::fs::read_to_string(&p) {
+            Err(_) => return p,
+            Ok(existing) => {
+                use base64::Engine;
+                let ca = base64::engine::general_purpose::STANDARD.encode(&pki.ca_cert_pem);
+                if existing.contains(&ca) {
+                    return p;
+                }
+            }
+        }
+    }
+    data_dir.join("admin.kubeconfig")
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, contents)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let mut sans = args.tls_san.clone();
+    if !args.bind_address.is_unspecified() {
+        sans.push(args.bind_address.to_string());
+    }
+    let pki = Pki::load_or_create(&data_dir, &sans)?;
+    let store: Arc<dyn Store> = match args.storage {
+        StorageKind::Embedded => EmbeddedStore::open(&data_dir.join("db"))?,
+        StorageKind::Etcd => Arc::new(EtcdStore::connect(&args.etcd_endpoints).await?),
+    };
+    let host = if args.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { args.bind_address.to_string() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let advertise = format!("{host}:{}", args.secure_port);
+    let config = ApiServerConfig {
+        bind: SocketAddr::new(args.bind_address, args.secure_port),
+        advertise: advertise.clone(),
+        tls: pki.server_tls_config()?,
+    };
+    let server = apiserver::start(config, store).await?;
+    let url = format!("https://{host}:{}", server.local_addr.port());
+    let kubeconfig = kubeconfig_path(&args, &data_dir, &pki);
+    write_private(&kubeconfig, &pki.admin_kubeconfig(&url))?;
+    let default_kc = home().map(|h| h.join(".kube").join("config"));
+    if Some(&kubeconfig) == default_kc.as_ref() {
+        println!("rkube is serving at {url}; kubeconfig written to {} (kubectl uses it as is: try `kubectl get namespaces`)", kubeconfig.display());
+    } else {
+        println!(
+            "rkube is serving at {url}; kubeconfig written to {} (use it with `export KUBECONFIG={}` or `kubectl --kubeconfig {}`)",
+            kubeconfig.display(),
+            kubeconfig.display(),
+            kubeconfig.display()
+        );
+    }
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Server(args) => rt.block_on(run_server(args)),
+        Command::Kubeconfig { data_dir, server } => {
+            let dir = data_dir.unwrap_or_else(default_data_dir);
+            let pki = Pki::load_or_create(&dir, &[])?;
+            print!("{}", pki.admin_kubeconfig(&server));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The etcd backend, for running against an existing etcd cluster like upstream Kubernetes does (HA,
+//! shared state between several apiservers). The [`Store`] trait mirrors etcd's v3 API, so this is a thin
+//! translation: guarded writes are transactions comparing the key's mod (or create) revision, and
+//! compaction and future-revision failures are mapped to the same errors the embedded store returns.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
+};
+use futures::StreamExt;
+
+use super::{Event, EventType, KeyValue, RangeResult, Result, Store, StoreError, WatchStream};
+
+/// The [`Store`] backed by an etcd v3 cluster.
+pub struct EtcdStore {
+    client: Client,
+    /// Highest compaction revision this process has seen, used when etcd reports "compacted" without
+    /// saying up to where.
+    compacted: AtomicI64,
+}
+
+/// The end of the key range covering every key that starts with `prefix` (etcd's `range_end`).
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Empty prefix (or all 0xff): "\0" as range_end means "to the end of the keyspace".
+    vec![0]
+}
+
+/// etcd rejects an empty key; the smallest key "\0" starts the same range.
+fn range_start(key: &str) -> Vec<u8> {
+    if key.is_empty() {
+        vec![0]
+    } else {
+        key.as_bytes().to_vec()
+    }
+}
+
+fn convert(kv: &etcd_client::KeyValue) -> KeyValue {
+    KeyValue {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: kv.value().to_vec(),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+    }
+}
+
+enum Failure {
+    Compacted,
+    Future,
+    Other(String),
+}
+
+fn classify(e: etcd_client::Error) -> Failure {
+    let text = match &e {
+        etcd_client::Error::GRpcStatus(status) => status.message().to_string(),
+        other => other.to_string(),
+    };
+    if text.contains("required revision has been compacted") {
+        Failure::Compacted
+    } else if text.contains("required revision is a future revision") {
+        Failure::Future
+    } else {
+        Failure::Other(format!("etcd: {e}"))
+    }
+}
+
+fn plain(e: etcd_client::Error) -> StoreError {
+    StoreError::Other(format!("etcd: {e}"))
+}
+
+fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> i64 {
+    header.map(|h| h.revision()).unwrap_or(0)
+}
+
+impl EtcdStore {
+    /// Connects to the etcd cluster at `endpoints` (e.g. `http://127.0.0.1:2379`) and checks that it
+    /// answers, so a wrong address fails at startup rather than on the first request.
+    pub async fn connect(endpoints: &[String]) -> anyhow::Result<Self> {
+        let options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(5));
+        let client = Client::connect(endpoints, Some(options)).await?;
+        let store = Self {
+            client,
+            compacted: AtomicI64::new(0),
+        };
+        tokio::time::timeout(Duration::from_secs(10), store.current_revision())
+            .await
+            .map_err(|_| anyhow::anyhow!("etcd at {endpoints:?} did not answer within 10s"))??;
+        Ok(store)
+    }
+
+    /// Maps an etcd error, finding out the compaction point when etcd says "compacted".
+    async fn error(&self, e: etcd_client::Error, revision: i64) -> StoreError {
+        match classify(e) {
+            Failure::Compacted => StoreError::Compacted {
+                compacted: self.probe_compacted().await,
+            },
+            Failure::Future => StoreError::FutureRevision(revision),
+            Failure::Other(msg) => StoreError::Other(msg),
+        }
+    }
+
+    /// etcd's range error does not carry the compaction revision; a watch from revision 1 does.
+    async fn probe_compacted(&self) -> i64 {
+        let known = self.compacted.load(Ordering::SeqCst);
+        let mut client = self.client.clone();
+        let probe = async {
+            let options = WatchOptions::new().with_start_revision(1);
+            let mut stream = client.watch(vec![0u8], Some(options)).await.ok()?;
+            while let Ok(Some(resp)) = stream.message().await {
+                if resp.compact_revision() > 0 {
+                    return Some(resp.compact_revision());
+                }
+                if resp.canceled() {
+                    return None;
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(Duration::from_secs(2), probe).await {
+            Ok(Some(rev)) => {
+                self.compacted.fetch_max(rev, Ordering::SeqCst);
+                rev.max(known)
+            }
+            _ => known,
+        }
+    }
+
+    /// Runs a transaction that does `op` if `guard` holds and otherwise reads the key, so a failed guard
+    /// can say whether the key is missing or changed.
+    async fn guarded(
+        &self,
+        key: &str,
+        guard: Compare,
+        op: TxnOp,
+    ) -> Result<std::result::Result<etcd_client::TxnResponse, Option<KeyValue>>> {
+        let txn = Txn::new()
+            .when([guard])
+            .and_then([op])
+            .or_else([TxnOp::get(key, None)]);
+        let resp = self.client.clone().txn(txn).await.map_err(plain)?;
+        if resp.succeeded() {
+            return Ok(Ok(resp));
+        }
+        let current = resp.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(get) => get.kvs().first().map(convert),
+            _ => None,
+        });
+        Ok(Err(current))
+    }
+}
+
+#[async_trait]
+impl Store for EtcdStore {
+    async fn get(&self, key: &str) -> Result<(Option<KeyValue>, i64)> {
+        let resp = self.client.clone().get(key, None).await.map_err(plain)?;
+        Ok((
+            resp.kvs().first().map(convert),
+            header_revision(resp.header()),
+        ))
+    }
+
+    async fn range(
+        &self,
+        prefix: &str,
+        start: Option<&str>,
+        limit: usize,
+        revision: i64,
+    ) -> Result<RangeResult> {
+        let from = match start {
+            Some(s) if s > prefix => s,
+            _ => prefix,
+        };
+        let mut options = GetOptions::new().with_range(prefix_end(prefix));
+        if limit > 0 {
+            options = options.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        if revision > 0 {
+            options = options.with_revision(revision);
+        }
+        let resp = match self
+            .client
+            .clone()
+            .get(range_start(from), Some(options))
+            .await
+        {
+            Ok(resp) => resp,
+            Err(e) => return Err(self.error(e, revision).await),
+        };
+        Ok(RangeResult {
+            kvs: resp.kvs().iter().map(convert).collect(),
+            more: resp.more(),
+            revision: if revision > 0 {
+                revision
+            } else {
+                header_revision(resp.header())
+            },
+        })
+    }
+
+    async fn count(&self, prefix: &str) -> Result<i64> {
+        let options = GetOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_count_only();
+        let resp = self
+            .client
+            .clone()
+            .get(range_start(prefix), Some(options))
+            .await
+            .map_err(plain)?;
+        Ok(resp.count())
+    }
+
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64> {
+        let guard = Compare::create_revision(key, CompareOp::Equal, 0);
+        match self
+            .guarded(key, guard, TxnOp::put(key, value, None))
+            .await?
+        {
+            Ok(resp) => Ok(header_revision(resp.header())),
+            Err(_) => Err(StoreError::AlreadyExists),
+        }
+    }
+
+    async fn update(&self, key: &str, value: Vec<u8>, expected_mod_revision: i64) -> Result<i64> {
+        let guard = Compare::mod_revision(key, CompareOp::Equal, expected_mod_revision);
+        match self
+            .guarded(key, guard, TxnOp::put(key, value, None))
+            .await?
+        {
+            Ok(resp) => Ok(header_revision(resp.header())),
+            Err(None) => Err(StoreError::NotFound),
+            Err(Some(current)) => Err(StoreError::Conflict {
+                current: Some(current),
+            }),
+        }
+    }
+
+    async fn delete(
+        &self,
+        key: &str,
+        expected_mod_revision: Option<i64>,
+    ) -> Result<(i64, KeyValue)> {
+        let guard = match expected_mod_revision {
+            Some(rev) => Compare::mod_revision(key, CompareOp::Equal, rev),
+            None => Compare::create_revision(key, CompareOp::Greater, 0),
+        };
+        let op = TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()));
+        match self.guarded(key, guard, op).await? {
+            Ok(resp) => {
+                let prev = resp.op_responses().into_iter().find_map(|r| match r {
+                    TxnOpResponse::Delete(del) => del.prev_kvs().first().map(convert),
+                    _ => None,
+                });
+                match prev {
+                    Some(prev) => Ok((header_revision(resp.header()), prev)),
+                    None => Err(StoreError::NotFound),
+                }
+            }
+            Err(None) => Err(StoreError::NotFound),
+            Err(Some(current)) => Err(StoreError::Conflict {
+                current: Some(current),
+            }),
+        }
+    }
+
+    async fn current_revision(&self) -> Result<i64> {
+        let options = GetOptions::new().with_count_only();
+        let resp = self
+            .client
+            .clone()
+            .get(vec![0u8], Some(options))
+            .await
+            .map_err(plain)?;
+        Ok(header_revision(resp.header()))
+    }
+
+    async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
+        let options = WatchOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_start_revision(after_revision.saturating_add(1))
+            .with_prev_key();
+        let stream = self
+            .client
+            .clone()
+            .watch(range_start(prefix), Some(options))
+            .await
+            .map_err(plain)?;
+        let state = (stream, VecDeque::<Result<Event>>::new(), false);
+        Ok(
+            futures::stream::unfold(state, |(mut stream, mut pending, mut done)| async move {
+                loop {
+                    if let Some(item) = pending.pop_front() {
+                        return Some((item, (stream, pending, done)));
+                    }
+                    if done {
+                        return None;
+                    }
+                    match stream.message().await {
+                        Ok(Some(resp)) => {
+                            if resp.compact_revision() > 0 {
+                                pending.push_back(Err(StoreError::Compacted {
+                                    compacted: resp.compact_revision(),
+                                }));
+                                done = true;
+                            } else if resp.canceled() {
+                                pending.push_back(Err(StoreError::Other(format!(
+                                    "etcd canceled the watch: {}",
+                                    resp.cancel_reason()
+                                ))));
+                                done = true;
+                            } else {
+                                pending
+                                    .extend(resp.events().iter().filter_map(watch_event).map(Ok));
+                            }
+                        }
+                        Ok(None) => done = true,
+                        Err(e) => {
+                            pending.push_back(Err(plain(e)));
+                            done = true;
+                        }
+                    }
+                }
+            })
+            .boxed(),
+        )
+    }
+
+    async fn compact(&self, revision: i64) -> Result<()> {
+        match self.client.clone().compact(revision, None).await {
+            Ok(_) => {
+                self.compacted.fetch_max(revision, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) => match classify(e) {
+                // Already compacted at or past `revision`: nothing left to do (the embedded store agrees).
+                Failure::Compacted => Ok(()),
+                Failure::Future => Err(StoreError::FutureRevision(revision)),
+                Failure::Other(msg) => Err(StoreError::Other(msg)),
+            },
+        }
+    }
+}
+
+/// Converts an etcd watch event into ours: a delete carries the deleted value (etcd's delete kv only has
+/// the key and the delete revision).
+fn watch_event(event: &etcd_client::Event) -> Option<Event> {
+    let kv = convert(event.kv()?);
+    let prev = event.prev_kv().map(convert);
+    Some(match event.event_type() {
+        etcd_client::EventType::Put => Event {
+            event_type: EventType::Put,
+            kv,
+            prev,
+        },
+        etcd_client::EventType::Delete => Event {
+            event_type: EventType::Delete,
+            kv: match &prev {
+                Some(p) => KeyValue {
+                    mod_revision: kv.mod_revision,
+                    ..p.clone()
+                },
+                None => kv,
+            },
+            prev,
+        },
+    })
+}
