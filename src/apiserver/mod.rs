@@ -5,6 +5,7 @@
 //! Everything about which resources exist comes from the [`catalog`].
 
 pub mod catalog;
+pub mod defaults;
 pub mod discovery;
 pub mod handlers;
 pub mod namespaces;

@@ -393,7 +393,14 @@ impl Registry {
         } else {
             m.remove("generation");
         }
+        super::defaults::apply(info, &mut obj);
         strategy::prepare_for_create(info, &mut obj);
+        if info.group == "batch" && info.plural == "jobs" {
+            strategy::job_selector(&mut obj);
+        }
+        if info.group.is_empty() && info.plural == "services" {
+            self.allocate_service(&mut obj);
+        }
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
         let causes = strategy::validate(info, &obj);
         if !causes.is_empty() {
@@ -505,7 +512,11 @@ impl Registry {
             Some(other) => return Err(ApiError::not_found_path().with_details(json!({"name": other}))),
             None => {
                 let mut n = obj;
+                super::defaults::apply(info, &mut n);
                 strategy::spec_update(info, &mut n, &old);
+                if info.group.is_empty() && info.plural == "services" {
+                    strategy::keep_service_allocations(&mut n, &old);
+                }
                 // Fields only the server sets.
                 let om = meta(&old).cloned().unwrap_or_default();
                 let m = meta_mut(&mut n);
@@ -557,6 +568,67 @@ impl Registry {
             Err(StoreError::Conflict { .. }) => Err(ApiError::modified(info, name)),
             Err(StoreError::NotFound) => Err(ApiError::not_found(info, name)),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives a new Service its cluster IP (from 10.96.0.0/16) and node ports (30000-32767), as upstream's
+    /// allocators do, avoiding the ones in use.
+    fn allocate_service(&self, svc: &mut Value) {
+        let Some(info) = self.catalog.find("", "v1", "services") else { return };
+        let Some(cache) = self.cache.resource(&info.storage_prefix) else { return };
+        let (existing, _) = cache.list(&info.storage_prefix, 0);
+        let used_ips: std::collections::HashSet<String> = existing
+            .iter()
+            .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str).map(String::from))
+            .collect();
+        let used_ports: std::collections::HashSet<i64> = existing
+            .iter()
+            .flat_map(|s| s.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default())
+            .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+            .collect();
+        let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+        let Some(spec) = svc.get_mut("spec").and_then(Value::as_object_mut) else { return };
+        if ty != "ExternalName" {
+            let ip = spec.get("clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+            let ip = if ip.is_empty() {
+                let mut rng = rand::rng();
+                let mut pick = String::new();
+                for _ in 0..1000 {
+                    let n: u32 = rng.random_range(11..65534);
+                    let candidate = format!("10.96.{}.{}", n / 256, n % 256);
+                    if !used_ips.contains(&candidate) && !candidate.ends_with(".0") {
+                        pick = candidate;
+                        break;
+                    }
+                }
+                pick
+            } else {
+                ip
+            };
+            spec.insert("clusterIP".into(), json!(ip));
+            spec.insert("clusterIPs".into(), json!([ip]));
+            if ip != "None" {
+                spec.entry("ipFamilies").or_insert(json!(["IPv4"]));
+            }
+            spec.entry("ipFamilyPolicy").or_insert(json!("SingleStack"));
+        }
+        if ty == "NodePort" || ty == "LoadBalancer" {
+            let mut rng = rand::rng();
+            let mut taken = used_ports;
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                for p in ports.iter_mut() {
+                    if p.get("nodePort").and_then(Value::as_i64).is_some() {
+                        continue;
+                    }
+                    for _ in 0..5000 {
+                        let n: i64 = rng.random_range(30000..=32767);
+                        if taken.insert(n) {
+                            p["nodePort"] = json!(n);
+                            break;
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -290,3 +290,51 @@ mod tests {
         assert_eq!(qos_class(&b), "Burstable");
     }
 }
+
+/// Jobs get a selector of their own uid and the matching template labels, unless `manualSelector`.
+pub fn job_selector(obj: &mut Value) {
+    if obj.pointer("/spec/manualSelector") == Some(&json!(true)) {
+        return;
+    }
+    let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(json!(""));
+    let name = obj.pointer("/metadata/name").cloned().unwrap_or(json!(""));
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    spec.insert("selector".into(), json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}));
+    let template = spec.entry("template").or_insert(json!({}));
+    if !template.get("metadata").is_some_and(Value::is_object) {
+        template["metadata"] = json!({});
+    }
+    let meta = &mut template["metadata"];
+    if !meta.get("labels").is_some_and(Value::is_object) {
+        meta["labels"] = json!({});
+    }
+    let labels = &mut meta["labels"];
+    labels["batch.kubernetes.io/controller-uid"] = uid.clone();
+    labels["batch.kubernetes.io/job-name"] = name.clone();
+    labels["controller-uid"] = uid;
+    labels["job-name"] = name;
+}
+
+/// On update a Service keeps the addresses and node ports it was allocated when the new spec omits them.
+pub fn keep_service_allocations(new: &mut Value, old: &Value) {
+    for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+        let missing = new.pointer(&format!("/spec/{f}")).is_none_or(|v| v.is_null() || v == "");
+        if missing {
+            if let (Some(v), Some(spec)) = (old.pointer(&format!("/spec/{f}")), new.get_mut("spec").and_then(Value::as_object_mut)) {
+                spec.insert(f.into(), v.clone());
+            }
+        }
+    }
+    let old_ports: Vec<Value> = old.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+    if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+        for p in ports.iter_mut() {
+            if p.get("nodePort").is_some_and(|n| !n.is_null()) {
+                continue;
+            }
+            let same = old_ports.iter().find(|o| o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol"));
+            if let Some(np) = same.and_then(|o| o.get("nodePort")) {
+                p["nodePort"] = np.clone();
+            }
+        }
+    }
+}

@@ -361,8 +361,8 @@ impl Batch<'_> {
         })
     }
 
-    /// Drops log entries below `target` and every history entry below it that no read at a revision
-    /// >= `target` (nor a replayed event's previous value) can need: per key, only the newest entry below
+    /// Drops log entries below `target` and every history entry below it that no read at or after
+    /// `target` (nor a replayed event's previous value) can need: per key, only the newest entry below
     /// `target` survives, and only if it is not a tombstone.
     fn compact(&mut self, target: i64) -> Result<Result<Outcome>> {
         let target_u = match rev_u64(target) {
