@@ -1173,6 +1173,32 @@ def node_crud(t: T) -> None:
 
 
 @scenario
+def imperative_create(t: T) -> None:
+    """kubectl create namespace/configmap/secret/deployment/job (typed clients: protobuf request bodies)."""
+    ns = "imperative-create"
+    t.eq(t.ok("create", "namespace", ns).strip(), f"namespace/{ns} created", "create namespace")
+    t.eq(t.ok("create", "configmap", "c", "-n", ns, "--from-literal=a=1", "--from-literal=b=2").strip(),
+         "configmap/c created", "create configmap --from-literal")
+    t.eq(t.json("get", "cm", "c", "-n", ns).get("data"), {"a": "1", "b": "2"}, "configmap data")
+    t.eq(t.ok("create", "secret", "generic", "s", "-n", ns, "--from-literal=password=hunter2").strip(),
+         "secret/s created", "create secret generic")
+    t.eq(t.ok("get", "secret", "s", "-n", ns, "-o", "jsonpath={.data.password}"),
+         base64.b64encode(b"hunter2").decode(), "secret data")
+    t.eq(t.ok("create", "deployment", "d", "-n", ns, "--image=registry.k8s.io/pause:3.10", "--replicas=2").strip(),
+         "deployment.apps/d created", "create deployment")
+    d = t.json("get", "deploy", "d", "-n", ns)
+    t.eq((jget(d, "spec.replicas"), jget(d, "spec.selector.matchLabels"), jget(d, "spec.template.spec.containers.0.image")),
+         (2, {"app": "d"}, "registry.k8s.io/pause:3.10"), "deployment spec")
+    t.eq(t.ok("create", "job", "j", "-n", ns, "--image=busybox:1.36", "--", "echo", "hi").strip(), "job.batch/j created",
+         "create job")
+    t.eq(jget(t.json("get", "job", "j", "-n", ns), "spec.template.spec.containers.0.command"), ["echo", "hi"],
+         "job command")
+    out = t.ok("get", "cm,secret,deploy,job", "-n", ns, "-o", "name")
+    t.eq(sorted(out.split()), ["configmap/c", "deployment.apps/d", "job.batch/j", "secret/s"], "get of several kinds")
+    t.eq(t.ok("delete", "namespace", ns, timeout=120).strip(), f'namespace "{ns}" deleted', "delete namespace")
+
+
+@scenario
 def output_formats(t: T) -> None:
     """get -o json|yaml|wide|name|jsonpath|custom-columns, --show-labels, -L, --no-headers, --sort-by."""
     ns = t.namespace()
@@ -1367,6 +1393,63 @@ def watch(t: T) -> None:
 
 
 @scenario
+def watch_selector_transitions(t: T) -> None:
+    """a watch with -l sees DELETED when an object stops matching and ADDED when it matches again."""
+    ns = t.namespace()
+    b = t.bg("get", "cm", "-n", ns, "-l", "app=x", "-w", "--output-watch-events", "-o", "json")
+    time.sleep(1)
+    t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s", "labels": {"app": "x"}}}, ns)
+    t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other", "labels": {"app": "y"}}}, ns)
+
+    def events():
+        return [(e.get("type"), jget(e, "object.metadata.name"), jget(e, "object.metadata.labels.app"))
+                for e in parse_json_stream(b.out)]
+
+    if not b.wait_for(lambda _: ("ADDED", "s", "x") in events(), 20):
+        raise Failure("watch -l shows the matching object", "ADDED s", f"{events()} stderr={b.err}", b.display)
+    o = t.json("get", "cm", "s", "-n", ns)
+    o["metadata"]["labels"]["app"] = "y"
+    t.ok("replace", "-f", "-", stdin=json.dumps(o))
+    if not b.wait_for(lambda _: any(e[0] == "DELETED" and e[1] == "s" for e in events()), 20):
+        raise Failure("watch -l shows DELETED when the object stops matching", "DELETED s",
+                      f"{events()} stderr={b.err}", b.display)
+    o = t.json("get", "cm", "s", "-n", ns)
+    o["metadata"]["labels"]["app"] = "x"
+    t.ok("replace", "-f", "-", stdin=json.dumps(o))
+    if not b.wait_for(lambda _: [e[0] for e in events() if e[1] == "s"] == ["ADDED", "DELETED", "ADDED"], 20):
+        raise Failure("watch -l shows ADDED when the object matches again", "ADDED, DELETED, ADDED",
+                      f"{events()} stderr={b.err}", b.display)
+    t.true(all(e[1] != "other" for e in events()), "the non-matching object never shows", events())
+
+
+@scenario
+def pod_binding(t: T) -> None:
+    """POST pods/{name}/binding (what a scheduler does) sets spec.nodeName and the PodScheduled condition."""
+    ns = t.namespace()
+    t.create(POD.format(name="p", labels=""), ns)
+    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
+               "target": {"apiVersion": "v1", "kind": "Node", "name": "node-a"}}
+    status, body = t.https("POST", f"/api/v1/namespaces/{ns}/pods/p/binding", body=json.dumps(binding).encode(),
+                           headers={"Content-Type": "application/json"})
+    t.eq(status, 201, f"HTTP status of the binding (body {body})")
+    st = json.loads(body)
+    t.eq((st.get("kind"), st.get("status"), st.get("code")), ("Status", "Success", 201), "binding answer")
+    o = t.json("get", "pod", "p", "-n", ns)
+    t.eq(jget(o, "spec.nodeName"), "node-a", "spec.nodeName after binding")
+    conds = {c.get("type"): c.get("status") for c in jget(o, "status.conditions", [])}
+    t.eq(conds.get("PodScheduled"), "True", "PodScheduled condition")
+    out = t.ok("get", "pod", "p", "-n", ns, "-o", "wide")
+    t.eq(t.row(t.table(out), "p", "get pod -o wide").get("NODE"), "node-a", "NODE column")
+    t.eq(sorted(n.split("/", 1)[1] for n in t.names(t.ok("get", "pods", "-n", ns, "--field-selector",
+                                                          "spec.nodeName=node-a", "-o", "name"))), ["p"],
+         "field selector spec.nodeName=node-a")
+    status, body = t.https("POST", f"/api/v1/namespaces/{ns}/pods/p/binding", body=json.dumps(binding).encode(),
+                           headers={"Content-Type": "application/json"})
+    t.eq(status, 409, "binding an already bound pod is a 409")
+    t.status_error(body, 409, "Conflict", "second binding")
+
+
+@scenario
 def wait_for_delete(t: T) -> None:
     """delete with a finalizer leaves a terminating object; wait --for=delete returns once replace drops it."""
     ns = t.namespace()
@@ -1409,7 +1492,6 @@ def chunked_list(t: T) -> None:
     first = t.raw(f"/api/v1/namespaces/{ns}/configmaps?limit=3")
     t.eq([i["metadata"]["name"] for i in first["items"]], ["chunk-00", "chunk-01", "chunk-02"], "first page")
     t.true(bool(jget(first, "metadata.continue")), "first page has metadata.continue", first.get("metadata"))
-    t.eq(jget(first, "metadata.remainingItemCount"), 7, "metadata.remainingItemCount")
     seen = [i["metadata"]["name"] for i in first["items"]]
     cont = jget(first, "metadata.continue")
     pages = 1
@@ -1424,6 +1506,8 @@ def chunked_list(t: T) -> None:
     t.eq(pages, 4, "10 objects at limit=3 take 4 pages")
     status, body = t.https("GET", f"/api/v1/namespaces/{ns}/configmaps?limit=3&continue=garbage")
     t.eq(status, 400, "a malformed continue token is a 400")
+    t.last_cmd = f"kubectl get --raw '/api/v1/namespaces/{ns}/configmaps?limit=3'"
+    t.eq(jget(first, "metadata.remainingItemCount"), 7, "metadata.remainingItemCount of the first page")
 
 
 @scenario
@@ -1500,6 +1584,29 @@ def error_invalid(t: T) -> None:
     st = t.status_error(body, 422, "Invalid", "invalid configmap")
     t.eq(jget(st, "details.causes.0.field"), "metadata.name", "details.causes[0].field")
     t.eq(jget(st, "details.causes.0.reason"), "FieldValueInvalid", "details.causes[0].reason")
+
+
+@scenario
+def error_invalid_workloads(t: T) -> None:
+    """workload validation: a deployment whose selector does not match its template labels is Invalid."""
+    ns = t.namespace()
+    bad = DEPLOYMENT.format(name="bad", labels="").replace("        app: web\n", "        app: other\n")
+    err = t.fails("create", "-n", ns, "-f", "-", stdin=bad)
+    t.match(err, r'^The Deployment "bad" is invalid: spec\.template\.metadata\.labels: Invalid value: '
+                 r'(map\[string\]string\{"app":"other"\}|\{"app":"other"\}): `selector` does not match template '
+                 r'`labels`$', "deployment with a selector that does not match")
+    t.eq(t.fails("get", "deploy", "bad", "-n", ns), NOT_FOUND.format(res="deployments.apps", name="bad"),
+         "nothing stored")
+
+
+@scenario
+def protected_namespaces(t: T) -> None:
+    """default, kube-system and kube-public may not be deleted (Forbidden, even as a dry run)."""
+    for ns in ("default", "kube-system", "kube-public"):
+        err = t.fails("delete", "namespace", ns, "--dry-run=server")
+        t.eq(err, f'Error from server (Forbidden): namespaces "{ns}" is forbidden: this namespace may not be deleted',
+             f"delete namespace {ns}")
+    t.eq(t.ok("get", "ns", "default", "-o", "jsonpath={.status.phase}"), "Active", "default still Active")
 
 
 @scenario
@@ -1973,7 +2080,7 @@ def write_results(runs: list[BackendRun], selected: list[Callable[[T], None]]) -
         "",
         "Generated by `python3 conformance/run.py` "
         f"on {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} with `{KUBECTL}` "
-        f"({_kubectl_version()}) against `{RKUBE_BIN}`.",
+        f"({_kubectl_version()}) against `{_rel(RKUBE_BIN)}`.",
         "Each scenario runs with stock kubectl against a real `rkube server`, once on the embedded store "
         "and once on etcd, and checks the text and JSON that come back.",
         "",
@@ -2003,6 +2110,13 @@ def write_results(runs: list[BackendRun], selected: list[Callable[[T], None]]) -
         for b, n, o in details:
             lines += [f"### {n} ({b})", "", "```", o.failure.rstrip(), "```", ""]
     RESULTS_MD.write_text("\n".join(lines))
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(p.resolve().relative_to(REPO))
+    except ValueError:
+        return str(p)
 
 
 def _kubectl_version() -> str:

@@ -535,3 +535,16 @@ async fn raw_put_rate_reports_a_rate() {
     assert!(rate > 0.0);
     assert_eq!(backend.store.count("/rkube-bench/").await.unwrap(), 200);
 }
+
+/// Prints the raw create rate of both backends (`cargo test --release --lib storage:: -- --ignored
+/// --nocapture`); a measurement, not a check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn raw_put_rate_of_both_backends() {
+    for (name, backend) in [("embedded", embedded().await), ("etcd", etcd().await)] {
+        for clients in [1, 16, 64] {
+            let rate = super::bench::raw_put_rate(backend.store.clone(), clients, 2000).await;
+            println!("{name}: {clients} clients: {rate:.0} creates/s");
+        }
+    }
+}

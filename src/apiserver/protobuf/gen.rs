@@ -115,6 +115,7 @@ fn resolve(module: &str, path: &str) -> (String, String) {
 /// Innermost type argument of `Option<..>`, `Vec<..>`, `Box<..>`, or the value type of a BTreeMap.
 fn inner_type(ty: &str, map: bool) -> String {
     let ty: String = ty.chars().filter(|c| !c.is_whitespace()).collect();
+    let ty = ty.replace(",>", ">");
     let mut t = ty.as_str();
     if map {
         // BTreeMap<K,V>
@@ -163,8 +164,12 @@ fn parse_pb(root: &Path) -> Result<(Vec<PbMessage>, Vec<(String, String, String)
         while i < lines.len() {
             let l = lines[i];
             if let Some(rest) = l.strip_prefix("pub struct ") {
-                let name = rest.trim_end_matches(" {").trim().to_string();
-                cur = Some(PbMessage { module: rel.clone(), rust: name, fields: vec![] });
+                if let Some(name) = rest.strip_suffix(" {}") {
+                    msgs.push(PbMessage { module: rel.clone(), rust: name.trim().to_string(), fields: vec![] });
+                } else {
+                    let name = rest.trim_end_matches(" {").trim().to_string();
+                    cur = Some(PbMessage { module: rel.clone(), rust: name, fields: vec![] });
+                }
             } else if l == "}" {
                 if let Some(m) = cur.take() {
                     msgs.push(m);
@@ -177,7 +182,8 @@ fn parse_pb(root: &Path) -> Result<(Vec<PbMessage>, Vec<(String, String, String)
                 while k < lines.len() {
                     decl.push_str(lines[k].trim());
                     decl.push(' ');
-                    if lines[k].trim_end().ends_with(',') {
+                    let depth = decl.matches('<').count() as i64 - decl.matches('>').count() as i64;
+                    if lines[k].trim_end().ends_with(',') && depth == 0 {
                         break;
                     }
                     k += 1;
@@ -331,6 +337,42 @@ pub fn generate(pb_root: &Path, openapi_root: &Path) -> Result<String, String> {
         }
         name_of.insert((m.module.clone(), m.rust.clone()), fname);
     }
+    // Go embeds structs with `json:",inline"` (Volume ⊃ VolumeSource, Probe ⊃ ProbeHandler): proto has a
+    // message field, JSON has the embedded fields at the parent's level. A message-typed field that the
+    // parent's k8s-openapi struct does not know is such an embedding; the embedded message then takes
+    // its JSON names from the parent's struct.
+    let by_rust: HashMap<(String, String), usize> =
+        msgs.iter().enumerate().map(|(i, m)| ((m.module.clone(), m.rust.clone()), i)).collect();
+    let mut host: HashMap<usize, OaStruct> = HashMap::new();
+    for (i, m) in msgs.iter().enumerate() {
+        if let Some(o) = oa.get(&(m.module.clone(), norm(&m.rust))) {
+            host.insert(i, o.clone());
+        }
+    }
+    let mut inline: HashMap<(usize, u32), bool> = HashMap::new();
+    for _ in 0..4 {
+        for (i, m) in msgs.iter().enumerate() {
+            let Some(o) = host.get(&i).cloned() else { continue };
+            for fl in &m.fields {
+                let Some(t) = fl.msg.as_ref().and_then(|k| by_rust.get(k)) else { continue };
+                if fl.label != "opt" || o.fields.contains_key(&norm(&fl.rust)) {
+                    continue;
+                }
+                let tm = &msgs[*t];
+                let covered = tm.fields.iter().filter(|tf| o.fields.contains_key(&norm(&tf.rust))).count();
+                if covered == 0 || (covered < tm.fields.len() && !host.contains_key(t)) && covered * 2 < tm.fields.len() {
+                    continue;
+                }
+                inline.insert((i, fl.tag), true);
+                if !oa.contains_key(&(tm.module.clone(), norm(&tm.rust))) {
+                    let h = host.entry(*t).or_insert_with(|| OaStruct { name: tm.rust.clone(), fields: HashMap::new() });
+                    for (k, v) in &o.fields {
+                        h.fields.entry(k.clone()).or_insert(v.clone());
+                    }
+                }
+            }
+        }
+    }
     let order: Vec<(String, usize)> = full.iter().map(|(k, v)| (k.clone(), *v)).collect();
     let index: HashMap<String, usize> = order.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)).collect();
 
@@ -342,14 +384,15 @@ pub fn generate(pb_root: &Path, openapi_root: &Path) -> Result<String, String> {
     let mut fallbacks = 0usize;
     for (fname, mi) in &order {
         let m = &msgs[*mi];
-        let o = oa.get(&(m.module.clone(), norm(&m.rust)));
+        let o = host.get(mi);
         let wrapper = is_wrapper(m, o);
         let mut fields = m.fields.clone();
         fields.sort_by_key(|f| f.tag);
         let _ = write!(s, "    Message {{ name: \"{fname}\", wrapper: {wrapper}, fields: &[");
         let mut seen = HashMap::new();
         for fl in &fields {
-            let (json, req) = match o.and_then(|o| o.fields.get(&norm(&fl.rust))) {
+            let inl = inline.contains_key(&(*mi, fl.tag));
+            let (json, req) = match o.and_then(|o| o.fields.get(&norm(&fl.rust))).filter(|_| !inl) {
                 Some((j, r)) => (j.clone(), *r),
                 None => {
                     fallbacks += 1;
@@ -375,6 +418,7 @@ pub fn generate(pb_root: &Path, openapi_root: &Path) -> Result<String, String> {
                 }
             };
             let label = match fl.label {
+                _ if inl => "Inline",
                 "opt" => "Opt",
                 "rep" => "Rep",
                 _ => "Map",

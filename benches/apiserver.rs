@@ -1,0 +1,244 @@
+//! The apiserver benchmark: `cargo bench --bench apiserver` (not a test; it reports figures).
+//!
+//! For each backend (embedded, then a real etcd started here) it starts the real `rkube server` binary
+//! and measures, in one run: cold start to `/readyz`, ConfigMap creates/s through the API with 1, 8 and
+//! 64 concurrent clients beside the same backend's raw put rate, list latency of 10,000 pods (one
+//! consistent list, and kubectl-style pages of 500), and the server's RSS idle and holding 10,000 pods.
+//! `RKUBE_BENCH_PODS` and `RKUBE_BENCH_CREATES` shrink the workload for a quick look.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+use rkube::storage::{bench::raw_put_rate, embedded::EmbeddedStore, etcd::EtcdStore, Store};
+use serde_json::json;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn start_etcd(dir: &Path) -> (Proc, String) {
+    let (client, peer) = (free_port(), free_port());
+    let url = format!("http://127.0.0.1:{client}");
+    let child = Command::new("etcd")
+        .args(["--data-dir", &dir.join("etcd").to_string_lossy()])
+        .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcd (Debian's etcd-server) must be installed for the benchmark");
+    (Proc(child), url)
+}
+
+async fn client_for(kubeconfig: &Path) -> anyhow::Result<Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(Client::try_from(cfg)?)
+}
+
+async fn wait_ready(kubeconfig: &Path, deadline: Duration) -> anyhow::Result<Client> {
+    let start = Instant::now();
+    loop {
+        if kubeconfig.exists() {
+            if let Ok(client) = client_for(kubeconfig).await {
+                let req = http::Request::get("/readyz").body(Vec::new())?;
+                if let Ok(body) = client.request_text(req).await {
+                    if body == "ok" {
+                        return Ok(client);
+                    }
+                }
+            }
+        }
+        if start.elapsed() > deadline {
+            anyhow::bail!("server not ready after {deadline:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn create_rate(client: &Client, ns: &str, clients: usize, total: usize) -> f64 {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (api, next) = (api.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut ok = 0usize;
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= total {
+                        return ok;
+                    }
+                    let cm: ConfigMap = serde_json::from_value(json!({
+                        "metadata": {"name": format!("cm-{clients}-{c}-{i}")},
+                        "data": {"payload": "x".repeat(512)}
+                    }))
+                    .expect("static fixture");
+                    if api.create(&PostParams::default(), &cm).await.is_ok() {
+                        ok += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap_or(0);
+    }
+    ok as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn create_pods(client: &Client, ns: &str, n: usize) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let next = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (api, next) = (api.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= n {
+                        return;
+                    }
+                    let pod: Pod = serde_json::from_value(json!({
+                        "metadata": {"name": format!("pod-{i:05}"), "labels": {"app": "bench", "shard": (i % 10).to_string()}},
+                        "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "command": ["sleep", "3600"],
+                                  "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}
+                    }))
+                    .expect("static fixture");
+                    let _ = api.create(&PostParams::default(), &pod).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn bench_backend(name: &str, pods: usize, creates: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut etcd = None;
+    let mut args: Vec<String> = vec![];
+    let raw_store: Arc<dyn Store> = if name == "etcd" {
+        let (proc_, url) = start_etcd(dir.path());
+        etcd = Some(proc_);
+        let start = Instant::now();
+        let store = loop {
+            match EtcdStore::connect(std::slice::from_ref(&url)).await {
+                Ok(s) if s.current_revision().await.is_ok() => break s,
+                _ if start.elapsed() > Duration::from_secs(20) => anyhow::bail!("etcd did not start"),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        args.extend(["--storage".into(), "etcd".into(), "--etcd-endpoints".into(), url]);
+        Arc::new(store)
+    } else {
+        EmbeddedStore::open(&dir.path().join("raw"))?
+    };
+    let kubeconfig = dir.path().join("admin.kubeconfig");
+    let port = free_port();
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["server", "--data-dir", &dir.path().join("data").to_string_lossy()])
+        .args(["--secure-port", &port.to_string(), "--bind-address", "127.0.0.1"])
+        .args(["--write-kubeconfig", &kubeconfig.to_string_lossy()])
+        .args(&args)
+        .env("RKUBE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let server = Proc(child);
+    let client = wait_ready(&kubeconfig, Duration::from_secs(60)).await?;
+    let cold_start = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss = rss_mib(server.0.id());
+    println!("[{name}] cold start to /readyz: {:.0} ms; idle RSS: {idle_rss:.1} MiB", cold_start.as_secs_f64() * 1000.0);
+
+    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for n in ["bench-cm", "bench-pods"] {
+        ns.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": n}}))?).await?;
+    }
+    for clients in [1usize, 8, 64] {
+        let total = if clients == 1 { creates / 4 } else { creates };
+        let api = create_rate(&client, "bench-cm", clients, total.max(clients)).await;
+        let raw = raw_put_rate(raw_store.clone(), clients, total.max(clients)).await;
+        println!(
+            "[{name}] ConfigMap creates/s with {clients:>2} clients: API {api:>8.0}   raw store puts/s {raw:>8.0}   API/raw {:.2}",
+            api / raw.max(1e-9)
+        );
+    }
+
+    let t = Instant::now();
+    create_pods(&client, "bench-pods", pods).await;
+    println!("[{name}] created {pods} pods in {:.1} s", t.elapsed().as_secs_f64());
+    let api: Api<Pod> = Api::namespaced(client.clone(), "bench-pods");
+    for round in 0..3 {
+        let t = Instant::now();
+        let list = api.list(&ListParams::default()).await?;
+        let full = t.elapsed();
+        let t = Instant::now();
+        let mut pages = 0;
+        let mut items = 0;
+        let mut lp = ListParams::default().limit(500);
+        loop {
+            let page = api.list(&lp).await?;
+            pages += 1;
+            items += page.items.len();
+            match page.metadata.continue_ {
+                Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+                _ => break,
+            }
+        }
+        println!(
+            "[{name}] list {} pods: one request {:.0} ms; {pages} pages of 500 ({items} items) {:.0} ms{}",
+            list.items.len(),
+            full.as_secs_f64() * 1000.0,
+            t.elapsed().as_secs_f64() * 1000.0,
+            if round == 0 { " (first)" } else { "" }
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    println!("[{name}] RSS with {pods} pods: {:.1} MiB", rss_mib(server.0.id()));
+    drop(server);
+    drop(etcd);
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let pods = std::env::var("RKUBE_BENCH_PODS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let creates = std::env::var("RKUBE_BENCH_CREATES").ok().and_then(|v| v.parse().ok()).unwrap_or(4_000);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        for backend in ["embedded", "etcd"] {
+            bench_backend(backend, pods, creates).await?;
+        }
+        Ok(())
+    })
+}
