@@ -138,6 +138,18 @@ pub fn apply(info: &ResourceInfo, v: &mut Value) {
         ("", "secrets") => {
             if let Some(m) = obj(v) {
                 default(m, "type", json!("Opaque"));
+                // stringData is write-only: merged into data (base64), never stored.
+                if let Some(Value::Object(string_data)) = m.remove("stringData") {
+                    use base64::Engine;
+                    let data = m.entry("data").or_insert(json!({}));
+                    if !data.is_object() {
+                        *data = json!({});
+                    }
+                    for (k, val) in string_data {
+                        let text = val.as_str().unwrap_or("").to_string();
+                        data[k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+                    }
+                }
             }
         }
         ("", "persistentvolumeclaims") => {

@@ -15,7 +15,7 @@ use super::catalog::{Catalog, ResourceInfo};
 use super::discovery;
 use super::openapi::OpenApiV3;
 use super::patch::PatchType;
-use super::registry::{normalize, DeleteOptions, Deleted, ListResult, Registry, WatchItem};
+use super::registry::{check_fields, normalize, DeleteOptions, Deleted, ListResult, Registry, WatchItem};
 use super::request::{parse_path, Query, ResourcePath, Target};
 use super::status::{ApiError, ApiResult};
 use super::strategy;
@@ -201,8 +201,26 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     Ok(v)
 }
 
-/// Checks the body's apiVersion/kind against the URL's resource, then normalizes it.
-fn typed_body(info: &ResourceInfo, mut v: Value) -> ApiResult<Value> {
+/// Checks the body's apiVersion/kind against the URL's resource, then normalizes it and applies
+/// `fieldValidation`; returns the object and the warnings to send.
+fn typed_body(info: &ResourceInfo, v: Value, q: &Query) -> ApiResult<(Value, Vec<String>)> {
+    let original = v.clone();
+    let normalized = checked_kind(info, v)?;
+    let warnings = check_fields(info, &original, &normalized, q.field_validation)?;
+    Ok((normalized, warnings))
+}
+
+fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+        if let Ok(v) = http::HeaderValue::from_str(&text) {
+            r.headers_mut().append(header::WARNING, v);
+        }
+    }
+    r
+}
+
+fn checked_kind(info: &ResourceInfo, mut v: Value) -> ApiResult<Value> {
     let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
     let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     if !kind.is_empty() && kind != info.kind {
@@ -371,6 +389,15 @@ async fn resource(app: &App, method: Method, headers: &HeaderMap, rp: ResourcePa
             Err(ApiError::method_not_supported(&info, verb))
         }
     };
+    let is_binding = (info.group.is_empty() && info.plural == "bindings" && name.is_none())
+        || (info.group.is_empty() && info.plural == "pods" && sub == Some("binding"));
+    if is_binding && method == Method::POST {
+        let bytes = read_body(body).await?;
+        let binding = decode_body(headers, &bytes)?;
+        let pod = name.or_else(|| binding.pointer("/metadata/name").and_then(Value::as_str)).unwrap_or("").to_string();
+        reg.bind_pod(ns.unwrap_or("default"), &pod, &binding).await?;
+        return Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})));
+    }
     if matches!(sub, Some(s) if s != "status" && s != "finalize") {
         return Err(ApiError::new(405, "MethodNotAllowed", format!("the subresource {:?} is not supported yet", sub.unwrap_or(""))));
     }
@@ -405,18 +432,18 @@ async fn resource(app: &App, method: Method, headers: &HeaderMap, rp: ResourcePa
             need("create")?;
             let out = negotiate(headers)?;
             let bytes = read_body(body).await?;
-            let obj = typed_body(&info, decode_body(headers, &bytes)?)?;
+            let (obj, warnings) = typed_body(&info, decode_body(headers, &bytes)?, &q)?;
             let created = reg.create(&info, ns, obj, q.dry_run).await?;
-            Ok(encode_object(StatusCode::CREATED, out, &info, &created, &q))
+            Ok(with_warnings(encode_object(StatusCode::CREATED, out, &info, &created, &q), &warnings))
         }
         (Method::PUT, Some(name)) => {
             need("update")?;
             let out = negotiate(headers)?;
             let bytes = read_body(body).await?;
-            let obj = typed_body(&info, decode_body(headers, &bytes)?)?;
+            let (obj, warnings) = typed_body(&info, decode_body(headers, &bytes)?, &q)?;
             let (obj, created) = reg.update(&info, ns, name, obj, sub, q.dry_run).await?;
             let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-            Ok(encode_object(status, out, &info, &obj, &q))
+            Ok(with_warnings(encode_object(status, out, &info, &obj, &q), &warnings))
         }
         (Method::PATCH, Some(name)) => {
             need("patch")?;
@@ -426,8 +453,8 @@ async fn resource(app: &App, method: Method, headers: &HeaderMap, rp: ResourcePa
                 ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct})"))
             })?;
             let bytes = read_body(body).await?;
-            let obj = reg.patch(&info, ns, name, kind, &bytes, sub, q.dry_run).await?;
-            Ok(encode_object(StatusCode::OK, out, &info, &obj, &q))
+            let (obj, warnings) = reg.patch(&info, ns, name, kind, &bytes, sub, &q).await?;
+            Ok(with_warnings(encode_object(StatusCode::OK, out, &info, &obj, &q), &warnings))
         }
         (Method::DELETE, Some(name)) => {
             need("delete")?;

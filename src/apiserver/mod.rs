@@ -4,6 +4,7 @@
 //! negotiation, decoding) → [`registry`] (the generic store, with per-kind [`strategy`]) → [`crate::storage`].
 //! Everything about which resources exist comes from the [`catalog`].
 
+pub mod bootstrap;
 pub mod catalog;
 pub mod defaults;
 pub mod discovery;
@@ -11,6 +12,7 @@ pub mod handlers;
 pub mod namespaces;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod request;
 pub mod selectors;
@@ -51,7 +53,7 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
     let registry = registry::Registry::new(store.clone(), catalog.clone());
     tokio::spawn(registry.cache.clone().run(store.clone()));
     registry.cache.wait_ready().await;
-    namespaces::bootstrap(&registry).await?;
+    bootstrap::bootstrap(&registry, config.bind.port()).await?;
     tokio::spawn(namespaces::run_finalizer(registry.clone()));
     tokio::spawn(compactor(store.clone()));
     let app = Arc::new(handlers::App {

@@ -1,5 +1,4 @@
-//! Namespace lifecycle: the namespaces that exist from the start, and the finalizer that empties a
-//! terminating namespace before it goes away (upstream's namespace controller, in-process here because it
+//! Namespace lifecycle: the finalizer that empties a terminating namespace before it goes away (upstream's namespace controller, in-process here because it
 //! works through the registry exactly as a client's requests would).
 
 use std::sync::Arc;
@@ -9,29 +8,6 @@ use serde_json::{json, Value};
 
 use super::registry::{DeleteOptions, Registry};
 use super::request::Query;
-
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
-
-/// Creates the system namespaces that are missing.
-pub async fn bootstrap(registry: &Registry) -> anyhow::Result<()> {
-    let info = registry
-        .catalog
-        .find("", "v1", "namespaces")
-        .ok_or_else(|| anyhow::anyhow!("no namespaces resource"))?
-        .clone();
-    for ns in SYSTEM_NAMESPACES {
-        if registry.get(&info, None, ns).await.is_ok() {
-            continue;
-        }
-        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}});
-        match registry.create(&info, None, obj, false).await {
-            Ok(_) => {}
-            Err(e) if e.code == 409 => {}
-            Err(e) => anyhow::bail!("creating namespace {ns}: {}", e.message),
-        }
-    }
-    Ok(())
-}
 
 /// Watches for terminating namespaces and empties them, then removes the `kubernetes` finalizer.
 pub async fn run_finalizer(registry: Arc<Registry>) {

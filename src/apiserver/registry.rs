@@ -208,6 +208,10 @@ impl Filter {
         Ok(Filter { labels, fields })
     }
 
+    fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
     fn matches(&self, obj: &Value) -> bool {
         let labels = meta(obj).and_then(|m| m.get("labels")).and_then(Value::as_object);
         self.labels.matches(labels) && self.fields.matches(obj)
@@ -343,7 +347,9 @@ impl Registry {
                         let rel = kv.key.strip_prefix(prefix).unwrap_or(&kv.key);
                         encode_continue(revision, &format!("{rel}\u{0}"))
                     });
-                    return Ok(ListResult { items, revision, continue_token: token, remaining: None });
+                    // Upstream reports how many remain only when no selector filtered the page.
+                    let remaining = (more && filter.is_empty()).then(|| page.count - (i as i64 + 1));
+                    return Ok(ListResult { items, revision, continue_token: token, remaining });
                 }
             }
             match (page.more, page.kvs.last()) {
@@ -571,6 +577,67 @@ impl Registry {
         }
     }
 
+    /// Binds a pod to a node (`pods/<name>/binding` or the `bindings` resource), as a scheduler does:
+    /// sets `spec.nodeName` once and marks the pod scheduled.
+    pub async fn bind_pod(&self, ns: &str, pod_name: &str, binding: &Value) -> ApiResult<()> {
+        let info = self.catalog.find("", "v1", "pods").ok_or_else(|| ApiError::internal("no pods resource"))?.clone();
+        let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("");
+        if node.is_empty() {
+            return Err(ApiError::invalid(&info, pod_name, vec![super::status::Cause::required("target.name")]));
+        }
+        let kind = binding.pointer("/target/kind").and_then(Value::as_str).unwrap_or("Node");
+        if kind != "Node" && !kind.is_empty() {
+            return Err(ApiError::invalid(&info, pod_name, vec![super::status::Cause::invalid(
+                "target.kind",
+                &json!(kind),
+                "must be empty or 'Node'",
+            )]));
+        }
+        let key = Self::key(&info, Some(ns), pod_name);
+        let conflict = |why: String| {
+            ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on pods/binding {pod_name:?}: {why}"))
+                .with_details(json!({"name": pod_name, "kind": "pods/binding"}))
+        };
+        loop {
+            let (kv, _) = self.store.get(&key).await?;
+            let Some(kv) = kv else { return Err(ApiError::not_found(&info, pod_name)) };
+            let mut pod = stamped(&kv)?;
+            if meta_str(&pod, "deletionTimestamp").is_some() {
+                return Err(conflict(format!("pod {pod_name} is being deleted, cannot be assigned to a host")));
+            }
+            if let Some(current) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                return Err(conflict(format!("pod {pod_name} is already assigned to node {current:?}")));
+            }
+            if let Some(ann) = binding.pointer("/metadata/annotations").and_then(Value::as_object) {
+                let m = meta_mut(&mut pod);
+                let target = m.entry("annotations").or_insert(json!({}));
+                for (k, v) in ann {
+                    target[k] = v.clone();
+                }
+            }
+            pod["spec"]["nodeName"] = json!(node);
+            if !pod.get("status").is_some_and(Value::is_object) {
+                pod["status"] = json!({});
+            }
+            let mut conditions: Vec<Value> = pod
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| c["type"] != "PodScheduled")
+                .collect();
+            conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_rfc3339()}));
+            pod["status"]["conditions"] = Value::Array(conditions);
+            match self.store.update(&key, to_stored(&pod)?, kv.mod_revision).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound) => return Err(ApiError::not_found(&info, pod_name)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Gives a new Service its cluster IP (from 10.96.0.0/16) and node ports (30000-32767), as upstream's
     /// allocators do, avoiding the ones in use.
     fn allocate_service(&self, svc: &mut Value) {
@@ -686,6 +753,9 @@ impl Registry {
                 }
             }
             let is_ns = info.group.is_empty() && info.plural == "namespaces";
+            if is_ns && super::bootstrap::IMMORTAL_NAMESPACES.contains(&name) {
+                return Err(ApiError::forbidden(info, name, "this namespace may not be deleted"));
+            }
             let is_pod = info.group.is_empty() && info.plural == "pods";
             let ns_finalizers = is_ns && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
             let grace = if is_pod {
@@ -916,6 +986,60 @@ pub fn normalize(info: &ResourceInfo, obj: Value) -> ApiResult<Value> {
     })
 }
 
+/// The fields of `original` that the typed schema dropped: upstream's "unknown field" paths
+/// (`spec.foo`, `spec.containers[0].bar`). Nulls don't count: they are how JSON spells "unset".
+pub fn unknown_fields(original: &Value, normalized: &Value) -> Vec<String> {
+    fn walk(o: &Value, n: &Value, path: &str, out: &mut Vec<String>) {
+        match (o, n) {
+            (Value::Object(om), Value::Object(nm)) => {
+                for (k, v) in om {
+                    if v.is_null() {
+                        continue;
+                    }
+                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    match nm.get(k) {
+                        None => out.push(p),
+                        Some(nv) => walk(v, nv, &p, out),
+                    }
+                }
+            }
+            (Value::Array(oa), Value::Array(na)) => {
+                for (i, (a, b)) in oa.iter().zip(na).enumerate() {
+                    walk(a, b, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(original, normalized, "", &mut out);
+    out
+}
+
+/// Applies `fieldValidation` to a body: Strict turns unknown fields into a 400, Warn into warnings.
+pub fn check_fields(
+    info: &ResourceInfo,
+    original: &Value,
+    normalized: &Value,
+    mode: super::request::FieldValidation,
+) -> ApiResult<Vec<String>> {
+    use super::request::FieldValidation;
+    if mode == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    let unknown: Vec<String> = unknown_fields(original, normalized).into_iter().map(|f| format!("unknown field {f:?}")).collect();
+    if mode == FieldValidation::Strict && !unknown.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
+            info.kind,
+            info.version,
+            info.kind,
+            unknown.join(", ")
+        )));
+    }
+    Ok(unknown)
+}
+
 /// `spec: missing field `containers`` (serde_path_to_error's form) → `spec.containers`.
 fn missing_field(msg: &str) -> Option<String> {
     let (path, rest) = match msg.split_once(": missing field `") {
@@ -941,18 +1065,19 @@ impl Registry {
         kind: super::patch::PatchType,
         body: &[u8],
         subresource: Option<&str>,
-        dry_run: bool,
-    ) -> ApiResult<Value> {
+        q: &Query,
+    ) -> ApiResult<(Value, Vec<String>)> {
         let mut attempts = 0;
         loop {
             attempts += 1;
             let current = self.get(info, ns, name).await?;
             let patched = super::patch::apply_patch(kind, &current, body)?;
             let pinned = meta_str(&patched, "resourceVersion") != meta_str(&current, "resourceVersion");
-            let patched = normalize(info, patched)?;
-            match self.update(info, ns, name, patched, subresource, dry_run).await {
+            let normalized = normalize(info, patched.clone())?;
+            let warnings = check_fields(info, &patched, &normalized, q.field_validation)?;
+            match self.update(info, ns, name, normalized, subresource, q.dry_run).await {
                 Err(e) if e.reason == "Conflict" && !pinned && attempts < 10 => continue,
-                other => return other.map(|(v, _)| v),
+                other => return other.map(|(v, _)| (v, warnings)),
             }
         }
     }

@@ -93,6 +93,16 @@ pub struct Query {
     pub propagation_policy: Option<String>,
     pub include_object: Option<String>,
     pub pretty: bool,
+    pub field_validation: FieldValidation,
+}
+
+/// What to do with unknown fields in a request body (`fieldValidation`); upstream's default is Warn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    #[default]
+    Warn,
+    Strict,
 }
 
 fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
@@ -154,6 +164,18 @@ impl Query {
                 "propagationPolicy" => q.propagation_policy = Some(v.to_string()),
                 "includeObject" => q.include_object = Some(v.to_string()),
                 "pretty" => q.pretty = parse_bool("pretty", v)?,
+                "fieldValidation" => {
+                    q.field_validation = match v {
+                        "Ignore" => FieldValidation::Ignore,
+                        "Warn" | "" => FieldValidation::Warn,
+                        "Strict" => FieldValidation::Strict,
+                        other => {
+                            return Err(ApiError::bad_request(format!(
+                                "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
+                            )))
+                        }
+                    }
+                }
                 _ => {}
             }
         }

@@ -589,6 +589,7 @@ fn read_range(
         kvs: Vec::new(),
         more: false,
         revision: rev_i64(current),
+        count: 0,
     };
     // Adds a key to the page; false once the page is full (and the key proves there is more).
     let push = |out: &mut RangeResult, kv: KeyValue| {
@@ -596,18 +597,32 @@ fn read_range(
             out.more = true;
             return false;
         }
+        out.count += 1;
         out.kvs.push(kv);
         true
     };
     let at = rev_u64(revision)?;
     if at == 0 || at == current {
         let table = txn.open_table(CURRENT)?;
-        for item in table.range::<&str>(from..)? {
+        let mut iter = table.range::<&str>(from..)?;
+        for item in iter.by_ref() {
             let (k, v) = item?;
             let key = k.value();
-            if !key.starts_with(prefix) || !push(&mut out, decode_current(key, v.value())?) {
+            if !key.starts_with(prefix) {
+                return Ok(out);
+            }
+            if !push(&mut out, decode_current(key, v.value())?) {
+                out.count += 1;
                 break;
             }
+        }
+        // The rest of the prefix is only counted, not decoded.
+        for item in iter {
+            let (k, _) = item?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.count += 1;
         }
         return Ok(out);
     }
@@ -632,7 +647,7 @@ fn read_range(
         if group.as_ref().is_none_or(|(g, _)| g != key) {
             if let Some((_, Some(kv))) = group.take() {
                 if !push(&mut out, kv) {
-                    return Ok(out);
+                    out.count += 1;
                 }
             }
             group = Some((key.to_string(), None));
@@ -644,7 +659,9 @@ fn read_range(
         }
     }
     if let Some((_, Some(kv))) = group {
-        push(&mut out, kv);
+        if !push(&mut out, kv) {
+            out.count += 1;
+        }
     }
     Ok(out)
 }

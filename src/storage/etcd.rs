@@ -200,6 +200,7 @@ impl Store for EtcdStore {
         Ok(RangeResult {
             kvs: resp.kvs().iter().map(convert).collect(),
             more: resp.more(),
+            count: resp.count(),
             revision: if revision > 0 {
                 revision
             } else {

@@ -50,6 +50,9 @@ pub struct RangeResult {
     pub kvs: Vec<KeyValue>,
     /// True when `limit` cut the result short: more keys follow the last one returned.
     pub more: bool,
+    /// How many keys the range holds from its start to the end of the prefix at the revision read,
+    /// ignoring `limit` (etcd's `count`): what upstream's `remainingItemCount` is computed from.
+    pub count: i64,
     /// The revision the range was read at.
     pub revision: i64,
 }
@@ -105,7 +108,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes `key`, guarded by its mod revision when `expected_mod_revision` is given. Returns the
     /// revision of the delete and the value that was deleted. Durable when it returns.
-    async fn delete(&self, key: &str, expected_mod_revision: Option<i64>) -> Result<(i64, KeyValue)>;
+    async fn delete(
+        &self,
+        key: &str,
+        expected_mod_revision: Option<i64>,
+    ) -> Result<(i64, KeyValue)>;
 
     /// The store's current revision.
     async fn current_revision(&self) -> Result<i64>;

@@ -258,6 +258,13 @@ async fn range_pagination_and_count(s: Arc<dyn Store>) {
     let page = s.range("/t/page/", Some("/t/page/k3"), 2, 0).await.unwrap();
     assert_eq!(keys(&page.kvs), ["/t/page/k3", "/t/page/k4"]);
     assert!(!page.more);
+    assert_eq!(page.count, 2);
+
+    // count covers the whole rest of the prefix, not just the page.
+    let first = s.range("/t/page/", None, 2, 0).await.unwrap();
+    assert_eq!((first.kvs.len(), first.count), (2, 5));
+    let rest = s.range("/t/page/", Some("/t/page/k1\0"), 1, rev).await.unwrap();
+    assert_eq!((rest.kvs.len(), rest.count), (1, 3));
 }
 
 async fn range_at_old_revision(s: Arc<dyn Store>) {
@@ -288,8 +295,10 @@ async fn range_at_old_revision(s: Arc<dyn Store>) {
     // Paginating the old snapshot, one key per page.
     let p1 = s.range("/t/old/", None, 1, rc).await.unwrap();
     assert_eq!((keys(&p1.kvs), p1.more), (vec!["/t/old/a"], true));
+    assert_eq!(p1.count, 3);
     let p2 = s.range("/t/old/", Some("/t/old/a\0"), 1, rc).await.unwrap();
     assert_eq!((keys(&p2.kvs), p2.more), (vec!["/t/old/b"], true));
+    assert_eq!(p2.count, 2);
     assert_eq!(p2.kvs[0].value, v("b1"));
     let p3 = s.range("/t/old/", Some("/t/old/b\0"), 1, rc).await.unwrap();
     assert_eq!((keys(&p3.kvs), p3.more), (vec!["/t/old/c"], false));
