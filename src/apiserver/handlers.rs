@@ -15,6 +15,7 @@ use super::catalog::{Catalog, ResourceInfo};
 use super::discovery;
 use super::openapi::OpenApiV3;
 use super::patch::PatchType;
+use super::protobuf;
 use super::registry::{check_fields, normalize, DeleteOptions, Deleted, ListResult, Registry, WatchItem};
 use super::request::{parse_path, Query, ResourcePath, Target};
 use super::status::{ApiError, ApiResult};
@@ -48,6 +49,7 @@ pub struct App {
 enum Output {
     Json,
     Yaml,
+    Protobuf,
     Table,
     PartialMetadata,
 }
@@ -66,8 +68,9 @@ fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
     params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-/// Upstream's negotiation: the first acceptable entry of `Accept` wins.
-fn negotiate(headers: &HeaderMap) -> ApiResult<Output> {
+/// Upstream's negotiation: the first acceptable entry of `Accept` wins. Protobuf is acceptable only for
+/// kinds that have a protobuf message (not custom resources).
+fn negotiate(headers: &HeaderMap, protobuf: bool) -> ApiResult<Output> {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     if accept.trim().is_empty() {
         return Ok(Output::Json);
@@ -84,6 +87,9 @@ fn negotiate(headers: &HeaderMap) -> ApiResult<Output> {
                 _ => continue,
             },
             "application/yaml" => return Ok(Output::Yaml),
+            "application/vnd.kubernetes.protobuf" if protobuf && param(&params, "as").is_none() => {
+                return Ok(Output::Protobuf)
+            }
             "*/*" | "application/*" => return Ok(Output::Json),
             _ => continue,
         }
@@ -104,12 +110,20 @@ fn encode_object(status: StatusCode, out: Output, info: &ResourceInfo, obj: &Val
     match out {
         Output::Json => json_response(status, obj),
         Output::Yaml => respond(status, "application/yaml", serde_yaml::to_string(obj).unwrap_or_default().into_bytes()),
+        Output::Protobuf => protobuf_response(status, obj),
         Output::Table => {
             let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
             let t = table_doc(info, std::slice::from_ref(obj), q, true, json!({"resourceVersion": rv}));
             json_response(status, &t)
         }
         Output::PartialMetadata => json_response(status, &partial_metadata(obj)),
+    }
+}
+
+fn protobuf_response(status: StatusCode, obj: &Value) -> Response {
+    match protobuf::encode(obj) {
+        Ok(bytes) => respond(status, protobuf::MEDIA_TYPE, bytes),
+        Err(e) => ApiError::internal(format!("encoding protobuf: {e}")).into_response(),
     }
 }
 
@@ -157,6 +171,11 @@ fn encode_list(out: Output, info: &ResourceInfo, l: &ListResult, q: &Query) -> R
             let items: Vec<Value> = l.items.iter().map(|o| partial_metadata(o)).collect();
             json_response(StatusCode::OK, &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_metadata(l), "items": items}))
         }
+        Output::Protobuf => {
+            let items: Vec<Value> = l.items.iter().map(|o| (**o).clone()).collect();
+            let list = json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": list_metadata(l), "items": items});
+            protobuf_response(StatusCode::OK, &list)
+        }
         Output::Json | Output::Yaml => {
             // Written piece by piece: a list of thousands of objects is not copied into one big Value.
             let mut buf = Vec::with_capacity(256 + l.items.len() * 1024);
@@ -193,6 +212,13 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
         })?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}")))?,
+        "application/vnd.kubernetes.protobuf" => protobuf::decode(body).map_err(|e| {
+            if e.contains("no protobuf message") {
+                ApiError::unsupported_media_type(ct)
+            } else {
+                ApiError::bad_request(format!("failed to decode protobuf body: {e}"))
+            }
+        })?,
         _ => return Err(ApiError::unsupported_media_type(ct)),
     };
     if !v.is_object() {
@@ -311,13 +337,32 @@ fn discovery_response(headers: &HeaderMap, catalog: &Catalog, legacy: bool, serv
         return r;
     }
     let doc = if legacy { discovery::api_versions(server_address) } else { discovery::api_group_list(catalog) };
+    discovery_doc(headers, doc)
+}
+
+/// A legacy discovery document, in protobuf when the client prefers it (as client-go does).
+fn discovery_doc(headers: &HeaderMap, mut doc: Value) -> Response {
+    if matches!(negotiate(headers, true), Ok(Output::Protobuf)) {
+        if doc.get("apiVersion").is_none() {
+            doc["apiVersion"] = json!("v1");
+        }
+        return protobuf_response(StatusCode::OK, &doc);
+    }
     json_response(StatusCode::OK, &doc)
 }
 
 /// The one handler every request goes through.
 pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+    let protobuf_errors = matches!(negotiate(req.headers(), true), Ok(Output::Protobuf));
     match route(app, req).await {
         Ok(r) => r,
+        Err(e) if protobuf_errors => {
+            let status = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            match protobuf::encode(&e.to_status()) {
+                Ok(bytes) => respond(status, protobuf::MEDIA_TYPE, bytes),
+                Err(_) => e.into_response(),
+            }
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -355,16 +400,24 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
         Target::LegacyRoot => Ok(discovery_response(headers, &app.catalog, true, &app.server_address)),
         Target::GroupsRoot => Ok(discovery_response(headers, &app.catalog, false, &app.server_address)),
         Target::Group(g) => discovery::api_group(&app.catalog, &g)
-            .map(|d| json_response(StatusCode::OK, &d))
+            .map(|d| discovery_doc(headers, d))
             .ok_or_else(ApiError::not_found_path),
         Target::GroupVersion(g, v) => discovery::api_resource_list(&app.catalog, &g, &v)
-            .map(|d| json_response(StatusCode::OK, &d))
+            .map(|d| discovery_doc(headers, d))
             .ok_or_else(ApiError::not_found_path),
-        Target::Resource(rp) => resource(&app, parts.method, headers, rp, q, body).await,
+        Target::Resource(rp) => resource(&app, parts.method, headers, rp, q, body, user.as_ref()).await,
     }
 }
 
-async fn resource(app: &App, method: Method, headers: &HeaderMap, rp: ResourcePath, q: Query, body: Body) -> ApiResult<Response> {
+async fn resource(
+    app: &App,
+    method: Method,
+    headers: &HeaderMap,
+    rp: ResourcePath,
+    q: Query,
+    body: Body,
+    user: Option<&User>,
+) -> ApiResult<Response> {
     let info = app
         .catalog
         .find(&rp.group, &rp.version, &rp.resource)
@@ -378,6 +431,7 @@ async fn resource(app: &App, method: Method, headers: &HeaderMap, rp: ResourcePa
             return Err(ApiError::not_found_path());
         }
     }
+    let pb = protobuf::message_for(&info.api_version(), &info.kind).is_some();
     let ns = rp.namespace.as_deref();
     let name = rp.name.as_deref();
     let sub = rp.subresource.as_deref();
@@ -398,12 +452,20 @@ async fn resource(app: &App, method: Method, headers: &HeaderMap, rp: ResourcePa
         reg.bind_pod(ns.unwrap_or("default"), &pod, &binding).await?;
         return Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})));
     }
+    if !info.is_stored() && method == Method::POST && name.is_none() && info.plural != "bindings" {
+        let out = negotiate(headers, pb)?;
+        let bytes = read_body(body).await?;
+        let (obj, _) = typed_body(&info, decode_body(headers, &bytes)?, &q)?;
+        let anonymous = User { name: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()] };
+        let answer = super::reviews::review(&info, user.unwrap_or(&anonymous), obj)?;
+        return Ok(encode_object(StatusCode::CREATED, out, &info, &answer, &q));
+    }
     if matches!(sub, Some(s) if s != "status" && s != "finalize") {
         return Err(ApiError::new(405, "MethodNotAllowed", format!("the subresource {:?} is not supported yet", sub.unwrap_or(""))));
     }
     match (method, name) {
         (Method::GET, None) => {
-            let out = negotiate(headers)?;
+            let out = negotiate(headers, pb)?;
             if q.watch {
                 need("watch")?;
                 return watch_response(reg, &info, ns, &q, out).await;
@@ -413,7 +475,7 @@ async fn resource(app: &App, method: Method, headers: &HeaderMap, rp: ResourcePa
             Ok(encode_list(out, &info, &l, &q))
         }
         (Method::GET, Some(name)) => {
-            let out = negotiate(headers)?;
+            let out = negotiate(headers, pb)?;
             if q.watch {
                 need("watch")?;
                 let mut q = q.clone();
@@ -430,7 +492,7 @@ async fn resource(app: &App, method: Method, headers: &HeaderMap, rp: ResourcePa
         }
         (Method::POST, None) => {
             need("create")?;
-            let out = negotiate(headers)?;
+            let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
             let (obj, warnings) = typed_body(&info, decode_body(headers, &bytes)?, &q)?;
             let created = reg.create(&info, ns, obj, q.dry_run).await?;
@@ -438,7 +500,7 @@ async fn resource(app: &App, method: Method, headers: &HeaderMap, rp: ResourcePa
         }
         (Method::PUT, Some(name)) => {
             need("update")?;
-            let out = negotiate(headers)?;
+            let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
             let (obj, warnings) = typed_body(&info, decode_body(headers, &bytes)?, &q)?;
             let (obj, created) = reg.update(&info, ns, name, obj, sub, q.dry_run).await?;
@@ -447,7 +509,7 @@ async fn resource(app: &App, method: Method, headers: &HeaderMap, rp: ResourcePa
         }
         (Method::PATCH, Some(name)) => {
             need("patch")?;
-            let out = negotiate(headers)?;
+            let out = negotiate(headers, pb)?;
             let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let kind = PatchType::from_content_type(ct).ok_or_else(|| {
                 ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct})"))
@@ -458,7 +520,7 @@ async fn resource(app: &App, method: Method, headers: &HeaderMap, rp: ResourcePa
         }
         (Method::DELETE, Some(name)) => {
             need("delete")?;
-            let out = negotiate(headers)?;
+            let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
             let opts_body = if bytes.is_empty() { None } else { Some(decode_body(headers, &bytes)?) };
             let opts = DeleteOptions::from_request(opts_body.as_ref(), &q)?;
@@ -478,7 +540,7 @@ async fn resource(app: &App, method: Method, headers: &HeaderMap, rp: ResourcePa
         }
         (Method::DELETE, None) => {
             need("deletecollection")?;
-            let out = negotiate(headers)?;
+            let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
             let opts_body = if bytes.is_empty() { None } else { Some(decode_body(headers, &bytes)?) };
             let opts = DeleteOptions::from_request(opts_body.as_ref(), &q)?;
@@ -512,12 +574,21 @@ async fn watch_response(reg: &Registry, info: &ResourceInfo, ns: Option<&str>, q
             Output::PartialMetadata if event_type != "ERROR" && event_type != "BOOKMARK" => partial_metadata(&object),
             _ => (*object).clone(),
         };
-        let mut line = serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
-        line.push(b'\n');
-        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(line))
+        let frame = if out == Output::Protobuf {
+            protobuf::encode_watch_event(event_type, &object).unwrap_or_else(|e| {
+                tracing::warn!("encoding a protobuf watch event: {e}");
+                Vec::new()
+            })
+        } else {
+            let mut line = serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+            line.push(b'\n');
+            line
+        };
+        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(frame))
     });
+    let content_type = if out == Output::Protobuf { protobuf::WATCH_MEDIA_TYPE } else { "application/json" };
     let mut resp = Response::new(Body::from_stream(body));
-    resp.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
     resp.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache, private"));
     Ok(resp)
 }

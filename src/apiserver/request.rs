@@ -142,11 +142,7 @@ impl Query {
                     })
                 }
                 "limit" => q.limit = parse_int::<i64>("limit", v)?.max(0) as usize,
-                "continue" => {
-                    if !v.is_empty() {
-                        q.continue_token = Some(v.to_string())
-                    }
-                }
+                "continue" if !v.is_empty() => q.continue_token = Some(v.to_string()),
                 "timeoutSeconds" => q.timeout_seconds = Some(parse_int("timeoutSeconds", v)?),
                 "allowWatchBookmarks" => q.allow_watch_bookmarks = parse_bool("allowWatchBookmarks", v)?,
                 "sendInitialEvents" => q.send_initial_events = Some(parse_bool("sendInitialEvents", v)?),

@@ -67,6 +67,7 @@ fn obj_mut(v: &mut Value) -> Option<&mut Map<String, Value>> {
 pub fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
     match key(info) {
         ("", "namespaces") => {
+            namespace_name_label(obj);
             obj["status"] = json!({"phase": "Active"});
             let spec = obj.get("spec").cloned().unwrap_or(json!({}));
             if spec.get("finalizers").is_none() {
@@ -93,6 +94,19 @@ pub fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
     }
 }
 
+/// Every namespace carries `kubernetes.io/metadata.name: <name>` (upstream sets it on each write).
+fn namespace_name_label(ns: &mut Value) {
+    let name = ns.pointer("/metadata/name").cloned().unwrap_or(json!(""));
+    if !ns.get("metadata").is_some_and(Value::is_object) {
+        ns["metadata"] = json!({});
+    }
+    let meta = &mut ns["metadata"];
+    if !meta.get("labels").is_some_and(Value::is_object) {
+        meta["labels"] = json!({});
+    }
+    meta["labels"]["kubernetes.io/metadata.name"] = name;
+}
+
 /// Upstream's QoS class from the containers' requests and limits.
 fn qos_class(pod: &Value) -> &'static str {
     let containers: Vec<&Value> = ["containers", "initContainers"]
@@ -110,9 +124,8 @@ fn qos_class(pod: &Value) -> &'static str {
             any = true;
         }
         for r in ["cpu", "memory"] {
-            if !has(lim, r) {
-                guaranteed = false;
-            } else if has(req, r) && req.and_then(|m| m.get(r)) != lim.and_then(|m| m.get(r)) {
+            let request_differs = has(req, r) && req.and_then(|m| m.get(r)) != lim.and_then(|m| m.get(r));
+            if !has(lim, r) || request_differs {
                 guaranteed = false;
             }
         }
@@ -153,6 +166,7 @@ pub fn spec_update(info: &ResourceInfo, new: &mut Value, old: &Value) {
         }
     }
     if key(info) == ("", "namespaces") {
+        namespace_name_label(new);
         // spec.finalizers only change through /finalize.
         match old.get("spec") {
             Some(s) => new["spec"] = s.clone(),
@@ -277,20 +291,6 @@ pub fn validate(info: &ResourceInfo, obj: &Value) -> Vec<Cause> {
     causes
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn qos() {
-        assert_eq!(qos_class(&json!({"spec": {"containers": [{"name": "a"}]}})), "BestEffort");
-        let g = json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
-        assert_eq!(qos_class(&g), "Guaranteed");
-        let b = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}});
-        assert_eq!(qos_class(&b), "Burstable");
-    }
-}
-
 /// Jobs get a selector of their own uid and the matching template labels, unless `manualSelector`.
 pub fn job_selector(obj: &mut Value) {
     if obj.pointer("/spec/manualSelector") == Some(&json!(true)) {
@@ -336,5 +336,19 @@ pub fn keep_service_allocations(new: &mut Value, old: &Value) {
                 p["nodePort"] = np.clone();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos() {
+        assert_eq!(qos_class(&json!({"spec": {"containers": [{"name": "a"}]}})), "BestEffort");
+        let g = json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
+        assert_eq!(qos_class(&g), "Guaranteed");
+        let b = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}});
+        assert_eq!(qos_class(&b), "Burstable");
     }
 }

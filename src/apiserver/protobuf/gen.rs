@@ -145,7 +145,10 @@ fn inner_type(ty: &str, map: bool) -> String {
     t.to_string()
 }
 
-fn parse_pb(root: &Path) -> Result<(Vec<PbMessage>, Vec<(String, String, String)>), String> {
+/// (module path/prost name, apiVersion, kind) of each `impl crate::Resource`.
+type ResourceRow = (String, String, String);
+
+fn parse_pb(root: &Path) -> Result<(Vec<PbMessage>, Vec<ResourceRow>), String> {
     let src = root.join("src");
     let mut files = Vec::new();
     walk(&src, &mut files)?;
@@ -165,10 +168,18 @@ fn parse_pb(root: &Path) -> Result<(Vec<PbMessage>, Vec<(String, String, String)
             let l = lines[i];
             if let Some(rest) = l.strip_prefix("pub struct ") {
                 if let Some(name) = rest.strip_suffix(" {}") {
-                    msgs.push(PbMessage { module: rel.clone(), rust: name.trim().to_string(), fields: vec![] });
+                    msgs.push(PbMessage {
+                        module: rel.clone(),
+                        rust: name.trim().to_string(),
+                        fields: vec![],
+                    });
                 } else {
                     let name = rest.trim_end_matches(" {").trim().to_string();
-                    cur = Some(PbMessage { module: rel.clone(), rust: name, fields: vec![] });
+                    cur = Some(PbMessage {
+                        module: rel.clone(),
+                        rust: name,
+                        fields: vec![],
+                    });
                 }
             } else if l == "}" {
                 if let Some(m) = cur.take() {
@@ -190,38 +201,53 @@ fn parse_pb(root: &Path) -> Result<(Vec<PbMessage>, Vec<(String, String, String)
                 }
                 i = k;
                 let decl = decl.trim().trim_end_matches(',');
-                let decl = decl.strip_prefix("pub ").ok_or(format!("bad decl {decl}"))?;
+                let decl = decl
+                    .strip_prefix("pub ")
+                    .ok_or(format!("bad decl {decl}"))?;
                 let (rust, ty) = decl.split_once(':').ok_or(format!("bad decl {decl}"))?;
                 let tag: u32 = between(attr, "tag = \"", "\"")
                     .and_then(|t| t.parse().ok())
                     .ok_or(format!("no tag in {attr}"))?;
                 let first = attr.split(',').next().unwrap_or_default().trim();
-                let (scalar, label, is_map) = if attr.starts_with("btree_map") || attr.starts_with("map") {
-                    let kv = between(attr, "\"", "\"").ok_or(format!("bad map {attr}"))?;
-                    let (k, v) = kv.split_once(',').ok_or(format!("bad map {attr}"))?;
-                    if k.trim() != "string" {
-                        return Err(format!("non-string map key in {attr}"));
-                    }
-                    (v.trim().to_string(), "map", true)
-                } else {
-                    let scalar = first.split_whitespace().next().unwrap_or_default().to_string();
-                    let label = if attr.contains("repeated") {
-                        "rep"
-                    } else if attr.contains("optional") {
-                        "opt"
+                let (scalar, label, is_map) =
+                    if attr.starts_with("btree_map") || attr.starts_with("map") {
+                        let kv = between(attr, "\"", "\"").ok_or(format!("bad map {attr}"))?;
+                        let (k, v) = kv.split_once(',').ok_or(format!("bad map {attr}"))?;
+                        if k.trim() != "string" {
+                            return Err(format!("non-string map key in {attr}"));
+                        }
+                        (v.trim().to_string(), "map", true)
                     } else {
-                        return Err(format!("unsupported label in {attr}"));
+                        let scalar = first
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string();
+                        let label = if attr.contains("repeated") {
+                            "rep"
+                        } else if attr.contains("optional") {
+                            "opt"
+                        } else {
+                            return Err(format!("unsupported label in {attr}"));
+                        };
+                        (scalar, label, false)
                     };
-                    (scalar, label, false)
-                };
                 let scalar = match scalar.as_str() {
                     "string" | "bool" | "int32" | "int64" | "double" | "message" => scalar,
                     s if s.starts_with("bytes") => "bytes".to_string(),
                     other => return Err(format!("unsupported scalar {other} in {attr}")),
                 };
                 let msg = (scalar == "message").then(|| resolve(&rel, &inner_type(ty, is_map)));
-                let m = cur.as_mut().ok_or(format!("field outside struct in {}", f.display()))?;
-                m.fields.push(PbField { rust: rust.trim().to_string(), tag, scalar, label, msg });
+                let m = cur
+                    .as_mut()
+                    .ok_or(format!("field outside struct in {}", f.display()))?;
+                m.fields.push(PbField {
+                    rust: rust.trim().to_string(),
+                    tag,
+                    scalar,
+                    label,
+                    msg,
+                });
             } else if let Some(rest) = l.strip_prefix("impl crate::Resource for ") {
                 let name = rest.trim_end_matches(" {").trim().to_string();
                 let mut av = None;
@@ -253,7 +279,11 @@ fn parse_openapi(root: &Path) -> Result<HashMap<(String, String), OaStruct>, Str
     let mut versions: Vec<PathBuf> = std::fs::read_dir(&src)
         .map_err(|e| format!("{}: {e}", src.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("v1_")))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("v1_"))
+        })
         .collect();
     // The project's version first; later versions only add what it lacks.
     versions.sort_by_key(|p| (!p.ends_with("v1_33"), p.clone()));
@@ -284,22 +314,31 @@ fn parse_openapi(root: &Path) -> Result<HashMap<(String, String), OaStruct>, Str
                         in_struct = false;
                     } else if let Some(d) = l.trim().strip_prefix("pub ") {
                         if let Some((rn, ty)) = d.split_once(':') {
-                            required.insert(rn.trim().to_string(), !ty.trim().starts_with("Option<"));
+                            required
+                                .insert(rn.trim().to_string(), !ty.trim().starts_with("Option<"));
                         }
                     }
                     continue;
                 }
                 let t = l.trim();
                 if t.starts_with('"') && t.contains("\" => Field::Key_") {
-                    if let (Some(json), Some(key)) = (between(t, "\"", "\""), t.split("Field::Key_").nth(1)) {
-                        keys.push((json.to_string(), key.trim_end_matches(',').trim().to_string()));
+                    if let (Some(json), Some(key)) =
+                        (between(t, "\"", "\""), t.split("Field::Key_").nth(1))
+                    {
+                        keys.push((
+                            json.to_string(),
+                            key.trim_end_matches(',').trim().to_string(),
+                        ));
                     }
                 }
             }
             let Some(name) = name else { continue };
             let entry = out
                 .entry((module.clone(), norm(&name)))
-                .or_insert_with(|| OaStruct { name: name.clone(), fields: HashMap::new() });
+                .or_insert_with(|| OaStruct {
+                    name: name.clone(),
+                    fields: HashMap::new(),
+                });
             for (json, key) in keys {
                 let req = required.get(&key).copied().unwrap_or(false);
                 entry.fields.entry(norm(&json)).or_insert((json, req));
@@ -320,8 +359,10 @@ pub fn generate(pb_root: &Path, openapi_root: &Path) -> Result<String, String> {
     let (msgs, resources) = parse_pb(pb_root)?;
     let oa = parse_openapi(openapi_root)?;
     // proto full names: package from the module path, name from the Resource kind, k8s-openapi, or prost.
-    let kind_of: HashMap<String, String> =
-        resources.iter().map(|(p, _, k)| (p.clone(), k.clone())).collect();
+    let kind_of: HashMap<String, String> = resources
+        .iter()
+        .map(|(p, _, k)| (p.clone(), k.clone()))
+        .collect();
     let mut full: BTreeMap<String, usize> = BTreeMap::new();
     let mut name_of: HashMap<(String, String), String> = HashMap::new();
     for (i, m) in msgs.iter().enumerate() {
@@ -341,8 +382,11 @@ pub fn generate(pb_root: &Path, openapi_root: &Path) -> Result<String, String> {
     // message field, JSON has the embedded fields at the parent's level. A message-typed field that the
     // parent's k8s-openapi struct does not know is such an embedding; the embedded message then takes
     // its JSON names from the parent's struct.
-    let by_rust: HashMap<(String, String), usize> =
-        msgs.iter().enumerate().map(|(i, m)| ((m.module.clone(), m.rust.clone()), i)).collect();
+    let by_rust: HashMap<(String, String), usize> = msgs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| ((m.module.clone(), m.rust.clone()), i))
+        .collect();
     let mut host: HashMap<usize, OaStruct> = HashMap::new();
     for (i, m) in msgs.iter().enumerate() {
         if let Some(o) = oa.get(&(m.module.clone(), norm(&m.rust))) {
@@ -352,20 +396,34 @@ pub fn generate(pb_root: &Path, openapi_root: &Path) -> Result<String, String> {
     let mut inline: HashMap<(usize, u32), bool> = HashMap::new();
     for _ in 0..4 {
         for (i, m) in msgs.iter().enumerate() {
-            let Some(o) = host.get(&i).cloned() else { continue };
+            let Some(o) = host.get(&i).cloned() else {
+                continue;
+            };
             for fl in &m.fields {
-                let Some(t) = fl.msg.as_ref().and_then(|k| by_rust.get(k)) else { continue };
+                let Some(t) = fl.msg.as_ref().and_then(|k| by_rust.get(k)) else {
+                    continue;
+                };
                 if fl.label != "opt" || o.fields.contains_key(&norm(&fl.rust)) {
                     continue;
                 }
                 let tm = &msgs[*t];
-                let covered = tm.fields.iter().filter(|tf| o.fields.contains_key(&norm(&tf.rust))).count();
-                if covered == 0 || (covered < tm.fields.len() && !host.contains_key(t)) && covered * 2 < tm.fields.len() {
+                let covered = tm
+                    .fields
+                    .iter()
+                    .filter(|tf| o.fields.contains_key(&norm(&tf.rust)))
+                    .count();
+                if covered == 0
+                    || (covered < tm.fields.len() && !host.contains_key(t))
+                        && covered * 2 < tm.fields.len()
+                {
                     continue;
                 }
                 inline.insert((i, fl.tag), true);
                 if !oa.contains_key(&(tm.module.clone(), norm(&tm.rust))) {
-                    let h = host.entry(*t).or_insert_with(|| OaStruct { name: tm.rust.clone(), fields: HashMap::new() });
+                    let h = host.entry(*t).or_insert_with(|| OaStruct {
+                        name: tm.rust.clone(),
+                        fields: HashMap::new(),
+                    });
                     for (k, v) in &o.fields {
                         h.fields.entry(k.clone()).or_insert(v.clone());
                     }
@@ -374,7 +432,11 @@ pub fn generate(pb_root: &Path, openapi_root: &Path) -> Result<String, String> {
         }
     }
     let order: Vec<(String, usize)> = full.iter().map(|(k, v)| (k.clone(), *v)).collect();
-    let index: HashMap<String, usize> = order.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)).collect();
+    let index: HashMap<String, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, (n, _))| (n.clone(), i))
+        .collect();
 
     let mut s = String::new();
     s.push_str("// @generated by `cargo run --release --example gen_pb_table` from the k8s-pb and k8s-openapi\n");
@@ -388,11 +450,17 @@ pub fn generate(pb_root: &Path, openapi_root: &Path) -> Result<String, String> {
         let wrapper = is_wrapper(m, o);
         let mut fields = m.fields.clone();
         fields.sort_by_key(|f| f.tag);
-        let _ = write!(s, "    Message {{ name: \"{fname}\", wrapper: {wrapper}, fields: &[");
+        let _ = write!(
+            s,
+            "    Message {{ name: \"{fname}\", wrapper: {wrapper}, fields: &["
+        );
         let mut seen = HashMap::new();
         for fl in &fields {
             let inl = inline.contains_key(&(*mi, fl.tag));
-            let (json, req) = match o.and_then(|o| o.fields.get(&norm(&fl.rust))).filter(|_| !inl) {
+            let (json, req) = match o
+                .and_then(|o| o.fields.get(&norm(&fl.rust)))
+                .filter(|_| !inl)
+            {
                 Some((j, r)) => (j.clone(), *r),
                 None => {
                     fallbacks += 1;
@@ -432,7 +500,8 @@ pub fn generate(pb_root: &Path, openapi_root: &Path) -> Result<String, String> {
     let mut gv: BTreeMap<String, String> = BTreeMap::new();
     for (path, av, _) in &resources {
         let module = path.rsplit_once('/').map(|(m, _)| m).unwrap_or_default();
-        gv.entry(av.clone()).or_insert_with(|| format!("k8s.io.{}", module.replace('/', ".")));
+        gv.entry(av.clone())
+            .or_insert_with(|| format!("k8s.io.{}", module.replace('/', ".")));
     }
     s.push_str("/// apiVersion → proto package (from k8s-pb's `Resource` impls).\n");
     s.push_str("#[rustfmt::skip]\npub(super) static PACKAGES: &[(&str, &str)] = &[\n");
@@ -440,7 +509,12 @@ pub fn generate(pb_root: &Path, openapi_root: &Path) -> Result<String, String> {
         let _ = writeln!(s, "    ({av:?}, {pkg:?}),");
     }
     s.push_str("];\n");
-    let _ = writeln!(s, "\n// {} messages, {} fields named by fallback (no k8s-openapi type).", order.len(), fallbacks);
+    let _ = writeln!(
+        s,
+        "\n// {} messages, {} fields named by fallback (no k8s-openapi type).",
+        order.len(),
+        fallbacks
+    );
     Ok(s)
 }
 
@@ -458,7 +532,10 @@ pub fn find_crate(name: &str, version: &str) -> Result<PathBuf, String> {
             return Ok(p);
         }
     }
-    Err(format!("{name}-{version} not found under {}", reg.display()))
+    Err(format!(
+        "{name}-{version} not found under {}",
+        reg.display()
+    ))
 }
 
 /// The version of `name` in the project's Cargo.lock.
@@ -466,7 +543,10 @@ pub fn locked_version(lock: &str, name: &str) -> Option<String> {
     let mut lines = lock.lines();
     while let Some(l) = lines.next() {
         if l.trim() == format!("name = \"{name}\"") {
-            return lines.next().and_then(|v| between(v, "version = \"", "\"")).map(str::to_string);
+            return lines
+                .next()
+                .and_then(|v| between(v, "version = \"", "\""))
+                .map(str::to_string);
         }
     }
     None
