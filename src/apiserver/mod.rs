@@ -16,6 +16,7 @@ pub mod protobuf;
 pub mod registry;
 pub mod request;
 pub mod reviews;
+pub mod schema;
 pub mod selectors;
 pub mod server;
 pub mod status;
