@@ -131,6 +131,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         bind: SocketAddr::new(args.bind_address, args.secure_port),
         advertise: advertise.clone(),
         tls: pki.server_tls_config()?,
+        service_account_key_pem: pki.service_account_key_pem.clone(),
     };
     let server = apiserver::start(config, store).await?;
     let url = format!("https://{host}:{}", server.local_addr.port());

@@ -78,6 +78,9 @@ pub struct Pki {
     pub admin_cert_pem: String,
     /// The admin client key.
     pub admin_key_pem: String,
+    /// The key that signs service account tokens (PKCS#8 PEM, ECDSA P-256), kept across restarts so
+    /// issued tokens stay valid.
+    pub service_account_key_pem: String,
 }
 
 /// Hand-written so that logging a `Pki` never leaks private keys.
@@ -90,6 +93,7 @@ impl std::fmt::Debug for Pki {
             .field("server_key_pem", &"<redacted>")
             .field("admin_cert_pem", &self.admin_cert_pem)
             .field("admin_key_pem", &"<redacted>")
+            .field("service_account_key_pem", &"<redacted>")
             .finish()
     }
 }
@@ -137,6 +141,7 @@ struct Layout {
     server_key: PathBuf,
     admin_cert: PathBuf,
     admin_key: PathBuf,
+    service_account_key: PathBuf,
 }
 
 impl Layout {
@@ -148,6 +153,7 @@ impl Layout {
             server_key: pki_dir.join("apiserver.key"),
             admin_cert: pki_dir.join("admin.crt"),
             admin_key: pki_dir.join("admin.key"),
+            service_account_key: pki_dir.join("sa.key"),
         }
     }
 }
@@ -259,6 +265,16 @@ impl Pki {
             }
         };
 
+        let service_account_key_pem = match fs::read_to_string(&layout.service_account_key) {
+            Ok(k) if KeyPair::from_pem(&k).is_ok() => k,
+            _ => {
+                tracing::info!(path = %layout.service_account_key.display(), "creating service account signing key");
+                let k = KeyPair::generate().context("generating service account key")?.serialize_pem();
+                write_file(&layout.service_account_key, &k, 0o600)?;
+                k
+            }
+        };
+
         Ok(Pki {
             ca_cert_pem,
             ca_key_pem,
@@ -266,6 +282,7 @@ impl Pki {
             server_key_pem,
             admin_cert_pem,
             admin_key_pem,
+            service_account_key_pem,
         })
     }
 

@@ -42,6 +42,7 @@ pub struct App {
     pub openapi: OpenApiV3,
     /// host:port clients reach this server at (for `/api`'s serverAddressByClientCIDRs).
     pub server_address: String,
+    pub tokens: super::tokens::TokenIssuer,
 }
 
 /// How the client asked to see objects.
@@ -351,6 +352,46 @@ fn discovery_doc(headers: &HeaderMap, mut doc: Value) -> Response {
     json_response(StatusCode::OK, &doc)
 }
 
+/// The user a service account bearer token names, if the token verifies and its account still exists.
+async fn bearer_user(app: &App, headers: &HeaderMap) -> Option<User> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer "))?.trim();
+    let claims = app.tokens.verify(token)?;
+    let info = app.catalog.find("", "v1", "serviceaccounts")?;
+    let sa = app.registry.get(info, Some(&claims.namespace), &claims.service_account).await.ok()?;
+    if sa.pointer("/metadata/uid").and_then(Value::as_str) != Some(claims.uid.as_str()) {
+        return None;
+    }
+    Some(User { name: claims.username(), groups: claims.groups() })
+}
+
+/// `serviceaccounts/<name>/token`: a TokenRequest answered with a signed token.
+async fn token_request(app: &App, ns: &str, name: &str, request: Value) -> ApiResult<Value> {
+    let info = app.catalog.find("", "v1", "serviceaccounts").ok_or_else(|| ApiError::internal("no serviceaccounts"))?;
+    let sa = app.registry.get(info, Some(ns), name).await?;
+    let uid = sa.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+    let audiences: Vec<String> = request
+        .pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let expiration = request.pointer("/spec/expirationSeconds").and_then(Value::as_i64);
+    let (token, exp) = app
+        .tokens
+        .issue(ns, name, uid, &audiences, expiration)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let expires = chrono::DateTime::from_timestamp(exp, 0).unwrap_or_default();
+    let issued_for = if audiences.is_empty() { vec![super::tokens::ISSUER.to_string()] } else { audiences };
+    let now = chrono::Utc::now().timestamp();
+    Ok(json!({
+        "kind": "TokenRequest",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"name": name, "namespace": ns, "creationTimestamp": null},
+        "spec": {"audiences": issued_for, "expirationSeconds": exp - now, "boundObjectRef": request.pointer("/spec/boundObjectRef").cloned()},
+        "status": {"token": token, "expirationTimestamp": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)},
+    }))
+}
+
 /// The one handler every request goes through.
 pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let protobuf_errors = matches!(negotiate(req.headers(), true), Ok(Output::Protobuf));
@@ -380,7 +421,10 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
     if trimmed == "/version" {
         return Ok(json_response(StatusCode::OK, &version_info()));
     }
-    let user = parts.extensions.get::<Authenticated>().and_then(|a| a.0.clone());
+    let mut user = parts.extensions.get::<Authenticated>().and_then(|a| a.0.clone());
+    if user.is_none() {
+        user = bearer_user(&app, &parts.headers).await;
+    }
     if user.is_none() {
         return Err(ApiError::unauthorized());
     }
@@ -451,6 +495,16 @@ async fn resource(
         let pod = name.or_else(|| binding.pointer("/metadata/name").and_then(Value::as_str)).unwrap_or("").to_string();
         reg.bind_pod(ns.unwrap_or("default"), &pod, &binding).await?;
         return Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})));
+    }
+    if info.group.is_empty() && info.plural == "serviceaccounts" && sub == Some("token") && method == Method::POST {
+        let bytes = read_body(body).await?;
+        let request = if bytes.is_empty() { json!({}) } else { decode_body(headers, &bytes)? };
+        let answer = token_request(app, ns.unwrap_or("default"), name.unwrap_or(""), request).await?;
+        let out = negotiate(headers, true)?;
+        return Ok(match out {
+            Output::Protobuf => protobuf_response(StatusCode::CREATED, &answer),
+            _ => json_response(StatusCode::CREATED, &answer),
+        });
     }
     if !info.is_stored() && method == Method::POST && name.is_none() && info.plural != "bindings" {
         let out = negotiate(headers, pb)?;

@@ -22,6 +22,7 @@ pub mod server;
 pub mod status;
 pub mod strategy;
 pub mod table;
+pub mod tokens;
 pub mod validation;
 pub mod watch_cache;
 
@@ -40,6 +41,8 @@ pub struct ApiServerConfig {
     /// host:port clients use to reach the server.
     pub advertise: String,
     pub tls: rustls::ServerConfig,
+    /// PEM of the key that signs service account tokens.
+    pub service_account_key_pem: String,
 }
 
 /// A running apiserver's handles.
@@ -63,6 +66,7 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
         catalog: catalog.clone(),
         openapi: openapi::OpenApiV3::generate(&catalog),
         server_address: config.advertise.clone(),
+        tokens: tokens::TokenIssuer::new(&config.service_account_key_pem)?,
     });
     let router = axum::Router::new().fallback(handlers::handle).with_state(app);
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
