@@ -20,7 +20,10 @@ use rkube::storage::{bench::raw_put_rate, embedded::EmbeddedStore, etcd::EtcdSto
 use serde_json::json;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 struct Proc(Child);
@@ -47,7 +50,12 @@ fn start_etcd(dir: &Path) -> (Proc, String) {
     let url = format!("http://127.0.0.1:{client}");
     let child = Command::new("etcd")
         .args(["--data-dir", &dir.join("etcd").to_string_lossy()])
-        .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+        .args([
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+        ])
         .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -154,11 +162,18 @@ async fn bench_backend(name: &str, pods: usize, creates: usize) -> anyhow::Resul
         let store = loop {
             match EtcdStore::connect(std::slice::from_ref(&url)).await {
                 Ok(s) if s.current_revision().await.is_ok() => break s,
-                _ if start.elapsed() > Duration::from_secs(20) => anyhow::bail!("etcd did not start"),
+                _ if start.elapsed() > Duration::from_secs(20) => {
+                    anyhow::bail!("etcd did not start")
+                }
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         };
-        args.extend(["--storage".into(), "etcd".into(), "--etcd-endpoints".into(), url]);
+        args.extend([
+            "--storage".into(),
+            "etcd".into(),
+            "--etcd-endpoints".into(),
+            url,
+        ]);
         Arc::new(store)
     } else {
         EmbeddedStore::open(&dir.path().join("raw"))?
@@ -167,8 +182,17 @@ async fn bench_backend(name: &str, pods: usize, creates: usize) -> anyhow::Resul
     let port = free_port();
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-        .args(["server", "--data-dir", &dir.path().join("data").to_string_lossy()])
-        .args(["--secure-port", &port.to_string(), "--bind-address", "127.0.0.1"])
+        .args([
+            "server",
+            "--data-dir",
+            &dir.path().join("data").to_string_lossy(),
+        ])
+        .args([
+            "--secure-port",
+            &port.to_string(),
+            "--bind-address",
+            "127.0.0.1",
+        ])
         .args(["--write-kubeconfig", &kubeconfig.to_string_lossy()])
         .args(&args)
         .env("RKUBE_LOG", "warn")
@@ -179,11 +203,18 @@ async fn bench_backend(name: &str, pods: usize, creates: usize) -> anyhow::Resul
     let cold_start = started.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = rss_mib(server.0.id());
-    println!("[{name}] cold start to /readyz: {:.0} ms; idle RSS: {idle_rss:.1} MiB", cold_start.as_secs_f64() * 1000.0);
+    println!(
+        "[{name}] cold start to /readyz: {:.0} ms; idle RSS: {idle_rss:.1} MiB",
+        cold_start.as_secs_f64() * 1000.0
+    );
 
     let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     for n in ["bench-cm", "bench-pods"] {
-        ns.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": n}}))?).await?;
+        ns.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": n}}))?,
+        )
+        .await?;
     }
     for clients in [1usize, 8, 64] {
         let total = if clients == 1 { creates / 4 } else { creates };
@@ -197,7 +228,10 @@ async fn bench_backend(name: &str, pods: usize, creates: usize) -> anyhow::Resul
 
     let t = Instant::now();
     create_pods(&client, "bench-pods", pods).await;
-    println!("[{name}] created {pods} pods in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "[{name}] created {pods} pods in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let api: Api<Pod> = Api::namespaced(client.clone(), "bench-pods");
     for round in 0..3 {
         let t = Instant::now();
@@ -225,16 +259,27 @@ async fn bench_backend(name: &str, pods: usize, creates: usize) -> anyhow::Resul
         );
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    println!("[{name}] RSS with {pods} pods: {:.1} MiB", rss_mib(server.0.id()));
+    println!(
+        "[{name}] RSS with {pods} pods: {:.1} MiB",
+        rss_mib(server.0.id())
+    );
     drop(server);
     drop(etcd);
     Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
-    let pods = std::env::var("RKUBE_BENCH_PODS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let creates = std::env::var("RKUBE_BENCH_CREATES").ok().and_then(|v| v.parse().ok()).unwrap_or(4_000);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let pods = std::env::var("RKUBE_BENCH_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let creates = std::env::var("RKUBE_BENCH_CREATES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         for backend in ["embedded", "etcd"] {
             bench_backend(backend, pods, creates).await?;

@@ -12,7 +12,11 @@ use rkube::pki::Pki;
 use rkube::storage::{embedded::EmbeddedStore, etcd::EtcdStore, Store};
 
 #[derive(Parser)]
-#[command(name = "rkube", version, about = "A Kubernetes cluster in one Rust binary")]
+#[command(
+    name = "rkube",
+    version,
+    about = "A Kubernetes cluster in one Rust binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,7 +68,9 @@ enum Command {
 }
 
 fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
 }
 
 fn default_data_dir() -> PathBuf {
@@ -73,7 +79,9 @@ fn default_data_dir() -> PathBuf {
     if is_root {
         PathBuf::from("/var/lib/rkube")
     } else {
-        home().map(|h| h.join(".rkube")).unwrap_or_else(|| PathBuf::from(".rkube"))
+        home()
+            .map(|h| h.join(".rkube"))
+            .unwrap_or_else(|| PathBuf::from(".rkube"))
     }
 }
 
@@ -114,7 +122,8 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let mut sans = args.tls_san.clone();
     if !args.bind_address.is_unspecified() {
         sans.push(args.bind_address.to_string());
@@ -124,8 +133,16 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         StorageKind::Embedded => EmbeddedStore::open(&data_dir.join("db"))?,
         StorageKind::Etcd => Arc::new(EtcdStore::connect(&args.etcd_endpoints).await?),
     };
-    let host = if args.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { args.bind_address.to_string() };
-    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let host = if args.bind_address.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        args.bind_address.to_string()
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
     let advertise = format!("{host}:{}", args.secure_port);
     let config = ApiServerConfig {
         bind: SocketAddr::new(args.bind_address, args.secure_port),
@@ -154,11 +171,16 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Server(args) => rt.block_on(run_server(args)),
         Command::Kubeconfig { data_dir, server } => {

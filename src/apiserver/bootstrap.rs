@@ -11,7 +11,8 @@ pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 /// Namespaces that may not be deleted (upstream's NamespaceLifecycle admission).
 pub const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Creates the system namespaces and the `kubernetes` Service where they are missing.
 pub async fn bootstrap(registry: &Registry, secure_port: u16) -> anyhow::Result<()> {
@@ -36,14 +37,21 @@ pub async fn bootstrap(registry: &Registry, secure_port: u16) -> anyhow::Result<
         .find("", "v1", "services")
         .ok_or_else(|| anyhow::anyhow!("no services resource"))?
         .clone();
-    if registry.get(&services, Some("default"), "kubernetes").await.is_err() {
+    if registry
+        .get(&services, Some("default"), "kubernetes")
+        .await
+        .is_err()
+    {
         let svc = json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
             "spec": {"type": "ClusterIP", "clusterIP": KUBERNETES_SERVICE_IP,
                      "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": secure_port}]}
         });
-        match registry.create(&services, Some("default"), svc, false).await {
+        match registry
+            .create(&services, Some("default"), svc, false)
+            .await
+        {
             Ok(_) => {}
             Err(e) if e.code == 409 => {}
             Err(e) => anyhow::bail!("creating the kubernetes service: {}", e.message),

@@ -40,7 +40,11 @@ fn image_pull_policy(image: &str) -> &'static str {
 
 fn container_defaults(c: &mut Value) {
     let Some(m) = obj(c) else { return };
-    let image = m.get("image").and_then(Value::as_str).unwrap_or("").to_string();
+    let image = m
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     default(m, "imagePullPolicy", json!(image_pull_policy(&image)));
     default(m, "terminationMessagePath", json!("/dev/termination-log"));
     default(m, "terminationMessagePolicy", json!("File"));
@@ -75,7 +79,11 @@ pub fn pod_spec_defaults(spec: &mut Value) {
     }
     if let Some(vols) = m.get_mut("volumes").and_then(Value::as_array_mut) {
         for v in vols.iter_mut().filter_map(Value::as_object_mut) {
-            for (src, mode_field) in [("configMap", "defaultMode"), ("secret", "defaultMode"), ("projected", "defaultMode")] {
+            for (src, mode_field) in [
+                ("configMap", "defaultMode"),
+                ("secret", "defaultMode"),
+                ("projected", "defaultMode"),
+            ] {
                 if let Some(s) = v.get_mut(src).and_then(Value::as_object_mut) {
                     default(s, mode_field, json!(420));
                 }
@@ -118,7 +126,11 @@ pub fn apply(info: &ResourceInfo, v: &mut Value) {
             if let Some(m) = at(v, &["spec"]) {
                 default(m, "type", json!("ClusterIP"));
                 default(m, "sessionAffinity", json!("None"));
-                let ty = m.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+                let ty = m
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 if ty != "ExternalName" {
                     default(m, "internalTrafficPolicy", json!("Cluster"));
                 }
@@ -193,15 +205,27 @@ pub fn apply(info: &ResourceInfo, v: &mut Value) {
                 default(m, "replicas", json!(1));
                 default(m, "podManagementPolicy", json!("OrderedReady"));
                 default(m, "revisionHistoryLimit", json!(10));
-                default(m, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
-                default(m, "persistentVolumeClaimRetentionPolicy", json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+                default(
+                    m,
+                    "updateStrategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+                );
+                default(
+                    m,
+                    "persistentVolumeClaimRetentionPolicy",
+                    json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+                );
             }
             template_defaults(v, &["spec", "template", "spec"]);
         }
         ("apps", "daemonsets") => {
             if let Some(m) = at(v, &["spec"]) {
                 default(m, "revisionHistoryLimit", json!(10));
-                default(m, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}));
+                default(
+                    m,
+                    "updateStrategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                );
             }
             template_defaults(v, &["spec", "template", "spec"]);
         }

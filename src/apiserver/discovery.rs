@@ -58,8 +58,11 @@ pub fn api_group(catalog: &Catalog, group: &str) -> Option<Value> {
 
 /// `/api/v1` or `/apis/<group>/<version>`: the resources and subresources of one group version.
 pub fn api_resource_list(catalog: &Catalog, group: &str, version: &str) -> Option<Value> {
-    let rows: Vec<&ResourceInfo> =
-        catalog.all().iter().filter(|r| r.group == group && r.version == version).collect();
+    let rows: Vec<&ResourceInfo> = catalog
+        .all()
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if rows.is_empty() {
         return None;
     }
@@ -94,8 +97,14 @@ pub fn api_resource_list(catalog: &Catalog, group: &str, version: &str) -> Optio
             resources.push(sub);
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 /// The aggregated discovery document for the legacy group (`legacy = true`, served at `/api`) or for

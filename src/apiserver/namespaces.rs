@@ -21,11 +21,22 @@ pub async fn run_finalizer(registry: Arc<Registry>) {
 }
 
 async fn finalize_terminating(registry: &Registry) -> Result<(), super::status::ApiError> {
-    let Some(nsinfo) = registry.catalog.find("", "v1", "namespaces").cloned() else { return Ok(()) };
-    let q = Query { resource_version: Some("0".into()), ..Default::default() };
+    let Some(nsinfo) = registry.catalog.find("", "v1", "namespaces").cloned() else {
+        return Ok(());
+    };
+    let q = Query {
+        resource_version: Some("0".into()),
+        ..Default::default()
+    };
     let namespaces = registry.list(&nsinfo, None, &q).await?;
-    for ns in namespaces.items.iter().filter(|n| n.pointer("/metadata/deletionTimestamp").is_some()) {
-        let Some(name) = ns.pointer("/metadata/name").and_then(Value::as_str) else { continue };
+    for ns in namespaces
+        .items
+        .iter()
+        .filter(|n| n.pointer("/metadata/deletionTimestamp").is_some())
+    {
+        let Some(name) = ns.pointer("/metadata/name").and_then(Value::as_str) else {
+            continue;
+        };
         let holds_kubernetes = ns
             .pointer("/spec/finalizers")
             .and_then(Value::as_array)
@@ -34,9 +45,19 @@ async fn finalize_terminating(registry: &Registry) -> Result<(), super::status::
             continue;
         }
         let mut remaining = 0;
-        for info in registry.catalog.all().iter().filter(|r| r.namespaced && r.has_verb("deletecollection")) {
+        for info in registry
+            .catalog
+            .all()
+            .iter()
+            .filter(|r| r.namespaced && r.has_verb("deletecollection"))
+        {
             let deleted = registry
-                .delete_collection(info, Some(name), &Query::default(), &DeleteOptions::default())
+                .delete_collection(
+                    info,
+                    Some(name),
+                    &Query::default(),
+                    &DeleteOptions::default(),
+                )
                 .await?;
             remaining += deleted.items.len();
         }
@@ -54,7 +75,10 @@ async fn finalize_terminating(registry: &Registry) -> Result<(), super::status::
             .map(|f| f.iter().filter(|x| *x != "kubernetes").cloned().collect())
             .unwrap_or_default();
         obj["spec"] = json!({"finalizers": kept});
-        match registry.update(&nsinfo, None, name, obj, Some("finalize"), false).await {
+        match registry
+            .update(&nsinfo, None, name, obj, Some("finalize"), false)
+            .await
+        {
             Ok(_) => tracing::info!("namespace {name} emptied and finalized"),
             Err(e) if e.code == 409 || e.code == 404 => {}
             Err(e) => return Err(e),
@@ -65,8 +89,24 @@ async fn finalize_terminating(registry: &Registry) -> Result<(), super::status::
 
 async fn count_left(registry: &Registry, ns: &str) -> Result<usize, super::status::ApiError> {
     let mut left = 0;
-    for info in registry.catalog.all().iter().filter(|r| r.namespaced && r.has_verb("list")) {
-        left += registry.list(info, Some(ns), &Query { limit: 1, ..Default::default() }).await?.items.len();
+    for info in registry
+        .catalog
+        .all()
+        .iter()
+        .filter(|r| r.namespaced && r.has_verb("list"))
+    {
+        left += registry
+            .list(
+                info,
+                Some(ns),
+                &Query {
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .await?
+            .items
+            .len();
     }
     Ok(left)
 }

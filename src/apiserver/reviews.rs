@@ -22,12 +22,18 @@ pub fn review(info: &ResourceInfo, user: &User, mut obj: Value) -> ApiResult<Val
         ("authorization.k8s.io", "selfsubjectaccessreviews")
         | ("authorization.k8s.io", "subjectaccessreviews")
         | ("authorization.k8s.io", "localsubjectaccessreviews") => {
-            if obj.pointer("/spec/resourceAttributes").is_none() && obj.pointer("/spec/nonResourceAttributes").is_none() {
-                return Err(ApiError::invalid(info, "", vec![super::status::Cause::invalid(
+            if obj.pointer("/spec/resourceAttributes").is_none()
+                && obj.pointer("/spec/nonResourceAttributes").is_none()
+            {
+                return Err(ApiError::invalid(
+                    info,
+                    "",
+                    vec![super::status::Cause::invalid(
                     "spec.resourceAttributes",
                     &Value::Null,
                     "exactly one of nonResourceAttributes or resourceAttributes must be specified",
-                )]));
+                )],
+                ));
             }
             json!({"allowed": true, "reason": ALLOW_REASON})
         }

@@ -30,7 +30,12 @@ pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, router: Rou
     }
 }
 
-async fn serve_connection(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, peer: SocketAddr, router: Router) {
+async fn serve_connection(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    router: Router,
+) {
     let stream = match acceptor.accept(tcp).await {
         Ok(s) => s,
         Err(e) => {
@@ -47,15 +52,22 @@ async fn serve_connection(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, pee
         .map(|u| {
             let mut groups = u.groups;
             groups.push("system:authenticated".into());
-            User { name: u.name, groups }
+            User {
+                name: u.name,
+                groups,
+            }
         });
     let auth = Authenticated(user);
-    let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(auth.clone());
-        router.clone().oneshot(req.map(axum::body::Body::new))
-    });
+    let service =
+        hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(auth.clone());
+            router.clone().oneshot(req.map(axum::body::Body::new))
+        });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .await
+    {
         tracing::debug!("connection from {peer} ended: {e}");
     }
 }

@@ -19,7 +19,11 @@ pub struct Cause {
 
 impl Cause {
     pub fn required(field: &str) -> Self {
-        Cause { reason: "FieldValueRequired", message: "Required value".into(), field: field.into() }
+        Cause {
+            reason: "FieldValueRequired",
+            message: "Required value".into(),
+            field: field.into(),
+        }
     }
     pub fn invalid(field: &str, value: &Value, detail: &str) -> Self {
         let shown = match value {
@@ -33,7 +37,11 @@ impl Cause {
         }
     }
     pub fn forbidden(field: &str, detail: &str) -> Self {
-        Cause { reason: "FieldValueForbidden", message: format!("Forbidden: {detail}"), field: field.into() }
+        Cause {
+            reason: "FieldValueForbidden",
+            message: format!("Forbidden: {detail}"),
+            field: field.into(),
+        }
     }
     pub fn unsupported(field: &str, value: &Value, supported: &[&str]) -> Self {
         let quoted: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
@@ -43,12 +51,19 @@ impl Cause {
         };
         Cause {
             reason: "FieldValueNotSupported",
-            message: format!("Unsupported value: {shown}: supported values: {}", quoted.join(", ")),
+            message: format!(
+                "Unsupported value: {shown}: supported values: {}",
+                quoted.join(", ")
+            ),
             field: field.into(),
         }
     }
     pub fn duplicate(field: &str, value: &Value) -> Self {
-        Cause { reason: "FieldValueDuplicate", message: format!("Duplicate value: {value}"), field: field.into() }
+        Cause {
+            reason: "FieldValueDuplicate",
+            message: format!("Duplicate value: {value}"),
+            field: field.into(),
+        }
     }
     /// `field: message`, as upstream's field.Error prints.
     pub fn display(&self) -> String {
@@ -77,7 +92,12 @@ fn details(name: &str, info: &ResourceInfo) -> Value {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = Some(details);
@@ -87,26 +107,45 @@ impl ApiError {
         Self::new(400, "BadRequest", message)
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
     pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} {name:?} not found", info.group_resource()))
-            .with_details(details(name, info))
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} {name:?} not found", info.group_resource()),
+        )
+        .with_details(details(name, info))
     }
     /// A 404 for a URL that names no resource at all.
     pub fn not_found_path() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
     pub fn already_exists(info: &ResourceInfo, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} {name:?} already exists", info.group_resource()))
-            .with_details(details(name, info))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} {name:?} already exists", info.group_resource()),
+        )
+        .with_details(details(name, info))
     }
     pub fn conflict(info: &ResourceInfo, name: &str, why: &str) -> Self {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} {name:?}: {why}", info.group_resource()),
+            format!(
+                "Operation cannot be fulfilled on {} {name:?}: {why}",
+                info.group_resource()
+            ),
         )
         .with_details(details(name, info))
     }
@@ -119,7 +158,11 @@ impl ApiError {
     }
     pub fn invalid(info: &ResourceInfo, name: &str, causes: Vec<Cause>) -> Self {
         let list: Vec<String> = causes.iter().map(Cause::display).collect();
-        let joined = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
+        let joined = if list.len() == 1 {
+            list[0].clone()
+        } else {
+            format!("[{}]", list.join(", "))
+        };
         let mut d = details(name, info);
         d["kind"] = json!(info.kind);
         d["causes"] = Value::Array(
@@ -133,7 +176,12 @@ impl ApiError {
         } else {
             format!("{}.{}", info.kind, info.group)
         };
-        Self::new(422, "Invalid", format!("{kind_group} {name:?} is invalid: {joined}")).with_details(d)
+        Self::new(
+            422,
+            "Invalid",
+            format!("{kind_group} {name:?} is invalid: {joined}"),
+        )
+        .with_details(d)
     }
     pub fn forbidden(info: &ResourceInfo, name: &str, why: &str) -> Self {
         let subject = if name.is_empty() {
@@ -141,11 +189,19 @@ impl ApiError {
         } else {
             format!("{} {name:?}", info.group_resource())
         };
-        Self::new(403, "Forbidden", format!("{subject} is forbidden: {why}")).with_details(details(name, info))
+        Self::new(403, "Forbidden", format!("{subject} is forbidden: {why}"))
+            .with_details(details(name, info))
     }
     pub fn method_not_supported(info: &ResourceInfo, verb: &str) -> Self {
-        Self::new(405, "MethodNotAllowed", format!("{verb} is not supported on resources of kind {:?}", info.group_resource()))
-            .with_details(json!({"kind": info.plural, "group": info.group}))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!(
+                "{verb} is not supported on resources of kind {:?}",
+                info.group_resource()
+            ),
+        )
+        .with_details(json!({"kind": info.plural, "group": info.group}))
     }
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)
@@ -160,7 +216,11 @@ impl ApiError {
         Self::new(401, "Unauthorized", "Unauthorized")
     }
     pub fn too_large() -> Self {
-        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
     }
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::new(504, "Timeout", message)
@@ -188,7 +248,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
-        (code, [(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+        (
+            code,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
     }
 }
 

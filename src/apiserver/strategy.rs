@@ -49,14 +49,20 @@ pub fn tracks_generation(info: &ResourceInfo) -> bool {
 pub fn allow_create_on_update(info: &ResourceInfo) -> bool {
     matches!(
         key(info),
-        ("", "endpoints") | ("", "events") | ("events.k8s.io", "events") | ("coordination.k8s.io", "leases")
+        ("", "endpoints")
+            | ("", "events")
+            | ("events.k8s.io", "events")
+            | ("coordination.k8s.io", "leases")
             | ("rbac.authorization.k8s.io", _)
     ) || info.group == "apiregistration.k8s.io"
 }
 
 /// Whether a finished delete answers with the deleted object (else a `Status` of success).
 pub fn returns_deleted_object(info: &ResourceInfo) -> bool {
-    matches!(key(info), ("", "pods") | ("", "services") | ("", "namespaces") | ("apiextensions.k8s.io", _))
+    matches!(
+        key(info),
+        ("", "pods") | ("", "services") | ("", "namespaces") | ("apiextensions.k8s.io", _)
+    )
 }
 
 fn obj_mut(v: &mut Value) -> Option<&mut Map<String, Value>> {
@@ -124,7 +130,8 @@ fn qos_class(pod: &Value) -> &'static str {
             any = true;
         }
         for r in ["cpu", "memory"] {
-            let request_differs = has(req, r) && req.and_then(|m| m.get(r)) != lim.and_then(|m| m.get(r));
+            let request_differs =
+                has(req, r) && req.and_then(|m| m.get(r)) != lim.and_then(|m| m.get(r));
             if !has(lim, r) || request_differs {
                 guaranteed = false;
             }
@@ -180,10 +187,14 @@ pub fn spec_update(info: &ResourceInfo, new: &mut Value, old: &Value) {
 }
 
 fn containers_causes(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
-    let containers = spec.and_then(|s| s.get("containers")).and_then(Value::as_array);
+    let containers = spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array);
     match containers {
         None => causes.push(Cause::required(&format!("{path}.containers"))),
-        Some(list) if list.is_empty() => causes.push(Cause::required(&format!("{path}.containers"))),
+        Some(list) if list.is_empty() => {
+            causes.push(Cause::required(&format!("{path}.containers")))
+        }
         Some(list) => {
             let mut seen = std::collections::HashSet::new();
             for (i, c) in list.iter().enumerate() {
@@ -198,7 +209,11 @@ fn containers_causes(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) 
                         causes.push(Cause::invalid(&format!("{field}.name"), &json!(name), &e));
                     }
                 }
-                if c.get("image").and_then(Value::as_str).unwrap_or("").is_empty() {
+                if c.get("image")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+                {
                     causes.push(Cause::required(&format!("{field}.image")));
                 }
             }
@@ -208,12 +223,17 @@ fn containers_causes(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) 
 
 fn selector_matches_template(spec: Option<&Value>, causes: &mut Vec<Cause>) {
     let selector = spec.and_then(|s| s.get("selector"));
-    let labels = spec.and_then(|s| s.pointer("/template/metadata/labels")).and_then(Value::as_object);
+    let labels = spec
+        .and_then(|s| s.pointer("/template/metadata/labels"))
+        .and_then(Value::as_object);
     match selector {
         None => causes.push(Cause::required("spec.selector")),
         Some(sel) => {
             let ml = sel.get("matchLabels").and_then(Value::as_object);
-            let has_expr = sel.get("matchExpressions").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            let has_expr = sel
+                .get("matchExpressions")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
             if ml.is_none_or(|m| m.is_empty()) && !has_expr {
                 causes.push(Cause::invalid(
                     "spec.selector",
@@ -221,7 +241,9 @@ fn selector_matches_template(spec: Option<&Value>, causes: &mut Vec<Cause>) {
                     "empty selector is invalid for deployment",
                 ));
             } else if let Some(ml) = ml {
-                let ok = ml.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+                let ok = ml
+                    .iter()
+                    .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
                 if !ok {
                     causes.push(Cause::invalid(
                         "spec.template.metadata.labels",
@@ -241,15 +263,27 @@ pub fn validate(info: &ResourceInfo, obj: &Value) -> Vec<Cause> {
     let spec = obj.get("spec");
     match key(info) {
         ("", "pods") => containers_causes(spec, "spec", &mut causes),
-        ("", "podtemplates") => containers_causes(obj.pointer("/template/spec"), "template.spec", &mut causes),
-        ("apps", "deployments") | ("apps", "replicasets") | ("apps", "statefulsets") | ("apps", "daemonsets") => {
+        ("", "podtemplates") => {
+            containers_causes(obj.pointer("/template/spec"), "template.spec", &mut causes)
+        }
+        ("apps", "deployments")
+        | ("apps", "replicasets")
+        | ("apps", "statefulsets")
+        | ("apps", "daemonsets") => {
             selector_matches_template(spec, &mut causes);
-            containers_causes(spec.and_then(|s| s.pointer("/template/spec")), "spec.template.spec", &mut causes);
+            containers_causes(
+                spec.and_then(|s| s.pointer("/template/spec")),
+                "spec.template.spec",
+                &mut causes,
+            );
         }
         ("batch", "jobs") => {
             let tspec = spec.and_then(|s| s.pointer("/template/spec"));
             containers_causes(tspec, "spec.template.spec", &mut causes);
-            let rp = tspec.and_then(|s| s.get("restartPolicy")).and_then(Value::as_str).unwrap_or("");
+            let rp = tspec
+                .and_then(|s| s.get("restartPolicy"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if rp != "OnFailure" && rp != "Never" {
                 causes.push(Cause {
                     reason: "FieldValueRequired",
@@ -259,7 +293,12 @@ pub fn validate(info: &ResourceInfo, obj: &Value) -> Vec<Cause> {
             }
         }
         ("batch", "cronjobs") => {
-            if spec.and_then(|s| s.get("schedule")).and_then(Value::as_str).unwrap_or("").is_empty() {
+            if spec
+                .and_then(|s| s.get("schedule"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
                 causes.push(Cause::required("spec.schedule"));
             }
             containers_causes(
@@ -269,8 +308,14 @@ pub fn validate(info: &ResourceInfo, obj: &Value) -> Vec<Cause> {
             );
         }
         ("", "services") => {
-            let ty = spec.and_then(|s| s.get("type")).and_then(Value::as_str).unwrap_or("ClusterIP");
-            let headless = spec.and_then(|s| s.get("clusterIP")).and_then(Value::as_str) == Some("None");
+            let ty = spec
+                .and_then(|s| s.get("type"))
+                .and_then(Value::as_str)
+                .unwrap_or("ClusterIP");
+            let headless = spec
+                .and_then(|s| s.get("clusterIP"))
+                .and_then(Value::as_str)
+                == Some("None");
             let ports = spec.and_then(|s| s.get("ports")).and_then(Value::as_array);
             if ty != "ExternalName" && !headless && ports.is_none_or(|p| p.is_empty()) {
                 causes.push(Cause::required("spec.ports"));
@@ -298,8 +343,13 @@ pub fn job_selector(obj: &mut Value) {
     }
     let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(json!(""));
     let name = obj.pointer("/metadata/name").cloned().unwrap_or(json!(""));
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
-    spec.insert("selector".into(), json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}));
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.insert(
+        "selector".into(),
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
     let template = spec.entry("template").or_insert(json!({}));
     if !template.get("metadata").is_some_and(Value::is_object) {
         template["metadata"] = json!({});
@@ -318,20 +368,31 @@ pub fn job_selector(obj: &mut Value) {
 /// On update a Service keeps the addresses and node ports it was allocated when the new spec omits them.
 pub fn keep_service_allocations(new: &mut Value, old: &Value) {
     for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-        let missing = new.pointer(&format!("/spec/{f}")).is_none_or(|v| v.is_null() || v == "");
+        let missing = new
+            .pointer(&format!("/spec/{f}"))
+            .is_none_or(|v| v.is_null() || v == "");
         if missing {
-            if let (Some(v), Some(spec)) = (old.pointer(&format!("/spec/{f}")), new.get_mut("spec").and_then(Value::as_object_mut)) {
+            if let (Some(v), Some(spec)) = (
+                old.pointer(&format!("/spec/{f}")),
+                new.get_mut("spec").and_then(Value::as_object_mut),
+            ) {
                 spec.insert(f.into(), v.clone());
             }
         }
     }
-    let old_ports: Vec<Value> = old.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+    let old_ports: Vec<Value> = old
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
         for p in ports.iter_mut() {
             if p.get("nodePort").is_some_and(|n| !n.is_null()) {
                 continue;
             }
-            let same = old_ports.iter().find(|o| o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol"));
+            let same = old_ports
+                .iter()
+                .find(|o| o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol"));
             if let Some(np) = same.and_then(|o| o.get("nodePort")) {
                 p["nodePort"] = np.clone();
             }
@@ -345,7 +406,10 @@ mod tests {
 
     #[test]
     fn qos() {
-        assert_eq!(qos_class(&json!({"spec": {"containers": [{"name": "a"}]}})), "BestEffort");
+        assert_eq!(
+            qos_class(&json!({"spec": {"containers": [{"name": "a"}]}})),
+            "BestEffort"
+        );
         let g = json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
         assert_eq!(qos_class(&g), "Guaranteed");
         let b = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}});

@@ -24,8 +24,13 @@ pub enum NameRule {
 fn is_label(s: &str, first_alpha: bool) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && (if first_alpha { b[0].is_ascii_lowercase() } else { b[0] != b'-' })
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && (if first_alpha {
+            b[0].is_ascii_lowercase()
+        } else {
+            b[0] != b'-'
+        })
         && b[b.len() - 1] != b'-'
 }
 
@@ -83,7 +88,10 @@ pub fn name_errors(name: &str, rule: NameRule) -> Vec<String> {
 pub fn validate_object_meta(obj: &Value, rule: NameRule, namespaced: bool) -> Vec<Cause> {
     let mut causes = Vec::new();
     let meta = obj.get("metadata");
-    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if name.is_empty() {
         causes.push(Cause {
             reason: "FieldValueRequired",
@@ -92,31 +100,62 @@ pub fn validate_object_meta(obj: &Value, rule: NameRule, namespaced: bool) -> Ve
         });
     } else {
         for e in name_errors(name, rule) {
-            causes.push(Cause::invalid("metadata.name", &Value::String(name.into()), &e));
+            causes.push(Cause::invalid(
+                "metadata.name",
+                &Value::String(name.into()),
+                &e,
+            ));
         }
     }
-    let ns = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("");
+    let ns = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if namespaced && ns.is_empty() {
         causes.push(Cause::required("metadata.namespace"));
     } else if !namespaced && !ns.is_empty() {
-        causes.push(Cause::forbidden("metadata.namespace", "not allowed on this type"));
+        causes.push(Cause::forbidden(
+            "metadata.namespace",
+            "not allowed on this type",
+        ));
     }
-    if let Some(labels) = meta.and_then(|m| m.get("labels")).and_then(Value::as_object) {
+    if let Some(labels) = meta
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
+    {
         for (k, v) in labels {
             for e in qualified_name_errors(k) {
-                causes.push(Cause::invalid("metadata.labels", &Value::String(k.clone()), &e));
+                causes.push(Cause::invalid(
+                    "metadata.labels",
+                    &Value::String(k.clone()),
+                    &e,
+                ));
             }
             let val = v.as_str().unwrap_or("");
             for e in label_value_errors(val) {
-                causes.push(Cause::invalid("metadata.labels", &Value::String(val.into()), &e));
+                causes.push(Cause::invalid(
+                    "metadata.labels",
+                    &Value::String(val.into()),
+                    &e,
+                ));
             }
         }
     }
-    if let Some(ann) = meta.and_then(|m| m.get("annotations")).and_then(Value::as_object) {
-        let total: usize = ann.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
+    if let Some(ann) = meta
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object)
+    {
+        let total: usize = ann
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            .sum();
         for k in ann.keys() {
             for e in qualified_name_errors(&k.to_lowercase()) {
-                causes.push(Cause::invalid("metadata.annotations", &Value::String(k.clone()), &e));
+                causes.push(Cause::invalid(
+                    "metadata.annotations",
+                    &Value::String(k.clone()),
+                    &e,
+                ));
             }
         }
         if total > 256 * 1024 {
@@ -135,7 +174,8 @@ const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric charact
 fn is_name_part(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
@@ -194,7 +234,10 @@ mod tests {
         assert!(!name_errors("1abc", NameRule::Dns1035).is_empty());
         assert!(name_errors("system:controller:x", NameRule::PathSegment).is_empty());
         assert!(!name_errors("a/b", NameRule::PathSegment).is_empty());
-        assert_eq!(name_errors(&"a".repeat(64), NameRule::Label), vec!["must be no more than 63 characters"]);
+        assert_eq!(
+            name_errors(&"a".repeat(64), NameRule::Label),
+            vec!["must be no more than 63 characters"]
+        );
     }
 
     #[test]

@@ -80,7 +80,10 @@ pub enum WatchStartError {
 pub fn decode_object(kv: &KeyValue, revision: i64) -> Option<Value> {
     let mut v: Value = serde_json::from_slice(&kv.value).ok()?;
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
     }
     Some(v)
 }
@@ -88,7 +91,10 @@ pub fn decode_object(kv: &KeyValue, revision: i64) -> Option<Value> {
 impl ResourceCache {
     fn new() -> Self {
         let (tx, _) = broadcast::channel(4096);
-        ResourceCache { state: RwLock::new(CacheState::default()), tx }
+        ResourceCache {
+            state: RwLock::new(CacheState::default()),
+            tx,
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, CacheState> {
@@ -113,7 +119,13 @@ impl ResourceCache {
         } else {
             st.objects.insert(key.clone(), object.clone());
         }
-        let ev = Arc::new(CacheEvent { kind, key, object, prev, revision });
+        let ev = Arc::new(CacheEvent {
+            kind,
+            key,
+            object,
+            prev,
+            revision,
+        });
         st.revision = revision;
         st.events.push_back(ev.clone());
         while st.events.len() > EVENT_WINDOW {
@@ -173,7 +185,10 @@ impl ResourceCache {
                 .collect(),
             Some(rv) => {
                 if rv < st.oldest {
-                    return Err(WatchStartError::TooOld { requested: rv, oldest: st.oldest });
+                    return Err(WatchStartError::TooOld {
+                        requested: rv,
+                        oldest: st.oldest,
+                    });
                 }
                 st.events
                     .iter()
@@ -182,7 +197,11 @@ impl ResourceCache {
                     .collect()
             }
         };
-        Ok(Subscription { initial, live, revision: current })
+        Ok(Subscription {
+            initial,
+            live,
+            revision: current,
+        })
     }
 }
 
@@ -206,15 +225,27 @@ impl WatchCache {
         caches.dedup_by(|a, b| a.0 == b.0);
         let (progress_tx, progress_rx) = watch::channel(0);
         let (ready_tx, ready_rx) = watch::channel(false);
-        Arc::new(WatchCache { caches, progress_tx, progress_rx, ready_rx, ready_tx })
+        Arc::new(WatchCache {
+            caches,
+            progress_tx,
+            progress_rx,
+            ready_rx,
+            ready_tx,
+        })
     }
 
     pub fn resource(&self, prefix: &str) -> Option<&Arc<ResourceCache>> {
-        self.caches.iter().find(|(p, _)| p == prefix).map(|(_, c)| c)
+        self.caches
+            .iter()
+            .find(|(p, _)| p == prefix)
+            .map(|(_, c)| c)
     }
 
     fn cache_for_key(&self, key: &str) -> Option<&Arc<ResourceCache>> {
-        self.caches.iter().find(|(p, _)| key.starts_with(p.as_str())).map(|(_, c)| c)
+        self.caches
+            .iter()
+            .find(|(p, _)| key.starts_with(p.as_str()))
+            .map(|(_, c)| c)
     }
 
     /// The highest revision the cache has caught up to.
@@ -233,7 +264,10 @@ impl WatchCache {
     /// Waits until the cache has seen revision `rev`; false on timeout.
     pub async fn wait_for(&self, rev: i64, timeout: Duration) -> bool {
         let mut rx = self.progress_rx.clone();
-        tokio::time::timeout(timeout, rx.wait_for(|p| *p >= rev)).await.map(|r| r.is_ok()).unwrap_or(false)
+        tokio::time::timeout(timeout, rx.wait_for(|p| *p >= rev))
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false)
     }
 
     /// Waits for the cache to be loaded the first time.
@@ -285,10 +319,16 @@ impl WatchCache {
         let mut start: Option<String> = None;
         let mut revision = 0;
         loop {
-            let page = store.range("/registry/", start.as_deref(), 5000, revision).await?;
+            let page = store
+                .range("/registry/", start.as_deref(), 5000, revision)
+                .await?;
             revision = page.revision;
             for kv in &page.kvs {
-                if let Some(i) = self.caches.iter().position(|(p, _)| kv.key.starts_with(p.as_str())) {
+                if let Some(i) = self
+                    .caches
+                    .iter()
+                    .position(|(p, _)| kv.key.starts_with(p.as_str()))
+                {
                     if let Some(obj) = decode_object(kv, kv.mod_revision) {
                         maps[i].insert(kv.key.clone(), Arc::new(obj));
                     }
