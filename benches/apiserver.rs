@@ -123,6 +123,69 @@ async fn create_rate(client: &Client, ns: &str, clients: usize, total: usize) ->
     ok as f64 / start.elapsed().as_secs_f64()
 }
 
+/// One raw GET with the given Accept: (milliseconds, response bytes).
+async fn timed_get(client: &Client, path: &str, accept: &str) -> anyhow::Result<(f64, usize)> {
+    let req = http::Request::get(path)
+        .header(http::header::ACCEPT, accept)
+        .body(kube::client::Body::from(Vec::new()))?;
+    let t = Instant::now();
+    let resp = client.send(req).await?;
+    let bytes = resp.into_body().collect_bytes().await?;
+    Ok((t.elapsed().as_secs_f64() * 1000.0, bytes.len()))
+}
+
+/// ConfigMap creates/s with request bodies in `content_type` (JSON or protobuf), `clients` at a time.
+async fn create_rate_raw(
+    client: &Client,
+    ns: &str,
+    clients: usize,
+    total: usize,
+    protobuf: bool,
+) -> f64 {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (client, next, ns) = (client.clone(), next.clone(), ns.to_string());
+            tokio::spawn(async move {
+                let mut ok = 0usize;
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= total {
+                        return ok;
+                    }
+                    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": format!("raw-{}-{i}", if protobuf { "pb" } else { "json" })},
+                        "data": {"payload": "x".repeat(512)}});
+                    let (ct, body) = if protobuf {
+                        ("application/vnd.kubernetes.protobuf", rkube::apiserver::protobuf::encode(&cm).unwrap_or_default())
+                    } else {
+                        ("application/json", serde_json::to_vec(&cm).unwrap_or_default())
+                    };
+                    let Ok(req) = http::Request::post(format!("/api/v1/namespaces/{ns}/configmaps"))
+                        .header(http::header::CONTENT_TYPE, ct)
+                        .header(http::header::ACCEPT, ct)
+                        .body(kube::client::Body::from(body))
+                    else {
+                        continue;
+                    };
+                    if let Ok(resp) = client.send(req).await {
+                        if resp.status() == http::StatusCode::CREATED {
+                            ok += 1;
+                        }
+                        let _ = resp.into_body().collect_bytes().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap_or(0);
+    }
+    ok as f64 / start.elapsed().as_secs_f64()
+}
+
 async fn create_pods(client: &Client, ns: &str, n: usize) {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let next = Arc::new(AtomicUsize::new(0));
@@ -256,6 +319,32 @@ async fn bench_backend(name: &str, pods: usize, creates: usize) -> anyhow::Resul
             full.as_secs_f64() * 1000.0,
             t.elapsed().as_secs_f64() * 1000.0,
             if round == 0 { " (first)" } else { "" }
+        );
+    }
+    for accept in ["application/json", "application/vnd.kubernetes.protobuf"] {
+        let mut best = f64::MAX;
+        let mut size = 0;
+        for _ in 0..3 {
+            let (ms, bytes) =
+                timed_get(&client, "/api/v1/namespaces/bench-pods/pods", accept).await?;
+            best = best.min(ms);
+            size = bytes;
+        }
+        println!(
+            "[{name}] list {pods} pods as {accept}: {best:.0} ms (best of 3), {:.1} MiB",
+            size as f64 / 1048576.0
+        );
+    }
+    ns.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "bench-wire"}}))?,
+    )
+    .await?;
+    for protobuf in [false, true] {
+        let rate = create_rate_raw(&client, "bench-wire", 8, creates / 2, protobuf).await;
+        println!(
+            "[{name}] ConfigMap creates/s with 8 clients, {} bodies: {rate:.0}",
+            if protobuf { "protobuf" } else { "JSON" }
         );
     }
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -165,8 +165,32 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             kubeconfig.display()
         );
     }
-    tokio::signal::ctrl_c().await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
     Ok(())
+}
+
+/// SIGINT or SIGTERM: every acknowledged write is already durable, so stopping is just exiting cleanly.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn main() -> anyhow::Result<()> {
