@@ -2,22 +2,37 @@
 # The one command that runs all of rkube's tests:
 #   build once, clippy, unit tests + the storage suite (which starts its own throwaway etcd per test from
 #   /usr/bin/etcd), then the kubectl conformance suite against a real `rkube server` on both backends.
-# Exits non-zero if anything fails; the last line is the conformance suite's `N passed, N failed`.
+# A failing clippy or cargo test does not stop the conformance run; the script still exits non-zero.
+# The last line is the conformance suite's `N passed, N failed`.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
+failed=()
 
 step "cargo build --release"
 cargo build --release
 
 step "cargo clippy --release --all-targets -- -D warnings"
-cargo clippy --release --all-targets -- -D warnings
+cargo clippy --release --all-targets -- -D warnings || failed+=("cargo clippy")
 
 step "cargo test --release"
-cargo test --release
+cargo test --release || failed+=("cargo test")
 
 step "conformance: python3 conformance/run.py --backend both"
-RKUBE_BIN="${RKUBE_BIN:-$PWD/target/release/rkube}" exec python3 conformance/run.py --backend both
+log="$(mktemp /tmp/rkube-conformance.XXXXXX.log)"
+trap 'rm -f "$log"' EXIT
+conformance_rc=0
+RKUBE_BIN="${RKUBE_BIN:-$PWD/target/release/rkube}" python3 conformance/run.py --backend both 2>&1 | tee "$log" \
+  || conformance_rc=$?
+[ "$conformance_rc" -eq 0 ] || failed+=("conformance")
+
+if [ "${#failed[@]}" -gt 0 ]; then
+  printf '\nFAILED: %s\n' "${failed[*]}"
+  # keep the conformance counts as the very last line
+  last="$(tail -n 1 "$log")"
+  if [[ "$last" =~ ^[0-9]+\ passed,\ [0-9]+\ failed$ ]]; then echo "$last"; fi
+  exit 1
+fi
