@@ -1,8 +1,10 @@
-//! Regenerates `src/apiserver/protobuf/table.rs` from the k8s-pb and k8s-openapi sources in the cargo
-//! registry (the versions locked in Cargo.lock): `cargo run --release --example gen_pb_table`.
+//! Regenerates the tables generated from the k8s-pb and k8s-openapi sources in the cargo registry (the
+//! versions locked in Cargo.lock): `src/apiserver/protobuf/table.rs` (the protobuf field table) and
+//! `src/apiserver/schema_table.rs` (schema shapes and merge facts) and `src/apiserver/openapi/kinds.rs`
+//! (each kind's schemars schema).
+//! `cargo run --release --example gen_pb_table`.
 
 #[path = "../src/apiserver/protobuf/gen.rs"]
-#[allow(dead_code)]
 mod gen;
 
 fn main() -> Result<(), String> {
@@ -19,6 +21,14 @@ fn main() -> Result<(), String> {
     let table = gen::generate(&pb, &oa)?;
     let out = root.join("src/apiserver/protobuf/table.rs");
     std::fs::write(&out, table).map_err(|e| e.to_string())?;
+    println!("wrote {}", out.display());
+    let schema = gen::generate_schema(&pb, &oa)?;
+    let out = root.join("src/apiserver/schema_table.rs");
+    std::fs::write(&out, schema).map_err(|e| e.to_string())?;
+    println!("wrote {}", out.display());
+    let kinds = gen::generate_kinds(&oa)?;
+    let out = root.join("src/apiserver/openapi/kinds.rs");
+    std::fs::write(&out, kinds).map_err(|e| e.to_string())?;
     println!("wrote {}", out.display());
     Ok(())
 }

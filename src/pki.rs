@@ -269,7 +269,9 @@ impl Pki {
             Ok(k) if KeyPair::from_pem(&k).is_ok() => k,
             _ => {
                 tracing::info!(path = %layout.service_account_key.display(), "creating service account signing key");
-                let k = KeyPair::generate().context("generating service account key")?.serialize_pem();
+                let k = KeyPair::generate()
+                    .context("generating service account key")?
+                    .serialize_pem();
                 write_file(&layout.service_account_key, &k, 0o600)?;
                 k
             }

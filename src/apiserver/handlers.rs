@@ -16,7 +16,9 @@ use super::discovery;
 use super::openapi::OpenApiV3;
 use super::patch::PatchType;
 use super::protobuf;
-use super::registry::{check_fields, normalize, DeleteOptions, Deleted, ListResult, Registry, WatchItem};
+use super::registry::{
+    check_fields, normalize, DeleteOptions, Deleted, ListResult, Registry, WatchItem,
+};
 use super::request::{parse_path, Query, ResourcePath, Target};
 use super::status::{ApiError, ApiResult};
 use super::strategy;
@@ -66,13 +68,19 @@ fn media_params(item: &str) -> (String, Vec<(String, String)>) {
 }
 
 fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Upstream's negotiation: the first acceptable entry of `Accept` wins. Protobuf is acceptable only for
 /// kinds that have a protobuf message (not custom resources).
 fn negotiate(headers: &HeaderMap, protobuf: bool) -> ApiResult<Output> {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if accept.trim().is_empty() {
         return Ok(Output::Json);
     }
@@ -82,9 +90,10 @@ fn negotiate(headers: &HeaderMap, protobuf: bool) -> ApiResult<Output> {
             "application/json" => match (param(&params, "as"), param(&params, "g")) {
                 (None, _) => return Ok(Output::Json),
                 (Some("Table"), Some("meta.k8s.io")) => return Ok(Output::Table),
-                (Some("PartialObjectMetadata" | "PartialObjectMetadataList"), Some("meta.k8s.io")) => {
-                    return Ok(Output::PartialMetadata)
-                }
+                (
+                    Some("PartialObjectMetadata" | "PartialObjectMetadataList"),
+                    Some("meta.k8s.io"),
+                ) => return Ok(Output::PartialMetadata),
                 _ => continue,
             },
             "application/yaml" => return Ok(Output::Yaml),
@@ -99,22 +108,50 @@ fn negotiate(headers: &HeaderMap, protobuf: bool) -> ApiResult<Output> {
 }
 
 fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
-    (status, [(header::CONTENT_TYPE, content_type.to_string())], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, content_type.to_string())],
+        body,
+    )
+        .into_response()
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response {
-    respond(status, "application/json", serde_json::to_vec(v).unwrap_or_default())
+    respond(
+        status,
+        "application/json",
+        serde_json::to_vec(v).unwrap_or_default(),
+    )
 }
 
 /// Encodes one object for `out`.
-fn encode_object(status: StatusCode, out: Output, info: &ResourceInfo, obj: &Value, q: &Query) -> Response {
+fn encode_object(
+    status: StatusCode,
+    out: Output,
+    info: &ResourceInfo,
+    obj: &Value,
+    q: &Query,
+) -> Response {
     match out {
         Output::Json => json_response(status, obj),
-        Output::Yaml => respond(status, "application/yaml", serde_yaml::to_string(obj).unwrap_or_default().into_bytes()),
+        Output::Yaml => respond(
+            status,
+            "application/yaml",
+            serde_yaml::to_string(obj).unwrap_or_default().into_bytes(),
+        ),
         Output::Protobuf => protobuf_response(status, obj),
         Output::Table => {
-            let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
-            let t = table_doc(info, std::slice::from_ref(obj), q, true, json!({"resourceVersion": rv}));
+            let rv = obj
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(json!(""));
+            let t = table_doc(
+                info,
+                std::slice::from_ref(obj),
+                q,
+                true,
+                json!({"resourceVersion": rv}),
+            );
             json_response(status, &t)
         }
         Output::PartialMetadata => json_response(status, &partial_metadata(obj)),
@@ -132,7 +169,13 @@ fn partial_metadata(obj: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
 }
 
-fn table_doc(info: &ResourceInfo, objs: &[Value], q: &Query, with_columns: bool, metadata: Value) -> Value {
+fn table_doc(
+    info: &ResourceInfo,
+    objs: &[Value],
+    q: &Query,
+    with_columns: bool,
+    metadata: Value,
+) -> Value {
     let now = chrono::Utc::now();
     let include = q.include_object.as_deref().unwrap_or("Metadata");
     let rows: Vec<Value> = objs
@@ -147,7 +190,11 @@ fn table_doc(info: &ResourceInfo, objs: &[Value], q: &Query, with_columns: bool,
             row
         })
         .collect();
-    let columns = if with_columns { Value::Array(table::column_definitions(&info.group, &info.plural)) } else { json!([]) };
+    let columns = if with_columns {
+        Value::Array(table::column_definitions(&info.group, &info.plural))
+    } else {
+        json!([])
+    };
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": columns, "rows": rows})
 }
 
@@ -166,11 +213,17 @@ fn encode_list(out: Output, info: &ResourceInfo, l: &ListResult, q: &Query) -> R
     match out {
         Output::Table => {
             let objs: Vec<Value> = l.items.iter().map(|o| (**o).clone()).collect();
-            json_response(StatusCode::OK, &table_doc(info, &objs, q, true, list_metadata(l)))
+            json_response(
+                StatusCode::OK,
+                &table_doc(info, &objs, q, true, list_metadata(l)),
+            )
         }
         Output::PartialMetadata => {
             let items: Vec<Value> = l.items.iter().map(|o| partial_metadata(o)).collect();
-            json_response(StatusCode::OK, &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_metadata(l), "items": items}))
+            json_response(
+                StatusCode::OK,
+                &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_metadata(l), "items": items}),
+            )
         }
         Output::Protobuf => {
             let items: Vec<Value> = l.items.iter().map(|o| (**o).clone()).collect();
@@ -196,7 +249,11 @@ fn encode_list(out: Output, info: &ResourceInfo, l: &ListResult, q: &Query) -> R
             buf.extend_from_slice(b"]}");
             if out == Output::Yaml {
                 let v: Value = serde_json::from_slice(&buf).unwrap_or(Value::Null);
-                return respond(StatusCode::OK, "application/yaml", serde_yaml::to_string(&v).unwrap_or_default().into_bytes());
+                return respond(
+                    StatusCode::OK,
+                    "application/yaml",
+                    serde_yaml::to_string(&v).unwrap_or_default().into_bytes(),
+                );
             }
             respond(StatusCode::OK, "application/json", buf)
         }
@@ -205,14 +262,24 @@ fn encode_list(out: Output, info: &ResourceInfo, l: &ListResult, q: &Query) -> R
 
 /// Decodes a request body (JSON or YAML) into an object.
 fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let v: Value = match media.as_str() {
         "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         })?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}")))?,
+            .map_err(|e| {
+                ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}"))
+            })?,
         "application/vnd.kubernetes.protobuf" => protobuf::decode(body).map_err(|e| {
             if e.contains("no protobuf message") {
                 ApiError::unsupported_media_type(ct)
@@ -223,7 +290,9 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
         _ => return Err(ApiError::unsupported_media_type(ct)),
     };
     if !v.is_object() {
-        return Err(ApiError::bad_request("Object 'Kind' is missing in request body: the body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "Object 'Kind' is missing in request body: the body must be a JSON object",
+        ));
     }
     Ok(v)
 }
@@ -268,29 +337,70 @@ fn checked_kind(info: &ResourceInfo, mut v: Value) -> ApiResult<Value> {
 }
 
 async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| ApiError::too_large())
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::too_large())
 }
 
 fn health(path: &str, q: Option<&str>, ready: bool) -> Response {
-    let checks: &[&str] = &["ping", "log", "etcd", "informer-sync", "poststarthook/start-apiextensions-informers"];
+    let checks: &[&str] = &[
+        "ping",
+        "log",
+        "etcd",
+        "informer-sync",
+        "poststarthook/start-apiextensions-informers",
+    ];
     let ok = !path.starts_with("/readyz") || ready;
-    let verbose = q.is_some_and(|q| q.split('&').any(|p| p == "verbose" || p.starts_with("verbose=")));
+    let verbose = q.is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == "verbose" || p.starts_with("verbose="))
+    });
     let body = if verbose {
         let mut s = String::new();
         for c in checks {
             let ok_c = ok || *c != "informer-sync";
-            s.push_str(&format!("[{}]{c} {}\n", if ok_c { "+" } else { "-" }, if ok_c { "ok" } else { "failed: reason withheld" }));
+            s.push_str(&format!(
+                "[{}]{c} {}\n",
+                if ok_c { "+" } else { "-" },
+                if ok_c {
+                    "ok"
+                } else {
+                    "failed: reason withheld"
+                }
+            ));
         }
-        let name = path.trim_start_matches('/').split('/').next().unwrap_or("healthz");
-        s.push_str(&format!("{name} check {}\n", if ok { "passed" } else { "failed" }));
+        let name = path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("healthz");
+        s.push_str(&format!(
+            "{name} check {}\n",
+            if ok { "passed" } else { "failed" }
+        ));
         s
     } else if ok {
         "ok".to_string()
     } else {
         "[-]informer-sync failed: reason withheld\nreadyz check failed\n".to_string()
     };
-    let status = if ok { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::HeaderName::from_static("x-content-type-options"), "nosniff")], body).into_response()
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (
+                header::HeaderName::from_static("x-content-type-options"),
+                "nosniff",
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 pub fn version_info() -> Value {
@@ -326,7 +436,12 @@ fn aggregated_version(headers: &HeaderMap) -> Option<&'static str> {
     None
 }
 
-fn discovery_response(headers: &HeaderMap, catalog: &Catalog, legacy: bool, server_address: &str) -> Response {
+fn discovery_response(
+    headers: &HeaderMap,
+    catalog: &Catalog,
+    legacy: bool,
+    server_address: &str,
+) -> Response {
     if let Some(v) = aggregated_version(headers) {
         let doc = discovery::aggregated(catalog, legacy, v);
         let mut r = respond(
@@ -334,10 +449,15 @@ fn discovery_response(headers: &HeaderMap, catalog: &Catalog, legacy: bool, serv
             &format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"),
             serde_json::to_vec(&doc).unwrap_or_default(),
         );
-        r.headers_mut().insert(header::VARY, http::HeaderValue::from_static("Accept"));
+        r.headers_mut()
+            .insert(header::VARY, http::HeaderValue::from_static("Accept"));
         return r;
     }
-    let doc = if legacy { discovery::api_versions(server_address) } else { discovery::api_group_list(catalog) };
+    let doc = if legacy {
+        discovery::api_versions(server_address)
+    } else {
+        discovery::api_group_list(catalog)
+    };
     discovery_doc(headers, doc)
 }
 
@@ -355,33 +475,59 @@ fn discovery_doc(headers: &HeaderMap, mut doc: Value) -> Response {
 /// The user a service account bearer token names, if the token verifies and its account still exists.
 async fn bearer_user(app: &App, headers: &HeaderMap) -> Option<User> {
     let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer "))?.trim();
+    let token = auth
+        .strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("bearer "))?
+        .trim();
     let claims = app.tokens.verify(token)?;
     let info = app.catalog.find("", "v1", "serviceaccounts")?;
-    let sa = app.registry.get(info, Some(&claims.namespace), &claims.service_account).await.ok()?;
+    let sa = app
+        .registry
+        .get(info, Some(&claims.namespace), &claims.service_account)
+        .await
+        .ok()?;
     if sa.pointer("/metadata/uid").and_then(Value::as_str) != Some(claims.uid.as_str()) {
         return None;
     }
-    Some(User { name: claims.username(), groups: claims.groups() })
+    Some(User {
+        name: claims.username(),
+        groups: claims.groups(),
+    })
 }
 
 /// `serviceaccounts/<name>/token`: a TokenRequest answered with a signed token.
 async fn token_request(app: &App, ns: &str, name: &str, request: Value) -> ApiResult<Value> {
-    let info = app.catalog.find("", "v1", "serviceaccounts").ok_or_else(|| ApiError::internal("no serviceaccounts"))?;
+    let info = app
+        .catalog
+        .find("", "v1", "serviceaccounts")
+        .ok_or_else(|| ApiError::internal("no serviceaccounts"))?;
     let sa = app.registry.get(info, Some(ns), name).await?;
-    let uid = sa.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+    let uid = sa
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let audiences: Vec<String> = request
         .pointer("/spec/audiences")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
-    let expiration = request.pointer("/spec/expirationSeconds").and_then(Value::as_i64);
+    let expiration = request
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64);
     let (token, exp) = app
         .tokens
         .issue(ns, name, uid, &audiences, expiration)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let expires = chrono::DateTime::from_timestamp(exp, 0).unwrap_or_default();
-    let issued_for = if audiences.is_empty() { vec![super::tokens::ISSUER.to_string()] } else { audiences };
+    let issued_for = if audiences.is_empty() {
+        vec![super::tokens::ISSUER.to_string()]
+    } else {
+        audiences
+    };
     let now = chrono::Utc::now().timestamp();
     Ok(json!({
         "kind": "TokenRequest",
@@ -413,15 +559,26 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
     let path = parts.uri.path().to_string();
     let raw_query = parts.uri.query().map(str::to_string);
     let trimmed = path.trim_end_matches('/');
-    if trimmed == "/healthz" || trimmed == "/livez" || trimmed == "/readyz" || trimmed.starts_with("/healthz/")
-        || trimmed.starts_with("/livez/") || trimmed.starts_with("/readyz/")
+    if trimmed == "/healthz"
+        || trimmed == "/livez"
+        || trimmed == "/readyz"
+        || trimmed.starts_with("/healthz/")
+        || trimmed.starts_with("/livez/")
+        || trimmed.starts_with("/readyz/")
     {
-        return Ok(health(trimmed, raw_query.as_deref(), app.registry.cache.is_ready()));
+        return Ok(health(
+            trimmed,
+            raw_query.as_deref(),
+            app.registry.cache.is_ready(),
+        ));
     }
     if trimmed == "/version" {
         return Ok(json_response(StatusCode::OK, &version_info()));
     }
-    let mut user = parts.extensions.get::<Authenticated>().and_then(|a| a.0.clone());
+    let mut user = parts
+        .extensions
+        .get::<Authenticated>()
+        .and_then(|a| a.0.clone());
     if user.is_none() {
         user = bearer_user(&app, &parts.headers).await;
     }
@@ -429,27 +586,36 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
         return Err(ApiError::unauthorized());
     }
     let headers = &parts.headers;
-    if trimmed == "/openapi/v3" {
-        return Ok(json_response(StatusCode::OK, &app.openapi.index()));
-    }
-    if let Some(rest) = trimmed.strip_prefix("/openapi/v3/") {
-        return match app.openapi.document(rest) {
-            Some(doc) => Ok(respond(StatusCode::OK, "application/json", doc.to_vec())),
-            None => Err(ApiError::not_found_path()),
-        };
+    if trimmed == "/openapi/v2" || trimmed == "/openapi/v3" || trimmed.starts_with("/openapi/v3/") {
+        return app
+            .openapi
+            .serve(trimmed, raw_query.as_deref(), headers)
+            .ok_or_else(ApiError::not_found_path);
     }
     let target = parse_path(&path).ok_or_else(ApiError::not_found_path)?;
     let q = Query::parse(raw_query.as_deref())?;
     match target {
-        Target::LegacyRoot => Ok(discovery_response(headers, &app.catalog, true, &app.server_address)),
-        Target::GroupsRoot => Ok(discovery_response(headers, &app.catalog, false, &app.server_address)),
+        Target::LegacyRoot => Ok(discovery_response(
+            headers,
+            &app.catalog,
+            true,
+            &app.server_address,
+        )),
+        Target::GroupsRoot => Ok(discovery_response(
+            headers,
+            &app.catalog,
+            false,
+            &app.server_address,
+        )),
         Target::Group(g) => discovery::api_group(&app.catalog, &g)
             .map(|d| discovery_doc(headers, d))
             .ok_or_else(ApiError::not_found_path),
         Target::GroupVersion(g, v) => discovery::api_resource_list(&app.catalog, &g, &v)
             .map(|d| discovery_doc(headers, d))
             .ok_or_else(ApiError::not_found_path),
-        Target::Resource(rp) => resource(&app, parts.method, headers, rp, q, body, user.as_ref()).await,
+        Target::Resource(rp) => {
+            resource(&app, parts.method, headers, rp, q, body, user.as_ref()).await
+        }
     }
 }
 
@@ -492,14 +658,30 @@ async fn resource(
     if is_binding && method == Method::POST {
         let bytes = read_body(body).await?;
         let binding = decode_body(headers, &bytes)?;
-        let pod = name.or_else(|| binding.pointer("/metadata/name").and_then(Value::as_str)).unwrap_or("").to_string();
-        reg.bind_pod(ns.unwrap_or("default"), &pod, &binding).await?;
-        return Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})));
+        let pod = name
+            .or_else(|| binding.pointer("/metadata/name").and_then(Value::as_str))
+            .unwrap_or("")
+            .to_string();
+        reg.bind_pod(ns.unwrap_or("default"), &pod, &binding)
+            .await?;
+        return Ok(json_response(
+            StatusCode::CREATED,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ));
     }
-    if info.group.is_empty() && info.plural == "serviceaccounts" && sub == Some("token") && method == Method::POST {
+    if info.group.is_empty()
+        && info.plural == "serviceaccounts"
+        && sub == Some("token")
+        && method == Method::POST
+    {
         let bytes = read_body(body).await?;
-        let request = if bytes.is_empty() { json!({}) } else { decode_body(headers, &bytes)? };
-        let answer = token_request(app, ns.unwrap_or("default"), name.unwrap_or(""), request).await?;
+        let request = if bytes.is_empty() {
+            json!({})
+        } else {
+            decode_body(headers, &bytes)?
+        };
+        let answer =
+            token_request(app, ns.unwrap_or("default"), name.unwrap_or(""), request).await?;
         let out = negotiate(headers, true)?;
         return Ok(match out {
             Output::Protobuf => protobuf_response(StatusCode::CREATED, &answer),
@@ -510,12 +692,22 @@ async fn resource(
         let out = negotiate(headers, pb)?;
         let bytes = read_body(body).await?;
         let (obj, _) = typed_body(&info, decode_body(headers, &bytes)?, &q)?;
-        let anonymous = User { name: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()] };
+        let anonymous = User {
+            name: "system:anonymous".into(),
+            groups: vec!["system:unauthenticated".into()],
+        };
         let answer = super::reviews::review(&info, user.unwrap_or(&anonymous), obj)?;
         return Ok(encode_object(StatusCode::CREATED, out, &info, &answer, &q));
     }
     if matches!(sub, Some(s) if s != "status" && s != "finalize") {
-        return Err(ApiError::new(405, "MethodNotAllowed", format!("the subresource {:?} is not supported yet", sub.unwrap_or(""))));
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!(
+                "the subresource {:?} is not supported yet",
+                sub.unwrap_or("")
+            ),
+        ));
     }
     match (method, name) {
         (Method::GET, None) => {
@@ -549,34 +741,101 @@ async fn resource(
             let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
             let (obj, warnings) = typed_body(&info, decode_body(headers, &bytes)?, &q)?;
-            let created = reg.create(&info, ns, obj, q.dry_run).await?;
-            Ok(with_warnings(encode_object(StatusCode::CREATED, out, &info, &created, &q), &warnings))
+            let manager = super::managed_fields::manager_name(
+                q.field_manager.as_deref(),
+                headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let created = reg
+                .create_owned(
+                    &info,
+                    ns,
+                    obj,
+                    q.dry_run,
+                    super::registry::Ownership::Update(&manager),
+                )
+                .await?;
+            Ok(with_warnings(
+                encode_object(StatusCode::CREATED, out, &info, &created, &q),
+                &warnings,
+            ))
         }
         (Method::PUT, Some(name)) => {
             need("update")?;
             let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
             let (obj, warnings) = typed_body(&info, decode_body(headers, &bytes)?, &q)?;
-            let (obj, created) = reg.update(&info, ns, name, obj, sub, q.dry_run).await?;
-            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-            Ok(with_warnings(encode_object(status, out, &info, &obj, &q), &warnings))
+            let manager = super::managed_fields::manager_name(
+                q.field_manager.as_deref(),
+                headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let (obj, created) = reg
+                .update_owned(
+                    &info,
+                    ns,
+                    name,
+                    obj,
+                    sub,
+                    q.dry_run,
+                    super::registry::Ownership::Update(&manager),
+                )
+                .await?;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(with_warnings(
+                encode_object(status, out, &info, &obj, &q),
+                &warnings,
+            ))
         }
         (Method::PATCH, Some(name)) => {
             need("patch")?;
             let out = negotiate(headers, pb)?;
-            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             let kind = PatchType::from_content_type(ct).ok_or_else(|| {
                 ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct})"))
             })?;
             let bytes = read_body(body).await?;
-            let (obj, warnings) = reg.patch(&info, ns, name, kind, &bytes, sub, &q).await?;
-            Ok(with_warnings(encode_object(StatusCode::OK, out, &info, &obj, &q), &warnings))
+            let manager = super::managed_fields::manager_name(
+                q.field_manager.as_deref(),
+                headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let opts = super::registry::PatchOptions {
+                manager: &manager,
+                force: q.force,
+            };
+            let (obj, warnings, created) = reg
+                .patch_as(&info, ns, name, kind, &bytes, sub, &q, &opts)
+                .await?;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(with_warnings(
+                encode_object(status, out, &info, &obj, &q),
+                &warnings,
+            ))
         }
         (Method::DELETE, Some(name)) => {
             need("delete")?;
             let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
-            let opts_body = if bytes.is_empty() { None } else { Some(decode_body(headers, &bytes)?) };
+            let opts_body = if bytes.is_empty() {
+                None
+            } else {
+                Some(decode_body(headers, &bytes)?)
+            };
             let opts = DeleteOptions::from_request(opts_body.as_ref(), &q)?;
             match reg.delete(&info, ns, name, &opts).await? {
                 Deleted::Pending(obj) => Ok(encode_object(StatusCode::OK, out, &info, &obj, &q)),
@@ -588,7 +847,10 @@ async fn resource(
                     if !info.group.is_empty() {
                         details["group"] = json!(info.group);
                     }
-                    Ok(json_response(StatusCode::OK, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})))
+                    Ok(json_response(
+                        StatusCode::OK,
+                        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}),
+                    ))
                 }
             }
         }
@@ -596,7 +858,11 @@ async fn resource(
             need("deletecollection")?;
             let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
-            let opts_body = if bytes.is_empty() { None } else { Some(decode_body(headers, &bytes)?) };
+            let opts_body = if bytes.is_empty() {
+                None
+            } else {
+                Some(decode_body(headers, &bytes)?)
+            };
             let opts = DeleteOptions::from_request(opts_body.as_ref(), &q)?;
             let l = reg.delete_collection(&info, ns, &q, &opts).await?;
             Ok(encode_list(out, &info, &l, &q))
@@ -613,7 +879,13 @@ async fn resource(
     }
 }
 
-async fn watch_response(reg: &Registry, info: &ResourceInfo, ns: Option<&str>, q: &Query, out: Output) -> ApiResult<Response> {
+async fn watch_response(
+    reg: &Registry,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    q: &Query,
+    out: Output,
+) -> ApiResult<Response> {
     let events = reg.watch(info, ns, q).await?;
     let info = info.clone();
     let q2 = q.clone();
@@ -640,9 +912,19 @@ async fn watch_response(reg: &Registry, info: &ResourceInfo, ns: Option<&str>, q
         };
         Ok::<_, std::convert::Infallible>(bytes::Bytes::from(frame))
     });
-    let content_type = if out == Output::Protobuf { protobuf::WATCH_MEDIA_TYPE } else { "application/json" };
+    let content_type = if out == Output::Protobuf {
+        protobuf::WATCH_MEDIA_TYPE
+    } else {
+        "application/json"
+    };
     let mut resp = Response::new(Body::from_stream(body));
-    resp.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
-    resp.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache, private"),
+    );
     Ok(resp)
 }

@@ -8,7 +8,9 @@ pub mod bootstrap;
 pub mod catalog;
 pub mod defaults;
 pub mod discovery;
+pub mod fieldpath;
 pub mod handlers;
+pub mod managed_fields;
 pub mod namespaces;
 pub mod openapi;
 pub mod patch;
@@ -68,11 +70,16 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
         server_address: config.advertise.clone(),
         tokens: tokens::TokenIssuer::new(&config.service_account_key_pem)?,
     });
-    let router = axum::Router::new().fallback(handlers::handle).with_state(app);
+    let router = axum::Router::new()
+        .fallback(handlers::handle)
+        .with_state(app);
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let local_addr = listener.local_addr()?;
     tokio::spawn(server::serve(listener, config.tls, router));
-    Ok(ApiServer { registry, local_addr })
+    Ok(ApiServer {
+        registry,
+        local_addr,
+    })
 }
 
 /// Periodically forgets old history, as upstream's apiserver compacts etcd every five minutes.

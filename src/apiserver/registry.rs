@@ -17,6 +17,8 @@ use serde_json::{json, Map, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::catalog::{Catalog, ResourceInfo};
+use super::fieldpath::{Builtin, Pos};
+use super::managed_fields;
 use super::request::{Query, RvMatch};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{ApiError, ApiResult};
@@ -86,9 +88,14 @@ impl DeleteOptions {
             if let Some(d) = b.get("dryRun").and_then(Value::as_array) {
                 o.dry_run |= d.iter().any(|x| x == "All");
             }
-            o.precondition_uid = b.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
-            o.precondition_rv =
-                b.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from);
+            o.precondition_uid = b
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(String::from);
+            o.precondition_rv = b
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(String::from);
         }
         if let Some(p) = &o.propagation_policy {
             if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
@@ -111,7 +118,9 @@ fn encode_continue(rv: i64, start_after_prefix: &str) -> String {
 }
 
 fn decode_continue(token: &str) -> ApiResult<(i64, String)> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    };
     let raw = base64::engine::general_purpose::URL_SAFE
         .decode(token)
         .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
@@ -147,7 +156,11 @@ fn finalizers(obj: &Value) -> Vec<String> {
     meta(obj)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -166,7 +179,9 @@ fn spec_of(obj: &Value) -> Value {
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Serialized form stored: the object without its resourceVersion (the store's revision is the truth).
@@ -180,7 +195,8 @@ fn to_stored(obj: &Value) -> ApiResult<Vec<u8>> {
 }
 
 fn stamped(kv: &KeyValue) -> ApiResult<Value> {
-    decode_object(kv, kv.mod_revision).ok_or_else(|| ApiError::internal(format!("undecodable object at {}", kv.key)))
+    decode_object(kv, kv.mod_revision)
+        .ok_or_else(|| ApiError::internal(format!("undecodable object at {}", kv.key)))
 }
 
 fn with_rv(mut obj: Value, rv: i64) -> Value {
@@ -202,9 +218,13 @@ struct Filter {
 
 impl Filter {
     fn new(info: &ResourceInfo, q: &Query) -> ApiResult<Filter> {
-        let labels = LabelSelector::parse(q.label_selector.as_deref().unwrap_or("")).map_err(ApiError::bad_request)?;
-        let fields = FieldSelector::parse(q.field_selector.as_deref().unwrap_or("")).map_err(ApiError::bad_request)?;
-        fields.validate(&info.field_selectors).map_err(ApiError::bad_request)?;
+        let labels = LabelSelector::parse(q.label_selector.as_deref().unwrap_or(""))
+            .map_err(ApiError::bad_request)?;
+        let fields = FieldSelector::parse(q.field_selector.as_deref().unwrap_or(""))
+            .map_err(ApiError::bad_request)?;
+        fields
+            .validate(&info.field_selectors)
+            .map_err(ApiError::bad_request)?;
         Ok(Filter { labels, fields })
     }
 
@@ -213,7 +233,9 @@ impl Filter {
     }
 
     fn matches(&self, obj: &Value) -> bool {
-        let labels = meta(obj).and_then(|m| m.get("labels")).and_then(Value::as_object);
+        let labels = meta(obj)
+            .and_then(|m| m.get("labels"))
+            .and_then(Value::as_object);
         self.labels.matches(labels) && self.fields.matches(obj)
     }
 }
@@ -221,7 +243,11 @@ impl Filter {
 impl Registry {
     pub fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>) -> Arc<Self> {
         let cache = WatchCache::new(catalog.all().iter().map(|r| r.storage_prefix.clone()));
-        Arc::new(Registry { store, catalog, cache })
+        Arc::new(Registry {
+            store,
+            catalog,
+            cache,
+        })
     }
 
     pub fn key(info: &ResourceInfo, ns: Option<&str>, name: &str) -> String {
@@ -239,7 +265,9 @@ impl Registry {
     }
 
     fn namespaces(&self) -> ApiResult<&ResourceInfo> {
-        self.catalog.find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces resource"))
+        self.catalog
+            .find("", "v1", "namespaces")
+            .ok_or_else(|| ApiError::internal("no namespaces resource"))
     }
 
     pub async fn get(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Value> {
@@ -266,13 +294,20 @@ impl Registry {
     }
 
     /// Lists, honouring resourceVersion/resourceVersionMatch/limit/continue as upstream does.
-    pub async fn list(&self, info: &ResourceInfo, ns: Option<&str>, q: &Query) -> ApiResult<ListResult> {
+    pub async fn list(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        q: &Query,
+    ) -> ApiResult<ListResult> {
         let filter = Filter::new(info, q)?;
         let prefix = Self::list_prefix(info, ns);
         let rv = q.resource_version_number()?;
         let rv_match = q.resource_version_match.unwrap_or(RvMatch::Unset);
         if q.continue_token.is_some() && rv.is_some_and(|r| r != 0) {
-            return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+            return Err(ApiError::bad_request(
+                "specifying resource version is not allowed when using continue",
+            ));
         }
         if rv_match != RvMatch::Unset && rv.is_none() {
             return Err(ApiError::bad_request(
@@ -281,7 +316,15 @@ impl Registry {
         }
         if let Some(token) = &q.continue_token {
             let (crv, start) = decode_continue(token)?;
-            return self.list_from_store(&prefix, &filter, q.limit, crv, Some(format!("{prefix}{start}"))).await;
+            return self
+                .list_from_store(
+                    &prefix,
+                    &filter,
+                    q.limit,
+                    crv,
+                    Some(format!("{prefix}{start}")),
+                )
+                .await;
         }
         let from_cache = match (rv, rv_match) {
             (_, RvMatch::Exact) => false,
@@ -295,7 +338,9 @@ impl Registry {
                 RvMatch::Exact => rv.unwrap_or(0),
                 _ => 0,
             };
-            return self.list_from_store(&prefix, &filter, q.limit, at, None).await;
+            return self
+                .list_from_store(&prefix, &filter, q.limit, at, None)
+                .await;
         }
         let cache = self
             .cache
@@ -311,7 +356,12 @@ impl Registry {
         }
         let (items, revision) = cache.list(&prefix, self.cache.progress());
         let items = items.into_iter().filter(|o| filter.matches(o)).collect();
-        Ok(ListResult { items, revision, continue_token: None, remaining: None })
+        Ok(ListResult {
+            items,
+            revision,
+            continue_token: None,
+            remaining: None,
+        })
     }
 
     async fn list_from_store(
@@ -348,21 +398,55 @@ impl Registry {
                         encode_continue(revision, &format!("{rel}\u{0}"))
                     });
                     // Upstream reports how many remain only when no selector filtered the page.
-                    let remaining = (more && filter.is_empty()).then(|| page.count - (i as i64 + 1));
-                    return Ok(ListResult { items, revision, continue_token: token, remaining });
+                    let remaining =
+                        (more && filter.is_empty()).then(|| page.count - (i as i64 + 1));
+                    return Ok(ListResult {
+                        items,
+                        revision,
+                        continue_token: token,
+                        remaining,
+                    });
                 }
             }
             match (page.more, page.kvs.last()) {
                 (true, Some(last)) => start = Some(format!("{}\u{0}", last.key)),
-                _ => return Ok(ListResult { items, revision, continue_token: None, remaining: None }),
+                _ => {
+                    return Ok(ListResult {
+                        items,
+                        revision,
+                        continue_token: None,
+                        remaining: None,
+                    })
+                }
             }
         }
     }
 
     /// Creates an object (already decoded and normalized) in `ns`.
-    pub async fn create(&self, info: &ResourceInfo, ns: Option<&str>, mut obj: Value, dry_run: bool) -> ApiResult<Value> {
+    pub async fn create(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        obj: Value,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
+        self.create_owned(info, ns, obj, dry_run, Ownership::Keep)
+            .await
+    }
+
+    /// Creates an object, recording managedFields as `ownership` says.
+    pub async fn create_owned(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        mut obj: Value,
+        dry_run: bool,
+        ownership: Ownership<'_>,
+    ) -> ApiResult<Value> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the body of the request must be an object"));
+            return Err(ApiError::bad_request(
+                "the body of the request must be an object",
+            ));
         }
         obj["apiVersion"] = json!(info.api_version());
         obj["kind"] = json!(info.kind);
@@ -382,16 +466,29 @@ impl Registry {
         } else {
             m.remove("namespace");
         }
-        let name = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = m
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if name.is_empty() {
-            if let Some(g) = m.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
+            if let Some(g) = m
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|g| !g.is_empty())
+            {
                 let generated = format!("{g}{}", random_suffix());
                 m.insert("name".into(), json!(generated));
             }
         }
         m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         m.insert("creationTimestamp".into(), json!(now_rfc3339()));
-        for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+        for f in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
             m.remove(f);
         }
         if strategy::tracks_generation(info) {
@@ -400,6 +497,16 @@ impl Registry {
             m.remove("generation");
         }
         super::defaults::apply(info, &mut obj);
+        if let Ownership::Update(manager) = ownership {
+            let managed = managed_fields::live_or_new(None, &obj);
+            managed_fields::record_update(
+                &ownership_ctx(info, None),
+                None,
+                &mut obj,
+                managed,
+                manager,
+            );
+        }
         strategy::prepare_for_create(info, &mut obj);
         if info.group == "batch" && info.plural == "jobs" {
             strategy::job_selector(&mut obj);
@@ -453,12 +560,30 @@ impl Registry {
         info: &ResourceInfo,
         ns: Option<&str>,
         name: &str,
-        mut obj: Value,
+        obj: Value,
         subresource: Option<&str>,
         dry_run: bool,
     ) -> ApiResult<(Value, bool)> {
+        self.update_owned(info, ns, name, obj, subresource, dry_run, Ownership::Keep)
+            .await
+    }
+
+    /// PUT, recording managedFields as `ownership` says.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_owned(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        mut obj: Value,
+        subresource: Option<&str>,
+        dry_run: bool,
+        ownership: Ownership<'_>,
+    ) -> ApiResult<(Value, bool)> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the body of the request must be an object"));
+            return Err(ApiError::bad_request(
+                "the body of the request must be an object",
+            ));
         }
         obj["apiVersion"] = json!(info.api_version());
         obj["kind"] = json!(info.kind);
@@ -487,7 +612,10 @@ impl Registry {
         let (current, _) = self.store.get(&key).await?;
         let Some(current) = current else {
             if subresource.is_none() && strategy::allow_create_on_update(info) {
-                return self.create(info, ns, obj, dry_run).await.map(|o| (o, true));
+                return self
+                    .create_owned(info, ns, obj, dry_run, ownership)
+                    .await
+                    .map(|o| (o, true));
             }
             return Err(ApiError::not_found(info, name));
         };
@@ -508,14 +636,25 @@ impl Registry {
                 ));
             }
         }
+        // managedFields as the request carries them (subresources never set them, as upstream).
+        let requested = match subresource {
+            None => managed_fields::live_or_new(Some(&old), &obj),
+            Some(_) => managed_fields::decode(&old),
+        };
+        let given = obj.pointer("/metadata/managedFields").cloned();
         let mut new = match subresource {
             Some("status") => strategy::status_update(&obj, &old),
             Some("finalize") => {
                 let mut n = old.clone();
-                n["spec"]["finalizers"] = obj.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+                n["spec"]["finalizers"] = obj
+                    .pointer("/spec/finalizers")
+                    .cloned()
+                    .unwrap_or(json!([]));
                 n
             }
-            Some(other) => return Err(ApiError::not_found_path().with_details(json!({"name": other}))),
+            Some(other) => {
+                return Err(ApiError::not_found_path().with_details(json!({"name": other})))
+            }
             None => {
                 let mut n = obj;
                 super::defaults::apply(info, &mut n);
@@ -526,13 +665,20 @@ impl Registry {
                 // Fields only the server sets.
                 let om = meta(&old).cloned().unwrap_or_default();
                 let m = meta_mut(&mut n);
-                for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+                for f in [
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                ] {
                     match om.get(f) {
                         Some(v) => m.insert(f.into(), v.clone()),
                         None => m.remove(f),
                     };
                 }
-                m.remove("generateName").map(|g| m.insert("generateName".into(), g));
+                m.remove("generateName")
+                    .map(|g| m.insert("generateName".into(), g));
                 if strategy::tracks_generation(info) && spec_of(&n) != spec_of(&old) {
                     let g = om.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
                     meta_mut(&mut n).insert("generation".into(), json!(g));
@@ -540,7 +686,28 @@ impl Registry {
                 n
             }
         };
-        meta_mut(&mut new).insert("resourceVersion".into(), json!(current.mod_revision.to_string()));
+        match ownership {
+            Ownership::Keep => managed_fields::set_entries(&mut new, &requested),
+            Ownership::Update(manager) => managed_fields::record_update(
+                &ownership_ctx(info, subresource),
+                Some(&old),
+                &mut new,
+                requested,
+                manager,
+            ),
+            Ownership::Given => match given {
+                Some(g) => {
+                    meta_mut(&mut new).insert("managedFields".into(), g);
+                }
+                None => {
+                    meta_mut(&mut new).remove("managedFields");
+                }
+            },
+        }
+        meta_mut(&mut new).insert(
+            "resourceVersion".into(),
+            json!(current.mod_revision.to_string()),
+        );
         let causes = strategy::validate(info, &new);
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, name, causes));
@@ -548,10 +715,14 @@ impl Registry {
         if meta_str(&old, "deletionTimestamp").is_some() {
             let old_f = finalizers(&old);
             if finalizers(&new).iter().any(|f| !old_f.contains(f)) {
-                return Err(ApiError::invalid(info, name, vec![super::status::Cause::forbidden(
-                    "metadata.finalizers",
-                    "no new finalizers can be added if the object is being deleted",
-                )]));
+                return Err(ApiError::invalid(
+                    info,
+                    name,
+                    vec![super::status::Cause::forbidden(
+                        "metadata.finalizers",
+                        "no new finalizers can be added if the object is being deleted",
+                    )],
+                ));
             }
         }
         if dry_run {
@@ -569,7 +740,11 @@ impl Registry {
                 Err(e) => Err(e.into()),
             };
         }
-        match self.store.update(&key, to_stored(&new)?, current.mod_revision).await {
+        match self
+            .store
+            .update(&key, to_stored(&new)?, current.mod_revision)
+            .await
+        {
             Ok(rev) => Ok((with_rv(new, rev), false)),
             Err(StoreError::Conflict { .. }) => Err(ApiError::modified(info, name)),
             Err(StoreError::NotFound) => Err(ApiError::not_found(info, name)),
@@ -580,35 +755,70 @@ impl Registry {
     /// Binds a pod to a node (`pods/<name>/binding` or the `bindings` resource), as a scheduler does:
     /// sets `spec.nodeName` once and marks the pod scheduled.
     pub async fn bind_pod(&self, ns: &str, pod_name: &str, binding: &Value) -> ApiResult<()> {
-        let info = self.catalog.find("", "v1", "pods").ok_or_else(|| ApiError::internal("no pods resource"))?.clone();
-        let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("");
+        let info = self
+            .catalog
+            .find("", "v1", "pods")
+            .ok_or_else(|| ApiError::internal("no pods resource"))?
+            .clone();
+        let node = binding
+            .pointer("/target/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if node.is_empty() {
-            return Err(ApiError::invalid(&info, pod_name, vec![super::status::Cause::required("target.name")]));
+            return Err(ApiError::invalid(
+                &info,
+                pod_name,
+                vec![super::status::Cause::required("target.name")],
+            ));
         }
-        let kind = binding.pointer("/target/kind").and_then(Value::as_str).unwrap_or("Node");
+        let kind = binding
+            .pointer("/target/kind")
+            .and_then(Value::as_str)
+            .unwrap_or("Node");
         if kind != "Node" && !kind.is_empty() {
-            return Err(ApiError::invalid(&info, pod_name, vec![super::status::Cause::invalid(
-                "target.kind",
-                &json!(kind),
-                "must be empty or 'Node'",
-            )]));
+            return Err(ApiError::invalid(
+                &info,
+                pod_name,
+                vec![super::status::Cause::invalid(
+                    "target.kind",
+                    &json!(kind),
+                    "must be empty or 'Node'",
+                )],
+            ));
         }
         let key = Self::key(&info, Some(ns), pod_name);
         let conflict = |why: String| {
-            ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on pods/binding {pod_name:?}: {why}"))
-                .with_details(json!({"name": pod_name, "kind": "pods/binding"}))
+            ApiError::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on pods/binding {pod_name:?}: {why}"),
+            )
+            .with_details(json!({"name": pod_name, "kind": "pods/binding"}))
         };
         loop {
             let (kv, _) = self.store.get(&key).await?;
-            let Some(kv) = kv else { return Err(ApiError::not_found(&info, pod_name)) };
+            let Some(kv) = kv else {
+                return Err(ApiError::not_found(&info, pod_name));
+            };
             let mut pod = stamped(&kv)?;
             if meta_str(&pod, "deletionTimestamp").is_some() {
-                return Err(conflict(format!("pod {pod_name} is being deleted, cannot be assigned to a host")));
+                return Err(conflict(format!(
+                    "pod {pod_name} is being deleted, cannot be assigned to a host"
+                )));
             }
-            if let Some(current) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
-                return Err(conflict(format!("pod {pod_name} is already assigned to node {current:?}")));
+            if let Some(current) = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                return Err(conflict(format!(
+                    "pod {pod_name} is already assigned to node {current:?}"
+                )));
             }
-            if let Some(ann) = binding.pointer("/metadata/annotations").and_then(Value::as_object) {
+            if let Some(ann) = binding
+                .pointer("/metadata/annotations")
+                .and_then(Value::as_object)
+            {
                 let m = meta_mut(&mut pod);
                 let target = m.entry("annotations").or_insert(json!({}));
                 for (k, v) in ann {
@@ -629,7 +839,11 @@ impl Registry {
                 .collect();
             conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_rfc3339()}));
             pod["status"]["conditions"] = Value::Array(conditions);
-            match self.store.update(&key, to_stored(&pod)?, kv.mod_revision).await {
+            match self
+                .store
+                .update(&key, to_stored(&pod)?, kv.mod_revision)
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(StoreError::NotFound) => return Err(ApiError::not_found(&info, pod_name)),
@@ -641,22 +855,45 @@ impl Registry {
     /// Gives a new Service its cluster IP (from 10.96.0.0/16) and node ports (30000-32767), as upstream's
     /// allocators do, avoiding the ones in use.
     fn allocate_service(&self, svc: &mut Value) {
-        let Some(info) = self.catalog.find("", "v1", "services") else { return };
-        let Some(cache) = self.cache.resource(&info.storage_prefix) else { return };
+        let Some(info) = self.catalog.find("", "v1", "services") else {
+            return;
+        };
+        let Some(cache) = self.cache.resource(&info.storage_prefix) else {
+            return;
+        };
         let (existing, _) = cache.list(&info.storage_prefix, 0);
         let used_ips: std::collections::HashSet<String> = existing
             .iter()
-            .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str).map(String::from))
+            .filter_map(|s| {
+                s.pointer("/spec/clusterIP")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            })
             .collect();
         let used_ports: std::collections::HashSet<i64> = existing
             .iter()
-            .flat_map(|s| s.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default())
+            .flat_map(|s| {
+                s.pointer("/spec/ports")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
             .collect();
-        let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
-        let Some(spec) = svc.get_mut("spec").and_then(Value::as_object_mut) else { return };
+        let ty = svc
+            .pointer("/spec/type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string();
+        let Some(spec) = svc.get_mut("spec").and_then(Value::as_object_mut) else {
+            return;
+        };
         if ty != "ExternalName" {
-            let ip = spec.get("clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+            let ip = spec
+                .get("clusterIP")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let ip = if ip.is_empty() {
                 let mut rng = rand::rng();
                 let mut pick = String::new();
@@ -705,43 +942,76 @@ impl Registry {
             return false;
         }
         if info.group.is_empty() && info.plural == "namespaces" {
-            return obj.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(|a| a.is_empty());
+            return obj
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_none_or(|a| a.is_empty());
         }
         // A pod in graceful termination stays until its kubelet confirms (grace period 0).
         if info.group.is_empty() && info.plural == "pods" {
-            return meta(obj).and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64).unwrap_or(0) == 0;
+            return meta(obj)
+                .and_then(|m| m.get("deletionGracePeriodSeconds"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                == 0;
         }
         true
     }
 
     /// Whether a pod is served by a live node, which then owns its graceful termination.
     async fn pod_has_live_node(&self, pod: &Value) -> bool {
-        let Some(node) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
+        let Some(node) = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        else {
             return false;
         };
-        if matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed")) {
+        if matches!(
+            pod.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        ) {
             return false;
         }
-        let Some(nodes) = self.catalog.find("", "v1", "nodes") else { return false };
-        let Ok(node) = self.get(nodes, None, node).await else { return false };
+        let Some(nodes) = self.catalog.find("", "v1", "nodes") else {
+            return false;
+        };
+        let Ok(node) = self.get(nodes, None, node).await else {
+            return false;
+        };
         node.pointer("/status/conditions")
             .and_then(Value::as_array)
-            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
     }
 
     /// Deletes an object, or marks it for deletion when finalizers (or a live node, for pods) hold it.
-    pub async fn delete(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<Deleted> {
+    pub async fn delete(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Deleted> {
         let key = Self::key(info, ns, name);
         loop {
             let (current, _) = self.store.get(&key).await?;
-            let Some(current) = current else { return Err(ApiError::not_found(info, name)) };
+            let Some(current) = current else {
+                return Err(ApiError::not_found(info, name));
+            };
             let obj = stamped(&current)?;
             if let Some(uid) = &opts.precondition_uid {
                 if Some(uid.as_str()) != meta_str(&obj, "uid") {
-                    return Err(ApiError::conflict(info, name, &format!(
+                    return Err(ApiError::conflict(
+                        info,
+                        name,
+                        &format!(
                         "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
                         meta_str(&obj, "uid").unwrap_or("")
-                    )));
+                    ),
+                    ));
                 }
             }
             if let Some(rv) = &opts.precondition_rv {
@@ -754,14 +1024,29 @@ impl Registry {
             }
             let is_ns = info.group.is_empty() && info.plural == "namespaces";
             if is_ns && super::bootstrap::IMMORTAL_NAMESPACES.contains(&name) {
-                return Err(ApiError::forbidden(info, name, "this namespace may not be deleted"));
+                return Err(ApiError::forbidden(
+                    info,
+                    name,
+                    "this namespace may not be deleted",
+                ));
             }
             let is_pod = info.group.is_empty() && info.plural == "pods";
-            let ns_finalizers = is_ns && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            let ns_finalizers = is_ns
+                && obj
+                    .pointer("/spec/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty());
             let grace = if is_pod {
-                let default = obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
+                let default = obj
+                    .pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(30);
                 let g = opts.grace_period_seconds.unwrap_or(default);
-                if g > 0 && self.pod_has_live_node(&obj).await { g } else { 0 }
+                if g > 0 && self.pod_has_live_node(&obj).await {
+                    g
+                } else {
+                    0
+                }
             } else {
                 0
             };
@@ -769,7 +1054,10 @@ impl Registry {
             if pending {
                 if meta_str(&obj, "deletionTimestamp").is_some() {
                     // Already being deleted: a pod's grace period may only shorten.
-                    let old_grace = meta(&obj).and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64).unwrap_or(0);
+                    let old_grace = meta(&obj)
+                        .and_then(|m| m.get("deletionGracePeriodSeconds"))
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
                     if !(is_pod && grace < old_grace) {
                         return Ok(Deleted::Pending(obj));
                     }
@@ -777,7 +1065,10 @@ impl Registry {
                 let mut new = obj.clone();
                 let when = Utc::now() + chrono::Duration::seconds(grace);
                 let m = meta_mut(&mut new);
-                m.insert("deletionTimestamp".into(), json!(when.to_rfc3339_opts(SecondsFormat::Secs, true)));
+                m.insert(
+                    "deletionTimestamp".into(),
+                    json!(when.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                );
                 m.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 if is_ns {
                     new["status"]["phase"] = json!("Terminating");
@@ -788,7 +1079,11 @@ impl Registry {
                     if opts.dry_run {
                         return Ok(Deleted::Pending(new));
                     }
-                    match self.store.update(&key, to_stored(&new)?, current.mod_revision).await {
+                    match self
+                        .store
+                        .update(&key, to_stored(&new)?, current.mod_revision)
+                        .await
+                    {
                         Ok(rev) => return Ok(Deleted::Pending(with_rv(new, rev))),
                         Err(StoreError::Conflict { .. }) => continue,
                         Err(StoreError::NotFound) => return Err(ApiError::not_found(info, name)),
@@ -809,7 +1104,13 @@ impl Registry {
     }
 
     /// Deletes every object the list options select; returns the deleted (or now terminating) objects.
-    pub async fn delete_collection(&self, info: &ResourceInfo, ns: Option<&str>, q: &Query, opts: &DeleteOptions) -> ApiResult<ListResult> {
+    pub async fn delete_collection(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        q: &Query,
+        opts: &DeleteOptions,
+    ) -> ApiResult<ListResult> {
         let mut lq = q.clone();
         lq.limit = 0;
         lq.continue_token = None;
@@ -824,11 +1125,21 @@ impl Registry {
                 Err(e) => return Err(e),
             }
         }
-        Ok(ListResult { items: out, revision: listed.revision, continue_token: None, remaining: None })
+        Ok(ListResult {
+            items: out,
+            revision: listed.revision,
+            continue_token: None,
+            remaining: None,
+        })
     }
 
     /// A watch stream with upstream's resourceVersion semantics, selectors, bookmarks and timeout.
-    pub async fn watch(&self, info: &ResourceInfo, ns: Option<&str>, q: &Query) -> ApiResult<BoxStream<'static, WatchItem>> {
+    pub async fn watch(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        q: &Query,
+    ) -> ApiResult<BoxStream<'static, WatchItem>> {
         let filter = Filter::new(info, q)?;
         let prefix = Self::list_prefix(info, ns);
         let rv = q.resource_version_number()?;
@@ -858,12 +1169,20 @@ impl Registry {
         let sub = match cache.subscribe(&prefix, from, &progress) {
             Ok(s) => s,
             Err(WatchStartError::TooOld { requested, oldest }) => {
-                let status = ApiError::gone(format!("too old resource version: {requested} ({oldest})")).to_status();
-                let item = WatchItem { event_type: "ERROR", object: Arc::new(status) };
+                let status =
+                    ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
+                        .to_status();
+                let item = WatchItem {
+                    event_type: "ERROR",
+                    object: Arc::new(status),
+                };
                 return Ok(stream::iter(vec![item]).boxed());
             }
         };
-        let timeout = q.timeout_seconds.map(Duration::from_secs).unwrap_or(DEFAULT_WATCH_TIMEOUT);
+        let timeout = q
+            .timeout_seconds
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_WATCH_TIMEOUT);
         let bookmarks = q.allow_watch_bookmarks;
         let api_version = info.api_version();
         let kind = info.kind.clone();
@@ -872,7 +1191,10 @@ impl Registry {
             if initial_end {
                 m["annotations"] = json!({"k8s.io/initial-events-end": "true"});
             }
-            WatchItem { event_type: "BOOKMARK", object: Arc::new(json!({"kind": kind, "apiVersion": api_version, "metadata": m})) }
+            WatchItem {
+                event_type: "BOOKMARK",
+                object: Arc::new(json!({"kind": kind, "apiVersion": api_version, "metadata": m})),
+            }
         };
         let mut initial: Vec<WatchItem> = sub
             .initial
@@ -933,7 +1255,10 @@ impl Registry {
 }
 
 fn too_large_rv(wanted: i64, current: i64) -> ApiError {
-    ApiError::timeout(format!("Too large resource version: {wanted}, current: {current}")).with_details(json!({
+    ApiError::timeout(format!(
+        "Too large resource version: {wanted}, current: {current}"
+    ))
+    .with_details(json!({
         "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
         "retryAfterSeconds": 1
     }))
@@ -955,7 +1280,10 @@ fn translate(ev: &CacheEvent, filter: &Filter, prefix: &str) -> Option<WatchItem
         EventKind::Modified if before => "DELETED",
         _ => return None,
     };
-    Some(WatchItem { event_type, object: ev.object.clone() })
+    Some(WatchItem {
+        event_type,
+        object: ev.object.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -965,7 +1293,10 @@ mod tests {
     #[test]
     fn continue_token_roundtrip() {
         let t = encode_continue(42, "ns/name\u{0}");
-        assert_eq!(decode_continue(&t).unwrap(), (42, "ns/name\u{0}".to_string()));
+        assert_eq!(
+            decode_continue(&t).unwrap(),
+            (42, "ns/name\u{0}".to_string())
+        );
         assert!(decode_continue("garbage").is_err());
     }
 }
@@ -973,7 +1304,9 @@ mod tests {
 /// Checks a decoded object against its kind's typed schema (k8s-openapi), dropping unknown fields. A
 /// missing required field is a 422 `Required value` at its path; any other type error a 400, as upstream.
 pub fn normalize(info: &ResourceInfo, obj: Value) -> ApiResult<Value> {
-    let Some(normalize) = info.normalize else { return Ok(obj) };
+    let Some(normalize) = info.normalize else {
+        return Ok(obj);
+    };
     let name = meta_str(&obj, "name").unwrap_or("").to_string();
     normalize(obj).map_err(|msg| {
         if let Some(field) = missing_field(&msg) {
@@ -996,7 +1329,11 @@ pub fn unknown_fields(original: &Value, normalized: &Value) -> Vec<String> {
                     if v.is_null() {
                         continue;
                     }
-                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
                     match nm.get(k) {
                         None => out.push(p),
                         Some(nv) => walk(v, nv, &p, out),
@@ -1027,7 +1364,10 @@ pub fn check_fields(
     if mode == FieldValidation::Ignore {
         return Ok(Vec::new());
     }
-    let unknown: Vec<String> = unknown_fields(original, normalized).into_iter().map(|f| format!("unknown field {f:?}")).collect();
+    let unknown: Vec<String> = unknown_fields(original, normalized)
+        .into_iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
     if mode == FieldValidation::Strict && !unknown.is_empty() {
         return Err(ApiError::bad_request(format!(
             "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
@@ -1053,9 +1393,120 @@ fn missing_field(msg: &str) -> Option<String> {
     })
 }
 
+/// The managedFields context of a write to `info` (its `subresource`, if any).
+fn ownership_ctx(info: &ResourceInfo, subresource: Option<&str>) -> managed_fields::Ctx<'static> {
+    managed_fields::Ctx {
+        pos: Pos::root(&Builtin, &info.api_version(), &info.kind),
+        api_version: info.api_version(),
+        subresource: subresource.unwrap_or("").to_string(),
+        has_status: strategy::has_status_subresource(info),
+    }
+}
+
+/// How a write records `metadata.managedFields`.
+#[derive(Clone, Copy, Debug)]
+pub enum Ownership<'a> {
+    /// Keep the live object's managedFields unless the request sets or resets them (internal writes).
+    Keep,
+    /// Record an `Update` by this manager: it owns what it changed.
+    Update(&'a str),
+    /// The object already carries its managedFields (server-side apply computed them).
+    Given,
+}
+
+/// PATCH options (upstream's PatchOptions): `fieldManager` (else the User-Agent's product), `force`.
+pub struct PatchOptions<'a> {
+    pub manager: &'a str,
+    pub force: Option<bool>,
+}
+
+impl<'a> PatchOptions<'a> {
+    /// Upstream's ValidatePatchOptions: apply needs an explicit fieldManager; force is apply-only.
+    pub fn validate(kind: super::patch::PatchType, q: &Query) -> ApiResult<()> {
+        let invalid = |field: &str, reason: &str, msg: &str| {
+            ApiError::new(
+                422,
+                "Invalid",
+                format!("PatchOptions.meta.k8s.io \"\" is invalid: {field}: {msg}"),
+            )
+            .with_details(json!({
+                "group": "meta.k8s.io", "kind": "PatchOptions",
+                "causes": [{"reason": reason, "message": msg, "field": field}]
+            }))
+        };
+        if kind == super::patch::PatchType::Apply {
+            if q.field_manager.as_deref().unwrap_or("").is_empty() {
+                return Err(invalid(
+                    "fieldManager",
+                    "FieldValueRequired",
+                    "Required value: is required for apply patch",
+                ));
+            }
+        } else if q.force.is_some() {
+            return Err(invalid(
+                "force",
+                "FieldValueForbidden",
+                "Forbidden: may not be specified for non-apply patch",
+            ));
+        }
+        if q.field_manager
+            .as_deref()
+            .is_some_and(|m| m.chars().count() > 128)
+        {
+            return Err(invalid(
+                "fieldManager",
+                "FieldValueTooLong",
+                "Too long: may not be more than 128 bytes",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Decodes an apply body (YAML, which includes JSON) and checks it names this resource.
+fn apply_config(info: &ResourceInfo, name: &str, body: &[u8]) -> ApiResult<Value> {
+    let v: Value = serde_yaml::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "error decoding YAML: the apply configuration must be an object",
+        ));
+    }
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if kind.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Object 'Kind' is missing in '{}'",
+            String::from_utf8_lossy(body).trim()
+        )));
+    }
+    if kind != info.kind || api_version != info.api_version() {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            info.api_version()
+        )));
+    }
+    if v.pointer("/metadata/managedFields")
+        .is_some_and(|m| !m.is_null())
+    {
+        return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+    }
+    match meta_str(&v, "name") {
+        Some(n) if n == name => {}
+        Some(n) if !n.is_empty() => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )))
+        }
+        _ => {}
+    }
+    Ok(v)
+}
+
 impl Registry {
     /// PATCH: applies the patch to the current object and updates it, retrying when the object changed
-    /// underneath (unless the patch itself pinned a resourceVersion).
+    /// underneath (unless the patch itself pinned a resourceVersion). Server-side apply creates the
+    /// object when it doesn't exist; every PATCH records its manager in managedFields.
     #[allow(clippy::too_many_arguments)]
     pub async fn patch(
         &self,
@@ -1067,17 +1518,132 @@ impl Registry {
         subresource: Option<&str>,
         q: &Query,
     ) -> ApiResult<(Value, Vec<String>)> {
+        let manager = q.field_manager.clone().unwrap_or_default();
+        let opts = PatchOptions {
+            manager: &manager,
+            force: q.force,
+        };
+        self.patch_as(info, ns, name, kind, body, subresource, q, &opts)
+            .await
+            .map(|(v, w, _)| (v, w))
+    }
+
+    /// PATCH on behalf of `opts.manager`; also says whether the object was created (apply).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch_as(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        kind: super::patch::PatchType,
+        body: &[u8],
+        subresource: Option<&str>,
+        q: &Query,
+        opts: &PatchOptions<'_>,
+    ) -> ApiResult<(Value, Vec<String>, bool)> {
+        PatchOptions::validate(kind, q)?;
+        let pos = Pos::root(&Builtin, &info.api_version(), &info.kind);
+        let apply_cfg = match kind {
+            super::patch::PatchType::Apply => Some(apply_config(info, name, body)?),
+            _ => None,
+        };
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let current = self.get(info, ns, name).await?;
-            let patched = super::patch::apply_patch(kind, &current, body)?;
-            let pinned = meta_str(&patched, "resourceVersion") != meta_str(&current, "resourceVersion");
-            let normalized = normalize(info, patched.clone())?;
-            let warnings = check_fields(info, &patched, &normalized, q.field_validation)?;
-            match self.update(info, ns, name, normalized, subresource, q.dry_run).await {
-                Err(e) if e.reason == "Conflict" && !pinned && attempts < 10 => continue,
-                other => return other.map(|(v, _)| (v, warnings)),
+            let current = match self.get(info, ns, name).await {
+                Ok(c) => Some(c),
+                Err(e) if e.code == 404 && apply_cfg.is_some() && subresource.is_none() => None,
+                Err(e) => return Err(e),
+            };
+            let result = match (&apply_cfg, &current) {
+                (Some(cfg), _) => {
+                    let ctx = ownership_ctx(info, subresource);
+                    let mut merged = managed_fields::apply(
+                        &ctx,
+                        current.as_ref(),
+                        cfg,
+                        opts.manager,
+                        opts.force.unwrap_or(false),
+                    )?;
+                    if current.is_none() {
+                        let m = meta_mut(&mut merged);
+                        m.insert("name".into(), json!(name));
+                        if let Some(ns) = ns {
+                            m.insert("namespace".into(), json!(ns));
+                        }
+                    }
+                    let normalized = normalize(info, merged.clone())?;
+                    let warnings = check_fields(info, &merged, &normalized, q.field_validation)?;
+                    match &current {
+                        None => match self
+                            .create_owned(info, ns, normalized, q.dry_run, Ownership::Given)
+                            .await
+                        {
+                            // Created by someone else meanwhile: apply onto theirs.
+                            Err(e)
+                                if e.code == 409
+                                    && e.reason == "AlreadyExists"
+                                    && attempts < 10 =>
+                            {
+                                continue
+                            }
+                            other => other.map(|v| (v, warnings, true)),
+                        },
+                        Some(_) => self
+                            .update_owned(
+                                info,
+                                ns,
+                                name,
+                                normalized,
+                                subresource,
+                                q.dry_run,
+                                Ownership::Given,
+                            )
+                            .await
+                            .map(|(v, c)| (v, warnings, c)),
+                    }
+                }
+                (None, Some(current)) => {
+                    let patched = super::patch::apply_patch(kind, current, body, &pos)?;
+                    let pinned = meta_str(&patched, "resourceVersion")
+                        != meta_str(current, "resourceVersion");
+                    let normalized = normalize(info, patched.clone())?;
+                    let warnings = check_fields(info, &patched, &normalized, q.field_validation)?;
+                    let ownership = if opts.manager.is_empty() {
+                        Ownership::Keep
+                    } else {
+                        Ownership::Update(opts.manager)
+                    };
+                    match self
+                        .update_owned(
+                            info,
+                            ns,
+                            name,
+                            normalized,
+                            subresource,
+                            q.dry_run,
+                            ownership,
+                        )
+                        .await
+                    {
+                        Err(e) if e.reason == "Conflict" && !pinned && attempts < 10 => continue,
+                        other => other.map(|(v, c)| (v, warnings, c)),
+                    }
+                }
+                (None, None) => return Err(ApiError::not_found(info, name)),
+            };
+            match result {
+                Err(e)
+                    if apply_cfg.is_some()
+                        && e.reason == "Conflict"
+                        && e.details
+                            .as_ref()
+                            .is_some_and(|d| d.get("causes").is_none())
+                        && attempts < 10 =>
+                {
+                    continue
+                }
+                other => return other,
             }
         }
     }
@@ -1089,8 +1655,14 @@ mod normalize_tests {
 
     #[test]
     fn missing_field_paths() {
-        assert_eq!(missing_field("spec: missing field `containers`").as_deref(), Some("spec.containers"));
-        assert_eq!(missing_field("missing field `kind`").as_deref(), Some("kind"));
+        assert_eq!(
+            missing_field("spec: missing field `containers`").as_deref(),
+            Some("spec.containers")
+        );
+        assert_eq!(
+            missing_field("missing field `kind`").as_deref(),
+            Some("kind")
+        );
         assert_eq!(missing_field("invalid type: string"), None);
     }
 }

@@ -33,7 +33,11 @@ const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 
 /// Parses a request path (without the query string).
 pub fn parse_path(path: &str) -> Option<Target> {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect();
     let (group, version, rest) = match parts.as_slice() {
         ["api"] => return Some(Target::LegacyRoot),
         ["apis"] => return Some(Target::GroupsRoot),
@@ -44,7 +48,11 @@ pub fn parse_path(path: &str) -> Option<Target> {
         ["apis", g, v, rest @ ..] => ((*g).to_string(), (*v).to_string(), rest),
         _ => return None,
     };
-    let mut rp = ResourcePath { group, version, ..Default::default() };
+    let mut rp = ResourcePath {
+        group,
+        version,
+        ..Default::default()
+    };
     let mut rest: &[&str] = rest;
     if rest.len() >= 3 && rest[0] == "namespaces" && !NAMESPACE_SUBRESOURCES.contains(&rest[2]) {
         rp.namespace = Some(rest[1].to_string());
@@ -89,6 +97,8 @@ pub struct Query {
     pub send_initial_events: Option<bool>,
     pub dry_run: bool,
     pub field_manager: Option<String>,
+    /// PATCH `force` (server-side apply takes conflicting fields); `Some` whenever given.
+    pub force: Option<bool>,
     pub grace_period_seconds: Option<i64>,
     pub propagation_policy: Option<String>,
     pub include_object: Option<String>,
@@ -109,13 +119,18 @@ fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
     match v {
         "true" | "1" | "True" | "TRUE" | "t" | "T" => Ok(true),
         "false" | "0" | "False" | "FALSE" | "f" | "F" | "" => Ok(false),
-        _ => Err(ApiError::bad_request(format!("invalid value {v:?} for query parameter {name}"))),
+        _ => Err(ApiError::bad_request(format!(
+            "invalid value {v:?} for query parameter {name}"
+        ))),
     }
 }
 
 fn parse_int<T: std::str::FromStr>(name: &str, v: &str) -> ApiResult<T> {
-    v.parse::<T>()
-        .map_err(|_| ApiError::bad_request(format!("invalid value {v:?} for query parameter {name}: not an integer")))
+    v.parse::<T>().map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid value {v:?} for query parameter {name}: not an integer"
+        ))
+    })
 }
 
 impl Query {
@@ -156,6 +171,7 @@ impl Query {
                     }
                 }
                 "fieldManager" => q.field_manager = Some(v.to_string()),
+                "force" => q.force = Some(parse_bool("force", v)?),
                 "gracePeriodSeconds" => q.grace_period_seconds = Some(parse_int("gracePeriodSeconds", v)?),
                 "propagationPolicy" => q.propagation_policy = Some(v.to_string()),
                 "includeObject" => q.include_object = Some(v.to_string()),
@@ -183,7 +199,9 @@ impl Query {
         match self.resource_version.as_deref() {
             None | Some("") => Ok(None),
             Some(s) => s.parse::<i64>().map(Some).map_err(|_| {
-                ApiError::bad_request(format!("resourceVersion: Invalid value: {s:?}: must be a valid resource version"))
+                ApiError::bad_request(format!(
+                    "resourceVersion: Invalid value: {s:?}: must be a valid resource version"
+                ))
             }),
         }
     }
@@ -205,28 +223,62 @@ mod tests {
         assert_eq!(parse_path("/api"), Some(Target::LegacyRoot));
         assert_eq!(parse_path("/apis/"), Some(Target::GroupsRoot));
         assert_eq!(parse_path("/apis/apps"), Some(Target::Group("apps".into())));
-        assert_eq!(parse_path("/api/v1/"), Some(Target::GroupVersion("".into(), "v1".into())));
+        assert_eq!(
+            parse_path("/api/v1/"),
+            Some(Target::GroupVersion("".into(), "v1".into()))
+        );
         let r = res("/api/v1/namespaces/default/pods/x/status");
-        assert_eq!((r.namespace.as_deref(), r.resource.as_str(), r.name.as_deref(), r.subresource.as_deref()),
-            (Some("default"), "pods", Some("x"), Some("status")));
+        assert_eq!(
+            (
+                r.namespace.as_deref(),
+                r.resource.as_str(),
+                r.name.as_deref(),
+                r.subresource.as_deref()
+            ),
+            (Some("default"), "pods", Some("x"), Some("status"))
+        );
         let r = res("/api/v1/namespaces/foo");
-        assert_eq!((r.namespace, r.resource.as_str(), r.name.as_deref()), (None, "namespaces", Some("foo")));
+        assert_eq!(
+            (r.namespace, r.resource.as_str(), r.name.as_deref()),
+            (None, "namespaces", Some("foo"))
+        );
         let r = res("/api/v1/namespaces/foo/finalize");
-        assert_eq!((r.resource.as_str(), r.name.as_deref(), r.subresource.as_deref()), ("namespaces", Some("foo"), Some("finalize")));
+        assert_eq!(
+            (
+                r.resource.as_str(),
+                r.name.as_deref(),
+                r.subresource.as_deref()
+            ),
+            ("namespaces", Some("foo"), Some("finalize"))
+        );
         let r = res("/apis/apps/v1/namespaces/ns/deployments");
-        assert_eq!((r.group.as_str(), r.namespace.as_deref(), r.name), ("apps", Some("ns"), None));
+        assert_eq!(
+            (r.group.as_str(), r.namespace.as_deref(), r.name),
+            ("apps", Some("ns"), None)
+        );
         let r = res("/api/v1/namespaces/ns/pods");
-        assert_eq!((r.resource.as_str(), r.namespace.as_deref()), ("pods", Some("ns")));
+        assert_eq!(
+            (r.resource.as_str(), r.namespace.as_deref()),
+            ("pods", Some("ns"))
+        );
         assert_eq!(parse_path("/foo"), None);
     }
 
     #[test]
     fn query() {
-        let q = Query::parse(Some("watch=1&labelSelector=a%3Db&limit=500&continue=abc&dryRun=All")).unwrap();
+        let q = Query::parse(Some(
+            "watch=1&labelSelector=a%3Db&limit=500&continue=abc&dryRun=All",
+        ))
+        .unwrap();
         assert!(q.watch && q.dry_run);
         assert_eq!(q.label_selector.as_deref(), Some("a=b"));
         assert_eq!(q.limit, 500);
         assert!(Query::parse(Some("limit=x")).is_err());
         assert!(Query::parse(Some("dryRun=Some")).is_err());
+        let q = Query::parse(Some("fieldManager=m&force=true")).unwrap();
+        assert_eq!(
+            (q.field_manager.as_deref(), q.force),
+            (Some("m"), Some(true))
+        );
     }
 }

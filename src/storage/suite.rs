@@ -263,7 +263,10 @@ async fn range_pagination_and_count(s: Arc<dyn Store>) {
     // count covers the whole rest of the prefix, not just the page.
     let first = s.range("/t/page/", None, 2, 0).await.unwrap();
     assert_eq!((first.kvs.len(), first.count), (2, 5));
-    let rest = s.range("/t/page/", Some("/t/page/k1\0"), 1, rev).await.unwrap();
+    let rest = s
+        .range("/t/page/", Some("/t/page/k1\0"), 1, rev)
+        .await
+        .unwrap();
     assert_eq!((rest.kvs.len(), rest.count), (1, 3));
 }
 

@@ -1,124 +1,789 @@
-//! OpenAPI v3 documents generated from the catalog: one per group version, plus the index that links to
-//! them by content hash.
+//! The OpenAPI documents: `/openapi/v2` (JSON, or gnostic's protobuf form) and `/openapi/v3` (an index
+//! of one document per group version, linked by content hash).
 //!
-//! kubectl reads these to learn that the server validates fields itself (the `fieldValidation` parameter
-//! on each kind's PATCH operation, found through `x-kubernetes-group-version-kind`), which is what lets
-//! `kubectl create -f` run with its default `--validate=strict`.
+//! Clients depend on them: kubectl finds out that the server validates fields itself from the
+//! `fieldValidation` parameter of each kind's PATCH operation (found through
+//! `x-kubernetes-group-version-kind`), which lets `kubectl create -f` run with its default
+//! `--validate=strict`; `kubectl explain` prints the schemas' descriptions; client-side validation
+//! (the items of a `kind: List`) and `kubectl apply`'s patch metadata read the v2 protobuf document.
+//!
+//! Everything is generated from the types the server serves: the catalog gives the paths; k8s-openapi's
+//! schemars schemas (upstream's descriptions included, upstream's definition names) give the
+//! definitions; `schema.rs` adds the `x-kubernetes-patch-*`, `x-kubernetes-list-*` and
+//! `x-kubernetes-map-type` extensions from the same markers upstream's generator reads. Generation
+//! takes tens of milliseconds, so it is done once, lazily, on the first request for a document: it
+//! costs nothing at startup (cold start to /readyz is benchmarked).
 
-use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
+mod kinds;
+mod v2proto;
 
-use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use k8s_openapi::schemars::generate::SchemaSettings;
+use serde_json::{json, Map, Value};
 
 use super::catalog::{Catalog, ResourceInfo};
+use super::schema::{self, TypeRef};
 
-/// The generated documents, keyed by their index path (`api/v1`, `apis/apps/v1`).
+/// The media type of the protobuf form of `/openapi/v2`. kubectl asks with the older spelling
+/// (`...spec.v2@v1.0+protobuf`), which Go's `mime` package cannot parse in a Content-Type, so upstream
+/// answers with this one.
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.";
+const INT_OR_STRING: &str = "io.k8s.apimachinery.pkg.util.intstr.IntOrString";
+const QUANTITY: &str = "io.k8s.apimachinery.pkg.api.resource.Quantity";
+
+/// The served resources, and the documents made from them on first use.
 pub struct OpenApiV3 {
-    docs: BTreeMap<String, (String, Vec<u8>)>,
+    resources: Vec<ResourceInfo>,
+    docs: OnceLock<Docs>,
 }
 
-fn query_param(name: &str, description: &str) -> Value {
-    json!({"name": name, "in": "query", "description": description, "schema": {"type": "string", "uniqueItems": true}})
+struct Docs {
+    v2_json: Vec<u8>,
+    v2_proto: Vec<u8>,
+    v2_etag: String,
+    /// Index path (`api/v1`, `apis/apps/v1`) → (hash, JSON document).
+    v3: BTreeMap<String, (String, Vec<u8>)>,
 }
 
-fn write_params() -> Vec<Value> {
-    vec![
-        query_param("dryRun", "When present, indicates that modifications should not be persisted. An invalid or unrecognized dryRun directive will result in an error response and no further processing of the request. Valid values are: - All: all dry run stages will be processed"),
-        query_param("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes. The value must be less than or 128 characters long, and only contain printable characters, as defined by https://golang.org/pkg/unicode/#IsPrint."),
-        query_param("fieldValidation", "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: - Ignore - Warn - Strict"),
-    ]
+fn sha512_hex(b: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA512, b)
+        .as_ref()
+        .iter()
+        .map(|x| format!("{x:02X}"))
+        .collect()
 }
 
-fn gvk(r: &ResourceInfo) -> Value {
-    json!({"group": r.group, "version": r.version, "kind": r.kind})
+fn base_path(r: &ResourceInfo) -> String {
+    if r.group.is_empty() {
+        format!("/api/{}", r.version)
+    } else {
+        format!("/apis/{}/{}", r.group, r.version)
+    }
 }
 
-fn resource_paths(r: &ResourceInfo, paths: &mut serde_json::Map<String, Value>) {
-    let base = if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) };
+fn gvk(group: &str, version: &str, kind: &str) -> Value {
+    json!({"group": group, "kind": kind, "version": version})
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Definitions
+// ---------------------------------------------------------------------------------------------------
+
+/// The definitions (v2 form: `#/definitions/` refs, `$ref` with sibling description) of every served
+/// kind, its list kind and the meta types operations use, with upstream's extensions.
+fn definitions(resources: &[ResourceInfo]) -> Map<String, Value> {
+    let mut gen = SchemaSettings::draft07()
+        .with(|s| {
+            s.transforms.clear();
+            s.definitions_path = "/definitions".into();
+            s.meta_schema = None;
+        })
+        .into_generator();
+    // definition name → the group/version/kinds it serves as.
+    let mut gvks: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut lists: Vec<(String, String, String, String)> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let subresource_kinds = resources.iter().flat_map(|r| {
+        r.subresources
+            .iter()
+            .map(|s| (s.group.clone(), s.version.clone(), s.kind.clone(), false))
+    });
+    let kinds = resources.iter().map(|r| {
+        (
+            r.group.clone(),
+            r.version.clone(),
+            r.kind.clone(),
+            r.has_verb("list"),
+        )
+    });
+    for (group, version, kind, list) in kinds.chain(subresource_kinds) {
+        if !seen.insert((group.clone(), version.clone(), kind.clone())) {
+            continue;
+        }
+        let av = if group.is_empty() {
+            version.clone()
+        } else {
+            format!("{group}/{version}")
+        };
+        let Ok(i) =
+            kinds::KINDS.binary_search_by(|(a, k, _)| (*a, *k).cmp(&(av.as_str(), kind.as_str())))
+        else {
+            continue;
+        };
+        let schema = (kinds::KINDS[i].2)(&mut gen);
+        let Some(name) = schema
+            .as_object()
+            .and_then(|o| o.get("$ref"))
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/definitions/"))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        gvks.entry(name.clone())
+            .or_default()
+            .push(gvk(&group, &version, &kind));
+        if list {
+            lists.push((name, group, version, kind));
+        }
+    }
+    gen.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions>();
+    gen.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Patch>();
+    gen.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>();
+    let mut defs = gen.take_definitions(false);
+    for (name, group, version, kind) in lists {
+        let list_name = format!("{name}List");
+        gvks.entry(list_name.clone()).or_default().push(gvk(
+            &group,
+            &version,
+            &format!("{kind}List"),
+        ));
+        defs.entry(list_name)
+            .or_insert_with(|| list_schema(&name, &kind));
+    }
+    // DeleteOptions is accepted by every group version, as upstream advertises.
+    let versions: BTreeSet<(String, String)> = resources
+        .iter()
+        .map(|r| (r.group.clone(), r.version.clone()))
+        .collect();
+    gvks.insert(
+        format!("{META}DeleteOptions"),
+        versions
+            .iter()
+            .map(|(g, v)| gvk(g, v, "DeleteOptions"))
+            .collect(),
+    );
+    for (name, def) in defs.iter_mut() {
+        decorate(name, def);
+        if let (Some(g), Some(o)) = (gvks.remove(name), def.as_object_mut()) {
+            o.insert("x-kubernetes-group-version-kind".into(), Value::Array(g));
+        }
+    }
+    defs.sort_keys();
+    defs
+}
+
+/// `<Kind>List`: k8s-openapi models lists generically (`List<T>`), upstream names each one.
+fn list_schema(item: &str, kind: &str) -> Value {
+    json!({
+        "description": format!("{kind}List is a list of {kind} objects."),
+        "type": "object",
+        "properties": {
+            "apiVersion": {"description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources", "type": "string"},
+            "items": {"description": format!("List of {kind} objects."), "type": "array", "items": {"$ref": format!("#/definitions/{item}")}},
+            "kind": {"description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds", "type": "string"},
+            "metadata": {"$ref": format!("#/definitions/{META}ListMeta"), "description": "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"},
+        },
+        "required": ["items"],
+    })
+}
+
+/// Adds upstream's extensions to one definition, and gives the int-or-string types upstream's v2 form.
+fn decorate(name: &str, def: &mut Value) {
+    let Some(o) = def.as_object_mut() else { return };
+    match name {
+        INT_OR_STRING => {
+            o.remove("x-kubernetes-int-or-string");
+            o.insert("type".into(), "string".into());
+            o.insert("format".into(), "int-or-string".into());
+            return;
+        }
+        QUANTITY => {
+            o.remove("x-kubernetes-int-or-string");
+            o.insert("type".into(), "string".into());
+            return;
+        }
+        _ => {}
+    }
+    // k8s-openapi lists `metadata` as required (its field is not an `Option`); upstream never does.
+    if let Some(req) = o.get_mut("required").and_then(Value::as_array_mut) {
+        req.retain(|r| r != "metadata");
+        if req.is_empty() {
+            o.remove("required");
+        }
+    }
+    let t = TypeRef(static_name(name));
+    if t.atomic() {
+        o.insert("x-kubernetes-map-type".into(), "atomic".into());
+    }
+    let Some(props) = o.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (field, p) in props.iter_mut() {
+        let (Some(f), Some(p)) = (t.field(field), p.as_object_mut()) else {
+            continue;
+        };
+        let facts = f.facts;
+        if let Some(k) = facts.patch_merge_key {
+            p.insert("x-kubernetes-patch-merge-key".into(), k.into());
+        }
+        if let Some(s) = facts.patch_strategy {
+            p.insert("x-kubernetes-patch-strategy".into(), s.into());
+        }
+        if let Some(l) = facts.list_type {
+            p.insert("x-kubernetes-list-type".into(), l.into());
+        }
+        if !facts.list_map_keys.is_empty() {
+            p.insert(
+                "x-kubernetes-list-map-keys".into(),
+                json!(facts.list_map_keys),
+            );
+        }
+        if let Some(m) = facts.map_type {
+            p.insert("x-kubernetes-map-type".into(), m.into());
+        }
+    }
+}
+
+/// The schema table's own `'static` copy of a definition name (names it does not know map to "").
+fn static_name(name: &str) -> &'static str {
+    schema::type_names()
+        .find(|t| t.0 == name)
+        .map(|t| t.0)
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Paths
+// ---------------------------------------------------------------------------------------------------
+
+const DRY_RUN: &str = "When present, indicates that modifications should not be persisted. An invalid or unrecognized dryRun directive will result in an error response and no further processing of the request. Valid values are: - All: all dry run stages will be processed";
+const FIELD_MANAGER: &str = "fieldManager is a name associated with the actor or entity that is making these changes. The value must be less than or 128 characters long, and only contain printable characters, as defined by https://golang.org/pkg/unicode/#IsPrint.";
+const FIELD_VALIDATION: &str = "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: - Ignore: This will ignore any unknown fields that are silently dropped from the object, and will ignore all but the last duplicate field that the decoder encounters. - Warn: This will send a warning via the standard warning response header for each unknown field that is dropped from the object, and for each duplicate field that is encountered. - Strict: This will fail the request with a BadRequest error if any unknown fields would be dropped from the object, or if any duplicate fields are present. The error returned from the server will contain all unknown and duplicate fields encountered.";
+
+/// The paths of one resource, in v2 form: (path, path item).
+fn resource_paths(r: &ResourceInfo, def: Option<&str>, paths: &mut Map<String, Value>) {
+    let base = base_path(r);
     let collection = if r.namespaced {
         format!("{base}/namespaces/{{namespace}}/{}", r.plural)
     } else {
         format!("{base}/{}", r.plural)
     };
     let item = format!("{collection}/{{name}}");
-    let op = |verb: &str, params: Vec<Value>| {
+    let q = |name: &str, description: &str, ty: &str| json!({"uniqueItems": true, "type": ty, "description": description, "name": name, "in": "query"});
+    let writes = || {
+        vec![
+            q("dryRun", DRY_RUN, "string"),
+            q("fieldManager", FIELD_MANAGER, "string"),
+            q("fieldValidation", FIELD_VALIDATION, "string"),
+        ]
+    };
+    let ok = |schema: Option<String>| match schema {
+        Some(s) => {
+            json!({"200": {"description": "OK", "schema": {"$ref": format!("#/definitions/{s}")}}, "401": {"description": "Unauthorized"}})
+        }
+        None => json!({"200": {"description": "OK"}, "401": {"description": "Unauthorized"}}),
+    };
+    let group_tag = if r.group.is_empty() {
+        format!("core_{}", r.version)
+    } else {
+        format!("{}_{}", r.group, r.version)
+    };
+    let op = |verb: &str,
+              action: &str,
+              mut params: Vec<Value>,
+              response: Option<String>,
+              body: bool| {
+        if body {
+            let schema = match def {
+                Some(d) if action != "patch" => json!({"$ref": format!("#/definitions/{d}")}),
+                _ => json!({"type": "object"}),
+            };
+            params.insert(
+                0,
+                json!({"name": "body", "in": "body", "required": true, "schema": schema}),
+            );
+        }
         json!({
             "description": format!("{verb} {}", r.kind),
-            "operationId": format!("{verb}{}", r.kind),
+            "consumes": if action == "patch" {
+                json!(["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json", "application/apply-patch+yaml"])
+            } else {
+                json!(["*/*"])
+            },
+            "produces": ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"],
+            "schemes": ["https"],
+            "tags": [group_tag.clone()],
+            "operationId": format!("{action}{}", r.kind),
             "parameters": params,
-            "x-kubernetes-action": verb,
-            "x-kubernetes-group-version-kind": gvk(r),
-            "responses": {"200": {"description": "OK"}},
+            "responses": ok(response),
+            "x-kubernetes-action": action,
+            "x-kubernetes-group-version-kind": gvk(&r.group, &r.version, &r.kind),
         })
     };
-    let mut coll = serde_json::Map::new();
+    let path_param = |name: &str, description: &str| json!({"uniqueItems": true, "type": "string", "description": description, "name": name, "in": "path", "required": true});
+    let mut common = vec![];
+    if r.namespaced {
+        common.push(path_param(
+            "namespace",
+            "object name and auth scope, such as for teams and projects",
+        ));
+    }
+    let def_s = def.map(str::to_string);
+    let mut coll = Map::new();
     if r.has_verb("list") {
-        coll.insert("get".into(), op("list", vec![]));
+        coll.insert(
+            "get".into(),
+            op(
+                "list",
+                "list",
+                vec![],
+                def_s.as_ref().map(|d| format!("{d}List")),
+                false,
+            ),
+        );
     }
     if r.has_verb("create") {
-        coll.insert("post".into(), op("post", write_params()));
+        coll.insert(
+            "post".into(),
+            op("create", "post", writes(), def_s.clone(), true),
+        );
     }
     if !coll.is_empty() {
+        coll.insert("parameters".into(), Value::Array(common.clone()));
         paths.insert(collection, Value::Object(coll));
     }
-    let mut it = serde_json::Map::new();
+    let mut it = Map::new();
     if r.has_verb("get") {
-        it.insert("get".into(), op("get", vec![]));
+        it.insert(
+            "get".into(),
+            op("read", "get", vec![], def_s.clone(), false),
+        );
     }
     if r.has_verb("update") {
-        it.insert("put".into(), op("put", write_params()));
+        it.insert(
+            "put".into(),
+            op("replace", "put", writes(), def_s.clone(), true),
+        );
     }
     if r.has_verb("patch") {
-        let mut p = write_params();
-        p.push(json!({"name": "force", "in": "query", "description": "Force is going to \"force\" Apply requests.", "schema": {"type": "boolean", "uniqueItems": true}}));
-        it.insert("patch".into(), op("patch", p));
+        let mut p = writes();
+        p.push(q("force", "Force is going to \"force\" Apply requests. It means user will re-acquire conflicting fields owned by other people. Force flag must be unset for non-apply patch requests.", "boolean"));
+        it.insert("patch".into(), op("patch", "patch", p, def_s.clone(), true));
     }
     if r.has_verb("delete") {
-        it.insert("delete".into(), op("delete", vec![query_param("dryRun", "dry run")]));
+        it.insert(
+            "delete".into(),
+            op(
+                "delete",
+                "delete",
+                vec![q("dryRun", DRY_RUN, "string")],
+                Some(format!("{META}Status")),
+                false,
+            ),
+        );
     }
     if !it.is_empty() {
+        let mut params = vec![path_param("name", &format!("name of the {}", r.kind))];
+        params.extend(common);
+        it.insert("parameters".into(), Value::Array(params));
         paths.insert(item, Value::Object(it));
     }
 }
 
-impl OpenApiV3 {
-    pub fn generate(catalog: &Catalog) -> Self {
-        let mut docs = BTreeMap::new();
-        for (group, versions) in catalog.groups() {
-            for version in versions {
-                let mut paths = serde_json::Map::new();
-                for r in catalog.all().iter().filter(|r| r.group == group && r.version == version) {
-                    resource_paths(r, &mut paths);
+// ---------------------------------------------------------------------------------------------------
+// v3
+// ---------------------------------------------------------------------------------------------------
+
+/// A v2 schema in v3 form: refs under `#/components/schemas/`, a `$ref` with siblings wrapped in
+/// `allOf` (v3 ignores a `$ref`'s siblings), int-or-string marked as upstream's v3 does.
+fn to_v3(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => {
+            let mut out = Map::new();
+            for (k, x) in o {
+                if k == "$ref" {
+                    let r = x
+                        .as_str()
+                        .unwrap_or_default()
+                        .replace("#/definitions/", "#/components/schemas/");
+                    out.insert(k.clone(), Value::String(r));
+                } else {
+                    out.insert(k.clone(), to_v3(x));
                 }
-                let doc = json!({
-                    "openapi": "3.0.0",
-                    "info": {"title": "Kubernetes", "version": "v1.33.0"},
-                    "paths": paths,
-                    "components": {"schemas": {}},
-                });
-                let bytes = serde_json::to_vec(&doc).unwrap_or_default();
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                bytes.hash(&mut h);
-                let hash = format!("{:016X}{:016X}", h.finish(), bytes.len());
-                let key = if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") };
-                docs.insert(key, (hash, bytes));
+            }
+            if out.len() > 1 {
+                if let Some(r) = out.remove("$ref") {
+                    out.insert("allOf".into(), json!([{"$ref": r}]));
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(to_v3).collect()),
+        x => x.clone(),
+    }
+}
+
+fn collect_refs(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(o) => {
+            if let Some(r) = o
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/definitions/"))
+            {
+                out.insert(r.to_string());
+            }
+            o.values().for_each(|x| collect_refs(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_refs(x, out)),
+        _ => {}
+    }
+}
+
+/// A v2 operation in v3 form (parameters with `schema`, request body and responses with `content`).
+fn op_to_v3(op: &Value) -> Value {
+    let Some(o) = op.as_object() else {
+        return op.clone();
+    };
+    let mut out = Map::new();
+    for (k, v) in o {
+        match k.as_str() {
+            "consumes" | "produces" | "schemes" => {}
+            "parameters" => {
+                let mut params = Vec::new();
+                for p in v.as_array().into_iter().flatten() {
+                    if p["in"] == "body" {
+                        let types = o
+                            .get("consumes")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        let content: Map<String, Value> = types
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(|t| (t.to_string(), json!({"schema": to_v3(&p["schema"])})))
+                            .collect();
+                        out.insert(
+                            "requestBody".into(),
+                            json!({"content": content, "required": true}),
+                        );
+                    } else {
+                        params.push(param_to_v3(p));
+                    }
+                }
+                out.insert("parameters".into(), Value::Array(params));
+            }
+            "responses" => {
+                let mut rs = Map::new();
+                for (code, r) in v.as_object().into_iter().flatten() {
+                    let mut nr = json!({"description": r["description"].clone()});
+                    if let Some(s) = r.get("schema") {
+                        let types = o
+                            .get("produces")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        let content: Map<String, Value> = types
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(|t| (t.to_string(), json!({"schema": to_v3(s)})))
+                            .collect();
+                        nr["content"] = Value::Object(content);
+                    }
+                    rs.insert(code.clone(), nr);
+                }
+                out.insert("responses".into(), Value::Object(rs));
+            }
+            _ => {
+                out.insert(k.clone(), v.clone());
             }
         }
-        OpenApiV3 { docs }
+    }
+    Value::Object(out)
+}
+
+fn param_to_v3(p: &Value) -> Value {
+    let mut o = p.as_object().cloned().unwrap_or_default();
+    let ty = o.remove("type").unwrap_or_else(|| "string".into());
+    let unique = o.remove("uniqueItems").unwrap_or(Value::Bool(true));
+    o.insert("schema".into(), json!({"type": ty, "uniqueItems": unique}));
+    Value::Object(o)
+}
+
+fn v3_document(paths: &Map<String, Value>, defs: &Map<String, Value>) -> Value {
+    let mut v3_paths = Map::new();
+    let mut wanted = BTreeSet::new();
+    for (p, item) in paths {
+        collect_refs(item, &mut wanted);
+        let mut ni = Map::new();
+        for (k, v) in item.as_object().into_iter().flatten() {
+            if k == "parameters" {
+                ni.insert(
+                    k.clone(),
+                    Value::Array(
+                        v.as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(param_to_v3)
+                            .collect(),
+                    ),
+                );
+            } else {
+                ni.insert(k.clone(), op_to_v3(v));
+            }
+        }
+        v3_paths.insert(p.clone(), Value::Object(ni));
+    }
+    // The closure of the definitions the paths refer to.
+    let mut schemas = BTreeMap::new();
+    let mut todo: Vec<String> = wanted.into_iter().collect();
+    while let Some(n) = todo.pop() {
+        if schemas.contains_key(&n) {
+            continue;
+        }
+        let Some(d) = defs.get(&n) else { continue };
+        let mut more = BTreeSet::new();
+        collect_refs(d, &mut more);
+        todo.extend(more);
+        let mut d3 = to_v3(d);
+        if n == INT_OR_STRING {
+            d3["x-kubernetes-int-or-string"] = Value::Bool(true);
+        }
+        schemas.insert(n, d3);
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.33.0"},
+        "paths": v3_paths,
+        "components": {"schemas": schemas},
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Serving
+// ---------------------------------------------------------------------------------------------------
+
+impl OpenApiV3 {
+    /// Remembers what is served; the documents are made on first use.
+    pub fn generate(catalog: &Catalog) -> Self {
+        OpenApiV3 {
+            resources: catalog.all().to_vec(),
+            docs: OnceLock::new(),
+        }
+    }
+
+    fn docs(&self) -> &Docs {
+        self.docs.get_or_init(|| build(&self.resources))
     }
 
     /// `/openapi/v3`: the index.
     pub fn index(&self) -> Value {
-        let paths: serde_json::Map<String, Value> = self
-            .docs
+        let paths: Map<String, Value> = self
+            .docs()
+            .v3
             .iter()
-            .map(|(k, (hash, _))| (k.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{k}?hash={hash}")})))
+            .map(|(k, (hash, _))| {
+                (
+                    k.clone(),
+                    json!({"serverRelativeURL": format!("/openapi/v3/{k}?hash={hash}")}),
+                )
+            })
             .collect();
         json!({"paths": paths})
     }
 
     /// `/openapi/v3/<path>`.
     pub fn document(&self, path: &str) -> Option<&[u8]> {
-        self.docs.get(path).map(|(_, b)| b.as_slice())
+        self.docs().v3.get(path).map(|(_, b)| b.as_slice())
+    }
+
+    /// The hash the index links `/openapi/v3/<path>` with.
+    pub fn hash(&self, path: &str) -> Option<&str> {
+        self.docs().v3.get(path).map(|(h, _)| h.as_str())
+    }
+
+    /// `/openapi/v2` as JSON.
+    pub fn v2_json(&self) -> &[u8] {
+        &self.docs().v2_json
+    }
+
+    /// `/openapi/v2` as gnostic's `openapi.v2.Document`.
+    pub fn v2_protobuf(&self) -> &[u8] {
+        &self.docs().v2_proto
+    }
+
+    /// Answers a request for `/openapi/v2`, `/openapi/v3` or `/openapi/v3/<path>` (the path without a
+    /// trailing slash); `None` for an unknown document.
+    pub fn serve(&self, path: &str, query: Option<&str>, headers: &HeaderMap) -> Option<Response> {
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let if_none_match = headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok());
+        if path == "/openapi/v2" {
+            let docs = self.docs();
+            let etag = format!("\"{}\"", docs.v2_etag);
+            if if_none_match == Some(etag.as_str()) {
+                return Some(cached(
+                    StatusCode::NOT_MODIFIED,
+                    "",
+                    Vec::new(),
+                    &etag,
+                    false,
+                ));
+            }
+            let proto = accept.contains("com.github.proto-openapi.spec.v2@v1.0+protobuf")
+                || accept.contains("com.github.proto-openapi.spec.v2.v1.0+protobuf");
+            let (ct, body) = if proto {
+                (V2_PROTOBUF, &docs.v2_proto)
+            } else {
+                ("application/json", &docs.v2_json)
+            };
+            return Some(cached(StatusCode::OK, ct, body.clone(), &etag, false));
+        }
+        if path == "/openapi/v3" {
+            let body = serde_json::to_vec(&self.index()).unwrap_or_default();
+            return Some(cached(StatusCode::OK, "application/json", body, "", false));
+        }
+        let rest = path.strip_prefix("/openapi/v3/")?;
+        let (hash, doc) = self.docs().v3.get(rest)?;
+        let asked = query.and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "hash")
+                .map(|(_, v)| v.into_owned())
+        });
+        let etag = format!("\"{hash}\"");
+        match asked {
+            // A stale hash: upstream redirects to the current one.
+            Some(h) if h != *hash => {
+                let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!("/openapi/v3/{rest}?hash={hash}")) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                Some(r)
+            }
+            Some(_) => Some(cached(
+                StatusCode::OK,
+                "application/json",
+                doc.clone(),
+                &etag,
+                true,
+            )),
+            None if if_none_match == Some(etag.as_str()) => Some(cached(
+                StatusCode::NOT_MODIFIED,
+                "",
+                Vec::new(),
+                &etag,
+                false,
+            )),
+            None => Some(cached(
+                StatusCode::OK,
+                "application/json",
+                doc.clone(),
+                &etag,
+                false,
+            )),
+        }
     }
 }
+
+/// A response with upstream's caching headers: a hashed URL's content never changes (`public,
+/// immutable`, a year's expiry); anything else must be revalidated (`no-cache, private`, with an ETag).
+fn cached(
+    status: StatusCode,
+    content_type: &str,
+    body: Vec<u8>,
+    etag: &str,
+    immutable: bool,
+) -> Response {
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    if !content_type.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(content_type) {
+            h.insert(header::CONTENT_TYPE, v);
+        }
+    }
+    if !etag.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(etag) {
+            h.insert(header::ETAG, v);
+        }
+    }
+    if immutable {
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, immutable"),
+        );
+        let expires = chrono::Utc::now() + chrono::Duration::days(365);
+        if let Ok(v) =
+            HeaderValue::from_str(&expires.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        {
+            h.insert(header::EXPIRES, v);
+        }
+    } else {
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, private"),
+        );
+    }
+    r
+}
+
+fn build(resources: &[ResourceInfo]) -> Docs {
+    let started = std::time::Instant::now();
+    let defs = definitions(resources);
+    // (group, version, kind) → definition name, from the definitions' x-kubernetes-group-version-kind.
+    let mut def_of: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    for (name, d) in &defs {
+        for g in d["x-kubernetes-group-version-kind"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let s = |k: &str| g[k].as_str().unwrap_or_default().to_string();
+            def_of
+                .entry((s("group"), s("version"), s("kind")))
+                .or_insert_with(|| name.clone());
+        }
+    }
+    let mut all_paths = Map::new();
+    let mut by_gv: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    for r in resources {
+        let def = def_of.get(&(r.group.clone(), r.version.clone(), r.kind.clone()));
+        let key = base_path(r).trim_start_matches('/').to_string();
+        let gv_paths = by_gv.entry(key).or_default();
+        resource_paths(r, def.map(String::as_str), gv_paths);
+    }
+    for p in by_gv.values() {
+        all_paths.extend(p.clone());
+    }
+    all_paths.sort_keys();
+    let v2 = json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": "v1.33.0"},
+        "paths": all_paths,
+        "definitions": defs,
+    });
+    let v2_json = serde_json::to_vec(&v2).unwrap_or_default();
+    let v2_proto = v2proto::encode(&v2);
+    let v2_etag = sha512_hex(&v2_json);
+    let mut v3 = BTreeMap::new();
+    for (key, paths) in &by_gv {
+        let bytes = serde_json::to_vec(&v3_document(paths, &defs)).unwrap_or_default();
+        v3.insert(key.clone(), (sha512_hex(&bytes), bytes));
+    }
+    tracing::debug!(
+        "openapi documents generated in {:?}: v2 {} bytes JSON, {} bytes protobuf, {} v3 documents",
+        started.elapsed(),
+        v2_json.len(),
+        v2_proto.len(),
+        v3.len()
+    );
+    Docs {
+        v2_json,
+        v2_proto,
+        v2_etag,
+        v3,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -15,6 +15,8 @@
 //! `x_kubernetes_list_type` ~ `x-kubernetes-list-type`, `r#ref` ~ `$ref`). Messages k8s-openapi does not
 //! know (alpha versions and helpers) fall back to lowerCamelCase.
 
+#![allow(dead_code)] // shared by the example and two test modules, each using part of it
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,8 @@ struct PbField {
     label: &'static str,
     /// For messages (and map values that are messages): resolved module path + prost name.
     msg: Option<(String, String)>,
+    /// `+key=value` markers from the field's doc comment (`patchStrategy`, `listMapKey`, ...).
+    markers: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -36,6 +40,8 @@ struct PbMessage {
     module: String,
     rust: String,
     fields: Vec<PbField>,
+    /// `+structType=atomic` in the message's doc comment.
+    atomic: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -164,14 +170,37 @@ fn parse_pb(root: &Path) -> Result<(Vec<PbMessage>, Vec<ResourceRow>), String> {
         let lines: Vec<&str> = text.lines().collect();
         let mut i = 0;
         let mut cur: Option<PbMessage> = None;
+        // `+key=value` markers of the doc comment above the current item.
+        let mut doc: Vec<(String, String)> = Vec::new();
         while i < lines.len() {
             let l = lines[i];
+            let t = l.trim();
+            if let Some(c) = t.strip_prefix("///") {
+                if let Some((k, v)) = c.trim().strip_prefix('+').and_then(|m| m.split_once('=')) {
+                    doc.push((k.trim().to_string(), v.trim().to_string()));
+                }
+                i += 1;
+                continue;
+            }
+            let markers = if t.starts_with("#[") && !t.starts_with("#[prost(") {
+                doc.clone()
+            } else {
+                std::mem::take(&mut doc)
+            };
+            let atomic = markers
+                .iter()
+                .any(|(k, v)| k == "structType" && v == "atomic");
+            if t.starts_with("#[") && !t.starts_with("#[prost(") {
+                i += 1;
+                continue;
+            }
             if let Some(rest) = l.strip_prefix("pub struct ") {
                 if let Some(name) = rest.strip_suffix(" {}") {
                     msgs.push(PbMessage {
                         module: rel.clone(),
                         rust: name.trim().to_string(),
                         fields: vec![],
+                        atomic,
                     });
                 } else {
                     let name = rest.trim_end_matches(" {").trim().to_string();
@@ -179,6 +208,7 @@ fn parse_pb(root: &Path) -> Result<(Vec<PbMessage>, Vec<ResourceRow>), String> {
                         module: rel.clone(),
                         rust: name,
                         fields: vec![],
+                        atomic,
                     });
                 }
             } else if l == "}" {
@@ -247,6 +277,7 @@ fn parse_pb(root: &Path) -> Result<(Vec<PbMessage>, Vec<ResourceRow>), String> {
                     scalar,
                     label,
                     msg,
+                    markers,
                 });
             } else if let Some(rest) = l.strip_prefix("impl crate::Resource for ") {
                 let name = rest.trim_end_matches(" {").trim().to_string();
@@ -354,8 +385,22 @@ fn is_wrapper(m: &PbMessage, oa: Option<&OaStruct>) -> bool {
     oa.is_none() && m.fields.len() == 1 && m.fields[0].rust == "items" && m.fields[0].label == "rep"
 }
 
-/// Produces the text of `table.rs` from the k8s-pb and k8s-openapi source roots.
-pub fn generate(pb_root: &Path, openapi_root: &Path) -> Result<String, String> {
+/// The messages with their proto names and the JSON side of each field, shared by both generated tables.
+struct Model {
+    msgs: Vec<PbMessage>,
+    resources: Vec<ResourceRow>,
+    /// (proto full name, index into `msgs`), sorted by name.
+    order: Vec<(String, usize)>,
+    /// proto full name -> position in `order`.
+    index: HashMap<String, usize>,
+    name_of: HashMap<(String, String), String>,
+    /// The k8s-openapi struct naming each message's JSON fields.
+    host: HashMap<usize, OaStruct>,
+    /// (message, tag) of fields embedded with `json:",inline"`.
+    inline: HashMap<(usize, u32), bool>,
+}
+
+fn build(pb_root: &Path, openapi_root: &Path) -> Result<Model, String> {
     let (msgs, resources) = parse_pb(pb_root)?;
     let oa = parse_openapi(openapi_root)?;
     // proto full names: package from the module path, name from the Resource kind, k8s-openapi, or prost.
@@ -437,7 +482,47 @@ pub fn generate(pb_root: &Path, openapi_root: &Path) -> Result<String, String> {
         .enumerate()
         .map(|(i, (n, _))| (n.clone(), i))
         .collect();
+    Ok(Model {
+        msgs,
+        resources,
+        order,
+        index,
+        name_of,
+        host,
+        inline,
+    })
+}
 
+impl Model {
+    /// A field's JSON name and whether it is required; `None` for an embedded (inline) field.
+    fn json_name(&self, mi: usize, fl: &PbField) -> Option<(String, bool)> {
+        if self.inline.contains_key(&(mi, fl.tag)) {
+            return None;
+        }
+        Some(
+            match self
+                .host
+                .get(&mi)
+                .and_then(|o| o.fields.get(&norm(&fl.rust)))
+            {
+                Some((j, r)) => (j.clone(), *r),
+                None => (lower_camel(&fl.rust), false),
+            },
+        )
+    }
+}
+
+/// Produces the text of `table.rs` from the k8s-pb and k8s-openapi source roots.
+pub fn generate(pb_root: &Path, openapi_root: &Path) -> Result<String, String> {
+    let Model {
+        msgs,
+        resources,
+        order,
+        index,
+        name_of,
+        host,
+        inline,
+    } = build(pb_root, openapi_root)?;
     let mut s = String::new();
     s.push_str("// @generated by `cargo run --release --example gen_pb_table` from the k8s-pb and k8s-openapi\n");
     s.push_str("// sources (see gen.rs). Do not edit; a unit test checks it is up to date.\n\n");
@@ -550,4 +635,217 @@ pub fn locked_version(lock: &str, name: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// Upstream's OpenAPI definition name of a proto message: `k8s.io.api.core.v1.Pod` →
+/// `io.k8s.api.core.v1.Pod` (Go module directories keep their dashes).
+pub fn openapi_name(proto: &str) -> String {
+    let rest = proto.strip_prefix("k8s.io.").unwrap_or(proto);
+    format!(
+        "io.k8s.{}",
+        rest.replace("apiextensions_apiserver.", "apiextensions-apiserver.")
+            .replace("kube_aggregator.", "kube-aggregator.")
+    )
+}
+
+/// The JSON shape of a message when it is a field's value (see `schema::Shape`).
+fn message_shape(model: &Model, proto: &str) -> String {
+    let short = proto.rsplit('.').next().unwrap_or_default();
+    let pkg = &proto[..proto.len() - short.len()];
+    match (pkg, short) {
+        ("k8s.io.apimachinery.pkg.apis.meta.v1.", "Time" | "MicroTime" | "Duration")
+        | ("k8s.io.apimachinery.pkg.api.resource.", "Quantity")
+        | ("k8s.io.apimachinery.pkg.util.intstr.", "IntOrString") => "Scalar".to_string(),
+        ("k8s.io.apimachinery.pkg.apis.meta.v1.", "FieldsV1")
+        | ("k8s.io.apimachinery.pkg.runtime.", "RawExtension") => "Untyped".to_string(),
+        (p, s)
+            if p.starts_with("k8s.io.apiextensions_apiserver.")
+                && (s == "JSON" || s == "Json" || s.starts_with("JSONSchemaPropsOr")) =>
+        {
+            "Untyped".to_string()
+        }
+        _ => {
+            let i = model.index[proto];
+            let mi = model.order[i].1;
+            if is_wrapper(&model.msgs[mi], model.host.get(&mi)) {
+                "List(&Scalar)".to_string()
+            } else {
+                format!("Obj({i})")
+            }
+        }
+    }
+}
+
+/// A type's JSON fields (embedded structs flattened), by JSON name.
+fn json_fields<'a>(
+    model: &'a Model,
+    mi: usize,
+    depth: u32,
+    out: &mut BTreeMap<String, &'a PbField>,
+) {
+    for fl in &model.msgs[mi].fields {
+        match model.json_name(mi, fl) {
+            Some((j, _)) => {
+                out.entry(j).or_insert(fl);
+            }
+            None if depth < 8 => {
+                if let Some(t) = fl
+                    .msg
+                    .as_ref()
+                    .and_then(|k| model.name_of.get(k))
+                    .and_then(|n| model.index.get(n))
+                {
+                    json_fields(model, model.order[*t].1, depth + 1, out);
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+/// Produces the text of `src/apiserver/schema_table.rs`: every message as an OpenAPI type with its JSON
+/// fields' shapes and the merge markers of upstream's comments (`+patchStrategy`, `+patchMergeKey`,
+/// `+listType`, `+listMapKey`, `+mapType`, `+structType`), plus the root type of each kind.
+pub fn generate_schema(pb_root: &Path, openapi_root: &Path) -> Result<String, String> {
+    let model = build(pb_root, openapi_root)?;
+    let mut s = String::new();
+    s.push_str("// @generated by `cargo run --release --example gen_pb_table` from the k8s-pb and k8s-openapi\n");
+    s.push_str(
+        "// sources (see protobuf/gen.rs). Do not edit; a unit test checks it is up to date.\n\n",
+    );
+    s.push_str("use super::{fd, Sh::*, Ty};\n\n");
+    s.push_str("/// Sorted by name; `Obj(i)` indexes this table.\n");
+    s.push_str("#[rustfmt::skip]\npub(super) static TYPES: &[Ty] = &[\n");
+    for (fname, mi) in &model.order {
+        let m = &model.msgs[*mi];
+        let _ = write!(
+            s,
+            "    Ty {{ name: {:?}, atomic: {}, fields: &[",
+            openapi_name(fname),
+            m.atomic
+        );
+        let mut fields = BTreeMap::new();
+        json_fields(&model, *mi, 0, &mut fields);
+        for (json, fl) in fields {
+            let elem = match fl.scalar.as_str() {
+                "message" => {
+                    let target = fl
+                        .msg
+                        .as_ref()
+                        .and_then(|k| model.name_of.get(k))
+                        .ok_or(format!("{fname}.{json}: unknown message"))?;
+                    message_shape(&model, target)
+                }
+                _ => "Scalar".to_string(),
+            };
+            let shape = match fl.label {
+                "rep" => format!("List(&{elem})"),
+                "map" => format!("Map(&{elem})"),
+                _ => elem,
+            };
+            let marker = |k: &str| {
+                fl.markers
+                    .iter()
+                    .find(|(mk, _)| mk == k)
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or_default()
+            };
+            let keys: Vec<&str> = fl
+                .markers
+                .iter()
+                .filter(|(k, _)| k == "listMapKey")
+                .map(|(_, v)| v.as_str())
+                .collect();
+            let _ = write!(
+                s,
+                "fd({json:?}, {shape}, {:?}, {:?}, {:?}, &{keys:?}, {:?}), ",
+                marker("patchStrategy"),
+                marker("patchMergeKey"),
+                marker("listType"),
+                marker("mapType"),
+            );
+        }
+        s.push_str("] },\n");
+    }
+    s.push_str("];\n\n");
+    let mut roots: Vec<(String, String, usize)> = Vec::new();
+    for (path, av, kind) in &model.resources {
+        let (module, rust) = path.rsplit_once('/').unwrap_or_default();
+        if let Some(i) = model
+            .name_of
+            .get(&(module.to_string(), rust.to_string()))
+            .and_then(|n| model.index.get(n))
+        {
+            roots.push((av.clone(), kind.clone(), *i));
+        }
+    }
+    roots.sort();
+    roots.dedup();
+    s.push_str("/// (apiVersion, kind, index into TYPES), sorted.\n");
+    s.push_str("#[rustfmt::skip]\npub(super) static ROOTS: &[(&str, &str, u16)] = &[\n");
+    for (av, kind, i) in &roots {
+        let _ = writeln!(s, "    ({av:?}, {kind:?}, {i}),");
+    }
+    s.push_str("];\n");
+    Ok(s)
+}
+
+/// Produces the text of `src/apiserver/openapi/kinds.rs`: every k8s-openapi type with a `Resource` impl
+/// (apiVersion, kind) and the function that adds its schemars schema to a generator, so the OpenAPI
+/// documents can find a served kind's schema by its group, version and kind.
+pub fn generate_kinds(openapi_root: &Path) -> Result<String, String> {
+    let vdir = openapi_root.join("src").join("v1_33");
+    let mut files = Vec::new();
+    walk(&vdir, &mut files)?;
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    for f in files {
+        let module = f
+            .parent()
+            .and_then(|p| p.strip_prefix(&vdir).ok())
+            .map(|p| p.to_string_lossy().replace(['\\', '/'], "::"))
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        if !text.contains("impl crate::schemars::JsonSchema for") {
+            continue;
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            let Some(name) = l
+                .strip_prefix("impl crate::Resource for ")
+                .map(|r| r.trim_end_matches(" {").trim())
+            else {
+                continue;
+            };
+            let get = |c: &str| {
+                lines[i..]
+                    .iter()
+                    .take_while(|l| **l != "}")
+                    .find(|l| l.contains(c))
+                    .and_then(|l| between(l, "= \"", "\""))
+                    .map(str::to_string)
+            };
+            if let (Some(av), Some(kind)) = (get("const API_VERSION"), get("const KIND")) {
+                rows.push((av, kind, format!("k8s_openapi::{module}::{name}")));
+            }
+        }
+    }
+    rows.sort();
+    let mut s = String::new();
+    s.push_str("// @generated by `cargo run --release --example gen_pb_table` from the k8s-openapi sources\n");
+    s.push_str("// (see protobuf/gen.rs). Do not edit; a unit test checks it is up to date.\n\n");
+    s.push_str("use k8s_openapi::schemars::{Schema, SchemaGenerator};\n\n");
+    s.push_str(
+        "/// A function adding a kind's schema (and the types it refers to) to a generator.\n",
+    );
+    s.push_str("pub(super) type AddSchema = fn(&mut SchemaGenerator) -> Schema;\n\n");
+    s.push_str("/// (apiVersion, kind, schema), sorted.\n");
+    s.push_str("#[rustfmt::skip]\npub(super) static KINDS: &[(&str, &str, AddSchema)] = &[\n");
+    for (av, kind, path) in &rows {
+        let _ = writeln!(
+            s,
+            "    ({av:?}, {kind:?}, SchemaGenerator::subschema_for::<{path}>),"
+        );
+    }
+    s.push_str("];\n");
+    Ok(s)
 }
