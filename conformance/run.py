@@ -2220,6 +2220,360 @@ def persistence_across_restart(t: T) -> None:
 # Runner
 
 
+# --------------------------------------------------------------------------------------------
+# Protobuf clients (kubectl create <kind>, auth, tokens) and raw protobuf requests
+
+
+def https_raw(creds: dict, method: str, path: str, headers: dict | None = None, client_cert: bool = True,
+              read: int | None = None, timeout: float = 10.0) -> tuple[int, dict, bytes]:
+    """Like https() but returns (status, lower-cased headers, raw body bytes); read=N stops after N bytes."""
+    import http.client
+    ctx = ssl.create_default_context(cafile=str(creds["ca"]))
+    ctx.check_hostname = False
+    if client_cert:
+        ctx.load_cert_chain(str(creds["cert"]), str(creds["key"]))
+    u = urllib.parse.urlparse(creds["server"])
+    conn = http.client.HTTPSConnection(u.hostname, u.port or 443, context=ctx, timeout=timeout)
+    try:
+        conn.request(method, path, headers=headers or {})
+        r = conn.getresponse()
+        hdrs = {k.lower(): v for k, v in r.getheaders()}
+        if read is None:
+            body = r.read()
+        else:
+            body = b""
+            while len(body) < read:
+                chunk = r.read1(read - len(body)) if hasattr(r, "read1") else r.read(read - len(body))
+                if not chunk:
+                    break
+                body += chunk
+        return r.status, hdrs, body
+    finally:
+        conn.close()
+
+
+PB = "application/vnd.kubernetes.protobuf"
+
+
+@scenario
+def imperative_create_all_kinds(t: T) -> None:
+    """kubectl create <kind> for 16 kinds (protobuf bodies), fields read back as JSON."""
+    ns = "imperative-all"
+    t.eq(t.ok("create", "namespace", ns).strip(), f"namespace/{ns} created", "create namespace")
+    n = ["-n", ns]
+    cases = [
+        (["configmap", "cm1", "--from-literal=k=v"], "configmap/cm1 created"),
+        (["secret", "generic", "s1", "--from-literal=password=s3cr3t"], "secret/s1 created"),
+        (["deployment", "d1", "--image=nginx:1.27"], "deployment.apps/d1 created"),
+        (["job", "j1", "--image=busybox:1.36"], "job.batch/j1 created"),
+        (["cronjob", "cj1", "--image=busybox:1.36", "--schedule=*/5 * * * *"], "cronjob.batch/cj1 created"),
+        (["service", "clusterip", "svc1", "--tcp=80:8080"], "service/svc1 created"),
+        (["serviceaccount", "sa1"], "serviceaccount/sa1 created"),
+        (["role", "r1", "--verb=get,list", "--resource=pods"], "role.rbac.authorization.k8s.io/r1 created"),
+        (["rolebinding", "rb1", "--role=r1", "--serviceaccount=" + ns + ":sa1"],
+         "rolebinding.rbac.authorization.k8s.io/rb1 created"),
+        (["quota", "q1", "--hard=cpu=1500m,pods=10"], "resourcequota/q1 created"),
+        (["poddisruptionbudget", "pdb1", "--selector=app=x", "--min-available=50%"],
+         "poddisruptionbudget.policy/pdb1 created"),
+        (["ingress", "ing1", "--rule=foo.example.com/bar=svc1:80"], "ingress.networking.k8s.io/ing1 created"),
+    ]
+    for args, expected in cases:
+        t.eq(t.ok("create", *args, *n).strip(), expected, f"create {args[0]}")
+    for args, expected in [
+        (["clusterrole", "imperative-all-cr", "--verb=get", "--resource=nodes"],
+         "clusterrole.rbac.authorization.k8s.io/imperative-all-cr created"),
+        (["clusterrolebinding", "imperative-all-crb", "--clusterrole=imperative-all-cr", "--user=alice"],
+         "clusterrolebinding.rbac.authorization.k8s.io/imperative-all-crb created"),
+        (["priorityclass", "imperative-all-pc", "--value=1000", "--description=conformance"],
+         "priorityclass.scheduling.k8s.io/imperative-all-pc created"),
+    ]:
+        t.eq(t.ok("create", *args).strip(), expected, f"create {args[0]}")
+    t.eq(t.json("get", "cm", "cm1", *n).get("data"), {"k": "v"}, "configmap data")
+    t.eq(jget(t.json("get", "secret", "s1", *n), "data.password"), base64.b64encode(b"s3cr3t").decode(),
+         "secret data is base64 of the literal")
+    t.eq(jget(t.json("get", "deploy", "d1", *n), "spec.template.spec.containers.0.image"), "nginx:1.27",
+         "deployment image")
+    t.eq(jget(t.json("get", "job", "j1", *n), "spec.template.spec.containers.0.image"), "busybox:1.36", "job image")
+    t.eq(jget(t.json("get", "cronjob", "cj1", *n), "spec.schedule"), "*/5 * * * *", "cronjob schedule")
+    svc = t.json("get", "svc", "svc1", *n)
+    t.eq((jget(svc, "spec.ports.0.port"), jget(svc, "spec.ports.0.targetPort"), jget(svc, "spec.type")),
+         (80, 8080, "ClusterIP"), "service port/targetPort/type from --tcp=80:8080")
+    t.eq(jget(t.json("get", "sa", "sa1", *n), "metadata.name"), "sa1", "serviceaccount stored")
+    t.eq(jget(t.json("get", "role", "r1", *n), "rules"),
+         [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}], "role rules")
+    rb = t.json("get", "rolebinding", "rb1", *n)
+    t.eq((jget(rb, "roleRef.kind"), jget(rb, "roleRef.name"), jget(rb, "subjects.0.kind"), jget(rb, "subjects.0.name")),
+         ("Role", "r1", "ServiceAccount", "sa1"), "rolebinding roleRef/subjects")
+    t.eq(jget(t.json("get", "clusterrole", "imperative-all-cr"), "rules.0.resources"), ["nodes"], "clusterrole rules")
+    t.eq(jget(t.json("get", "clusterrolebinding", "imperative-all-crb"), "subjects.0.name"), "alice",
+         "clusterrolebinding subject")
+    q = t.json("get", "quota", "q1", *n)
+    t.eq(jget(q, "spec.hard"), {"cpu": "1500m", "pods": "10"}, "quota spec.hard")
+    t.match(t.ok("get", "quota", "q1", *n, "-o", "yaml"), r"^\s+cpu: 1500m$", "quota yaml cpu: 1500m")
+    pc = t.json("get", "priorityclass", "imperative-all-pc")
+    t.eq((pc.get("value"), pc.get("description")), (1000, "conformance"), "priorityclass value/description")
+    t.eq(jget(t.json("get", "pdb", "pdb1", *n), "spec.minAvailable"), "50%", "pdb minAvailable")
+    ing = t.json("get", "ingress", "ing1", *n)
+    t.eq((jget(ing, "spec.rules.0.host"), jget(ing, "spec.rules.0.http.paths.0.path"),
+          jget(ing, "spec.rules.0.http.paths.0.backend.service.name")), ("foo.example.com", "/bar", "svc1"),
+         "ingress rule")
+    for args in (["clusterrolebinding", "imperative-all-crb"], ["clusterrole", "imperative-all-cr"],
+                 ["priorityclass", "imperative-all-pc"]):
+        t.ok("delete", *args)
+    t.eq(t.ok("delete", "namespace", ns, timeout=120).strip(), f'namespace "{ns}" deleted', "delete namespace")
+
+
+@scenario
+def auth_whoami_and_tokens(t: T) -> None:
+    """auth whoami = kubernetes-admin; create token works as a Bearer token until the SA is deleted (401)."""
+    out = t.ok("auth", "whoami")
+    t.match(out, r"^Username\s+kubernetes-admin$", "auth whoami Username")
+    t.eq(t.ok("auth", "can-i", "create", "pods").strip(), "yes", "auth can-i create pods")
+    ns = t.namespace()
+    t.ok("create", "serviceaccount", "tok", "-n", ns)
+    tok = t.ok("create", "token", "tok", "-n", ns).strip()
+    t.true(tok.count(".") == 2, "create token prints a JWT", tok[:80])
+    st, _, body = https_raw(t.server.creds, "GET", "/api/v1/namespaces", client_cert=False,
+                            headers={"Authorization": f"Bearer {tok}", "Accept": "application/json"})
+    t.last_cmd = "HTTPS GET /api/v1/namespaces with the token as Bearer"
+    t.eq(st, 200, "GET /api/v1/namespaces with the service-account token")
+    t.eq(json.loads(body).get("kind"), "NamespaceList", "answer is a NamespaceList")
+    t.eq(t.ok("delete", "serviceaccount", "tok", "-n", ns).strip(), 'serviceaccount "tok" deleted', "delete sa")
+    st, _, body = https_raw(t.server.creds, "GET", "/api/v1/namespaces", client_cert=False,
+                            headers={"Authorization": f"Bearer {tok}", "Accept": "application/json"})
+    t.last_cmd = "HTTPS GET /api/v1/namespaces with the token of a deleted service account"
+    t.eq(st, 401, "token of a deleted service account is rejected")
+
+
+@scenario
+def protobuf_responses(t: T) -> None:
+    """Accept: protobuf for get/list/watch answers k8s\\x00-framed protobuf; errors too; /version/ is JSON."""
+    ns = t.namespace()
+    t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pb"}, "data": {"k": "v"}}, ns)
+    creds = t.server.creds
+    for what, path in (("get", f"/api/v1/namespaces/{ns}/configmaps/pb"), ("list", f"/api/v1/namespaces/{ns}/configmaps")):
+        t.last_cmd = f"HTTPS GET {path} (Accept: {PB})"
+        st, h, body = https_raw(creds, "GET", path, headers={"Accept": PB})
+        t.eq(st, 200, f"protobuf {what}: status")
+        t.eq(h.get("content-type"), PB, f"protobuf {what}: Content-Type")
+        t.eq(body[:4], b"k8s\x00", f"protobuf {what}: body magic")
+        t.true(b"pb" in body and b"ConfigMap" in body, f"protobuf {what}: body names the object", body[:200])
+    path = f"/api/v1/namespaces/{ns}/configmaps?watch=1"
+    t.last_cmd = f"HTTPS GET {path} (Accept: {PB})"
+    st, h, body = https_raw(creds, "GET", path, headers={"Accept": PB}, read=4)
+    t.eq(st, 200, "protobuf watch: status")
+    t.eq(h.get("content-type"), PB + ";stream=watch", "protobuf watch: Content-Type")
+    t.true(len(body) == 4, "protobuf watch: length prefix", body)
+    n = int.from_bytes(body, "big")
+    st, h, body = https_raw(creds, "GET", path, headers={"Accept": PB}, read=4 + n)
+    t.true(len(body) == 4 + n, "protobuf watch: one whole frame", body[:200])
+    frame = body[4:]
+    # the frame is a bare metav1.WatchEvent (type = field 1) whose object carries the k8s\x00 envelope
+    t.eq(frame[:7], b"\n\x05ADDED", "protobuf watch frame: WatchEvent type ADDED")
+    t.true(b"k8s\x00" in frame and b"pb" in frame, "protobuf watch frame: enveloped object", frame[:200])
+    path = f"/api/v1/namespaces/{ns}/configmaps/missing"
+    t.last_cmd = f"HTTPS GET {path} (Accept: {PB})"
+    st, h, body = https_raw(creds, "GET", path, headers={"Accept": PB})
+    t.eq(st, 404, "protobuf error: status")
+    t.eq(h.get("content-type"), PB, "protobuf error: Content-Type")
+    t.eq(body[:4], b"k8s\x00", "protobuf error: body magic")
+    t.true(b"NotFound" in body, "protobuf error: a Status with reason NotFound", body[:200])
+    t.last_cmd = "HTTPS GET /version/"
+    st, h, body = https_raw(creds, "GET", "/version/", headers={"Accept": "application/json"})
+    t.eq(st, 200, "/version/ status")
+    t.true(json.loads(body).get("gitVersion", "").startswith("v1.33."), "/version/ gitVersion", body[:300])
+
+
+# --------------------------------------------------------------------------------------------
+# Patches, apply, diff, dry-run defaults, validation
+
+
+@scenario
+def patch_types(t: T) -> None:
+    """patch --type=json (failing test op changes nothing), merge, strategic env var by merge key."""
+    ns = t.namespace()
+    t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p"}, "data": {"a": "1"}}, ns)
+    rv = jget(t.json("get", "cm", "p", "-n", ns), "metadata.resourceVersion")
+    err = t.fails("patch", "cm", "p", "-n", ns, "--type=json", "-p",
+                  '[{"op":"test","path":"/data/a","value":"2"},{"op":"replace","path":"/data/a","value":"3"}]')
+    t.contains(err, "The request is invalid: the server rejected our request due to an error in our request",
+               "failing json patch test op is rejected by the server (422)")
+    o = t.json("get", "cm", "p", "-n", ns)
+    t.eq((o.get("data"), jget(o, "metadata.resourceVersion")), ({"a": "1"}, rv), "nothing changed by the failed patch")
+    t.eq(t.ok("patch", "cm", "p", "-n", ns, "--type=json", "-p",
+              '[{"op":"test","path":"/data/a","value":"1"},{"op":"replace","path":"/data/a","value":"3"}]').strip(),
+         "configmap/p patched", "json patch with a passing test op")
+    t.eq(t.ok("patch", "cm", "p", "-n", ns, "--type=merge", "-p", '{"data":{"a":null,"b":"x"}}').strip(),
+         "configmap/p patched", "merge patch")
+    t.eq(t.json("get", "cm", "p", "-n", ns).get("data"), {"b": "x"}, "merge patch: null deletes, new key added")
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+           "spec": {"selector": {"matchLabels": {"app": "d"}}, "template": {"metadata": {"labels": {"app": "d"}},
+                    "spec": {"containers": [{"name": "web", "image": "nginx:1.27", "env": [{"name": "A", "value": "1"}]},
+                                            {"name": "side", "image": "busybox:1.36"}]}}}}
+    t.create(dep, ns)
+    out = t.ok("patch", "deploy", "d", "-n", ns, "--type=strategic", "-p",
+               '{"spec":{"template":{"spec":{"containers":[{"name":"web","env":[{"name":"B","value":"2"}]}]}}}}')
+    t.eq(out.strip(), "deployment.apps/d patched", "strategic patch output")
+    cs = jget(t.json("get", "deploy", "d", "-n", ns), "spec.template.spec.containers", [])
+    t.eq([(c["name"], c["image"], sorted(c.get("env") or [], key=lambda e: e["name"])) for c in cs],
+         [("web", "nginx:1.27", [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]),
+          ("side", "busybox:1.36", [])], "env var merged into the web container by name")
+
+
+def _apply_dir_manifests(d: Path, ns: str, version: int, changed: set[int]) -> None:
+    """50 files: a namespace, then deployments, services and configmaps (round robin)."""
+    (d / "00-ns.yaml").write_text(f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n")
+    for i in range(1, 50):
+        v = f"v{version}" if i in changed else "v1"
+        kind = i % 3
+        if kind == 0:
+            body = (f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n  namespace: {ns}\n"
+                    f"data:\n  version: {v}\n")
+        elif kind == 1:
+            body = (f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: dep-{i}\n  namespace: {ns}\n"
+                    f"spec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: dep-{i}\n  template:\n"
+                    f"    metadata:\n      labels:\n        app: dep-{i}\n        version: {v}\n    spec:\n"
+                    f"      containers:\n      - name: c\n        image: registry.k8s.io/pause:3.10\n")
+        else:
+            body = (f"apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{i}\n  namespace: {ns}\n"
+                    f"  labels:\n    version: {v}\nspec:\n  selector:\n    app: x\n  ports:\n  - port: 80\n")
+        (d / f"{i:02d}.yaml").write_text(body)
+
+
+def _rvs(t: T, ns: str) -> dict:
+    out = {}
+    for kind in ("deploy", "svc", "cm"):
+        for item in t.json("get", kind, "-n", ns).get("items", []):
+            out[f"{kind}/{item['metadata']['name']}"] = item["metadata"]["resourceVersion"]
+    return out
+
+
+@scenario
+def apply_directory(t: T) -> None:
+    """apply -f DIR of 50 manifests: all created; again all unchanged (same RVs); edited files configured."""
+    ns = "apply-directory"
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        _apply_dir_manifests(d, ns, 1, set())
+        lines = t.ok("apply", "-f", str(d), timeout=120).splitlines()
+        t.eq(len(lines), 50, "apply of 50 files prints 50 lines")
+        t.true(all(ln.endswith(" created") for ln in lines), "every line says created", lines)
+        t.eq(lines[0], f"namespace/{ns} created", "namespace first")
+        before = _rvs(t, ns)
+        t.true(len(before) == 49, "all 49 namespaced objects stored", sorted(before))
+        lines = t.ok("apply", "-f", str(d), timeout=120).splitlines()
+        t.eq(len(lines), 50, "second apply prints 50 lines")
+        bad = [ln for ln in lines if not ln.endswith(" unchanged")]
+        t.eq(bad, [], "second apply: every line unchanged")
+        t.eq(_rvs(t, ns), before, "resourceVersions unchanged by a no-op apply")
+        changed = {3, 4, 5}
+        _apply_dir_manifests(d, ns, 2, changed)
+        lines = t.ok("apply", "-f", str(d), timeout=120).splitlines()
+        configured = sorted(ln for ln in lines if ln.endswith(" configured"))
+        t.eq(configured, ["configmap/cm-3 configured", "deployment.apps/dep-4 configured", "service/svc-5 configured"],
+             "only the edited objects are configured")
+        t.eq(len([ln for ln in lines if ln.endswith(" unchanged")]), 47, "the rest unchanged")
+        t.eq(jget(t.json("get", "cm", "cm-3", "-n", ns), "data.version"), "v2", "edited configmap stored")
+    t.ok("delete", "namespace", ns, timeout=120)
+
+
+@scenario
+def apply_server_side_conflicts(t: T) -> None:
+    """SSA from two managers: conflict text, --force-conflicts, managedFields show the new owner."""
+    ns = t.namespace()
+    m = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  x: \"{x}\"\n"
+    t.eq(t.ok("apply", "--server-side", "--field-manager=a", "-n", ns, "-f", "-", stdin=m.format(x="1")).strip(),
+         "configmap/ssa serverside-applied", "apply as a")
+    err = t.fails("apply", "--server-side", "--field-manager=b", "-n", ns, "-f", "-", stdin=m.format(x="2"))
+    # upstream (apiserver fieldmanager printManager) adds "using v1" only for Update-operation managers
+    t.eq(err.splitlines()[0], 'error: Apply failed with 1 conflict: conflict with "a": .data.x', "conflict message")
+    t.contains(err, "--force-conflicts", "conflict message explains --force-conflicts")
+    t.eq(t.ok("get", "cm", "ssa", "-n", ns, "-o", "jsonpath={.data.x}"), "1", "value unchanged after conflict")
+    t.eq(t.ok("apply", "--server-side", "--field-manager=b", "--force-conflicts", "-n", ns, "-f", "-",
+              stdin=m.format(x="2")).strip(), "configmap/ssa serverside-applied", "apply --force-conflicts as b")
+    y = t.ok("get", "cm", "ssa", "-n", ns, "-o", "yaml", "--show-managed-fields")
+    t.match(y, r"^  x: \"2\"$", "value from b")
+    o = t.json("get", "cm", "ssa", "-n", ns, "--show-managed-fields")
+    owners = [mf.get("manager") for mf in jget(o, "metadata.managedFields", [])
+              if "f:x" in json.dumps(mf.get("fieldsV1", {}))]
+    t.eq(owners, ["b"], "manager b owns .data.x")
+    t.contains(y, "manager: b", "yaml --show-managed-fields shows manager b")
+    # a field owned by an Update manager (kubectl create): "using v1" (the identifier drops the time)
+    t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "upd"}, "data": {"x": "1"}}, ns)
+    err = t.fails("apply", "--server-side", "--field-manager=b", "-n", ns, "-f", "-",
+                  stdin=m.format(x="2").replace("name: ssa", "name: upd"))
+    t.eq(err.splitlines()[0], 'error: Apply failed with 1 conflict: conflict with "kubectl-create" using v1: .data.x',
+         "conflict with an Update manager")
+
+
+@scenario
+def diff_manifest(t: T) -> None:
+    """kubectl diff -f shows -/+ lines for a change (exit 1) and nothing for an identical one (exit 0)."""
+    ns = t.namespace()
+    m = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: df\n  namespace: {ns}\ndata:\n  k: {v}\n"
+    t.ok("apply", "-f", "-", stdin=m.format(ns=ns, v="old"))
+    r = t.run("diff", "-f", "-", stdin=m.format(ns=ns, v="new"))
+    t.eq(r.rc, 1, "diff exit code when different")
+    t.match(r.out, r"^-  k: old$", "diff - line")
+    t.match(r.out, r"^\+  k: new$", "diff + line")
+    r = t.run("diff", "-f", "-", stdin=m.format(ns=ns, v="old"))
+    t.eq((r.rc, r.out), (0, ""), "diff of an unchanged manifest")
+    t.eq(t.ok("get", "cm", "df", "-n", ns, "-o", "jsonpath={.data.k}"), "old", "diff changes nothing")
+
+
+@scenario
+def dry_run_defaults(t: T) -> None:
+    """create --dry-run=server -o yaml of a Deployment shows the defaults and stores nothing."""
+    ns = t.namespace()
+    y = t.ok("create", "deployment", "dr", "-n", ns, "--image=nginx:1.27", "--dry-run=server", "-o", "yaml")
+    t.match(y, r"^    type: RollingUpdate$", "strategy RollingUpdate")
+    t.match(y, r"^  revisionHistoryLimit: 10$", "revisionHistoryLimit 10")
+    t.match(y, r"^  progressDeadlineSeconds: 600$", "progressDeadlineSeconds 600")
+    t.eq(t.fails("get", "deploy", "dr", "-n", ns), NOT_FOUND.format(res="deployments.apps", name="dr"),
+         "nothing stored")
+
+
+@scenario
+def validate_unknown_field(t: T) -> None:
+    """unknown spec.foo: --validate=warn prints a Warning and creates; default validation fails (strict)."""
+    ns = t.namespace()
+    m = ("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  foo: bar\n  selector:\n"
+         "    matchLabels:\n      app: v\n  template:\n    metadata:\n      labels:\n        app: v\n    spec:\n"
+         "      containers:\n      - name: c\n        image: nginx:1.27\n")
+    r = t.run("create", "-n", ns, "--validate=warn", "-f", "-", stdin=m.format(name="warned"))
+    t.eq(r.rc, 0, "create --validate=warn exit code")
+    t.eq(r.out.strip(), "deployment.apps/warned created", "create --validate=warn output")
+    t.contains(r.err, 'Warning: unknown field "spec.foo"', "--validate=warn warning")
+    err = t.fails("create", "-n", ns, "-f", "-", stdin=m.format(name="strict"))
+    t.contains(err, 'strict decoding error: unknown field "spec.foo"', "default validation error")
+    t.eq(t.fails("get", "deploy", "strict", "-n", ns), NOT_FOUND.format(res="deployments.apps", name="strict"),
+         "nothing stored on strict failure")
+
+
+@scenario
+def explain_description(t: T) -> None:
+    """kubectl explain deploy.spec.replicas prints the field's description."""
+    out = t.ok("explain", "deploy.spec.replicas")
+    t.match(out, r"^FIELD: replicas <integer>$", "FIELD line")
+    t.match(out, r"^DESCRIPTION:$", "DESCRIPTION header")
+    t.contains(out, "Number of desired pods", "description text")
+
+
+@scenario
+def create_kind_list_file(t: T) -> None:
+    """create -f FILE of a kind: List (mixed kinds) creates every item."""
+    ns = t.namespace()
+    lst = ("apiVersion: v1\nkind: List\nitems:\n"
+           "- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: l1\n  data:\n    a: \"1\"\n"
+           "- apiVersion: v1\n  kind: Secret\n  metadata:\n    name: l2\n  stringData:\n    b: two\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "list.yaml"
+        f.write_text(lst)
+        out = t.ok("create", "-n", ns, "-f", str(f))
+    t.eq(out.splitlines(), ["configmap/l1 created", "secret/l2 created"], "create -f of a List file")
+    t.eq(jget(t.json("get", "secret", "l2", "-n", ns), "data.b"), base64.b64encode(b"two").decode(), "secret item")
+
+
 @dataclass
 class Outcome:
     ok: bool
