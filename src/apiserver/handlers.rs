@@ -336,6 +336,17 @@ fn checked_kind(info: &ResourceInfo, mut v: Value) -> ApiResult<Value> {
     normalize(info, v)
 }
 
+/// DELETE's options: the optional DeleteOptions body merged with the query parameters.
+async fn delete_options(headers: &HeaderMap, body: Body, q: &Query) -> ApiResult<DeleteOptions> {
+    let bytes = read_body(body).await?;
+    let opts_body = if bytes.is_empty() {
+        None
+    } else {
+        Some(decode_body(headers, &bytes)?)
+    };
+    DeleteOptions::from_request(opts_body.as_ref(), q)
+}
+
 async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
     axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
@@ -830,13 +841,7 @@ async fn resource(
         (Method::DELETE, Some(name)) => {
             need("delete")?;
             let out = negotiate(headers, pb)?;
-            let bytes = read_body(body).await?;
-            let opts_body = if bytes.is_empty() {
-                None
-            } else {
-                Some(decode_body(headers, &bytes)?)
-            };
-            let opts = DeleteOptions::from_request(opts_body.as_ref(), &q)?;
+            let opts = delete_options(headers, body, &q).await?;
             match reg.delete(&info, ns, name, &opts).await? {
                 Deleted::Pending(obj) => Ok(encode_object(StatusCode::OK, out, &info, &obj, &q)),
                 Deleted::Gone(obj) if strategy::returns_deleted_object(&info) => {
@@ -857,13 +862,7 @@ async fn resource(
         (Method::DELETE, None) => {
             need("deletecollection")?;
             let out = negotiate(headers, pb)?;
-            let bytes = read_body(body).await?;
-            let opts_body = if bytes.is_empty() {
-                None
-            } else {
-                Some(decode_body(headers, &bytes)?)
-            };
-            let opts = DeleteOptions::from_request(opts_body.as_ref(), &q)?;
+            let opts = delete_options(headers, body, &q).await?;
             let l = reg.delete_collection(&info, ns, &q, &opts).await?;
             Ok(encode_list(out, &info, &l, &q))
         }

@@ -1504,30 +1504,6 @@ fn apply_config(info: &ResourceInfo, name: &str, body: &[u8]) -> ApiResult<Value
 }
 
 impl Registry {
-    /// PATCH: applies the patch to the current object and updates it, retrying when the object changed
-    /// underneath (unless the patch itself pinned a resourceVersion). Server-side apply creates the
-    /// object when it doesn't exist; every PATCH records its manager in managedFields.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn patch(
-        &self,
-        info: &ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
-        kind: super::patch::PatchType,
-        body: &[u8],
-        subresource: Option<&str>,
-        q: &Query,
-    ) -> ApiResult<(Value, Vec<String>)> {
-        let manager = q.field_manager.clone().unwrap_or_default();
-        let opts = PatchOptions {
-            manager: &manager,
-            force: q.force,
-        };
-        self.patch_as(info, ns, name, kind, body, subresource, q, &opts)
-            .await
-            .map(|(v, w, _)| (v, w))
-    }
-
     /// PATCH on behalf of `opts.manager`; also says whether the object was created (apply).
     #[allow(clippy::too_many_arguments)]
     pub async fn patch_as(
