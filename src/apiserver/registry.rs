@@ -708,7 +708,10 @@ impl Registry {
             "resourceVersion".into(),
             json!(current.mod_revision.to_string()),
         );
-        let causes = strategy::validate(info, &new);
+        let mut causes = strategy::validate(info, &new);
+        if subresource.is_none() {
+            causes.extend(strategy::validate_update(info, &new, &old));
+        }
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, name, causes));
         }

@@ -26,13 +26,9 @@ impl Cause {
         }
     }
     pub fn invalid(field: &str, value: &Value, detail: &str) -> Self {
-        let shown = match value {
-            Value::String(s) => format!("{s:?}"),
-            other => other.to_string(),
-        };
         Cause {
             reason: "FieldValueInvalid",
-            message: format!("Invalid value: {shown}: {detail}"),
+            message: format!("Invalid value: {}: {detail}", shown(value)),
             field: field.into(),
         }
     }
@@ -45,18 +41,51 @@ impl Cause {
     }
     pub fn unsupported(field: &str, value: &Value, supported: &[&str]) -> Self {
         let quoted: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
-        let shown = match value {
-            Value::String(s) => format!("{s:?}"),
-            other => other.to_string(),
-        };
         Cause {
             reason: "FieldValueNotSupported",
             message: format!(
-                "Unsupported value: {shown}: supported values: {}",
+                "Unsupported value: {}: supported values: {}",
+                shown(value),
                 quoted.join(", ")
             ),
             field: field.into(),
         }
+    }
+    /// `Required value: <detail>`.
+    pub fn required_detail(field: &str, detail: &str) -> Self {
+        Cause {
+            reason: "FieldValueRequired",
+            message: format!("Required value: {detail}"),
+            field: field.into(),
+        }
+    }
+    /// `Not found: <value>`.
+    pub fn not_found(field: &str, value: &Value) -> Self {
+        Cause {
+            reason: "FieldValueNotFound",
+            message: format!("Not found: {}", shown(value)),
+            field: field.into(),
+        }
+    }
+    /// `Too long: may not be more than <max> bytes`.
+    pub fn too_long(field: &str, max: usize) -> Self {
+        Cause {
+            reason: "FieldValueTooLong",
+            message: format!("Too long: may not be more than {max} bytes"),
+            field: field.into(),
+        }
+    }
+    /// `Too many: <actual>: must have at most <max> items`.
+    pub fn too_many(field: &str, actual: usize, max: usize) -> Self {
+        Cause {
+            reason: "FieldValueTooMany",
+            message: format!("Too many: {actual}: must have at most {max} items"),
+            field: field.into(),
+        }
+    }
+    /// Upstream's `ValidateImmutableField`: `Invalid value: <new>: field is immutable`.
+    pub fn immutable(field: &str, value: &Value) -> Self {
+        Self::invalid(field, value, "field is immutable")
     }
     pub fn duplicate(field: &str, value: &Value) -> Self {
         Cause {
@@ -68,6 +97,14 @@ impl Cause {
     /// `field: message`, as upstream's field.Error prints.
     pub fn display(&self) -> String {
         format!("{}: {}", self.field, self.message)
+    }
+}
+
+/// A value as upstream's field errors print it: strings quoted, numbers and booleans bare.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
     }
 }
 

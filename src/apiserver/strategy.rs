@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::catalog::ResourceInfo;
 use super::status::Cause;
-use super::validation::{validate_object_meta, NameRule};
+use super::validation::{self, validate_object_meta, NameRule};
 
 fn key(info: &ResourceInfo) -> (&str, &str) {
     (info.group.as_str(), info.plural.as_str())
@@ -186,209 +186,17 @@ pub fn spec_update(info: &ResourceInfo, new: &mut Value, old: &Value) {
     }
 }
 
-fn containers_causes(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
-    let containers = spec
-        .and_then(|s| s.get("containers"))
-        .and_then(Value::as_array);
-    match containers {
-        None => causes.push(Cause::required(&format!("{path}.containers"))),
-        Some(list) if list.is_empty() => {
-            causes.push(Cause::required(&format!("{path}.containers")))
-        }
-        Some(list) => {
-            let mut seen = std::collections::HashSet::new();
-            for (i, c) in list.iter().enumerate() {
-                let name = c.get("name").and_then(Value::as_str).unwrap_or("");
-                let field = format!("{path}.containers[{i}]");
-                if name.is_empty() {
-                    causes.push(Cause::required(&format!("{field}.name")));
-                } else if !seen.insert(name.to_string()) {
-                    causes.push(Cause::duplicate(&format!("{field}.name"), &json!(name)));
-                } else {
-                    for e in super::validation::name_errors(name, NameRule::Label) {
-                        causes.push(Cause::invalid(&format!("{field}.name"), &json!(name), &e));
-                    }
-                }
-                if c.get("image")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .is_empty()
-                {
-                    causes.push(Cause::required(&format!("{field}.image")));
-                }
-            }
-        }
-    }
-}
-
-fn selector_matches_template(spec: Option<&Value>, causes: &mut Vec<Cause>) {
-    let selector = spec.and_then(|s| s.get("selector"));
-    let labels = spec
-        .and_then(|s| s.pointer("/template/metadata/labels"))
-        .and_then(Value::as_object);
-    match selector {
-        None => causes.push(Cause::required("spec.selector")),
-        Some(sel) => {
-            let ml = sel.get("matchLabels").and_then(Value::as_object);
-            let has_expr = sel
-                .get("matchExpressions")
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty());
-            if ml.is_none_or(|m| m.is_empty()) && !has_expr {
-                causes.push(Cause::invalid(
-                    "spec.selector",
-                    sel,
-                    "empty selector is invalid for deployment",
-                ));
-            } else if let Some(ml) = ml {
-                let ok = ml
-                    .iter()
-                    .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
-                if !ok {
-                    causes.push(Cause::invalid(
-                        "spec.template.metadata.labels",
-                        &Value::Object(labels.cloned().unwrap_or_default()),
-                        "`selector` does not match template `labels`",
-                    ));
-                }
-            }
-        }
-    }
-}
-
-/// Upstream's limit on the data a ConfigMap or Secret holds.
-const MAX_DATA_BYTES: usize = 1024 * 1024;
-
-/// ConfigMap and Secret data: valid keys, no key in both maps, and at most 1 MiB in all.
-fn data_causes(info: &ResourceInfo, obj: &Value, causes: &mut Vec<Cause>) {
-    let is_secret = info.plural == "secrets";
-    let maps: &[&str] = if is_secret {
-        &["data"]
-    } else {
-        &["data", "binaryData"]
-    };
-    let mut total = 0usize;
-    let mut seen = std::collections::HashSet::new();
-    for field in maps {
-        let Some(m) = obj.get(*field).and_then(Value::as_object) else {
-            continue;
-        };
-        for (k, v) in m {
-            let valid = !k.is_empty()
-                && k.len() <= 253
-                && k.bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
-            if !valid || k == "." || k == ".." {
-                causes.push(Cause::invalid(
-                    &format!("{field}[{k}]"),
-                    &json!(k),
-                    "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
-                ));
-            }
-            if !seen.insert(k.clone()) {
-                causes.push(Cause::duplicate(&format!("{field}[{k}]"), &json!(k)));
-            }
-            total += k.len() + v.as_str().map_or(0, str::len);
-        }
-    }
-    if total > MAX_DATA_BYTES {
-        let (field, message) = if is_secret {
-            (
-                "data",
-                format!("Too long: must have at most {MAX_DATA_BYTES} bytes"),
-            )
-        } else {
-            (
-                "[]",
-                format!("Too long: may not be more than {MAX_DATA_BYTES} bytes"),
-            )
-        };
-        causes.push(Cause {
-            reason: "FieldValueTooLong",
-            message,
-            field: field.into(),
-        });
-    }
-}
-
-/// The kind's validation on create and update: metadata for all kinds plus the required fields of the
-/// common workloads. (Fuller per-kind validation comes with the validation issue.)
+/// The kind's validation on create and update: metadata for all kinds, then the kind's own rules.
 pub fn validate(info: &ResourceInfo, obj: &Value) -> Vec<Cause> {
     let mut causes = validate_object_meta(obj, name_rule(info), info.namespaced);
-    let spec = obj.get("spec");
-    match key(info) {
-        ("", "pods") => containers_causes(spec, "spec", &mut causes),
-        ("", "podtemplates") => {
-            containers_causes(obj.pointer("/template/spec"), "template.spec", &mut causes)
-        }
-        ("apps", "deployments")
-        | ("apps", "replicasets")
-        | ("apps", "statefulsets")
-        | ("apps", "daemonsets") => {
-            selector_matches_template(spec, &mut causes);
-            containers_causes(
-                spec.and_then(|s| s.pointer("/template/spec")),
-                "spec.template.spec",
-                &mut causes,
-            );
-        }
-        ("batch", "jobs") => {
-            let tspec = spec.and_then(|s| s.pointer("/template/spec"));
-            containers_causes(tspec, "spec.template.spec", &mut causes);
-            let rp = tspec
-                .and_then(|s| s.get("restartPolicy"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if rp != "OnFailure" && rp != "Never" {
-                causes.push(Cause {
-                    reason: "FieldValueRequired",
-                    message: "Required value: valid values: \"OnFailure\", \"Never\"".into(),
-                    field: "spec.template.spec.restartPolicy".into(),
-                });
-            }
-        }
-        ("batch", "cronjobs") => {
-            if spec
-                .and_then(|s| s.get("schedule"))
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .is_empty()
-            {
-                causes.push(Cause::required("spec.schedule"));
-            }
-            containers_causes(
-                spec.and_then(|s| s.pointer("/jobTemplate/spec/template/spec")),
-                "spec.jobTemplate.spec.template.spec",
-                &mut causes,
-            );
-        }
-        ("", "configmaps") | ("", "secrets") => data_causes(info, obj, &mut causes),
-        ("", "services") => {
-            let ty = spec
-                .and_then(|s| s.get("type"))
-                .and_then(Value::as_str)
-                .unwrap_or("ClusterIP");
-            let headless = spec
-                .and_then(|s| s.get("clusterIP"))
-                .and_then(Value::as_str)
-                == Some("None");
-            let ports = spec.and_then(|s| s.get("ports")).and_then(Value::as_array);
-            if ty != "ExternalName" && !headless && ports.is_none_or(|p| p.is_empty()) {
-                causes.push(Cause::required("spec.ports"));
-            }
-            for (i, p) in ports.into_iter().flatten().enumerate() {
-                let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
-                if !(1..=65535).contains(&port) {
-                    causes.push(Cause::invalid(
-                        &format!("spec.ports[{i}].port"),
-                        &json!(port),
-                        "must be between 1 and 65535, inclusive",
-                    ));
-                }
-            }
-        }
-        _ => {}
-    }
+    validation::validate_kind(&info.group, &info.plural, obj, &mut causes);
+    causes
+}
+
+/// What an update may not change, beyond [`validate`]'s rules for the new object.
+pub fn validate_update(info: &ResourceInfo, new: &Value, old: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    validation::validate_kind_update(&info.group, &info.plural, new, old, &mut causes);
     causes
 }
 
