@@ -2551,6 +2551,51 @@ def validate_unknown_field(t: T) -> None:
 
 
 @scenario
+def duplicate_fields(t: T) -> None:
+    """repeated JSON keys: Strict → 400 listing duplicate and unknown fields in document order; Warn → warnings."""
+    ns = t.namespace()
+    body = ('{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dup","labels":{"a":"1","a":"2"}},'
+            '"data":{"x":"1"},"foo":1,"data":{"y":"2"}}')
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    err = t.fails("create", "--raw", path + "?fieldValidation=Strict", "-f", "-", stdin=body)
+    t.eq(err, 'Error from server (BadRequest): ConfigMap in version "v1" cannot be handled as a ConfigMap: strict '
+              'decoding error: duplicate field "metadata.labels.a", unknown field "foo", duplicate field "data"',
+         "strict create with duplicate fields")
+    t.eq(t.fails("get", "cm", "dup", "-n", ns), NOT_FOUND.format(res="configmaps", name="dup"),
+         "nothing stored on strict failure")
+    r = t.run("create", "--raw", path + "?fieldValidation=Warn", "-f", "-", stdin=body)
+    t.eq(r.rc, 0, "warn create exit code")
+    t.eq([ln for ln in r.err.splitlines() if ln.startswith("Warning:")],
+         ['Warning: duplicate field "metadata.labels.a"', 'Warning: unknown field "foo"',
+          'Warning: duplicate field "data"'], "warn create warnings")
+    cm = t.json("get", "cm", "dup", "-n", ns)
+    t.eq((cm.get("data"), jget(cm, "metadata.labels")), ({"y": "2"}, {"a": "2"}), "the last value of a key wins")
+
+
+@scenario
+def apply_prune(t: T) -> None:
+    """apply --prune -l: objects applied before with the label but absent from the files are deleted; others kept."""
+    ns = t.namespace()
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {n}\n  labels: {{app: pr}}\ndata: {{a: \"1\"}}\n"
+    dep = ("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: pd\n  labels: {app: pr}\nspec:\n"
+           "  selector: {matchLabels: {app: pd}}\n  template:\n    metadata: {labels: {app: pd}}\n"
+           "    spec: {containers: [{name: c, image: nginx}]}\n")
+    full = "---\n".join([cm.format(n="p1"), cm.format(n="p2"), dep])
+    out = t.ok("apply", "-n", ns, "-l", "app=pr", "--prune", "-f", "-", stdin=full)
+    t.eq(out.strip().splitlines(), ["configmap/p1 created", "configmap/p2 created", "deployment.apps/pd created"],
+         "first apply")
+    t.ok("create", "cm", "unrelated", "-n", ns, "--from-literal=a=b")
+    t.ok("label", "cm", "unrelated", "-n", ns, "app=pr")
+    t.ok("create", "cm", "other-label", "-n", ns, "--from-literal=a=b")
+    out = t.ok("apply", "-n", ns, "-l", "app=pr", "--prune", "-f", "-", stdin=cm.format(n="p1"))
+    t.eq(sorted(out.strip().splitlines()), ["configmap/p1 unchanged", "configmap/p2 pruned",
+                                            "deployment.apps/pd pruned"], "apply of one file prunes the rest")
+    t.eq(t.names(t.ok("get", "cm,deploy", "-n", ns, "-o", "name")),
+         {"configmap/p1", "configmap/unrelated", "configmap/other-label"},
+         "objects never applied (no last-applied annotation) are kept")
+
+
+@scenario
 def explain_description(t: T) -> None:
     """kubectl explain deploy.spec.replicas prints the field's description."""
     out = t.ok("explain", "deploy.spec.replicas")

@@ -13,13 +13,12 @@ use serde_json::{json, Value};
 
 use super::catalog::{Catalog, ResourceInfo};
 use super::discovery;
+use super::field_validation::check_fields;
 use super::openapi::OpenApiV3;
 use super::patch::PatchType;
 use super::protobuf;
-use super::registry::{
-    check_fields, normalize, DeleteOptions, Deleted, ListResult, Registry, WatchItem,
-};
-use super::request::{parse_path, Query, ResourcePath, Target};
+use super::registry::{normalize, DeleteOptions, Deleted, ListResult, Registry, WatchItem};
+use super::request::{parse_path, FieldValidation, Query, ResourcePath, Target};
 use super::status::{ApiError, ApiResult};
 use super::strategy;
 use super::table;
@@ -299,10 +298,19 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
 
 /// Checks the body's apiVersion/kind against the URL's resource, then normalizes it and applies
 /// `fieldValidation`; returns the object and the warnings to send.
-fn typed_body(info: &ResourceInfo, v: Value, q: &Query) -> ApiResult<(Value, Vec<String>)> {
+fn typed_body(
+    info: &ResourceInfo,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    q: &Query,
+) -> ApiResult<(Value, Vec<String>)> {
+    let v = decode_body(headers, bytes)?;
     let original = v.clone();
     let normalized = checked_kind(info, v)?;
-    let warnings = check_fields(info, &original, &normalized, q.field_validation)?;
+    // Repeated keys are only visible in the raw text, and only JSON bodies are scanned for them.
+    let raw = (q.field_validation != FieldValidation::Ignore && bytes.first() == Some(&b'{'))
+        .then_some(bytes);
+    let warnings = check_fields(info, &original, &normalized, raw, q.field_validation)?;
     Ok((normalized, warnings))
 }
 
@@ -702,7 +710,7 @@ async fn resource(
     if !info.is_stored() && method == Method::POST && name.is_none() && info.plural != "bindings" {
         let out = negotiate(headers, pb)?;
         let bytes = read_body(body).await?;
-        let (obj, _) = typed_body(&info, decode_body(headers, &bytes)?, &q)?;
+        let (obj, _) = typed_body(&info, headers, &bytes, &q)?;
         let anonymous = User {
             name: "system:anonymous".into(),
             groups: vec!["system:unauthenticated".into()],
@@ -751,7 +759,7 @@ async fn resource(
             need("create")?;
             let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
-            let (obj, warnings) = typed_body(&info, decode_body(headers, &bytes)?, &q)?;
+            let (obj, warnings) = typed_body(&info, headers, &bytes, &q)?;
             let manager = super::managed_fields::manager_name(
                 q.field_manager.as_deref(),
                 headers
@@ -776,7 +784,7 @@ async fn resource(
             need("update")?;
             let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
-            let (obj, warnings) = typed_body(&info, decode_body(headers, &bytes)?, &q)?;
+            let (obj, warnings) = typed_body(&info, headers, &bytes, &q)?;
             let manager = super::managed_fields::manager_name(
                 q.field_manager.as_deref(),
                 headers

@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod catalog;
 pub mod defaults;
 pub mod discovery;
+pub mod field_validation;
 pub mod fieldpath;
 pub mod handlers;
 pub mod managed_fields;

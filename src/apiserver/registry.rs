@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::catalog::{Catalog, ResourceInfo};
+use super::field_validation::check_fields;
 use super::fieldpath::{Builtin, Pos};
 use super::managed_fields;
 use super::request::{Query, RvMatch};
@@ -1322,67 +1323,6 @@ pub fn normalize(info: &ResourceInfo, obj: Value) -> ApiResult<Value> {
     })
 }
 
-/// The fields of `original` that the typed schema dropped: upstream's "unknown field" paths
-/// (`spec.foo`, `spec.containers[0].bar`). Nulls don't count: they are how JSON spells "unset".
-pub fn unknown_fields(original: &Value, normalized: &Value) -> Vec<String> {
-    fn walk(o: &Value, n: &Value, path: &str, out: &mut Vec<String>) {
-        match (o, n) {
-            (Value::Object(om), Value::Object(nm)) => {
-                for (k, v) in om {
-                    if v.is_null() {
-                        continue;
-                    }
-                    let p = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    match nm.get(k) {
-                        None => out.push(p),
-                        Some(nv) => walk(v, nv, &p, out),
-                    }
-                }
-            }
-            (Value::Array(oa), Value::Array(na)) => {
-                for (i, (a, b)) in oa.iter().zip(na).enumerate() {
-                    walk(a, b, &format!("{path}[{i}]"), out);
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk(original, normalized, "", &mut out);
-    out
-}
-
-/// Applies `fieldValidation` to a body: Strict turns unknown fields into a 400, Warn into warnings.
-pub fn check_fields(
-    info: &ResourceInfo,
-    original: &Value,
-    normalized: &Value,
-    mode: super::request::FieldValidation,
-) -> ApiResult<Vec<String>> {
-    use super::request::FieldValidation;
-    if mode == FieldValidation::Ignore {
-        return Ok(Vec::new());
-    }
-    let unknown: Vec<String> = unknown_fields(original, normalized)
-        .into_iter()
-        .map(|f| format!("unknown field {f:?}"))
-        .collect();
-    if mode == FieldValidation::Strict && !unknown.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
-            info.kind,
-            info.version,
-            info.kind,
-            unknown.join(", ")
-        )));
-    }
-    Ok(unknown)
-}
-
 /// `spec: missing field `containers`` (serde_path_to_error's form) → `spec.containers`.
 fn missing_field(msg: &str) -> Option<String> {
     let (path, rest) = match msg.split_once(": missing field `") {
@@ -1552,7 +1492,8 @@ impl Registry {
                         }
                     }
                     let normalized = normalize(info, merged.clone())?;
-                    let warnings = check_fields(info, &merged, &normalized, q.field_validation)?;
+                    let warnings =
+                        check_fields(info, &merged, &normalized, None, q.field_validation)?;
                     match &current {
                         None => match self
                             .create_owned(info, ns, normalized, q.dry_run, Ownership::Given)
@@ -1587,7 +1528,8 @@ impl Registry {
                     let pinned = meta_str(&patched, "resourceVersion")
                         != meta_str(current, "resourceVersion");
                     let normalized = normalize(info, patched.clone())?;
-                    let warnings = check_fields(info, &patched, &normalized, q.field_validation)?;
+                    let warnings =
+                        check_fields(info, &patched, &normalized, None, q.field_validation)?;
                     let ownership = if opts.manager.is_empty() {
                         Ownership::Keep
                     } else {
