@@ -15,6 +15,7 @@
 //! costs nothing at startup (cold start to /readyz is benchmarked).
 
 mod kinds;
+mod paths;
 mod v2proto;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -252,140 +253,6 @@ fn static_name(name: &str) -> &'static str {
 // ---------------------------------------------------------------------------------------------------
 // Paths
 // ---------------------------------------------------------------------------------------------------
-
-const DRY_RUN: &str = "When present, indicates that modifications should not be persisted. An invalid or unrecognized dryRun directive will result in an error response and no further processing of the request. Valid values are: - All: all dry run stages will be processed";
-const FIELD_MANAGER: &str = "fieldManager is a name associated with the actor or entity that is making these changes. The value must be less than or 128 characters long, and only contain printable characters, as defined by https://golang.org/pkg/unicode/#IsPrint.";
-const FIELD_VALIDATION: &str = "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: - Ignore: This will ignore any unknown fields that are silently dropped from the object, and will ignore all but the last duplicate field that the decoder encounters. - Warn: This will send a warning via the standard warning response header for each unknown field that is dropped from the object, and for each duplicate field that is encountered. - Strict: This will fail the request with a BadRequest error if any unknown fields would be dropped from the object, or if any duplicate fields are present. The error returned from the server will contain all unknown and duplicate fields encountered.";
-
-/// The paths of one resource, in v2 form: (path, path item).
-fn resource_paths(r: &ResourceInfo, def: Option<&str>, paths: &mut Map<String, Value>) {
-    let base = base_path(r);
-    let collection = if r.namespaced {
-        format!("{base}/namespaces/{{namespace}}/{}", r.plural)
-    } else {
-        format!("{base}/{}", r.plural)
-    };
-    let item = format!("{collection}/{{name}}");
-    let q = |name: &str, description: &str, ty: &str| json!({"uniqueItems": true, "type": ty, "description": description, "name": name, "in": "query"});
-    let writes = || {
-        vec![
-            q("dryRun", DRY_RUN, "string"),
-            q("fieldManager", FIELD_MANAGER, "string"),
-            q("fieldValidation", FIELD_VALIDATION, "string"),
-        ]
-    };
-    let ok = |schema: Option<String>| match schema {
-        Some(s) => {
-            json!({"200": {"description": "OK", "schema": {"$ref": format!("#/definitions/{s}")}}, "401": {"description": "Unauthorized"}})
-        }
-        None => json!({"200": {"description": "OK"}, "401": {"description": "Unauthorized"}}),
-    };
-    let group_tag = if r.group.is_empty() {
-        format!("core_{}", r.version)
-    } else {
-        format!("{}_{}", r.group, r.version)
-    };
-    let op = |verb: &str,
-              action: &str,
-              mut params: Vec<Value>,
-              response: Option<String>,
-              body: bool| {
-        if body {
-            let schema = match def {
-                Some(d) if action != "patch" => json!({"$ref": format!("#/definitions/{d}")}),
-                _ => json!({"type": "object"}),
-            };
-            params.insert(
-                0,
-                json!({"name": "body", "in": "body", "required": true, "schema": schema}),
-            );
-        }
-        json!({
-            "description": format!("{verb} {}", r.kind),
-            "consumes": if action == "patch" {
-                json!(["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json", "application/apply-patch+yaml"])
-            } else {
-                json!(["*/*"])
-            },
-            "produces": ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"],
-            "schemes": ["https"],
-            "tags": [group_tag.clone()],
-            "operationId": format!("{action}{}", r.kind),
-            "parameters": params,
-            "responses": ok(response),
-            "x-kubernetes-action": action,
-            "x-kubernetes-group-version-kind": gvk(&r.group, &r.version, &r.kind),
-        })
-    };
-    let path_param = |name: &str, description: &str| json!({"uniqueItems": true, "type": "string", "description": description, "name": name, "in": "path", "required": true});
-    let mut common = vec![];
-    if r.namespaced {
-        common.push(path_param(
-            "namespace",
-            "object name and auth scope, such as for teams and projects",
-        ));
-    }
-    let def_s = def.map(str::to_string);
-    let mut coll = Map::new();
-    if r.has_verb("list") {
-        coll.insert(
-            "get".into(),
-            op(
-                "list",
-                "list",
-                vec![],
-                def_s.as_ref().map(|d| format!("{d}List")),
-                false,
-            ),
-        );
-    }
-    if r.has_verb("create") {
-        coll.insert(
-            "post".into(),
-            op("create", "post", writes(), def_s.clone(), true),
-        );
-    }
-    if !coll.is_empty() {
-        coll.insert("parameters".into(), Value::Array(common.clone()));
-        paths.insert(collection, Value::Object(coll));
-    }
-    let mut it = Map::new();
-    if r.has_verb("get") {
-        it.insert(
-            "get".into(),
-            op("read", "get", vec![], def_s.clone(), false),
-        );
-    }
-    if r.has_verb("update") {
-        it.insert(
-            "put".into(),
-            op("replace", "put", writes(), def_s.clone(), true),
-        );
-    }
-    if r.has_verb("patch") {
-        let mut p = writes();
-        p.push(q("force", "Force is going to \"force\" Apply requests. It means user will re-acquire conflicting fields owned by other people. Force flag must be unset for non-apply patch requests.", "boolean"));
-        it.insert("patch".into(), op("patch", "patch", p, def_s.clone(), true));
-    }
-    if r.has_verb("delete") {
-        it.insert(
-            "delete".into(),
-            op(
-                "delete",
-                "delete",
-                vec![q("dryRun", DRY_RUN, "string")],
-                Some(format!("{META}Status")),
-                false,
-            ),
-        );
-    }
-    if !it.is_empty() {
-        let mut params = vec![path_param("name", &format!("name of the {}", r.kind))];
-        params.extend(common);
-        it.insert("parameters".into(), Value::Array(params));
-        paths.insert(item, Value::Object(it));
-    }
-}
 
 // ---------------------------------------------------------------------------------------------------
 // v3
@@ -746,11 +613,15 @@ fn build(resources: &[ResourceInfo]) -> Docs {
     }
     let mut all_paths = Map::new();
     let mut by_gv: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let lookup = |g: &str, v: &str, k: &str| {
+        def_of
+            .get(&(g.to_string(), v.to_string(), k.to_string()))
+            .cloned()
+    };
     for r in resources {
-        let def = def_of.get(&(r.group.clone(), r.version.clone(), r.kind.clone()));
         let key = base_path(r).trim_start_matches('/').to_string();
         let gv_paths = by_gv.entry(key).or_default();
-        resource_paths(r, def.map(String::as_str), gv_paths);
+        paths::ResourcePaths::new(r, &lookup).build(gv_paths);
     }
     for p in by_gv.values() {
         all_paths.extend(p.clone());

@@ -189,3 +189,48 @@ fn v3_index_hashes_and_documents() {
     let r = api.serve("/openapi/v2", None, &proto).expect("served");
     assert_eq!(r.headers()[header::CONTENT_TYPE], V2_PROTOBUF);
 }
+
+#[test]
+fn v2_has_subresource_and_collection_operations() {
+    let doc = v2();
+    let paths = &doc["paths"];
+    let status = &paths["/api/v1/namespaces/{namespace}/pods/{name}/status"];
+    assert_eq!(
+        status["get"]["operationId"],
+        "readCoreV1NamespacedPodStatus"
+    );
+    assert_eq!(
+        status["patch"]["operationId"],
+        "patchCoreV1NamespacedPodStatus"
+    );
+    let scale = &paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"];
+    assert_eq!(
+        scale["put"]["x-kubernetes-group-version-kind"],
+        json!({"group": "autoscaling", "kind": "Scale", "version": "v1"})
+    );
+    assert_eq!(
+        scale["get"]["responses"]["200"]["schema"]["$ref"],
+        "#/definitions/io.k8s.api.autoscaling.v1.Scale"
+    );
+    let pods = &paths["/api/v1/namespaces/{namespace}/pods"];
+    assert_eq!(pods["get"]["operationId"], "listCoreV1NamespacedPod");
+    assert_eq!(
+        pods["delete"]["operationId"],
+        "deleteCollectionCoreV1NamespacedPod"
+    );
+    let params: Vec<&str> = pods["get"]["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(params.contains(&"labelSelector") && params.contains(&"watch"));
+    assert_eq!(
+        paths["/api/v1/pods"]["get"]["operationId"],
+        "listCoreV1PodForAllNamespaces"
+    );
+    assert_eq!(
+        paths["/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}"]["get"]["operationId"],
+        "readRbacAuthorizationV1ClusterRole"
+    );
+}
