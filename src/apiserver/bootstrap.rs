@@ -19,8 +19,7 @@ pub async fn bootstrap(registry: &Registry, secure_port: u16) -> anyhow::Result<
     let info = registry
         .catalog
         .find("", "v1", "namespaces")
-        .ok_or_else(|| anyhow::anyhow!("no namespaces resource"))?
-        .clone();
+        .ok_or_else(|| anyhow::anyhow!("no namespaces resource"))?;
     for ns in SYSTEM_NAMESPACES {
         if registry.get(&info, None, ns).await.is_ok() {
             continue;
@@ -35,8 +34,7 @@ pub async fn bootstrap(registry: &Registry, secure_port: u16) -> anyhow::Result<
     let services = registry
         .catalog
         .find("", "v1", "services")
-        .ok_or_else(|| anyhow::anyhow!("no services resource"))?
-        .clone();
+        .ok_or_else(|| anyhow::anyhow!("no services resource"))?;
     if registry
         .get(&services, Some("default"), "kubernetes")
         .await

@@ -19,10 +19,37 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
-/// Turns a decoded JSON object into the canonical form of its typed k8s-openapi struct: a type error is
-/// an `Err(message)`, unknown fields are dropped.
-pub type Normalizer = fn(Value) -> Result<Value, String>;
+pub use super::crd::CustomVersion;
+
+/// Turns a decoded JSON object into its canonical form: unknown fields are dropped, a type error is an
+/// `Err(message)`. Built-ins round-trip through their typed k8s-openapi struct; custom resources are
+/// pruned and defaulted by their CRD's structural schema (and the row carries the rest of what the CRD
+/// says about that version: printer columns, scale paths).
+#[derive(Clone)]
+pub enum Normalizer {
+    Typed(fn(Value) -> Result<Value, String>),
+    Custom(Arc<CustomVersion>),
+}
+
+impl Normalizer {
+    pub fn run(&self, v: Value) -> Result<Value, String> {
+        match self {
+            Normalizer::Typed(f) => f(v),
+            Normalizer::Custom(c) => Ok(c.normalize(v)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Normalizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Normalizer::Typed(_) => f.write_str("Typed"),
+            Normalizer::Custom(c) => write!(f, "Custom({:?})", c.crd_name),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct SubresourceInfo {
@@ -76,6 +103,14 @@ impl ResourceInfo {
     }
 
     /// "pods" for core, "deployments.apps" otherwise: the form upstream's messages use.
+    /// What the CRD says about this custom resource version; `None` for built-ins.
+    pub fn custom(&self) -> Option<&Arc<CustomVersion>> {
+        match &self.normalize {
+            Some(Normalizer::Custom(c)) => Some(c),
+            _ => None,
+        }
+    }
+
     pub fn group_resource(&self) -> String {
         if self.group.is_empty() {
             self.plural.clone()
@@ -186,7 +221,7 @@ where
         subresources: Vec::new(),
         storage_prefix: format!("/registry/{}/", T::URL_PATH_SEGMENT),
         field_selectors: Vec::new(),
-        normalize: Some(normalize::<T>),
+        normalize: Some(Normalizer::Typed(normalize::<T>)),
     }
 }
 
@@ -592,6 +627,53 @@ impl Catalog {
     }
 }
 
+/// The catalog as the running server sees it: built-ins plus the rows of the CRDs stored now. Readers
+/// take a snapshot ([`SharedCatalog::load`]) and keep it for the request; writers (the CRD hooks)
+/// replace it whole. The lock is held only to copy or swap the `Arc`, never across an `.await`.
+#[derive(Debug, Default)]
+pub struct SharedCatalog {
+    current: RwLock<Arc<Catalog>>,
+    /// Bumped on every change, so derived documents (OpenAPI, discovery ETags) know to regenerate.
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl SharedCatalog {
+    pub fn new(catalog: Catalog) -> Self {
+        SharedCatalog {
+            current: RwLock::new(Arc::new(catalog)),
+            generation: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The current catalog.
+    pub fn load(&self) -> Arc<Catalog> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The row for (group, version, plural) in the current catalog.
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<ResourceInfo> {
+        self.load().find(group, version, plural).cloned()
+    }
+
+    /// Changes the catalog: `f` edits a copy, which then replaces the current one.
+    pub fn update(&self, f: impl FnOnce(&mut Catalog)) {
+        let mut guard = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = (**guard).clone();
+        f(&mut next);
+        *guard = Arc::new(next);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many times the catalog has changed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Parses "v<major>[(alpha|beta)<minor>]" into (stability, major, minor); stability 2 = GA, 1 = beta,
 /// 0 = alpha.
 fn parse_kube_version(v: &str) -> Option<(u8, u64, u64)> {
@@ -639,8 +721,13 @@ mod tests {
         for r in builtin_resources() {
             let obj =
                 json!({"apiVersion": r.api_version(), "kind": r.kind, "metadata": {"name": "x"}});
-            let n = r.normalize.expect("built-in rows have a normalizer");
-            let out = n(obj).unwrap_or_else(|e| panic!("{}: {e}", r.group_resource()));
+            let n = r
+                .normalize
+                .clone()
+                .expect("built-in rows have a normalizer");
+            let out = n
+                .run(obj)
+                .unwrap_or_else(|e| panic!("{}: {e}", r.group_resource()));
             assert_eq!(out["metadata"]["name"], "x", "{}", r.group_resource());
             assert_eq!(out["kind"], r.kind.as_str());
             assert_eq!(out["apiVersion"], r.api_version().as_str());
@@ -651,15 +738,17 @@ mod tests {
     fn normalizer_reports_type_errors_and_drops_unknown_fields() {
         let c = Catalog::builtin();
         let pods = c.find("", "v1", "pods").expect("pods");
-        let n = pods.normalize.expect("normalizer");
-        let out =
-            n(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "bogus": 1}))
-                .expect("valid");
+        let n = pods.normalize.clone().expect("normalizer");
+        let out = n
+            .run(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "bogus": 1}))
+            .expect("valid");
         assert!(out.get("bogus").is_none());
-        let err =
-            n(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": 5}})).unwrap_err();
+        let err = n
+            .run(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": 5}}))
+            .unwrap_err();
         assert!(err.contains("invalid type"), "{err}");
-        let err = n(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}}))
+        let err = n
+            .run(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}}))
             .unwrap_err();
         assert!(err.contains("Service"), "{err}");
     }

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use http::{header, HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::catalog::{Catalog, ResourceInfo};
+use super::catalog::{Catalog, ResourceInfo, SharedCatalog};
 use super::discovery;
 use super::field_validation::check_fields;
 use super::openapi::OpenApiV3;
@@ -39,7 +39,8 @@ pub struct Authenticated(pub Option<User>);
 
 pub struct App {
     pub registry: Arc<Registry>,
-    pub catalog: Arc<Catalog>,
+    /// The same shared catalog as the registry's: each request works on one snapshot of it.
+    pub catalog: Arc<SharedCatalog>,
     pub openapi: OpenApiV3,
     /// host:port clients reach this server at (for `/api`'s serverAddressByClientCIDRs).
     pub server_address: String,
@@ -177,10 +178,15 @@ fn table_doc(
 ) -> Value {
     let now = chrono::Utc::now();
     let include = q.include_object.as_deref().unwrap_or("Metadata");
+    let custom = info.custom();
     let rows: Vec<Value> = objs
         .iter()
         .map(|o| {
-            let mut row = json!({"cells": table::row_cells(&info.group, &info.plural, o, now)});
+            let cells = match custom {
+                Some(c) => super::crd::table::row_cells(c, o, now),
+                None => table::row_cells(&info.group, &info.plural, o, now),
+            };
+            let mut row = json!({ "cells": cells });
             match include {
                 "None" => {}
                 "Object" => row["object"] = o.clone(),
@@ -190,7 +196,10 @@ fn table_doc(
         })
         .collect();
     let columns = if with_columns {
-        Value::Array(table::column_definitions(&info.group, &info.plural))
+        Value::Array(match custom {
+            Some(c) => super::crd::table::column_definitions(c),
+            None => table::column_definitions(&info.group, &info.plural),
+        })
     } else {
         json!([])
     };
@@ -463,13 +472,32 @@ fn discovery_response(
 ) -> Response {
     if let Some(v) = aggregated_version(headers) {
         let doc = discovery::aggregated(catalog, legacy, v);
-        let mut r = respond(
-            StatusCode::OK,
-            &format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"),
-            serde_json::to_vec(&doc).unwrap_or_default(),
-        );
+        let body = serde_json::to_vec(&doc).unwrap_or_default();
+        // Upstream's ETag: a hash of the document, so clients revalidate cheaply and see CRD changes.
+        let digest = ring::digest::digest(&ring::digest::SHA256, &body);
+        let etag: String = digest.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        let etag = format!("\"{etag}\"");
+        let not_modified = headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|h| h.to_str().ok())
+            == Some(etag.as_str());
+        let mut r = if not_modified {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            respond(
+                StatusCode::OK,
+                &format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"),
+                body,
+            )
+        };
         r.headers_mut()
             .insert(header::VARY, http::HeaderValue::from_static("Accept"));
+        if let Ok(h) = http::HeaderValue::from_str(&etag) {
+            r.headers_mut().insert(header::ETAG, h);
+        }
         return r;
     }
     let doc = if legacy {
@@ -502,7 +530,7 @@ async fn bearer_user(app: &App, headers: &HeaderMap) -> Option<User> {
     let info = app.catalog.find("", "v1", "serviceaccounts")?;
     let sa = app
         .registry
-        .get(info, Some(&claims.namespace), &claims.service_account)
+        .get(&info, Some(&claims.namespace), &claims.service_account)
         .await
         .ok()?;
     if sa.pointer("/metadata/uid").and_then(Value::as_str) != Some(claims.uid.as_str()) {
@@ -520,7 +548,7 @@ async fn token_request(app: &App, ns: &str, name: &str, request: Value) -> ApiRe
         .catalog
         .find("", "v1", "serviceaccounts")
         .ok_or_else(|| ApiError::internal("no serviceaccounts"))?;
-    let sa = app.registry.get(info, Some(ns), name).await?;
+    let sa = app.registry.get(&info, Some(ns), name).await?;
     let uid = sa
         .pointer("/metadata/uid")
         .and_then(Value::as_str)
@@ -559,7 +587,9 @@ async fn token_request(app: &App, ns: &str, name: &str, request: Value) -> ApiRe
 
 /// The one handler every request goes through.
 pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
-    let protobuf_errors = matches!(negotiate(req.headers(), true), Ok(Output::Protobuf));
+    // Errors go out in protobuf when the client prefers it, except for custom resources (no protobuf).
+    let protobuf_errors = matches!(negotiate(req.headers(), true), Ok(Output::Protobuf))
+        && !is_custom_resource_path(&app, req.uri().path());
     match route(app, req).await {
         Ok(r) => r,
         Err(e) if protobuf_errors => {
@@ -570,6 +600,16 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             }
         }
         Err(e) => e.into_response(),
+    }
+}
+
+fn is_custom_resource_path(app: &App, path: &str) -> bool {
+    match parse_path(path) {
+        Some(Target::Resource(rp)) => app
+            .catalog
+            .find(&rp.group, &rp.version, &rp.resource)
+            .is_some_and(|r| r.custom().is_some()),
+        _ => false,
     }
 }
 
@@ -613,23 +653,24 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
     }
     let target = parse_path(&path).ok_or_else(ApiError::not_found_path)?;
     let q = Query::parse(raw_query.as_deref())?;
+    let catalog = app.catalog.load();
     match target {
         Target::LegacyRoot => Ok(discovery_response(
             headers,
-            &app.catalog,
+            &catalog,
             true,
             &app.server_address,
         )),
         Target::GroupsRoot => Ok(discovery_response(
             headers,
-            &app.catalog,
+            &catalog,
             false,
             &app.server_address,
         )),
-        Target::Group(g) => discovery::api_group(&app.catalog, &g)
+        Target::Group(g) => discovery::api_group(&catalog, &g)
             .map(|d| discovery_doc(headers, d))
             .ok_or_else(ApiError::not_found_path),
-        Target::GroupVersion(g, v) => discovery::api_resource_list(&app.catalog, &g, &v)
+        Target::GroupVersion(g, v) => discovery::api_resource_list(&catalog, &g, &v)
             .map(|d| discovery_doc(headers, d))
             .ok_or_else(ApiError::not_found_path),
         Target::Resource(rp) => {
@@ -650,8 +691,7 @@ async fn resource(
     let info = app
         .catalog
         .find(&rp.group, &rp.version, &rp.resource)
-        .ok_or_else(ApiError::not_found_path)?
-        .clone();
+        .ok_or_else(ApiError::not_found_path)?;
     if rp.namespace.is_some() && !info.namespaced {
         return Err(ApiError::not_found_path());
     }
@@ -661,6 +701,20 @@ async fn resource(
         }
     }
     let pb = protobuf::message_for(&info.api_version(), &info.kind).is_some();
+    if info.custom().is_some() && matches!(method, Method::POST | Method::PUT) {
+        // Custom resources have no protobuf form: a protobuf body is an unsupported media type.
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if ct
+            .split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case(protobuf::MEDIA_TYPE))
+        {
+            return Err(ApiError::unsupported_media_type(ct));
+        }
+    }
     let ns = rp.namespace.as_deref();
     let name = rp.name.as_deref();
     let sub = rp.subresource.as_deref();
@@ -717,6 +771,11 @@ async fn resource(
         };
         let answer = super::reviews::review(&info, user.unwrap_or(&anonymous), obj)?;
         return Ok(encode_object(StatusCode::CREATED, out, &info, &answer, &q));
+    }
+    if sub == Some("scale") {
+        if let (Some(paths), Some(name)) = (info.custom().and_then(|c| c.scale.clone()), name) {
+            return custom_scale(app, method, headers, &info, ns, name, &paths, body, &q).await;
+        }
     }
     if matches!(sub, Some(s) if s != "status" && s != "finalize") {
         return Err(ApiError::new(
@@ -822,6 +881,10 @@ async fn resource(
             let kind = PatchType::from_content_type(ct).ok_or_else(|| {
                 ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct})"))
             })?;
+            if kind == PatchType::Strategic && info.custom().is_some() {
+                // Custom resources have no Go struct to take patch strategies from (upstream's message).
+                return Err(ApiError::new(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"));
+            }
             let bytes = read_body(body).await?;
             let manager = super::managed_fields::manager_name(
                 q.field_manager.as_deref(),
@@ -883,6 +946,91 @@ async fn resource(
             };
             Err(ApiError::method_not_supported(&info, verb))
         }
+    }
+}
+
+/// GET, PUT and PATCH on a custom resource's `scale` subresource: an autoscaling/v1 Scale mapped onto
+/// the object's replica paths (see [`super::crd::scale`]).
+#[allow(clippy::too_many_arguments)]
+async fn custom_scale(
+    app: &App,
+    method: Method,
+    headers: &HeaderMap,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    paths: &super::crd::ScalePaths,
+    body: Body,
+    q: &Query,
+) -> ApiResult<Response> {
+    use super::crd::scale::{apply_scale, to_scale};
+    let out = negotiate(headers, false)?;
+    let reg = &app.registry;
+    let current = reg.get(info, ns, name).await?;
+    let desired = match method {
+        Method::GET => {
+            let scale = to_scale(paths, &current);
+            return Ok(encode_scale(out, &scale));
+        }
+        Method::PUT => {
+            let bytes = read_body(body).await?;
+            decode_body(headers, &bytes)?
+        }
+        Method::PATCH => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let kind = match PatchType::from_content_type(ct) {
+                // A Scale has no lists: a strategic merge patch is a merge patch.
+                Some(PatchType::Strategic) | Some(PatchType::Merge) => PatchType::Merge,
+                Some(PatchType::Json) => PatchType::Json,
+                _ => return Err(ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct})"))),
+            };
+            let bytes = read_body(body).await?;
+            let pos = super::fieldpath::Pos::unknown(&super::fieldpath::Builtin);
+            super::patch::apply_patch(kind, &to_scale(paths, &current), &bytes, &pos)?
+        }
+        _ => return Err(ApiError::method_not_supported(info, "this method")),
+    };
+    let mut obj = current;
+    apply_scale(paths, &mut obj, &desired).map_err(|m| {
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("Scale.autoscaling {name:?} is invalid: {m}"),
+        )
+    })?;
+    let manager = super::managed_fields::manager_name(
+        q.field_manager.as_deref(),
+        headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let (updated, _) = reg
+        .update_owned(
+            info,
+            ns,
+            name,
+            obj,
+            None,
+            q.dry_run,
+            super::registry::Ownership::Update(&manager),
+        )
+        .await?;
+    Ok(encode_scale(out, &to_scale(paths, &updated)))
+}
+
+fn encode_scale(out: Output, scale: &Value) -> Response {
+    match out {
+        Output::Yaml => respond(
+            StatusCode::OK,
+            "application/yaml",
+            serde_yaml::to_string(scale)
+                .unwrap_or_default()
+                .into_bytes(),
+        ),
+        _ => json_response(StatusCode::OK, scale),
     }
 }
 

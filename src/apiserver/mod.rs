@@ -2,10 +2,12 @@
 //!
 //! Request path: [`server`] (TLS, client-cert authentication) → [`handlers`] (routing, content
 //! negotiation, decoding) → [`registry`] (the generic store, with per-kind [`strategy`]) → [`crate::storage`].
-//! Everything about which resources exist comes from the [`catalog`].
+//! Everything about which resources exist comes from the [`catalog`], which CustomResourceDefinitions
+//! extend at run time ([`crd`]).
 
 pub mod bootstrap;
 pub mod catalog;
+pub mod crd;
 pub mod defaults;
 pub mod discovery;
 pub mod field_validation;
@@ -16,6 +18,7 @@ pub mod namespaces;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod quantity;
 pub mod registry;
 pub mod request;
 pub mod reviews;
@@ -57,7 +60,11 @@ pub struct ApiServer {
 /// Starts serving: loads the watch cache, creates the system namespaces, starts the namespace finalizer
 /// and the compactor, then accepts connections. Returns once the listener is bound.
 pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Result<ApiServer> {
-    let catalog = Arc::new(catalog::Catalog::builtin());
+    let mut builtin = catalog::Catalog::builtin();
+    for r in crd::stored_rows(store.as_ref()).await? {
+        builtin.add(r);
+    }
+    let catalog = Arc::new(catalog::SharedCatalog::new(builtin));
     let registry = registry::Registry::new(store.clone(), catalog.clone());
     tokio::spawn(registry.cache.clone().run(store.clone()));
     registry.cache.wait_ready().await;
@@ -67,7 +74,7 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
     let app = Arc::new(handlers::App {
         registry: registry.clone(),
         catalog: catalog.clone(),
-        openapi: openapi::OpenApiV3::generate(&catalog),
+        openapi: openapi::OpenApiV3::new(catalog.clone()),
         server_address: config.advertise.clone(),
         tokens: tokens::TokenIssuer::new(&config.service_account_key_pem)?,
     });

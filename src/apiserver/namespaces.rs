@@ -21,7 +21,7 @@ pub async fn run_finalizer(registry: Arc<Registry>) {
 }
 
 async fn finalize_terminating(registry: &Registry) -> Result<(), super::status::ApiError> {
-    let Some(nsinfo) = registry.catalog.find("", "v1", "namespaces").cloned() else {
+    let Some(nsinfo) = registry.catalog.find("", "v1", "namespaces") else {
         return Ok(());
     };
     let q = Query {
@@ -47,6 +47,7 @@ async fn finalize_terminating(registry: &Registry) -> Result<(), super::status::
         let mut remaining = 0;
         for info in registry
             .catalog
+            .load()
             .all()
             .iter()
             .filter(|r| r.namespaced && r.has_verb("deletecollection"))
@@ -91,6 +92,7 @@ async fn count_left(registry: &Registry, ns: &str) -> Result<usize, super::statu
     let mut left = 0;
     for info in registry
         .catalog
+        .load()
         .all()
         .iter()
         .filter(|r| r.namespaced && r.has_verb("list"))

@@ -16,7 +16,8 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::catalog::{Catalog, ResourceInfo};
+use super::catalog::{ResourceInfo, SharedCatalog};
+use super::crd;
 use super::field_validation::check_fields;
 use super::fieldpath::{Builtin, Pos};
 use super::managed_fields;
@@ -207,7 +208,8 @@ fn with_rv(mut obj: Value, rv: i64) -> Value {
 
 pub struct Registry {
     pub store: Arc<dyn Store>,
-    pub catalog: Arc<Catalog>,
+    /// The served resources; CRD writes change it (see [`Registry::crd_changed`]).
+    pub catalog: Arc<SharedCatalog>,
     pub cache: Arc<WatchCache>,
 }
 
@@ -242,8 +244,14 @@ impl Filter {
 }
 
 impl Registry {
-    pub fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>) -> Arc<Self> {
-        let cache = WatchCache::new(catalog.all().iter().map(|r| r.storage_prefix.clone()));
+    pub fn new(store: Arc<dyn Store>, catalog: Arc<SharedCatalog>) -> Arc<Self> {
+        let cache = WatchCache::new(
+            catalog
+                .load()
+                .all()
+                .iter()
+                .map(|r| r.storage_prefix.clone()),
+        );
         Arc::new(Registry {
             store,
             catalog,
@@ -265,7 +273,7 @@ impl Registry {
         }
     }
 
-    fn namespaces(&self) -> ApiResult<&ResourceInfo> {
+    fn namespaces(&self) -> ApiResult<ResourceInfo> {
         self.catalog
             .find("", "v1", "namespaces")
             .ok_or_else(|| ApiError::internal("no namespaces resource"))
@@ -283,7 +291,7 @@ impl Registry {
     /// a moment ago may not have reached the cache yet).
     async fn namespace_state(&self, ns: &str) -> ApiResult<Option<Value>> {
         let nsinfo = self.namespaces()?;
-        let key = Self::key(nsinfo, None, ns);
+        let key = Self::key(&nsinfo, None, ns);
         if let Some(c) = self.cache.resource(&nsinfo.storage_prefix) {
             let (items, _) = c.list(&key, 0);
             if let Some(obj) = items.into_iter().find(|o| meta_str(o, "name") == Some(ns)) {
@@ -509,6 +517,9 @@ impl Registry {
             );
         }
         strategy::prepare_for_create(info, &mut obj);
+        if crd::is_crd(info) {
+            crd::prepare(&mut obj, &now_rfc3339());
+        }
         if info.group == "batch" && info.plural == "jobs" {
             strategy::job_selector(&mut obj);
         }
@@ -516,14 +527,15 @@ impl Registry {
             self.allocate_service(&mut obj);
         }
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
-        let causes = strategy::validate(info, &obj);
+        let mut causes = strategy::validate(info, &obj);
+        causes.extend(custom_validation(info, &obj));
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, &name, causes));
         }
         if info.namespaced {
             let ns = ns.unwrap_or("");
             match self.namespace_state(ns).await? {
-                None => return Err(ApiError::not_found(self.namespaces()?, ns)),
+                None => return Err(ApiError::not_found(&self.namespaces()?, ns)),
                 Some(nsobj) if meta_str(&nsobj, "deletionTimestamp").is_some() => {
                     return Err(ApiError::forbidden(
                         info,
@@ -548,7 +560,11 @@ impl Registry {
             return Ok(obj);
         }
         match self.store.create(&key, to_stored(&obj)?).await {
-            Ok(rev) => Ok(with_rv(obj, rev)),
+            Ok(rev) => {
+                let created = with_rv(obj, rev);
+                self.crd_changed(info, &created, false);
+                Ok(created)
+            }
             Err(StoreError::AlreadyExists) => Err(ApiError::already_exists(info, &name)),
             Err(e) => Err(e.into()),
         }
@@ -662,6 +678,7 @@ impl Registry {
                 strategy::spec_update(info, &mut n, &old);
                 if info.group.is_empty() && info.plural == "services" {
                     strategy::keep_service_allocations(&mut n, &old);
+                    super::validation::service::prepare_update(&mut n, &old);
                 }
                 // Fields only the server sets.
                 let om = meta(&old).cloned().unwrap_or_default();
@@ -683,6 +700,9 @@ impl Registry {
                 if strategy::tracks_generation(info) && spec_of(&n) != spec_of(&old) {
                     let g = om.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
                     meta_mut(&mut n).insert("generation".into(), json!(g));
+                }
+                if crd::is_crd(info) {
+                    crd::prepare(&mut n, &now_rfc3339());
                 }
                 n
             }
@@ -710,6 +730,7 @@ impl Registry {
             json!(current.mod_revision.to_string()),
         );
         let mut causes = strategy::validate(info, &new);
+        causes.extend(custom_validation(info, &new));
         if subresource.is_none() {
             causes.extend(strategy::validate_update(info, &new, &old));
         }
@@ -738,7 +759,10 @@ impl Registry {
         // Removing the last finalizer of an object being deleted completes its deletion.
         if self.deletion_complete(info, &new) {
             return match self.store.delete(&key, Some(current.mod_revision)).await {
-                Ok((rev, _)) => Ok((with_rv(new, rev), false)),
+                Ok((rev, _)) => {
+                    self.crd_changed(info, &new, true);
+                    Ok((with_rv(new, rev), false))
+                }
                 Err(StoreError::Conflict { .. }) => Err(ApiError::modified(info, name)),
                 Err(StoreError::NotFound) => Err(ApiError::not_found(info, name)),
                 Err(e) => Err(e.into()),
@@ -749,10 +773,73 @@ impl Registry {
             .update(&key, to_stored(&new)?, current.mod_revision)
             .await
         {
-            Ok(rev) => Ok((with_rv(new, rev), false)),
+            Ok(rev) => {
+                let updated = with_rv(new, rev);
+                self.crd_changed(info, &updated, false);
+                Ok((updated, false))
+            }
             Err(StoreError::Conflict { .. }) => Err(ApiError::modified(info, name)),
             Err(StoreError::NotFound) => Err(ApiError::not_found(info, name)),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// After a CRD was written (`gone`: deleted), makes the catalog serve what it now defines: its old
+    /// rows are dropped and one per served version added, each with a watch cache. Synchronous, so the
+    /// write's answer comes after the change (`kubectl apply -f crd.yaml && kubectl get <kind>`).
+    fn crd_changed(&self, info: &ResourceInfo, crd_obj: &Value, gone: bool) {
+        if !crd::is_crd(info) {
+            return;
+        }
+        let name = meta_str(crd_obj, "name").unwrap_or("").to_string();
+        let rows = if gone { Vec::new() } else { crd::rows(crd_obj) };
+        for r in &rows {
+            self.cache.add_prefix(&r.storage_prefix);
+        }
+        self.catalog.update(|c| {
+            let old: Vec<(String, String, String)> = c
+                .all()
+                .iter()
+                .filter(|r| r.custom().is_some_and(|x| x.crd_name == name))
+                .map(|r| (r.group.clone(), r.version.clone(), r.plural.clone()))
+                .collect();
+            for (g, v, p) in old {
+                c.remove(&g, &v, &p);
+            }
+            for r in rows {
+                c.add(r);
+            }
+        });
+    }
+
+    /// Deletes every custom resource of the CRD `name` (all versions share one storage prefix), as
+    /// upstream's `customresourcecleanup.apiextensions.k8s.io` finalizer does before the CRD goes.
+    /// Custom resources' own finalizers are not waited for.
+    async fn delete_custom_resources(&self, info: &ResourceInfo, name: &str) -> ApiResult<()> {
+        let crd_obj = self.get(info, None, name).await?;
+        let group = crd_obj
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let plural = crd_obj
+            .pointer("/spec/names/plural")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if group.is_empty() || plural.is_empty() {
+            return Ok(());
+        }
+        let prefix = format!("/registry/{group}/{plural}/");
+        loop {
+            let page = self.store.range(&prefix, None, 500, 0).await?;
+            for kv in &page.kvs {
+                match self.store.delete(&kv.key, None).await {
+                    Ok(_) | Err(StoreError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if !page.more || page.kvs.is_empty() {
+                return Ok(());
+            }
         }
     }
 
@@ -762,8 +849,7 @@ impl Registry {
         let info = self
             .catalog
             .find("", "v1", "pods")
-            .ok_or_else(|| ApiError::internal("no pods resource"))?
-            .clone();
+            .ok_or_else(|| ApiError::internal("no pods resource"))?;
         let node = binding
             .pointer("/target/name")
             .and_then(Value::as_str)
@@ -980,7 +1066,7 @@ impl Registry {
         let Some(nodes) = self.catalog.find("", "v1", "nodes") else {
             return false;
         };
-        let Ok(node) = self.get(nodes, None, node).await else {
+        let Ok(node) = self.get(&nodes, None, node).await else {
             return false;
         };
         node.pointer("/status/conditions")
@@ -1000,6 +1086,9 @@ impl Registry {
         opts: &DeleteOptions,
     ) -> ApiResult<Deleted> {
         let key = Self::key(info, ns, name);
+        if crd::is_crd(info) && !opts.dry_run {
+            self.delete_custom_resources(info, name).await?;
+        }
         loop {
             let (current, _) = self.store.get(&key).await?;
             let Some(current) = current else {
@@ -1099,7 +1188,10 @@ impl Registry {
                 return Ok(Deleted::Gone(obj));
             }
             match self.store.delete(&key, Some(current.mod_revision)).await {
-                Ok((rev, _)) => return Ok(Deleted::Gone(with_rv(obj, rev))),
+                Ok((rev, _)) => {
+                    self.crd_changed(info, &obj, true);
+                    return Ok(Deleted::Gone(with_rv(obj, rev)));
+                }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(StoreError::NotFound) => return Err(ApiError::not_found(info, name)),
                 Err(e) => return Err(e.into()),
@@ -1308,11 +1400,11 @@ mod tests {
 /// Checks a decoded object against its kind's typed schema (k8s-openapi), dropping unknown fields. A
 /// missing required field is a 422 `Required value` at its path; any other type error a 400, as upstream.
 pub fn normalize(info: &ResourceInfo, obj: Value) -> ApiResult<Value> {
-    let Some(normalize) = info.normalize else {
+    let Some(normalize) = &info.normalize else {
         return Ok(obj);
     };
     let name = meta_str(&obj, "name").unwrap_or("").to_string();
-    normalize(obj).map_err(|msg| {
+    normalize.run(obj).map_err(|msg| {
         if let Some(field) = missing_field(&msg) {
             return ApiError::invalid(info, &name, vec![super::status::Cause::required(&field)]);
         }
@@ -1334,6 +1426,17 @@ fn missing_field(msg: &str) -> Option<String> {
         Some(p) if p != "." && !p.is_empty() => format!("{p}.{field}"),
         _ => field.to_string(),
     })
+}
+
+/// Validation beyond the kind's strategy: a CRD's own rules, or a custom resource's schema.
+fn custom_validation(info: &ResourceInfo, obj: &Value) -> Vec<super::status::Cause> {
+    if crd::is_crd(info) {
+        return crd::validate(obj);
+    }
+    match info.custom() {
+        Some(c) => c.validate(obj),
+        None => Vec::new(),
+    }
 }
 
 /// The managedFields context of a write to `info` (its `subresource`, if any).

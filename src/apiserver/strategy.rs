@@ -18,6 +18,8 @@ pub fn name_rule(info: &ResourceInfo) -> NameRule {
     match key(info) {
         ("", "namespaces") => NameRule::Label,
         ("", "services") => NameRule::Dns1035,
+        // StatefulSet pods are named `<set>-<ordinal>` and carry it as a hostname label.
+        ("apps", "statefulsets") => NameRule::Label,
         ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
         ("flowcontrol.apiserver.k8s.io", _) => NameRule::PathSegment,
         _ => NameRule::Subdomain,
@@ -43,6 +45,8 @@ pub fn tracks_generation(info: &ResourceInfo) -> bool {
             | "flowcontrol.apiserver.k8s.io"
             | "scheduling.k8s.io"
     ) || matches!(key(info), ("", "replicationcontrollers"))
+        // Custom resources always carry a generation (upstream's CR strategy).
+        || info.custom().is_some()
 }
 
 /// Whether PUT on a missing object creates it (upstream: true for a handful of kinds).

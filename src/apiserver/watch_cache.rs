@@ -207,8 +207,9 @@ impl ResourceCache {
 
 /// All resources' caches, fed by one storage watch.
 pub struct WatchCache {
-    /// (storage prefix, cache), longest prefixes first so the first match is the most specific.
-    caches: Vec<(String, Arc<ResourceCache>)>,
+    /// (storage prefix, cache), longest prefixes first so the first match is the most specific. Grows
+    /// at run time when a CRD adds a resource ([`WatchCache::add_prefix`]); never shrinks.
+    caches: RwLock<Vec<(String, Arc<ResourceCache>)>>,
     progress_tx: watch::Sender<i64>,
     progress_rx: watch::Receiver<i64>,
     ready_rx: watch::Receiver<bool>,
@@ -226,7 +227,7 @@ impl WatchCache {
         let (progress_tx, progress_rx) = watch::channel(0);
         let (ready_tx, ready_rx) = watch::channel(false);
         Arc::new(WatchCache {
-            caches,
+            caches: RwLock::new(caches),
             progress_tx,
             progress_rx,
             ready_rx,
@@ -234,18 +235,30 @@ impl WatchCache {
         })
     }
 
-    pub fn resource(&self, prefix: &str) -> Option<&Arc<ResourceCache>> {
-        self.caches
-            .iter()
-            .find(|(p, _)| p == prefix)
-            .map(|(_, c)| c)
+    fn caches(&self) -> std::sync::RwLockReadGuard<'_, Vec<(String, Arc<ResourceCache>)>> {
+        self.caches.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn cache_for_key(&self, key: &str) -> Option<&Arc<ResourceCache>> {
-        self.caches
+    pub fn resource(&self, prefix: &str) -> Option<Arc<ResourceCache>> {
+        self.caches()
             .iter()
-            .find(|(p, _)| key.starts_with(p.as_str()))
-            .map(|(_, c)| c)
+            .find(|(p, _)| p == prefix)
+            .map(|(_, c)| c.clone())
+    }
+
+    /// Starts caching a resource added at run time (a CRD's). Its cache starts empty at the current
+    /// progress: a resource just added has no objects yet (stored CRDs' resources are known before the
+    /// first load, see [`super::start`]), and every later change under `prefix` is routed to it.
+    pub fn add_prefix(&self, prefix: &str) {
+        let mut caches = self.caches.write().unwrap_or_else(|e| e.into_inner());
+        if caches.iter().any(|(p, _)| p == prefix) {
+            return;
+        }
+        let cache = ResourceCache::new();
+        let progress = *self.progress_rx.borrow();
+        cache.reset(BTreeMap::new(), progress);
+        caches.push((prefix.to_string(), Arc::new(cache)));
+        caches.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
     }
 
     /// The highest revision the cache has caught up to.
@@ -315,7 +328,8 @@ impl WatchCache {
     }
 
     async fn load(&self, store: &Arc<dyn Store>) -> crate::storage::Result<i64> {
-        let mut maps: Vec<BTreeMap<String, Arc<Value>>> = vec![BTreeMap::new(); self.caches.len()];
+        let caches: Vec<(String, Arc<ResourceCache>)> = self.caches().clone();
+        let mut maps: Vec<BTreeMap<String, Arc<Value>>> = vec![BTreeMap::new(); caches.len()];
         let mut start: Option<String> = None;
         let mut revision = 0;
         loop {
@@ -324,8 +338,7 @@ impl WatchCache {
                 .await?;
             revision = page.revision;
             for kv in &page.kvs {
-                if let Some(i) = self
-                    .caches
+                if let Some(i) = caches
                     .iter()
                     .position(|(p, _)| kv.key.starts_with(p.as_str()))
                 {
@@ -339,7 +352,7 @@ impl WatchCache {
                 _ => break,
             }
         }
-        for ((_, cache), map) in self.caches.iter().zip(maps) {
+        for ((_, cache), map) in caches.iter().zip(maps) {
             cache.reset(map, revision);
         }
         Ok(revision)
@@ -347,7 +360,12 @@ impl WatchCache {
 
     fn apply(&self, ev: crate::storage::Event) {
         let revision = ev.kv.mod_revision;
-        if let Some(cache) = self.cache_for_key(&ev.kv.key) {
+        // Under the read lock, so that `add_prefix` sees either none or all of this event's effects.
+        let caches = self.caches();
+        if let Some((_, cache)) = caches
+            .iter()
+            .find(|(p, _)| ev.kv.key.starts_with(p.as_str()))
+        {
             let deleted = ev.event_type == EventType::Delete;
             if let Some(object) = decode_object(&ev.kv, revision) {
                 cache.apply(ev.kv.key.clone(), deleted, Arc::new(object), revision);

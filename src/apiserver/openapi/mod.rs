@@ -19,14 +19,14 @@ mod paths;
 mod v2proto;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use k8s_openapi::schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
-use super::catalog::{Catalog, ResourceInfo};
+use super::catalog::{Catalog, ResourceInfo, SharedCatalog};
 use super::schema::{self, TypeRef};
 
 /// The media type of the protobuf form of `/openapi/v2`. kubectl asks with the older spelling
@@ -38,10 +38,12 @@ const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.";
 const INT_OR_STRING: &str = "io.k8s.apimachinery.pkg.util.intstr.IntOrString";
 const QUANTITY: &str = "io.k8s.apimachinery.pkg.api.resource.Quantity";
 
-/// The served resources, and the documents made from them on first use.
+/// The served resources, and the documents made from them on first use after each catalog change
+/// (a CRD created, changed or deleted).
 pub struct OpenApiV3 {
-    resources: Vec<ResourceInfo>,
-    docs: OnceLock<Docs>,
+    catalog: Arc<SharedCatalog>,
+    /// The documents and the catalog generation they were made from.
+    docs: Mutex<Option<(u64, Arc<Docs>)>>,
 }
 
 struct Docs {
@@ -166,8 +168,84 @@ fn definitions(resources: &[ResourceInfo]) -> Map<String, Value> {
             o.insert("x-kubernetes-group-version-kind".into(), Value::Array(g));
         }
     }
+    for r in resources {
+        if let Some(c) = r.custom() {
+            let name = custom_definition_name(r);
+            defs.insert(name.clone(), custom_schema(r, c.schema.as_ref()));
+            if r.has_verb("list") {
+                let mut list = list_schema(&name, &r.kind);
+                list["x-kubernetes-group-version-kind"] =
+                    json!([gvk(&r.group, &r.version, &format!("{}List", r.kind))]);
+                defs.insert(format!("{name}List"), list);
+            }
+        }
+    }
     defs.sort_keys();
     defs
+}
+
+/// Upstream's definition name of a custom resource: the group reversed, the version, the kind
+/// (`stable.example.com/v1 CronTab` → `com.example.stable.v1.CronTab`).
+fn custom_definition_name(r: &ResourceInfo) -> String {
+    let reversed: Vec<&str> = r.group.split('.').rev().collect();
+    format!("{}.{}.{}", reversed.join("."), r.version, r.kind)
+}
+
+/// A CRD version's schema as a v2 definition: `apiVersion`, `kind` and `metadata` (ObjectMeta) added as
+/// upstream publishes them, the v3-only keywords dropped.
+fn custom_schema(r: &ResourceInfo, schema: Option<&Value>) -> Value {
+    let mut d = match schema {
+        Some(s) => v3_only_dropped(s),
+        None => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+    };
+    if !d.get("properties").is_some_and(Value::is_object) {
+        d["properties"] = json!({});
+    }
+    let props = &mut d["properties"];
+    props["apiVersion"] = json!({"description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources", "type": "string"});
+    props["kind"] = json!({"description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds", "type": "string"});
+    props["metadata"] = json!({"$ref": format!("#/definitions/{META}ObjectMeta"), "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"});
+    d["type"] = json!("object");
+    d["x-kubernetes-group-version-kind"] = json!([gvk(&r.group, &r.version, &r.kind)]);
+    d
+}
+
+/// Drops what OpenAPI v2 cannot say (`nullable`, `anyOf`/`oneOf`/`allOf`/`not`, CEL rules), recursively.
+fn v3_only_dropped(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "nullable"
+                            | "anyOf"
+                            | "oneOf"
+                            | "allOf"
+                            | "not"
+                            | "x-kubernetes-validations"
+                    )
+                })
+                .map(|(k, x)| {
+                    // `properties` maps names to schemas: its keys are not keywords.
+                    let x = if k == "properties" {
+                        Value::Object(
+                            x.as_object()
+                                .into_iter()
+                                .flatten()
+                                .map(|(n, s)| (n.clone(), v3_only_dropped(s)))
+                                .collect(),
+                        )
+                    } else {
+                        v3_only_dropped(x)
+                    };
+                    (k.clone(), x)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(v3_only_dropped).collect()),
+        x => x.clone(),
+    }
 }
 
 /// `<Kind>List`: k8s-openapi models lists generically (`List<T>`), upstream names each one.
@@ -428,16 +506,31 @@ fn v3_document(paths: &Map<String, Value>, defs: &Map<String, Value>) -> Value {
 // ---------------------------------------------------------------------------------------------------
 
 impl OpenApiV3 {
-    /// Remembers what is served; the documents are made on first use.
-    pub fn generate(catalog: &Catalog) -> Self {
+    /// Serves what `catalog` serves at the time of each request; documents are made on first use and
+    /// remade after the catalog changes.
+    pub fn new(catalog: Arc<SharedCatalog>) -> Self {
         OpenApiV3 {
-            resources: catalog.all().to_vec(),
-            docs: OnceLock::new(),
+            catalog,
+            docs: Mutex::new(None),
         }
     }
 
-    fn docs(&self) -> &Docs {
-        self.docs.get_or_init(|| build(&self.resources))
+    /// The documents of a fixed catalog.
+    pub fn generate(catalog: &Catalog) -> Self {
+        Self::new(Arc::new(SharedCatalog::new(catalog.clone())))
+    }
+
+    fn docs(&self) -> Arc<Docs> {
+        let generation = self.catalog.generation();
+        let mut cached = self.docs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, d)) = cached.as_ref() {
+            if *g == generation {
+                return d.clone();
+            }
+        }
+        let d = Arc::new(build(self.catalog.load().all()));
+        *cached = Some((generation, d.clone()));
+        d
     }
 
     /// `/openapi/v3`: the index.
@@ -457,23 +550,23 @@ impl OpenApiV3 {
     }
 
     /// `/openapi/v3/<path>`.
-    pub fn document(&self, path: &str) -> Option<&[u8]> {
-        self.docs().v3.get(path).map(|(_, b)| b.as_slice())
+    pub fn document(&self, path: &str) -> Option<Vec<u8>> {
+        self.docs().v3.get(path).map(|(_, b)| b.clone())
     }
 
     /// The hash the index links `/openapi/v3/<path>` with.
-    pub fn hash(&self, path: &str) -> Option<&str> {
-        self.docs().v3.get(path).map(|(h, _)| h.as_str())
+    pub fn hash(&self, path: &str) -> Option<String> {
+        self.docs().v3.get(path).map(|(h, _)| h.clone())
     }
 
     /// `/openapi/v2` as JSON.
-    pub fn v2_json(&self) -> &[u8] {
-        &self.docs().v2_json
+    pub fn v2_json(&self) -> Vec<u8> {
+        self.docs().v2_json.clone()
     }
 
     /// `/openapi/v2` as gnostic's `openapi.v2.Document`.
-    pub fn v2_protobuf(&self) -> &[u8] {
-        &self.docs().v2_proto
+    pub fn v2_protobuf(&self) -> Vec<u8> {
+        self.docs().v2_proto.clone()
     }
 
     /// Answers a request for `/openapi/v2`, `/openapi/v3` or `/openapi/v3/<path>` (the path without a
@@ -512,7 +605,8 @@ impl OpenApiV3 {
             return Some(cached(StatusCode::OK, "application/json", body, "", false));
         }
         let rest = path.strip_prefix("/openapi/v3/")?;
-        let (hash, doc) = self.docs().v3.get(rest)?;
+        let docs = self.docs();
+        let (hash, doc) = docs.v3.get(rest)?;
         let asked = query.and_then(|q| {
             form_urlencoded::parse(q.as_bytes())
                 .find(|(k, _)| k == "hash")

@@ -5,7 +5,7 @@ fn api() -> OpenApiV3 {
 }
 
 fn v2() -> Value {
-    serde_json::from_slice(api().v2_json()).expect("v2 JSON")
+    serde_json::from_slice(&api().v2_json()).expect("v2 JSON")
 }
 
 #[test]
@@ -125,12 +125,15 @@ fn v3_index_hashes_and_documents() {
         .as_str()
         .expect("apps/v1")
         .to_string();
-    let hash = api.hash("apis/apps/v1").expect("hash").to_string();
+    let hash = api.hash("apis/apps/v1").expect("hash");
     assert_eq!(url, format!("/openapi/v3/apis/apps/v1?hash={hash}"));
     assert_eq!(hash.len(), 128);
     let doc: Value =
-        serde_json::from_slice(api.document("apis/apps/v1").expect("doc")).expect("json");
-    assert_eq!(sha512_hex(api.document("apis/apps/v1").expect("doc")), hash);
+        serde_json::from_slice(&api.document("apis/apps/v1").expect("doc")).expect("json");
+    assert_eq!(
+        sha512_hex(&api.document("apis/apps/v1").expect("doc")),
+        hash
+    );
     let schemas = &doc["components"]["schemas"];
     let d = &schemas["io.k8s.api.apps.v1.Deployment"];
     assert_eq!(

@@ -201,7 +201,7 @@ pub fn validate_object_meta(obj: &Value, rule: NameRule, namespaced: bool) -> Ve
         if total > 256 * 1024 {
             causes.push(Cause {
                 reason: "FieldValueTooLong",
-                message: "Too long: must have at most 262144 bytes".into(),
+                message: "Too long: may not be more than 262144 bytes".into(),
                 field: "metadata.annotations".into(),
             });
         }

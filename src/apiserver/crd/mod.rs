@@ -1,0 +1,466 @@
+//! CustomResourceDefinitions: how a stored CRD becomes served API resources.
+//!
+//! Upstream's apiextensions-apiserver watches CRDs and serves one REST storage per served version. Here
+//! the generic registry does the serving; what a CRD contributes is a catalog row per served version
+//! ([`rows`]) whose normalizer is a [`CustomVersion`]: the version's structural schema ([`schema`]), its
+//! printer columns ([`table`]) and scale paths ([`scale`]). The registry calls [`prepare`] on every
+//! CRD write (validation and the status upstream's controllers would set: accepted names, stored
+//! versions, `NamesAccepted` and `Established`), then puts the rows into the shared catalog before
+//! answering, so `kubectl apply -f crd.yaml && kubectl get <kind>` works without waiting.
+
+#[cfg(test)]
+mod lifecycle_tests;
+pub mod scale;
+pub mod schema;
+pub mod table;
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::catalog::{Normalizer, ResourceInfo, SubresourceInfo};
+use super::status::Cause;
+
+pub const GROUP: &str = "apiextensions.k8s.io";
+pub const PLURAL: &str = "customresourcedefinitions";
+/// Where CRDs are stored.
+pub const STORAGE_PREFIX: &str = "/registry/apiextensions.k8s.io/customresourcedefinitions/";
+
+/// Whether `info` is the CustomResourceDefinition resource itself.
+pub fn is_crd(info: &ResourceInfo) -> bool {
+    info.group == GROUP && info.plural == PLURAL
+}
+
+/// One printer column (`additionalPrinterColumns` item).
+#[derive(Clone, Debug)]
+pub struct PrinterColumn {
+    pub name: String,
+    pub type_: String,
+    pub format: String,
+    pub description: String,
+    pub priority: i64,
+    pub json_path: String,
+}
+
+/// `subresources.scale`: where the replica counts and the selector live.
+#[derive(Clone, Debug)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    pub label_selector: Option<String>,
+}
+
+/// What the CRD says about one served version of a custom resource.
+#[derive(Clone, Debug)]
+pub struct CustomVersion {
+    /// The CRD's name (`<plural>.<group>`).
+    pub crd_name: String,
+    /// `openAPIV3Schema`, if given.
+    pub schema: Option<Value>,
+    /// `None`: upstream's default columns (Name, Age).
+    pub columns: Option<Vec<PrinterColumn>>,
+    pub scale: Option<ScalePaths>,
+}
+
+impl CustomVersion {
+    /// Prunes unknown fields and applies defaults.
+    pub fn normalize(&self, mut v: Value) -> Value {
+        if let Some(s) = &self.schema {
+            schema::prune_root(&mut v, s);
+            schema::default(&mut v, s);
+        }
+        v
+    }
+
+    /// The schema's validation of an object about to be stored.
+    pub fn validate(&self, obj: &Value) -> Vec<Cause> {
+        match &self.schema {
+            Some(s) => schema::validate_root(obj, s),
+            None => Vec::new(),
+        }
+    }
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+fn strings_at(v: &Value, ptr: &str) -> Vec<String> {
+    v.pointer(ptr)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn strs(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// A version's setting: per version in `versions[]`, else the CRD-wide (v1beta1-era) one under `spec`.
+fn version_or_spec<'a>(crd: &'a Value, version: &'a Value, field: &str) -> Option<&'a Value> {
+    version
+        .get(field)
+        .filter(|x| !x.is_null())
+        .or_else(|| crd.pointer(&format!("/spec/{field}")))
+        .filter(|x| !x.is_null())
+}
+
+/// The catalog rows of a CRD: one per served version, with the full verb set, the status and scale
+/// subresources it declares and upstream's storage prefix `/registry/<group>/<plural>/`.
+pub fn rows(crd: &Value) -> Vec<ResourceInfo> {
+    let group = str_at(crd, "/spec/group").to_string();
+    let plural = str_at(crd, "/spec/names/plural").to_string();
+    let kind = str_at(crd, "/spec/names/kind").to_string();
+    if group.is_empty() || plural.is_empty() || kind.is_empty() {
+        return Vec::new();
+    }
+    let singular = match str_at(crd, "/spec/names/singular") {
+        "" => kind.to_lowercase(),
+        s => s.to_string(),
+    };
+    let namespaced = str_at(crd, "/spec/scope") != "Cluster";
+    let crd_name = str_at(crd, "/metadata/name").to_string();
+    let mut out = Vec::new();
+    for v in crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if v.get("served") != Some(&Value::Bool(true)) {
+            continue;
+        }
+        let version = str_at(v, "/name").to_string();
+        if version.is_empty() {
+            continue;
+        }
+        let subs = version_or_spec(crd, v, "subresources");
+        let mut subresources = Vec::new();
+        let has = |name: &str| subs.and_then(|s| s.get(name)).is_some_and(|x| !x.is_null());
+        let scale = if has("scale") {
+            subresources.push(SubresourceInfo {
+                name: "scale".into(),
+                group: "autoscaling".into(),
+                version: "v1".into(),
+                kind: "Scale".into(),
+                verbs: strs(&["get", "patch", "update"]),
+            });
+            let s = subs
+                .and_then(|s| s.get("scale"))
+                .cloned()
+                .unwrap_or_default();
+            Some(ScalePaths {
+                spec_replicas: str_at(&s, "/specReplicasPath").to_string(),
+                status_replicas: str_at(&s, "/statusReplicasPath").to_string(),
+                label_selector: Some(str_at(&s, "/labelSelectorPath").to_string())
+                    .filter(|p| !p.is_empty()),
+            })
+        } else {
+            None
+        };
+        if has("status") {
+            subresources.push(SubresourceInfo {
+                name: "status".into(),
+                group: group.clone(),
+                version: version.clone(),
+                kind: kind.clone(),
+                verbs: strs(&["get", "patch", "update"]),
+            });
+        }
+        let columns = version_or_spec(crd, v, "additionalPrinterColumns")
+            .and_then(Value::as_array)
+            .map(|cols| {
+                cols.iter()
+                    .map(|c| PrinterColumn {
+                        name: str_at(c, "/name").to_string(),
+                        type_: str_at(c, "/type").to_string(),
+                        format: str_at(c, "/format").to_string(),
+                        description: str_at(c, "/description").to_string(),
+                        priority: c.get("priority").and_then(Value::as_i64).unwrap_or(0),
+                        json_path: str_at(c, "/jsonPath").to_string(),
+                    })
+                    .collect()
+            });
+        let schema = version_or_spec(crd, v, "schema")
+            .and_then(|s| s.get("openAPIV3Schema"))
+            .cloned();
+        let custom = CustomVersion {
+            crd_name: crd_name.clone(),
+            schema,
+            columns,
+            scale,
+        };
+        out.push(ResourceInfo {
+            group: group.clone(),
+            version,
+            kind: kind.clone(),
+            plural: plural.clone(),
+            singular: singular.clone(),
+            namespaced,
+            short_names: strings_at(crd, "/spec/names/shortNames"),
+            categories: strings_at(crd, "/spec/names/categories"),
+            verbs: strs(&[
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "create",
+                "update",
+                "watch",
+            ]),
+            subresources,
+            storage_prefix: format!("/registry/{group}/{plural}/"),
+            field_selectors: Vec::new(),
+            normalize: Some(Normalizer::Custom(Arc::new(custom))),
+        });
+    }
+    out
+}
+
+/// The rows of every stored CRD, read straight from storage: called at startup before the watch cache
+/// loads, so the custom resources' objects are loaded with everything else.
+pub async fn stored_rows(
+    store: &dyn crate::storage::Store,
+) -> crate::storage::Result<Vec<ResourceInfo>> {
+    let mut out = Vec::new();
+    let mut start: Option<String> = None;
+    loop {
+        let page = store
+            .range(STORAGE_PREFIX, start.as_deref(), 500, 0)
+            .await?;
+        for kv in &page.kvs {
+            match serde_json::from_slice::<Value>(&kv.value) {
+                Ok(crd) => out.extend(rows(&crd)),
+                Err(e) => tracing::warn!("undecodable CRD at {}: {e}", kv.key),
+            }
+        }
+        match (page.more, page.kvs.last()) {
+            (true, Some(last)) => start = Some(format!("{}\0", last.key)),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// Upstream's CRD validation, the basics: names, group, scope, versions (exactly one storage version).
+pub fn validate(crd: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let name = str_at(crd, "/metadata/name");
+    let group = str_at(crd, "/spec/group");
+    let plural = str_at(crd, "/spec/names/plural");
+    if group.is_empty() {
+        causes.push(Cause::required("spec.group"));
+    } else if !group.contains('.') {
+        causes.push(Cause::invalid(
+            "spec.group",
+            &json!(group),
+            "should be a domain with at least one dot",
+        ));
+    }
+    if !name.is_empty() && name != format!("{plural}.{group}") {
+        causes.push(Cause::invalid(
+            "metadata.name",
+            &json!(name),
+            "must be spec.names.plural+\".\"+spec.group",
+        ));
+    }
+    if plural.is_empty() {
+        causes.push(Cause::required("spec.names.plural"));
+    }
+    if str_at(crd, "/spec/names/kind").is_empty() {
+        causes.push(Cause::required("spec.names.kind"));
+    }
+    if str_at(crd, "/spec/names/listKind").is_empty() {
+        causes.push(Cause::required("spec.names.listKind"));
+    }
+    match str_at(crd, "/spec/scope") {
+        "Namespaced" | "Cluster" => {}
+        "" => causes.push(Cause::required("spec.scope")),
+        other => causes.push(Cause::unsupported(
+            "spec.scope",
+            &json!(other),
+            &["Cluster", "Namespaced"],
+        )),
+    }
+    let versions = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if versions.is_empty() {
+        causes.push(Cause::invalid(
+            "spec.versions",
+            &json!(null),
+            "must have exactly one version marked as storage version",
+        ));
+        return causes;
+    }
+    let storage = versions
+        .iter()
+        .filter(|v| v.get("storage") == Some(&Value::Bool(true)))
+        .count();
+    if storage != 1 {
+        causes.push(Cause::invalid(
+            "spec.versions",
+            &Value::Array(versions.clone()),
+            "must have exactly one version marked as storage version",
+        ));
+    }
+    for (i, v) in versions.iter().enumerate() {
+        if str_at(v, "/name").is_empty() {
+            causes.push(Cause::required(&format!("spec.versions[{i}].name")));
+        }
+    }
+    causes
+}
+
+/// Upstream's defaults (`names.singular`, `names.listKind`, `conversion.strategy`), then what its naming
+/// and establishing controllers would set: `status.acceptedNames`, `status.storedVersions` (kept, plus
+/// the current storage version) and the `NamesAccepted` and `Established` conditions (keeping their
+/// transition times when already true).
+pub fn prepare(crd: &mut Value, now: &str) {
+    let kind = str_at(crd, "/spec/names/kind").to_string();
+    if let Some(names) = crd
+        .pointer_mut("/spec/names")
+        .and_then(Value::as_object_mut)
+    {
+        if !kind.is_empty() {
+            if names
+                .get("singular")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
+                names.insert("singular".into(), json!(kind.to_lowercase()));
+            }
+            if names
+                .get("listKind")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
+                names.insert("listKind".into(), json!(format!("{kind}List")));
+            }
+        }
+    }
+    if let Some(spec) = crd.get_mut("spec").and_then(Value::as_object_mut) {
+        if !spec.get("conversion").is_some_and(Value::is_object) {
+            spec.insert("conversion".into(), json!({"strategy": "None"}));
+        }
+    }
+    let names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
+    let mut accepted = names.clone();
+    if accepted.get("singular").is_none() {
+        accepted["singular"] = json!(str_at(crd, "/spec/names/kind").to_lowercase());
+    }
+    let mut stored = strings_at(crd, "/status/storedVersions");
+    for v in crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if v.get("storage") == Some(&Value::Bool(true)) {
+            let n = str_at(v, "/name").to_string();
+            if !n.is_empty() && !stored.contains(&n) {
+                stored.push(n);
+            }
+        }
+    }
+    let old = crd
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let since = |ty: &str| {
+        old.iter()
+            .find(|c| c["type"] == ty && c["status"] == "True")
+            .and_then(|c| c.get("lastTransitionTime").cloned())
+            .unwrap_or(json!(now))
+    };
+    let conditions = json!([
+        {"type": "NamesAccepted", "status": "True", "lastTransitionTime": since("NamesAccepted"),
+         "reason": "NoConflicts", "message": "no conflicts found"},
+        {"type": "Established", "status": "True", "lastTransitionTime": since("Established"),
+         "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"},
+    ]);
+    crd["status"] = json!({
+        "acceptedNames": accepted,
+        "conditions": conditions,
+        "storedVersions": stored,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn crontab_crd() -> Value {
+        json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "crontabs.stable.example.com"},
+            "spec": {
+                "group": "stable.example.com", "scope": "Namespaced",
+                "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab", "listKind": "CronTabList", "shortNames": ["ct"]},
+                "versions": [{
+                    "name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {"replicas": {"type": "integer"}}}}}},
+                    "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas", "labelSelectorPath": ".status.labelSelector"}},
+                    "additionalPrinterColumns": [{"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"}]
+                }, {"name": "v1beta1", "served": false, "storage": false}]
+            }
+        })
+    }
+
+    #[test]
+    fn rows_of_a_crd() {
+        let rows = rows(&crontab_crd());
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!(
+            (r.group.as_str(), r.version.as_str(), r.kind.as_str()),
+            ("stable.example.com", "v1", "CronTab")
+        );
+        assert_eq!(r.storage_prefix, "/registry/stable.example.com/crontabs/");
+        assert_eq!(r.short_names, vec!["ct"]);
+        assert!(r.namespaced);
+        assert!(r.subresource("status").is_some());
+        assert_eq!(
+            r.subresource("scale").map(|s| s.kind.as_str()),
+            Some("Scale")
+        );
+        let c = r.custom().expect("custom");
+        assert_eq!(
+            c.scale.as_ref().map(|s| s.spec_replicas.as_str()),
+            Some(".spec.replicas")
+        );
+        assert_eq!(c.columns.as_ref().map(Vec::len), Some(1));
+        let pruned = c.normalize(json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {"name": "a"}, "spec": {"replicas": 1, "x": 2}, "y": 3}));
+        assert_eq!(pruned["spec"], json!({"replicas": 1}));
+        assert!(pruned.get("y").is_none());
+    }
+
+    #[test]
+    fn validation_and_status() {
+        assert!(validate(&crontab_crd()).is_empty());
+        let mut bad = crontab_crd();
+        bad["metadata"]["name"] = json!("x");
+        let msgs: Vec<String> = validate(&bad).iter().map(Cause::display).collect();
+        assert_eq!(
+            msgs,
+            vec![r#"metadata.name: Invalid value: "x": must be spec.names.plural+"."+spec.group"#]
+        );
+        let mut two = crontab_crd();
+        two["spec"]["versions"][1]["storage"] = json!(true);
+        assert_eq!(validate(&two).len(), 1);
+        let mut crd = crontab_crd();
+        prepare(&mut crd, "2026-01-01T00:00:00Z");
+        assert_eq!(crd["status"]["storedVersions"], json!(["v1"]));
+        assert_eq!(crd["status"]["conditions"][1]["type"], "Established");
+        assert_eq!(crd["status"]["acceptedNames"]["shortNames"], json!(["ct"]));
+    }
+}

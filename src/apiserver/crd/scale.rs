@@ -1,0 +1,128 @@
+//! The `scale` subresource of custom resources: an `autoscaling/v1` Scale read from and written to the
+//! paths the CRD names (`specReplicasPath`, `statusReplicasPath`, `labelSelectorPath`), which is what
+//! `kubectl scale` and the HorizontalPodAutoscaler use.
+
+use serde_json::{json, Value};
+
+use super::ScalePaths;
+
+/// `.spec.replicas` → `/spec/replicas`.
+fn pointer(path: &str) -> String {
+    path.trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("/{s}"))
+        .collect()
+}
+
+/// The Scale of an object.
+pub fn to_scale(paths: &ScalePaths, obj: &Value) -> Value {
+    let m = obj.get("metadata").cloned().unwrap_or(json!({}));
+    let mut meta = json!({});
+    for k in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        if let Some(v) = m.get(k) {
+            meta[k] = v.clone();
+        }
+    }
+    let spec_replicas = obj
+        .pointer(&pointer(&paths.spec_replicas))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let status_replicas = obj
+        .pointer(&pointer(&paths.status_replicas))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let mut status = json!({"replicas": status_replicas});
+    if let Some(sel) = paths
+        .label_selector
+        .as_deref()
+        .and_then(|p| obj.pointer(&pointer(p)))
+        .and_then(Value::as_str)
+    {
+        status["selector"] = json!(sel);
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": meta,
+        "spec": {"replicas": spec_replicas},
+        "status": status,
+    })
+}
+
+/// Writes a Scale's `spec.replicas` into the object (creating the path), and its resourceVersion as the
+/// update's precondition when it has one.
+pub fn apply_scale(paths: &ScalePaths, obj: &mut Value, scale: &Value) -> Result<(), String> {
+    let replicas = match scale.pointer("/spec/replicas") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| format!("spec.replicas: Invalid value: {v}: must be an integer"))?,
+    };
+    if replicas < 0 {
+        return Err(format!(
+            "spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"
+        ));
+    }
+    let segs: Vec<String> = paths
+        .spec_replicas
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    let Some((last, parents)) = segs.split_last() else {
+        return Err("the CRD has no specReplicasPath".into());
+    };
+    let mut cur = &mut *obj;
+    for s in parents {
+        if !cur.get(s).is_some_and(Value::is_object) {
+            cur[s.as_str()] = json!({});
+        }
+        cur = &mut cur[s.as_str()];
+    }
+    cur[last.as_str()] = json!(replicas);
+    match scale
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
+        Some(rv) if !rv.is_empty() => obj["metadata"]["resourceVersion"] = json!(rv),
+        _ => {
+            if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip() {
+        let paths = ScalePaths {
+            spec_replicas: ".spec.replicas".into(),
+            status_replicas: ".status.replicas".into(),
+            label_selector: Some(".status.labelSelector".into()),
+        };
+        let mut obj = json!({"metadata": {"name": "a", "resourceVersion": "5"}, "spec": {"replicas": 1}, "status": {"replicas": 1, "labelSelector": "app=x"}});
+        let s = to_scale(&paths, &obj);
+        assert_eq!(s["spec"]["replicas"], 1);
+        assert_eq!(s["status"]["selector"], "app=x");
+        let mut s2 = s.clone();
+        s2["spec"]["replicas"] = json!(3);
+        apply_scale(&paths, &mut obj, &s2).expect("apply");
+        assert_eq!(obj["spec"]["replicas"], 3);
+        assert_eq!(obj["metadata"]["resourceVersion"], "5");
+        s2["spec"]["replicas"] = json!(-1);
+        assert!(apply_scale(&paths, &mut obj, &s2).is_err());
+    }
+}

@@ -1,0 +1,306 @@
+//! Resource quantities (`500m`, `1.5`, `128Mi`, `1e3`) as upstream's `resource.Quantity` parses and
+//! prints them.
+//!
+//! Upstream stores a quantity as a number plus the format it was written in, and always serializes it
+//! in canonical form: `1.5` comes back as `1500m`, `1000m` as `1`, `1024Mi` as `1Gi`. Clients compare
+//! what they read back, so the server canonicalizes on every write, as upstream's decoding does.
+
+use std::fmt;
+
+/// How a quantity was written, which decides how it is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `Ki`, `Mi`, ... (powers of 1024).
+    BinarySI,
+    /// `m`, `k`, `M`, ... or none (powers of 1000).
+    DecimalSI,
+    /// `1e3`, `5E-3`.
+    DecimalExponent,
+}
+
+/// A quantity: `mantissa × 10^exponent`, and its format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quantity {
+    mantissa: i128,
+    exponent: i32,
+    format: Format,
+}
+
+/// Upstream's error text for a string that is not a quantity.
+pub const PARSE_ERROR: &str =
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+
+const DECIMAL_SUFFIXES: &[(&str, i32)] = &[
+    ("n", -9),
+    ("u", -6),
+    ("m", -3),
+    ("", 0),
+    ("k", 3),
+    ("M", 6),
+    ("G", 9),
+    ("T", 12),
+    ("P", 15),
+    ("E", 18),
+];
+const BINARY_SUFFIXES: &[(&str, u32)] = &[
+    ("Ki", 10),
+    ("Mi", 20),
+    ("Gi", 30),
+    ("Ti", 40),
+    ("Pi", 50),
+    ("Ei", 60),
+];
+
+impl Quantity {
+    /// Parses upstream's quantity syntax: a signed decimal number and an optional suffix.
+    pub fn parse(s: &str) -> Result<Quantity, String> {
+        let err = || PARSE_ERROR.to_string();
+        let (negative, rest) = match s.as_bytes().first() {
+            Some(b'-') => (true, &s[1..]),
+            Some(b'+') => (false, &s[1..]),
+            _ => (false, s),
+        };
+        let num_len = rest
+            .bytes()
+            .take_while(|c| c.is_ascii_digit() || *c == b'.')
+            .count();
+        let (number, suffix) = rest.split_at(num_len);
+        let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
+        if (int_part.is_empty() && frac_part.is_empty()) || frac_part.contains('.') {
+            return Err(err());
+        }
+        let digits = format!("{int_part}{frac_part}");
+        let digits = digits.trim_start_matches('0');
+        if digits.len() > 36 {
+            return Err("quantity is too large".into());
+        }
+        let mut mantissa: i128 = if digits.is_empty() {
+            0
+        } else {
+            digits.parse().map_err(|_| err())?
+        };
+        let mut exponent = -(frac_part.len() as i32);
+        let format = if let Some(&(_, shift)) = BINARY_SUFFIXES.iter().find(|(x, _)| *x == suffix) {
+            mantissa = mantissa
+                .checked_mul(1i128 << shift)
+                .ok_or("quantity is too large")?;
+            Format::BinarySI
+        } else if let Some(&(_, e)) = DECIMAL_SUFFIXES.iter().find(|(x, _)| *x == suffix) {
+            exponent += e;
+            Format::DecimalSI
+        } else if let Some(e) = suffix.strip_prefix(['e', 'E']) {
+            let e: i32 = e.parse().map_err(|_| err())?;
+            if !(-1000..=1000).contains(&e) {
+                return Err("quantity is too large".into());
+            }
+            exponent += e;
+            Format::DecimalExponent
+        } else {
+            return Err(err());
+        };
+        if negative {
+            mantissa = -mantissa;
+        }
+        let q = Quantity {
+            mantissa,
+            exponent,
+            format,
+        }
+        .normalized();
+        // Upstream keeps nothing finer than nano: more precise values round up (away from zero).
+        Ok(q.round_up(-9))
+    }
+
+    /// The quantity rounded up (away from zero) to `10^scale` (e.g. -3 for milli-units).
+    pub fn round_up(self, scale: i32) -> Quantity {
+        if self.exponent >= scale {
+            return self;
+        }
+        let drop = (scale - self.exponent) as u32;
+        let Some(div) = 10i128.checked_pow(drop) else {
+            let m = self.mantissa.signum();
+            return Quantity {
+                mantissa: m,
+                exponent: scale,
+                ..self
+            };
+        };
+        let mut m = self.mantissa / div;
+        if self.mantissa % div != 0 {
+            m += self.mantissa.signum();
+        }
+        Quantity {
+            mantissa: m,
+            exponent: scale,
+            ..self
+        }
+        .normalized()
+    }
+
+    /// Rounds up to milli-units (upstream's resource-list defaulting).
+    pub fn round_up_milli(self) -> Quantity {
+        self.round_up(-3)
+    }
+
+    /// Whether the quantity is below zero.
+    pub fn is_negative(&self) -> bool {
+        self.mantissa < 0
+    }
+
+    /// The value in milli-units (saturating), for comparisons.
+    pub fn milli_value(&self) -> i128 {
+        let e = self.exponent + 3;
+        if e >= 0 {
+            10i128
+                .checked_pow(e as u32)
+                .and_then(|p| self.mantissa.checked_mul(p))
+                .unwrap_or(if self.mantissa < 0 {
+                    i128::MIN
+                } else {
+                    i128::MAX
+                })
+        } else {
+            let div = 10i128.checked_pow((-e) as u32).unwrap_or(i128::MAX);
+            let q = self.mantissa / div;
+            if self.mantissa % div != 0 {
+                q + self.mantissa.signum()
+            } else {
+                q
+            }
+        }
+    }
+
+    /// Trailing zeros of the mantissa moved into the exponent.
+    fn normalized(mut self) -> Quantity {
+        if self.mantissa == 0 {
+            self.exponent = 0;
+            return self;
+        }
+        while self.mantissa % 10 == 0 {
+            self.mantissa /= 10;
+            self.exponent += 1;
+        }
+        self
+    }
+
+    /// The integer value if the quantity is a whole number that fits.
+    fn as_integer(&self) -> Option<i128> {
+        if self.exponent >= 0 {
+            10i128
+                .checked_pow(self.exponent as u32)
+                .and_then(|p| self.mantissa.checked_mul(p))
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut format = self.format;
+        if format == Format::BinarySI {
+            // Small or fractional binary quantities print as decimal, as upstream does.
+            match self.as_integer() {
+                Some(v) if v.abs() >= 1024 => {
+                    let mut v = v;
+                    let mut k = 0;
+                    while k < BINARY_SUFFIXES.len() && v % 1024 == 0 {
+                        v /= 1024;
+                        k += 1;
+                    }
+                    let suffix = if k == 0 { "" } else { BINARY_SUFFIXES[k - 1].0 };
+                    return write!(f, "{v}{suffix}");
+                }
+                _ => format = Format::DecimalSI,
+            }
+        }
+        // Lower the exponent to a multiple of three, growing the mantissa.
+        let mut mantissa = self.mantissa;
+        let mut exponent = self.exponent;
+        while exponent.rem_euclid(3) != 0 {
+            mantissa = mantissa.saturating_mul(10);
+            exponent -= 1;
+        }
+        if mantissa == 0 {
+            return f.write_str("0");
+        }
+        if format == Format::DecimalExponent {
+            return if exponent == 0 {
+                write!(f, "{mantissa}")
+            } else {
+                write!(f, "{mantissa}e{exponent}")
+            };
+        }
+        match DECIMAL_SUFFIXES.iter().find(|(_, e)| *e == exponent) {
+            Some((suffix, _)) => write!(f, "{mantissa}{suffix}"),
+            None if exponent > 18 => {
+                // Beyond exa: as many zeros as it takes on the largest suffix.
+                let extra = 10i128.checked_pow((exponent - 18) as u32);
+                match extra.and_then(|p| mantissa.checked_mul(p)) {
+                    Some(m) => write!(f, "{m}E"),
+                    None => write!(f, "{mantissa}e{exponent}"),
+                }
+            }
+            None => write!(f, "{mantissa}e{exponent}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(s: &str) -> String {
+        Quantity::parse(s)
+            .map(|q| q.to_string())
+            .unwrap_or_else(|e| e)
+    }
+
+    #[test]
+    fn canonical_forms_as_upstream() {
+        for (input, want) in [
+            ("1.5", "1500m"),
+            ("1000m", "1"),
+            ("0.1", "100m"),
+            ("1500", "1500"),
+            ("2000", "2k"),
+            ("100Mi", "100Mi"),
+            ("1024Mi", "1Gi"),
+            ("1536Mi", "1536Mi"),
+            ("0.5Gi", "512Mi"),
+            ("512", "512"),
+            ("1Ki", "1Ki"),
+            ("0.5Ki", "512"),
+            ("1e3", "1e3"),
+            ("12e1", "120"),
+            ("0", "0"),
+            ("-1.5", "-1500m"),
+            ("+2", "2"),
+            ("0.0000000001", "1n"),
+            ("5G", "5G"),
+            ("1.5Gi", "1536Mi"),
+        ] {
+            assert_eq!(canon(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_upstream_rejects() {
+        for bad in ["", "abc", "1.2.3", "1Q", "Mi", "1e", "--1", "1 Gi"] {
+            assert!(Quantity::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rounding_and_comparison() {
+        let q = Quantity::parse("0.0001").map(Quantity::round_up_milli);
+        assert_eq!(q.map(|q| q.to_string()), Ok("1m".to_string()));
+        let a = Quantity::parse("1").map(|q| q.milli_value());
+        let b = Quantity::parse("1000m").map(|q| q.milli_value());
+        assert_eq!(a, b);
+        assert_eq!(
+            Quantity::parse("128Mi").map(|q| q.milli_value()),
+            Ok(134217728000)
+        );
+    }
+}
