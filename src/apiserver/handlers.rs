@@ -773,8 +773,13 @@ async fn resource(
         return Ok(encode_object(StatusCode::CREATED, out, &info, &answer, &q));
     }
     if sub == Some("scale") {
-        if let (Some(paths), Some(name)) = (info.custom().and_then(|c| c.scale.clone()), name) {
-            return custom_scale(app, method, headers, &info, ns, name, &paths, body, &q).await;
+        let paths = info
+            .custom()
+            .and_then(|c| c.scale.clone())
+            .or_else(|| super::crd::scale::builtin(&info.group, &info.plural));
+        if let (Some(paths), Some(name)) = (paths, name) {
+            return scale_subresource(app, method, headers, &info, ns, name, &paths, body, &q)
+                .await;
         }
     }
     if matches!(sub, Some(s) if s != "status" && s != "finalize") {
@@ -949,10 +954,10 @@ async fn resource(
     }
 }
 
-/// GET, PUT and PATCH on a custom resource's `scale` subresource: an autoscaling/v1 Scale mapped onto
-/// the object's replica paths (see [`super::crd::scale`]).
+/// GET, PUT and PATCH on a `scale` subresource: an autoscaling/v1 Scale mapped onto the object's
+/// replica paths (see [`super::crd::scale`]). Built-in kinds answer in protobuf too; custom ones never.
 #[allow(clippy::too_many_arguments)]
-async fn custom_scale(
+async fn scale_subresource(
     app: &App,
     method: Method,
     headers: &HeaderMap,
@@ -964,7 +969,7 @@ async fn custom_scale(
     q: &Query,
 ) -> ApiResult<Response> {
     use super::crd::scale::{apply_scale, to_scale};
-    let out = negotiate(headers, false)?;
+    let out = negotiate(headers, info.custom().is_none())?;
     let reg = &app.registry;
     let current = reg.get(info, ns, name).await?;
     let desired = match method {
@@ -1023,6 +1028,7 @@ async fn custom_scale(
 
 fn encode_scale(out: Output, scale: &Value) -> Response {
     match out {
+        Output::Protobuf => protobuf_response(StatusCode::OK, scale),
         Output::Yaml => respond(
             StatusCode::OK,
             "application/yaml",

@@ -1,6 +1,7 @@
-//! The `scale` subresource of custom resources: an `autoscaling/v1` Scale read from and written to the
-//! paths the CRD names (`specReplicasPath`, `statusReplicasPath`, `labelSelectorPath`), which is what
-//! `kubectl scale` and the HorizontalPodAutoscaler use.
+//! The `scale` subresource: an `autoscaling/v1` Scale read from and written to the paths the CRD names
+//! (`specReplicasPath`, `statusReplicasPath`, `labelSelectorPath`), which is what `kubectl scale` and the
+//! HorizontalPodAutoscaler use. The built-in scalable kinds (Deployments, ReplicaSets, StatefulSets,
+//! ReplicationControllers) are served by the same mapping, with their selector read from the spec.
 
 use serde_json::{json, Value};
 
@@ -13,6 +14,70 @@ fn pointer(path: &str) -> String {
         .filter(|s| !s.is_empty())
         .map(|s| format!("/{s}"))
         .collect()
+}
+
+/// The scale paths of a built-in kind that has a `scale` subresource.
+pub fn builtin(group: &str, plural: &str) -> Option<ScalePaths> {
+    let scalable = matches!(
+        (group, plural),
+        ("apps", "deployments" | "replicasets" | "statefulsets") | ("", "replicationcontrollers")
+    );
+    scalable.then(|| ScalePaths {
+        spec_replicas: ".spec.replicas".into(),
+        status_replicas: ".status.replicas".into(),
+        label_selector: Some(".spec.selector".into()),
+    })
+}
+
+/// A selector as `Scale.status.selector` spells it: a string as is; a `LabelSelector` or a plain label
+/// map (ReplicationControllers) in label-selector syntax, requirements sorted by key as upstream prints.
+fn selector_string(v: &Value) -> Option<String> {
+    if let Some(s) = v.as_str() {
+        return Some(s.to_string());
+    }
+    let o = v.as_object()?;
+    let structured = o.contains_key("matchLabels") || o.contains_key("matchExpressions");
+    let labels = if structured {
+        o.get("matchLabels").and_then(Value::as_object)
+    } else {
+        Some(o)
+    };
+    let mut reqs: Vec<(String, String)> = labels
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), format!("{k}={}", v.as_str().unwrap_or(""))))
+        .collect();
+    for e in o
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+        let mut values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        values.sort_unstable();
+        let text = match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            "DoesNotExist" => format!("!{key}"),
+            _ => continue,
+        };
+        reqs.push((key.to_string(), text));
+    }
+    reqs.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(
+        reqs.into_iter()
+            .map(|(_, t)| t)
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 /// The Scale of an object.
@@ -43,7 +108,7 @@ pub fn to_scale(paths: &ScalePaths, obj: &Value) -> Value {
         .label_selector
         .as_deref()
         .and_then(|p| obj.pointer(&pointer(p)))
-        .and_then(Value::as_str)
+        .and_then(selector_string)
     {
         status["selector"] = json!(sel);
     }
@@ -105,6 +170,27 @@ pub fn apply_scale(paths: &ScalePaths, obj: &mut Value, scale: &Value) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builtin_selectors_print_as_upstream() {
+        let sel = json!({"matchLabels": {"b": "2", "a": "1"},
+            "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod", "dev"]},
+                                 {"key": "x", "operator": "DoesNotExist"}]});
+        assert_eq!(
+            selector_string(&sel).as_deref(),
+            Some("a=1,b=2,env in (dev,prod),!x")
+        );
+        assert_eq!(
+            selector_string(&json!({"app": "web"})).as_deref(),
+            Some("app=web")
+        );
+        let paths = builtin("apps", "deployments");
+        let dep = json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 1}});
+        let s = paths.map(|p| to_scale(&p, &dep)).unwrap_or_default();
+        assert_eq!(s["spec"]["replicas"], 2);
+        assert_eq!(s["status"], json!({"replicas": 1, "selector": "app=web"}));
+        assert!(builtin("", "pods").is_none());
+    }
 
     #[test]
     fn roundtrip() {
