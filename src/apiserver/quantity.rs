@@ -142,6 +142,18 @@ impl Quantity {
         self.round_up(-3)
     }
 
+    /// Whether the quantity is zero.
+    pub fn is_zero(&self) -> bool {
+        self.mantissa == 0
+    }
+
+    /// The value as a whole number, rounded up (upstream's `Quantity.Value()`), saturating.
+    pub fn value(&self) -> i64 {
+        let milli = self.milli_value();
+        let whole = milli / 1000 + i128::from(milli % 1000 > 0);
+        whole.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+
     /// Whether the quantity is below zero.
     pub fn is_negative(&self) -> bool {
         self.mantissa < 0

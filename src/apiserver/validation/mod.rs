@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::status::Cause;
 
+pub mod fields;
 pub mod pod;
 pub mod resources;
 pub mod service;

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
+use super::fields::{quantity, quantity_text};
 use super::{label_value_errors, name_errors, qualified_name_errors, NameRule};
 use crate::apiserver::quantity::{Quantity, PARSE_ERROR};
 use crate::apiserver::status::Cause;
@@ -1853,21 +1854,6 @@ fn handler(h: &Value, kinds: &[&str], grace: Option<i64>, path: &str, causes: &m
 
 // ---------------------------------------------------------------------------------------------
 // Resources.
-
-fn quantity(v: &Value) -> Option<Quantity> {
-    match v {
-        Value::String(s) => Quantity::parse(s).ok(),
-        Value::Number(n) => Quantity::parse(&n.to_string()).ok(),
-        _ => None,
-    }
-}
-
-fn quantity_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
 
 fn is_native_resource(name: &str) -> bool {
     !name.contains('/') || name.contains("kubernetes.io/")

@@ -18,6 +18,7 @@ use std::io::Read;
 
 use serde_json::{json, Map, Value};
 
+use super::fields::label_selector_causes;
 use super::pod::validate_pod_spec;
 use super::{is_dns1123_label, label_value_errors, name_errors, qualified_name_errors, NameRule};
 use crate::apiserver::status::Cause;
@@ -389,61 +390,7 @@ impl Selector {
 /// Upstream's `ValidateLabelSelector` (label values validated strictly) for the selector at `path`.
 fn selector_problems(sel: &Value, path: &str) -> Vec<Cause> {
     let mut out = Vec::new();
-    if let Some(ml) = obj_of(get(Some(sel), "matchLabels")) {
-        let p = format!("{path}.matchLabels");
-        for (k, v) in ml {
-            for e in qualified_name_errors(k) {
-                out.push(invalid_str(&p, k, &e));
-            }
-            let value = str_value(v);
-            for e in label_value_errors(&value) {
-                out.push(invalid_str(&p, &value, &e));
-            }
-        }
-    }
-    for (i, expr) in arr_of(get(Some(sel), "matchExpressions"))
-        .iter()
-        .enumerate()
-    {
-        let p = format!("{path}.matchExpressions[{i}]");
-        let values = arr_of(get(Some(expr), "values"));
-        let op = get(Some(expr), "operator")
-            .map(str_value)
-            .unwrap_or_default();
-        match op.as_str() {
-            "In" | "NotIn" => {
-                if values.is_empty() {
-                    out.push(Cause::required_detail(
-                        &format!("{p}.values"),
-                        "must be specified when `operator` is 'In' or 'NotIn'",
-                    ));
-                }
-            }
-            "Exists" | "DoesNotExist" => {
-                if !values.is_empty() {
-                    out.push(Cause::forbidden(
-                        &format!("{p}.values"),
-                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                    ));
-                }
-            }
-            _ => out.push(invalid_str(
-                &format!("{p}.operator"),
-                &op,
-                "not a valid selector operator",
-            )),
-        }
-        let key = get(Some(expr), "key").map(str_value).unwrap_or_default();
-        for e in qualified_name_errors(&key) {
-            out.push(invalid_str(&format!("{p}.key"), &key, &e));
-        }
-        for (j, v) in values.iter().enumerate() {
-            let value = str_value(v);
-            for e in label_value_errors(&value) {
-                out.push(invalid_str(&format!("{p}.values[{j}]"), &value, &e));
-            }
-        }
-    }
+    label_selector_causes(sel, path, &mut out);
     out
 }
 
