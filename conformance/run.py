@@ -1856,7 +1856,13 @@ def pod_validation(t: T) -> None:
     t.contains(err, '* spec.containers[0].volumeMounts[0].name: Not found: "missing"', "volume mount")
     t.contains(err, '* spec.containers[0].resources.requests: Invalid value: "2": must be less than or equal to cpu '
                     'limit of 1', "requests above limits")
-    for name in ("bad1", "bad2", "bad3"):
+    bad4 = ("apiVersion: v1\nkind: Pod\nmetadata: {name: bad4}\nspec:\n  containers:\n  - name: c\n"
+            "    image: nginx\n    resources: {limits: {cpu: abc}}\n")
+    t.eq(t.fails("create", "-n", ns, "-f", "-", stdin=bad4),
+         'Error from server (BadRequest): error when creating "STDIN": Pod in version "v1" cannot be handled as a Pod: '
+         "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+         "a quantity that does not parse is refused at decoding")
+    for name in ("bad1", "bad2", "bad3", "bad4"):
         t.eq(t.fails("get", "pod", name, "-n", ns), NOT_FOUND.format(res="pods", name=name), "nothing stored")
     t.ok("run", "nginx", "-n", ns, "--image=nginx")
     err = t.fails("patch", "pod", "nginx", "-n", ns,

@@ -7,6 +7,10 @@
 
 use std::fmt;
 
+use serde_json::Value;
+
+use super::schema::{Shape, TypeRef};
+
 /// How a quantity was written, which decides how it is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -258,9 +262,99 @@ impl fmt::Display for Quantity {
     }
 }
 
+/// The fields that hold quantities (alone or as a resource map): the generated schema table knows
+/// them only as strings, so they are named here by their owning type.
+const QUANTITY_FIELDS: &[(&str, &[&str])] = &[
+    (
+        "io.k8s.api.core.v1.ResourceRequirements",
+        &["limits", "requests"],
+    ),
+    (
+        "io.k8s.api.core.v1.VolumeResourceRequirements",
+        &["limits", "requests"],
+    ),
+    ("io.k8s.api.core.v1.ResourceQuotaSpec", &["hard"]),
+    ("io.k8s.api.core.v1.ResourceQuotaStatus", &["hard", "used"]),
+    (
+        "io.k8s.api.core.v1.LimitRangeItem",
+        &[
+            "default",
+            "defaultRequest",
+            "max",
+            "maxLimitRequestRatio",
+            "min",
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.NodeStatus",
+        &["allocatable", "capacity"],
+    ),
+    ("io.k8s.api.core.v1.PersistentVolumeSpec", &["capacity"]),
+    (
+        "io.k8s.api.core.v1.PersistentVolumeClaimStatus",
+        &["allocatedResources", "capacity"],
+    ),
+    ("io.k8s.api.core.v1.EmptyDirVolumeSource", &["sizeLimit"]),
+    ("io.k8s.api.core.v1.PodSpec", &["overhead"]),
+    ("io.k8s.api.core.v1.ResourceFieldSelector", &["divisor"]),
+];
+
+/// The first quantity of `v` (of schema type `t`) that does not parse: upstream's decoder rejects the
+/// whole body for it (a 400), before any validation.
+pub fn first_unparsable(t: TypeRef, v: &Value) -> Option<String> {
+    fn bad(v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) => Quantity::parse(s).err(),
+            Value::Object(m) => m.values().find_map(bad),
+            _ => None,
+        }
+    }
+    fn walk(shape: &Shape, v: &Value) -> Option<String> {
+        match (shape, v) {
+            (Shape::Object(t), Value::Object(m)) => {
+                let quantities = QUANTITY_FIELDS
+                    .iter()
+                    .find(|(ty, _)| *ty == t.0)
+                    .map_or(&[][..], |(_, f)| *f);
+                m.iter().find_map(|(k, fv)| {
+                    if quantities.contains(&k.as_str()) {
+                        bad(fv)
+                    } else {
+                        t.field(k).and_then(|f| walk(&f.shape, fv))
+                    }
+                })
+            }
+            (Shape::List(e), Value::Array(a)) => a.iter().find_map(|x| walk(e, x)),
+            (Shape::Map(e), Value::Object(m)) => m.values().find_map(|x| walk(e, x)),
+            _ => None,
+        }
+    }
+    walk(&Shape::Object(t), v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantity_fields_exist_in_the_schema() {
+        for (ty, fields) in QUANTITY_FIELDS {
+            for f in *fields {
+                assert!(TypeRef(ty).field(f).is_some(), "{ty}.{f}");
+            }
+        }
+    }
+
+    #[test]
+    fn finds_bad_quantities_where_the_schema_has_them() {
+        let pod = |cpu: &str| serde_json::json!({"spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": cpu}}}]}});
+        let root = crate::apiserver::schema::root("v1", "Pod");
+        let check = |v: &Value| root.and_then(|t| first_unparsable(t, v));
+        assert_eq!(check(&pod("abc")).as_deref(), Some(PARSE_ERROR));
+        assert_eq!(check(&pod("500m")), None);
+        let not_a_quantity = serde_json::json!({"metadata": {"labels": {"cpu": "abc"}}});
+        assert_eq!(check(&not_a_quantity), None);
+    }
 
     fn canon(s: &str) -> String {
         Quantity::parse(s)

@@ -1404,15 +1404,24 @@ pub fn normalize(info: &ResourceInfo, obj: Value) -> ApiResult<Value> {
         return Ok(obj);
     };
     let name = meta_str(&obj, "name").unwrap_or("").to_string();
-    normalize.run(obj).map_err(|msg| {
-        if let Some(field) = missing_field(&msg) {
-            return ApiError::invalid(info, &name, vec![super::status::Cause::required(&field)]);
-        }
+    let cannot_handle = |msg: &str| {
         ApiError::bad_request(format!(
             "{} in version {:?} cannot be handled as a {}: {msg}",
             info.kind, info.version, info.kind
         ))
-    })
+    };
+    let typed = normalize.run(obj).map_err(|msg| {
+        if let Some(field) = missing_field(&msg) {
+            return ApiError::invalid(info, &name, vec![super::status::Cause::required(&field)]);
+        }
+        cannot_handle(&msg)
+    })?;
+    // Quantities are strings to k8s-openapi; upstream's decoder parses them and refuses the body.
+    let root = super::schema::root(&info.api_version(), &info.kind);
+    if let Some(msg) = root.and_then(|t| super::quantity::first_unparsable(t, &typed)) {
+        return Err(cannot_handle(&msg));
+    }
+    Ok(typed)
 }
 
 /// `spec: missing field `containers`` (serde_path_to_error's form) → `spec.containers`.
