@@ -449,6 +449,11 @@ class T:
             name = f"{name}-{self._ns_count}"
         out = self.create(f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
         self.eq(out, f"namespace/{name} created", "create namespace output")
+        # As on any cluster, controllers add a `default` ServiceAccount and the `kube-root-ca.crt`
+        # ConfigMap to a new namespace; wait for them so that scenarios see a settled namespace.
+        for kind, obj in (("serviceaccount", "default"), ("configmap", ROOT_CA)):
+            settled = poll(lambda: self.run("get", kind, obj, "-n", name, "-o", "name").rc == 0, 15)
+            self.true(settled, f"namespace {name} gets its {kind} {obj}", self.last_cmd)
         return name
 
     def cleanup(self) -> None:
@@ -593,6 +598,9 @@ def poll(fn: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool
 # Scenarios
 
 SCENARIOS: list[Callable[[T], None]] = []
+
+# The ConfigMap every namespace gets from the root-CA publisher.
+ROOT_CA = "kube-root-ca.crt"
 
 
 def scenario(fn: Callable[[T], None]) -> Callable[[T], None]:
@@ -1206,7 +1214,8 @@ def imperative_create(t: T) -> None:
     t.eq(jget(t.json("get", "job", "j", "-n", ns), "spec.template.spec.containers.0.command"), ["echo", "hi"],
          "job command")
     out = t.ok("get", "cm,secret,deploy,job", "-n", ns, "-o", "name")
-    t.eq(sorted(out.split()), ["configmap/c", "deployment.apps/d", "job.batch/j", "secret/s"], "get of several kinds")
+    t.eq(sorted(out.split()), ["configmap/c", f"configmap/{ROOT_CA}", "deployment.apps/d", "job.batch/j", "secret/s"],
+         "get of several kinds")
     t.eq(t.ok("delete", "namespace", ns, timeout=120).strip(), f'namespace "{ns}" deleted', "delete namespace")
 
 
@@ -1250,7 +1259,9 @@ def more_builtin_kinds(t: T) -> None:
         t.eq(t.create(manifest, ns), f"{prefix}/x created", f"create {resource}")
         out = t.ok("get", resource, "x", "-n", ns)
         t.headers(out, headers, f"get {resource}")
-        t.eq(t.ok("get", resource, "-n", ns, "-o", "name").strip(), f"{prefix}/x", f"get {resource} -o name")
+        listed = t.ok("get", resource, "-n", ns, "-o", "name").split()
+        expected = [f"{prefix}/x"] + (["serviceaccount/default"] if resource == "serviceaccounts" else [])
+        t.eq(sorted(listed), sorted(expected), f"get {resource} -o name")
         t.eq(t.ok("delete", resource, "x", "-n", ns).strip(), f'{prefix} "x" deleted', f"delete {resource}")
 
 
@@ -1344,12 +1355,13 @@ def output_formats(t: T) -> None:
         t.true(line in out.splitlines(), f"-o yaml has line {line!r}", out)
     out = t.ok("get", "cm", "-n", ns, "-o", "wide")
     t.headers(out, ["NAME", "DATA", "AGE"], "get cm -o wide")
-    t.eq([r["NAME"] for r in t.table(out)], ["alpha", "beta"], "rows sorted by name")
-    t.eq(t.ok("get", "cm", "-n", ns, "-o", "name"), "configmap/alpha\nconfigmap/beta\n", "-o name")
+    t.eq([r["NAME"] for r in t.table(out)], ["alpha", "beta", ROOT_CA], "rows sorted by name")
+    # from here on only the scenario's own ConfigMaps (the namespace also holds the root CA one)
+    t.eq(t.ok("get", "cm", "-n", ns, "-l", "app=fmt", "-o", "name"), "configmap/alpha\nconfigmap/beta\n", "-o name")
     t.eq(t.ok("get", "cm", "alpha", "-n", ns, "-o", "jsonpath={.data.k}"), "1", "-o jsonpath single")
-    t.eq(t.ok("get", "cm", "-n", ns, "-o", 'jsonpath={range .items[*]}{.metadata.name}={.data.k}{"\\n"}{end}'),
+    t.eq(t.ok("get", "cm", "-n", ns, "-l", "app=fmt", "-o", 'jsonpath={range .items[*]}{.metadata.name}={.data.k}{"\\n"}{end}'),
          "alpha=1\nbeta=2\n", "-o jsonpath range")
-    out = t.ok("get", "cm", "-n", ns, "-o", "custom-columns=NAME:.metadata.name,RANK:.metadata.labels.rank,K:.data.k")
+    out = t.ok("get", "cm", "-n", ns, "-l", "app=fmt", "-o", "custom-columns=NAME:.metadata.name,RANK:.metadata.labels.rank,K:.data.k")
     t.headers(out, ["NAME", "RANK", "K"], "custom-columns")
     rows = t.table(out)
     t.eq([(r["NAME"], r["RANK"], r["K"]) for r in rows], [("alpha", "1", "1"), ("beta", "2", "2")],
@@ -1357,15 +1369,15 @@ def output_formats(t: T) -> None:
     out = t.ok("get", "cm", "alpha", "-n", ns, "--show-labels")
     t.headers(out, ["NAME", "DATA", "AGE", "LABELS"], "--show-labels")
     t.eq(t.table(out)[0]["LABELS"], "app=fmt,rank=1", "LABELS column")
-    out = t.ok("get", "cm", "-n", ns, "-L", "rank")
+    out = t.ok("get", "cm", "-n", ns, "-l", "app=fmt", "-L", "rank")
     t.headers(out, ["NAME", "DATA", "AGE", "RANK"], "-L rank")
-    out = t.ok("get", "cm", "-n", ns, "--no-headers")
+    out = t.ok("get", "cm", "-n", ns, "-l", "app=fmt", "--no-headers")
     t.eq([ln.split()[0] for ln in out.splitlines()], ["alpha", "beta"], "--no-headers rows")
-    out = t.ok("get", "cm", "-n", ns, "--sort-by=.metadata.labels.rank", "-o", "name")
+    out = t.ok("get", "cm", "-n", ns, "-l", "app=fmt", "--sort-by=.metadata.labels.rank", "-o", "name")
     t.eq(out, "configmap/alpha\nconfigmap/beta\n", "--sort-by")
     out = t.ok("get", "cm", "alpha", "-n", ns, "-o", "go-template={{.metadata.name}}:{{index .data \"k\"}}")
     t.eq(out, "alpha:1", "-o go-template")
-    out = t.ok("get", "cm", "-n", ns, "-o", "json")
+    out = t.ok("get", "cm", "-n", ns, "-l", "app=fmt", "-o", "json")
     lst = json.loads(out)
     t.eq((lst.get("kind"), lst.get("apiVersion")), ("List", "v1"), "list -o json kind/apiVersion")
     t.eq([i["metadata"]["name"] for i in lst.get("items", [])], ["alpha", "beta"], "list -o json items")
@@ -1442,6 +1454,8 @@ def label_selectors(t: T) -> None:
     for sel, want in cases:
         out = t.ok("get", "cm", "-n", ns, "-l", sel, "-o", "name")
         got = {n.split("/", 1)[1] for n in t.names(out)}
+        # the root CA ConfigMap has no labels, like "d"
+        want = want | ({ROOT_CA} if "d" in want else set())
         t.eq(sorted(got), sorted(want), f"-l {sel!r}")
     r = t.run("get", "cm", "-n", ns, "-l", "env=nomatch")
     t.eq((r.rc, r.out, r.err.strip()), (0, "", f"No resources found in {ns} namespace."), "-l with no match")
@@ -1458,7 +1472,8 @@ def field_selectors(t: T) -> None:
         t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n}}, ns)
     sel = lambda *a: sorted(n.split("/", 1)[1] for n in t.names(t.ok("get", *a, "-o", "name")))  # noqa: E731
     t.eq(sel("cm", "-n", ns, "--field-selector", "metadata.name=two"), ["two"], "metadata.name=two")
-    t.eq(sel("cm", "-n", ns, "--field-selector", "metadata.name!=two"), ["one", "three"], "metadata.name!=two")
+    t.eq(sel("cm", "-n", ns, "--field-selector", "metadata.name!=two"), ["kube-root-ca.crt", "one", "three"],
+         "metadata.name!=two")
     t.eq(sel("cm", "-A", "--field-selector", f"metadata.namespace={ns},metadata.name=one"), ["one"],
          "metadata.namespace + metadata.name")
     for n in ("run", "wait"):
@@ -1546,7 +1561,7 @@ def watch_resume_and_timeout(t: T) -> None:
     t.eq(rvs, sorted(rvs), "events come in resourceVersion order")
     t.true(all(r > int(rv1) for r in rvs), "all events are newer than the resourceVersion asked for", (rv1, rvs))
     lst = t.raw(f"/api/v1/namespaces/{ns}/configmaps?resourceVersion={rv1}&resourceVersionMatch=Exact")
-    t.eq([(i["metadata"]["name"], jget(i, "data.v")) for i in lst.get("items", [])], [("r", "1")],
+    t.eq([(i["metadata"]["name"], jget(i, "data.v")) for i in lst.get("items", [])], [(ROOT_CA, None), ("r", "1")],
          "list at an exact older resourceVersion shows the state then")
     t.eq(jget(lst, "metadata.resourceVersion"), rv1, "list metadata.resourceVersion is the one asked for")
 
@@ -1641,13 +1656,15 @@ def chunked_list(t: T) -> None:
     if r.rc != 0:
         raise Failure("exit code 0", "exit 0", r.both(), r.cmd)
     names = [ln for ln in r.out.splitlines() if ln]
-    t.eq(names, [f"configmap/chunk-{i:02d}" for i in range(10)], "all 10 configmaps, in order, once each")
+    t.eq(names, [f"configmap/chunk-{i:02d}" for i in range(10)] + [f"configmap/{ROOT_CA}"],
+         "all 11 configmaps (with the root CA one), in order, once each")
     reqs = re.findall(r"/configmaps\?[^\s\"]*", r.err)
     t.true(len(reqs) >= 5, "at least 5 list requests at --chunk-size=2", r.err)
     t.true(all("limit=2" in q for q in reqs), "every request has limit=2", reqs)
     t.true(sum("continue=" in q for q in reqs) >= 4, "at least 4 requests carry continue=", reqs)
     out = t.ok("get", "cm", "-n", ns, "--chunk-size=3")
-    t.eq([r["NAME"] for r in t.table(out)], [f"chunk-{i:02d}" for i in range(10)], "chunked table output")
+    t.eq([r["NAME"] for r in t.table(out)], [f"chunk-{i:02d}" for i in range(10)] + [ROOT_CA],
+         "chunked table output")
     first = t.raw(f"/api/v1/namespaces/{ns}/configmaps?limit=3")
     t.eq([i["metadata"]["name"] for i in first["items"]], ["chunk-00", "chunk-01", "chunk-02"], "first page")
     t.true(bool(jget(first, "metadata.continue")), "first page has metadata.continue", first.get("metadata"))
@@ -1661,12 +1678,12 @@ def chunked_list(t: T) -> None:
         seen += [i["metadata"]["name"] for i in page["items"]]
         cont = jget(page, "metadata.continue")
         pages += 1
-    t.eq(seen, [f"chunk-{i:02d}" for i in range(10)], "pages add up to the whole list")
-    t.eq(pages, 4, "10 objects at limit=3 take 4 pages")
+    t.eq(seen, [f"chunk-{i:02d}" for i in range(10)] + [ROOT_CA], "pages add up to the whole list")
+    t.eq(pages, 4, "11 objects at limit=3 take 4 pages")
     status, body = t.https("GET", f"/api/v1/namespaces/{ns}/configmaps?limit=3&continue=garbage")
     t.eq(status, 400, "a malformed continue token is a 400")
     t.last_cmd = f"kubectl get --raw '/api/v1/namespaces/{ns}/configmaps?limit=3'"
-    t.eq(jget(first, "metadata.remainingItemCount"), 7, "metadata.remainingItemCount of the first page")
+    t.eq(jget(first, "metadata.remainingItemCount"), 8, "metadata.remainingItemCount of the first page")
 
 
 @scenario
@@ -1681,7 +1698,7 @@ def large_list(t: T) -> None:
     created = time.time() - start
     r = t.run("get", "cm", "-n", ns, "--no-headers", "-v=6", timeout=60)
     t.eq(r.rc, 0, f"get exit code ({r.err[-500:]})")
-    t.eq(len(r.out.splitlines()), 600, "600 rows")
+    t.eq(len(r.out.splitlines()), 601, "600 rows and the root CA ConfigMap")
     reqs = re.findall(r"/configmaps\?[^\s\"]*", r.err)
     t.eq(len(reqs), 2, f"two pages at the default chunk size (requests: {reqs})")
     t.true("limit=500" in reqs[0] and "continue=" in reqs[1], "limit=500 then continue", reqs)
@@ -2055,7 +2072,7 @@ def error_bad_requests(t: T) -> None:
     status, body = t.https("DELETE", f"/api/v1/namespaces/{ns}/configmaps?labelSelector=del%3Dyes")
     t.eq(status, 200, f"deletecollection status (body {body[:300]})")
     left = sorted(n.split("/", 1)[1] for n in t.names(t.ok("get", "cm", "-n", ns, "-o", "name")))
-    t.eq(left, ["keep"], "deletecollection removed only the selected objects")
+    t.eq(left, ["keep", ROOT_CA], "deletecollection removed only the selected objects")
 
 
 @scenario
@@ -2148,9 +2165,10 @@ def manifests_and_bulk_delete(t: T) -> None:
     for n in ("g", "h"):
         t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n}}, ns)
     out = t.ok("delete", "cm", "--all", "-n", ns)
-    t.eq(sorted(out.splitlines()), ['configmap "g" deleted', 'configmap "h" deleted'], "delete --all")
-    r = t.run("get", "cm", "-n", ns)
-    t.eq((r.rc, r.out, r.err.strip()), (0, "", f"No resources found in {ns} namespace."), "nothing left")
+    t.eq(sorted(out.splitlines()), ['configmap "g" deleted', 'configmap "h" deleted', f'configmap "{ROOT_CA}" deleted'],
+         "delete --all")
+    t.true(poll(lambda: t.ok("get", "cm", "-n", ns, "-o", "name").split() == [f"configmap/{ROOT_CA}"], 10),
+           "nothing left but the root CA ConfigMap, which its controller puts back", t.last_cmd)
 
 
 @scenario
@@ -2551,13 +2569,232 @@ def auth_whoami_and_tokens(t: T) -> None:
     st, _, body = https_raw(t.server.creds, "GET", "/api/v1/namespaces", client_cert=False,
                             headers={"Authorization": f"Bearer {tok}", "Accept": "application/json"})
     t.last_cmd = "HTTPS GET /api/v1/namespaces with the token as Bearer"
-    t.eq(st, 200, "GET /api/v1/namespaces with the service-account token")
-    t.eq(json.loads(body).get("kind"), "NamespaceList", "answer is a NamespaceList")
+    t.eq(st, 403, "GET /api/v1/namespaces with the token of a service account nobody granted anything")
+    t.eq(json.loads(body).get("message"), f'namespaces is forbidden: User "system:serviceaccount:{ns}:tok" cannot '
+         'list resource "namespaces" in API group "" at the cluster scope', "forbidden message")
+    t.ok("create", "clusterrolebinding", f"{ns}-tok-view", "--clusterrole=view", f"--serviceaccount={ns}:tok")
+
+    last: list = []
+
+    def listed() -> bool:
+        last[:] = https_raw(t.server.creds, "GET", "/api/v1/namespaces", client_cert=False,
+                            headers={"Authorization": f"Bearer {tok}", "Accept": "application/json"})
+        return last[0] == 200
+    t.true(poll(listed, 10), "the token lists namespaces once the account is bound to view", last)
+    t.eq(json.loads(last[2]).get("kind"), "NamespaceList", "answer is a NamespaceList")
     t.eq(t.ok("delete", "serviceaccount", "tok", "-n", ns).strip(), 'serviceaccount "tok" deleted', "delete sa")
     st, _, body = https_raw(t.server.creds, "GET", "/api/v1/namespaces", client_cert=False,
                             headers={"Authorization": f"Bearer {tok}", "Accept": "application/json"})
     t.last_cmd = "HTTPS GET /api/v1/namespaces with the token of a deleted service account"
     t.eq(st, 401, "token of a deleted service account is rejected")
+    t.ok("delete", "clusterrolebinding", f"{ns}-tok-view")
+
+
+@scenario
+def python_client(t: T) -> None:
+    """The Python `kubernetes` client from PyPI, as its users drive it: typed CRUD, patches, watch, scale,
+    errors as ApiException with metav1.Status bodies, the dynamic client with server-side apply, RBAC."""
+    try:
+        from kubernetes import client as k8s, config as k8s_config, dynamic, watch as k8s_watch
+        from kubernetes.client.rest import ApiException
+    except ImportError as e:
+        raise Failure("the Python kubernetes client is installed (.ci/run installs it)", "import", str(e), "import kubernetes")
+    api = k8s_config.new_client_from_config(config_file=str(t.kubeconfig))
+    core, apps = k8s.CoreV1Api(api), k8s.AppsV1Api(api)
+    ns = t.namespace()
+    t.last_cmd = "python: CoreV1Api.create_namespaced_config_map / patch / replace"
+    cm = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="py", labels={"app": "py"}), data={"a": "1"})
+    created = core.create_namespaced_config_map(ns, cm)
+    t.true(created.metadata.uid and created.metadata.creation_timestamp is not None, "typed create answer", created.metadata)
+    t.eq(core.patch_namespaced_config_map("py", ns, {"data": {"b": "2"}}).data, {"a": "1", "b": "2"}, "dict patch")
+    t.eq(core.patch_namespaced_config_map("py", ns, [{"op": "add", "path": "/data/c", "value": "3"}]).data,
+         {"a": "1", "b": "2", "c": "3"}, "list body = JSON patch")
+    live = core.read_namespaced_config_map("py", ns)
+    live.data["d"] = "4"
+    replaced = core.replace_namespaced_config_map("py", ns, live)
+    t.true(int(replaced.metadata.resource_version) > int(created.metadata.resource_version), "replace bumps rv",
+           replaced.metadata.resource_version)
+    live.data["e"] = "stale"
+    try:
+        core.replace_namespaced_config_map("py", ns, live)
+        raise Failure("a stale replace fails", "ApiException 409", "accepted", t.last_cmd)
+    except ApiException as e:
+        t.eq((e.status, json.loads(e.body)["reason"]), (409, "Conflict"), "stale replace")
+    try:
+        core.read_namespaced_config_map("missing", ns)
+        raise Failure("reading a missing object fails", "ApiException 404", "found", t.last_cmd)
+    except ApiException as e:
+        t.eq((e.status, json.loads(e.body)["message"]), (404, 'configmaps "missing" not found'), "404")
+    try:
+        core.create_namespaced_config_map(ns, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="Bad_Name")))
+        raise Failure("an invalid name is refused", "ApiException 422", "created", t.last_cmd)
+    except ApiException as e:
+        t.eq((e.status, json.loads(e.body)["reason"]), (422, "Invalid"), "422 Invalid")
+    listed = core.list_namespaced_config_map(ns, label_selector="app=py")
+    t.eq([c.metadata.name for c in listed.items], ["py"], "list with label_selector")
+
+    t.last_cmd = "python: watch.Watch().stream(list_namespaced_config_map, resource_version=...)"
+    w = k8s_watch.Watch()
+    rv = listed.metadata.resource_version
+    core.create_namespaced_config_map(ns, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="w", labels={"app": "py"})))
+    core.delete_namespaced_config_map("w", ns)
+    events = []
+    for ev in w.stream(core.list_namespaced_config_map, ns, label_selector="app=py", resource_version=rv,
+                       timeout_seconds=3):
+        events.append((ev["type"], ev["object"].metadata.name))
+        if len(events) == 2:
+            w.stop()
+    t.eq(events, [("ADDED", "w"), ("DELETED", "w")], "watch from a resourceVersion")
+
+    t.last_cmd = "python: AppsV1Api deployment create / scale / delete"
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+           "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "d"}},
+                    "template": {"metadata": {"labels": {"app": "d"}},
+                                 "spec": {"containers": [{"name": "c", "image": "busybox",
+                                                          "resources": {"limits": {"cpu": "0.5"}}}]}}}}
+    d = apps.create_namespaced_deployment(ns, dep)
+    t.eq((d.spec.strategy.type, d.spec.template.spec.containers[0].resources.limits["cpu"]),
+         ("RollingUpdate", "500m"), "defaults and canonical quantities")
+    t.eq(apps.patch_namespaced_deployment_scale("d", ns, {"spec": {"replicas": 3}}).spec.replicas, 3, "patch scale")
+    t.eq(apps.read_namespaced_deployment("d", ns).spec.replicas, 3, "scale reached the deployment")
+
+    t.last_cmd = "python: dynamic.DynamicClient server_side_apply / get"
+    dyn = dynamic.DynamicClient(api)
+    cms = dyn.resources.get(api_version="v1", kind="ConfigMap")
+    applied = cms.server_side_apply(body={"apiVersion": "v1", "kind": "ConfigMap",
+                                          "metadata": {"name": "ssa", "namespace": ns}, "data": {"x": "y"}},
+                                    field_manager="py-tool")
+    t.eq([m.manager for m in applied.metadata.managedFields], ["py-tool"], "server-side apply manager")
+    t.eq(cms.get(name="ssa", namespace=ns).data.x, "y", "dynamic get")
+
+    t.last_cmd = "python: RBAC, a user bound to view"
+    rbac = k8s.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role_binding(ns, k8s.V1RoleBinding(
+        metadata=k8s.V1ObjectMeta(name="eve-view"),
+        role_ref=k8s.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="view"),
+        subjects=[k8s.RbacV1Subject(api_group="rbac.authorization.k8s.io", kind="User", name="eve")]))
+    sar = k8s.V1SubjectAccessReview(spec=k8s.V1SubjectAccessReviewSpec(
+        user="eve", resource_attributes=k8s.V1ResourceAttributes(namespace=ns, verb="list", resource="configmaps")))
+    t.true(poll(lambda: k8s.AuthorizationV1Api(api).create_subject_access_review(sar).status.allowed, 10),
+           "SubjectAccessReview allows eve to list configmaps", t.last_cmd)
+    sar.spec.resource_attributes.verb = "delete"
+    t.eq(k8s.AuthorizationV1Api(api).create_subject_access_review(sar).status.allowed, False, "but not delete")
+    core.delete_namespace(ns)
+
+
+@scenario
+def namespace_defaults(t: T) -> None:
+    """Every namespace gets a `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap (the cluster CA),
+    re-created when deleted, as upstream's service-account and root-ca-cert-publisher controllers do."""
+    ns = t.namespace()
+
+    def present(kind: str, name: str) -> bool:
+        return t.run("get", kind, name, "-n", ns, "-o", "name").rc == 0
+    t.true(poll(lambda: present("serviceaccount", "default"), 10), "default ServiceAccount appears", t.last_cmd)
+    t.true(poll(lambda: present("configmap", "kube-root-ca.crt"), 10), "kube-root-ca.crt appears", t.last_cmd)
+    ca = t.json("get", "configmap", "kube-root-ca.crt", "-n", ns)["data"]["ca.crt"]
+    t.eq(ca.strip(), t.server.creds["ca"].read_text().strip(), "kube-root-ca.crt holds the cluster CA")
+    t.true(t.ok("create", "token", "default", "-n", ns).count(".") == 2, "create token default", t.last_cmd)
+    t.ok("delete", "serviceaccount", "default", "-n", ns)
+    t.ok("delete", "configmap", "kube-root-ca.crt", "-n", ns)
+    t.true(poll(lambda: present("serviceaccount", "default"), 10), "default ServiceAccount re-created", t.last_cmd)
+    t.true(poll(lambda: present("configmap", "kube-root-ca.crt"), 10), "kube-root-ca.crt re-created", t.last_cmd)
+    t.ok("patch", "configmap", "kube-root-ca.crt", "-n", ns, "--type=merge", "-p", '{"data":{"ca.crt":"x"}}')
+    t.true(poll(lambda: t.json("get", "configmap", "kube-root-ca.crt", "-n", ns)["data"]["ca.crt"].strip()
+                == t.server.creds["ca"].read_text().strip(), 10), "an edited kube-root-ca.crt is restored",
+           t.last_cmd)
+
+
+@scenario
+def rbac_enforced(t: T) -> None:
+    """RBAC as upstream: default roles, Forbidden texts, role/rolebinding grants, view aggregation, escalation
+    prevention, impersonation rights, can-i --list and SubjectAccessReview."""
+    rows = t.table(t.ok("get", "clusterroles"))
+    for name in ("cluster-admin", "admin", "edit", "view", "system:discovery", "system:basic-user"):
+        t.row(rows, name, "default cluster roles")
+    crb = t.json("get", "clusterrolebinding", "cluster-admin")
+    t.eq(crb["subjects"], [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}],
+         "cluster-admin is bound to system:masters")
+    ns = t.namespace()
+    t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}, ns)
+    r = t.run("auth", "can-i", "list", "pods", "-n", ns, "--as", "bob")
+    t.eq((r.rc, r.out.strip()), (1, "no"), "can-i list pods as bob before any grant")
+    err = t.fails("get", "pods", "-n", ns, "--as", "bob")
+    t.eq(err, f'Error from server (Forbidden): pods is forbidden: User "bob" cannot list resource "pods" in API '
+              f'group "" in the namespace "{ns}"', "list forbidden")
+    t.eq(t.ok("create", "role", "pod-reader", "--verb=get,list,watch", "--resource=pods", "-n", ns).strip(),
+         "role.rbac.authorization.k8s.io/pod-reader created", "create role")
+    t.ok("create", "rolebinding", "bob-reads", "--role=pod-reader", "--user=bob", "-n", ns)
+    t.true(poll(lambda: t.run("auth", "can-i", "list", "pods", "-n", ns, "--as", "bob").out.strip() == "yes", 10),
+           "can-i list pods as bob once bound", t.run("auth", "can-i", "list", "pods", "-n", ns, "--as", "bob").both())
+    t.true("p" in t.ok("get", "pods", "-n", ns, "--as", "bob", "-o", "name"), "bob lists pods", t.last_cmd)
+    err = t.fails("delete", "pod", "p", "-n", ns, "--as", "bob")
+    t.eq(err, f'Error from server (Forbidden): pods "p" is forbidden: User "bob" cannot delete resource "pods" in '
+              f'API group "" in the namespace "{ns}"', "delete forbidden")
+    err = t.fails("get", "pods", "-n", "default", "--as", "bob")
+    t.contains(err, 'in the namespace "default"', "a RoleBinding grants only in its namespace")
+    err = t.fails("get", "nodes", "--as", "bob")
+    t.eq(err, 'Error from server (Forbidden): nodes is forbidden: User "bob" cannot list resource "nodes" in API '
+              'group "" at the cluster scope', "cluster-scoped forbidden")
+    rules = t.table(t.ok("auth", "can-i", "--list", "-n", ns, "--as", "bob"), "can-i --list")
+    t.true(any(r.get("Resources") == "pods" and r.get("Verbs") == "[get list watch]" for r in rules),
+           "can-i --list shows the role's rule", rules)
+
+    # view: aggregated from the aggregate-to-view roles, picks up a new one, and excludes secrets
+    t.ok("create", "rolebinding", "carol-views", "--clusterrole=view", "--user=carol", "-n", ns)
+    t.true(poll(lambda: t.run("auth", "can-i", "list", "deployments.apps", "-n", ns, "--as", "carol")
+                .out.strip() == "yes", 10), "view lets carol list deployments", t.last_cmd)
+    for verb, res in (("list", "secrets"), ("delete", "pods"), ("create", "configmaps")):
+        t.eq(t.run("auth", "can-i", verb, res, "-n", ns, "--as", "carol").out.strip(), "no", f"view: {verb} {res}")
+    t.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+              "metadata": {"name": f"{ns}-leases", "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}},
+              "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list"]}]})
+    t.true(poll(lambda: t.run("auth", "can-i", "list", "leases", "-n", ns, "--as", "carol")
+                .out.strip() == "yes", 10), "view aggregates a new aggregate-to-view role", t.last_cmd)
+    t.true(any(r.get("resources") == ["leases"] for r in t.json("get", "clusterrole", "view")["rules"]),
+           "view's rules list the aggregated rule", t.last_cmd)
+    t.ok("delete", "clusterrole", f"{ns}-leases")
+    t.true(poll(lambda: t.run("auth", "can-i", "list", "leases", "-n", ns, "--as", "carol")
+                .out.strip() == "no", 10), "view drops the rule of a deleted aggregated role", t.last_cmd)
+
+    # escalation: bob may manage roles in the namespace but not grant what he does not hold
+    t.ok("create", "role", "role-manager", "--verb=create,update,patch,get", "--resource=roles,rolebindings",
+         "-n", ns)
+    t.ok("create", "rolebinding", "bob-manages", "--role=role-manager", "--user=bob", "-n", ns)
+    t.true(poll(lambda: t.run("auth", "can-i", "create", "roles", "-n", ns, "--as", "bob").out.strip() == "yes", 10),
+           "bob may create roles", t.last_cmd)
+    t.ok("create", "role", "small", "--verb=get", "--resource=pods", "-n", ns, "--as", "bob")
+    err = t.fails("create", "role", "big", "--verb=get,delete", "--resource=pods,secrets", "-n", ns, "--as", "bob")
+    t.eq(err, f'Error from server (Forbidden): roles.rbac.authorization.k8s.io "big" is forbidden: user "bob" '
+              f'(groups=["system:authenticated"]) is attempting to grant RBAC permissions not currently held:\n'
+              f'{{APIGroups:[""], Resources:["pods"], Verbs:["delete"]}}\n'
+              f'{{APIGroups:[""], Resources:["secrets"], Verbs:["get" "delete"]}}', "escalation refused")
+    err = t.fails("create", "rolebinding", "bob-admin", "--clusterrole=admin", "--user=bob", "-n", ns, "--as", "bob")
+    t.contains(err, 'rolebindings.rbac.authorization.k8s.io "bob-admin" is forbidden: user "bob" '
+                    '(groups=["system:authenticated"]) is attempting to grant RBAC permissions not currently held:',
+               "binding a bigger role refused")
+
+    # impersonation needs the impersonate verb: the admin has it, a plain service account does not
+    t.ok("create", "serviceaccount", "imp", "-n", ns)
+    tok = t.ok("create", "token", "imp", "-n", ns).strip()
+    t.last_cmd = f"HTTPS GET /api/v1/namespaces/{ns}/pods as the service account, Impersonate-User: bob"
+    st, _, body = https_raw(t.server.creds, "GET", f"/api/v1/namespaces/{ns}/pods", client_cert=False,
+                            headers={"Authorization": f"Bearer {tok}", "Impersonate-User": "bob",
+                                     "Accept": "application/json"})
+    t.eq(st, 403, "impersonation without the impersonate verb")
+    t.eq(json.loads(body).get("message"), f'users "bob" is forbidden: User "system:serviceaccount:{ns}:imp" cannot '
+         'impersonate resource "users" in API group "" at the cluster scope', "impersonation forbidden message")
+    out = t.ok("auth", "whoami", "--as", "dave", "--as-group", "devs")
+    t.match(out, r"^Username\s+dave$", "whoami as dave")
+    t.match(out, r"^Groups\s+\[devs system:authenticated\]$", "whoami groups as upstream adds them")
+
+    # SubjectAccessReview answers for someone else, with RBAC's reason
+    sar = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+           "spec": {"user": "bob", "resourceAttributes": {"namespace": ns, "verb": "get", "resource": "pods"}}}
+    got = json.loads(t.ok("create", "-f", "-", "-o", "json", stdin=json.dumps(sar)))
+    t.eq(got["status"], {"allowed": True, "reason": f'RBAC: allowed by RoleBinding "bob-reads/{ns}" of Role '
+                                                    f'"pod-reader" to User "bob"'}, "SubjectAccessReview status")
 
 
 @scenario
@@ -2573,7 +2810,7 @@ def protobuf_responses(t: T) -> None:
         t.eq(h.get("content-type"), PB, f"protobuf {what}: Content-Type")
         t.eq(body[:4], b"k8s\x00", f"protobuf {what}: body magic")
         t.true(b"pb" in body and b"ConfigMap" in body, f"protobuf {what}: body names the object", body[:200])
-    path = f"/api/v1/namespaces/{ns}/configmaps?watch=1"
+    path = f"/api/v1/namespaces/{ns}/configmaps?watch=1&fieldSelector=metadata.name%3Dpb"
     t.last_cmd = f"HTTPS GET {path} (Accept: {PB})"
     st, h, body = https_raw(creds, "GET", path, headers={"Accept": PB}, read=4)
     t.eq(st, 200, "protobuf watch: status")
@@ -2659,6 +2896,8 @@ def _rvs(t: T, ns: str) -> dict:
     out = {}
     for kind in ("deploy", "svc", "cm"):
         for item in t.json("get", kind, "-n", ns).get("items", []):
+            if kind == "cm" and item["metadata"]["name"] == ROOT_CA:
+                continue  # the root-CA publisher's, not applied
             out[f"{kind}/{item['metadata']['name']}"] = item["metadata"]["resourceVersion"]
     return out
 
@@ -2806,7 +3045,7 @@ def apply_prune(t: T) -> None:
     t.eq(sorted(out.strip().splitlines()), ["configmap/p1 unchanged", "configmap/p2 pruned",
                                             "deployment.apps/pd pruned"], "apply of one file prunes the rest")
     t.eq(t.names(t.ok("get", "cm,deploy", "-n", ns, "-o", "name")),
-         {"configmap/p1", "configmap/unrelated", "configmap/other-label"},
+         {"configmap/p1", "configmap/unrelated", "configmap/other-label", f"configmap/{ROOT_CA}"},
          "objects never applied (no last-applied annotation) are kept")
 
 

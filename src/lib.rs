@@ -1,8 +1,10 @@
 //! rkube: a Kubernetes cluster in one Rust binary.
 //!
 //! One folder per component: [`apiserver`] (the REST + watch API, the only user of [`storage`]),
+//! [`controllers`] (the controller manager, an API client like every component but the apiserver),
 //! [`pki`] (the cluster CA and the certificates every component authenticates with).
 
 pub mod apiserver;
+pub mod controllers;
 pub mod pki;
 pub mod storage;

@@ -152,6 +152,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     };
     let server = apiserver::start(config, store).await?;
     let url = format!("https://{host}:{}", server.local_addr.port());
+    rkube::controllers::start(&pki, &url).await?;
     let kubeconfig = kubeconfig_path(&args, &data_dir, &pki);
     write_private(&kubeconfig, &pki.admin_kubeconfig(&url))?;
     let default_kc = home().map(|h| h.join(".kube").join("config"));

@@ -348,6 +348,12 @@ impl Pki {
     /// named "rkube" and `current-context` set, pointing at `server_url`
     /// (e.g. `https://127.0.0.1:6443`). Embedding keeps the file self-contained and copyable.
     pub fn admin_kubeconfig(&self, server_url: &str) -> String {
+        self.kubeconfig(server_url, &self.admin_cert_pem, &self.admin_key_pem)
+    }
+
+    /// A kubeconfig like [`Pki::admin_kubeconfig`] for another client certificate (an in-cluster
+    /// component's identity, from [`Pki::issue_client_cert`]).
+    pub fn kubeconfig(&self, server_url: &str, cert_pem: &str, key_pem: &str) -> String {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
         let config = serde_json::json!({
             "apiVersion": "v1",
@@ -362,8 +368,8 @@ impl Pki {
             "users": [{
                 "name": KUBECONFIG_NAME,
                 "user": {
-                    "client-certificate-data": b64(&self.admin_cert_pem),
-                    "client-key-data": b64(&self.admin_key_pem),
+                    "client-certificate-data": b64(cert_pem),
+                    "client-key-data": b64(key_pem),
                 },
             }],
             "contexts": [{

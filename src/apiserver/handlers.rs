@@ -11,6 +11,7 @@ use futures::StreamExt;
 use http::{header, HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::authz;
 use super::catalog::{Catalog, ResourceInfo, SharedCatalog};
 use super::discovery;
 use super::field_validation::check_fields;
@@ -26,12 +27,7 @@ use super::table;
 /// Upstream's request body limit.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
-/// The authenticated identity of a request (from its client certificate).
-#[derive(Clone, Debug)]
-pub struct User {
-    pub name: String,
-    pub groups: Vec<String>,
-}
+pub use super::authz::User;
 
 /// Set per connection: None for a connection without a verified client certificate.
 #[derive(Clone, Debug)]
@@ -519,13 +515,19 @@ fn discovery_doc(headers: &HeaderMap, mut doc: Value) -> Response {
     json_response(StatusCode::OK, &doc)
 }
 
-/// The user a service account bearer token names, if the token verifies and its account still exists.
+/// The user a request's `Authorization: Bearer` token names.
 async fn bearer_user(app: &App, headers: &HeaderMap) -> Option<User> {
     let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let token = auth
         .strip_prefix("Bearer ")
         .or_else(|| auth.strip_prefix("bearer "))?
         .trim();
+    token_user(app, token).await
+}
+
+/// The user a service account token names, if it verifies and its account still exists (the same
+/// service account, not a new one of the same name).
+pub async fn token_user(app: &App, token: &str) -> Option<User> {
     let claims = app.tokens.verify(token)?;
     let info = app.catalog.find("", "v1", "serviceaccounts")?;
     let sa = app
@@ -536,10 +538,9 @@ async fn bearer_user(app: &App, headers: &HeaderMap) -> Option<User> {
     if sa.pointer("/metadata/uid").and_then(Value::as_str) != Some(claims.uid.as_str()) {
         return None;
     }
-    Some(User {
-        name: claims.username(),
-        groups: claims.groups(),
-    })
+    let mut user = User::new(claims.username(), claims.groups());
+    user.uid = Some(claims.uid.clone());
+    Some(user)
 }
 
 /// `serviceaccounts/<name>/token`: a TokenRequest answered with a signed token.
@@ -641,17 +642,36 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
     if user.is_none() {
         user = bearer_user(&app, &parts.headers).await;
     }
-    if user.is_none() {
+    let Some(authenticated) = user else {
         return Err(ApiError::unauthorized());
-    }
+    };
     let headers = &parts.headers;
+    let user = authz::impersonation::resolve(&app.registry, authenticated, headers)?;
+    let target = parse_path(&path);
+    let attrs = match &target {
+        Some(Target::Resource(rp)) => authz::Attributes::for_resource(
+            &parts.method,
+            rp,
+            &Query::parse(raw_query.as_deref()).unwrap_or_default(),
+        ),
+        _ => authz::Attributes::for_path(&parts.method, &path),
+    };
+    let decision = authz::authorize(&app.registry, &user, &attrs);
+    if !decision.allowed {
+        return Err(authz::impersonation::forbidden(
+            &attrs,
+            &user.name,
+            &decision.reason,
+        ));
+    }
+    let user = Some(user);
     if trimmed == "/openapi/v2" || trimmed == "/openapi/v3" || trimmed.starts_with("/openapi/v3/") {
         return app
             .openapi
             .serve(trimmed, raw_query.as_deref(), headers)
             .ok_or_else(ApiError::not_found_path);
     }
-    let target = parse_path(&path).ok_or_else(ApiError::not_found_path)?;
+    let target = target.ok_or_else(ApiError::not_found_path)?;
     let q = Query::parse(raw_query.as_deref())?;
     let catalog = app.catalog.load();
     match target {
@@ -765,11 +785,9 @@ async fn resource(
         let out = negotiate(headers, pb)?;
         let bytes = read_body(body).await?;
         let (obj, _) = typed_body(&info, headers, &bytes, &q)?;
-        let anonymous = User {
-            name: "system:anonymous".into(),
-            groups: vec!["system:unauthenticated".into()],
-        };
-        let answer = super::reviews::review(&info, user.unwrap_or(&anonymous), obj)?;
+        let anonymous = User::new("system:anonymous", vec!["system:unauthenticated".into()]);
+        let answer =
+            super::reviews::review(app, &info, user.unwrap_or(&anonymous), ns, obj).await?;
         return Ok(encode_object(StatusCode::CREATED, out, &info, &answer, &q));
     }
     if sub == Some("scale") {
@@ -824,6 +842,9 @@ async fn resource(
             let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
             let (obj, warnings) = typed_body(&info, headers, &bytes, &q)?;
+            if let Some(user) = user {
+                authz::escalation::check(reg, user, &info, ns, &obj, None)?;
+            }
             let manager = super::managed_fields::manager_name(
                 q.field_manager.as_deref(),
                 headers
@@ -849,6 +870,10 @@ async fn resource(
             let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
             let (obj, warnings) = typed_body(&info, headers, &bytes, &q)?;
+            if let Some(user) = user.filter(|_| authz::escalation::applies(&info)) {
+                let existing = reg.get(&info, ns, name).await.ok();
+                authz::escalation::check(reg, user, &info, ns, &obj, existing.as_ref())?;
+            }
             let manager = super::managed_fields::manager_name(
                 q.field_manager.as_deref(),
                 headers
@@ -901,6 +926,19 @@ async fn resource(
                 manager: &manager,
                 force: q.force,
             };
+            if let Some(user) = user.filter(|_| authz::escalation::applies(&info)) {
+                // The patched object is only known once the patch is applied: apply it without storing
+                // first, and check that.
+                let existing = reg.get(&info, ns, name).await.ok();
+                let trial = Query {
+                    dry_run: true,
+                    ..q.clone()
+                };
+                let (patched, _, _) = reg
+                    .patch_as(&info, ns, name, kind, &bytes, sub, &trial, &opts)
+                    .await?;
+                authz::escalation::check(reg, user, &info, ns, &patched, existing.as_ref())?;
+            }
             let (obj, warnings, created) = reg
                 .patch_as(&info, ns, name, kind, &bytes, sub, &q, &opts)
                 .await?;

@@ -1,10 +1,11 @@
 //! The apiserver: Kubernetes' REST + watch API over HTTPS.
 //!
-//! Request path: [`server`] (TLS, client-cert authentication) → [`handlers`] (routing, content
-//! negotiation, decoding) → [`registry`] (the generic store, with per-kind [`strategy`]) → [`crate::storage`].
+//! Request path: [`server`] (TLS, client-cert authentication) → [`handlers`] (token authentication,
+//! [`authz`]: impersonation and RBAC, routing, content negotiation, decoding) → [`registry`] (the generic store, with per-kind [`strategy`]) → [`crate::storage`].
 //! Everything about which resources exist comes from the [`catalog`], which CustomResourceDefinitions
 //! extend at run time ([`crd`]).
 
+pub mod authz;
 pub mod bootstrap;
 pub mod catalog;
 pub mod crd;
@@ -69,7 +70,9 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
     tokio::spawn(registry.cache.clone().run(store.clone()));
     registry.cache.wait_ready().await;
     bootstrap::bootstrap(&registry, config.bind.port()).await?;
+    authz::reconcile::bootstrap(&registry).await?;
     tokio::spawn(namespaces::run_finalizer(registry.clone()));
+    tokio::spawn(authz::reconcile::run_aggregation(registry.clone()));
     tokio::spawn(compactor(store.clone()));
     let app = Arc::new(handlers::App {
         registry: registry.clone(),

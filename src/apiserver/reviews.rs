@@ -1,47 +1,199 @@
 //! The create-only "review" resources: nothing is stored, the answer is computed from the request.
 //!
-//! `kubectl auth whoami` (SelfSubjectReview) and `kubectl auth can-i` (SelfSubjectAccessReview,
-//! SelfSubjectRulesReview) ask these. Until RBAC is enforced every authenticated user may do
-//! everything, so access reviews allow, and say why.
+//! `kubectl auth whoami` asks SelfSubjectReview; `kubectl auth can-i` asks SelfSubjectAccessReview (and
+//! SelfSubjectRulesReview for `--list`); other components ask SubjectAccessReview /
+//! LocalSubjectAccessReview about someone else and TokenReview about a bearer token. Access reviews are
+//! answered by the same authorizer that guards requests ([`super::authz`]).
+
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use super::authz::{self, rbac::Rbac, Attributes, User};
 use super::catalog::ResourceInfo;
-use super::handlers::User;
-use super::status::{ApiError, ApiResult};
+use super::handlers::App;
+use super::status::{ApiError, ApiResult, Cause};
 
-const ALLOW_REASON: &str = "rkube does not enforce RBAC yet: every authenticated user is allowed";
+fn text(v: &Value, pointer: &str) -> String {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
 
-/// Answers a review: the request object with its `status` filled in.
-pub fn review(info: &ResourceInfo, user: &User, mut obj: Value) -> ApiResult<Value> {
-    let status = match (info.group.as_str(), info.plural.as_str()) {
-        ("authentication.k8s.io", "selfsubjectreviews") => {
-            json!({"userInfo": {"username": user.name, "groups": user.groups}})
+fn user_info(user: &User) -> Value {
+    let mut info = json!({"username": user.name, "groups": user.groups});
+    if let Some(uid) = &user.uid {
+        info["uid"] = json!(uid);
+    }
+    if !user.extra.is_empty() {
+        info["extra"] = json!(user.extra);
+    }
+    info
+}
+
+/// The attributes an access review asks about, or upstream's validation error.
+fn review_attributes(info: &ResourceInfo, obj: &Value) -> ApiResult<Attributes> {
+    let resource = obj.pointer("/spec/resourceAttributes");
+    let non_resource = obj.pointer("/spec/nonResourceAttributes");
+    match (resource, non_resource) {
+        (Some(r), None) => Ok(Attributes {
+            verb: text(r, "/verb"),
+            resource_request: true,
+            api_group: text(r, "/group"),
+            api_version: text(r, "/version"),
+            namespace: text(r, "/namespace"),
+            resource: text(r, "/resource"),
+            subresource: text(r, "/subresource"),
+            name: text(r, "/name"),
+            path: String::new(),
+        }),
+        (None, Some(n)) => Ok(Attributes {
+            verb: text(n, "/verb"),
+            path: text(n, "/path"),
+            ..Default::default()
+        }),
+        (Some(_), Some(_)) => Err(ApiError::invalid(
+            info,
+            "",
+            vec![Cause::invalid(
+                "spec.nonResourceAttributes",
+                &Value::Null,
+                "cannot be specified in combination with resourceAttributes",
+            )],
+        )),
+        (None, None) => Err(ApiError::invalid(
+            info,
+            "",
+            vec![Cause::invalid(
+                "spec.resourceAttributes",
+                &Value::Null,
+                "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+            )],
+        )),
+    }
+}
+
+/// The user a SubjectAccessReview names in its spec.
+fn spec_user(info: &ResourceInfo, obj: &Value) -> ApiResult<User> {
+    let groups: Vec<String> = obj
+        .pointer("/spec/groups")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| g.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let name = text(obj, "/spec/user");
+    if name.is_empty() && groups.is_empty() {
+        return Err(ApiError::invalid(
+            info,
+            "",
+            vec![Cause::invalid(
+                "spec.user",
+                &json!(""),
+                "at least one of user or group must be specified",
+            )],
+        ));
+    }
+    let extra: BTreeMap<String, Vec<String>> = obj
+        .pointer("/spec/extra")
+        .cloned()
+        .and_then(|e| serde_json::from_value(e).ok())
+        .unwrap_or_default();
+    let uid = Some(text(obj, "/spec/uid")).filter(|u| !u.is_empty());
+    Ok(User {
+        name,
+        groups,
+        uid,
+        extra,
+    })
+}
+
+fn access_status(app: &App, user: &User, attrs: &Attributes) -> Value {
+    let decision = authz::authorize(&app.registry, user, attrs);
+    let mut status = json!({"allowed": decision.allowed});
+    if !decision.reason.is_empty() {
+        status["reason"] = json!(decision.reason);
+    }
+    status
+}
+
+/// Upstream's SelfSubjectRulesReview status: each rule split into its resource and URL parts.
+fn rules_status(app: &App, user: &User, namespace: &str) -> Value {
+    let rules = Rbac::from_cache(&app.registry).rules_for(user, namespace);
+    let mut resource_rules = Vec::new();
+    let mut non_resource_rules = Vec::new();
+    for rule in rules {
+        if !rule.resources.is_empty() {
+            let mut r = json!({"verbs": rule.verbs, "apiGroups": rule.api_groups, "resources": rule.resources});
+            if !rule.resource_names.is_empty() {
+                r["resourceNames"] = json!(rule.resource_names);
+            }
+            resource_rules.push(r);
         }
-        ("authentication.k8s.io", "tokenreviews") => json!({"authenticated": false, "user": {}}),
-        ("authorization.k8s.io", "selfsubjectaccessreviews")
-        | ("authorization.k8s.io", "subjectaccessreviews")
-        | ("authorization.k8s.io", "localsubjectaccessreviews") => {
-            if obj.pointer("/spec/resourceAttributes").is_none()
-                && obj.pointer("/spec/nonResourceAttributes").is_none()
-            {
+        if !rule.non_resource_urls.is_empty() {
+            non_resource_rules
+                .push(json!({"verbs": rule.verbs, "nonResourceURLs": rule.non_resource_urls}));
+        }
+    }
+    json!({"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": false})
+}
+
+/// Answers a review: the request object with its `status` filled in. `namespace` is the request
+/// path's (LocalSubjectAccessReview).
+pub async fn review(
+    app: &App,
+    info: &ResourceInfo,
+    user: &User,
+    namespace: Option<&str>,
+    mut obj: Value,
+) -> ApiResult<Value> {
+    let status = match (info.group.as_str(), info.plural.as_str()) {
+        ("authentication.k8s.io", "selfsubjectreviews") => json!({"userInfo": user_info(user)}),
+        ("authentication.k8s.io", "tokenreviews") => {
+            let token = text(&obj, "/spec/token");
+            let audiences = obj
+                .pointer("/spec/audiences")
+                .filter(|a| a.as_array().is_some_and(|a| !a.is_empty()))
+                .cloned()
+                .unwrap_or_else(|| json!([super::tokens::ISSUER]));
+            match super::handlers::token_user(app, &token).await {
+                Some(u) => {
+                    json!({"authenticated": true, "user": user_info(&u), "audiences": audiences})
+                }
+                None => {
+                    json!({"authenticated": false, "user": {}, "error": "invalid bearer token"})
+                }
+            }
+        }
+        ("authorization.k8s.io", "selfsubjectaccessreviews") => {
+            access_status(app, user, &review_attributes(info, &obj)?)
+        }
+        ("authorization.k8s.io", "subjectaccessreviews") => {
+            let attrs = review_attributes(info, &obj)?;
+            access_status(app, &spec_user(info, &obj)?, &attrs)
+        }
+        ("authorization.k8s.io", "localsubjectaccessreviews") => {
+            let attrs = review_attributes(info, &obj)?;
+            let ns = namespace.unwrap_or("");
+            if attrs.resource_request && attrs.namespace != ns {
                 return Err(ApiError::invalid(
                     info,
                     "",
-                    vec![super::status::Cause::invalid(
-                    "spec.resourceAttributes",
-                    &Value::Null,
-                    "exactly one of nonResourceAttributes or resourceAttributes must be specified",
-                )],
+                    vec![Cause::invalid(
+                        "spec.resourceAttributes.namespace",
+                        &json!(attrs.namespace),
+                        "must match metadata.namespace",
+                    )],
                 ));
             }
-            json!({"allowed": true, "reason": ALLOW_REASON})
+            access_status(app, &spec_user(info, &obj)?, &attrs)
         }
-        ("authorization.k8s.io", "selfsubjectrulesreviews") => json!({
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-            "incomplete": false,
-        }),
+        ("authorization.k8s.io", "selfsubjectrulesreviews") => {
+            rules_status(app, user, &text(&obj, "/spec/namespace"))
+        }
         _ => return Err(ApiError::method_not_supported(info, "create")),
     };
     obj["status"] = status;

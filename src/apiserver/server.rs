@@ -52,10 +52,7 @@ async fn serve_connection(
         .map(|u| {
             let mut groups = u.groups;
             groups.push("system:authenticated".into());
-            User {
-                name: u.name,
-                groups,
-            }
+            User::new(u.name, groups)
         });
     let auth = Authenticated(user);
     let service =
