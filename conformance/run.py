@@ -2683,6 +2683,39 @@ def python_client(t: T) -> None:
 
 
 @scenario
+def user_kubeconfig(t: T) -> None:
+    """`rkube kubeconfig --user alice --group devs` issues a client certificate for a new user from the cluster
+    CA: whoami names her and her groups, RBAC refuses her until a binding grants her group something."""
+    ns = t.namespace()
+    t.last_cmd = "rkube kubeconfig --user alice --group devs"
+    p = subprocess.run([str(RKUBE_BIN), "kubeconfig", "--data-dir", str(t.server.data_dir), "--server",
+                        t.server.creds["server"], "--user", "alice", "--group", "devs"],
+                       capture_output=True, text=True, timeout=30)
+    t.eq(p.returncode, 0, f"rkube kubeconfig exit code ({p.stderr[-300:]})")
+    alice = t.server.workdir / "alice.kubeconfig"
+    alice.write_text(p.stdout)
+    admin, t.kubeconfig = t.kubeconfig, alice
+    try:
+        out = t.ok("auth", "whoami")
+        t.match(out, r"^Username\s+alice$", "whoami names the new user")
+        t.match(out, r"^Groups\s+\[devs system:authenticated\]$", "whoami lists her groups")
+        err = t.fails("get", "configmaps", "-n", ns)
+        t.eq(err, f'Error from server (Forbidden): configmaps is forbidden: User "alice" cannot list resource '
+                  f'"configmaps" in API group "" in the namespace "{ns}"', "no rights yet")
+        t.kubeconfig = admin
+        t.ok("create", "rolebinding", "devs-edit", "--clusterrole=edit", "--group=devs", "-n", ns)
+        t.kubeconfig = alice
+        t.true(poll(lambda: t.run("get", "configmaps", "-n", ns, "-o", "name").rc == 0, 10),
+               "the group's binding lets her list", t.last_cmd)
+        t.eq(t.ok("create", "configmap", "mine", "-n", ns).strip(), "configmap/mine created", "edit lets her create")
+        err = t.fails("create", "role", "r", "--verb=get", "--resource=pods", "-n", ns)
+        t.contains(err, 'cannot create resource "roles" in API group "rbac.authorization.k8s.io"',
+                   "edit does not include roles")
+    finally:
+        t.kubeconfig = admin
+
+
+@scenario
 def namespace_defaults(t: T) -> None:
     """Every namespace gets a `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap (the cluster CA),
     re-created when deleted, as upstream's service-account and root-ca-cert-publisher controllers do."""

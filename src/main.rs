@@ -56,14 +56,21 @@ struct ServerArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the control plane: the apiserver on the chosen store.
+    /// Runs the control plane: the apiserver on the chosen store, and the controller manager.
     Server(ServerArgs),
-    /// Prints the admin kubeconfig of a data dir.
+    /// Prints a kubeconfig for a data dir's cluster: the admin's, or with --user a new client certificate
+    /// from the cluster CA for that user (and --group groups), who may do what RBAC grants them.
     Kubeconfig {
         #[arg(long)]
         data_dir: Option<PathBuf>,
         #[arg(long, default_value = "https://127.0.0.1:6443")]
         server: String,
+        /// User name (the certificate's CN).
+        #[arg(long)]
+        user: Option<String>,
+        /// A group of the user (an O of the certificate); repeatable.
+        #[arg(long = "group", requires = "user")]
+        groups: Vec<String>,
     },
 }
 
@@ -208,10 +215,23 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Server(args) => rt.block_on(run_server(args)),
-        Command::Kubeconfig { data_dir, server } => {
+        Command::Kubeconfig {
+            data_dir,
+            server,
+            user,
+            groups,
+        } => {
             let dir = data_dir.unwrap_or_else(default_data_dir);
             let pki = Pki::load_or_create(&dir, &[])?;
-            print!("{}", pki.admin_kubeconfig(&server));
+            let kubeconfig = match user {
+                Some(user) => {
+                    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+                    let (cert, key) = pki.issue_client_cert(&user, &groups)?;
+                    pki.kubeconfig(&server, &cert, &key)
+                }
+                None => pki.admin_kubeconfig(&server),
+            };
+            print!("{kubeconfig}");
             Ok(())
         }
     }
