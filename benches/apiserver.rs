@@ -2,7 +2,7 @@
 //!
 //! For each backend (embedded, then a real etcd started here) it starts the real `rkube server` binary
 //! and measures, in one run: cold start to `/readyz`, ConfigMap creates/s through the API with 1, 8 and
-//! 64 concurrent clients beside the same backend's raw put rate, list latency of 10,000 pods (one
+//! 64 concurrent clients beside the same backend's raw put rate, the same as a user RBAC judges, list latency of 10,000 pods (one
 //! consistent list, and kubectl-style pages of 500), and the server's RSS idle and holding 10,000 pods.
 //! `RKUBE_BENCH_PODS` and `RKUBE_BENCH_CREATES` shrink the workload for a quick look.
 
@@ -121,6 +121,59 @@ async fn create_rate(client: &Client, ns: &str, clients: usize, total: usize) ->
         ok += t.await.unwrap_or(0);
     }
     ok as f64 / start.elapsed().as_secs_f64()
+}
+
+/// ConfigMap creates/s as a user whom RBAC has to judge on every request (bound to `edit` in the
+/// namespace, with a certificate from `rkube kubeconfig --user`), and as the admin, whose
+/// `system:masters` group skips RBAC: (user rate, admin rate), each in a fresh namespace.
+async fn rbac_user_rate(
+    data_dir: &Path,
+    server: &str,
+    admin: &Client,
+    clients: usize,
+    total: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+    for n in ["bench-rbac-user", "bench-rbac-admin"] {
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": n}}))?,
+            )
+            .await?;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["kubeconfig", "--data-dir", &data_dir.to_string_lossy()])
+        .args(["--server", server, "--user", "bench-editor"])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "rkube kubeconfig --user failed");
+    let path = data_dir.with_file_name("editor.kubeconfig");
+    std::fs::write(&path, &out.stdout)?;
+    let user = client_for(&path).await?;
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+        Api::namespaced(admin.clone(), "bench-rbac-user");
+    bindings
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "editor"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bench-editor"}]
+            }))?,
+        )
+        .await?;
+    let probe: Api<ConfigMap> = Api::namespaced(user.clone(), "bench-rbac-user");
+    let start = Instant::now();
+    while probe.list(&ListParams::default()).await.is_err() {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(10),
+            "the binding never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let user_rate = create_rate(&user, "bench-rbac-user", clients, total).await;
+    let admin_rate = create_rate(admin, "bench-rbac-admin", clients, total).await;
+    Ok((user_rate, admin_rate))
 }
 
 /// One raw GET with the given Accept: (milliseconds, response bytes).
@@ -288,6 +341,14 @@ async fn bench_backend(name: &str, pods: usize, creates: usize) -> anyhow::Resul
             api / raw.max(1e-9)
         );
     }
+
+    let data_dir = dir.path().join("data");
+    let url = format!("https://127.0.0.1:{port}");
+    let (user, admin) = rbac_user_rate(&data_dir, &url, &client, 8, creates).await?;
+    println!(
+        "[{name}] ConfigMap creates/s with  8 clients as an RBAC-judged user (edit): {user:>8.0}   as system:masters {admin:>8.0}   user/masters {:.2}",
+        user / admin.max(1e-9)
+    );
 
     let t = Instant::now();
     create_pods(&client, "bench-pods", pods).await;

@@ -211,6 +211,8 @@ pub struct Registry {
     /// The served resources; CRD writes change it (see [`Registry::crd_changed`]).
     pub catalog: Arc<SharedCatalog>,
     pub cache: Arc<WatchCache>,
+    /// The RBAC objects parsed for authorization, rebuilt when one of them changes.
+    pub rbac: super::authz::rbac::SnapshotCache,
 }
 
 /// Filters for lists and watches.
@@ -256,6 +258,7 @@ impl Registry {
             store,
             catalog,
             cache,
+            rbac: Default::default(),
         })
     }
 

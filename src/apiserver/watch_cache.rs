@@ -145,6 +145,12 @@ impl ResourceCache {
         st.revision = revision;
     }
 
+    /// The revision of this resource's last change: derived state built from its objects is current
+    /// as long as this has not moved.
+    pub fn revision(&self) -> i64 {
+        self.read().revision
+    }
+
     /// The objects whose keys start with `prefix`, and the revision they are current at.
     pub fn list(&self, prefix: &str, progress: i64) -> (Vec<Arc<Value>>, i64) {
         let st = self.read();

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::{Attributes, Decision, User, RBAC_GROUP};
 use crate::apiserver::registry::Registry;
+use crate::apiserver::watch_cache::ResourceCache;
 
 /// One rule of a Role or ClusterRole.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -213,11 +214,66 @@ pub fn missing_rights(owner: &[PolicyRule], requested: &[PolicyRule]) -> Vec<Str
     descriptions.into_iter().collect()
 }
 
-/// The RBAC objects as the watch cache holds them right now.
-pub struct Rbac<'a> {
-    registry: &'a Registry,
-    cluster_roles: HashMap<String, Arc<Value>>,
+/// The RBAC objects parsed once, valid while the four resources stay at the revisions in `key`: every
+/// authorization reads this instead of parsing roles again.
+pub struct Snapshot {
+    key: [i64; 4],
+    cluster_roles: HashMap<String, Arc<Vec<PolicyRule>>>,
+    /// By (namespace, name).
+    roles: HashMap<(String, String), Arc<Vec<PolicyRule>>>,
     cluster_role_bindings: Vec<Arc<Value>>,
+    /// By namespace.
+    role_bindings: HashMap<String, Vec<Arc<Value>>>,
+}
+
+/// The latest snapshot, kept by the registry.
+#[derive(Default)]
+pub struct SnapshotCache(std::sync::Mutex<Option<Arc<Snapshot>>>);
+
+/// In the order of [`Snapshot::key`].
+const RESOURCES: [&str; 4] = [
+    "clusterroles",
+    "roles",
+    "clusterrolebindings",
+    "rolebindings",
+];
+
+impl Snapshot {
+    fn build(key: [i64; 4], objects: [Vec<Arc<Value>>; 4]) -> Self {
+        let [cluster_roles, roles, cluster_role_bindings, role_bindings] = objects;
+        let mut by_namespace: HashMap<String, Vec<Arc<Value>>> = HashMap::new();
+        for rb in role_bindings {
+            by_namespace
+                .entry(text(&rb, "/metadata/namespace").to_string())
+                .or_default()
+                .push(rb);
+        }
+        Snapshot {
+            key,
+            cluster_roles: cluster_roles
+                .iter()
+                .map(|r| {
+                    let name = text(r, "/metadata/name").to_string();
+                    (name, Arc::new(PolicyRule::list_of(r)))
+                })
+                .collect(),
+            roles: roles
+                .iter()
+                .map(|r| {
+                    let ns = text(r, "/metadata/namespace").to_string();
+                    let name = text(r, "/metadata/name").to_string();
+                    ((ns, name), Arc::new(PolicyRule::list_of(r)))
+                })
+                .collect(),
+            cluster_role_bindings,
+            role_bindings: by_namespace,
+        }
+    }
+}
+
+/// The RBAC objects as the watch cache holds them right now.
+pub struct Rbac {
+    snapshot: Arc<Snapshot>,
 }
 
 /// Where an allowing rule came from, in upstream's words (`ClusterRoleBinding "x" of ClusterRole "y" to
@@ -263,46 +319,52 @@ fn subject_applies(subject: &Value, user: &User, binding_ns: &str) -> bool {
     }
 }
 
-fn objects(registry: &Registry, plural: &str, ns: Option<&str>) -> Vec<Arc<Value>> {
-    let Some(info) = registry.catalog.find(RBAC_GROUP, "v1", plural) else {
-        return Vec::new();
-    };
-    let Some(cache) = registry.cache.resource(&info.storage_prefix) else {
-        return Vec::new();
-    };
-    let prefix = match ns {
-        Some(ns) => format!("{}{ns}/", info.storage_prefix),
-        None => info.storage_prefix.clone(),
-    };
-    cache.list(&prefix, 0).0
-}
-
-impl<'a> Rbac<'a> {
-    pub fn from_cache(registry: &'a Registry) -> Self {
-        let cluster_roles = objects(registry, "clusterroles", None)
-            .into_iter()
-            .map(|r| (text(&r, "/metadata/name").to_string(), r))
-            .collect();
-        Rbac {
-            registry,
-            cluster_roles,
-            cluster_role_bindings: objects(registry, "clusterrolebindings", None),
+impl Rbac {
+    /// The current snapshot: the kept one while no RBAC object changed since, else a fresh one.
+    pub fn from_cache(registry: &Registry) -> Self {
+        let caches = RESOURCES.map(|plural| -> Option<(String, Arc<ResourceCache>)> {
+            let info = registry.catalog.find(RBAC_GROUP, "v1", plural)?;
+            let cache = registry.cache.resource(&info.storage_prefix)?;
+            Some((info.storage_prefix, cache))
+        });
+        let mut key = [0i64; 4];
+        for (k, c) in key.iter_mut().zip(&caches) {
+            *k = c.as_ref().map_or(0, |(_, cache)| cache.revision());
         }
+        let mut kept = registry.rbac.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(snapshot) = kept.as_ref().filter(|s| s.key == key) {
+            return Rbac {
+                snapshot: snapshot.clone(),
+            };
+        }
+        let objects = caches.map(|c| match c {
+            Some((prefix, cache)) => cache.list(&prefix, 0).0,
+            None => Vec::new(),
+        });
+        let snapshot = Arc::new(Snapshot::build(key, objects));
+        *kept = Some(snapshot.clone());
+        Rbac { snapshot }
     }
 
     /// The rules a roleRef points at, or upstream's not-found text.
-    pub fn role_ref_rules(&self, role_ref: &Value, ns: &str) -> Result<Vec<PolicyRule>, String> {
+    pub fn role_ref_rules(
+        &self,
+        role_ref: &Value,
+        ns: &str,
+    ) -> Result<Arc<Vec<PolicyRule>>, String> {
         let name = text(role_ref, "/name");
         match text(role_ref, "/kind") {
             "ClusterRole" => self
+                .snapshot
                 .cluster_roles
                 .get(name)
-                .map(|r| PolicyRule::list_of(r))
+                .cloned()
                 .ok_or_else(|| format!("clusterroles.{RBAC_GROUP} {name:?} not found")),
-            "Role" => objects(self.registry, "roles", Some(ns))
-                .iter()
-                .find(|r| text(r, "/metadata/name") == name)
-                .map(|r| PolicyRule::list_of(r))
+            "Role" => self
+                .snapshot
+                .roles
+                .get(&(ns.to_string(), name.to_string()))
+                .cloned()
                 .ok_or_else(|| format!("roles.{RBAC_GROUP} {name:?} not found")),
             other => Err(format!("unsupported role reference kind: {other:?}")),
         }
@@ -316,11 +378,17 @@ impl<'a> Rbac<'a> {
         namespace: &str,
         mut visit: impl FnMut(&Value, &Value, &PolicyRule) -> bool,
     ) {
-        let mut bindings: Vec<Arc<Value>> = self.cluster_role_bindings.clone();
-        if !namespace.is_empty() {
-            bindings.extend(objects(self.registry, "rolebindings", Some(namespace)));
-        }
-        for binding in &bindings {
+        let local = if namespace.is_empty() {
+            None
+        } else {
+            self.snapshot.role_bindings.get(namespace)
+        };
+        let bindings = self
+            .snapshot
+            .cluster_role_bindings
+            .iter()
+            .chain(local.into_iter().flatten());
+        for binding in bindings {
             let binding_ns = text(binding, "/metadata/namespace");
             let Some(subject) = binding
                 .get("subjects")
@@ -335,7 +403,7 @@ impl<'a> Rbac<'a> {
             let Ok(rules) = self.role_ref_rules(role_ref, binding_ns) else {
                 continue;
             };
-            for rule in &rules {
+            for rule in rules.iter() {
                 if !visit(binding, subject, rule) {
                     return;
                 }
