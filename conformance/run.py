@@ -2682,6 +2682,38 @@ def python_client(t: T) -> None:
     core.delete_namespace(ns)
 
 
+JS_CLIENT = Path(__file__).resolve().parent / "js"
+
+
+@scenario
+def js_client(t: T) -> None:
+    """The JavaScript client (@kubernetes/client-node, `npm install --prefix conformance/js`): typed create with
+    Date timestamps, merge/JSON patch, server-side apply, 404 bodies, an informer (list + watch), and the
+    discovery-driven KubernetesObjectApi."""
+    t.last_cmd = "node conformance/js/client.mjs"
+    if not (JS_CLIENT / "node_modules" / "@kubernetes" / "client-node").is_dir():
+        raise Failure("the JavaScript client is installed (.ci/run installs it)", "npm install --prefix conformance/js",
+                      "conformance/js/node_modules missing", t.last_cmd)
+    ns = t.namespace()
+    p = subprocess.run(["node", str(JS_CLIENT / "client.mjs"), str(t.kubeconfig), ns], capture_output=True,
+                       text=True, timeout=90)
+    t.eq(p.returncode, 0, f"node exit code ({p.stderr[-800:]})")
+    seen = json.loads(p.stdout.strip().splitlines()[-1])
+    t.eq(seen, {
+        "createdIsDate": True,
+        "merge": {"a": "1", "b": "2"},
+        "jsonPatch": {"a": "1", "b": "2", "c": "3"},
+        "ssaManagers": ["js-tool/Apply"],
+        "missing": {"code": 404, "reason": "NotFound"},
+        "strategy": "RollingUpdate",
+        "listed": ["js"],
+        "informer": ["add js", "add js-2", "update js-2", "delete js-2"],
+        "generic": "d",
+        "genericList": 3,  # js, js-ssa and the root CA ConfigMap
+        "genericDelete": "Success",
+    }, "what the JavaScript client saw")
+
+
 @scenario
 def user_kubeconfig(t: T) -> None:
     """`rkube kubeconfig --user alice --group devs` issues a client certificate for a new user from the cluster
