@@ -658,11 +658,7 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
     };
     let decision = authz::authorize(&app.registry, &user, &attrs);
     if !decision.allowed {
-        return Err(authz::impersonation::forbidden(
-            &attrs,
-            &user.name,
-            &decision.reason,
-        ));
+        return Err(attrs.forbidden(&user.name, &decision.reason));
     }
     let user = Some(user);
     if trimmed == "/openapi/v2" || trimmed == "/openapi/v3" || trimmed.starts_with("/openapi/v3/") {

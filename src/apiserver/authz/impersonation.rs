@@ -181,7 +181,7 @@ pub fn resolve(registry: &Registry, requester: User, headers: &HeaderMap) -> Api
         let attrs = target.attributes();
         let decision = authorize(registry, &requester, &attrs);
         if !decision.allowed {
-            return Err(forbidden(&attrs, &requester.name, &decision.reason));
+            return Err(attrs.forbidden(&requester.name, &decision.reason));
         }
     }
     if user.name != ANONYMOUS {
@@ -196,40 +196,6 @@ pub fn resolve(registry: &Registry, requester: User, headers: &HeaderMap) -> Api
         user.groups.push(ALL_UNAUTHENTICATED.into());
     }
     Ok(user)
-}
-
-/// Upstream's `responsewriters.Forbidden`: `<resource> "<name>" is forbidden: <who cannot what>[: reason]`.
-pub fn forbidden(attrs: &Attributes, user: &str, reason: &str) -> ApiError {
-    let mut message = attrs.forbidden_message(user);
-    if !reason.is_empty() {
-        message = format!("{message}: {reason}");
-    }
-    let resource = if attrs.api_group.is_empty() {
-        attrs.resource.clone()
-    } else {
-        format!("{}.{}", attrs.resource, attrs.api_group)
-    };
-    let subject = if attrs.name.is_empty() {
-        resource
-    } else {
-        format!("{resource} {:?}", attrs.name)
-    };
-    let mut details = serde_json::json!({"kind": attrs.resource});
-    if !attrs.name.is_empty() {
-        details["name"] = attrs.name.clone().into();
-    }
-    if !attrs.api_group.is_empty() {
-        details["group"] = attrs.api_group.clone().into();
-    }
-    if !attrs.resource_request {
-        details = serde_json::json!({});
-    }
-    let full = if attrs.resource_request {
-        format!("{subject} is forbidden: {message}")
-    } else {
-        format!("forbidden: {message}")
-    };
-    ApiError::new(403, "Forbidden", full).with_details(details)
 }
 
 #[cfg(test)]
@@ -272,14 +238,14 @@ mod tests {
     #[test]
     fn forbidden_impersonation_reads_as_upstream() {
         let attrs = Target::User("bob".into()).attributes();
-        let e = forbidden(&attrs, "alice", "");
+        let e = attrs.forbidden("alice", "");
         assert_eq!(
             e.message,
             r#"users "bob" is forbidden: User "alice" cannot impersonate resource "users" in API group "" at the cluster scope"#
         );
         let path = Attributes::for_path(&http::Method::GET, "/metrics");
         assert_eq!(
-            forbidden(&path, "bob", "").message,
+            path.forbidden("bob", "").message,
             r#"forbidden: User "bob" cannot get path "/metrics""#
         );
     }

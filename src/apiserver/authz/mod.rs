@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use http::Method;
 
 use super::request::{Query, ResourcePath};
+use super::status::ApiError;
 
 /// Upstream's privileged group: its members are allowed everything without consulting RBAC.
 pub const SYSTEM_MASTERS: &str = "system:masters";
@@ -127,6 +128,41 @@ impl Attributes {
         } else {
             format!("{}/{}", self.resource, self.subresource)
         }
+    }
+
+    /// The 403 upstream's `responsewriters.Forbidden` writes:
+    /// `<resource> "<name>" is forbidden: <who cannot what>[: reason]`.
+    pub fn forbidden(&self, user: &str, reason: &str) -> ApiError {
+        let mut message = self.forbidden_message(user);
+        if !reason.is_empty() {
+            message = format!("{message}: {reason}");
+        }
+        let resource = if self.api_group.is_empty() {
+            self.resource.clone()
+        } else {
+            format!("{}.{}", self.resource, self.api_group)
+        };
+        let subject = if self.name.is_empty() {
+            resource
+        } else {
+            format!("{resource} {:?}", self.name)
+        };
+        let mut details = serde_json::json!({"kind": self.resource});
+        if !self.name.is_empty() {
+            details["name"] = self.name.clone().into();
+        }
+        if !self.api_group.is_empty() {
+            details["group"] = self.api_group.clone().into();
+        }
+        if !self.resource_request {
+            details = serde_json::json!({});
+        }
+        let full = if self.resource_request {
+            format!("{subject} is forbidden: {message}")
+        } else {
+            format!("forbidden: {message}")
+        };
+        ApiError::new(403, "Forbidden", full).with_details(details)
     }
 
     /// Upstream's forbidden message for these attributes.
