@@ -2669,10 +2669,11 @@ def python_client(t: T) -> None:
 
     t.last_cmd = "python: RBAC, a user bound to view"
     rbac = k8s.RbacAuthorizationV1Api(api)
+    subject = getattr(k8s, "RbacV1Subject", None) or getattr(k8s, "V1Subject")  # renamed in client 24
     rbac.create_namespaced_role_binding(ns, k8s.V1RoleBinding(
         metadata=k8s.V1ObjectMeta(name="eve-view"),
         role_ref=k8s.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="view"),
-        subjects=[k8s.RbacV1Subject(api_group="rbac.authorization.k8s.io", kind="User", name="eve")]))
+        subjects=[subject(api_group="rbac.authorization.k8s.io", kind="User", name="eve")]))
     sar = k8s.V1SubjectAccessReview(spec=k8s.V1SubjectAccessReviewSpec(
         user="eve", resource_attributes=k8s.V1ResourceAttributes(namespace=ns, verb="list", resource="configmaps")))
     t.true(poll(lambda: k8s.AuthorizationV1Api(api).create_subject_access_review(sar).status.allowed, 10),
