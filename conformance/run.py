@@ -2749,6 +2749,21 @@ def user_kubeconfig(t: T) -> None:
 
 
 @scenario
+def pod_streams_unscheduled(t: T) -> None:
+    """logs/exec/attach of a pod no node runs yet answer as upstream's apiserver does before any kubelet is
+    involved: empty logs, `does not have a host assigned`, container-name checks, 404 for a missing pod."""
+    ns = t.namespace()
+    t.create(POD.format(name="p", labels=""), ns)
+    r = t.run("logs", "p", "-n", ns)
+    t.eq((r.rc, r.out, r.err), (0, "", ""), "logs of an unscheduled pod: empty")
+    t.eq(t.fails("logs", "p", "-n", ns, "-c", "x"), "error: container x is not valid for pod p", "unknown container")
+    t.eq(t.fails("exec", "p", "-n", ns, "--", "ls"),
+         "Error from server (BadRequest): pod p does not have a host assigned", "exec")
+    st, body = t.https("GET", f"/api/v1/namespaces/{ns}/pods/missing/log")
+    t.eq((st, json.loads(body).get("message")), (404, 'pods "missing" not found'), "log of a missing pod")
+
+
+@scenario
 def namespace_defaults(t: T) -> None:
     """Every namespace gets a `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap (the cluster CA),
     re-created when deleted, as upstream's service-account and root-ca-cert-publisher controllers do."""

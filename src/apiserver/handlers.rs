@@ -796,6 +796,20 @@ async fn resource(
                 .await;
         }
     }
+    if let (Some(s), Some(name)) = (sub, name) {
+        if info.group.is_empty()
+            && info.plural == "pods"
+            && super::pod_connect::SUBRESOURCES.contains(&s)
+        {
+            let pod = reg.get(&info, ns, name).await?;
+            let body = super::pod_connect::answer(&pod, s, q.container.as_deref())?;
+            return Ok(respond(
+                StatusCode::OK,
+                "text/plain",
+                body.unwrap_or_default().into_bytes(),
+            ));
+        }
+    }
     if matches!(sub, Some(s) if s != "status" && s != "finalize") {
         return Err(ApiError::new(
             405,

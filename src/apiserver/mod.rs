@@ -18,6 +18,7 @@ pub mod managed_fields;
 pub mod namespaces;
 pub mod openapi;
 pub mod patch;
+pub mod pod_connect;
 pub mod protobuf;
 pub mod quantity;
 pub mod registry;

@@ -104,6 +104,8 @@ pub struct Query {
     pub include_object: Option<String>,
     pub pretty: bool,
     pub field_validation: FieldValidation,
+    /// `container` of pods/log, exec and attach.
+    pub container: Option<String>,
 }
 
 /// What to do with unknown fields in a request body (`fieldValidation`); upstream's default is Warn.
@@ -176,6 +178,7 @@ impl Query {
                 "propagationPolicy" => q.propagation_policy = Some(v.to_string()),
                 "includeObject" => q.include_object = Some(v.to_string()),
                 "pretty" => q.pretty = parse_bool("pretty", v)?,
+                "container" => q.container = Some(v.to_string()),
                 "fieldValidation" => {
                     q.field_validation = match v {
                         "Ignore" => FieldValidation::Ignore,
