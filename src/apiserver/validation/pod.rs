@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
-use super::fields::{quantity, quantity_text};
+use super::fields::{quantity, quantity_text, str_at};
 use super::{label_value_errors, name_errors, qualified_name_errors, NameRule};
 use crate::apiserver::quantity::{Quantity, PARSE_ERROR};
 use crate::apiserver::status::Cause;
@@ -32,7 +32,7 @@ pub fn validate(plural: &str, obj: &Value, causes: &mut Vec<Cause>) {
             // validateContainersOnlyForPod: images must not be padded.
             for key in ["containers", "initContainers"] {
                 for (i, c) in items(spec, key).iter().enumerate() {
-                    let image = str_of(c, "image");
+                    let image = str_at(c, "image");
                     if image.trim() != image {
                         causes.push(Cause::invalid(
                             &format!("spec.{key}[{i}].image"),
@@ -42,7 +42,7 @@ pub fn validate(plural: &str, obj: &Value, causes: &mut Vec<Cause>) {
                     }
                 }
             }
-            if !str_of(spec, "nodeName").is_empty() && !items(spec, "schedulingGates").is_empty() {
+            if !str_at(spec, "nodeName").is_empty() && !items(spec, "schedulingGates").is_empty() {
                 causes.push(Cause::forbidden(
                     "spec.nodeName",
                     "cannot be set until all schedulingGates have been cleared",
@@ -72,21 +72,21 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
     let ctx = Ctx {
         volumes: &volumes,
         grace,
-        restart_policy: str_of(spec, "restartPolicy"),
+        restart_policy: str_at(spec, "restartPolicy"),
     };
     validate_containers(spec, &ctx, &format!("{path}.containers"), causes);
     validate_init_containers(spec, &ctx, &format!("{path}.initContainers"), causes);
     validate_ephemeral_containers(spec, &ctx, &format!("{path}.ephemeralContainers"), causes);
     host_network_deps(spec, path, causes);
 
-    let restart = str_of(spec, "restartPolicy");
+    let restart = str_at(spec, "restartPolicy");
     one_of(
         restart,
         &["Always", "OnFailure", "Never"],
         &format!("{path}.restartPolicy"),
         causes,
     );
-    let dns_policy = str_of(spec, "dnsPolicy");
+    let dns_policy = str_at(spec, "dnsPolicy");
     one_of(
         dns_policy,
         &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
@@ -117,7 +117,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
     }
     dns_config(spec, dns_policy, &format!("{path}.dnsConfig"), causes);
     for (i, g) in items(spec, "readinessGates").iter().enumerate() {
-        let t = str_of(g, "conditionType");
+        let t = str_at(g, "conditionType");
         for e in qualified_name_errors(t) {
             causes.push(Cause::invalid(
                 &format!("{path}.readinessGates[{i}].conditionType"),
@@ -128,7 +128,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
     }
     let mut seen = HashSet::new();
     for (i, g) in items(spec, "schedulingGates").iter().enumerate() {
-        let n = str_of(g, "name");
+        let n = str_at(g, "name");
         let p = format!("{path}.schedulingGates[{i}]");
         for e in qualified_name_errors(n) {
             causes.push(Cause::invalid(&p, &json!(n), &e));
@@ -142,7 +142,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
         ("serviceAccountName", NameRule::Subdomain),
         ("nodeName", NameRule::Subdomain),
     ] {
-        let v = str_of(spec, key);
+        let v = str_at(spec, key);
         if !v.is_empty() {
             for e in name_errors(v, rule) {
                 causes.push(Cause::invalid(&format!("{path}.{key}"), &json!(v), &e));
@@ -160,7 +160,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
         }
     }
     for key in ["hostname", "subdomain"] {
-        let v = str_of(spec, key);
+        let v = str_at(spec, key);
         if !v.is_empty() {
             for e in name_errors(v, NameRule::Label) {
                 causes.push(Cause::invalid(&format!("{path}.{key}"), &json!(v), &e));
@@ -173,7 +173,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
         causes,
     );
     for (i, a) in items(spec, "hostAliases").iter().enumerate() {
-        let ip = str_of(a, "ip");
+        let ip = str_at(a, "ip");
         if ip.parse::<std::net::IpAddr>().is_err() {
             causes.push(Cause::invalid(
                 &format!("{path}.hostAliases[{i}].ip"),
@@ -192,7 +192,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
             }
         }
     }
-    let pc = str_of(spec, "priorityClassName");
+    let pc = str_at(spec, "priorityClassName");
     if !pc.is_empty() {
         for e in name_errors(pc, NameRule::Subdomain) {
             causes.push(Cause::invalid(
@@ -214,7 +214,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
     }
     if field(spec, "preemptionPolicy").is_some() {
         one_of(
-            str_of(spec, "preemptionPolicy"),
+            str_at(spec, "preemptionPolicy"),
             &["PreemptLowerPriority", "Never"],
             &format!("{path}.preemptionPolicy"),
             causes,
@@ -225,7 +225,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
         resource_requirements(Some(&res), &format!("{path}.overhead"), causes);
     }
     if let Some(os) = field(spec, "os") {
-        let name = str_of(os, "name");
+        let name = str_at(os, "name");
         if name.is_empty() {
             causes.push(Cause::required(&format!("{path}.os.name")));
         } else if name != "linux" && name != "windows" {
@@ -310,11 +310,11 @@ pub fn validate_update(plural: &str, new: &Value, old: &Value, causes: &mut Vec<
     // Scheduling gates: only removals.
     let old_gates: HashSet<&str> = items(old_spec, "schedulingGates")
         .iter()
-        .map(|g| str_of(g, "name"))
+        .map(|g| str_at(g, "name"))
         .collect();
     let mut added: Vec<(usize, &str)> = Vec::new();
     for (i, g) in items(new_spec, "schedulingGates").iter().enumerate() {
-        let n = str_of(g, "name");
+        let n = str_at(g, "name");
         if old_gates.contains(n) {
             continue;
         }
@@ -432,10 +432,6 @@ fn is_empty(v: &Value) -> bool {
 /// `v[key]` unless absent or null.
 fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     v.get(key).filter(|x| !x.is_null())
-}
-
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
 fn items<'a>(v: &'a Value, key: &str) -> &'a [Value] {
@@ -556,6 +552,30 @@ fn no_backsteps(p: &str, path: &str, causes: &mut Vec<Cause>) {
     }
 }
 
+/// A hostPath source's `type` (pods' volumes and PersistentVolumes alike).
+pub(super) fn host_path_type(t: &str, path: &str, causes: &mut Vec<Cause>) {
+    const TYPES: &[&str] = &[
+        "",
+        "BlockDevice",
+        "CharDevice",
+        "Directory",
+        "DirectoryOrCreate",
+        "File",
+        "FileOrCreate",
+        "Socket",
+    ];
+    if !TYPES.contains(&t) {
+        causes.push(Cause::unsupported(path, &json!(t), TYPES));
+    }
+}
+
+/// An nfs source's `path` must be absolute (pods' volumes and PersistentVolumes alike).
+pub(super) fn nfs_path(p: &str, path: &str, causes: &mut Vec<Cause>) {
+    if !p.starts_with('/') {
+        causes.push(Cause::invalid(path, &json!(p), "must be an absolute path"));
+    }
+}
+
 /// `validateLocalDescendingPath`: relative, without `..`.
 fn local_descending_path(p: &str, path: &str, causes: &mut Vec<Cause>) {
     if p.starts_with('/') {
@@ -646,7 +666,7 @@ fn validate_volumes(
     let mut vols = HashMap::new();
     for (i, v) in items(spec, "volumes").iter().enumerate() {
         let p = format!("{path}[{i}]");
-        let name = str_of(v, "name");
+        let name = str_at(v, "name");
         let mut el = Vec::new();
         let source = volume_source(v, &p, &mut el);
         if name.is_empty() {
@@ -682,7 +702,7 @@ fn volume_source(v: &Value, p: &str, causes: &mut Vec<Cause>) -> &'static str {
         found = Some(*key);
         let sp = format!("{p}.{key}");
         let req = |f: &str, causes: &mut Vec<Cause>| {
-            if str_of(src, f).is_empty() {
+            if str_at(src, f).is_empty() {
                 causes.push(Cause::required(&format!("{sp}.{f}")));
             }
         };
@@ -698,36 +718,17 @@ fn volume_source(v: &Value, p: &str, causes: &mut Vec<Cause>) -> &'static str {
                 }
             }
             "hostPath" => {
-                let hp = str_of(src, "path");
+                let hp = str_at(src, "path");
                 if hp.is_empty() {
                     causes.push(Cause::required(&format!("{sp}.path")));
                 } else {
                     no_backsteps(hp, &format!("{sp}.path"), causes);
-                    if let Some(t) = field(src, "type") {
-                        let t = t.as_str().unwrap_or("");
-                        const TYPES: &[&str] = &[
-                            "",
-                            "BlockDevice",
-                            "CharDevice",
-                            "Directory",
-                            "DirectoryOrCreate",
-                            "File",
-                            "FileOrCreate",
-                            "Socket",
-                        ];
-                        if !TYPES.contains(&t) {
-                            causes.push(Cause::unsupported(
-                                &format!("{sp}.type"),
-                                &json!(t),
-                                TYPES,
-                            ));
-                        }
-                    }
+                    host_path_type(str_at(src, "type"), &format!("{sp}.type"), causes);
                 }
             }
             "gitRepo" => {
                 req("repository", causes);
-                local_descending_path(str_of(src, "directory"), &format!("{sp}.directory"), causes);
+                local_descending_path(str_at(src, "directory"), &format!("{sp}.directory"), causes);
             }
             "secret" => {
                 req("secretName", causes);
@@ -742,14 +743,7 @@ fn volume_source(v: &Value, p: &str, causes: &mut Vec<Cause>) -> &'static str {
             "nfs" => {
                 req("server", causes);
                 req("path", causes);
-                let np = str_of(src, "path");
-                if !np.starts_with('/') {
-                    causes.push(Cause::invalid(
-                        &format!("{sp}.path"),
-                        &json!(np),
-                        "must be an absolute path",
-                    ));
-                }
+                nfs_path(str_at(src, "path"), &format!("{sp}.path"), causes);
             }
             "persistentVolumeClaim" => req("claimName", causes),
             "glusterfs" => {
@@ -770,7 +764,7 @@ fn volume_source(v: &Value, p: &str, causes: &mut Vec<Cause>) -> &'static str {
             "cinder" | "portworxVolume" => req("volumeID", causes),
             "awsElasticBlockStore" => req("volumeID", causes),
             "gcePersistentDisk" => causes.extend(
-                str_of(src, "pdName")
+                str_at(src, "pdName")
                     .is_empty()
                     .then(|| Cause::required(&format!("{p}.persistentDisk.pdName"))),
             ),
@@ -796,7 +790,7 @@ fn volume_source(v: &Value, p: &str, causes: &mut Vec<Cause>) -> &'static str {
             }
             "storageos" => req("volumeName", causes),
             "quobyte" => {
-                if str_of(src, "registry").is_empty() {
+                if str_at(src, "registry").is_empty() {
                     causes.push(Cause::required_detail(
                         &format!("{sp}.registry"),
                         "must be a host:port pair or multiple pairs separated by commas",
@@ -805,7 +799,7 @@ fn volume_source(v: &Value, p: &str, causes: &mut Vec<Cause>) -> &'static str {
                 req("volume", causes);
             }
             "csi" => {
-                let d = str_of(src, "driver");
+                let d = str_at(src, "driver");
                 if d.is_empty() {
                     causes.push(Cause::required(&format!("{sp}.driver")));
                 }
@@ -850,10 +844,10 @@ fn key_to_paths(src: &Value, sp: &str, causes: &mut Vec<Cause>) {
 }
 
 fn key_to_path(kp: &Value, ip: &str, causes: &mut Vec<Cause>) {
-    if str_of(kp, "key").is_empty() {
+    if str_at(kp, "key").is_empty() {
         causes.push(Cause::required(&format!("{ip}.key")));
     }
-    let p = str_of(kp, "path");
+    let p = str_at(kp, "path");
     if p.is_empty() {
         causes.push(Cause::required(&format!("{ip}.path")));
     }
@@ -870,7 +864,7 @@ const VOLUME_FIELD_PATHS: &[&str] = &[
 ];
 
 fn downward_api_file(file: &Value, sp: &str, causes: &mut Vec<Cause>) {
-    let p = str_of(file, "path");
+    let p = str_at(file, "path");
     if p.is_empty() {
         causes.push(Cause::required(&format!("{sp}.path")));
     }
@@ -903,13 +897,13 @@ fn projected_sources(src: &Value, sp: &str, causes: &mut Vec<Cause>) {
         for kind in ["secret", "configMap"] {
             if let Some(x) = field(s, kind) {
                 n += 1;
-                let name = str_of(x, "name");
+                let name = str_at(x, "name");
                 if name.is_empty() {
                     causes.push(Cause::required(&format!("{srcp}.{kind}.name")));
                 }
                 for (j, kp) in items(x, "items").iter().enumerate() {
                     key_to_path(kp, &format!("{srcp}.{kind}.items[{j}]"), causes);
-                    let p = str_of(kp, "path");
+                    let p = str_at(kp, "path");
                     if !p.is_empty() && !all_paths.insert(p.to_string()) {
                         causes.push(Cause::invalid(
                             sp,
@@ -924,7 +918,7 @@ fn projected_sources(src: &Value, sp: &str, causes: &mut Vec<Cause>) {
             n += 1;
             for f in items(d, "items") {
                 downward_api_file(f, &format!("{srcp}.downwardAPI"), causes);
-                let p = str_of(f, "path");
+                let p = str_at(f, "path");
                 if !p.is_empty() && !all_paths.insert(p.to_string()) {
                     causes.push(Cause::invalid(sp, &json!(p), "conflicting duplicate paths"));
                 }
@@ -951,7 +945,7 @@ fn projected_sources(src: &Value, sp: &str, causes: &mut Vec<Cause>) {
                     "may not specify a duration larger than 2^32 seconds",
                 ));
             }
-            let p = str_of(t, "path");
+            let p = str_at(t, "path");
             if p.is_empty() {
                 causes.push(Cause::required(&format!("{sp}.path")));
             } else {
@@ -989,7 +983,7 @@ fn validate_containers(spec: &Value, ctx: &Ctx, path: &str, causes: &mut Vec<Cau
     for (i, c) in list.iter().enumerate() {
         let p = format!("{path}[{i}]");
         container_common(c, ctx, &p, causes);
-        let name = str_of(c, "name");
+        let name = str_at(c, "name");
         if !names.insert(name) {
             causes.push(Cause::duplicate(&format!("{p}.name"), &json!(name)));
         }
@@ -1010,14 +1004,14 @@ fn validate_containers(spec: &Value, ctx: &Ctx, path: &str, causes: &mut Vec<Cau
 fn validate_init_containers(spec: &Value, ctx: &Ctx, path: &str, causes: &mut Vec<Cause>) {
     let mut names: HashSet<&str> = items(spec, "containers")
         .iter()
-        .map(|c| str_of(c, "name"))
+        .map(|c| str_at(c, "name"))
         .collect();
     for (i, c) in items(spec, "initContainers").iter().enumerate() {
         let p = format!("{path}[{i}]");
         container_common(c, ctx, &p, causes);
         let mut restart_always = false;
         if field(c, "restartPolicy").is_some() {
-            let rp = str_of(c, "restartPolicy");
+            let rp = str_at(c, "restartPolicy");
             if rp == "Always" {
                 restart_always = true;
             } else {
@@ -1028,7 +1022,7 @@ fn validate_init_containers(spec: &Value, ctx: &Ctx, path: &str, causes: &mut Ve
                 ));
             }
         }
-        let name = str_of(c, "name");
+        let name = str_at(c, "name");
         if names.contains(name) {
             causes.push(Cause::duplicate(&format!("{p}.name"), &json!(name)));
         } else if !name.is_empty() {
@@ -1077,14 +1071,14 @@ fn validate_ephemeral_containers(spec: &Value, ctx: &Ctx, path: &str, causes: &m
     let mut others = HashSet::new();
     for key in ["containers", "initContainers"] {
         for c in items(spec, key) {
-            others.insert(str_of(c, "name"));
+            others.insert(str_at(c, "name"));
         }
     }
     let mut all = others.clone();
     for (i, c) in list.iter().enumerate() {
         let p = format!("{path}[{i}]");
         container_common(c, ctx, &p, causes);
-        let image = str_of(c, "image");
+        let image = str_at(c, "image");
         if image.trim() != image {
             causes.push(Cause::invalid(
                 &format!("{p}.image"),
@@ -1092,11 +1086,11 @@ fn validate_ephemeral_containers(spec: &Value, ctx: &Ctx, path: &str, causes: &m
                 "must not have leading or trailing whitespace",
             ));
         }
-        let name = str_of(c, "name");
+        let name = str_at(c, "name");
         if !all.insert(name) {
             causes.push(Cause::duplicate(&format!("{p}.name"), &json!(name)));
         }
-        let target = str_of(c, "targetContainerName");
+        let target = str_at(c, "targetContainerName");
         if !target.is_empty() && !others.contains(target) {
             causes.push(Cause::not_found(
                 &format!("{p}.targetContainerName"),
@@ -1113,7 +1107,7 @@ fn validate_ephemeral_containers(spec: &Value, ctx: &Ctx, path: &str, causes: &m
         }
         for (j, m) in items(c, "volumeMounts").iter().enumerate() {
             for key in ["subPath", "subPathExpr"] {
-                if !str_of(m, key).is_empty() {
+                if !str_at(m, key).is_empty() {
                     causes.push(Cause::forbidden(
                         &format!("{p}.volumeMounts[{j}].{key}"),
                         "cannot be set for an Ephemeral Container",
@@ -1126,7 +1120,7 @@ fn validate_ephemeral_containers(spec: &Value, ctx: &Ctx, path: &str, causes: &m
 
 /// `validateContainerCommon`.
 fn container_common(c: &Value, ctx: &Ctx, p: &str, causes: &mut Vec<Cause>) {
-    let name = str_of(c, "name");
+    let name = str_at(c, "name");
     if name.is_empty() {
         causes.push(Cause::required(&format!("{p}.name")));
     } else {
@@ -1134,11 +1128,11 @@ fn container_common(c: &Value, ctx: &Ctx, p: &str, causes: &mut Vec<Cause>) {
             causes.push(Cause::invalid(&format!("{p}.name"), &json!(name), &e));
         }
     }
-    if str_of(c, "image").is_empty() {
+    if str_at(c, "image").is_empty() {
         causes.push(Cause::required(&format!("{p}.image")));
     }
     one_of(
-        str_of(c, "terminationMessagePolicy"),
+        str_at(c, "terminationMessagePolicy"),
         &["File", "FallbackToLogsOnError"],
         &format!("{p}.terminationMessagePolicy"),
         causes,
@@ -1149,7 +1143,7 @@ fn container_common(c: &Value, ctx: &Ctx, p: &str, causes: &mut Vec<Cause>) {
     volume_mounts(c, ctx.volumes, &format!("{p}.volumeMounts"), causes);
     volume_devices(c, ctx.volumes, &format!("{p}.volumeDevices"), causes);
     one_of(
-        str_of(c, "imagePullPolicy"),
+        str_at(c, "imagePullPolicy"),
         &["Always", "IfNotPresent", "Never"],
         &format!("{p}.imagePullPolicy"),
         causes,
@@ -1167,7 +1161,7 @@ fn container_ports(c: &Value, path: &str, causes: &mut Vec<Cause>) {
     let mut names = HashSet::new();
     for (i, port) in items(c, "ports").iter().enumerate() {
         let p = format!("{path}[{i}]");
-        let name = str_of(port, "name");
+        let name = str_at(port, "name");
         if !name.is_empty() {
             let errs = port_name_errors(name);
             if !errs.is_empty() {
@@ -1200,7 +1194,7 @@ fn container_ports(c: &Value, path: &str, causes: &mut Vec<Cause>) {
             ));
         }
         one_of(
-            str_of(port, "protocol"),
+            str_at(port, "protocol"),
             &["SCTP", "TCP", "UDP"],
             &format!("{p}.protocol"),
             causes,
@@ -1223,8 +1217,8 @@ fn host_port_conflicts(
             }
             let key = format!(
                 "{}/{}/{hp}",
-                str_of(port, "protocol"),
-                str_of(port, "hostIP")
+                str_at(port, "protocol"),
+                str_at(port, "hostIP")
             );
             if seen.contains(&key) {
                 causes.push(Cause::duplicate(
@@ -1294,7 +1288,7 @@ const DOWNWARD_LABELS: &[&str] = &[
 fn env(c: &Value, path: &str, causes: &mut Vec<Cause>) {
     for (i, e) in items(c, "env").iter().enumerate() {
         let p = format!("{path}[{i}]");
-        let name = str_of(e, "name");
+        let name = str_at(e, "name");
         if name.is_empty() {
             causes.push(Cause::required(&format!("{p}.name")));
         } else {
@@ -1319,11 +1313,11 @@ fn env(c: &Value, path: &str, causes: &mut Vec<Cause>) {
             if let Some(r) = field(vf, kind) {
                 n += 1;
                 let kp = format!("{vp}.{kind}");
-                let rn = str_of(r, "name");
+                let rn = str_at(r, "name");
                 for msg in name_errors(rn, NameRule::Subdomain) {
                     causes.push(Cause::invalid(&format!("{kp}.name"), &json!(rn), &msg));
                 }
-                let key = str_of(r, "key");
+                let key = str_at(r, "key");
                 if key.is_empty() {
                     causes.push(Cause::required(&format!("{kp}.key")));
                 } else {
@@ -1339,7 +1333,7 @@ fn env(c: &Value, path: &str, causes: &mut Vec<Cause>) {
                 &json!(""),
                 "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
             ));
-        } else if !str_of(e, "value").is_empty() {
+        } else if !str_at(e, "value").is_empty() {
             causes.push(Cause::invalid(
                 &vp,
                 &json!(""),
@@ -1358,7 +1352,7 @@ fn env(c: &Value, path: &str, causes: &mut Vec<Cause>) {
 fn env_from(c: &Value, path: &str, causes: &mut Vec<Cause>) {
     for (i, e) in items(c, "envFrom").iter().enumerate() {
         let p = format!("{path}[{i}]");
-        let prefix = str_of(e, "prefix");
+        let prefix = str_at(e, "prefix");
         if !prefix.is_empty() {
             for msg in env_var_name_errors(prefix) {
                 causes.push(Cause::invalid(&format!("{p}.prefix"), &json!(prefix), &msg));
@@ -1368,7 +1362,7 @@ fn env_from(c: &Value, path: &str, causes: &mut Vec<Cause>) {
         for kind in ["configMapRef", "secretRef"] {
             if let Some(r) = field(e, kind) {
                 n += 1;
-                let rn = str_of(r, "name");
+                let rn = str_at(r, "name");
                 if rn.is_empty() {
                     causes.push(Cause::required(&format!("{p}.{kind}.name")));
                 } else {
@@ -1400,16 +1394,16 @@ fn env_from(c: &Value, path: &str, causes: &mut Vec<Cause>) {
 
 /// `validateObjectFieldSelector`.
 fn object_field_selector(fs: &Value, expressions: &[&str], path: &str, causes: &mut Vec<Cause>) {
-    if str_of(fs, "apiVersion").is_empty() {
+    if str_at(fs, "apiVersion").is_empty() {
         causes.push(Cause::required(&format!("{path}.apiVersion")));
         return;
     }
-    let fp = str_of(fs, "fieldPath");
+    let fp = str_at(fs, "fieldPath");
     if fp.is_empty() {
         causes.push(Cause::required(&format!("{path}.fieldPath")));
         return;
     }
-    let api_version = str_of(fs, "apiVersion");
+    let api_version = str_at(fs, "apiVersion");
     let subscripted = fp
         .strip_suffix("']")
         .and_then(|s| s.split_once("['"))
@@ -1467,8 +1461,8 @@ const RESOURCE_FIELD_PATHS: &[&str] = &[
 ];
 
 fn resource_field_selector(fs: &Value, path: &str, volume: bool, causes: &mut Vec<Cause>) {
-    let res = str_of(fs, "resource");
-    if volume && str_of(fs, "containerName").is_empty() {
+    let res = str_at(fs, "resource");
+    if volume && str_at(fs, "containerName").is_empty() {
         causes.push(Cause::required(&format!("{path}.containerName")));
     } else if res.is_empty() {
         causes.push(Cause::required(&format!("{path}.resource")));
@@ -1492,14 +1486,14 @@ fn volume_mounts(
 ) {
     let devices: HashMap<&str, &str> = items(c, "volumeDevices")
         .iter()
-        .map(|d| (str_of(d, "name"), str_of(d, "devicePath")))
+        .map(|d| (str_at(d, "name"), str_at(d, "devicePath")))
         .collect();
     let privileged = c.pointer("/securityContext/privileged") == Some(&json!(true));
     let mut mount_points = HashSet::new();
     for (i, m) in items(c, "volumeMounts").iter().enumerate() {
         let p = format!("{path}[{i}]");
-        let name = str_of(m, "name");
-        let mp = str_of(m, "mountPath");
+        let name = str_at(m, "name");
+        let mp = str_at(m, "mountPath");
         if name.is_empty() {
             causes.push(Cause::required(&format!("{p}.name")));
         }
@@ -1530,8 +1524,8 @@ fn volume_mounts(
                 "must not already exist as a path in volumeDevices",
             ));
         }
-        let sub = str_of(m, "subPath");
-        let sub_expr = str_of(m, "subPathExpr");
+        let sub = str_at(m, "subPath");
+        let sub_expr = str_at(m, "subPathExpr");
         if volumes.get(name) == Some(&"image") {
             for (key, v) in [("subPath", sub), ("subPathExpr", sub_expr)] {
                 if !v.is_empty() {
@@ -1583,7 +1577,7 @@ fn volume_mounts(
                             "may only be specified when readOnly is true",
                         ));
                     }
-                    let prop = str_of(m, "mountPropagation");
+                    let prop = str_at(m, "mountPropagation");
                     if !prop.is_empty() && prop != "None" {
                         causes.push(Cause::forbidden(
                             &rp,
@@ -1609,14 +1603,14 @@ fn volume_devices(
 ) {
     let mounts: HashMap<&str, &str> = items(c, "volumeMounts")
         .iter()
-        .map(|m| (str_of(m, "name"), str_of(m, "mountPath")))
+        .map(|m| (str_at(m, "name"), str_at(m, "mountPath")))
         .collect();
     let mut paths = HashSet::new();
     let mut names = HashSet::new();
     for (i, d) in items(c, "volumeDevices").iter().enumerate() {
         let p = format!("{path}[{i}]");
-        let name = str_of(d, "name");
-        let dp = str_of(d, "devicePath");
+        let name = str_at(d, "name");
+        let dp = str_at(d, "devicePath");
         let source = volumes.get(name);
         if name.is_empty() {
             causes.push(Cause::required(&format!("{p}.name")));
@@ -1681,8 +1675,8 @@ fn volume_devices(
 fn resize_policy(c: &Value, restart_policy: &str, path: &str, causes: &mut Vec<Cause>) {
     let mut seen = HashSet::new();
     for (i, p) in items(c, "resizePolicy").iter().enumerate() {
-        let rn = str_of(p, "resourceName");
-        let rp = str_of(p, "restartPolicy");
+        let rn = str_at(p, "resourceName");
+        let rp = str_at(p, "restartPolicy");
         if !seen.insert(rn) {
             causes.push(Cause::duplicate(&format!("{path}[{i}]"), &json!(rn)));
         }
@@ -1797,11 +1791,11 @@ fn handler(h: &Value, kinds: &[&str], grace: Option<i64>, path: &str, causes: &m
                     .then(|| Cause::required(&format!("{ap}.command"))),
             ),
             "httpGet" => {
-                if str_of(a, "path").is_empty() {
+                if str_at(a, "path").is_empty() {
                     causes.push(Cause::required(&format!("{ap}.path")));
                 }
                 port_num_or_name(a.get("port"), &format!("{ap}.port"), causes);
-                let scheme = str_of(a, "scheme");
+                let scheme = str_at(a, "scheme");
                 if scheme != "HTTP" && scheme != "HTTPS" {
                     causes.push(Cause::unsupported(
                         &format!("{ap}.scheme"),
@@ -1810,7 +1804,7 @@ fn handler(h: &Value, kinds: &[&str], grace: Option<i64>, path: &str, causes: &m
                     ));
                 }
                 for hd in items(a, "httpHeaders") {
-                    let hn = str_of(hd, "name");
+                    let hn = str_at(hd, "name");
                     if hn.is_empty() || !hn.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
                     {
                         causes.push(Cause::invalid(
@@ -2063,7 +2057,7 @@ fn seccomp_profile(sc: &Value, path: &str, causes: &mut Vec<Cause>) {
         return;
     };
     let p = format!("{path}.seccompProfile");
-    let t = str_of(sp, "type");
+    let t = str_at(sp, "type");
     match t {
         "Localhost" | "RuntimeDefault" | "Unconfined" => {}
         "" => causes.push(Cause::required_detail(
@@ -2137,10 +2131,10 @@ fn container_security_context(sc: Option<&Value>, path: &str, causes: &mut Vec<C
 pub fn validate_tolerations(tolerations: &[Value], path: &str, causes: &mut Vec<Cause>) {
     for (i, t) in tolerations.iter().enumerate() {
         let p = format!("{path}[{i}]");
-        let key = str_of(t, "key");
-        let op = str_of(t, "operator");
-        let value = str_of(t, "value");
-        let effect = str_of(t, "effect");
+        let key = str_at(t, "key");
+        let op = str_at(t, "operator");
+        let value = str_at(t, "value");
+        let effect = str_at(t, "effect");
         if !key.is_empty() {
             for e in qualified_name_errors(key) {
                 causes.push(Cause::invalid(&format!("{p}.key"), &json!(key), &e));
@@ -2251,7 +2245,7 @@ fn dns_config(spec: &Value, policy: &str, path: &str, causes: &mut Vec<Cause>) {
         ));
     }
     for (i, o) in items(cfg, "options").iter().enumerate() {
-        if str_of(o, "name").is_empty() {
+        if str_at(o, "name").is_empty() {
             causes.push(Cause::required_detail(
                 &format!("{path}.options[{i}]"),
                 "must not be empty",
@@ -2261,7 +2255,7 @@ fn dns_config(spec: &Value, policy: &str, path: &str, causes: &mut Vec<Cause>) {
 }
 
 fn node_selector_requirement(rq: &Value, path: &str, causes: &mut Vec<Cause>) {
-    let op = str_of(rq, "operator");
+    let op = str_at(rq, "operator");
     let values = items(rq, "values");
     match op {
         "In" | "NotIn" => {
@@ -2294,7 +2288,7 @@ fn node_selector_requirement(rq: &Value, path: &str, causes: &mut Vec<Cause>) {
             "not a valid selector operator",
         )),
     }
-    let key = str_of(rq, "key");
+    let key = str_at(rq, "key");
     for e in qualified_name_errors(key) {
         causes.push(Cause::invalid(&format!("{path}.key"), &json!(key), &e));
     }
@@ -2323,7 +2317,7 @@ fn pod_affinity_term(term: &Value, path: &str, causes: &mut Vec<Cause>) {
             causes.push(Cause::invalid(&format!("{path}.namespace"), &json!(ns), &e));
         }
     }
-    let tk = str_of(term, "topologyKey");
+    let tk = str_at(term, "topologyKey");
     if tk.is_empty() {
         causes.push(Cause::required_detail(
             &format!("{path}.topologyKey"),
@@ -2413,14 +2407,14 @@ fn topology_spread(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
                 "must be greater than zero",
             ));
         }
-        let tk = str_of(c, "topologyKey");
+        let tk = str_at(c, "topologyKey");
         if tk.is_empty() {
             causes.push(Cause::required_detail(
                 &format!("{p}.topologyKey"),
                 "can not be empty",
             ));
         }
-        let wu = str_of(c, "whenUnsatisfiable");
+        let wu = str_at(c, "whenUnsatisfiable");
         if wu != "DoNotSchedule" && wu != "ScheduleAnyway" {
             causes.push(Cause::unsupported(
                 &format!("{p}.whenUnsatisfiable"),
@@ -2430,7 +2424,7 @@ fn topology_spread(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
         }
         if list[i + 1..]
             .iter()
-            .any(|o| str_of(o, "topologyKey") == tk && str_of(o, "whenUnsatisfiable") == wu)
+            .any(|o| str_at(o, "topologyKey") == tk && str_at(o, "whenUnsatisfiable") == wu)
         {
             causes.push(Cause::duplicate(
                 &format!("{p}.{{topologyKey, whenUnsatisfiable}}"),

@@ -855,24 +855,7 @@ fn pv_source_causes(src: &str, v: &Value, has_affinity: bool, causes: &mut Vec<C
                 return;
             }
             no_backsteps(p, &format!("{base}.path"), causes);
-            let t = str_at(v, "type");
-            const TYPES: &[&str] = &[
-                "",
-                "BlockDevice",
-                "CharDevice",
-                "Directory",
-                "DirectoryOrCreate",
-                "File",
-                "FileOrCreate",
-                "Socket",
-            ];
-            if !TYPES.contains(&t) {
-                causes.push(Cause::unsupported(
-                    &format!("{base}.type"),
-                    &json!(t),
-                    TYPES,
-                ));
-            }
+            super::pod::host_path_type(str_at(v, "type"), &format!("{base}.type"), causes);
         }
         "nfs" => {
             let (server, p) = (str_at(v, "server"), str_at(v, "path"));
@@ -882,13 +865,7 @@ fn pv_source_causes(src: &str, v: &Value, has_affinity: bool, causes: &mut Vec<C
             if p.is_empty() {
                 causes.push(Cause::required(&format!("{base}.path")));
             }
-            if !p.starts_with('/') {
-                causes.push(Cause::invalid(
-                    &format!("{base}.path"),
-                    &json!(p),
-                    "must be an absolute path",
-                ));
-            }
+            super::pod::nfs_path(p, &format!("{base}.path"), causes);
         }
         "local" => {
             let p = str_at(v, "path");
