@@ -3154,6 +3154,23 @@ def create_kind_list_file(t: T) -> None:
     t.eq(jget(t.json("get", "secret", "l2", "-n", ns), "data.b"), base64.b64encode(b"two").decode(), "secret item")
 
 
+# --------------------------------------------------------------------------------------------
+# Scenario modules: conformance/scenarios/*.py add more scenarios (in file-name order, after the ones
+# above). They import what they need from this file as `run` (`from run import T, scenario, ...`).
+
+def _load_scenario_modules() -> None:
+    import importlib
+    sys.modules.setdefault("run", sys.modules[__name__])
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    for p in sorted((HERE / "scenarios").glob("*.py")):
+        if not p.name.startswith("_"):
+            importlib.import_module(f"scenarios.{p.stem}")
+
+
+_load_scenario_modules()
+
+
 @dataclass
 class Outcome:
     ok: bool
