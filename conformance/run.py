@@ -185,13 +185,15 @@ class Server:
         self.log = workdir / "rkube.log"
         self.cache_dir = workdir / "kubectl-cache"
         self.creds: dict | None = None
+        # more `rkube server` flags for the next start (scenarios that restart with other limits reset it)
+        self.extra_args: list[str] = []
 
     def args(self, kubeconfig: Path) -> list[str]:
         a = [str(RKUBE_BIN), "server", "--data-dir", str(self.data_dir), "--secure-port", str(self.port),
              "--bind-address", "127.0.0.1", "--write-kubeconfig", str(kubeconfig)]
         if self.etcd is not None:
             a += ["--storage", "etcd", "--etcd-endpoints", self.etcd.endpoint]
-        return a
+        return a + self.extra_args
 
     def start(self, kubeconfig: Path | None = None, timeout: float = 60.0) -> None:
         kubeconfig = kubeconfig or self.kubeconfig

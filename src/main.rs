@@ -52,6 +52,48 @@ struct ServerArgs {
     /// Extra names or IPs for the serving certificate.
     #[arg(long, value_delimiter = ',')]
     tls_san: Vec<String>,
+    /// Read-only requests in flight at once before new ones get 429 (0: no limit), as upstream.
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating requests in flight at once before new ones get 429 (0: no limit), as upstream.
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
+    /// How long a request (other than watches, logs, exec and the like) may take before it is answered
+    /// 504, as upstream's --request-timeout (a Go duration: 60s, 1m, 500ms).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    request_timeout: std::time::Duration,
+}
+
+/// A Go-style duration as upstream's flags take them: a number with a unit (`ms`, `s`, `m`, `h`),
+/// units concatenated (`1m30s`).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let mut total = 0f64;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("missing unit in duration {text:?}"))?;
+        let value: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            unit => return Err(format!("unknown unit {unit:?} in duration {text:?}")),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    std::time::Duration::try_from_secs_f64(total).map_err(|e| format!("{text:?}: {e}"))
 }
 
 #[derive(Subcommand)]
@@ -136,10 +178,12 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         sans.push(args.bind_address.to_string());
     }
     let pki = Pki::load_or_create(&data_dir, &sans)?;
+    let opening = std::time::Instant::now();
     let store: Arc<dyn Store> = match args.storage {
         StorageKind::Embedded => EmbeddedStore::open(&data_dir.join("db"))?,
         StorageKind::Etcd => Arc::new(EtcdStore::connect(&args.etcd_endpoints).await?),
     };
+    tracing::info!("storage opened in {:?}", opening.elapsed());
     let host = if args.bind_address.is_unspecified() {
         "127.0.0.1".to_string()
     } else {
@@ -156,9 +200,15 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         advertise: advertise.clone(),
         tls: pki.server_tls_config()?,
         service_account_key_pem: pki.service_account_key_pem.clone(),
+        limits: apiserver::limits::LimitsConfig {
+            max_requests_inflight: args.max_requests_inflight,
+            max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+            request_timeout: args.request_timeout,
+        },
     };
     let server = apiserver::start(config, store).await?;
     let url = format!("https://{host}:{}", server.local_addr.port());
+    server.wait_started().await;
     rkube::controllers::start(&pki, &url).await?;
     let kubeconfig = kubeconfig_path(&args, &data_dir, &pki);
     write_private(&kubeconfig, &pki.admin_kubeconfig(&url))?;

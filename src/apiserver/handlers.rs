@@ -41,6 +41,10 @@ pub struct App {
     /// host:port clients reach this server at (for `/api`'s serverAddressByClientCIDRs).
     pub server_address: String,
     pub tokens: super::tokens::TokenIssuer,
+    /// In-flight caps and the request deadline.
+    pub limits: super::limits::Limits,
+    /// Set once start-up work (system namespaces, default policy) is done; `/readyz` waits for it.
+    pub started: tokio::sync::watch::Sender<bool>,
 }
 
 /// How the client asked to see objects.
@@ -366,67 +370,6 @@ async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
         .map_err(|_| ApiError::too_large())
 }
 
-fn health(path: &str, q: Option<&str>, ready: bool) -> Response {
-    let checks: &[&str] = &[
-        "ping",
-        "log",
-        "etcd",
-        "informer-sync",
-        "poststarthook/start-apiextensions-informers",
-    ];
-    let ok = !path.starts_with("/readyz") || ready;
-    let verbose = q.is_some_and(|q| {
-        q.split('&')
-            .any(|p| p == "verbose" || p.starts_with("verbose="))
-    });
-    let body = if verbose {
-        let mut s = String::new();
-        for c in checks {
-            let ok_c = ok || *c != "informer-sync";
-            s.push_str(&format!(
-                "[{}]{c} {}\n",
-                if ok_c { "+" } else { "-" },
-                if ok_c {
-                    "ok"
-                } else {
-                    "failed: reason withheld"
-                }
-            ));
-        }
-        let name = path
-            .trim_start_matches('/')
-            .split('/')
-            .next()
-            .unwrap_or("healthz");
-        s.push_str(&format!(
-            "{name} check {}\n",
-            if ok { "passed" } else { "failed" }
-        ));
-        s
-    } else if ok {
-        "ok".to_string()
-    } else {
-        "[-]informer-sync failed: reason withheld\nreadyz check failed\n".to_string()
-    };
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::INTERNAL_SERVER_ERROR
-    };
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (
-                header::HeaderName::from_static("x-content-type-options"),
-                "nosniff",
-            ),
-        ],
-        body,
-    )
-        .into_response()
-}
-
 pub fn version_info() -> Value {
     json!({
         "major": "1",
@@ -626,11 +569,7 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
         || trimmed.starts_with("/livez/")
         || trimmed.starts_with("/readyz/")
     {
-        return Ok(health(
-            trimmed,
-            raw_query.as_deref(),
-            app.registry.cache.is_ready(),
-        ));
+        return Ok(super::health::answer(&app, trimmed, raw_query.as_deref()).await);
     }
     if trimmed == "/version" {
         return Ok(json_response(StatusCode::OK, &version_info()));
@@ -648,6 +587,7 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
     let headers = &parts.headers;
     let user = authz::impersonation::resolve(&app.registry, authenticated, headers)?;
     let target = parse_path(&path);
+    let resource_target = matches!(target, Some(Target::Resource(_)));
     let attrs = match &target {
         Some(Target::Resource(rp)) => authz::Attributes::for_resource(
             &parts.method,
@@ -660,37 +600,109 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
     if !decision.allowed {
         return Err(attrs.forbidden(&user.name, &decision.reason));
     }
-    let user = Some(user);
-    if trimmed == "/openapi/v2" || trimmed == "/openapi/v3" || trimmed.starts_with("/openapi/v3/") {
-        return app
-            .openapi
-            .serve(trimmed, raw_query.as_deref(), headers)
-            .ok_or_else(ApiError::not_found_path);
+    let long_running = super::limits::is_long_running(&attrs);
+    let permit = match app.limits.admit(&user, &parts.method, long_running) {
+        Ok(permit) => permit,
+        Err(refused) => return Ok(refused),
+    };
+    if resource_target && !app.registry.cache.is_ready() {
+        // Upstream's cacher answers the same while it (re)loads.
+        return Err(
+            ApiError::new(429, "TooManyRequests", "storage is (re)initializing")
+                .with_details(json!({"retryAfterSeconds": 1})),
+        );
     }
-    let target = target.ok_or_else(ApiError::not_found_path)?;
-    let q = Query::parse(raw_query.as_deref())?;
-    let catalog = app.catalog.load();
-    match target {
-        Target::LegacyRoot => Ok(discovery_response(
+    let request = Dispatch {
+        app: app.clone(),
+        method: parts.method,
+        headers: parts.headers,
+        path,
+        raw_query,
+        body,
+        user,
+        target,
+    };
+    if long_running {
+        return request.run().await;
+    }
+    // The work runs as its own task, so a request that outlives its deadline is answered 504 but is
+    // never cut in the middle of a write: it finishes (or fails) on its own, holding its in-flight slot.
+    let deadline = app.limits.request_timeout;
+    let work = tokio::spawn(async move {
+        let answer = request.run().await;
+        drop(permit);
+        answer
+    });
+    match tokio::time::timeout(deadline, work).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(panicked)) => Err(ApiError::internal(format!("request failed: {panicked}"))),
+        Err(_) => {
+            Err(ApiError::timeout(super::status::REQUEST_TIMEOUT_MESSAGE).with_details(json!({})))
+        }
+    }
+}
+
+/// What is left of a request once it is authenticated, authorized and admitted.
+struct Dispatch {
+    app: Arc<App>,
+    method: Method,
+    headers: HeaderMap,
+    path: String,
+    raw_query: Option<String>,
+    body: Body,
+    user: User,
+    target: Option<Target>,
+}
+
+impl Dispatch {
+    async fn run(self) -> ApiResult<Response> {
+        let Dispatch {
+            app,
+            method,
             headers,
-            &catalog,
-            true,
-            &app.server_address,
-        )),
-        Target::GroupsRoot => Ok(discovery_response(
-            headers,
-            &catalog,
-            false,
-            &app.server_address,
-        )),
-        Target::Group(g) => discovery::api_group(&catalog, &g)
-            .map(|d| discovery_doc(headers, d))
-            .ok_or_else(ApiError::not_found_path),
-        Target::GroupVersion(g, v) => discovery::api_resource_list(&catalog, &g, &v)
-            .map(|d| discovery_doc(headers, d))
-            .ok_or_else(ApiError::not_found_path),
-        Target::Resource(rp) => {
-            resource(&app, parts.method, headers, rp, q, body, user.as_ref()).await
+            path,
+            raw_query,
+            body,
+            user,
+            target,
+        } = self;
+        let trimmed = path.trim_end_matches('/');
+        let headers = &headers;
+        let user = Some(user);
+        if trimmed == "/openapi/v2"
+            || trimmed == "/openapi/v3"
+            || trimmed.starts_with("/openapi/v3/")
+        {
+            return app
+                .openapi
+                .serve(trimmed, raw_query.as_deref(), headers)
+                .ok_or_else(ApiError::not_found_path);
+        }
+        let target = target.ok_or_else(ApiError::not_found_path)?;
+        let q = Query::parse(raw_query.as_deref())?;
+        let catalog = app.catalog.load();
+        match target {
+            Target::LegacyRoot => Ok(discovery_response(
+                headers,
+                &catalog,
+                true,
+                &app.server_address,
+            )),
+            Target::GroupsRoot => Ok(discovery_response(
+                headers,
+                &catalog,
+                false,
+                &app.server_address,
+            )),
+            Target::Group(g) => discovery::api_group(&catalog, &g)
+                .map(|d| discovery_doc(headers, d))
+                .ok_or_else(ApiError::not_found_path),
+            Target::GroupVersion(g, v) => discovery::api_resource_list(&catalog, &g, &v)
+                .map(|d| discovery_doc(headers, d))
+                .ok_or_else(ApiError::not_found_path),
+            Target::Resource(rp) => {
+                resource(&app, method, headers, rp, q, body, user.as_ref()).await
+            }
         }
     }
 }

@@ -14,6 +14,8 @@ pub mod discovery;
 pub mod field_validation;
 pub mod fieldpath;
 pub mod handlers;
+pub mod health;
+pub mod limits;
 pub mod managed_fields;
 pub mod namespaces;
 pub mod openapi;
@@ -51,16 +53,29 @@ pub struct ApiServerConfig {
     pub tls: rustls::ServerConfig,
     /// PEM of the key that signs service account tokens.
     pub service_account_key_pem: String,
+    /// In-flight caps and the request deadline.
+    pub limits: limits::LimitsConfig,
 }
 
 /// A running apiserver's handles.
 pub struct ApiServer {
     pub registry: Arc<registry::Registry>,
     pub local_addr: SocketAddr,
+    started: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Starts serving: loads the watch cache, creates the system namespaces, starts the namespace finalizer
-/// and the compactor, then accepts connections. Returns once the listener is bound.
+impl ApiServer {
+    /// Waits until the cache is loaded and the start-up work is done (what `/readyz` waits for), as
+    /// upstream's components wait for the apiserver before they start.
+    pub async fn wait_started(&self) {
+        let _ = self.started.clone().wait_for(|s| *s).await;
+    }
+}
+
+/// Starts serving at once: the listener is bound and `/livez` answers while the watch cache loads
+/// (however large the store) and the start-up work runs; `/readyz` turns green when both are done, and
+/// resource requests before then get upstream's 429 "storage is (re)initializing". Returns once the
+/// listener is bound.
 pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Result<ApiServer> {
     let mut builtin = catalog::Catalog::builtin();
     for r in crd::stored_rows(store.as_ref()).await? {
@@ -69,29 +84,57 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
     let catalog = Arc::new(catalog::SharedCatalog::new(builtin));
     let registry = registry::Registry::new(store.clone(), catalog.clone());
     tokio::spawn(registry.cache.clone().run(store.clone()));
-    registry.cache.wait_ready().await;
-    bootstrap::bootstrap(&registry, config.bind.port()).await?;
-    authz::reconcile::bootstrap(&registry).await?;
-    tokio::spawn(namespaces::run_finalizer(registry.clone()));
-    tokio::spawn(authz::reconcile::run_aggregation(registry.clone()));
-    tokio::spawn(compactor(store.clone()));
     let app = Arc::new(handlers::App {
         registry: registry.clone(),
         catalog: catalog.clone(),
         openapi: openapi::OpenApiV3::new(catalog.clone()),
         server_address: config.advertise.clone(),
         tokens: tokens::TokenIssuer::new(&config.service_account_key_pem)?,
+        limits: limits::Limits::new(&config.limits),
+        started: tokio::sync::watch::channel(false).0,
     });
+    let started = app.started.subscribe();
     let router = axum::Router::new()
         .fallback(handlers::handle)
-        .with_state(app);
+        .with_state(app.clone());
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let local_addr = listener.local_addr()?;
+    tracing::info!("listening on {local_addr}; loading the watch cache");
     tokio::spawn(server::serve(listener, config.tls, router));
+    tokio::spawn(post_start(app, store, config.bind.port()));
     Ok(ApiServer {
         registry,
         local_addr,
+        started,
     })
+}
+
+/// Upstream's post-start hooks: once the cache is loaded, the system namespaces and default policy are
+/// made sure of and the in-process loops start. A failing step is retried (storage may be away for a
+/// while), never skipped: `/readyz` stays red until all of it is done.
+async fn post_start(app: Arc<handlers::App>, store: Arc<dyn Store>, port: u16) {
+    let registry = app.registry.clone();
+    registry.cache.wait_ready().await;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let done = async {
+            bootstrap::bootstrap(&registry, port).await?;
+            authz::reconcile::bootstrap(&registry).await
+        };
+        match done.await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!("start-up work failed, retrying in {delay:?}: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    tokio::spawn(namespaces::run_finalizer(registry.clone()));
+    tokio::spawn(authz::reconcile::run_aggregation(registry.clone()));
+    tokio::spawn(compactor(store));
+    app.started.send_replace(true);
+    tracing::info!("apiserver ready");
 }
 
 /// Periodically forgets old history, as upstream's apiserver compacts etcd every five minutes.

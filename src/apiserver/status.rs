@@ -304,7 +304,13 @@ impl From<crate::storage::StoreError> for ApiError {
                 "Too large resource version: {rev}, current: unknown"
             ))
             .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1})),
+            // Upstream answers a request whose storage call ran out of time with this 504.
+            crate::storage::StoreError::Timeout(_) => ApiError::timeout(REQUEST_TIMEOUT_MESSAGE),
             other => ApiError::internal(other.to_string()),
         }
     }
 }
+
+/// Upstream's message for a request that did not finish in time (its timeout filter and storage deadline).
+pub const REQUEST_TIMEOUT_MESSAGE: &str =
+    "Timeout: request did not complete within requested timeout - context deadline exceeded";

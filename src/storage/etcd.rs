@@ -9,16 +9,27 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Txn, TxnOp,
-    TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KvClient, Txn, TxnOp,
+    TxnOpResponse, WatchClient, WatchOptions,
 };
 use futures::StreamExt;
 
 use super::{Event, EventType, KeyValue, RangeResult, Result, Store, StoreError, WatchStream};
 
+/// Largest gRPC message accepted from or sent to etcd. etcd-client's default (4 MiB) is smaller than a
+/// page of the cache's initial list and not much larger than the biggest object etcd stores (its
+/// `--max-request-bytes`, 1.5 MiB by default, may be raised), so a server on a large etcd could not
+/// restart; upstream's apiserver lifts the limit the same way (`MaxCallRecvMsgSize: math.MaxInt32`).
+const MAX_MESSAGE_BYTES: usize = i32::MAX as usize;
+
+/// How long one etcd call may take. Without it a request waits for as long as etcd is gone; with it the
+/// request fails (504) and `/readyz` says why, while the client retries.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The [`Store`] backed by an etcd v3 cluster.
 pub struct EtcdStore {
-    client: Client,
+    kv: KvClient,
+    watch: WatchClient,
     /// Highest compaction revision this process has seen, used when etcd reports "compacted" without
     /// saying up to where.
     compacted: AtomicI64,
@@ -79,6 +90,22 @@ fn plain(e: etcd_client::Error) -> StoreError {
     StoreError::Other(format!("etcd: {e}"))
 }
 
+/// Runs one etcd call under [`CALL_TIMEOUT`]; the outer error is the timeout.
+async fn timed<T>(
+    call: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+) -> Result<std::result::Result<T, etcd_client::Error>> {
+    tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .map_err(|_| StoreError::Timeout(format!("etcd did not answer within {CALL_TIMEOUT:?}")))
+}
+
+/// [`timed`], with etcd's own errors as plain storage errors.
+async fn deadline<T>(
+    call: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+) -> Result<T> {
+    timed(call).await?.map_err(plain)
+}
+
 fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> i64 {
     header.map(|h| h.revision()).unwrap_or(0)
 }
@@ -87,10 +114,21 @@ impl EtcdStore {
     /// Connects to the etcd cluster at `endpoints` (e.g. `http://127.0.0.1:2379`) and checks that it
     /// answers, so a wrong address fails at startup rather than on the first request.
     pub async fn connect(endpoints: &[String]) -> anyhow::Result<Self> {
-        let options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(5));
+        // HTTP/2 keep-alive pings find a connection whose etcd stopped answering (paused, host gone), so
+        // the cache's watch breaks and reloads instead of waiting on a dead stream.
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+            .with_keep_alive_while_idle(true);
         let client = Client::connect(endpoints, Some(options)).await?;
         let store = Self {
-            client,
+            kv: client
+                .kv_client()
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            watch: client
+                .watch_client()
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
             compacted: AtomicI64::new(0),
         };
         tokio::time::timeout(Duration::from_secs(10), store.current_revision())
@@ -113,7 +151,7 @@ impl EtcdStore {
     /// etcd's range error does not carry the compaction revision; a watch from revision 1 does.
     async fn probe_compacted(&self) -> i64 {
         let known = self.compacted.load(Ordering::SeqCst);
-        let mut client = self.client.clone();
+        let mut client = self.watch.clone();
         let probe = async {
             let options = WatchOptions::new().with_start_revision(1);
             let mut stream = client.watch(vec![0u8], Some(options)).await.ok()?;
@@ -148,7 +186,7 @@ impl EtcdStore {
             .when([guard])
             .and_then([op])
             .or_else([TxnOp::get(key, None)]);
-        let resp = self.client.clone().txn(txn).await.map_err(plain)?;
+        let resp = deadline(self.kv.clone().txn(txn)).await?;
         if resp.succeeded() {
             return Ok(Ok(resp));
         }
@@ -163,7 +201,7 @@ impl EtcdStore {
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<(Option<KeyValue>, i64)> {
-        let resp = self.client.clone().get(key, None).await.map_err(plain)?;
+        let resp = deadline(self.kv.clone().get(key, None)).await?;
         Ok((
             resp.kvs().first().map(convert),
             header_revision(resp.header()),
@@ -188,12 +226,7 @@ impl Store for EtcdStore {
         if revision > 0 {
             options = options.with_revision(revision);
         }
-        let resp = match self
-            .client
-            .clone()
-            .get(range_start(from), Some(options))
-            .await
-        {
+        let resp = match timed(self.kv.clone().get(range_start(from), Some(options))).await? {
             Ok(resp) => resp,
             Err(e) => return Err(self.error(e, revision).await),
         };
@@ -213,12 +246,7 @@ impl Store for EtcdStore {
         let options = GetOptions::new()
             .with_range(prefix_end(prefix))
             .with_count_only();
-        let resp = self
-            .client
-            .clone()
-            .get(range_start(prefix), Some(options))
-            .await
-            .map_err(plain)?;
+        let resp = deadline(self.kv.clone().get(range_start(prefix), Some(options))).await?;
         Ok(resp.count())
     }
 
@@ -277,12 +305,7 @@ impl Store for EtcdStore {
 
     async fn current_revision(&self) -> Result<i64> {
         let options = GetOptions::new().with_count_only();
-        let resp = self
-            .client
-            .clone()
-            .get(vec![0u8], Some(options))
-            .await
-            .map_err(plain)?;
+        let resp = deadline(self.kv.clone().get(vec![0u8], Some(options))).await?;
         Ok(header_revision(resp.header()))
     }
 
@@ -291,12 +314,7 @@ impl Store for EtcdStore {
             .with_range(prefix_end(prefix))
             .with_start_revision(after_revision.saturating_add(1))
             .with_prev_key();
-        let stream = self
-            .client
-            .clone()
-            .watch(range_start(prefix), Some(options))
-            .await
-            .map_err(plain)?;
+        let stream = deadline(self.watch.clone().watch(range_start(prefix), Some(options))).await?;
         let state = (stream, VecDeque::<Result<Event>>::new(), false);
         Ok(
             futures::stream::unfold(state, |(mut stream, mut pending, mut done)| async move {
@@ -338,7 +356,7 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: i64) -> Result<()> {
-        match self.client.clone().compact(revision, None).await {
+        match timed(self.kv.clone().compact(revision, None)).await? {
             Ok(_) => {
                 self.compacted.fetch_max(revision, Ordering::SeqCst);
                 Ok(())

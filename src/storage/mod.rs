@@ -73,6 +73,10 @@ pub enum StoreError {
     /// The requested revision is in the future.
     #[error("required revision {0} is a future revision")]
     FutureRevision(i64),
+    /// The store did not answer in time (etcd paused, partitioned or overloaded). The write may or may
+    /// not have happened, as with any timeout.
+    #[error("storage timeout: {0}")]
+    Timeout(String),
     #[error("storage error: {0}")]
     Other(String),
 }
