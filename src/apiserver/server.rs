@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::handlers::{Authenticated, User};
+use super::handlers::{Authenticated, CertRejected, User};
 
 /// Accepts TLS connections on `listener` forever, serving `router` on each.
 pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, router: Router) {
@@ -54,10 +54,15 @@ async fn serve_connection(
             groups.push("system:authenticated".into());
             User::new(u.name, groups)
         });
+    // A certificate rustls accepted (our CA signed it) that names no user is a failed credential.
+    let cert_rejected = user.is_none() && stream.get_ref().1.peer_certificates().is_some();
     let auth = Authenticated(user);
     let service =
         hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(auth.clone());
+            if cert_rejected {
+                req.extensions_mut().insert(CertRejected);
+            }
             router.clone().oneshot(req.map(axum::body::Body::new))
         });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
