@@ -520,16 +520,20 @@ fn discovery_doc(headers: &HeaderMap, mut doc: Value) -> Response {
     json_response(StatusCode::OK, &doc)
 }
 
-/// A request's bearer token: `Some` when the request presents one (even an empty or malformed one:
-/// a request that presents credentials is never anonymous).
+/// A request's bearer token, as upstream's bearer-token authenticator reads it: `Authorization: Bearer
+/// <token>` (scheme case-insensitive). `Some` whenever that scheme and a token part are given, even an
+/// empty one (`Bearer  x`): a request that presents a token is never anonymous. Other schemes are not
+/// credentials rkube knows, as upstream (the request stays anonymous).
 fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let auth = headers.get(header::AUTHORIZATION)?;
-    let text = auth.to_str().unwrap_or("");
-    let token = text
-        .strip_prefix("Bearer ")
-        .or_else(|| text.strip_prefix("bearer "))
-        .unwrap_or("");
-    Some(token.trim().to_string())
+    let text = String::from_utf8_lossy(auth.as_bytes());
+    let mut parts = text.trim().splitn(3, ' ');
+    let scheme = parts.next().unwrap_or("");
+    let token = parts.next()?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    Some(token.to_string())
 }
 
 /// What authenticating a service account token found.
