@@ -65,7 +65,11 @@ struct ServerArgs {
 /// A Go-style duration (`90s`, `10m`, `24h`, `1h30m`) or plain seconds, in seconds.
 fn parse_duration_secs(s: &str) -> Result<i64, String> {
     if let Ok(n) = s.parse::<i64>() {
-        return if n >= 0 { Ok(n) } else { Err("must not be negative".into()) };
+        return if n >= 0 {
+            Ok(n)
+        } else {
+            Err("must not be negative".into())
+        };
     }
     let mut total: i64 = 0;
     let mut num = String::new();

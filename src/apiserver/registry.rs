@@ -901,10 +901,10 @@ impl Registry {
         };
         // Only the CRD's own keys: never a prefix that is (or contains, or lies inside) another
         // resource's storage, whatever the stored CRD says (it may predate the conflict checks).
-        if let Some(other) =
-            self.catalog
-                .load()
-                .conflicting_row(group, plural, &prefix, name)
+        if let Some(other) = self
+            .catalog
+            .load()
+            .conflicting_row(group, plural, &prefix, name)
         {
             tracing::warn!(
                 "CRD {name}: not deleting objects under {prefix}, which overlaps the storage of {}.{} ({})",

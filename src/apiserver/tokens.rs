@@ -252,7 +252,14 @@ mod tests {
     fn issue_and_verify() {
         let i = issuer();
         let (t, exp) = i
-            .issue("ns", "sa", "uid-1", &[], DEFAULT_EXPIRATION, &Bound::default())
+            .issue(
+                "ns",
+                "sa",
+                "uid-1",
+                &[],
+                DEFAULT_EXPIRATION,
+                &Bound::default(),
+            )
             .unwrap();
         assert!(exp > chrono::Utc::now().timestamp() + 3000);
         let c = i.verify(&t).unwrap();

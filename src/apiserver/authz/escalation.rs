@@ -158,7 +158,8 @@ mod tests {
         gc["metadata"]["resourceVersion"] = json!("6");
         assert!(only_gc_fields(&gc, &old));
         let mut subjects = old.clone();
-        subjects["subjects"] = json!([{"kind": "User", "name": "bob"}, {"kind": "User", "name": "eve"}]);
+        subjects["subjects"] =
+            json!([{"kind": "User", "name": "bob"}, {"kind": "User", "name": "eve"}]);
         assert!(!only_gc_fields(&subjects, &old));
         let mut labels = old.clone();
         labels["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] = json!("true");

@@ -299,17 +299,15 @@ fn api_approval(crd: &Value) -> Option<Cause> {
         return None;
     }
     // Go's url.ParseRequestURI with a scheme and a host.
-    let is_url = value
-        .split_once("://")
-        .is_some_and(|(scheme, rest)| {
-            !scheme.is_empty()
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-                && !rest.is_empty()
-                && !rest.starts_with('/')
-                && !value.contains(char::is_whitespace)
-        });
+    let is_url = value.split_once("://").is_some_and(|(scheme, rest)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && !rest.is_empty()
+            && !rest.starts_with('/')
+            && !value.contains(char::is_whitespace)
+    });
     if is_url {
         return None;
     }
