@@ -496,3 +496,37 @@ def sec_walk(t: T) -> None:
     t.eq(counts["tried"], 2 * len(resources) * len(VERBS), "every combination was tried")
     t.eq(sorted(after - before), [], "no object was created or changed by a refused request")
     t.eq(sorted(before - after), [], "no object was deleted by a refused request")
+
+
+@scenario
+def sec_api_audiences_flag(t: T) -> None:
+    """`rkube server --api-audiences A,B --service-account-max-token-expiration 1h`: tokens authenticate only for
+    A or B (a token for the default issuer audience no longer does), TokenRequests default to A,B, and longer
+    requests are shortened to an hour with upstream's warning."""
+    ns = t.namespace()
+    t.ok("create", "serviceaccount", "flags", "-n", ns)
+    server = t.server
+    plain_args = server.args
+    extra = ["--api-audiences", "https://rkube.test,vault", "--service-account-max-token-expiration", "1h"]
+    server.stop()
+    server.args = lambda kubeconfig: plain_args(kubeconfig) + extra  # type: ignore[method-assign]
+    try:
+        server.start()
+        path = f"/api/v1/namespaces/{ns}/configmaps"
+        tok = t.ok("create", "token", "flags", "-n", ns).strip()
+        t.eq(claims(tok)["aud"], ["https://rkube.test", "vault"], "a TokenRequest without audiences gets --api-audiences")
+        # 403, not 401: authenticated (the account has no grants).
+        t.eq(bearer(t, "GET", path, tok)[0], 403, "a token for the api audiences authenticates")
+        tok = t.ok("create", "token", "flags", "-n", ns, "--audience=vault").strip()
+        t.eq(bearer(t, "GET", path, tok)[0], 403, "one matching audience is enough")
+        tok = t.ok("create", "token", "flags", "-n", ns, f"--audience={ISSUER}").strip()
+        t.eq(bearer(t, "GET", path, tok)[0], 401, "the issuer is no longer an accepted audience")
+        r = t.run("create", "token", "flags", "-n", ns, "--duration=48h")
+        t.eq(r.rc, 0, "a 48h token request succeeds")
+        c = claims(r.out.strip())
+        t.eq(c["exp"] - c["iat"], 3600, "shortened to --service-account-max-token-expiration")
+        t.contains(r.err, "requested expiration of 172800 seconds shortened to 3600 seconds", "upstream's warning")
+    finally:
+        server.stop()
+        server.args = plain_args  # type: ignore[method-assign]
+        server.start()

@@ -730,8 +730,13 @@ async fn bound_object(
     Ok(bound)
 }
 
-/// `serviceaccounts/<name>/token`: a TokenRequest answered with a signed token.
-async fn token_request(app: &App, ns: &str, name: &str, request: Value) -> ApiResult<Value> {
+/// `serviceaccounts/<name>/token`: a TokenRequest answered with a signed token, and the warnings to send.
+async fn token_request(
+    app: &App,
+    ns: &str,
+    name: &str,
+    request: Value,
+) -> ApiResult<(Value, Vec<String>)> {
     let info = app
         .catalog
         .find("", "v1", "serviceaccounts")
@@ -786,8 +791,14 @@ async fn token_request(app: &App, ns: &str, name: &str, request: Value) -> ApiRe
         Some(r) => bound_object(app, ns, name, r).await?,
         None => super::tokens::Bound::default(),
     };
+    let mut warnings = Vec::new();
     let expiration = match app.tokens.options.max_expiration {
-        Some(max) if max > 0 && expiration > max => max,
+        Some(max) if max > 0 && expiration > max => {
+            warnings.push(format!(
+                "requested expiration of {expiration} seconds shortened to {max} seconds"
+            ));
+            max
+        }
         _ => expiration,
     };
     let (token, exp) = app
@@ -799,13 +810,14 @@ async fn token_request(app: &App, ns: &str, name: &str, request: Value) -> ApiRe
     if let Some(r) = &bound.pod.as_ref().or(bound.secret.as_ref()) {
         spec["boundObjectRef"]["uid"] = json!(r.uid);
     }
-    Ok(json!({
+    let answer = json!({
         "kind": "TokenRequest",
         "apiVersion": "authentication.k8s.io/v1",
         "metadata": {"name": name, "namespace": ns, "uid": uid, "creationTimestamp": null},
         "spec": spec,
         "status": {"token": token, "expirationTimestamp": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)},
-    }))
+    });
+    Ok((answer, warnings))
 }
 
 /// The one handler every request goes through.
@@ -1006,13 +1018,14 @@ async fn resource(
         } else {
             decode_body(headers, &bytes)?
         };
-        let answer =
+        let (answer, warnings) =
             token_request(app, ns.unwrap_or("default"), name.unwrap_or(""), request).await?;
         let out = negotiate(headers, true)?;
-        return Ok(match out {
+        let resp = match out {
             Output::Protobuf => protobuf_response(StatusCode::CREATED, &answer),
             _ => json_response(StatusCode::CREATED, &answer),
-        });
+        };
+        return Ok(with_warnings(resp, &warnings));
     }
     if !info.is_stored() && method == Method::POST && name.is_none() && info.plural != "bindings" {
         let out = negotiate(headers, pb)?;
