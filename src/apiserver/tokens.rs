@@ -318,4 +318,86 @@ mod tests {
             .unwrap();
         assert!(exp <= chrono::Utc::now().timestamp() + MAX_EXPIRATION);
     }
+
+    /// A store whose every call fails, as etcd does while it is unreachable.
+    struct Down;
+
+    #[async_trait::async_trait]
+    impl crate::storage::Store for Down {
+        async fn get(
+            &self,
+            _: &str,
+        ) -> crate::storage::Result<(Option<crate::storage::KeyValue>, i64)> {
+            Err(crate::storage::StoreError::Other("etcd unreachable".into()))
+        }
+        async fn range(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: usize,
+            _: i64,
+        ) -> crate::storage::Result<crate::storage::RangeResult> {
+            Err(crate::storage::StoreError::Other("etcd unreachable".into()))
+        }
+        async fn count(&self, _: &str) -> crate::storage::Result<i64> {
+            Err(crate::storage::StoreError::Other("etcd unreachable".into()))
+        }
+        async fn create(&self, _: &str, _: Vec<u8>) -> crate::storage::Result<i64> {
+            Err(crate::storage::StoreError::Other("etcd unreachable".into()))
+        }
+        async fn update(&self, _: &str, _: Vec<u8>, _: i64) -> crate::storage::Result<i64> {
+            Err(crate::storage::StoreError::Other("etcd unreachable".into()))
+        }
+        async fn delete(
+            &self,
+            _: &str,
+            _: Option<i64>,
+        ) -> crate::storage::Result<(i64, crate::storage::KeyValue)> {
+            Err(crate::storage::StoreError::Other("etcd unreachable".into()))
+        }
+        async fn current_revision(&self) -> crate::storage::Result<i64> {
+            Err(crate::storage::StoreError::Other("etcd unreachable".into()))
+        }
+        async fn watch(
+            &self,
+            _: &str,
+            _: i64,
+        ) -> crate::storage::Result<crate::storage::WatchStream> {
+            Err(crate::storage::StoreError::Other("etcd unreachable".into()))
+        }
+        async fn compact(&self, _: i64) -> crate::storage::Result<()> {
+            Err(crate::storage::StoreError::Other("etcd unreachable".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn storage_failure_while_authenticating_is_a_server_error() {
+        use crate::apiserver::catalog::{Catalog, SharedCatalog};
+        use crate::apiserver::handlers::{token_user, App};
+        use std::sync::Arc;
+        let catalog = Arc::new(SharedCatalog::new(Catalog::builtin()));
+        let registry = crate::apiserver::registry::Registry::new(Arc::new(Down), catalog.clone());
+        let app = App {
+            registry,
+            catalog: catalog.clone(),
+            openapi: crate::apiserver::openapi::OpenApiV3::new(catalog),
+            server_address: "127.0.0.1:6443".into(),
+            tokens: issuer(),
+        };
+        let (t, _) = app
+            .tokens
+            .issue("ns", "sa", "u", &[], DEFAULT_EXPIRATION, &Bound::default())
+            .unwrap();
+        let wanted = vec![ISSUER.to_string()];
+        // A valid token whose account cannot be looked up: 500, never "not authenticated" (401).
+        match token_user(&app, &t, &wanted).await {
+            Err(e) => assert_eq!(e.code, 500, "{}", e.message),
+            Ok(_) => panic!("a storage failure must not decide authentication"),
+        }
+        // A token that fails on its own is refused without touching storage.
+        assert!(matches!(
+            token_user(&app, "abc123", &wanted).await,
+            Ok(crate::apiserver::handlers::TokenAuth::Invalid(_))
+        ));
+    }
 }
