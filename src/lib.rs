@@ -7,4 +7,5 @@
 pub mod apiserver;
 pub mod controllers;
 pub mod pki;
+pub mod private_files;
 pub mod storage;

@@ -62,6 +62,14 @@ struct ServerArgs {
     /// 504, as upstream's --request-timeout (a Go duration: 60s, 1m, 500ms).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     request_timeout: std::time::Duration,
+    /// Audiences a service account token must name (one of) to authenticate to the apiserver,
+    /// comma-separated; also the audiences of a TokenRequest that names none.
+    #[arg(long, value_delimiter = ',', default_value = apiserver::tokens::ISSUER)]
+    api_audiences: Vec<String>,
+    /// Longest service account token a TokenRequest gets, e.g. `24h` or `3600s`; longer requests are
+    /// shortened to it. Default: no cap beyond upstream's 2^32 s.
+    #[arg(long, value_parser = parse_duration)]
+    service_account_max_token_expiration: Option<std::time::Duration>,
 }
 
 /// A Go-style duration as upstream's flags take them: a number with a unit (`ms`, `s`, `m`, `h`),
@@ -156,23 +164,11 @@ fn kubeconfig_path(args: &ServerArgs, data_dir: &Path, pki: &Pki) -> PathBuf {
     data_dir.join("admin.kubeconfig")
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(path, contents)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(())
-}
-
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    // 0700 from creation (and tightened if an older run left it open): it holds keys and the store.
+    rkube::private_files::private_dir(&data_dir)
+        .with_context(|| format!("preparing data dir {}", data_dir.display()))?;
     let mut sans = args.tls_san.clone();
     if !args.bind_address.is_unspecified() {
         sans.push(args.bind_address.to_string());
@@ -205,13 +201,19 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             max_mutating_requests_inflight: args.max_mutating_requests_inflight,
             request_timeout: args.request_timeout,
         },
+        token_options: apiserver::tokens::TokenOptions {
+            api_audiences: args.api_audiences.clone(),
+            max_expiration: args
+                .service_account_max_token_expiration
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        },
     };
     let server = apiserver::start(config, store).await?;
     let url = format!("https://{host}:{}", server.local_addr.port());
     server.wait_started().await;
     rkube::controllers::start(&pki, &url).await?;
     let kubeconfig = kubeconfig_path(&args, &data_dir, &pki);
-    write_private(&kubeconfig, &pki.admin_kubeconfig(&url))?;
+    rkube::private_files::write_private(&kubeconfig, pki.admin_kubeconfig(&url).as_bytes())?;
     let default_kc = home().map(|h| h.join(".kube").join("config"));
     if Some(&kubeconfig) == default_kc.as_ref() {
         println!("rkube is serving at {url}; kubeconfig written to {} (kubectl uses it as is: try `kubectl get namespaces`)", kubeconfig.display());
@@ -252,6 +254,9 @@ async fn shutdown_signal() {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Everything this process creates (data dir, store, keys, kubeconfigs, temp files) is private to
+    // its user, whatever the code creating it asks for.
+    rkube::private_files::restrict_umask();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG")

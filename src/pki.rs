@@ -207,10 +207,8 @@ impl Pki {
     /// an error rather than a silent regeneration, since that would invalidate every client.
     pub fn load_or_create(dir: &Path, extra_sans: &[String]) -> anyhow::Result<Pki> {
         let pki_dir = dir.join("pki");
-        fs::create_dir_all(&pki_dir)
+        crate::private_files::private_dir(&pki_dir)
             .with_context(|| format!("creating PKI directory {}", pki_dir.display()))?;
-        fs::set_permissions(&pki_dir, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("restricting permissions of {}", pki_dir.display()))?;
         let layout = Layout::new(&pki_dir);
 
         let (ca_cert_pem, ca_key_pem) = load_or_create_ca(&layout)?;

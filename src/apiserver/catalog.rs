@@ -577,6 +577,25 @@ impl Catalog {
         Some(removed)
     }
 
+    /// A row a custom resource of CRD `crd_name` at (`group`, `plural`, stored under `prefix`) would
+    /// shadow or share storage with: a built-in or another CRD's row of the same group and plural, or
+    /// one whose storage prefix contains or is contained in `prefix` (a prefix scan of one would reach
+    /// the other's objects). None when the CRD may be served.
+    pub fn conflicting_row(
+        &self,
+        group: &str,
+        plural: &str,
+        prefix: &str,
+        crd_name: &str,
+    ) -> Option<&ResourceInfo> {
+        self.rows.iter().find(|r| {
+            let own = r.custom().is_some_and(|c| c.crd_name == crd_name);
+            !own && ((r.group == group && r.plural == plural)
+                || r.storage_prefix.starts_with(prefix)
+                || prefix.starts_with(r.storage_prefix.as_str()))
+        })
+    }
+
     /// The row for (group, version, plural); the plural must match exactly.
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceInfo> {
         let key = (group.to_string(), version.to_string(), plural.to_string());

@@ -33,6 +33,11 @@ pub use super::authz::User;
 #[derive(Clone, Debug)]
 pub struct Authenticated(pub Option<User>);
 
+/// Set per connection whose client certificate verified but names no user (no common name): its
+/// requests are refused (401), never treated as anonymous.
+#[derive(Clone, Copy, Debug)]
+pub struct CertRejected;
+
 pub struct App {
     pub registry: Arc<Registry>,
     /// The same shared catalog as the registry's: each request works on one snapshot of it.
@@ -458,45 +463,229 @@ fn discovery_doc(headers: &HeaderMap, mut doc: Value) -> Response {
     json_response(StatusCode::OK, &doc)
 }
 
-/// The user a request's `Authorization: Bearer` token names.
-async fn bearer_user(app: &App, headers: &HeaderMap) -> Option<User> {
-    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = auth
-        .strip_prefix("Bearer ")
-        .or_else(|| auth.strip_prefix("bearer "))?
-        .trim();
-    token_user(app, token).await
+/// A request's bearer token, as upstream's bearer-token authenticator reads it: `Authorization: Bearer
+/// <token>` (scheme case-insensitive). `Some` whenever that scheme and a token part are given, even an
+/// empty one (`Bearer  x`): a request that presents a token is never anonymous. Other schemes are not
+/// credentials rkube knows, as upstream (the request stays anonymous).
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let auth = headers.get(header::AUTHORIZATION)?;
+    let text = String::from_utf8_lossy(auth.as_bytes());
+    let mut parts = text.trim().splitn(3, ' ');
+    let scheme = parts.next().unwrap_or("");
+    let token = parts.next()?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    Some(token.to_string())
 }
 
-/// The user a service account token names, if it verifies and its account still exists (the same
-/// service account, not a new one of the same name).
-pub async fn token_user(app: &App, token: &str) -> Option<User> {
-    let claims = app.tokens.verify(token)?;
-    let info = app.catalog.find("", "v1", "serviceaccounts")?;
-    let sa = app
-        .registry
-        .get(&info, Some(&claims.namespace), &claims.service_account)
-        .await
-        .ok()?;
-    if sa.pointer("/metadata/uid").and_then(Value::as_str) != Some(claims.uid.as_str()) {
-        return None;
+/// What authenticating a service account token found.
+pub enum TokenAuth {
+    /// The token's user and the audiences that matched (upstream's `Response.Audiences`).
+    User(User, Vec<String>),
+    /// The token does not authenticate: why, as upstream's authenticator words it.
+    Invalid(String),
+}
+
+/// Looks up an object a token names; Ok(None) when it is gone, Err on a storage failure (never a 401:
+/// the credentials may be fine).
+async fn token_object(app: &App, plural: &str, ns: &str, name: &str) -> ApiResult<Option<Value>> {
+    let info = app
+        .catalog
+        .find("", "v1", plural)
+        .ok_or_else(|| ApiError::internal(format!("no {plural} resource")))?;
+    match app.registry.get(&info, Some(ns), name).await {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.code == 404 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn uid_of(v: &Value) -> &str {
+    v.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// Upstream's `deletedBefore` with its 60 s leeway: an object whose deletion started over a minute ago
+/// no longer vouches for a token.
+fn deleted_long_ago(v: &Value) -> bool {
+    let now = chrono::Utc::now();
+    v.pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| t < now - chrono::Duration::seconds(60))
+}
+
+/// Authenticates a service account token for `wanted` audiences (the apiserver's own for a request,
+/// a TokenReview's `spec.audiences`): the signature, the audience, and that the service account and
+/// any bound Pod or Secret still exist with the uids the token names.
+pub async fn token_user(app: &App, token: &str, wanted: &[String]) -> ApiResult<TokenAuth> {
+    let invalid = |why: String| Ok(TokenAuth::Invalid(why));
+    let Some(claims) = app.tokens.verify(token) else {
+        return invalid("invalid bearer token".into());
+    };
+    let matched = super::tokens::intersect(&claims.audiences, wanted);
+    if matched.is_empty() {
+        return invalid(format!(
+            "[invalid bearer token, token audiences {} is invalid for the target audiences {}]",
+            authz::rbac::go_quoted(&claims.audiences),
+            authz::rbac::go_quoted(wanted)
+        ));
+    }
+    let ns = claims.namespace.as_str();
+    let sa_name = claims.service_account.as_str();
+    let Some(sa) = token_object(app, "serviceaccounts", ns, sa_name).await? else {
+        return invalid(format!(
+            "[invalid bearer token, serviceaccounts {sa_name:?} not found]"
+        ));
+    };
+    if uid_of(&sa) != claims.uid {
+        return invalid(format!(
+            "[invalid bearer token, service account UID ({}) does not match claim ({})]",
+            uid_of(&sa),
+            claims.uid
+        ));
+    }
+    if deleted_long_ago(&sa) {
+        return invalid(format!(
+            "[invalid bearer token, service account {ns}/{sa_name} has been deleted]"
+        ));
+    }
+    let invalidated = "[invalid bearer token, service account token has been invalidated]";
+    if let Some(r) = &claims.bound.secret {
+        match token_object(app, "secrets", ns, &r.name).await? {
+            None => return invalid(invalidated.into()),
+            Some(s) if uid_of(&s) != r.uid => {
+                return invalid(format!("[invalid bearer token, secret UID ({}) does not match service account secret ref claim ({})]", uid_of(&s), r.uid))
+            }
+            Some(s) if deleted_long_ago(&s) => return invalid(invalidated.into()),
+            Some(_) => {}
+        }
+    }
+    if let Some(r) = &claims.bound.pod {
+        match token_object(app, "pods", ns, &r.name).await? {
+            None => return invalid(invalidated.into()),
+            Some(p) if uid_of(&p) != r.uid => {
+                return invalid(format!("[invalid bearer token, pod UID ({}) does not match service account pod ref claim ({})]", uid_of(&p), r.uid))
+            }
+            Some(p) if deleted_long_ago(&p) => return invalid(invalidated.into()),
+            Some(_) => {}
+        }
     }
     let mut user = User::new(claims.username(), claims.groups());
     user.uid = Some(claims.uid.clone());
-    Some(user)
+    if let Some(p) = &claims.bound.pod {
+        user.extra.insert(
+            "authentication.kubernetes.io/pod-name".into(),
+            vec![p.name.clone()],
+        );
+        user.extra.insert(
+            "authentication.kubernetes.io/pod-uid".into(),
+            vec![p.uid.clone()],
+        );
+    }
+    if let Some(jti) = &claims.jti {
+        user.extra.insert(
+            "authentication.kubernetes.io/credential-id".into(),
+            vec![format!("JTI={jti}")],
+        );
+    }
+    Ok(TokenAuth::User(user, matched))
 }
 
-/// `serviceaccounts/<name>/token`: a TokenRequest answered with a signed token.
-async fn token_request(app: &App, ns: &str, name: &str, request: Value) -> ApiResult<Value> {
+/// A TokenRequest the server refuses, in upstream's words (422 on `TokenRequest.authentication.k8s.io ""`).
+fn invalid_token_request(field: &str, value: &Value, detail: &str) -> ApiError {
+    let shown = match value {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    };
+    let message = format!("Invalid value: {shown}: {detail}");
+    ApiError::new(
+        422,
+        "Invalid",
+        format!("TokenRequest.authentication.k8s.io \"\" is invalid: {field}: {message}"),
+    )
+    .with_details(json!({
+        "group": "authentication.k8s.io", "kind": "TokenRequest", "name": "",
+        "causes": [{"reason": "FieldValueInvalid", "message": message, "field": field}]
+    }))
+}
+
+/// The bound object a TokenRequest names, checked as upstream: a Pod (running as this service account)
+/// or a Secret that exists in the namespace, with the uid given if any.
+async fn bound_object(
+    app: &App,
+    ns: &str,
+    sa_name: &str,
+    r: &Value,
+) -> ApiResult<super::tokens::Bound> {
+    let api_version = r.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind = r.get("kind").and_then(Value::as_str).unwrap_or("");
+    let name = r.get("name").and_then(Value::as_str).unwrap_or("");
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    };
+    let plural = match (group, kind) {
+        ("", "Pod") => "pods",
+        ("", "Secret") => "secrets",
+        _ => {
+            // Go's GroupVersionKind.String(): "group/version, Kind=kind".
+            return Err(ApiError::bad_request(format!(
+                "cannot bind token to object of type {group}/{version}, Kind={kind}"
+            )));
+        }
+    };
+    let info = app
+        .catalog
+        .find("", "v1", plural)
+        .ok_or_else(|| ApiError::internal(format!("no {plural} resource")))?;
+    let obj = app.registry.get(&info, Some(ns), name).await?;
+    let mut bound = super::tokens::Bound::default();
+    let found = super::tokens::BoundObject {
+        name: name.to_string(),
+        uid: uid_of(&obj).to_string(),
+    };
+    if plural == "pods" {
+        let pod_sa = obj
+            .pointer("/spec/serviceAccountName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if pod_sa != sa_name {
+            return Err(ApiError::bad_request(format!(
+                "cannot bind token for serviceaccount {sa_name:?} to pod running with different serviceaccount name."
+            )));
+        }
+        bound.pod = Some(found.clone());
+    } else {
+        bound.secret = Some(found.clone());
+    }
+    let want_uid = r.get("uid").and_then(Value::as_str).unwrap_or("");
+    if !want_uid.is_empty() && want_uid != found.uid {
+        return Err(ApiError::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {kind} {name:?}: the UID in the bound object reference ({want_uid}) does not match the UID in record. The object might have been deleted and then recreated"),
+        )
+        .with_details(json!({"name": name, "kind": kind})));
+    }
+    Ok(bound)
+}
+
+/// `serviceaccounts/<name>/token`: a TokenRequest answered with a signed token, and the warnings to send.
+async fn token_request(
+    app: &App,
+    ns: &str,
+    name: &str,
+    request: Value,
+) -> ApiResult<(Value, Vec<String>)> {
     let info = app
         .catalog
         .find("", "v1", "serviceaccounts")
         .ok_or_else(|| ApiError::internal("no serviceaccounts"))?;
     let sa = app.registry.get(&info, Some(ns), name).await?;
-    let uid = sa
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let uid = uid_of(&sa).to_string();
     let audiences: Vec<String> = request
         .pointer("/spec/audiences")
         .and_then(Value::as_array)
@@ -505,28 +694,73 @@ async fn token_request(app: &App, ns: &str, name: &str, request: Value) -> ApiRe
                 .filter_map(|x| x.as_str().map(String::from))
                 .collect()
         })
-        .unwrap_or_default();
-    let expiration = request
-        .pointer("/spec/expirationSeconds")
-        .and_then(Value::as_i64);
+        .filter(|a: &Vec<String>| !a.is_empty())
+        .unwrap_or_else(|| app.tokens.options.api_audiences.clone());
+    // Upstream decodes into an int64 (anything else is a 400), defaults it to an hour, and validates
+    // the range before anything else.
+    let expiration = match request.pointer("/spec/expirationSeconds") {
+        None | Some(Value::Null) => super::tokens::DEFAULT_EXPIRATION,
+        Some(v) => v.as_i64().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "TokenRequest in version \"v1\" cannot be handled as a TokenRequest: json: cannot unmarshal {} into Go struct field TokenRequestSpec.spec.expirationSeconds of type int64",
+                match v {
+                    Value::Number(n) => format!("number {n}"),
+                    Value::String(_) => "string".into(),
+                    Value::Bool(_) => "bool".into(),
+                    Value::Array(_) => "array".into(),
+                    _ => "object".into(),
+                }
+            ))
+        })?,
+    };
+    if expiration < super::tokens::MIN_EXPIRATION {
+        return Err(invalid_token_request(
+            "spec.expirationSeconds",
+            &json!(expiration),
+            "may not specify a duration less than 10 minutes",
+        ));
+    }
+    if expiration > super::tokens::MAX_EXPIRATION {
+        return Err(invalid_token_request(
+            "spec.expirationSeconds",
+            &json!(expiration),
+            "may not specify a duration larger than 2^32 seconds",
+        ));
+    }
+    let bound = match request
+        .pointer("/spec/boundObjectRef")
+        .filter(|r| !r.is_null())
+    {
+        Some(r) => bound_object(app, ns, name, r).await?,
+        None => super::tokens::Bound::default(),
+    };
+    let mut warnings = Vec::new();
+    let expiration = match app.tokens.options.max_expiration {
+        Some(max) if max > 0 && expiration > max => {
+            warnings.push(format!(
+                "requested expiration of {expiration} seconds shortened to {max} seconds"
+            ));
+            max
+        }
+        _ => expiration,
+    };
     let (token, exp) = app
         .tokens
-        .issue(ns, name, uid, &audiences, expiration)
+        .issue(ns, name, &uid, &audiences, expiration, &bound)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let expires = chrono::DateTime::from_timestamp(exp, 0).unwrap_or_default();
-    let issued_for = if audiences.is_empty() {
-        vec![super::tokens::ISSUER.to_string()]
-    } else {
-        audiences
-    };
-    let now = chrono::Utc::now().timestamp();
-    Ok(json!({
+    let mut spec = json!({"audiences": audiences, "expirationSeconds": expiration, "boundObjectRef": request.pointer("/spec/boundObjectRef").cloned()});
+    if let Some(r) = &bound.pod.as_ref().or(bound.secret.as_ref()) {
+        spec["boundObjectRef"]["uid"] = json!(r.uid);
+    }
+    let answer = json!({
         "kind": "TokenRequest",
         "apiVersion": "authentication.k8s.io/v1",
-        "metadata": {"name": name, "namespace": ns, "creationTimestamp": null},
-        "spec": {"audiences": issued_for, "expirationSeconds": exp - now, "boundObjectRef": request.pointer("/spec/boundObjectRef").cloned()},
+        "metadata": {"name": name, "namespace": ns, "uid": uid, "creationTimestamp": null},
+        "spec": spec,
         "status": {"token": token, "expirationTimestamp": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)},
-    }))
+    });
+    Ok((answer, warnings))
 }
 
 /// The one handler every request goes through.
@@ -562,6 +796,28 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
     let path = parts.uri.path().to_string();
     let raw_query = parts.uri.query().map(str::to_string);
     let trimmed = path.trim_end_matches('/');
+    // Authentication first, on every path: credentials that fail are a 401 even where an anonymous
+    // request would be let in (upstream's authentication filter runs before any handler). Only a
+    // request without credentials is anonymous.
+    let cert_user = parts
+        .extensions
+        .get::<Authenticated>()
+        .and_then(|a| a.0.clone());
+    let cert_rejected = parts.extensions.get::<CertRejected>().is_some();
+    let user = match (cert_user, bearer_token(&parts.headers)) {
+        (Some(u), _) => Some(u),
+        (None, _) if cert_rejected => return Err(ApiError::unauthorized()),
+        (None, Some(token)) => {
+            match token_user(&app, &token, &app.tokens.options.api_audiences).await? {
+                TokenAuth::User(u, _) => Some(u),
+                TokenAuth::Invalid(why) => {
+                    tracing::debug!("bearer token refused: {why}");
+                    return Err(ApiError::unauthorized());
+                }
+            }
+        }
+        (None, None) => None,
+    };
     if trimmed == "/healthz"
         || trimmed == "/livez"
         || trimmed == "/readyz"
@@ -573,13 +829,6 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
     }
     if trimmed == "/version" {
         return Ok(json_response(StatusCode::OK, &version_info()));
-    }
-    let mut user = parts
-        .extensions
-        .get::<Authenticated>()
-        .and_then(|a| a.0.clone());
-    if user.is_none() {
-        user = bearer_user(&app, &parts.headers).await;
     }
     let Some(authenticated) = user else {
         return Err(ApiError::unauthorized());
@@ -781,13 +1030,14 @@ async fn resource(
         } else {
             decode_body(headers, &bytes)?
         };
-        let answer =
+        let (answer, warnings) =
             token_request(app, ns.unwrap_or("default"), name.unwrap_or(""), request).await?;
         let out = negotiate(headers, true)?;
-        return Ok(match out {
+        let resp = match out {
             Output::Protobuf => protobuf_response(StatusCode::CREATED, &answer),
             _ => json_response(StatusCode::CREATED, &answer),
-        });
+        };
+        return Ok(with_warnings(resp, &warnings));
     }
     if !info.is_stored() && method == Method::POST && name.is_none() && info.plural != "bindings" {
         let out = negotiate(headers, pb)?;
@@ -892,18 +1142,18 @@ async fn resource(
             let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
             let (obj, warnings) = typed_body(&info, headers, &bytes, &q)?;
-            if let Some(user) = user.filter(|_| authz::escalation::applies(&info)) {
-                let existing = reg.get(&info, ns, name).await.ok();
-                authz::escalation::check(reg, user, &info, ns, &obj, existing.as_ref())?;
-            }
             let manager = super::managed_fields::manager_name(
                 q.field_manager.as_deref(),
                 headers
                     .get(header::USER_AGENT)
                     .and_then(|v| v.to_str().ok()),
             );
+            let escalation = |new: &Value, old: Option<&Value>| match user {
+                Some(user) => authz::escalation::check(reg, user, &info, ns, new, old),
+                None => Ok(()),
+            };
             let (obj, created) = reg
-                .update_owned(
+                .update_checked(
                     &info,
                     ns,
                     name,
@@ -911,6 +1161,7 @@ async fn resource(
                     sub,
                     q.dry_run,
                     super::registry::Ownership::Update(&manager),
+                    Some(&escalation),
                 )
                 .await?;
             let status = if created {
@@ -944,23 +1195,16 @@ async fn resource(
                     .get(header::USER_AGENT)
                     .and_then(|v| v.to_str().ok()),
             );
+            // RBAC's escalation check runs on the patched object inside the guarded write.
+            let escalation = |new: &Value, old: Option<&Value>| match user {
+                Some(user) => authz::escalation::check(reg, user, &info, ns, new, old),
+                None => Ok(()),
+            };
             let opts = super::registry::PatchOptions {
                 manager: &manager,
                 force: q.force,
+                check: Some(&escalation),
             };
-            if let Some(user) = user.filter(|_| authz::escalation::applies(&info)) {
-                // The patched object is only known once the patch is applied: apply it without storing
-                // first, and check that.
-                let existing = reg.get(&info, ns, name).await.ok();
-                let trial = Query {
-                    dry_run: true,
-                    ..q.clone()
-                };
-                let (patched, _, _) = reg
-                    .patch_as(&info, ns, name, kind, &bytes, sub, &trial, &opts)
-                    .await?;
-                authz::escalation::check(reg, user, &info, ns, &patched, existing.as_ref())?;
-            }
             let (obj, warnings, created) = reg
                 .patch_as(&info, ns, name, kind, &bytes, sub, &q, &opts)
                 .await?;

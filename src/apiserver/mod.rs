@@ -55,6 +55,8 @@ pub struct ApiServerConfig {
     pub service_account_key_pem: String,
     /// In-flight caps and the request deadline.
     pub limits: limits::LimitsConfig,
+    /// Token audiences and expiration cap (`--api-audiences`, `--service-account-max-token-expiration`).
+    pub token_options: tokens::TokenOptions,
 }
 
 /// A running apiserver's handles.
@@ -79,7 +81,14 @@ impl ApiServer {
 pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Result<ApiServer> {
     let mut builtin = catalog::Catalog::builtin();
     for r in crd::stored_rows(store.as_ref()).await? {
-        builtin.add(r);
+        // A stored CRD never replaces a built-in (or another CRD's) resource.
+        let name = r.custom().map(|c| c.crd_name.clone()).unwrap_or_default();
+        if builtin
+            .conflicting_row(&r.group, &r.plural, &r.storage_prefix, &name)
+            .is_none()
+        {
+            builtin.add(r);
+        }
     }
     let catalog = Arc::new(catalog::SharedCatalog::new(builtin));
     let registry = registry::Registry::new(store.clone(), catalog.clone());
@@ -89,7 +98,8 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
         catalog: catalog.clone(),
         openapi: openapi::OpenApiV3::new(catalog.clone()),
         server_address: config.advertise.clone(),
-        tokens: tokens::TokenIssuer::new(&config.service_account_key_pem)?,
+        tokens: tokens::TokenIssuer::new(&config.service_account_key_pem)?
+            .with_options(config.token_options.clone()),
         limits: limits::Limits::new(&config.limits),
         started: tokio::sync::watch::channel(false).0,
     });

@@ -451,9 +451,23 @@ impl Registry {
         &self,
         info: &ResourceInfo,
         ns: Option<&str>,
+        obj: Value,
+        dry_run: bool,
+        ownership: Ownership<'_>,
+    ) -> ApiResult<Value> {
+        self.create_checked(info, ns, obj, dry_run, ownership, None)
+            .await
+    }
+
+    /// Creates an object once `check` (if any) approved it.
+    pub async fn create_checked(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
         mut obj: Value,
         dry_run: bool,
         ownership: Ownership<'_>,
+        check: Option<WriteCheck<'_>>,
     ) -> ApiResult<Value> {
         if !obj.is_object() {
             return Err(ApiError::bad_request(
@@ -509,6 +523,9 @@ impl Registry {
             m.remove("generation");
         }
         super::defaults::apply(info, &mut obj);
+        if let Some(check) = check {
+            check(&obj, None)?;
+        }
         if let Ownership::Update(manager) = ownership {
             let managed = managed_fields::live_or_new(None, &obj);
             managed_fields::record_update(
@@ -521,7 +538,8 @@ impl Registry {
         }
         strategy::prepare_for_create(info, &mut obj);
         if crd::is_crd(info) {
-            crd::prepare(&mut obj, &now_rfc3339());
+            let conflict = self.crd_conflict(&obj);
+            crd::prepare_with(&mut obj, &now_rfc3339(), conflict.as_deref());
         }
         if info.group == "batch" && info.plural == "jobs" {
             strategy::job_selector(&mut obj);
@@ -595,10 +613,27 @@ impl Registry {
         info: &ResourceInfo,
         ns: Option<&str>,
         name: &str,
+        obj: Value,
+        subresource: Option<&str>,
+        dry_run: bool,
+        ownership: Ownership<'_>,
+    ) -> ApiResult<(Value, bool)> {
+        self.update_checked(info, ns, name, obj, subresource, dry_run, ownership, None)
+            .await
+    }
+
+    /// PUT, storing the result only if `check` (if any) approves the object as it will be stored.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_checked(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
         mut obj: Value,
         subresource: Option<&str>,
         dry_run: bool,
         ownership: Ownership<'_>,
+        check: Option<WriteCheck<'_>>,
     ) -> ApiResult<(Value, bool)> {
         if !obj.is_object() {
             return Err(ApiError::bad_request(
@@ -633,7 +668,7 @@ impl Registry {
         let Some(current) = current else {
             if subresource.is_none() && strategy::allow_create_on_update(info) {
                 return self
-                    .create_owned(info, ns, obj, dry_run, ownership)
+                    .create_checked(info, ns, obj, dry_run, ownership, check)
                     .await
                     .map(|o| (o, true));
             }
@@ -705,7 +740,8 @@ impl Registry {
                     meta_mut(&mut n).insert("generation".into(), json!(g));
                 }
                 if crd::is_crd(info) {
-                    crd::prepare(&mut n, &now_rfc3339());
+                    let conflict = self.crd_conflict(&n);
+                    crd::prepare_with(&mut n, &now_rfc3339(), conflict.as_deref());
                 }
                 n
             }
@@ -732,6 +768,12 @@ impl Registry {
             "resourceVersion".into(),
             json!(current.mod_revision.to_string()),
         );
+        // Checked on exactly what is stored below, and the store's write is guarded by
+        // `current.mod_revision`: a change made after `old` was read fails the write instead of
+        // slipping past the check.
+        if let Some(check) = check {
+            check(&new, Some(&old))?;
+        }
         let mut causes = strategy::validate(info, &new);
         causes.extend(custom_validation(info, &new));
         if subresource.is_none() {
@@ -787,6 +829,26 @@ impl Registry {
         }
     }
 
+    /// Upstream's naming controller's verdict on a CRD: Some(`"<plural>" is already in use`) when its
+    /// group and plural (or its storage prefix) are taken by a built-in resource or another CRD, which
+    /// it must never replace.
+    fn crd_conflict(&self, crd_obj: &Value) -> Option<String> {
+        let name = meta_str(crd_obj, "name").unwrap_or("");
+        let group = crd_obj
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let plural = crd_obj
+            .pointer("/spec/names/plural")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let prefix = crd::storage_prefix(crd_obj)?;
+        let catalog = self.catalog.load();
+        catalog
+            .conflicting_row(group, plural, &prefix, name)
+            .map(|_| format!("{plural:?} is already in use"))
+    }
+
     /// After a CRD was written (`gone`: deleted), makes the catalog serve what it now defines: its old
     /// rows are dropped and one per served version added, each with a watch cache. Synchronous, so the
     /// write's answer comes after the change (`kubectl apply -f crd.yaml && kubectl get <kind>`).
@@ -810,7 +872,13 @@ impl Registry {
                 c.remove(&g, &v, &p);
             }
             for r in rows {
-                c.add(r);
+                // Never over a built-in or another CRD's row (the write was refused or left
+                // NamesAccepted=False already; this keeps the catalog safe whatever is stored).
+                if c.conflicting_row(&r.group, &r.plural, &r.storage_prefix, &name)
+                    .is_none()
+                {
+                    c.add(r);
+                }
             }
         });
     }
@@ -828,10 +896,24 @@ impl Registry {
             .pointer("/spec/names/plural")
             .and_then(Value::as_str)
             .unwrap_or("");
-        if group.is_empty() || plural.is_empty() {
+        let Some(prefix) = crd::storage_prefix(&crd_obj) else {
+            return Ok(());
+        };
+        // Only the CRD's own keys: never a prefix that is (or contains, or lies inside) another
+        // resource's storage, whatever the stored CRD says (it may predate the conflict checks).
+        if let Some(other) = self
+            .catalog
+            .load()
+            .conflicting_row(group, plural, &prefix, name)
+        {
+            tracing::warn!(
+                "CRD {name}: not deleting objects under {prefix}, which overlaps the storage of {}.{} ({})",
+                other.plural,
+                other.group,
+                other.storage_prefix
+            );
             return Ok(());
         }
-        let prefix = format!("/registry/{group}/{plural}/");
         loop {
             let page = self.store.range(&prefix, None, 500, 0).await?;
             for kv in &page.kvs {
@@ -1472,10 +1554,18 @@ pub enum Ownership<'a> {
     Given,
 }
 
-/// PATCH options (upstream's PatchOptions): `fieldManager` (else the User-Agent's product), `force`.
+/// A check a write must pass on the object it is about to store (`new`, after patching and defaults)
+/// against the live one (`old`, None on create): RBAC's escalation prevention. It runs inside the
+/// guarded write, so what it approved is what is stored (the write fails with a conflict if the object
+/// changed since it was read, and a retry checks again).
+pub type WriteCheck<'a> = &'a (dyn Fn(&Value, Option<&Value>) -> ApiResult<()> + Send + Sync);
+
+/// PATCH options (upstream's PatchOptions): `fieldManager` (else the User-Agent's product), `force`,
+/// and the write check to run on the patched object.
 pub struct PatchOptions<'a> {
     pub manager: &'a str,
     pub force: Option<bool>,
+    pub check: Option<WriteCheck<'a>>,
 }
 
 impl<'a> PatchOptions<'a> {
@@ -1611,7 +1701,14 @@ impl Registry {
                         check_fields(info, &merged, &normalized, None, q.field_validation)?;
                     match &current {
                         None => match self
-                            .create_owned(info, ns, normalized, q.dry_run, Ownership::Given)
+                            .create_checked(
+                                info,
+                                ns,
+                                normalized,
+                                q.dry_run,
+                                Ownership::Given,
+                                opts.check,
+                            )
                             .await
                         {
                             // Created by someone else meanwhile: apply onto theirs.
@@ -1625,7 +1722,7 @@ impl Registry {
                             other => other.map(|v| (v, warnings, true)),
                         },
                         Some(_) => self
-                            .update_owned(
+                            .update_checked(
                                 info,
                                 ns,
                                 name,
@@ -1633,6 +1730,7 @@ impl Registry {
                                 subresource,
                                 q.dry_run,
                                 Ownership::Given,
+                                opts.check,
                             )
                             .await
                             .map(|(v, c)| (v, warnings, c)),
@@ -1651,7 +1749,7 @@ impl Registry {
                         Ownership::Update(opts.manager)
                     };
                     match self
-                        .update_owned(
+                        .update_checked(
                             info,
                             ns,
                             name,
@@ -1659,6 +1757,7 @@ impl Registry {
                             subresource,
                             q.dry_run,
                             ownership,
+                            opts.check,
                         )
                         .await
                     {

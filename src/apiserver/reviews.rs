@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::authz::{self, rbac::Rbac, Attributes, User};
 use super::catalog::ResourceInfo;
-use super::handlers::App;
+use super::handlers::{App, TokenAuth};
 use super::status::{ApiError, ApiResult, Cause};
 
 fn text(v: &Value, pointer: &str) -> String {
@@ -154,17 +154,24 @@ pub async fn review(
         ("authentication.k8s.io", "selfsubjectreviews") => json!({"userInfo": user_info(user)}),
         ("authentication.k8s.io", "tokenreviews") => {
             let token = text(&obj, "/spec/token");
-            let audiences = obj
+            // Upstream: the audiences asked about, else the apiserver's own; the answer names those
+            // the token matched.
+            let wanted: Vec<String> = obj
                 .pointer("/spec/audiences")
-                .filter(|a| a.as_array().is_some_and(|a| !a.is_empty()))
-                .cloned()
-                .unwrap_or_else(|| json!([super::tokens::ISSUER]));
-            match super::handlers::token_user(app, &token).await {
-                Some(u) => {
-                    json!({"authenticated": true, "user": user_info(&u), "audiences": audiences})
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .filter(|a: &Vec<String>| !a.is_empty())
+                .unwrap_or_else(|| app.tokens.options.api_audiences.clone());
+            match super::handlers::token_user(app, &token, &wanted).await? {
+                TokenAuth::User(u, matched) => {
+                    json!({"authenticated": true, "user": user_info(&u), "audiences": matched})
                 }
-                None => {
-                    json!({"authenticated": false, "user": {}, "error": "invalid bearer token"})
+                TokenAuth::Invalid(why) => {
+                    json!({"authenticated": false, "user": {}, "error": why})
                 }
             }
         }

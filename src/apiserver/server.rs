@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::handlers::{Authenticated, User};
+use super::handlers::{Authenticated, CertRejected, User};
 
 /// Time for a client to complete the TLS handshake (Go's `tls.Conn` under the server's read timeout).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -83,10 +83,15 @@ async fn serve_connection(
             groups.push("system:authenticated".into());
             User::new(u.name, groups)
         });
+    // A certificate rustls accepted (our CA signed it) that names no user is a failed credential.
+    let cert_rejected = user.is_none() && stream.get_ref().1.peer_certificates().is_some();
     let auth = Authenticated(user);
     let service =
         hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(auth.clone());
+            if cert_rejected {
+                req.extensions_mut().insert(CertRejected);
+            }
             router.clone().oneshot(req.map(axum::body::Body::new))
         });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -496,7 +496,9 @@ impl EmbeddedStore {
     /// Like [`EmbeddedStore::open`], with the number of live events buffered for watchers before a slow
     /// one has to fall back to replaying the log (tests use a tiny buffer to exercise that path).
     pub fn open_with_watch_buffer(dir: &Path, watch_buffer: usize) -> anyhow::Result<Arc<Self>> {
-        std::fs::create_dir_all(dir)?;
+        // The store holds Secrets in plain JSON: its directory and file are private from creation.
+        crate::private_files::private_dir(dir)?;
+        crate::private_files::ensure_private_file(&dir.join("rkube.redb"))?;
         let db = Database::create(dir.join("rkube.redb"))?;
         let txn = db.begin_write()?;
         let revision = {

@@ -41,7 +41,38 @@ fn allowed(
     authorize(registry, user, &attrs).allowed
 }
 
-/// Checks a create (`existing` None) or update of a Role, ClusterRole or binding by `user`.
+/// Upstream's `IsOnlyMutatingGCFields`: the update changes nothing but what the garbage collector
+/// writes (ownerReferences, finalizers). Fields the server maintains (resourceVersion, managedFields,
+/// selfLink) are not the user's change either.
+pub fn only_gc_fields(new: &Value, old: &Value) -> bool {
+    let mut copied = new.clone();
+    let mut old = old.clone();
+    for obj in [&mut copied, &mut old] {
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            for f in [
+                "ownerReferences",
+                "finalizers",
+                "selfLink",
+                "resourceVersion",
+                "managedFields",
+            ] {
+                m.remove(f);
+            }
+        }
+    }
+    copied == old
+}
+
+fn has_aggregation_rule(role: &Value) -> bool {
+    role.pointer("/aggregationRule/clusterRoleSelectors")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+}
+
+/// Checks a create (`existing` None) or update of a Role, ClusterRole or binding by `user`, on the object
+/// as it will be stored, as upstream's policy-based RBAC storage: every update is checked except one that
+/// only touches the garbage collector's fields (so a label change on `cluster-admin`, or a new subject on
+/// an existing `admin` binding, needs the rights it grants).
 pub fn check(
     registry: &Registry,
     user: &User,
@@ -60,18 +91,17 @@ pub fn check(
         .unwrap_or("");
     let rbac = Rbac::from_cache(registry);
     let forbidden = |why: &str| ApiError::forbidden(info, name, why);
+    let gc_only = existing.is_some_and(|old| only_gc_fields(obj, old));
     match info.plural.as_str() {
         "roles" | "clusterroles" => {
-            let unchanged = existing.is_some_and(|old| {
-                old.get("rules") == obj.get("rules")
-                    && old.get("aggregationRule") == obj.get("aggregationRule")
-            });
-            if unchanged || allowed(registry, user, "escalate", &info.plural, ns, name) {
+            if allowed(registry, user, "escalate", &info.plural, ns, name) || gc_only {
                 return Ok(());
             }
             rbac.confirm_no_escalation(user, ns, &PolicyRule::list_of(obj))
                 .map_err(|e| forbidden(&e))?;
-            if obj.get("aggregationRule").is_some_and(|a| !a.is_null()) {
+            let aggregated = info.plural == "clusterroles"
+                && (has_aggregation_rule(obj) || existing.is_some_and(has_aggregation_rule));
+            if aggregated {
                 let everything = PolicyRule {
                     verbs: vec!["*".into()],
                     api_groups: vec!["*".into()],
@@ -91,10 +121,10 @@ pub fn check(
             Ok(())
         }
         _ => {
-            let role_ref = obj.get("roleRef").cloned().unwrap_or(Value::Null);
-            if existing.is_some_and(|old| old.get("roleRef") == Some(&role_ref)) {
+            if gc_only {
                 return Ok(());
             }
+            let role_ref = obj.get("roleRef").cloned().unwrap_or(Value::Null);
             let kind = role_ref.get("kind").and_then(Value::as_str).unwrap_or("");
             let role_name = role_ref.get("name").and_then(Value::as_str).unwrap_or("");
             let resource = if kind == "Role" {
@@ -111,5 +141,39 @@ pub fn check(
             rbac.confirm_no_escalation(user, ns, &rules)
                 .map_err(|e| forbidden(&e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn gc_only_changes() {
+        let old = json!({"metadata": {"name": "a", "resourceVersion": "5", "labels": {"x": "1"}}, "subjects": [{"kind": "User", "name": "bob"}]});
+        let mut gc = old.clone();
+        gc["metadata"]["finalizers"] = json!(["f"]);
+        gc["metadata"]["ownerReferences"] = json!([{"name": "o"}]);
+        gc["metadata"]["resourceVersion"] = json!("6");
+        assert!(only_gc_fields(&gc, &old));
+        let mut subjects = old.clone();
+        subjects["subjects"] =
+            json!([{"kind": "User", "name": "bob"}, {"kind": "User", "name": "eve"}]);
+        assert!(!only_gc_fields(&subjects, &old));
+        let mut labels = old.clone();
+        labels["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] = json!("true");
+        assert!(!only_gc_fields(&labels, &old));
+    }
+
+    #[test]
+    fn aggregation_rule_needs_selectors() {
+        assert!(!has_aggregation_rule(&json!({})));
+        assert!(!has_aggregation_rule(
+            &json!({"aggregationRule": {"clusterRoleSelectors": []}})
+        ));
+        assert!(has_aggregation_rule(
+            &json!({"aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"a": "b"}}]}})
+        ));
     }
 }

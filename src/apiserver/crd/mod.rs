@@ -112,6 +112,10 @@ fn version_or_spec<'a>(crd: &'a Value, version: &'a Value, field: &str) -> Optio
 /// The catalog rows of a CRD: one per served version, with the full verb set, the status and scale
 /// subresources it declares and upstream's storage prefix `/registry/<group>/<plural>/`.
 pub fn rows(crd: &Value) -> Vec<ResourceInfo> {
+    if !names_accepted(crd) {
+        // Its names conflict with what is already served: nothing of it is served.
+        return Vec::new();
+    }
     let group = str_at(crd, "/spec/group").to_string();
     let plural = str_at(crd, "/spec/names/plural").to_string();
     let kind = str_at(crd, "/spec/names/kind").to_string();
@@ -246,7 +250,76 @@ pub async fn stored_rows(
     }
 }
 
-/// Upstream's CRD validation, the basics: names, group, scope, versions (exactly one storage version).
+/// Whether a CRD's `NamesAccepted` condition is not False (a CRD written before conditions existed
+/// counts as accepted).
+pub fn names_accepted(crd: &Value) -> bool {
+    !crd.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "NamesAccepted" && c["status"] == "False")
+}
+
+/// The storage prefix of a CRD's custom resources (all versions share it).
+pub fn storage_prefix(crd: &Value) -> Option<String> {
+    let group = str_at(crd, "/spec/group");
+    let plural = str_at(crd, "/spec/names/plural");
+    (!group.is_empty() && !plural.is_empty()).then(|| format!("/registry/{group}/{plural}/"))
+}
+
+const APPROVAL_ANNOTATION: &str = "api-approved.kubernetes.io";
+
+/// Upstream's `IsProtectedCommunityGroup`: groups of the Kubernetes project itself.
+pub fn is_protected_group(group: &str) -> bool {
+    group == "k8s.io"
+        || group.ends_with(".k8s.io")
+        || group == "kubernetes.io"
+        || group.ends_with(".kubernetes.io")
+}
+
+/// Upstream's `validateAPIApproval`: a CRD in a protected group needs the `api-approved.kubernetes.io`
+/// annotation, with a URL or a reason starting with "unapproved".
+fn api_approval(crd: &Value) -> Option<Cause> {
+    if !is_protected_group(str_at(crd, "/spec/group")) {
+        return None;
+    }
+    let field = format!("metadata.annotations[{APPROVAL_ANNOTATION}]");
+    let value = crd
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(APPROVAL_ANNOTATION))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if value.is_empty() {
+        return Some(Cause::required_detail(
+            &field,
+            &format!("protected groups must have approval annotation {APPROVAL_ANNOTATION:?}, see https://github.com/kubernetes/enhancements/pull/1111"),
+        ));
+    }
+    if value.starts_with("unapproved") {
+        return None;
+    }
+    // Go's url.ParseRequestURI with a scheme and a host.
+    let is_url = value.split_once("://").is_some_and(|(scheme, rest)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && !rest.is_empty()
+            && !rest.starts_with('/')
+            && !value.contains(char::is_whitespace)
+    });
+    if is_url {
+        return None;
+    }
+    Some(Cause::invalid(
+        &field,
+        &json!(value),
+        &format!("protected groups must have approval annotation {APPROVAL_ANNOTATION:?} with either a URL or a reason starting with \"unapproved\", see https://github.com/kubernetes/enhancements/pull/1111"),
+    ))
+}
+
+/// Upstream's CRD validation, the basics: names, group, scope, versions (exactly one storage version),
+/// and the API approval of protected groups.
 pub fn validate(crd: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     let name = str_at(crd, "/metadata/name");
@@ -315,6 +388,7 @@ pub fn validate(crd: &Value) -> Vec<Cause> {
             causes.push(Cause::required(&format!("spec.versions[{i}].name")));
         }
     }
+    causes.extend(api_approval(crd));
     causes
 }
 
@@ -323,6 +397,13 @@ pub fn validate(crd: &Value) -> Vec<Cause> {
 /// the current storage version) and the `NamesAccepted` and `Established` conditions (keeping their
 /// transition times when already true).
 pub fn prepare(crd: &mut Value, now: &str) {
+    prepare_with(crd, now, None)
+}
+
+/// [`prepare`], for a CRD whose plural is `plural_conflict` (Some: upstream's naming controller's
+/// message, e.g. `"foos" is already in use`) taken by a resource already served: `NamesAccepted` and
+/// `Established` are False and the plural is not accepted, so nothing of the CRD is served.
+pub fn prepare_with(crd: &mut Value, now: &str, plural_conflict: Option<&str>) {
     let kind = str_at(crd, "/spec/names/kind").to_string();
     if let Some(names) = crd
         .pointer_mut("/spec/names")
@@ -382,12 +463,27 @@ pub fn prepare(crd: &mut Value, now: &str) {
             .and_then(|c| c.get("lastTransitionTime").cloned())
             .unwrap_or(json!(now))
     };
-    let conditions = json!([
-        {"type": "NamesAccepted", "status": "True", "lastTransitionTime": since("NamesAccepted"),
-         "reason": "NoConflicts", "message": "no conflicts found"},
-        {"type": "Established", "status": "True", "lastTransitionTime": since("Established"),
-         "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"},
-    ]);
+    let conditions = match plural_conflict {
+        None => json!([
+            {"type": "NamesAccepted", "status": "True", "lastTransitionTime": since("NamesAccepted"),
+             "reason": "NoConflicts", "message": "no conflicts found"},
+            {"type": "Established", "status": "True", "lastTransitionTime": since("Established"),
+             "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"},
+        ]),
+        Some(message) => {
+            // The plural stays what was accepted before (nothing, for a new CRD).
+            accepted["plural"] = crd
+                .pointer("/status/acceptedNames/plural")
+                .cloned()
+                .unwrap_or(json!(""));
+            json!([
+                {"type": "NamesAccepted", "status": "False", "lastTransitionTime": now,
+                 "reason": "PluralConflict", "message": message},
+                {"type": "Established", "status": "False", "lastTransitionTime": now,
+                 "reason": "NotAccepted", "message": "not all names are accepted"},
+            ])
+        }
+    };
     crd["status"] = json!({
         "acceptedNames": accepted,
         "conditions": conditions,
