@@ -14,7 +14,6 @@ use chrono::{SecondsFormat, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use rand::Rng;
 use serde_json::{json, Map, Value};
-use tokio::sync::broadcast::error::RecvError;
 
 use super::catalog::{ResourceInfo, SharedCatalog};
 use super::crd;
@@ -25,7 +24,9 @@ use super::request::{Query, RvMatch};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{ApiError, ApiResult};
 use super::strategy;
-use super::watch_cache::{decode_object, CacheEvent, EventKind, WatchCache, WatchStartError};
+use super::watch_cache::{
+    decode_object, CacheEvent, EventKind, LiveFeed, WatchCache, WatchStartError,
+};
 use crate::storage::{KeyValue, Store, StoreError};
 
 /// How long a request waits for the watch cache to reach a resourceVersion it asked for.
@@ -1304,7 +1305,7 @@ impl Registry {
             initial.push(bookmark(sub.revision, true));
         }
         struct State {
-            live: tokio::sync::broadcast::Receiver<Arc<CacheEvent>>,
+            live: LiveFeed,
             last: i64,
             deadline: tokio::time::Instant,
             ticker: tokio::time::Interval,
@@ -1329,10 +1330,10 @@ impl Registry {
                     tokio::select! {
                         _ = tokio::time::sleep_until(st.deadline) => return None,
                         _ = st.ticker.tick(), if bookmarks => {
-                            let rv = (*st.progress.borrow()).max(st.last);
+                            let rv = bookmark_revision(&st.progress, &st.live, st.last);
                             return Some((bookmark(rv, false), st));
                         }
-                        r = st.live.recv() => match r {
+                        r = st.live.next() => match r {
                             Ok(ev) => {
                                 if ev.revision <= st.last {
                                     continue;
@@ -1342,14 +1343,33 @@ impl Registry {
                                     return Some((item, st));
                                 }
                             }
-                            // Too slow a reader, or the cache reloaded: end the watch; the client re-watches.
-                            Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
+                            // Too slow a reader, or the cache reloaded: the stream can't continue
+                            // exactly, so it ends (as upstream's cacher ends such watchers); the client
+                            // re-watches from the last resourceVersion it got (410 if that is too old).
+                            Err(_) => return None,
                         }
                     }
                 }
             }
         });
         Ok(stream::iter(initial).chain(live).boxed())
+    }
+}
+
+/// The revision a bookmark may carry: the cache's progress only when this watcher has been handed
+/// every event applied so far, else the revision of the last event it got (a bookmark must never be
+/// ahead of an event the watcher has not received). Progress is read before the feed is checked: every
+/// event up to a published progress is already in the window.
+fn bookmark_revision(
+    progress: &tokio::sync::watch::Receiver<i64>,
+    live: &LiveFeed,
+    last: i64,
+) -> i64 {
+    let p = *progress.borrow();
+    if live.drained() {
+        p.max(last)
+    } else {
+        last
     }
 }
 
