@@ -267,6 +267,59 @@ def watch_cache_slow_watcher(t: T) -> None:
     t.run("delete", "namespace", ns, "--wait=false")
 
 
+# One ConfigMap of 500 KiB updated 500 times: what a watcher that never reads can pin when events are large.
+LARGE_UPDATES = 500
+LARGE_SIZE = 500 * 1024
+
+
+@scenario
+def watch_cache_slow_watcher_large_objects(t: T) -> None:
+    """A watcher that never reads while one 500 KiB ConfigMap is updated 500 times (250 MB of events): the
+    memory held for it is bounded in bytes (server RSS printed), the watch ends or delivers the last update."""
+    ns = t.namespace()
+    pid = t.server.proc.pid
+    creds = t.server.creds
+    status, body = t.https("POST", f"/api/v1/namespaces/{ns}/configmaps", _configmap(ns, "big", 10),
+                           headers={"Content-Type": "application/json"})
+    t.eq(status, 201, "create the ConfigMap")
+    rv = json.loads(body)["metadata"]["resourceVersion"]
+    rss_start = _rss_kib(pid)
+    slow = RawWatch(creds, f"/api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion={rv}", rcvbuf=4096)
+    t.eq(slow.status, 200, "watch status")
+    u = urllib.parse.urlparse(creds["server"])
+    conn = HTTPSConnection(u.hostname, u.port, context=_ssl_ctx(creds), timeout=60)
+    sampler = RssSampler(pid)
+    last_rv = None
+    try:
+        for i in range(LARGE_UPDATES):
+            patch = json.dumps({"data": {"payload": f"{i:06d}" + "z" * LARGE_SIZE}}).encode()
+            conn.request("PATCH", f"/api/v1/namespaces/{ns}/configmaps/big", body=patch,
+                         headers={"Content-Type": "application/merge-patch+json", "Accept": "application/json"})
+            r = conn.getresponse()
+            out = r.read()
+            t.eq(r.status, 200, f"update {i}")
+            last_rv = json.loads(out)["metadata"]["resourceVersion"]
+    finally:
+        conn.close()
+        peak = sampler.stop()
+    rss_after = _rss_kib(pid)
+    try:
+        slow.read_until(lambda w: any(e["object"]["metadata"].get("resourceVersion") == last_rv
+                                      for e in w.lines if e.get("type") == "MODIFIED"), 120)
+        got_last = any(e["object"]["metadata"].get("resourceVersion") == last_rv
+                       for e in slow.lines if e.get("type") == "MODIFIED")
+        t.true(got_last or slow.ended, "the never-reading watch delivered the last update or was ended",
+               f"{len(slow.lines)} events read")
+        how = (f"the watch delivered all {LARGE_UPDATES} updates" if got_last else
+               f"the watch was ended after {len(slow.lines)} of {LARGE_UPDATES} updates")
+    finally:
+        slow.close()
+    print(f"    slow watcher, large objects: server RSS {rss_start // 1024} MiB before, peak {peak // 1024} MiB "
+          f"while writing {LARGE_UPDATES} x {LARGE_SIZE // 1024} KiB, {rss_after // 1024} MiB after; {how}",
+          flush=True)
+    t.run("delete", "namespace", ns, "--wait=false")
+
+
 # ---- etcd: the cache's storage watch breaks
 
 

@@ -1171,3 +1171,57 @@ fn watch_frames(
         futures::future::ready(frame.ok().map(bytes::Bytes::from))
     })
 }
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+
+    /// An event that can't be encoded ends the watch with a 500 ERROR event: nothing after it is
+    /// sent, and nothing is skipped silently.
+    #[tokio::test]
+    async fn unencodable_event_ends_the_watch_with_an_error() {
+        let info = Catalog::builtin()
+            .find("", "v1", "configmaps")
+            .cloned()
+            .unwrap();
+        let cm = |name: &str| {
+            Arc::new(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "ns", "resourceVersion": "5"}}))
+        };
+        let items = vec![
+            WatchItem {
+                event_type: "ADDED",
+                object: cm("a"),
+            },
+            WatchItem {
+                event_type: "ADDED",
+                object: Arc::new(json!({"apiVersion": "v1", "kind": "NoSuchKind", "metadata": {}})),
+            },
+            WatchItem {
+                event_type: "ADDED",
+                object: cm("c"),
+            },
+        ];
+        let stream = futures::stream::iter(items).boxed();
+        let frames: Vec<bytes::Bytes> =
+            watch_frames(stream, info, Query::default(), Output::Protobuf)
+                .collect()
+                .await;
+        assert_eq!(frames.len(), 2);
+        let (ty, obj, _) = protobuf::decode_watch_frame(&frames[0]).unwrap().unwrap();
+        assert_eq!(
+            (ty.as_str(), obj["metadata"]["name"].as_str()),
+            ("ADDED", Some("a"))
+        );
+        let (ty, status, _) = protobuf::decode_watch_frame(&frames[1]).unwrap().unwrap();
+        assert_eq!(ty, "ERROR");
+        assert_eq!(status["code"], 500);
+        assert_eq!(status["reason"], "InternalError");
+        let message = status["message"].as_str().unwrap();
+        assert!(
+            message
+                .starts_with("Internal error occurred: unable to encode watch object NoSuchKind"),
+            "{message}"
+        );
+    }
+}

@@ -1409,6 +1409,53 @@ fn translate(ev: &CacheEvent, filter: &Filter, prefix: &str) -> Option<WatchItem
 mod tests {
     use super::*;
 
+    fn put(key: &str, revision: i64) -> crate::storage::Event {
+        crate::storage::Event {
+            event_type: crate::storage::EventType::Put,
+            kv: KeyValue {
+                key: key.to_string(),
+                value: br#"{"metadata":{"name":"x"}}"#.to_vec(),
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+        }
+    }
+
+    /// A bookmark carries the cache's progress only once the watcher has every event applied so far;
+    /// until then, the revision of the last event it got. The sequence of bookmarks is monotonic.
+    #[tokio::test]
+    async fn bookmarks_never_ahead_of_undelivered_events() {
+        let (cms, secrets) = ("/registry/configmaps/", "/registry/secrets/");
+        let cache = WatchCache::new([cms.to_string(), secrets.to_string()]);
+        let rc = cache.resource(cms).unwrap();
+        let progress = cache.progress_receiver();
+        let Ok(sub) = rc.subscribe(cms, Some(0), &progress) else {
+            panic!("subscribe")
+        };
+        let mut live = sub.live;
+        let mut last = sub.revision;
+        let mut marks = vec![bookmark_revision(&progress, &live, last)];
+        cache.apply(put("/registry/configmaps/ns/a", 5));
+        cache.apply(put("/registry/configmaps/ns/b", 6));
+        // Progress is 6, but this watcher has not received 5 and 6: no bookmark past what it has.
+        assert_eq!(cache.progress(), 6);
+        marks.push(bookmark_revision(&progress, &live, last));
+        assert_eq!(marks[1], 0);
+        last = live.next().await.unwrap().revision;
+        marks.push(bookmark_revision(&progress, &live, last));
+        assert_eq!(marks[2], 5);
+        last = live.next().await.unwrap().revision;
+        marks.push(bookmark_revision(&progress, &live, last));
+        assert_eq!(marks[3], 6);
+        // Another resource's change moves progress; this watcher has nothing pending: the bookmark
+        // may carry it.
+        cache.apply(put("/registry/secrets/ns/s", 7));
+        marks.push(bookmark_revision(&progress, &live, last));
+        assert_eq!(marks[4], 7);
+        assert!(marks.windows(2).all(|w| w[0] <= w[1]), "{marks:?}");
+    }
+
     #[test]
     fn continue_token_roundtrip() {
         let t = encode_continue(42, "ns/name\u{0}");

@@ -612,7 +612,8 @@ impl WatchCache {
         }
     }
 
-    fn apply(&self, ev: crate::storage::Event) {
+    /// Applies one change from the storage watch (tests feed it directly).
+    pub(crate) fn apply(&self, ev: crate::storage::Event) {
         let revision = ev.kv.mod_revision;
         // Under the read lock, so that `add_prefix` sees either none or all of this event's effects.
         let caches = self.caches();
@@ -641,4 +642,347 @@ fn too_large(e: &StoreError) -> bool {
         || text.contains("outofrange")
         || text.contains("resourceexhausted")
         || text.contains("larger than max")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::embedded::EmbeddedStore;
+    use crate::storage::{Event, RangeResult, WatchStream};
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    const PREFIX: &str = "/registry/configmaps/";
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A store wrapper that breaks the cache's storage watch on demand: its watch never delivers keys
+    /// named `hidden-*` (a gap the cache can't see), `fail_with` ends the open watch with an error, `refuse` makes
+    /// new watches fail; `page_limit` fails ranges asking for more keys as gRPC does for too large a
+    /// message, and every range's revision is recorded.
+    struct Flaky {
+        inner: Arc<dyn Store>,
+        refuse: AtomicBool,
+        breaker: Mutex<Option<tokio::sync::oneshot::Sender<StoreError>>>,
+        page_limit: AtomicUsize,
+        ranges: Mutex<Vec<(usize, i64)>>,
+    }
+
+    impl Flaky {
+        fn new(inner: Arc<dyn Store>) -> Arc<Self> {
+            Arc::new(Flaky {
+                inner,
+                refuse: AtomicBool::new(false),
+                breaker: Mutex::new(None),
+                page_limit: AtomicUsize::new(usize::MAX),
+                ranges: Mutex::new(Vec::new()),
+            })
+        }
+
+        fn fail_with(&self, e: StoreError) {
+            let tx = self.breaker.lock().unwrap().take();
+            tx.expect("a storage watch is open").send(e).unwrap();
+        }
+    }
+
+    #[async_trait]
+    impl Store for Flaky {
+        async fn get(&self, key: &str) -> crate::storage::Result<(Option<KeyValue>, i64)> {
+            self.inner.get(key).await
+        }
+        async fn range(
+            &self,
+            prefix: &str,
+            start: Option<&str>,
+            limit: usize,
+            revision: i64,
+        ) -> crate::storage::Result<RangeResult> {
+            self.ranges.lock().unwrap().push((limit, revision));
+            if limit == 0 || limit > self.page_limit.load(Ordering::SeqCst) {
+                return Err(StoreError::Other(
+                    "etcd: grpc request error: status: OutOfRange, message: \"Error, decoded message length too large: found 5000000 bytes, the limit is: 4194304 bytes\"".into(),
+                ));
+            }
+            self.inner.range(prefix, start, limit, revision).await
+        }
+        async fn count(&self, prefix: &str) -> crate::storage::Result<i64> {
+            self.inner.count(prefix).await
+        }
+        async fn create(&self, key: &str, value: Vec<u8>) -> crate::storage::Result<i64> {
+            self.inner.create(key, value).await
+        }
+        async fn update(
+            &self,
+            key: &str,
+            value: Vec<u8>,
+            expected: i64,
+        ) -> crate::storage::Result<i64> {
+            self.inner.update(key, value, expected).await
+        }
+        async fn delete(
+            &self,
+            key: &str,
+            expected: Option<i64>,
+        ) -> crate::storage::Result<(i64, KeyValue)> {
+            self.inner.delete(key, expected).await
+        }
+        async fn current_revision(&self) -> crate::storage::Result<i64> {
+            self.inner.current_revision().await
+        }
+        async fn watch(&self, prefix: &str, after: i64) -> crate::storage::Result<WatchStream> {
+            if self.refuse.load(Ordering::SeqCst) {
+                return Err(StoreError::Other("connection refused".into()));
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            *self.breaker.lock().unwrap() = Some(tx);
+            let events = self.inner.watch(prefix, after).await?.filter(|e| {
+                let hidden = e.as_ref().is_ok_and(|e| e.kv.key.contains("/hidden-"));
+                futures::future::ready(!hidden)
+            });
+            let broken = futures::stream::once(rx).filter_map(|r| async move { r.ok().map(Err) });
+            // Events until the breaker fires; then its error, and the end of the stream.
+            Ok(futures::stream::select(
+                events.map(Some),
+                broken
+                    .map(Some)
+                    .chain(futures::stream::once(async { None })),
+            )
+            .take_while(|x| futures::future::ready(x.is_some()))
+            .filter_map(futures::future::ready)
+            .scan(false, |done, item: crate::storage::Result<Event>| {
+                if *done {
+                    return futures::future::ready(None);
+                }
+                *done = item.is_err();
+                futures::future::ready(Some(item))
+            })
+            .boxed())
+        }
+        async fn compact(&self, revision: i64) -> crate::storage::Result<()> {
+            self.inner.compact(revision).await
+        }
+    }
+
+    fn configmap(name: &str, size: usize) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "ns"},
+            "data": {"payload": "x".repeat(size)},
+        }))
+        .unwrap()
+    }
+
+    async fn create(store: &Arc<Flaky>, name: &str) -> i64 {
+        store
+            .create(&format!("{PREFIX}ns/{name}"), configmap(name, 10))
+            .await
+            .unwrap()
+    }
+
+    fn name_of(ev: &CacheEvent) -> String {
+        ev.object["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    async fn next(feed: &mut LiveFeed) -> Result<Arc<CacheEvent>, FeedEnded> {
+        tokio::time::timeout(WAIT, feed.next())
+            .await
+            .expect("the feed answers within 10s")
+    }
+
+    async fn started() -> (tempfile::TempDir, Arc<Flaky>, Arc<WatchCache>) {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Arc<dyn Store> = EmbeddedStore::open(dir.path()).unwrap();
+        let store = Flaky::new(inner);
+        let cache = WatchCache::new([PREFIX.to_string()]);
+        tokio::spawn(cache.clone().run(store.clone()));
+        tokio::time::timeout(WAIT, cache.wait_ready())
+            .await
+            .expect("ready");
+        (dir, store, cache)
+    }
+
+    /// The cache's storage watch breaks while changes it never saw were made and it must reload: the
+    /// open watcher is ended (never handed a silent gap), resuming from its last revision is refused
+    /// as too old, and a fresh start shows everything.
+    #[tokio::test]
+    async fn reload_ends_open_watchers() {
+        let (_dir, store, cache) = started().await;
+        let rc = cache.resource(PREFIX).unwrap();
+        let a = create(&store, "a").await;
+        assert!(cache.wait_for(a, WAIT).await);
+        let progress = cache.progress_receiver();
+        let Ok(sub) = rc.subscribe(PREFIX, Some(a), &progress) else {
+            panic!("subscribe from {a}")
+        };
+        let mut live = sub.live;
+        let b = create(&store, "b").await;
+        assert_eq!(name_of(&next(&mut live).await.unwrap()), "b");
+        // A gap: "c" is written but the cache's watch drops it, then the watch says "compacted".
+        let c = create(&store, "hidden-c").await;
+        store.fail_with(StoreError::Compacted { compacted: c });
+        assert_eq!(next(&mut live).await.unwrap_err(), FeedEnded::Reloaded);
+        assert!(cache.wait_for(c, WAIT).await);
+        tokio::time::timeout(WAIT, cache.wait_ready())
+            .await
+            .unwrap();
+        assert!(matches!(
+            rc.subscribe(PREFIX, Some(b), &progress),
+            Err(WatchStartError::TooOld { .. })
+        ));
+        let (items, _) = rc.list(PREFIX, cache.progress());
+        let names: Vec<_> = items
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["a", "b", "hidden-c"]);
+        // The new state is followed: a watcher started after the reload gets what comes next.
+        let Ok(sub) = rc.subscribe(PREFIX, None, &progress) else {
+            panic!("subscribe after the reload")
+        };
+        assert_eq!(sub.initial.len(), 3);
+        let mut live = sub.live;
+        create(&store, "d").await;
+        assert_eq!(name_of(&next(&mut live).await.unwrap()), "d");
+    }
+
+    /// A storage watch that fails (not compacted) is resumed from the last applied revision: the
+    /// open watcher gets every change, including those made while no storage watch was open, and the
+    /// cache reports not ready meanwhile.
+    #[tokio::test]
+    async fn broken_watch_resumes_exactly() {
+        let (_dir, store, cache) = started().await;
+        let rc = cache.resource(PREFIX).unwrap();
+        let a = create(&store, "a").await;
+        assert!(cache.wait_for(a, WAIT).await);
+        let progress = cache.progress_receiver();
+        let Ok(sub) = rc.subscribe(PREFIX, Some(a), &progress) else {
+            panic!("subscribe from {a}")
+        };
+        let mut live = sub.live;
+        store.refuse.store(true, Ordering::SeqCst);
+        store.fail_with(StoreError::Other("connection reset".into()));
+        let mut ready = cache.ready_rx.clone();
+        tokio::time::timeout(WAIT, ready.wait_for(|r| !*r))
+            .await
+            .expect("not ready while the storage watch is down")
+            .unwrap();
+        for name in ["b", "c", "d"] {
+            create(&store, name).await;
+        }
+        store.refuse.store(false, Ordering::SeqCst);
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(name_of(&next(&mut live).await.unwrap()));
+        }
+        assert_eq!(got, ["b", "c", "d"]);
+        tokio::time::timeout(WAIT, cache.wait_ready())
+            .await
+            .unwrap();
+        create(&store, "e").await;
+        assert_eq!(name_of(&next(&mut live).await.unwrap()), "e");
+    }
+
+    /// The initial list pages at one revision; a page refused as too large is halved until it fits,
+    /// and writes made while paging are not in the list (they come from the watch after it).
+    #[tokio::test]
+    async fn load_halves_pages_that_are_too_large_and_keeps_one_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Arc<dyn Store> = EmbeddedStore::open(dir.path()).unwrap();
+        let store = Flaky::new(inner);
+        for i in 0..300 {
+            create(&store, &format!("cm-{i:03}")).await;
+        }
+        store.page_limit.store(40, Ordering::SeqCst);
+        let cache = WatchCache::new([PREFIX.to_string()]);
+        let rev = cache
+            .load(&(store.clone() as Arc<dyn Store>))
+            .await
+            .unwrap();
+        let ranges = store.ranges.lock().unwrap().clone();
+        assert_eq!(ranges[0], (PAGE_KEYS, 0));
+        // 500 → 250 → 125 → 62 → 31 (fits), never more than the limit after that... until it grows back.
+        let fitting: Vec<_> = ranges.iter().filter(|(l, _)| *l <= 40).collect();
+        assert!(fitting.iter().skip(1).all(|(_, r)| *r == rev), "{ranges:?}");
+        assert!(ranges.iter().any(|(l, _)| *l == 31), "{ranges:?}");
+        let rc = cache.resource(PREFIX).unwrap();
+        assert_eq!(rc.list(PREFIX, rev).0.len(), 300);
+        // All pages read at the first page's revision: a write in between is not listed.
+        store.ranges.lock().unwrap().clear();
+        store.page_limit.store(usize::MAX, Ordering::SeqCst);
+        let extra = create(&store, "zz-late").await;
+        assert!(extra > rev);
+        let again = cache
+            .load(&(store.clone() as Arc<dyn Store>))
+            .await
+            .unwrap();
+        assert_eq!(again, extra);
+        assert_eq!(rc.list(PREFIX, again).0.len(), 301);
+        // An unchanged object is shared with the previous load, not decoded again.
+        let key = format!("{PREFIX}ns/cm-000");
+        let before = rc.read().objects.get(&key).cloned().unwrap();
+        cache
+            .load(&(store.clone() as Arc<dyn Store>))
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&before, rc.read().objects.get(&key).unwrap()));
+    }
+
+    fn event(key: &str, revision: i64, size: usize) -> Event {
+        Event {
+            event_type: EventType::Put,
+            kv: KeyValue {
+                key: key.to_string(),
+                value: configmap(key.rsplit('/').next().unwrap_or(key), size),
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+        }
+    }
+
+    /// A watcher that does not read is ended once more than WATCHER_MAX_LAG_BYTES wait for it, while
+    /// one that reads gets everything; the window stays within WINDOW_BYTES however large the objects.
+    #[tokio::test]
+    async fn slow_watcher_is_ended_and_window_is_bounded_in_bytes() {
+        let cache = WatchCache::new([PREFIX.to_string()]);
+        let rc = cache.resource(PREFIX).unwrap();
+        let progress = cache.progress_receiver();
+        let subscribe = || match rc.subscribe(PREFIX, Some(0), &progress) {
+            Ok(s) => s.live,
+            Err(_) => panic!("subscribe"),
+        };
+        let (mut slow, mut reader) = (subscribe(), subscribe());
+        let big = 1 << 20;
+        let n = 100;
+        for i in 1..=n {
+            cache.apply(event(&format!("{PREFIX}ns/cm-{i}"), i, big));
+            let ev = next(&mut reader).await.unwrap();
+            assert_eq!(ev.revision, i);
+        }
+        assert!(reader.drained());
+        assert_eq!(next(&mut slow).await.unwrap_err(), FeedEnded::Lagged);
+        let st = rc.read();
+        assert!(st.window_bytes <= WINDOW_BYTES, "{}", st.window_bytes);
+        assert!(st.events.len() < n as usize);
+        assert!(st.oldest > 0);
+        drop(st);
+        assert!(matches!(
+            rc.subscribe(PREFIX, Some(1), &progress),
+            Err(WatchStartError::TooOld { .. })
+        ));
+        // One event larger than the bound still reaches a watcher that reads.
+        let mut reader = subscribe_at(&rc, &progress);
+        cache.apply(event(&format!("{PREFIX}ns/huge"), n + 1, 9 << 20));
+        assert_eq!(next(&mut reader).await.unwrap().revision, n + 1);
+    }
+
+    fn subscribe_at(rc: &Arc<ResourceCache>, progress: &watch::Receiver<i64>) -> LiveFeed {
+        match rc.subscribe(PREFIX, None, progress) {
+            Ok(s) => s.live,
+            Err(_) => panic!("subscribe"),
+        }
+    }
 }
