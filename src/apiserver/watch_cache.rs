@@ -964,11 +964,12 @@ mod tests {
         }
         assert!(reader.drained());
         assert_eq!(next(&mut slow).await.unwrap_err(), FeedEnded::Lagged);
-        let st = rc.read();
-        assert!(st.window_bytes <= WINDOW_BYTES, "{}", st.window_bytes);
-        assert!(st.events.len() < n as usize);
-        assert!(st.oldest > 0);
-        drop(st);
+        {
+            let st = rc.read();
+            assert!(st.window_bytes <= WINDOW_BYTES, "{}", st.window_bytes);
+            assert!(st.events.len() < n as usize);
+            assert!(st.oldest > 0);
+        }
         assert!(matches!(
             rc.subscribe(PREFIX, Some(1), &progress),
             Err(WatchStartError::TooOld { .. })
