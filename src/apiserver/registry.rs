@@ -1252,6 +1252,13 @@ impl Registry {
                 return Err(ApiError::new(422, "Invalid", "ListOptions.meta.k8s.io \"\" is invalid: allowWatchBookmarks: Forbidden: sendInitialEvents requires allowWatchBookmarks to be set to true"));
             }
         }
+        if !self.cache.is_loaded() {
+            // A watch on a cache that is (re)loading could not continue exactly (upstream's answer).
+            return Err(
+                ApiError::new(429, "TooManyRequests", "storage is (re)initializing")
+                    .with_details(json!({"retryAfterSeconds": 1})),
+            );
+        }
         let cache = self
             .cache
             .resource(&info.storage_prefix)

@@ -398,6 +398,8 @@ pub struct WatchCache {
     progress_rx: watch::Receiver<i64>,
     ready_rx: watch::Receiver<bool>,
     ready_tx: watch::Sender<bool>,
+    /// False while the cache (re)loads: its state is not one the store had.
+    loaded: std::sync::atomic::AtomicBool,
 }
 
 impl WatchCache {
@@ -416,6 +418,7 @@ impl WatchCache {
             progress_rx,
             ready_rx,
             ready_tx,
+            loaded: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -460,6 +463,12 @@ impl WatchCache {
         *self.ready_rx.borrow()
     }
 
+    /// False while the cache loads or reloads (upstream's cacher answers watches `429` meanwhile);
+    /// unlike [`WatchCache::is_ready`], stays true while a broken storage watch is being resumed.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Waits until the cache has seen revision `rev`; false on timeout.
     pub async fn wait_for(&self, rev: i64, timeout: Duration) -> bool {
         let mut rx = self.progress_rx.clone();
@@ -480,6 +489,8 @@ impl WatchCache {
     pub async fn run(self: Arc<Self>, store: Arc<dyn Store>) {
         loop {
             self.ready_tx.send_replace(false);
+            self.loaded
+                .store(false, std::sync::atomic::Ordering::SeqCst);
             let rev = match self.load(&store).await {
                 Ok(rev) => rev,
                 // The revision being paged was compacted meanwhile: start over at once.
@@ -491,6 +502,7 @@ impl WatchCache {
                 }
             };
             self.progress_tx.send_replace(rev);
+            self.loaded.store(true, std::sync::atomic::Ordering::SeqCst);
             self.follow(&store).await;
             tracing::warn!("watch cache: fell behind compaction, reloading");
         }
