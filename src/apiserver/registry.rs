@@ -14,7 +14,6 @@ use chrono::{SecondsFormat, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use rand::Rng;
 use serde_json::{json, Map, Value};
-use tokio::sync::broadcast::error::RecvError;
 
 use super::catalog::{ResourceInfo, SharedCatalog};
 use super::crd;
@@ -25,7 +24,9 @@ use super::request::{Query, RvMatch};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{ApiError, ApiResult};
 use super::strategy;
-use super::watch_cache::{decode_object, CacheEvent, EventKind, WatchCache, WatchStartError};
+use super::watch_cache::{
+    decode_object, CacheEvent, EventKind, LiveFeed, WatchCache, WatchStartError,
+};
 use crate::storage::{KeyValue, Store, StoreError};
 
 /// How long a request waits for the watch cache to reach a resourceVersion it asked for.
@@ -1333,6 +1334,13 @@ impl Registry {
                 return Err(ApiError::new(422, "Invalid", "ListOptions.meta.k8s.io \"\" is invalid: allowWatchBookmarks: Forbidden: sendInitialEvents requires allowWatchBookmarks to be set to true"));
             }
         }
+        if !self.cache.is_loaded() {
+            // A watch on a cache that is (re)loading could not continue exactly (upstream's answer).
+            return Err(
+                ApiError::new(429, "TooManyRequests", "storage is (re)initializing")
+                    .with_details(json!({"retryAfterSeconds": 1})),
+            );
+        }
         let cache = self
             .cache
             .resource(&info.storage_prefix)
@@ -1386,7 +1394,7 @@ impl Registry {
             initial.push(bookmark(sub.revision, true));
         }
         struct State {
-            live: tokio::sync::broadcast::Receiver<Arc<CacheEvent>>,
+            live: LiveFeed,
             last: i64,
             deadline: tokio::time::Instant,
             ticker: tokio::time::Interval,
@@ -1411,10 +1419,10 @@ impl Registry {
                     tokio::select! {
                         _ = tokio::time::sleep_until(st.deadline) => return None,
                         _ = st.ticker.tick(), if bookmarks => {
-                            let rv = (*st.progress.borrow()).max(st.last);
+                            let rv = bookmark_revision(&st.progress, &st.live, st.last);
                             return Some((bookmark(rv, false), st));
                         }
-                        r = st.live.recv() => match r {
+                        r = st.live.next() => match r {
                             Ok(ev) => {
                                 if ev.revision <= st.last {
                                     continue;
@@ -1424,14 +1432,33 @@ impl Registry {
                                     return Some((item, st));
                                 }
                             }
-                            // Too slow a reader, or the cache reloaded: end the watch; the client re-watches.
-                            Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
+                            // Too slow a reader, or the cache reloaded: the stream can't continue
+                            // exactly, so it ends (as upstream's cacher ends such watchers); the client
+                            // re-watches from the last resourceVersion it got (410 if that is too old).
+                            Err(_) => return None,
                         }
                     }
                 }
             }
         });
         Ok(stream::iter(initial).chain(live).boxed())
+    }
+}
+
+/// The revision a bookmark may carry: the cache's progress only when this watcher has been handed
+/// every event applied so far, else the revision of the last event it got (a bookmark must never be
+/// ahead of an event the watcher has not received). Progress is read before the feed is checked: every
+/// event up to a published progress is already in the window.
+fn bookmark_revision(
+    progress: &tokio::sync::watch::Receiver<i64>,
+    live: &LiveFeed,
+    last: i64,
+) -> i64 {
+    let p = *progress.borrow();
+    if live.drained() {
+        p.max(last)
+    } else {
+        last
     }
 }
 
@@ -1470,6 +1497,53 @@ fn translate(ev: &CacheEvent, filter: &Filter, prefix: &str) -> Option<WatchItem
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn put(key: &str, revision: i64) -> crate::storage::Event {
+        crate::storage::Event {
+            event_type: crate::storage::EventType::Put,
+            kv: KeyValue {
+                key: key.to_string(),
+                value: br#"{"metadata":{"name":"x"}}"#.to_vec(),
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+        }
+    }
+
+    /// A bookmark carries the cache's progress only once the watcher has every event applied so far;
+    /// until then, the revision of the last event it got. The sequence of bookmarks is monotonic.
+    #[tokio::test]
+    async fn bookmarks_never_ahead_of_undelivered_events() {
+        let (cms, secrets) = ("/registry/configmaps/", "/registry/secrets/");
+        let cache = WatchCache::new([cms.to_string(), secrets.to_string()]);
+        let rc = cache.resource(cms).unwrap();
+        let progress = cache.progress_receiver();
+        let Ok(sub) = rc.subscribe(cms, Some(0), &progress) else {
+            panic!("subscribe")
+        };
+        let mut live = sub.live;
+        let mut last = sub.revision;
+        let mut marks = vec![bookmark_revision(&progress, &live, last)];
+        cache.apply(put("/registry/configmaps/ns/a", 5));
+        cache.apply(put("/registry/configmaps/ns/b", 6));
+        // Progress is 6, but this watcher has not received 5 and 6: no bookmark past what it has.
+        assert_eq!(cache.progress(), 6);
+        marks.push(bookmark_revision(&progress, &live, last));
+        assert_eq!(marks[1], 0);
+        last = live.next().await.unwrap().revision;
+        marks.push(bookmark_revision(&progress, &live, last));
+        assert_eq!(marks[2], 5);
+        last = live.next().await.unwrap().revision;
+        marks.push(bookmark_revision(&progress, &live, last));
+        assert_eq!(marks[3], 6);
+        // Another resource's change moves progress; this watcher has nothing pending: the bookmark
+        // may carry it.
+        cache.apply(put("/registry/secrets/ns/s", 7));
+        marks.push(bookmark_revision(&progress, &live, last));
+        assert_eq!(marks[4], 7);
+        assert!(marks.windows(2).all(|w| w[0] <= w[1]), "{marks:?}");
+    }
 
     #[test]
     fn continue_token_roundtrip() {

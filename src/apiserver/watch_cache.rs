@@ -3,21 +3,47 @@
 //! One storage watch on `/registry/` feeds all resources (the key prefix says which resource a change
 //! belongs to). Because that single stream sees every revision in order, the cache knows exactly how far it
 //! has caught up with the store ("progress"), which lets it serve consistent lists and watches from memory:
-//! clients' watches and `resourceVersion=0` lists never touch storage. A bounded ring of recent events per
-//! resource serves watches that resume from a resourceVersion; older ones get `410 Expired`.
+//! clients' watches and `resourceVersion=0` lists never touch storage. A bounded window of recent events per
+//! resource (bounded in events and in bytes) serves watches that resume from a resourceVersion; older ones
+//! get `410 Expired`.
+//!
+//! Watchers do not get a queue of their own: each holds a cursor into its resource's window and reads the
+//! shared events from there ([`LiveFeed`]), so a watcher that never reads costs no memory beyond the window.
+//! A watcher that falls too far behind (its next event left the window, or more than
+//! [`WATCHER_MAX_LAG_BYTES`] wait for it) is ended, as upstream ends a watcher that cannot keep up; its
+//! client re-watches from the last resourceVersion it got (replayed from the window, or `410` and a
+//! re-list). Nothing is skipped silently.
+//!
+//! When the storage watch breaks, the cache re-watches from the last revision it applied, so that open
+//! watches continue exactly. Only when that is impossible (the store compacted past it) does the cache
+//! reload: it lists everything again in pages at one revision, and every open watch is ended (each
+//! resource's generation changes), since the changes in the gap can't be replayed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use crate::storage::{EventType, KeyValue, Store, StoreError};
 
-/// Events kept per resource for watches that resume from an older resourceVersion.
+/// Events kept per resource for watches that resume from an older resourceVersion...
 const EVENT_WINDOW: usize = 10_000;
+/// ...and at most this many stored bytes of them, so that large objects can't make the window (and the
+/// watchers reading it) hold gigabytes.
+const WINDOW_BYTES: usize = 64 << 20;
+/// A watcher with more than this many stored bytes of events not yet taken is ended (its client
+/// re-watches): a slow reader can't make the server hold more for it, and is told rather than skipped.
+pub const WATCHER_MAX_LAG_BYTES: u64 = 8 << 20;
+/// Events a watcher takes from the window at a time.
+const TAKE_BATCH: usize = 64;
+/// Keys per page of the initial list. etcd's objects are up to ~1.5 MiB, so no fixed count fits every
+/// gRPC message limit: a page that fails for size is halved (down to one key) and grows back later.
+const PAGE_KEYS: usize = 500;
+/// Consecutive good pages before a halved page size is doubled again.
+const PAGE_GROW_AFTER: u32 = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
@@ -45,6 +71,10 @@ pub struct CacheEvent {
     pub object: Arc<Value>,
     pub prev: Option<Arc<Value>>,
     pub revision: i64,
+    /// Stored size of the object (what the window's and watchers' byte bounds count).
+    size: usize,
+    /// Stored bytes of every event of this resource up to and including this one.
+    end_offset: u64,
 }
 
 #[derive(Default)]
@@ -55,18 +85,33 @@ struct CacheState {
     oldest: i64,
     /// Revision of the last change applied to this resource.
     revision: i64,
+    /// Sequence number of `events.front()`: `events[i]` is event number `first_seq + i`.
+    first_seq: u64,
+    /// Stored bytes of the events in `events`.
+    window_bytes: usize,
+    /// Stored bytes of every event applied so far (`end_offset` of the newest).
+    total_bytes: u64,
+    /// Changes at every reload: a watcher started on another generation can't continue exactly.
+    generation: u64,
+}
+
+impl CacheState {
+    fn next_seq(&self) -> u64 {
+        self.first_seq + self.events.len() as u64
+    }
 }
 
 /// One resource's objects and recent events.
 pub struct ResourceCache {
     state: RwLock<CacheState>,
-    tx: broadcast::Sender<Arc<CacheEvent>>,
+    /// Bumped after every change to `state`: wakes the watchers ([`LiveFeed`]).
+    changed: watch::Sender<()>,
 }
 
-/// What a watcher starts from: events to replay, then a live receiver.
+/// What a watcher starts from: events to replay, then the live feed.
 pub struct Subscription {
     pub initial: Vec<Arc<CacheEvent>>,
-    pub live: broadcast::Receiver<Arc<CacheEvent>>,
+    pub live: LiveFeed,
     /// The revision the initial state/replay reaches.
     pub revision: i64,
 }
@@ -74,6 +119,95 @@ pub struct Subscription {
 /// Why a watch can't start where it asked.
 pub enum WatchStartError {
     TooOld { requested: i64, oldest: i64 },
+}
+
+/// Why a live feed ended: its watch can't continue exactly and must end (the client re-watches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedEnded {
+    /// The cache reloaded: changes in the gap can't be replayed.
+    Reloaded,
+    /// The watcher fell behind: its next event left the window, or too many bytes wait for it.
+    Lagged,
+}
+
+/// A watcher's position in its resource's event window: every event after the subscription, in order.
+pub struct LiveFeed {
+    cache: Arc<ResourceCache>,
+    generation: u64,
+    /// Sequence number of the next event to take from the window.
+    seq: u64,
+    /// `end_offset` of the last event taken (what the lag in bytes is measured from).
+    taken_bytes: u64,
+    /// Taken from the window but not yet handed out.
+    buffer: VecDeque<Arc<CacheEvent>>,
+    changed: watch::Receiver<()>,
+}
+
+impl LiveFeed {
+    /// The next event; waits for one. Cancel-safe (nothing is lost if the future is dropped).
+    pub async fn next(&mut self) -> Result<Arc<CacheEvent>, FeedEnded> {
+        loop {
+            if let Some(ev) = self.buffer.pop_front() {
+                return Ok(ev);
+            }
+            // Marked seen before looking, so a change made after the look wakes the wait below.
+            self.changed.borrow_and_update();
+            self.take()?;
+            if !self.buffer.is_empty() {
+                continue;
+            }
+            if self.changed.changed().await.is_err() {
+                // The cache is gone (the server is stopping).
+                return Err(FeedEnded::Reloaded);
+            }
+        }
+    }
+
+    /// Moves the events after the cursor (a batch) into the buffer.
+    fn take(&mut self) -> Result<(), FeedEnded> {
+        let st = self.cache.read();
+        if st.generation != self.generation {
+            return Err(FeedEnded::Reloaded);
+        }
+        if self.seq == st.next_seq() {
+            return Ok(());
+        }
+        if self.seq < st.first_seq {
+            return Err(FeedEnded::Lagged);
+        }
+        let from = usize::try_from(self.seq - st.first_seq).unwrap_or(usize::MAX);
+        // Counted after the next event, so that one event larger than the bound still gets through.
+        let next_end = st.events.get(from).map_or(st.total_bytes, |e| e.end_offset);
+        if st.total_bytes.saturating_sub(next_end) > WATCHER_MAX_LAG_BYTES {
+            return Err(FeedEnded::Lagged);
+        }
+        for ev in st.events.range(from..).take(TAKE_BATCH) {
+            self.buffer.push_back(ev.clone());
+            self.seq += 1;
+            self.taken_bytes = ev.end_offset;
+        }
+        Ok(())
+    }
+
+    /// True when every event applied so far has been handed out: only then may a bookmark carry the
+    /// cache's progress (a later revision than this watcher's last event).
+    pub fn drained(&self) -> bool {
+        if !self.buffer.is_empty() {
+            return false;
+        }
+        let st = self.cache.read();
+        st.generation == self.generation && self.seq == st.next_seq()
+    }
+
+    /// Drops whatever is pending (for a follower that only needs to know that something changed).
+    pub fn skip_pending(&mut self) {
+        self.buffer.clear();
+        let st = self.cache.read();
+        if st.generation == self.generation && self.seq >= st.first_seq {
+            self.seq = st.next_seq();
+            self.taken_bytes = st.total_bytes;
+        }
+    }
 }
 
 /// Decodes a stored value and stamps its resourceVersion.
@@ -90,10 +224,10 @@ pub fn decode_object(kv: &KeyValue, revision: i64) -> Option<Value> {
 
 impl ResourceCache {
     fn new() -> Self {
-        let (tx, _) = broadcast::channel(4096);
+        let (changed, _) = watch::channel(());
         ResourceCache {
             state: RwLock::new(CacheState::default()),
-            tx,
+            changed,
         }
     }
 
@@ -105,44 +239,78 @@ impl ResourceCache {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Applies one stored change; `object: None` with `deleted` removes the key.
-    fn apply(&self, key: String, deleted: bool, object: Arc<Value>, revision: i64) {
-        let mut st = self.write();
-        let prev = st.objects.get(&key).cloned();
-        let kind = match (deleted, &prev) {
-            (true, _) => EventKind::Deleted,
-            (false, Some(_)) => EventKind::Modified,
-            (false, None) => EventKind::Added,
-        };
-        if deleted {
-            st.objects.remove(&key);
-        } else {
-            st.objects.insert(key.clone(), object.clone());
-        }
-        let ev = Arc::new(CacheEvent {
-            kind,
-            key,
-            object,
-            prev,
-            revision,
-        });
-        st.revision = revision;
-        st.events.push_back(ev.clone());
-        while st.events.len() > EVENT_WINDOW {
-            if let Some(old) = st.events.pop_front() {
-                st.oldest = old.revision;
+    /// Applies one stored change (`deleted` removes the key); `size` is the stored value's length.
+    fn apply(&self, key: String, deleted: bool, object: Arc<Value>, revision: i64, size: usize) {
+        let evicted = {
+            let mut st = self.write();
+            let prev = st.objects.get(&key).cloned();
+            let kind = match (deleted, &prev) {
+                (true, _) => EventKind::Deleted,
+                (false, Some(_)) => EventKind::Modified,
+                (false, None) => EventKind::Added,
+            };
+            if deleted {
+                st.objects.remove(&key);
+            } else {
+                st.objects.insert(key.clone(), object.clone());
             }
-        }
-        // Sent under the lock so a subscriber taken under the read lock sees no gap.
-        let _ = self.tx.send(ev);
+            st.total_bytes += size as u64;
+            let ev = Arc::new(CacheEvent {
+                kind,
+                key,
+                object,
+                prev,
+                revision,
+                size,
+                end_offset: st.total_bytes,
+            });
+            st.revision = revision;
+            st.window_bytes += size;
+            st.events.push_back(ev);
+            let mut evicted = Vec::new();
+            while st.events.len() > EVENT_WINDOW
+                || (st.window_bytes > WINDOW_BYTES && st.events.len() > 1)
+            {
+                let Some(old) = st.events.pop_front() else {
+                    break;
+                };
+                st.first_seq += 1;
+                st.window_bytes -= old.size;
+                st.oldest = old.revision;
+                evicted.push(old);
+            }
+            evicted
+        };
+        self.changed.send_replace(());
+        // Freed outside the lock.
+        drop(evicted);
     }
 
+    /// Replaces the state with a fresh load at `revision`. Watchers of the previous state end: the
+    /// changes between what they saw and `revision` can't be replayed.
     fn reset(&self, objects: BTreeMap<String, Arc<Value>>, revision: i64) {
-        let mut st = self.write();
-        st.objects = objects;
-        st.events.clear();
-        st.oldest = revision;
-        st.revision = revision;
+        let old = {
+            let mut st = self.write();
+            let old_events = std::mem::take(&mut st.events);
+            st.first_seq += old_events.len() as u64;
+            st.window_bytes = 0;
+            st.oldest = revision;
+            st.revision = revision;
+            st.generation += 1;
+            (std::mem::replace(&mut st.objects, objects), old_events)
+        };
+        self.changed.send_replace(());
+        // The previous state is freed outside the lock (dropping 100,000 objects takes a while).
+        drop(old);
+    }
+
+    /// The object stored under `key` if it is the version written at `revision` (a reload reuses it
+    /// rather than holding a second copy).
+    fn object_at(&self, key: &str, revision: i64) -> Option<Arc<Value>> {
+        let st = self.read();
+        let obj = st.objects.get(key)?;
+        let rv = obj.pointer("/metadata/resourceVersion")?.as_str()?;
+        (rv.parse::<i64>().ok()? == revision).then(|| obj.clone())
     }
 
     /// The revision of this resource's last change: derived state built from its objects is current
@@ -166,14 +334,14 @@ impl ResourceCache {
     /// Starts a watch. `from: None` replays the current objects as ADDED events first (upstream's
     /// "most recent" / "any" watch); `Some(rv)` replays the events after `rv`.
     pub fn subscribe(
-        &self,
+        self: &Arc<Self>,
         prefix: &str,
         from: Option<i64>,
         progress: &watch::Receiver<i64>,
     ) -> Result<Subscription, WatchStartError> {
+        let changed = self.changed.subscribe();
         let st = self.read();
         let current = st.revision.max(*progress.borrow());
-        let live = self.tx.subscribe();
         let initial = match from {
             None => st
                 .objects
@@ -186,6 +354,8 @@ impl ResourceCache {
                         object: v.clone(),
                         prev: None,
                         revision: current,
+                        size: 0,
+                        end_offset: 0,
                     })
                 })
                 .collect(),
@@ -202,6 +372,14 @@ impl ResourceCache {
                     .cloned()
                     .collect()
             }
+        };
+        let live = LiveFeed {
+            cache: self.clone(),
+            generation: st.generation,
+            seq: st.next_seq(),
+            taken_bytes: st.total_bytes,
+            buffer: VecDeque::new(),
+            changed,
         };
         Ok(Subscription {
             initial,
@@ -220,6 +398,8 @@ pub struct WatchCache {
     progress_rx: watch::Receiver<i64>,
     ready_rx: watch::Receiver<bool>,
     ready_tx: watch::Sender<bool>,
+    /// False while the cache (re)loads: its state is not one the store had.
+    loaded: std::sync::atomic::AtomicBool,
 }
 
 impl WatchCache {
@@ -238,6 +418,7 @@ impl WatchCache {
             progress_rx,
             ready_rx,
             ready_tx,
+            loaded: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -276,8 +457,16 @@ impl WatchCache {
         self.progress_rx.clone()
     }
 
+    /// True while the cache is loaded and following the store (false while it loads, reloads, or
+    /// re-establishes a broken storage watch).
     pub fn is_ready(&self) -> bool {
         *self.ready_rx.borrow()
+    }
+
+    /// False while the cache loads or reloads (upstream's cacher answers watches `429` meanwhile);
+    /// unlike [`WatchCache::is_ready`], stays true while a broken storage watch is being resumed.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Waits until the cache has seen revision `rev`; false on timeout.
@@ -289,17 +478,23 @@ impl WatchCache {
             .unwrap_or(false)
     }
 
-    /// Waits for the cache to be loaded the first time.
+    /// Waits until the cache is ready ([`WatchCache::is_ready`]).
     pub async fn wait_ready(&self) {
         let mut rx = self.ready_rx.clone();
         let _ = rx.wait_for(|r| *r).await;
     }
 
-    /// Loads everything, then follows the store's changes forever (reloading if the watch breaks).
+    /// Loads everything, then follows the store's changes forever: a broken storage watch is resumed
+    /// from the last applied revision; the cache reloads only when the store compacted past it.
     pub async fn run(self: Arc<Self>, store: Arc<dyn Store>) {
         loop {
+            self.ready_tx.send_replace(false);
+            self.loaded
+                .store(false, std::sync::atomic::Ordering::SeqCst);
             let rev = match self.load(&store).await {
                 Ok(rev) => rev,
+                // The revision being paged was compacted meanwhile: start over at once.
+                Err(StoreError::Compacted { .. }) => continue,
                 Err(e) => {
                     tracing::warn!("watch cache: initial list failed: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -307,64 +502,130 @@ impl WatchCache {
                 }
             };
             self.progress_tx.send_replace(rev);
-            self.ready_tx.send_replace(true);
-            let mut stream = match store.watch("/registry/", rev).await {
+            self.loaded.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.follow(&store).await;
+            tracing::warn!("watch cache: fell behind compaction, reloading");
+        }
+    }
+
+    /// Applies the store's changes from the current progress on, re-watching from where it stopped
+    /// whenever the storage watch breaks. Returns when the cache must reload (the store compacted
+    /// past its progress).
+    async fn follow(&self, store: &Arc<dyn Store>) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let from = self.progress();
+            let mut stream = match store.watch("/registry/", from).await {
                 Ok(s) => s,
+                Err(StoreError::Compacted { .. }) => return,
                 Err(e) => {
-                    tracing::warn!("watch cache: watch failed: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    self.ready_tx.send_replace(false);
+                    tracing::warn!("watch cache: watch from revision {from} failed: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
                 }
             };
+            self.ready_tx.send_replace(true);
             while let Some(item) = stream.next().await {
                 match item {
-                    Ok(ev) => self.apply(ev),
-                    Err(StoreError::Compacted { .. }) => {
-                        tracing::warn!("watch cache: fell behind compaction, reloading");
-                        break;
+                    Ok(ev) => {
+                        backoff = Duration::from_millis(200);
+                        self.apply(ev);
                     }
+                    Err(StoreError::Compacted { .. }) => return,
                     Err(e) => {
-                        tracing::warn!("watch cache: watch error: {e}, reloading");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        tracing::warn!(
+                            "watch cache: watch error: {e}; resuming from {}",
+                            self.progress()
+                        );
                         break;
                     }
                 }
             }
+            // The stream ended or failed: not following until a new one is established.
+            self.ready_tx.send_replace(false);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
 
+    /// Lists every key under `/registry/` at one revision, in pages, and replaces each resource's
+    /// state. Objects unchanged since the previous load are shared with it, not decoded again, so a
+    /// reload holds one copy of them; the replaced state is freed as soon as each resource is reset.
     async fn load(&self, store: &Arc<dyn Store>) -> crate::storage::Result<i64> {
-        let caches: Vec<(String, Arc<ResourceCache>)> = self.caches().clone();
-        let mut maps: Vec<BTreeMap<String, Arc<Value>>> = vec![BTreeMap::new(); caches.len()];
-        let mut start: Option<String> = None;
-        let mut revision = 0;
+        let started = Instant::now();
         loop {
-            let page = store
-                .range("/registry/", start.as_deref(), 5000, revision)
-                .await?;
-            revision = page.revision;
-            for kv in &page.kvs {
-                if let Some(i) = caches
-                    .iter()
-                    .position(|(p, _)| kv.key.starts_with(p.as_str()))
+            let caches: Vec<(String, Arc<ResourceCache>)> = self.caches().clone();
+            let mut maps: Vec<BTreeMap<String, Arc<Value>>> = vec![BTreeMap::new(); caches.len()];
+            let mut start: Option<String> = None;
+            let mut revision = 0;
+            let mut limit = PAGE_KEYS;
+            let mut good_pages = 0u32;
+            let (mut pages, mut keys) = (0u64, 0u64);
+            loop {
+                let page = match store
+                    .range("/registry/", start.as_deref(), limit, revision)
+                    .await
                 {
-                    if let Some(obj) = decode_object(kv, kv.mod_revision) {
-                        maps[i].insert(kv.key.clone(), Arc::new(obj));
+                    Ok(p) => p,
+                    Err(e) if limit > 1 && too_large(&e) => {
+                        limit /= 2;
+                        good_pages = 0;
+                        tracing::info!(
+                            "watch cache: a page was too large ({e}); now {limit} keys a page"
+                        );
+                        continue;
                     }
+                    Err(e) => return Err(e),
+                };
+                pages += 1;
+                keys += page.kvs.len() as u64;
+                revision = page.revision;
+                for kv in page.kvs.iter() {
+                    let Some(i) = caches
+                        .iter()
+                        .position(|(p, _)| kv.key.starts_with(p.as_str()))
+                    else {
+                        continue;
+                    };
+                    let obj = match caches[i].1.object_at(&kv.key, kv.mod_revision) {
+                        Some(same) => same,
+                        None => match decode_object(kv, kv.mod_revision) {
+                            Some(obj) => Arc::new(obj),
+                            None => continue,
+                        },
+                    };
+                    maps[i].insert(kv.key.clone(), obj);
+                }
+                let last = match (page.more, page.kvs.last()) {
+                    (true, Some(last)) => last.key.clone(),
+                    _ => break,
+                };
+                start = Some(format!("{last}\0"));
+                good_pages += 1;
+                if limit < PAGE_KEYS && good_pages >= PAGE_GROW_AFTER {
+                    limit = (limit * 2).min(PAGE_KEYS);
+                    good_pages = 0;
                 }
             }
-            match (page.more, page.kvs.last()) {
-                (true, Some(last)) => start = Some(format!("{}\0", last.key)),
-                _ => break,
+            if self.caches().len() != caches.len() {
+                // A CRD added a resource while this was paging: its keys may have been skipped.
+                continue;
             }
+            for ((_, cache), map) in caches.iter().zip(maps) {
+                cache.reset(map, revision);
+            }
+            tracing::info!(
+                "watch cache: loaded {keys} keys at revision {revision} in {pages} pages ({:.1}s)",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(revision);
         }
-        for ((_, cache), map) in caches.iter().zip(maps) {
-            cache.reset(map, revision);
-        }
-        Ok(revision)
     }
 
-    fn apply(&self, ev: crate::storage::Event) {
+    /// Applies one change from the storage watch (tests feed it directly).
+    pub(crate) fn apply(&self, ev: crate::storage::Event) {
         let revision = ev.kv.mod_revision;
         // Under the read lock, so that `add_prefix` sees either none or all of this event's effects.
         let caches = self.caches();
@@ -374,9 +635,367 @@ impl WatchCache {
         {
             let deleted = ev.event_type == EventType::Delete;
             if let Some(object) = decode_object(&ev.kv, revision) {
-                cache.apply(ev.kv.key.clone(), deleted, Arc::new(object), revision);
+                let size = ev.kv.value.len();
+                cache.apply(ev.kv.key, deleted, Arc::new(object), revision, size);
             }
         }
         self.progress_tx.send_replace(revision);
+    }
+}
+
+/// True when a range failed because its answer was too large to receive (gRPC's message limit), as
+/// opposed to the store being unreachable: a smaller page will do.
+fn too_large(e: &StoreError) -> bool {
+    let StoreError::Other(text) = e else {
+        return false;
+    };
+    let text = text.to_ascii_lowercase();
+    text.contains("message length too large")
+        || text.contains("outofrange")
+        || text.contains("resourceexhausted")
+        || text.contains("larger than max")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::embedded::EmbeddedStore;
+    use crate::storage::{Event, RangeResult, WatchStream};
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    const PREFIX: &str = "/registry/configmaps/";
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A store wrapper that breaks the cache's storage watch on demand: its watch never delivers keys
+    /// named `hidden-*` (a gap the cache can't see), `fail_with` ends the open watch with an error, `refuse` makes
+    /// new watches fail; `page_limit` fails ranges asking for more keys as gRPC does for too large a
+    /// message, and every range's revision is recorded.
+    struct Flaky {
+        inner: Arc<dyn Store>,
+        refuse: AtomicBool,
+        breaker: Mutex<Option<tokio::sync::oneshot::Sender<StoreError>>>,
+        page_limit: AtomicUsize,
+        ranges: Mutex<Vec<(usize, i64)>>,
+    }
+
+    impl Flaky {
+        fn new(inner: Arc<dyn Store>) -> Arc<Self> {
+            Arc::new(Flaky {
+                inner,
+                refuse: AtomicBool::new(false),
+                breaker: Mutex::new(None),
+                page_limit: AtomicUsize::new(usize::MAX),
+                ranges: Mutex::new(Vec::new()),
+            })
+        }
+
+        fn fail_with(&self, e: StoreError) {
+            let tx = self.breaker.lock().unwrap().take();
+            tx.expect("a storage watch is open").send(e).unwrap();
+        }
+    }
+
+    #[async_trait]
+    impl Store for Flaky {
+        async fn get(&self, key: &str) -> crate::storage::Result<(Option<KeyValue>, i64)> {
+            self.inner.get(key).await
+        }
+        async fn range(
+            &self,
+            prefix: &str,
+            start: Option<&str>,
+            limit: usize,
+            revision: i64,
+        ) -> crate::storage::Result<RangeResult> {
+            self.ranges.lock().unwrap().push((limit, revision));
+            if limit == 0 || limit > self.page_limit.load(Ordering::SeqCst) {
+                return Err(StoreError::Other(
+                    "etcd: grpc request error: status: OutOfRange, message: \"Error, decoded message length too large: found 5000000 bytes, the limit is: 4194304 bytes\"".into(),
+                ));
+            }
+            self.inner.range(prefix, start, limit, revision).await
+        }
+        async fn count(&self, prefix: &str) -> crate::storage::Result<i64> {
+            self.inner.count(prefix).await
+        }
+        async fn create(&self, key: &str, value: Vec<u8>) -> crate::storage::Result<i64> {
+            self.inner.create(key, value).await
+        }
+        async fn update(
+            &self,
+            key: &str,
+            value: Vec<u8>,
+            expected: i64,
+        ) -> crate::storage::Result<i64> {
+            self.inner.update(key, value, expected).await
+        }
+        async fn delete(
+            &self,
+            key: &str,
+            expected: Option<i64>,
+        ) -> crate::storage::Result<(i64, KeyValue)> {
+            self.inner.delete(key, expected).await
+        }
+        async fn current_revision(&self) -> crate::storage::Result<i64> {
+            self.inner.current_revision().await
+        }
+        async fn watch(&self, prefix: &str, after: i64) -> crate::storage::Result<WatchStream> {
+            if self.refuse.load(Ordering::SeqCst) {
+                return Err(StoreError::Other("connection refused".into()));
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            *self.breaker.lock().unwrap() = Some(tx);
+            let events = self.inner.watch(prefix, after).await?.filter(|e| {
+                let hidden = e.as_ref().is_ok_and(|e| e.kv.key.contains("/hidden-"));
+                futures::future::ready(!hidden)
+            });
+            let broken = futures::stream::once(rx).filter_map(|r| async move { r.ok().map(Err) });
+            // Events until the breaker fires; then its error, and the end of the stream.
+            Ok(futures::stream::select(
+                events.map(Some),
+                broken
+                    .map(Some)
+                    .chain(futures::stream::once(async { None })),
+            )
+            .take_while(|x| futures::future::ready(x.is_some()))
+            .filter_map(futures::future::ready)
+            .scan(false, |done, item: crate::storage::Result<Event>| {
+                if *done {
+                    return futures::future::ready(None);
+                }
+                *done = item.is_err();
+                futures::future::ready(Some(item))
+            })
+            .boxed())
+        }
+        async fn compact(&self, revision: i64) -> crate::storage::Result<()> {
+            self.inner.compact(revision).await
+        }
+    }
+
+    fn configmap(name: &str, size: usize) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "ns"},
+            "data": {"payload": "x".repeat(size)},
+        }))
+        .unwrap()
+    }
+
+    async fn create(store: &Arc<Flaky>, name: &str) -> i64 {
+        store
+            .create(&format!("{PREFIX}ns/{name}"), configmap(name, 10))
+            .await
+            .unwrap()
+    }
+
+    fn name_of(ev: &CacheEvent) -> String {
+        ev.object["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    async fn next(feed: &mut LiveFeed) -> Result<Arc<CacheEvent>, FeedEnded> {
+        tokio::time::timeout(WAIT, feed.next())
+            .await
+            .expect("the feed answers within 10s")
+    }
+
+    async fn started() -> (tempfile::TempDir, Arc<Flaky>, Arc<WatchCache>) {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Arc<dyn Store> = EmbeddedStore::open(dir.path()).unwrap();
+        let store = Flaky::new(inner);
+        let cache = WatchCache::new([PREFIX.to_string()]);
+        tokio::spawn(cache.clone().run(store.clone()));
+        tokio::time::timeout(WAIT, cache.wait_ready())
+            .await
+            .expect("ready");
+        (dir, store, cache)
+    }
+
+    /// The cache's storage watch breaks while changes it never saw were made and it must reload: the
+    /// open watcher is ended (never handed a silent gap), resuming from its last revision is refused
+    /// as too old, and a fresh start shows everything.
+    #[tokio::test]
+    async fn reload_ends_open_watchers() {
+        let (_dir, store, cache) = started().await;
+        let rc = cache.resource(PREFIX).unwrap();
+        let a = create(&store, "a").await;
+        assert!(cache.wait_for(a, WAIT).await);
+        let progress = cache.progress_receiver();
+        let Ok(sub) = rc.subscribe(PREFIX, Some(a), &progress) else {
+            panic!("subscribe from {a}")
+        };
+        let mut live = sub.live;
+        let b = create(&store, "b").await;
+        assert_eq!(name_of(&next(&mut live).await.unwrap()), "b");
+        // A gap: "c" is written but the cache's watch drops it, then the watch says "compacted".
+        let c = create(&store, "hidden-c").await;
+        store.fail_with(StoreError::Compacted { compacted: c });
+        assert_eq!(next(&mut live).await.unwrap_err(), FeedEnded::Reloaded);
+        assert!(cache.wait_for(c, WAIT).await);
+        tokio::time::timeout(WAIT, cache.wait_ready())
+            .await
+            .unwrap();
+        assert!(matches!(
+            rc.subscribe(PREFIX, Some(b), &progress),
+            Err(WatchStartError::TooOld { .. })
+        ));
+        let (items, _) = rc.list(PREFIX, cache.progress());
+        let names: Vec<_> = items
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["a", "b", "hidden-c"]);
+        // The new state is followed: a watcher started after the reload gets what comes next.
+        let Ok(sub) = rc.subscribe(PREFIX, None, &progress) else {
+            panic!("subscribe after the reload")
+        };
+        assert_eq!(sub.initial.len(), 3);
+        let mut live = sub.live;
+        create(&store, "d").await;
+        assert_eq!(name_of(&next(&mut live).await.unwrap()), "d");
+    }
+
+    /// A storage watch that fails (not compacted) is resumed from the last applied revision: the
+    /// open watcher gets every change, including those made while no storage watch was open, and the
+    /// cache reports not ready meanwhile.
+    #[tokio::test]
+    async fn broken_watch_resumes_exactly() {
+        let (_dir, store, cache) = started().await;
+        let rc = cache.resource(PREFIX).unwrap();
+        let a = create(&store, "a").await;
+        assert!(cache.wait_for(a, WAIT).await);
+        let progress = cache.progress_receiver();
+        let Ok(sub) = rc.subscribe(PREFIX, Some(a), &progress) else {
+            panic!("subscribe from {a}")
+        };
+        let mut live = sub.live;
+        store.refuse.store(true, Ordering::SeqCst);
+        store.fail_with(StoreError::Other("connection reset".into()));
+        let mut ready = cache.ready_rx.clone();
+        tokio::time::timeout(WAIT, ready.wait_for(|r| !*r))
+            .await
+            .expect("not ready while the storage watch is down")
+            .unwrap();
+        for name in ["b", "c", "d"] {
+            create(&store, name).await;
+        }
+        store.refuse.store(false, Ordering::SeqCst);
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(name_of(&next(&mut live).await.unwrap()));
+        }
+        assert_eq!(got, ["b", "c", "d"]);
+        tokio::time::timeout(WAIT, cache.wait_ready())
+            .await
+            .unwrap();
+        create(&store, "e").await;
+        assert_eq!(name_of(&next(&mut live).await.unwrap()), "e");
+    }
+
+    /// The initial list pages at one revision; a page refused as too large is halved until it fits,
+    /// and writes made while paging are not in the list (they come from the watch after it).
+    #[tokio::test]
+    async fn load_halves_pages_that_are_too_large_and_keeps_one_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Arc<dyn Store> = EmbeddedStore::open(dir.path()).unwrap();
+        let store = Flaky::new(inner);
+        for i in 0..300 {
+            create(&store, &format!("cm-{i:03}")).await;
+        }
+        store.page_limit.store(40, Ordering::SeqCst);
+        let cache = WatchCache::new([PREFIX.to_string()]);
+        let rev = cache
+            .load(&(store.clone() as Arc<dyn Store>))
+            .await
+            .unwrap();
+        let ranges = store.ranges.lock().unwrap().clone();
+        assert_eq!(ranges[0], (PAGE_KEYS, 0));
+        // 500 → 250 → 125 → 62 → 31 (fits), never more than the limit after that... until it grows back.
+        let fitting: Vec<_> = ranges.iter().filter(|(l, _)| *l <= 40).collect();
+        assert!(fitting.iter().skip(1).all(|(_, r)| *r == rev), "{ranges:?}");
+        assert!(ranges.iter().any(|(l, _)| *l == 31), "{ranges:?}");
+        let rc = cache.resource(PREFIX).unwrap();
+        assert_eq!(rc.list(PREFIX, rev).0.len(), 300);
+        // All pages read at the first page's revision: a write in between is not listed.
+        store.ranges.lock().unwrap().clear();
+        store.page_limit.store(usize::MAX, Ordering::SeqCst);
+        let extra = create(&store, "zz-late").await;
+        assert!(extra > rev);
+        let again = cache
+            .load(&(store.clone() as Arc<dyn Store>))
+            .await
+            .unwrap();
+        assert_eq!(again, extra);
+        assert_eq!(rc.list(PREFIX, again).0.len(), 301);
+        // An unchanged object is shared with the previous load, not decoded again.
+        let key = format!("{PREFIX}ns/cm-000");
+        let before = rc.read().objects.get(&key).cloned().unwrap();
+        cache
+            .load(&(store.clone() as Arc<dyn Store>))
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&before, rc.read().objects.get(&key).unwrap()));
+    }
+
+    fn event(key: &str, revision: i64, size: usize) -> Event {
+        Event {
+            event_type: EventType::Put,
+            kv: KeyValue {
+                key: key.to_string(),
+                value: configmap(key.rsplit('/').next().unwrap_or(key), size),
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+        }
+    }
+
+    /// A watcher that does not read is ended once more than WATCHER_MAX_LAG_BYTES wait for it, while
+    /// one that reads gets everything; the window stays within WINDOW_BYTES however large the objects.
+    #[tokio::test]
+    async fn slow_watcher_is_ended_and_window_is_bounded_in_bytes() {
+        let cache = WatchCache::new([PREFIX.to_string()]);
+        let rc = cache.resource(PREFIX).unwrap();
+        let progress = cache.progress_receiver();
+        let subscribe = || match rc.subscribe(PREFIX, Some(0), &progress) {
+            Ok(s) => s.live,
+            Err(_) => panic!("subscribe"),
+        };
+        let (mut slow, mut reader) = (subscribe(), subscribe());
+        let big = 1 << 20;
+        let n = 100;
+        for i in 1..=n {
+            cache.apply(event(&format!("{PREFIX}ns/cm-{i}"), i, big));
+            let ev = next(&mut reader).await.unwrap();
+            assert_eq!(ev.revision, i);
+        }
+        assert!(reader.drained());
+        assert_eq!(next(&mut slow).await.unwrap_err(), FeedEnded::Lagged);
+        {
+            let st = rc.read();
+            assert!(st.window_bytes <= WINDOW_BYTES, "{}", st.window_bytes);
+            assert!(st.events.len() < n as usize);
+            assert!(st.oldest > 0);
+        }
+        assert!(matches!(
+            rc.subscribe(PREFIX, Some(1), &progress),
+            Err(WatchStartError::TooOld { .. })
+        ));
+        // One event larger than the bound still reaches a watcher that reads.
+        let mut reader = subscribe_at(&rc, &progress);
+        cache.apply(event(&format!("{PREFIX}ns/huge"), n + 1, 9 << 20));
+        assert_eq!(next(&mut reader).await.unwrap().revision, n + 1);
+    }
+
+    fn subscribe_at(rc: &Arc<ResourceCache>, progress: &watch::Receiver<i64>) -> LiveFeed {
+        match rc.subscribe(PREFIX, None, progress) {
+            Ok(s) => s.live,
+            Err(_) => panic!("subscribe"),
+        }
     }
 }

@@ -227,9 +227,14 @@ pub async fn run_aggregation(registry: Arc<Registry>) {
         return;
     };
     let progress = registry.cache.progress_receiver();
-    let mut live = match cache.subscribe(&info.storage_prefix, Some(i64::MAX), &progress) {
-        Ok(s) => s.live,
-        Err(_) => return,
+    let subscribe = || {
+        cache
+            .subscribe(&info.storage_prefix, Some(i64::MAX), &progress)
+            .ok()
+            .map(|s| s.live)
+    };
+    let Some(mut live) = subscribe() else {
+        return;
     };
     loop {
         // Aggregated roles can select each other (admin picks up edit); repeat until nothing changes.
@@ -250,12 +255,15 @@ pub async fn run_aggregation(registry: Arc<Registry>) {
                 }
             }
         }
-        match live.recv().await {
-            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                // Coalesce a burst of changes into one pass.
-                while live.try_recv().is_ok() {}
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        match live.next().await {
+            // Coalesce a burst of changes into one pass.
+            Ok(_) => live.skip_pending(),
+            // The cache reloaded (or this fell behind): follow the new state; the next pass looks at
+            // every role anyway.
+            Err(_) => match subscribe() {
+                Some(l) => live = l,
+                None => return,
+            },
         }
     }
 }
