@@ -854,12 +854,9 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
         Ok(permit) => permit,
         Err(refused) => return Ok(refused),
     };
-    if resource_target && !app.registry.cache.is_ready() {
-        // Upstream's cacher answers the same while it (re)loads.
-        return Err(
-            ApiError::new(429, "TooManyRequests", "storage is (re)initializing")
-                .with_details(json!({"retryAfterSeconds": 1})),
-        );
+    if resource_target && !app.registry.cache.is_loaded() {
+        // Lists and gets are served from the cache: while it (re)loads they would see nothing.
+        return Err(ApiError::storage_initializing());
     }
     let request = Dispatch {
         app: app.clone(),

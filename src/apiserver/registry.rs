@@ -1336,10 +1336,7 @@ impl Registry {
         }
         if !self.cache.is_loaded() {
             // A watch on a cache that is (re)loading could not continue exactly (upstream's answer).
-            return Err(
-                ApiError::new(429, "TooManyRequests", "storage is (re)initializing")
-                    .with_details(json!({"retryAfterSeconds": 1})),
-            );
+            return Err(ApiError::storage_initializing());
         }
         let cache = self
             .cache

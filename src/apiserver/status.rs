@@ -259,6 +259,11 @@ impl ApiError {
             "Request entity too large: limit is 3145728",
         )
     }
+    /// Upstream's cacher's answer while the watch cache (re)loads: retry in a second.
+    pub fn storage_initializing() -> Self {
+        Self::new(429, "TooManyRequests", "storage is (re)initializing")
+            .with_details(json!({"retryAfterSeconds": 1}))
+    }
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::new(504, "Timeout", message)
     }
