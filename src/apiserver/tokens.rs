@@ -383,6 +383,8 @@ mod tests {
             openapi: crate::apiserver::openapi::OpenApiV3::new(catalog),
             server_address: "127.0.0.1:6443".into(),
             tokens: issuer(),
+            limits: crate::apiserver::limits::Limits::new(&Default::default()),
+            started: tokio::sync::watch::channel(false).0,
         };
         let (t, _) = app
             .tokens
