@@ -194,6 +194,12 @@ def hostile_patches(t: T) -> None:
                        (b'{"data":{"k":{"deep":true}}}', "an object where a string goes")):
         refused(t, "PATCH", path, body, sp, 0, None, f"strategic merge patch: {what}")
     refused(t, "PATCH", path, b'{"data":{"k":[1,2]}}', mp, 0, None, "merge patch: a list where a string goes")
+    # Server-side apply bodies are YAML too: the same depth bound before libyaml sees them.
+    ap = {"Content-Type": "application/apply-patch+yaml"}
+    refused(t, "PATCH", f"{path}?fieldManager=h", b"{a: " * 100_000 + b"}" * 100_000, ap, 400, "BadRequest",
+            "apply patch: YAML nested 100,000 deep (500 KB)",
+            "error decoding YAML: exceeded max depth of 10000")
+    refused(t, "PATCH", f"{path}?fieldManager=h", b"- [x\n  : {", ap, 0, None, "apply patch: not YAML")
     refused(t, "PATCH", path, b"{}", {"Content-Type": "application/x-bogus-patch"}, 415, "UnsupportedMediaType",
             "an unknown patch content type")
     cm = json.loads(t.https("GET", path)[1])

@@ -136,6 +136,13 @@ pub fn yaml_depth_estimate(b: &[u8]) -> (usize, usize) {
                 let continuation = s == S::Plain && !empty && indent > plain_indent;
                 if !continuation {
                     s = S::Start;
+                    // Document markers: what follows them on the line starts a node.
+                    if indent == 0
+                        && (b[i..].starts_with(b"---") || b[i..].starts_with(b"..."))
+                        && blank(i + 3)
+                    {
+                        i += 3;
+                    }
                     let mut chain = 0;
                     while i < n && matches!(b[i], b'-' | b'?') && blank(i + 1) {
                         chain += 1;
@@ -187,7 +194,10 @@ pub fn yaml_depth_estimate(b: &[u8]) -> (usize, usize) {
             }
             S::Start => match c {
                 b' ' | b'\t' | b'\r' => {}
-                b'#' => s = S::Comment,
+                // A comment only after whitespace: `[a,#b` is the plain scalar `#b`.
+                b'#' if i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'\r' | b'\n') => {
+                    s = S::Comment
+                }
                 b'\'' => s = S::Single,
                 b'"' => s = S::Double,
                 b'[' | b'{' => {
@@ -447,6 +457,13 @@ mod tests {
         assert!(yaml_depth_estimate(sneaky.as_bytes()).0 > MAX_NESTING_DEPTH);
         let sneaky = format!("a: [x 'y, {}", "[".repeat(20_000));
         assert!(yaml_depth_estimate(sneaky.as_bytes()).0 > MAX_NESTING_DEPTH);
+        // `#` not after whitespace starts a plain scalar, not a comment; `---` starts a document.
+        for sneaky in [
+            format!("[a,#{}", "[".repeat(20_000)),
+            format!("--- {}", "[".repeat(20_000)),
+        ] {
+            assert!(yaml_depth_estimate(sneaky.as_bytes()).0 > MAX_NESTING_DEPTH);
+        }
     }
 
     #[test]

@@ -1530,7 +1530,8 @@ impl<'a> PatchOptions<'a> {
 
 /// Decodes an apply body (YAML, which includes JSON) and checks it names this resource.
 fn apply_config(info: &ResourceInfo, name: &str, body: &[u8]) -> ApiResult<Value> {
-    let v: Value = serde_yaml::from_slice(body)
+    // Through the depth pre-scan: libyaml is quadratic in nesting depth.
+    let v: Value = super::body::decode_yaml(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     if !v.is_object() {
         return Err(ApiError::bad_request(
@@ -1585,7 +1586,14 @@ impl Registry {
         PatchOptions::validate(kind, q)?;
         let pos = Pos::root(&Builtin, &info.api_version(), &info.kind);
         let apply_cfg = match kind {
-            super::patch::PatchType::Apply => Some(apply_config(info, name, body)?),
+            super::patch::PatchType::Apply if body.len() <= super::body::INLINE_DECODE_BYTES => {
+                Some(apply_config(info, name, body)?)
+            }
+            super::patch::PatchType::Apply => {
+                // A large apply configuration is decoded on the blocking pool, off the reactor.
+                let (i, n, b) = (info.clone(), name.to_string(), body.to_vec());
+                Some(super::body::off_reactor(b.len(), move || apply_config(&i, &n, &b)).await?)
+            }
             _ => None,
         };
         let mut attempts = 0;
