@@ -99,7 +99,17 @@ pub fn yaml_depth_estimate(b: &[u8]) -> (usize, usize) {
     // holding a block scalar indicator (`|`/`>`) whose content lines are being skipped.
     let (mut indent, mut plain_indent, mut block_scalar): (usize, usize, Option<usize>) =
         (0, 0, None);
-    let blank = |i: usize| i >= n || matches!(b[i], b' ' | b'\t' | b'\r' | b'\n');
+    // libyaml's line breaks: LF, CR (CR LF counts once), NEL, LS and PS.
+    let brk = |i: usize| -> usize {
+        match b.get(i..).unwrap_or(&[]) {
+            [b'\r', b'\n', ..] => 2,
+            [b'\n' | b'\r', ..] => 1,
+            [0xc2, 0x85, ..] => 2,
+            [0xe2, 0x80, 0xa8 | 0xa9, ..] => 3,
+            _ => 0,
+        }
+    };
+    let blank = |i: usize| i >= n || matches!(b[i], b' ' | b'\t') || brk(i) > 0;
     let flow_ind = |c: u8| matches!(c, b',' | b'[' | b']' | b'{' | b'}');
     let mut i = 0;
     let mut line_start = true;
@@ -115,14 +125,14 @@ pub fn yaml_depth_estimate(b: &[u8]) -> (usize, usize) {
                 j += 1;
             }
             let line_indent = j - i;
-            let empty = j >= n || matches!(b[j], b'\n' | b'\r' | b'#');
+            let empty = j >= n || b[j] == b'#' || brk(j) > 0;
             if let Some(bi) = block_scalar {
                 if empty || line_indent > bi {
                     // A content line of a block scalar: text, whatever it holds.
-                    while i < n && b[i] != b'\n' {
+                    while i < n && brk(i) == 0 {
                         i += 1;
                     }
-                    i += 1;
+                    i += brk(i).max(1);
                     line_start = true;
                     continue;
                 }
@@ -158,14 +168,15 @@ pub fn yaml_depth_estimate(b: &[u8]) -> (usize, usize) {
             continue;
         }
         let c = b[i];
-        if c == b'\n' {
+        let nl = brk(i);
+        if nl > 0 {
             match s {
                 S::Single | S::Double => {}
                 S::Plain => {}
                 _ => s = S::Start,
             }
             line_start = true;
-            i += 1;
+            i += nl;
             continue;
         }
         match s {
@@ -193,7 +204,7 @@ pub fn yaml_depth_estimate(b: &[u8]) -> (usize, usize) {
                 }
             }
             S::Start => match c {
-                b' ' | b'\t' | b'\r' => {}
+                b' ' | b'\t' => {}
                 // A comment only after whitespace: `[a,#b` is the plain scalar `#b`.
                 b'#' if i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'\r' | b'\n') => {
                     s = S::Comment
@@ -457,12 +468,36 @@ mod tests {
         assert!(yaml_depth_estimate(sneaky.as_bytes()).0 > MAX_NESTING_DEPTH);
         let sneaky = format!("a: [x 'y, {}", "[".repeat(20_000));
         assert!(yaml_depth_estimate(sneaky.as_bytes()).0 > MAX_NESTING_DEPTH);
-        // `#` not after whitespace starts a plain scalar, not a comment; `---` starts a document.
+        // `#` not after whitespace starts a plain scalar, not a comment; `---` starts a document; a
+        // bare CR is a line break.
         for sneaky in [
+            format!("a: b\r{}", "[".repeat(20_000)),
             format!("[a,#{}", "[".repeat(20_000)),
             format!("--- {}", "[".repeat(20_000)),
         ] {
             assert!(yaml_depth_estimate(sneaky.as_bytes()).0 > MAX_NESTING_DEPTH);
+        }
+    }
+
+    fn value_depth(v: &Value) -> usize {
+        match v {
+            Value::Array(a) => 1 + a.iter().map(value_depth).max().unwrap_or(0),
+            Value::Object(m) => 1 + m.values().map(value_depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// Inputs the `yaml_body` fuzz target found where the estimate fell short of the parsed depth.
+    #[test]
+    fn yaml_estimate_fuzz_regressions() {
+        // Bare CRs as line breaks (libyaml also breaks lines at CR, NEL, LS and PS).
+        let crlf = "11:\n\r ! :\r =M1:[]:\n1:11; :\r ! :\r :[]:\n:011; :\r ! :\r =M1:[]]:\n1:1::\r&ttt:[]:\n1:11; :\r ! :\r  ! :\r :[]:\n0:11; :\r ! :\r =M1:[]:\n1:1:\n=M1:[]1:1:\n::\n\n::\n";
+        if let Ok(v) = decode_yaml(crlf.as_bytes()) {
+            let (flow, block) = yaml_depth_estimate(crlf.as_bytes());
+            assert!(
+                value_depth(&v) <= 2 * flow + 2 * block + 2,
+                "{flow} {block}"
+            );
         }
     }
 
