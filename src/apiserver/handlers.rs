@@ -12,6 +12,7 @@ use http::{header, HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::authz;
+use super::body::{self, BodyFormat};
 use super::catalog::{Catalog, ResourceInfo, SharedCatalog};
 use super::discovery;
 use super::field_validation::check_fields;
@@ -273,59 +274,46 @@ fn encode_list(out: Output, info: &ResourceInfo, l: &ListResult, q: &Query) -> R
     }
 }
 
-/// Decodes a request body (JSON or YAML) into an object.
-fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
-    let ct = headers
+/// Decodes a request body (JSON, YAML or protobuf) into an object, with upstream's depth bounds and
+/// type checks (see [`body`]).
+fn decode_body(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Value> {
+    let ct = content_type(headers);
+    let format =
+        BodyFormat::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+    body::decode(format, ct, bytes)
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
-    let media = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let v: Value = match media.as_str() {
-        "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-        })?,
-        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
-            .map_err(|e| {
-                ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}"))
-            })?,
-        "application/vnd.kubernetes.protobuf" => protobuf::decode(body).map_err(|e| {
-            if e.contains("no protobuf message") {
-                ApiError::unsupported_media_type(ct)
-            } else {
-                ApiError::bad_request(format!("failed to decode protobuf body: {e}"))
-            }
-        })?,
-        _ => return Err(ApiError::unsupported_media_type(ct)),
-    };
-    if !v.is_object() {
-        return Err(ApiError::bad_request(
-            "Object 'Kind' is missing in request body: the body must be a JSON object",
-        ));
-    }
-    Ok(v)
+        .unwrap_or("application/json")
 }
 
 /// Checks the body's apiVersion/kind against the URL's resource, then normalizes it and applies
-/// `fieldValidation`; returns the object and the warnings to send.
-fn typed_body(
+/// `fieldValidation`; returns the object and the warnings to send. A large body is worked on the
+/// blocking pool ([`body::off_reactor`]).
+async fn typed_body(
     info: &ResourceInfo,
     headers: &HeaderMap,
-    bytes: &[u8],
+    bytes: &bytes::Bytes,
     q: &Query,
 ) -> ApiResult<(Value, Vec<String>)> {
-    let v = decode_body(headers, bytes)?;
-    let original = v.clone();
-    let normalized = checked_kind(info, v)?;
-    // Repeated keys are only visible in the raw text, and only JSON bodies are scanned for them.
-    let raw = (q.field_validation != FieldValidation::Ignore && bytes.first() == Some(&b'{'))
-        .then_some(bytes);
-    let warnings = check_fields(info, &original, &normalized, raw, q.field_validation)?;
-    Ok((normalized, warnings))
+    let ct = content_type(headers).to_string();
+    let (info, bytes, validation) = (info.clone(), bytes.clone(), q.field_validation);
+    body::off_reactor(bytes.len(), move || {
+        let format = BodyFormat::from_content_type(&ct)
+            .ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
+        let v = body::decode(format, &ct, &bytes)?;
+        let original = v.clone();
+        let normalized = checked_kind(&info, v)?;
+        // Repeated keys are only visible in the raw text, and only JSON bodies are scanned for them.
+        let raw = (validation != FieldValidation::Ignore && bytes.first() == Some(&b'{'))
+            .then_some(&bytes[..]);
+        let warnings = check_fields(&info, &original, &normalized, raw, validation)?;
+        Ok((normalized, warnings))
+    })
+    .await
 }
 
 fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
@@ -364,7 +352,16 @@ async fn delete_options(headers: &HeaderMap, body: Body, q: &Query) -> ApiResult
     let opts_body = if bytes.is_empty() {
         None
     } else {
-        Some(decode_body(headers, &bytes)?)
+        let ct = content_type(headers).to_string();
+        let v = body::off_reactor(bytes.len(), move || {
+            let format = BodyFormat::from_content_type(&ct)
+                .ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
+            body::decode(format, &ct, &bytes)
+        })
+        .await?;
+        // Typed as upstream's decoder types them: a mistyped field is a 400, never ignored.
+        body::check_delete_options(&v)?;
+        Some(v)
     };
     DeleteOptions::from_request(opts_body.as_ref(), q)
 }
@@ -1039,7 +1036,7 @@ async fn resource(
     if !info.is_stored() && method == Method::POST && name.is_none() && info.plural != "bindings" {
         let out = negotiate(headers, pb)?;
         let bytes = read_body(body).await?;
-        let (obj, _) = typed_body(&info, headers, &bytes, &q)?;
+        let (obj, _) = typed_body(&info, headers, &bytes, &q).await?;
         let anonymous = User::new("system:anonymous", vec!["system:unauthenticated".into()]);
         let answer =
             super::reviews::review(app, &info, user.unwrap_or(&anonymous), ns, obj).await?;
@@ -1110,7 +1107,7 @@ async fn resource(
             need("create")?;
             let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
-            let (obj, warnings) = typed_body(&info, headers, &bytes, &q)?;
+            let (obj, warnings) = typed_body(&info, headers, &bytes, &q).await?;
             if let Some(user) = user {
                 authz::escalation::check(reg, user, &info, ns, &obj, None)?;
             }
@@ -1138,7 +1135,7 @@ async fn resource(
             need("update")?;
             let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
-            let (obj, warnings) = typed_body(&info, headers, &bytes, &q)?;
+            let (obj, warnings) = typed_body(&info, headers, &bytes, &q).await?;
             let manager = super::managed_fields::manager_name(
                 q.field_manager.as_deref(),
                 headers

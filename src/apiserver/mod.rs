@@ -6,6 +6,7 @@
 //! extend at run time ([`crd`]).
 
 pub mod authz;
+pub mod body;
 pub mod bootstrap;
 pub mod catalog;
 pub mod crd;

@@ -107,8 +107,10 @@ impl DeleteOptions {
                 )));
             }
         }
+        // Upstream's BeforeDelete: "Negative values will be treated as the value `1s` on the delete
+        // path."
         if o.grace_period_seconds.is_some_and(|g| g < 0) {
-            o.grace_period_seconds = Some(0);
+            o.grace_period_seconds = Some(1);
         }
         Ok(o)
     }
@@ -1242,7 +1244,11 @@ impl Registry {
                     }
                 }
                 let mut new = obj.clone();
-                let when = Utc::now() + chrono::Duration::seconds(grace);
+                // A client's grace period can be any int64: add it without overflowing (the latest
+                // representable time stands for "never").
+                let when = chrono::TimeDelta::try_seconds(grace)
+                    .and_then(|d| Utc::now().checked_add_signed(d))
+                    .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
                 let m = meta_mut(&mut new);
                 m.insert(
                     "deletionTimestamp".into(),
@@ -1322,6 +1328,7 @@ impl Registry {
         ns: Option<&str>,
         q: &Query,
     ) -> ApiResult<BoxStream<'static, WatchItem>> {
+        q.validate_watch()?;
         let filter = Filter::new(info, q)?;
         let prefix = Self::list_prefix(info, ns);
         let rv = q.resource_version_number()?;
@@ -1684,7 +1691,8 @@ impl<'a> PatchOptions<'a> {
 
 /// Decodes an apply body (YAML, which includes JSON) and checks it names this resource.
 fn apply_config(info: &ResourceInfo, name: &str, body: &[u8]) -> ApiResult<Value> {
-    let v: Value = serde_yaml::from_slice(body)
+    // Through the depth pre-scan: libyaml is quadratic in nesting depth.
+    let v: Value = super::body::decode_yaml(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     if !v.is_object() {
         return Err(ApiError::bad_request(
@@ -1739,7 +1747,14 @@ impl Registry {
         PatchOptions::validate(kind, q)?;
         let pos = Pos::root(&Builtin, &info.api_version(), &info.kind);
         let apply_cfg = match kind {
-            super::patch::PatchType::Apply => Some(apply_config(info, name, body)?),
+            super::patch::PatchType::Apply if body.len() <= super::body::INLINE_DECODE_BYTES => {
+                Some(apply_config(info, name, body)?)
+            }
+            super::patch::PatchType::Apply => {
+                // A large apply configuration is decoded on the blocking pool, off the reactor.
+                let (i, n, b) = (info.clone(), name.to_string(), body.to_vec());
+                Some(super::body::off_reactor(b.len(), move || apply_config(&i, &n, &b)).await?)
+            }
             _ => None,
         };
         let mut attempts = 0;
@@ -1808,7 +1823,26 @@ impl Registry {
                     }
                 }
                 (None, Some(current)) => {
-                    let patched = super::patch::apply_patch(kind, current, body, &pos)?;
+                    let patched = if body.len() <= super::body::INLINE_DECODE_BYTES {
+                        super::patch::apply_patch(kind, current, body, &pos)?
+                    } else {
+                        // A large patch is parsed and applied on the blocking pool, off the reactor.
+                        let (cur, bytes) = (current.clone(), body.to_vec());
+                        let (av, k) = (info.api_version(), info.kind.clone());
+                        super::body::off_reactor(bytes.len(), move || {
+                            let pos = Pos::root(&Builtin, &av, &k);
+                            super::patch::apply_patch(kind, &cur, &bytes, &pos)
+                        })
+                        .await?
+                    };
+                    // Upstream's checkName: a patch that removes the name (`remove /metadata`) no
+                    // longer names the object on the URL.
+                    let patched_name = meta_str(&patched, "name").unwrap_or("");
+                    if patched_name != name {
+                        return Err(ApiError::bad_request(format!(
+                            "the name of the object ({patched_name}) does not match the name on the URL ({name})"
+                        )));
+                    }
                     let pinned = meta_str(&patched, "resourceVersion")
                         != meta_str(current, "resourceVersion");
                     let normalized = normalize(info, patched.clone())?;

@@ -108,6 +108,9 @@ pub struct Query {
     pub container: Option<String>,
 }
 
+/// The longest `timeoutSeconds` honoured (ten years): past it a deadline could overflow.
+pub const MAX_TIMEOUT_SECONDS: i64 = 10 * 365 * 24 * 3600;
+
 /// What to do with unknown fields in a request body (`fieldValidation`); upstream's default is Warn.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FieldValidation {
@@ -158,9 +161,15 @@ impl Query {
                         }
                     })
                 }
-                "limit" => q.limit = parse_int::<i64>("limit", v)?.max(0) as usize,
+                // Upstream treats a limit of zero or less as no limit.
+                "limit" => q.limit = usize::try_from(parse_int::<i64>("limit", v)?).unwrap_or(0),
                 "continue" if !v.is_empty() => q.continue_token = Some(v.to_string()),
-                "timeoutSeconds" => q.timeout_seconds = Some(parse_int("timeoutSeconds", v)?),
+                // An int64 upstream: a negative timeout ends the watch at once (Go's timer fires
+                // immediately), and a huge one is bounded so no deadline arithmetic can overflow.
+                "timeoutSeconds" => {
+                    let t = parse_int::<i64>("timeoutSeconds", v)?;
+                    q.timeout_seconds = Some(t.clamp(0, MAX_TIMEOUT_SECONDS) as u64);
+                }
                 "allowWatchBookmarks" => q.allow_watch_bookmarks = parse_bool("allowWatchBookmarks", v)?,
                 "sendInitialEvents" => q.send_initial_events = Some(parse_bool("sendInitialEvents", v)?),
                 "dryRun" => {
@@ -197,16 +206,62 @@ impl Query {
         Ok(q)
     }
 
-    /// The requested resourceVersion as a number; `None` for unset or "".
+    /// The requested resourceVersion as a number; `None` for unset or "". Upstream parses it as an
+    /// unsigned integer (`strconv.ParseUint`), so `-5` is refused with Go's message, as its storage
+    /// layer answers ("invalid resource version: ..."); one past i64 stands for "newer than any".
     pub fn resource_version_number(&self) -> ApiResult<Option<i64>> {
         match self.resource_version.as_deref() {
             None | Some("") => Ok(None),
-            Some(s) => s.parse::<i64>().map(Some).map_err(|_| {
-                ApiError::bad_request(format!(
-                    "resourceVersion: Invalid value: {s:?}: must be a valid resource version"
-                ))
-            }),
+            Some(s) => match s.parse::<u64>() {
+                Ok(n) => Ok(Some(i64::try_from(n).unwrap_or(i64::MAX))),
+                Err(e) => {
+                    let why = if matches!(e.kind(), std::num::IntErrorKind::PosOverflow) {
+                        "value out of range"
+                    } else {
+                        "invalid syntax"
+                    };
+                    Err(ApiError::bad_request(format!(
+                        "invalid resource version: resourceVersion: Invalid value: {s:?}: strconv.ParseUint: parsing {s:?}: {why}"
+                    )))
+                }
+            },
         }
+    }
+
+    /// Upstream's `validateWatchOptions` for `resourceVersionMatch` (v1.33, WatchList enabled): on a
+    /// watch it is only allowed as `NotOlderThan` together with `sendInitialEvents`. A 422 naming every
+    /// problem, as upstream's field.ErrorList does.
+    pub fn validate_watch(&self) -> ApiResult<()> {
+        let Some(m) = self.resource_version_match.filter(|m| *m != RvMatch::Unset) else {
+            return Ok(());
+        };
+        let name = match m {
+            RvMatch::Exact => "Exact",
+            _ => "NotOlderThan",
+        };
+        let mut errs = Vec::new();
+        if self.send_initial_events.is_some() && m != RvMatch::NotOlderThan {
+            errs.push("resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan".to_string());
+        }
+        if self.send_initial_events.is_none() {
+            errs.push("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided".to_string());
+        }
+        if m != RvMatch::NotOlderThan {
+            errs.push(format!("resourceVersionMatch: Unsupported value: {name:?}: supported values: \"NotOlderThan\""));
+        }
+        if self.continue_token.is_some() {
+            errs.push("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided".to_string());
+        }
+        let joined = match errs.len() {
+            0 => return Ok(()),
+            1 => errs.remove(0),
+            _ => format!("[{}]", errs.join(", ")),
+        };
+        Err(ApiError::new(
+            422,
+            "Invalid",
+            format!("ListOptions.meta.k8s.io \"\" is invalid: {joined}"),
+        ))
     }
 }
 
@@ -278,6 +333,20 @@ mod tests {
         assert_eq!(q.limit, 500);
         assert!(Query::parse(Some("limit=x")).is_err());
         assert!(Query::parse(Some("dryRun=Some")).is_err());
+        let q = Query::parse(Some("timeoutSeconds=-3&limit=-1")).unwrap();
+        assert_eq!((q.timeout_seconds, q.limit), (Some(0), 0));
+        let q = Query::parse(Some("timeoutSeconds=9223372036854775807")).unwrap();
+        assert_eq!(q.timeout_seconds, Some(MAX_TIMEOUT_SECONDS as u64));
+        let e = Query::parse(Some("resourceVersion=-5"))
+            .unwrap()
+            .resource_version_number()
+            .unwrap_err();
+        assert_eq!(e.message, "invalid resource version: resourceVersion: Invalid value: \"-5\": strconv.ParseUint: parsing \"-5\": invalid syntax");
+        let e = Query::parse(Some("watch=1&resourceVersionMatch=Exact"))
+            .unwrap()
+            .validate_watch()
+            .unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), (422, "ListOptions.meta.k8s.io \"\" is invalid: [resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided, resourceVersionMatch: Unsupported value: \"Exact\": supported values: \"NotOlderThan\"]"));
         let q = Query::parse(Some("fieldManager=m&force=true")).unwrap();
         assert_eq!(
             (q.field_manager.as_deref(), q.force),
