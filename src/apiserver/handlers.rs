@@ -849,7 +849,7 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
     let long_running = super::limits::is_long_running(&attrs);
     let permit = match app.limits.admit(&user, &parts.method, long_running) {
         Ok(permit) => permit,
-        Err(refused) => return Ok(refused),
+        Err(refused) => return Ok(refused.into_response()),
     };
     if resource_target && !app.registry.cache.is_loaded() {
         // Lists and gets are served from the cache: while it (re)loads they would see nothing.

@@ -72,7 +72,7 @@ impl Limits {
         user: &User,
         method: &Method,
         long_running: bool,
-    ) -> Result<Option<OwnedSemaphorePermit>, Response> {
+    ) -> Result<Option<OwnedSemaphorePermit>, TooManyRequests> {
         if long_running {
             return Ok(None);
         }
@@ -87,26 +87,32 @@ impl Limits {
         match pool.clone().try_acquire_owned() {
             Ok(permit) => Ok(Some(permit)),
             Err(_) if user.in_group(SYSTEM_MASTERS) => Ok(None),
-            Err(_) => Err(too_many_requests()),
+            Err(_) => Err(TooManyRequests),
         }
     }
 }
 
-/// Upstream's answer when the in-flight limit is reached: plain text, `Retry-After: 1`.
-pub fn too_many_requests() -> Response {
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        [
-            (header::RETRY_AFTER, "1"),
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (
-                header::HeaderName::from_static("x-content-type-options"),
-                "nosniff",
-            ),
-        ],
-        "Too many requests, please try again later.\n",
-    )
-        .into_response()
+/// A request refused because the in-flight limit is reached.
+#[derive(Debug)]
+pub struct TooManyRequests;
+
+/// Upstream's answer: plain text, `Retry-After: 1`.
+impl IntoResponse for TooManyRequests {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                (header::RETRY_AFTER, "1"),
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (
+                    header::HeaderName::from_static("x-content-type-options"),
+                    "nosniff",
+                ),
+            ],
+            "Too many requests, please try again later.\n",
+        )
+            .into_response()
+    }
 }
 
 #[cfg(test)]
@@ -145,7 +151,7 @@ mod tests {
         assert!(held.is_some());
         let refused = limits.admit(&bob, &Method::GET, false).err();
         assert_eq!(
-            refused.map(|r| r.status()),
+            refused.map(|r| r.into_response().status()),
             Some(StatusCode::TOO_MANY_REQUESTS)
         );
         // Mutating requests have their own pool; masters and watches are never refused.
