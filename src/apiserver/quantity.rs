@@ -111,6 +111,11 @@ impl Quantity {
             format,
         }
         .normalized();
+        // The bound holds for the value, not only the literal exponent: `1e16e1000`-like inputs
+        // normalize past it and would print as a quantity that no longer parses (found by fuzzing).
+        if !(-1000..=1000).contains(&q.exponent) {
+            return Err("quantity is too large".into());
+        }
         // Upstream keeps nothing finer than nano: more precise values round up (away from zero).
         Ok(q.round_up(-9))
     }
@@ -408,5 +413,12 @@ mod tests {
             Quantity::parse("128Mi").map(|q| q.milli_value()),
             Ok(134217728000)
         );
+    }
+
+    #[test]
+    fn fuzz_found_exponent_past_the_bound() {
+        // Parsed, it printed as `100e1014`, which did not parse again.
+        assert!(Quantity::parse("10000000000000000e01000").is_err());
+        assert!(Quantity::parse("1e1000").is_ok());
     }
 }
