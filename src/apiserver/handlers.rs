@@ -683,16 +683,7 @@ async fn token_request(
         .ok_or_else(|| ApiError::internal("no serviceaccounts"))?;
     let sa = app.registry.get(&info, Some(ns), name).await?;
     let uid = uid_of(&sa).to_string();
-    let audiences: Vec<String> = request
-        .pointer("/spec/audiences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
-        .filter(|a: &Vec<String>| !a.is_empty())
-        .unwrap_or_else(|| app.tokens.options.api_audiences.clone());
+    let audiences: Vec<String> = app.tokens.options.audiences_of(&request);
     // Upstream decodes into an int64 (anything else is a 400), defaults it to an hour, and validates
     // the range before anything else.
     let expiration = match request.pointer("/spec/expirationSeconds") {

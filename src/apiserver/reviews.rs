@@ -156,16 +156,7 @@ pub async fn review(
             let token = text(&obj, "/spec/token");
             // Upstream: the audiences asked about, else the apiserver's own; the answer names those
             // the token matched.
-            let wanted: Vec<String> = obj
-                .pointer("/spec/audiences")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
-                .filter(|a: &Vec<String>| !a.is_empty())
-                .unwrap_or_else(|| app.tokens.options.api_audiences.clone());
+            let wanted: Vec<String> = app.tokens.options.audiences_of(&obj);
             match super::handlers::token_user(app, &token, &wanted).await? {
                 TokenAuth::User(u, matched) => {
                     json!({"authenticated": true, "user": user_info(&u), "audiences": matched})

@@ -37,6 +37,22 @@ pub struct TokenOptions {
     pub max_expiration: Option<i64>,
 }
 
+impl TokenOptions {
+    /// A TokenRequest's or TokenReview's `spec.audiences`, or this server's audiences when it names none.
+    pub fn audiences_of(&self, spec_owner: &Value) -> Vec<String> {
+        spec_owner
+            .pointer("/spec/audiences")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| self.api_audiences.clone())
+    }
+}
+
 impl Default for TokenOptions {
     fn default() -> Self {
         TokenOptions {
