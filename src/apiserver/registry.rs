@@ -837,14 +837,7 @@ impl Registry {
     /// it must never replace.
     fn crd_conflict(&self, crd_obj: &Value) -> Option<String> {
         let name = meta_str(crd_obj, "name").unwrap_or("");
-        let group = crd_obj
-            .pointer("/spec/group")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let plural = crd_obj
-            .pointer("/spec/names/plural")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let (group, plural) = crd::group_and_plural(crd_obj);
         let prefix = crd::storage_prefix(crd_obj)?;
         let catalog = self.catalog.load();
         catalog
@@ -891,14 +884,7 @@ impl Registry {
     /// Custom resources' own finalizers are not waited for.
     async fn delete_custom_resources(&self, info: &ResourceInfo, name: &str) -> ApiResult<()> {
         let crd_obj = self.get(info, None, name).await?;
-        let group = crd_obj
-            .pointer("/spec/group")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let plural = crd_obj
-            .pointer("/spec/names/plural")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let (group, plural) = crd::group_and_plural(&crd_obj);
         let Some(prefix) = crd::storage_prefix(&crd_obj) else {
             return Ok(());
         };

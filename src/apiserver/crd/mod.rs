@@ -252,6 +252,14 @@ pub async fn stored_rows(
 
 /// Whether a CRD's `NamesAccepted` condition is not False (a CRD written before conditions existed
 /// counts as accepted).
+/// A CRD's `spec.group` and `spec.names.plural` ("" when missing).
+pub fn group_and_plural(crd: &Value) -> (&str, &str) {
+    (
+        str_at(crd, "/spec/group"),
+        str_at(crd, "/spec/names/plural"),
+    )
+}
+
 pub fn names_accepted(crd: &Value) -> bool {
     !crd.pointer("/status/conditions")
         .and_then(Value::as_array)
