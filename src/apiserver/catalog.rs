@@ -21,7 +21,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-pub use super::crd::CustomVersion;
+pub use crate::apiserver::crd::CustomVersion;
 
 /// Turns a decoded JSON object into its canonical form: unknown fields are dropped, a type error is an
 /// `Err(message)`. Built-ins round-trip through their typed k8s-openapi struct; custom resources are

@@ -9,8 +9,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::catalog::ResourceInfo;
-use super::quantity::Quantity;
+use crate::apiserver::catalog::ResourceInfo;
+use crate::apiserver::quantity::Quantity;
 
 fn obj(v: &mut Value) -> Option<&mut Map<String, Value>> {
     v.as_object_mut()

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::catalog::{Catalog, ResourceInfo};
+use crate::apiserver::catalog::{Catalog, ResourceInfo};
 
 fn scope(r: &ResourceInfo) -> &'static str {
     if r.namespaced {

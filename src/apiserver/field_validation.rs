@@ -13,9 +13,9 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::catalog::ResourceInfo;
-use super::request::FieldValidation;
-use super::status::ApiError;
+use crate::apiserver::catalog::ResourceInfo;
+use crate::apiserver::request::FieldValidation;
+use crate::apiserver::status::ApiError;
 
 type ApiResult<T> = Result<T, ApiError>;
 

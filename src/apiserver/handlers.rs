@@ -11,24 +11,24 @@ use futures::StreamExt;
 use http::{header, HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::authz;
-use super::body::{self, BodyFormat};
-use super::catalog::{Catalog, ResourceInfo, SharedCatalog};
-use super::discovery;
-use super::field_validation::check_fields;
-use super::openapi::OpenApiV3;
-use super::patch::PatchType;
-use super::protobuf;
-use super::registry::{normalize, DeleteOptions, Deleted, ListResult, Registry, WatchItem};
-use super::request::{parse_path, FieldValidation, Query, ResourcePath, Target};
-use super::status::{ApiError, ApiResult};
-use super::strategy;
-use super::table;
+use crate::apiserver::authz;
+use crate::apiserver::body::{self, BodyFormat};
+use crate::apiserver::catalog::{Catalog, ResourceInfo, SharedCatalog};
+use crate::apiserver::discovery;
+use crate::apiserver::field_validation::check_fields;
+use crate::apiserver::openapi::OpenApiV3;
+use crate::apiserver::patch::PatchType;
+use crate::apiserver::protobuf;
+use crate::apiserver::registry::{normalize, DeleteOptions, Deleted, ListResult, Registry, WatchItem};
+use crate::apiserver::request::{parse_path, FieldValidation, Query, ResourcePath, Target};
+use crate::apiserver::status::{ApiError, ApiResult};
+use crate::apiserver::strategy;
+use crate::apiserver::table;
 
 /// Upstream's request body limit.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
-pub use super::authz::User;
+pub use crate::apiserver::authz::User;
 
 /// Set per connection: None for a connection without a verified client certificate.
 #[derive(Clone, Debug)]
@@ -46,9 +46,9 @@ pub struct App {
     pub openapi: OpenApiV3,
     /// host:port clients reach this server at (for `/api`'s serverAddressByClientCIDRs).
     pub server_address: String,
-    pub tokens: super::tokens::TokenIssuer,
+    pub tokens: crate::apiserver::tokens::TokenIssuer,
     /// In-flight caps and the request deadline.
-    pub limits: super::limits::Limits,
+    pub limits: crate::apiserver::limits::Limits,
     /// Set once start-up work (system namespaces, default policy) is done; `/readyz` waits for it.
     pub started: tokio::sync::watch::Sender<bool>,
 }
@@ -189,7 +189,7 @@ fn table_doc(
         .iter()
         .map(|o| {
             let cells = match custom {
-                Some(c) => super::crd::table::row_cells(c, o, now),
+                Some(c) => crate::apiserver::crd::table::row_cells(c, o, now),
                 None => table::row_cells(&info.group, &info.plural, o, now),
             };
             let mut row = json!({ "cells": cells });
@@ -203,7 +203,7 @@ fn table_doc(
         .collect();
     let columns = if with_columns {
         Value::Array(match custom {
-            Some(c) => super::crd::table::column_definitions(c),
+            Some(c) => crate::apiserver::crd::table::column_definitions(c),
             None => table::column_definitions(&info.group, &info.plural),
         })
     } else {
@@ -522,7 +522,7 @@ pub async fn token_user(app: &App, token: &str, wanted: &[String]) -> ApiResult<
     let Some(claims) = app.tokens.verify(token) else {
         return invalid("invalid bearer token".into());
     };
-    let matched = super::tokens::intersect(&claims.audiences, wanted);
+    let matched = crate::apiserver::tokens::intersect(&claims.audiences, wanted);
     if matched.is_empty() {
         return invalid(format!(
             "[invalid bearer token, token audiences {} is invalid for the target audiences {}]",
@@ -616,7 +616,7 @@ async fn bound_object(
     ns: &str,
     sa_name: &str,
     r: &Value,
-) -> ApiResult<super::tokens::Bound> {
+) -> ApiResult<crate::apiserver::tokens::Bound> {
     let api_version = r.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = r.get("kind").and_then(Value::as_str).unwrap_or("");
     let name = r.get("name").and_then(Value::as_str).unwrap_or("");
@@ -639,8 +639,8 @@ async fn bound_object(
         .find("", "v1", plural)
         .ok_or_else(|| ApiError::internal(format!("no {plural} resource")))?;
     let obj = app.registry.get(&info, Some(ns), name).await?;
-    let mut bound = super::tokens::Bound::default();
-    let found = super::tokens::BoundObject {
+    let mut bound = crate::apiserver::tokens::Bound::default();
+    let found = crate::apiserver::tokens::BoundObject {
         name: name.to_string(),
         uid: uid_of(&obj).to_string(),
     };
@@ -687,7 +687,7 @@ async fn token_request(
     // Upstream decodes into an int64 (anything else is a 400), defaults it to an hour, and validates
     // the range before anything else.
     let expiration = match request.pointer("/spec/expirationSeconds") {
-        None | Some(Value::Null) => super::tokens::DEFAULT_EXPIRATION,
+        None | Some(Value::Null) => crate::apiserver::tokens::DEFAULT_EXPIRATION,
         Some(v) => v.as_i64().ok_or_else(|| {
             ApiError::bad_request(format!(
                 "TokenRequest in version \"v1\" cannot be handled as a TokenRequest: json: cannot unmarshal {} into Go struct field TokenRequestSpec.spec.expirationSeconds of type int64",
@@ -701,14 +701,14 @@ async fn token_request(
             ))
         })?,
     };
-    if expiration < super::tokens::MIN_EXPIRATION {
+    if expiration < crate::apiserver::tokens::MIN_EXPIRATION {
         return Err(invalid_token_request(
             "spec.expirationSeconds",
             &json!(expiration),
             "may not specify a duration less than 10 minutes",
         ));
     }
-    if expiration > super::tokens::MAX_EXPIRATION {
+    if expiration > crate::apiserver::tokens::MAX_EXPIRATION {
         return Err(invalid_token_request(
             "spec.expirationSeconds",
             &json!(expiration),
@@ -720,7 +720,7 @@ async fn token_request(
         .filter(|r| !r.is_null())
     {
         Some(r) => bound_object(app, ns, name, r).await?,
-        None => super::tokens::Bound::default(),
+        None => crate::apiserver::tokens::Bound::default(),
     };
     let mut warnings = Vec::new();
     let expiration = match app.tokens.options.max_expiration {
@@ -813,7 +813,7 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
         || trimmed.starts_with("/livez/")
         || trimmed.starts_with("/readyz/")
     {
-        return Ok(super::health::answer(&app, trimmed, raw_query.as_deref()).await);
+        return Ok(crate::apiserver::health::answer(&app, trimmed, raw_query.as_deref()).await);
     }
     if trimmed == "/version" {
         return Ok(json_response(StatusCode::OK, &version_info()));
@@ -837,7 +837,7 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
     if !decision.allowed {
         return Err(attrs.forbidden(&user.name, &decision.reason));
     }
-    let long_running = super::limits::is_long_running(&attrs);
+    let long_running = crate::apiserver::limits::is_long_running(&attrs);
     let permit = match app.limits.admit(&user, &parts.method, long_running) {
         Ok(permit) => permit,
         Err(refused) => return Ok(refused.into_response()),
@@ -871,7 +871,7 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
         Ok(Ok(answer)) => answer,
         Ok(Err(panicked)) => Err(ApiError::internal(format!("request failed: {panicked}"))),
         Err(_) => {
-            Err(ApiError::timeout(super::status::REQUEST_TIMEOUT_MESSAGE).with_details(json!({})))
+            Err(ApiError::timeout(crate::apiserver::status::REQUEST_TIMEOUT_MESSAGE).with_details(json!({})))
         }
     }
 }
@@ -1030,14 +1030,14 @@ async fn resource(
         let (obj, _) = typed_body(&info, headers, &bytes, &q).await?;
         let anonymous = User::new("system:anonymous", vec!["system:unauthenticated".into()]);
         let answer =
-            super::reviews::review(app, &info, user.unwrap_or(&anonymous), ns, obj).await?;
+            crate::apiserver::reviews::review(app, &info, user.unwrap_or(&anonymous), ns, obj).await?;
         return Ok(encode_object(StatusCode::CREATED, out, &info, &answer, &q));
     }
     if sub == Some("scale") {
         let paths = info
             .custom()
             .and_then(|c| c.scale.clone())
-            .or_else(|| super::crd::scale::builtin(&info.group, &info.plural));
+            .or_else(|| crate::apiserver::crd::scale::builtin(&info.group, &info.plural));
         if let (Some(paths), Some(name)) = (paths, name) {
             return scale_subresource(app, method, headers, &info, ns, name, &paths, body, &q)
                 .await;
@@ -1046,10 +1046,10 @@ async fn resource(
     if let (Some(s), Some(name)) = (sub, name) {
         if info.group.is_empty()
             && info.plural == "pods"
-            && super::pod_connect::SUBRESOURCES.contains(&s)
+            && crate::apiserver::pod_connect::SUBRESOURCES.contains(&s)
         {
             let pod = reg.get(&info, ns, name).await?;
-            let body = super::pod_connect::answer(&pod, s, q.container.as_deref())?;
+            let body = crate::apiserver::pod_connect::answer(&pod, s, q.container.as_deref())?;
             return Ok(respond(
                 StatusCode::OK,
                 "text/plain",
@@ -1102,7 +1102,7 @@ async fn resource(
             if let Some(user) = user {
                 authz::escalation::check(reg, user, &info, ns, &obj, None)?;
             }
-            let manager = super::managed_fields::manager_name(
+            let manager = crate::apiserver::managed_fields::manager_name(
                 q.field_manager.as_deref(),
                 headers
                     .get(header::USER_AGENT)
@@ -1114,7 +1114,7 @@ async fn resource(
                     ns,
                     obj,
                     q.dry_run,
-                    super::registry::Ownership::Update(&manager),
+                    crate::apiserver::registry::Ownership::Update(&manager),
                 )
                 .await?;
             Ok(with_warnings(
@@ -1127,7 +1127,7 @@ async fn resource(
             let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
             let (obj, warnings) = typed_body(&info, headers, &bytes, &q).await?;
-            let manager = super::managed_fields::manager_name(
+            let manager = crate::apiserver::managed_fields::manager_name(
                 q.field_manager.as_deref(),
                 headers
                     .get(header::USER_AGENT)
@@ -1145,7 +1145,7 @@ async fn resource(
                     obj,
                     sub,
                     q.dry_run,
-                    super::registry::Ownership::Update(&manager),
+                    crate::apiserver::registry::Ownership::Update(&manager),
                     Some(&escalation),
                 )
                 .await?;
@@ -1174,7 +1174,7 @@ async fn resource(
                 return Err(ApiError::new(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"));
             }
             let bytes = read_body(body).await?;
-            let manager = super::managed_fields::manager_name(
+            let manager = crate::apiserver::managed_fields::manager_name(
                 q.field_manager.as_deref(),
                 headers
                     .get(header::USER_AGENT)
@@ -1185,7 +1185,7 @@ async fn resource(
                 Some(user) => authz::escalation::check(reg, user, &info, ns, new, old),
                 None => Ok(()),
             };
-            let opts = super::registry::PatchOptions {
+            let opts = crate::apiserver::registry::PatchOptions {
                 manager: &manager,
                 force: q.force,
                 check: Some(&escalation),
@@ -1244,7 +1244,7 @@ async fn resource(
 }
 
 /// GET, PUT and PATCH on a `scale` subresource: an autoscaling/v1 Scale mapped onto the object's
-/// replica paths (see [`super::crd::scale`]). Built-in kinds answer in protobuf too; custom ones never.
+/// replica paths (see [`crate::apiserver::crd::scale`]). Built-in kinds answer in protobuf too; custom ones never.
 #[allow(clippy::too_many_arguments)]
 async fn scale_subresource(
     app: &App,
@@ -1253,11 +1253,11 @@ async fn scale_subresource(
     info: &ResourceInfo,
     ns: Option<&str>,
     name: &str,
-    paths: &super::crd::ScalePaths,
+    paths: &crate::apiserver::crd::ScalePaths,
     body: Body,
     q: &Query,
 ) -> ApiResult<Response> {
-    use super::crd::scale::{apply_scale, to_scale};
+    use crate::apiserver::crd::scale::{apply_scale, to_scale};
     let out = negotiate(headers, info.custom().is_none())?;
     let reg = &app.registry;
     let current = reg.get(info, ns, name).await?;
@@ -1282,8 +1282,8 @@ async fn scale_subresource(
                 _ => return Err(ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct})"))),
             };
             let bytes = read_body(body).await?;
-            let pos = super::fieldpath::Pos::unknown(&super::fieldpath::Builtin);
-            super::patch::apply_patch(kind, &to_scale(paths, &current), &bytes, &pos)?
+            let pos = crate::apiserver::fieldpath::Pos::unknown(&crate::apiserver::fieldpath::Builtin);
+            crate::apiserver::patch::apply_patch(kind, &to_scale(paths, &current), &bytes, &pos)?
         }
         _ => return Err(ApiError::method_not_supported(info, "this method")),
     };
@@ -1295,7 +1295,7 @@ async fn scale_subresource(
             format!("Scale.autoscaling {name:?} is invalid: {m}"),
         )
     })?;
-    let manager = super::managed_fields::manager_name(
+    let manager = crate::apiserver::managed_fields::manager_name(
         q.field_manager.as_deref(),
         headers
             .get(header::USER_AGENT)
@@ -1309,7 +1309,7 @@ async fn scale_subresource(
             obj,
             None,
             q.dry_run,
-            super::registry::Ownership::Update(&manager),
+            crate::apiserver::registry::Ownership::Update(&manager),
         )
         .await?;
     Ok(encode_scale(out, &to_scale(paths, &updated)))

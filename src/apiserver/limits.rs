@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use http::{header, Method, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::authz::{Attributes, User, SYSTEM_MASTERS};
+use crate::apiserver::authz::{Attributes, User, SYSTEM_MASTERS};
 
 /// The knobs, with upstream's defaults.
 #[derive(Clone, Debug)]

@@ -4,13 +4,13 @@
 //! create/update/patch, `Apply` entries for server-side apply). Apply uses that record to detect
 //! conflicts with other managers (409 unless forced), to transfer ownership, and to remove fields an
 //! applier stopped sending when nobody else owns them. The algorithms follow structured-merge-diff's
-//! `Updater.Update` / `Updater.Apply` over the field sets of [`super::fieldpath`].
+//! `Updater.Update` / `Updater.Apply` over the field sets of [`crate::apiserver::fieldpath`].
 
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
-use super::fieldpath::{self, FieldSet, Path, Pos};
-use super::status::{ApiError, ApiResult};
+use crate::apiserver::fieldpath::{self, FieldSet, Path, Pos};
+use crate::apiserver::status::{ApiError, ApiResult};
 
 /// One managedFields entry.
 #[derive(Clone, Debug, PartialEq)]

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::registry::{DeleteOptions, Registry};
-use super::request::Query;
+use crate::apiserver::registry::{DeleteOptions, Registry};
+use crate::apiserver::request::Query;
 
 /// Watches for terminating namespaces and empties them, then removes the `kubernetes` finalizer.
 pub async fn run_finalizer(registry: Arc<Registry>) {
@@ -20,7 +20,7 @@ pub async fn run_finalizer(registry: Arc<Registry>) {
     }
 }
 
-async fn finalize_terminating(registry: &Registry) -> Result<(), super::status::ApiError> {
+async fn finalize_terminating(registry: &Registry) -> Result<(), crate::apiserver::status::ApiError> {
     let Some(nsinfo) = registry.catalog.find("", "v1", "namespaces") else {
         return Ok(());
     };
@@ -88,7 +88,7 @@ async fn finalize_terminating(registry: &Registry) -> Result<(), super::status::
     Ok(())
 }
 
-async fn count_left(registry: &Registry, ns: &str) -> Result<usize, super::status::ApiError> {
+async fn count_left(registry: &Registry, ns: &str) -> Result<usize, crate::apiserver::status::ApiError> {
     let mut left = 0;
     for info in registry
         .catalog

@@ -3,13 +3,13 @@
 //! Why strategic merge patch is here in full: it is what `kubectl apply` (client-side), `kubectl edit`,
 //! `kubectl label` and `kubectl patch` send by default, with directives (`$patch`, `$retainKeys`,
 //! `$setElementOrder/...`, `$deleteFromPrimitiveList/...`) that change how lists and maps merge.
-//! Merge keys and strategies come from the schema facts ([`super::schema`] via [`Pos`]). Server-side
-//! apply lives in [`super::managed_fields`].
+//! Merge keys and strategies come from the schema facts ([`crate::apiserver::schema`] via [`Pos`]). Server-side
+//! apply lives in [`crate::apiserver::managed_fields`].
 
 use serde_json::{Map, Value};
 
-use super::fieldpath::Pos;
-use super::status::{ApiError, ApiResult};
+use crate::apiserver::fieldpath::Pos;
+use crate::apiserver::status::{ApiError, ApiResult};
 
 /// The patch types upstream accepts, by Content-Type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::status::{ApiError, ApiResult};
+use crate::apiserver::status::{ApiError, ApiResult};
 
 /// The subresources served here.
 pub const SUBRESOURCES: &[&str] = &["log", "exec", "attach", "portforward"];

@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::schema::{Shape, TypeRef};
+use crate::apiserver::schema::{Shape, TypeRef};
 
 /// How a quantity was written, which decides how it is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

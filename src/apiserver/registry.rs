@@ -2,7 +2,7 @@
 //!
 //! Like upstream's `genericregistry.Store`, it owns what all kinds share (keys, resourceVersion
 //! preconditions, uid/creationTimestamp/generation, `generateName`, finalizers and graceful deletion,
-//! status subresources, dry run, namespace existence) and asks the kind's [`strategy`](super::strategy)
+//! status subresources, dry run, namespace existence) and asks the kind's [`strategy`](crate::apiserver::strategy)
 //! only for what differs. Writes go to the [`Store`]; lists and watches are served from the watch cache
 //! when the request's resourceVersion semantics allow it.
 
@@ -15,16 +15,16 @@ use futures::stream::{self, BoxStream, StreamExt};
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
-use super::catalog::{ResourceInfo, SharedCatalog};
-use super::crd;
-use super::field_validation::check_fields;
-use super::fieldpath::{Builtin, Pos};
-use super::managed_fields;
-use super::request::{Query, RvMatch};
-use super::selectors::{FieldSelector, LabelSelector};
-use super::status::{ApiError, ApiResult};
-use super::strategy;
-use super::watch_cache::{
+use crate::apiserver::catalog::{ResourceInfo, SharedCatalog};
+use crate::apiserver::crd;
+use crate::apiserver::field_validation::check_fields;
+use crate::apiserver::fieldpath::{Builtin, Pos};
+use crate::apiserver::managed_fields;
+use crate::apiserver::request::{Query, RvMatch};
+use crate::apiserver::selectors::{FieldSelector, LabelSelector};
+use crate::apiserver::status::{ApiError, ApiResult};
+use crate::apiserver::strategy;
+use crate::apiserver::watch_cache::{
     decode_object, CacheEvent, EventKind, LiveFeed, WatchCache, WatchStartError,
 };
 use crate::storage::{KeyValue, Store, StoreError};
@@ -215,7 +215,7 @@ pub struct Registry {
     pub catalog: Arc<SharedCatalog>,
     pub cache: Arc<WatchCache>,
     /// The RBAC objects parsed for authorization, rebuilt when one of them changes.
-    pub rbac: super::authz::rbac::SnapshotCache,
+    pub rbac: crate::apiserver::authz::rbac::SnapshotCache,
 }
 
 /// Filters for lists and watches.
@@ -525,7 +525,7 @@ impl Registry {
         } else {
             m.remove("generation");
         }
-        super::defaults::apply(info, &mut obj);
+        crate::apiserver::defaults::apply(info, &mut obj);
         if let Some(check) = check {
             check(&obj, None)?;
         }
@@ -715,11 +715,11 @@ impl Registry {
             }
             None => {
                 let mut n = obj;
-                super::defaults::apply(info, &mut n);
+                crate::apiserver::defaults::apply(info, &mut n);
                 strategy::spec_update(info, &mut n, &old);
                 if info.group.is_empty() && info.plural == "services" {
                     strategy::keep_service_allocations(&mut n, &old);
-                    super::validation::service::prepare_update(&mut n, &old);
+                    crate::apiserver::validation::service::prepare_update(&mut n, &old);
                 }
                 // Fields only the server sets.
                 let om = meta(&old).cloned().unwrap_or_default();
@@ -791,7 +791,7 @@ impl Registry {
                 return Err(ApiError::invalid(
                     info,
                     name,
-                    vec![super::status::Cause::forbidden(
+                    vec![crate::apiserver::status::Cause::forbidden(
                         "metadata.finalizers",
                         "no new finalizers can be added if the object is being deleted",
                     )],
@@ -932,7 +932,7 @@ impl Registry {
             return Err(ApiError::invalid(
                 &info,
                 pod_name,
-                vec![super::status::Cause::required("target.name")],
+                vec![crate::apiserver::status::Cause::required("target.name")],
             ));
         }
         let kind = binding
@@ -943,7 +943,7 @@ impl Registry {
             return Err(ApiError::invalid(
                 &info,
                 pod_name,
-                vec![super::status::Cause::invalid(
+                vec![crate::apiserver::status::Cause::invalid(
                     "target.kind",
                     &json!(kind),
                     "must be empty or 'Node'",
@@ -1190,7 +1190,7 @@ impl Registry {
                 }
             }
             let is_ns = info.group.is_empty() && info.plural == "namespaces";
-            if is_ns && super::bootstrap::IMMORTAL_NAMESPACES.contains(&name) {
+            if is_ns && crate::apiserver::bootstrap::IMMORTAL_NAMESPACES.contains(&name) {
                 return Err(ApiError::forbidden(
                     info,
                     name,

@@ -1,7 +1,7 @@
 //! What a request asks for: the resource path (group, version, namespace, resource, name, subresource) and
 //! the query parameters of upstream's ListOptions / DeleteOptions / CreateOptions, parsed once at the edge.
 
-use super::status::{ApiError, ApiResult};
+use crate::apiserver::status::{ApiError, ApiResult};
 
 /// A path under `/api` or `/apis`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

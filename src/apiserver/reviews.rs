@@ -3,16 +3,16 @@
 //! `kubectl auth whoami` asks SelfSubjectReview; `kubectl auth can-i` asks SelfSubjectAccessReview (and
 //! SelfSubjectRulesReview for `--list`); other components ask SubjectAccessReview /
 //! LocalSubjectAccessReview about someone else and TokenReview about a bearer token. Access reviews are
-//! answered by the same authorizer that guards requests ([`super::authz`]).
+//! answered by the same authorizer that guards requests ([`crate::apiserver::authz`]).
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::authz::{self, rbac::Rbac, Attributes, User};
-use super::catalog::ResourceInfo;
-use super::handlers::{App, TokenAuth};
-use super::status::{ApiError, ApiResult, Cause};
+use crate::apiserver::authz::{self, rbac::Rbac, Attributes, User};
+use crate::apiserver::catalog::ResourceInfo;
+use crate::apiserver::handlers::{App, TokenAuth};
+use crate::apiserver::status::{ApiError, ApiResult, Cause};
 
 fn text(v: &Value, pointer: &str) -> String {
     v.pointer(pointer)
@@ -157,7 +157,7 @@ pub async fn review(
             // Upstream: the audiences asked about, else the apiserver's own; the answer names those
             // the token matched.
             let wanted: Vec<String> = app.tokens.options.audiences_of(&obj);
-            match super::handlers::token_user(app, &token, &wanted).await? {
+            match crate::apiserver::handlers::token_user(app, &token, &wanted).await? {
                 TokenAuth::User(u, matched) => {
                     json!({"authenticated": true, "user": user_info(&u), "audiences": matched})
                 }

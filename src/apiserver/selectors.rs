@@ -709,7 +709,7 @@ impl FieldSelector {
     }
 
     /// Checks every field is `metadata.name`, `metadata.namespace` or one of `allowed` (a kind's
-    /// [`field_selectors`](super::catalog::ResourceInfo::field_selectors)). The error text is
+    /// [`field_selectors`](crate::apiserver::catalog::ResourceInfo::field_selectors)). The error text is
     /// upstream's: kinds with their own field labels (non-empty `allowed`) answer
     /// `field label not supported: X`; kinds with only the metadata fields answer with the default
     /// conversion's `"X" is not a known field selector: only "metadata.name", "metadata.namespace"`.

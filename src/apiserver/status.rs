@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use super::catalog::ResourceInfo;
+use crate::apiserver::catalog::ResourceInfo;
 
 /// One field-level cause of an `Invalid` error.
 #[derive(Clone, Debug)]

@@ -435,7 +435,7 @@ impl WatchCache {
 
     /// Starts caching a resource added at run time (a CRD's). Its cache starts empty at the current
     /// progress: a resource just added has no objects yet (stored CRDs' resources are known before the
-    /// first load, see [`super::start`]), and every later change under `prefix` is routed to it.
+    /// first load, see [`crate::apiserver::start`]), and every later change under `prefix` is routed to it.
     pub fn add_prefix(&self, prefix: &str) {
         let mut caches = self.caches.write().unwrap_or_else(|e| e.into_inner());
         if caches.iter().any(|(p, _)| p == prefix) {

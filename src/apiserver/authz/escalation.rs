@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 
-use super::rbac::{PolicyRule, Rbac};
-use super::{authorize, Attributes, User, RBAC_GROUP, SYSTEM_MASTERS};
+use crate::apiserver::authz::rbac::{PolicyRule, Rbac};
+use crate::apiserver::authz::{authorize, Attributes, User, RBAC_GROUP, SYSTEM_MASTERS};
 use crate::apiserver::catalog::ResourceInfo;
 use crate::apiserver::registry::Registry;
 use crate::apiserver::status::{ApiError, ApiResult};

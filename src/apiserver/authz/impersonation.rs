@@ -5,7 +5,7 @@
 
 use http::HeaderMap;
 
-use super::{authorize, Attributes, User, ALL_AUTHENTICATED};
+use crate::apiserver::authz::{authorize, Attributes, User, ALL_AUTHENTICATED};
 use crate::apiserver::registry::Registry;
 use crate::apiserver::status::{ApiError, ApiResult};
 

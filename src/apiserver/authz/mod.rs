@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 
 use http::Method;
 
-use super::request::{Query, ResourcePath};
-use super::status::ApiError;
+use crate::apiserver::request::{Query, ResourcePath};
+use crate::apiserver::status::ApiError;
 
 /// Upstream's privileged group: its members are allowed everything without consulting RBAC.
 pub const SYSTEM_MASTERS: &str = "system:masters";
@@ -205,7 +205,7 @@ pub struct Decision {
 
 /// Asks the chain: privileged group first, then RBAC.
 pub fn authorize(
-    registry: &super::registry::Registry,
+    registry: &crate::apiserver::registry::Registry,
     user: &User,
     attrs: &Attributes,
 ) -> Decision {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Attributes, Decision, User, RBAC_GROUP};
+use crate::apiserver::authz::{Attributes, Decision, User, RBAC_GROUP};
 use crate::apiserver::registry::Registry;
 use crate::apiserver::watch_cache::ResourceCache;
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::bootstrap_policy;
-use super::RBAC_GROUP;
+use crate::apiserver::authz::bootstrap_policy;
+use crate::apiserver::authz::RBAC_GROUP;
 use crate::apiserver::catalog::ResourceInfo;
 use crate::apiserver::registry::{normalize, Ownership, Registry};
 use crate::apiserver::status::ApiError;

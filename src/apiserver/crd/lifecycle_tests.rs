@@ -13,7 +13,7 @@ use crate::storage::Store;
 async fn registry(dir: &std::path::Path) -> Arc<Registry> {
     let store: Arc<dyn Store> = EmbeddedStore::open(dir).expect("store");
     let mut catalog = Catalog::builtin();
-    for r in super::stored_rows(store.as_ref())
+    for r in crate::apiserver::crd::stored_rows(store.as_ref())
         .await
         .expect("stored rows")
     {
@@ -51,7 +51,7 @@ async fn crd_lifecycle_serves_and_removes_custom_resources() {
     let reg = registry(dir.path()).await;
     let crds = reg
         .catalog
-        .find(super::GROUP, "v1", super::PLURAL)
+        .find(crate::apiserver::crd::GROUP, "v1", crate::apiserver::crd::PLURAL)
         .expect("crd row");
     let created = reg
         .create(&crds, None, crd(), false)
@@ -94,7 +94,7 @@ async fn crd_lifecycle_serves_and_removes_custom_resources() {
     assert_eq!(listed.items.len(), 1);
 
     // A restart finds the CRD in storage and serves it again.
-    let rows = super::stored_rows(reg.store.as_ref()).await.expect("rows");
+    let rows = crate::apiserver::crd::stored_rows(reg.store.as_ref()).await.expect("rows");
     assert_eq!(rows.len(), 1);
 
     // Deleting the CRD deletes its custom resources, then stops serving them.

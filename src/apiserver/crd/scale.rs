@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::ScalePaths;
+use crate::apiserver::crd::ScalePaths;
 
 /// `.spec.replicas` → `/spec/replicas`.
 fn pointer(path: &str) -> String {

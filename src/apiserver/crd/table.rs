@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::CustomVersion;
+use crate::apiserver::crd::CustomVersion;
 use crate::apiserver::table::{human_duration, META_CREATION, META_NAME};
 
 /// The column definitions for a custom resource version.

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::META;
+use crate::apiserver::openapi::META;
 use crate::apiserver::catalog::{ResourceInfo, SubresourceInfo};
 
 const DRY_RUN: &str = "When present, indicates that modifications should not be persisted. An invalid or unrecognized dryRun directive will result in an error response and no further processing of the request. Valid values are: - All: all dry run stages will be processed";
@@ -151,14 +151,14 @@ impl<'a> ResourcePaths<'a> {
             "parameters": params,
             "responses": responses,
             "x-kubernetes-action": op.action,
-            "x-kubernetes-group-version-kind": super::gvk(&g, &v, &k),
+            "x-kubernetes-group-version-kind": crate::apiserver::openapi::gvk(&g, &v, &k),
         })
     }
 
     /// Adds the collection, item and subresource paths of the resource to `paths`.
     pub fn build(&self, paths: &mut Map<String, Value>) {
         let r = self.r;
-        let base = super::base_path(r);
+        let base = crate::apiserver::openapi::base_path(r);
         let collection = if r.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}", r.plural)
         } else {

@@ -1,4 +1,4 @@
-use super::*;
+use crate::apiserver::openapi::*;
 
 fn api() -> OpenApiV3 {
     OpenApiV3::generate(&Catalog::builtin())

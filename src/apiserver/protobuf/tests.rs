@@ -1,4 +1,4 @@
-use super::*;
+use crate::apiserver::protobuf::*;
 use serde_json::json;
 
 use crate::apiserver::catalog::Catalog;

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde_json::{json, Value};
 
-use super::{label_value_errors, qualified_name_errors};
+use crate::apiserver::validation::{label_value_errors, qualified_name_errors};
 use crate::apiserver::quantity::Quantity;
 use crate::apiserver::status::Cause;
 

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::status::Cause;
+use crate::apiserver::status::Cause;
 
 pub mod fields;
 pub mod pod;

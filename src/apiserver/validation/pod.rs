@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
-use super::fields::{quantity, quantity_text, str_at};
-use super::{label_value_errors, name_errors, qualified_name_errors, NameRule};
+use crate::apiserver::validation::fields::{quantity, quantity_text, str_at};
+use crate::apiserver::validation::{label_value_errors, name_errors, qualified_name_errors, NameRule};
 use crate::apiserver::quantity::{Quantity, PARSE_ERROR};
 use crate::apiserver::status::Cause;
 

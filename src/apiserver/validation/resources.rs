@@ -14,8 +14,8 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use super::fields::*;
-use super::{label_value_errors, name_errors, qualified_name_errors, NameRule};
+use crate::apiserver::validation::fields::*;
+use crate::apiserver::validation::{label_value_errors, name_errors, qualified_name_errors, NameRule};
 use crate::apiserver::quantity::Quantity;
 use crate::apiserver::status::Cause;
 
@@ -855,7 +855,7 @@ fn pv_source_causes(src: &str, v: &Value, has_affinity: bool, causes: &mut Vec<C
                 return;
             }
             no_backsteps(p, &format!("{base}.path"), causes);
-            super::pod::host_path_type(str_at(v, "type"), &format!("{base}.type"), causes);
+            crate::apiserver::validation::pod::host_path_type(str_at(v, "type"), &format!("{base}.type"), causes);
         }
         "nfs" => {
             let (server, p) = (str_at(v, "server"), str_at(v, "path"));
@@ -865,7 +865,7 @@ fn pv_source_causes(src: &str, v: &Value, has_affinity: bool, causes: &mut Vec<C
             if p.is_empty() {
                 causes.push(Cause::required(&format!("{base}.path")));
             }
-            super::pod::nfs_path(p, &format!("{base}.path"), causes);
+            crate::apiserver::validation::pod::nfs_path(p, &format!("{base}.path"), causes);
         }
         "local" => {
             let p = str_at(v, "path");
@@ -1345,7 +1345,7 @@ fn host_causes(field: &str, host: &str, causes: &mut Vec<Cause>) {
         }
         let valid = host
             .strip_prefix("*.")
-            .is_some_and(super::is_dns1123_subdomain);
+            .is_some_and(crate::apiserver::validation::is_dns1123_subdomain);
         if !valid {
             causes.push(Cause::invalid(field, &json!(host), WILDCARD_MSG));
         }

@@ -18,9 +18,9 @@ use std::io::Read;
 
 use serde_json::{json, Map, Value};
 
-use super::fields::label_selector_causes;
-use super::pod::validate_pod_spec;
-use super::{is_dns1123_label, label_value_errors, name_errors, qualified_name_errors, NameRule};
+use crate::apiserver::validation::fields::label_selector_causes;
+use crate::apiserver::validation::pod::validate_pod_spec;
+use crate::apiserver::validation::{is_dns1123_label, label_value_errors, name_errors, qualified_name_errors, NameRule};
 use crate::apiserver::status::Cause;
 
 const NEGATIVE: &str = "must be greater than or equal to 0";
