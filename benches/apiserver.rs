@@ -211,7 +211,7 @@ async fn create_rate_raw(
                         "metadata": {"name": format!("raw-{}-{i}", if protobuf { "pb" } else { "json" })},
                         "data": {"payload": "x".repeat(512)}});
                     let (ct, body) = if protobuf {
-                        ("application/vnd.kubernetes.protobuf", rkube::apiserver::protobuf::encode(&cm).unwrap_or_default())
+                        ("application/vnd.kubernetes.protobuf", rkube::apiserver::wire::protobuf::encode(&cm).unwrap_or_default())
                     } else {
                         ("application/json", serde_json::to_vec(&cm).unwrap_or_default())
                     };

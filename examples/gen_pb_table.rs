@@ -1,10 +1,10 @@
 //! Regenerates the tables generated from the k8s-pb and k8s-openapi sources in the cargo registry (the
-//! versions locked in Cargo.lock): `src/apiserver/protobuf/table.rs` (the protobuf field table) and
-//! `src/apiserver/schema_table.rs` (schema shapes and merge facts) and `src/apiserver/openapi/kinds.rs`
+//! versions locked in Cargo.lock): `src/apiserver/wire/protobuf/table.rs` (the protobuf field table) and
+//! `src/apiserver/registry/schema_table.rs` (schema shapes and merge facts) and `src/apiserver/openapi/kinds.rs`
 //! (each kind's schemars schema).
 //! `cargo run --release --example gen_pb_table`.
 
-#[path = "../src/apiserver/protobuf/gen.rs"]
+#[path = "../src/apiserver/wire/protobuf/gen.rs"]
 mod gen;
 
 fn main() -> Result<(), String> {
@@ -19,11 +19,11 @@ fn main() -> Result<(), String> {
         &gen::locked_version(&lock, "k8s-openapi").ok_or("k8s-openapi not locked")?,
     )?;
     let table = gen::generate(&pb, &oa)?;
-    let out = root.join("src/apiserver/protobuf/table.rs");
+    let out = root.join("src/apiserver/wire/protobuf/table.rs");
     std::fs::write(&out, table).map_err(|e| e.to_string())?;
     println!("wrote {}", out.display());
     let schema = gen::generate_schema(&pb, &oa)?;
-    let out = root.join("src/apiserver/schema_table.rs");
+    let out = root.join("src/apiserver/registry/schema_table.rs");
     std::fs::write(&out, schema).map_err(|e| e.to_string())?;
     println!("wrote {}", out.display());
     let kinds = gen::generate_kinds(&oa)?;

@@ -64,7 +64,7 @@ struct ServerArgs {
     request_timeout: std::time::Duration,
     /// Audiences a service account token must name (one of) to authenticate to the apiserver,
     /// comma-separated; also the audiences of a TokenRequest that names none.
-    #[arg(long, value_delimiter = ',', default_value = apiserver::tokens::ISSUER)]
+    #[arg(long, value_delimiter = ',', default_value = apiserver::authn::tokens::ISSUER)]
     api_audiences: Vec<String>,
     /// Longest service account token a TokenRequest gets, e.g. `24h` or `3600s`; longer requests are
     /// shortened to it. Default: no cap beyond upstream's 2^32 s.
@@ -196,12 +196,12 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         advertise: advertise.clone(),
         tls: pki.server_tls_config()?,
         service_account_key_pem: pki.service_account_key_pem.clone(),
-        limits: apiserver::limits::LimitsConfig {
+        limits: apiserver::http::limits::LimitsConfig {
             max_requests_inflight: args.max_requests_inflight,
             max_mutating_requests_inflight: args.max_mutating_requests_inflight,
             request_timeout: args.request_timeout,
         },
-        token_options: apiserver::tokens::TokenOptions {
+        token_options: apiserver::authn::tokens::TokenOptions {
             api_audiences: args.api_audiences.clone(),
             max_expiration: args
                 .service_account_max_token_expiration

@@ -5,37 +5,15 @@
 //! Everything about which resources exist comes from the [`catalog`], which CustomResourceDefinitions
 //! extend at run time ([`crd`]).
 
+pub mod authn;
 pub mod authz;
-pub mod body;
-pub mod bootstrap;
 pub mod catalog;
 pub mod crd;
-pub mod defaults;
-pub mod discovery;
-pub mod field_validation;
-pub mod fieldpath;
-pub mod handlers;
-pub mod health;
-pub mod limits;
-pub mod managed_fields;
-pub mod namespaces;
+pub mod http;
 pub mod openapi;
-pub mod patch;
-pub mod pod_connect;
-pub mod protobuf;
-pub mod quantity;
 pub mod registry;
-pub mod request;
-pub mod reviews;
-pub mod schema;
-pub mod selectors;
-pub mod server;
 pub mod status;
-pub mod strategy;
-pub mod table;
-pub mod tokens;
-pub mod validation;
-pub mod watch_cache;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,14 +33,14 @@ pub struct ApiServerConfig {
     /// PEM of the key that signs service account tokens.
     pub service_account_key_pem: String,
     /// In-flight caps and the request deadline.
-    pub limits: limits::LimitsConfig,
+    pub limits: http::limits::LimitsConfig,
     /// Token audiences and expiration cap (`--api-audiences`, `--service-account-max-token-expiration`).
-    pub token_options: tokens::TokenOptions,
+    pub token_options: authn::tokens::TokenOptions,
 }
 
 /// A running apiserver's handles.
 pub struct ApiServer {
-    pub registry: Arc<registry::Registry>,
+    pub registry: Arc<registry::store::Registry>,
     pub local_addr: SocketAddr,
     started: tokio::sync::watch::Receiver<bool>,
 }
@@ -92,26 +70,26 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
         }
     }
     let catalog = Arc::new(catalog::SharedCatalog::new(builtin));
-    let registry = registry::Registry::new(store.clone(), catalog.clone());
+    let registry = registry::store::Registry::new(store.clone(), catalog.clone());
     tokio::spawn(registry.cache.clone().run(store.clone()));
-    let app = Arc::new(handlers::App {
+    let app = Arc::new(http::handlers::App {
         registry: registry.clone(),
         catalog: catalog.clone(),
         openapi: openapi::OpenApiV3::new(catalog.clone()),
         server_address: config.advertise.clone(),
-        tokens: tokens::TokenIssuer::new(&config.service_account_key_pem)?
+        tokens: authn::tokens::TokenIssuer::new(&config.service_account_key_pem)?
             .with_options(config.token_options.clone()),
-        limits: limits::Limits::new(&config.limits),
+        limits: http::limits::Limits::new(&config.limits),
         started: tokio::sync::watch::channel(false).0,
     });
     let started = app.started.subscribe();
     let router = axum::Router::new()
-        .fallback(handlers::handle)
+        .fallback(http::handlers::handle)
         .with_state(app.clone());
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let local_addr = listener.local_addr()?;
     tracing::info!("listening on {local_addr}; loading the watch cache");
-    tokio::spawn(server::serve(listener, config.tls, router));
+    tokio::spawn(http::server::serve(listener, config.tls, router));
     tokio::spawn(post_start(app, store, config.bind.port()));
     Ok(ApiServer {
         registry,
@@ -123,13 +101,13 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
 /// Upstream's post-start hooks: once the cache is loaded, the system namespaces and default policy are
 /// made sure of and the in-process loops start. A failing step is retried (storage may be away for a
 /// while), never skipped: `/readyz` stays red until all of it is done.
-async fn post_start(app: Arc<handlers::App>, store: Arc<dyn Store>, port: u16) {
+async fn post_start(app: Arc<http::handlers::App>, store: Arc<dyn Store>, port: u16) {
     let registry = app.registry.clone();
     registry.cache.wait_ready().await;
     let mut delay = Duration::from_millis(200);
     loop {
         let done = async {
-            bootstrap::bootstrap(&registry, port).await?;
+            registry::bootstrap::bootstrap(&registry, port).await?;
             authz::reconcile::bootstrap(&registry).await
         };
         match done.await {
@@ -141,7 +119,7 @@ async fn post_start(app: Arc<handlers::App>, store: Arc<dyn Store>, port: u16) {
             }
         }
     }
-    tokio::spawn(namespaces::run_finalizer(registry.clone()));
+    tokio::spawn(registry::namespaces::run_finalizer(registry.clone()));
     tokio::spawn(authz::reconcile::run_aggregation(registry.clone()));
     tokio::spawn(compactor(store));
     app.started.send_replace(true);

@@ -1,7 +1,7 @@
 //! Shared by the patch targets: the fuzz input is `document \0 patch` (or a patch for a fixed pod).
 
-use rkube::apiserver::fieldpath::{Builtin, Pos};
-use rkube::apiserver::patch::{apply_patch, PatchType};
+use rkube::apiserver::registry::fieldpath::{Builtin, Pos};
+use rkube::apiserver::registry::patch::{apply_patch, PatchType};
 use serde_json::{json, Value};
 
 pub fn run(kind: PatchType, data: &[u8]) {

@@ -1,8 +1,8 @@
 //! A protobuf request body and a protobuf watch frame: never a panic; a body is an object or a 4xx.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rkube::apiserver::body::{decode, BodyFormat};
-use rkube::apiserver::protobuf;
+use rkube::apiserver::http::body::{decode, BodyFormat};
+use rkube::apiserver::wire::protobuf;
 
 fuzz_target!(|data: &[u8]| {
     // Most random inputs lack the envelope's magic: give half of them one so the decoder goes deeper.

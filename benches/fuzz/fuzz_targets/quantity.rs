@@ -1,7 +1,7 @@
 //! Resource quantities (`500m`, `1Gi`, `1e3`): never a panic when parsed, rounded, printed or valued.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rkube::apiserver::quantity::Quantity;
+use rkube::apiserver::wire::quantity::Quantity;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else { return };

@@ -1,7 +1,7 @@
 //! Label and field selectors as the query parameters carry them: never a panic when parsed or matched.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rkube::apiserver::selectors::{FieldSelector, LabelSelector};
+use rkube::apiserver::registry::selectors::{FieldSelector, LabelSelector};
 use serde_json::json;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! A strategic patch body applied to an object: never a panic, a bounded result or a 4xx.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rkube::apiserver::patch::PatchType;
+use rkube::apiserver::registry::patch::PatchType;
 
 #[path = "common.rs"]
 mod common;

@@ -2,7 +2,7 @@
 //! pre-scan never underestimates what the parser found.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rkube::apiserver::body::{decode, yaml_depth_estimate, BodyFormat};
+use rkube::apiserver::http::body::{decode, yaml_depth_estimate, BodyFormat};
 use serde_json::Value;
 
 fn depth(v: &Value) -> usize {

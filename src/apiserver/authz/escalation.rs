@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::apiserver::authz::rbac::{PolicyRule, Rbac};
 use crate::apiserver::authz::{authorize, Attributes, User, RBAC_GROUP, SYSTEM_MASTERS};
 use crate::apiserver::catalog::ResourceInfo;
-use crate::apiserver::registry::Registry;
+use crate::apiserver::registry::store::Registry;
 use crate::apiserver::status::{ApiError, ApiResult};
 
 /// Whether writes of this resource are subject to the escalation check.

@@ -6,7 +6,7 @@
 use http::HeaderMap;
 
 use crate::apiserver::authz::{authorize, Attributes, User, ALL_AUTHENTICATED};
-use crate::apiserver::registry::Registry;
+use crate::apiserver::registry::store::Registry;
 use crate::apiserver::status::{ApiError, ApiResult};
 
 const USER_HEADER: &str = "impersonate-user";

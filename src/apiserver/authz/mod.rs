@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use http::Method;
 
-use crate::apiserver::request::{Query, ResourcePath};
+use crate::apiserver::http::request::{Query, ResourcePath};
 use crate::apiserver::status::ApiError;
 
 /// Upstream's privileged group: its members are allowed everything without consulting RBAC.
@@ -205,7 +205,7 @@ pub struct Decision {
 
 /// Asks the chain: privileged group first, then RBAC.
 pub fn authorize(
-    registry: &crate::apiserver::registry::Registry,
+    registry: &crate::apiserver::registry::store::Registry,
     user: &User,
     attrs: &Attributes,
 ) -> Decision {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::apiserver::authz::{Attributes, Decision, User, RBAC_GROUP};
-use crate::apiserver::registry::Registry;
-use crate::apiserver::watch_cache::ResourceCache;
+use crate::apiserver::registry::store::Registry;
+use crate::apiserver::registry::watch_cache::ResourceCache;
 
 /// One rule of a Role or ClusterRole.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

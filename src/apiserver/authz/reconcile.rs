@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::apiserver::authz::bootstrap_policy;
 use crate::apiserver::authz::RBAC_GROUP;
 use crate::apiserver::catalog::ResourceInfo;
-use crate::apiserver::registry::{normalize, Ownership, Registry};
+use crate::apiserver::registry::store::{normalize, Ownership, Registry};
 use crate::apiserver::status::ApiError;
 
 const APISERVER_MANAGER: &str = "kube-apiserver";

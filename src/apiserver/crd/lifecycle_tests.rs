@@ -5,8 +5,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::apiserver::catalog::{Catalog, SharedCatalog};
-use crate::apiserver::registry::{normalize, DeleteOptions, Registry};
-use crate::apiserver::request::Query;
+use crate::apiserver::http::request::Query;
+use crate::apiserver::registry::store::{normalize, DeleteOptions, Registry};
 use crate::storage::embedded::EmbeddedStore;
 use crate::storage::Store;
 
@@ -22,7 +22,7 @@ async fn registry(dir: &std::path::Path) -> Arc<Registry> {
     let reg = Registry::new(store.clone(), Arc::new(SharedCatalog::new(catalog)));
     tokio::spawn(reg.cache.clone().run(store));
     reg.cache.wait_ready().await;
-    crate::apiserver::bootstrap::bootstrap(&reg, 6443)
+    crate::apiserver::registry::bootstrap::bootstrap(&reg, 6443)
         .await
         .expect("bootstrap");
     reg
@@ -51,7 +51,11 @@ async fn crd_lifecycle_serves_and_removes_custom_resources() {
     let reg = registry(dir.path()).await;
     let crds = reg
         .catalog
-        .find(crate::apiserver::crd::GROUP, "v1", crate::apiserver::crd::PLURAL)
+        .find(
+            crate::apiserver::crd::GROUP,
+            "v1",
+            crate::apiserver::crd::PLURAL,
+        )
         .expect("crd row");
     let created = reg
         .create(&crds, None, crd(), false)
@@ -94,7 +98,9 @@ async fn crd_lifecycle_serves_and_removes_custom_resources() {
     assert_eq!(listed.items.len(), 1);
 
     // A restart finds the CRD in storage and serves it again.
-    let rows = crate::apiserver::crd::stored_rows(reg.store.as_ref()).await.expect("rows");
+    let rows = crate::apiserver::crd::stored_rows(reg.store.as_ref())
+        .await
+        .expect("rows");
     assert_eq!(rows.len(), 1);
 
     // Deleting the CRD deletes its custom resources, then stops serving them.

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::apiserver::crd::CustomVersion;
-use crate::apiserver::table::{human_duration, META_CREATION, META_NAME};
+use crate::apiserver::wire::table::{human_duration, META_CREATION, META_NAME};
 
 /// The column definitions for a custom resource version.
 pub fn column_definitions(c: &CustomVersion) -> Vec<Value> {

@@ -27,7 +27,7 @@ use k8s_openapi::schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
 use crate::apiserver::catalog::{Catalog, ResourceInfo, SharedCatalog};
-use crate::apiserver::schema::{self, TypeRef};
+use crate::apiserver::registry::schema::{self, TypeRef};
 
 /// The media type of the protobuf form of `/openapi/v2`. kubectl asks with the older spelling
 /// (`...spec.v2@v1.0+protobuf`), which Go's `mime` package cannot parse in a Content-Type, so upstream

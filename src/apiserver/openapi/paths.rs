@@ -4,8 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::apiserver::openapi::META;
 use crate::apiserver::catalog::{ResourceInfo, SubresourceInfo};
+use crate::apiserver::openapi::META;
 
 const DRY_RUN: &str = "When present, indicates that modifications should not be persisted. An invalid or unrecognized dryRun directive will result in an error response and no further processing of the request. Valid values are: - All: all dry run stages will be processed";
 const FIELD_MANAGER: &str = "fieldManager is a name associated with the actor or entity that is making these changes. The value must be less than or 128 characters long, and only contain printable characters, as defined by https://golang.org/pkg/unicode/#IsPrint.";

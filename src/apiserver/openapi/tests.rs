@@ -10,7 +10,7 @@ fn v2() -> Value {
 
 #[test]
 fn kinds_table_is_up_to_date() {
-    use crate::apiserver::schema::gen;
+    use crate::apiserver::registry::schema::gen;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).expect("Cargo.lock");
     let oa = gen::find_crate(

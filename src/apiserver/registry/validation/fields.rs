@@ -7,9 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde_json::{json, Value};
 
-use crate::apiserver::validation::{label_value_errors, qualified_name_errors};
-use crate::apiserver::quantity::Quantity;
+use crate::apiserver::registry::validation::{label_value_errors, qualified_name_errors};
 use crate::apiserver::status::Cause;
+use crate::apiserver::wire::quantity::Quantity;
 
 pub(crate) const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 

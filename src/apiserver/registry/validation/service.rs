@@ -13,12 +13,12 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use crate::apiserver::validation::fields::{
+use crate::apiserver::registry::validation::fields::{
     arr_at, go_ptr_str, go_strings, invalid_raw, is_update, is_v6, labels_causes,
     non_special_ip_causes, parse_cidr, parse_ip, port_name_errors, present, same, spec, str_at,
     CIDR_MSG, IP_MSG, PORT_RANGE_MSG, PROTOCOLS,
 };
-use crate::apiserver::validation::{name_errors, qualified_name_errors, NameRule};
+use crate::apiserver::registry::validation::{name_errors, qualified_name_errors, NameRule};
 use crate::apiserver::status::Cause;
 
 const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];

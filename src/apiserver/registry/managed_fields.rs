@@ -4,12 +4,12 @@
 //! create/update/patch, `Apply` entries for server-side apply). Apply uses that record to detect
 //! conflicts with other managers (409 unless forced), to transfer ownership, and to remove fields an
 //! applier stopped sending when nobody else owns them. The algorithms follow structured-merge-diff's
-//! `Updater.Update` / `Updater.Apply` over the field sets of [`crate::apiserver::fieldpath`].
+//! `Updater.Update` / `Updater.Apply` over the field sets of [`crate::apiserver::registry::fieldpath`].
 
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::apiserver::fieldpath::{self, FieldSet, Path, Pos};
+use crate::apiserver::registry::fieldpath::{self, FieldSet, Path, Pos};
 use crate::apiserver::status::{ApiError, ApiResult};
 
 /// One managedFields entry.

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::apiserver::registry::Registry;
+use crate::apiserver::registry::store::Registry;
 
 /// The first address of the service range, as upstream reserves it for `kubernetes`.
 pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";

@@ -7,8 +7,8 @@
 use serde_json::{json, Map, Value};
 
 use crate::apiserver::catalog::ResourceInfo;
+use crate::apiserver::registry::validation::{self, validate_object_meta, NameRule};
 use crate::apiserver::status::Cause;
-use crate::apiserver::validation::{self, validate_object_meta, NameRule};
 
 fn key(info: &ResourceInfo) -> (&str, &str) {
     (info.group.as_str(), info.plural.as_str())

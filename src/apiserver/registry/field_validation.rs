@@ -14,7 +14,7 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::apiserver::catalog::ResourceInfo;
-use crate::apiserver::request::FieldValidation;
+use crate::apiserver::http::request::FieldValidation;
 use crate::apiserver::status::ApiError;
 
 type ApiResult<T> = Result<T, ApiError>;

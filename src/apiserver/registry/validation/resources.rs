@@ -14,10 +14,12 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use crate::apiserver::validation::fields::*;
-use crate::apiserver::validation::{label_value_errors, name_errors, qualified_name_errors, NameRule};
-use crate::apiserver::quantity::Quantity;
+use crate::apiserver::registry::validation::fields::*;
+use crate::apiserver::registry::validation::{
+    label_value_errors, name_errors, qualified_name_errors, NameRule,
+};
 use crate::apiserver::status::Cause;
+use crate::apiserver::wire::quantity::Quantity;
 
 pub fn validate(group: &str, plural: &str, obj: &Value, causes: &mut Vec<Cause>) {
     // Upstream judges an update of these kinds by their update rules first, then the object's own;
@@ -855,7 +857,11 @@ fn pv_source_causes(src: &str, v: &Value, has_affinity: bool, causes: &mut Vec<C
                 return;
             }
             no_backsteps(p, &format!("{base}.path"), causes);
-            crate::apiserver::validation::pod::host_path_type(str_at(v, "type"), &format!("{base}.type"), causes);
+            crate::apiserver::registry::validation::pod::host_path_type(
+                str_at(v, "type"),
+                &format!("{base}.type"),
+                causes,
+            );
         }
         "nfs" => {
             let (server, p) = (str_at(v, "server"), str_at(v, "path"));
@@ -865,7 +871,11 @@ fn pv_source_causes(src: &str, v: &Value, has_affinity: bool, causes: &mut Vec<C
             if p.is_empty() {
                 causes.push(Cause::required(&format!("{base}.path")));
             }
-            crate::apiserver::validation::pod::nfs_path(p, &format!("{base}.path"), causes);
+            crate::apiserver::registry::validation::pod::nfs_path(
+                p,
+                &format!("{base}.path"),
+                causes,
+            );
         }
         "local" => {
             let p = str_at(v, "path");
@@ -1345,7 +1355,7 @@ fn host_causes(field: &str, host: &str, causes: &mut Vec<Cause>) {
         }
         let valid = host
             .strip_prefix("*.")
-            .is_some_and(crate::apiserver::validation::is_dns1123_subdomain);
+            .is_some_and(crate::apiserver::registry::validation::is_dns1123_subdomain);
         if !valid {
             causes.push(Cause::invalid(field, &json!(host), WILDCARD_MSG));
         }

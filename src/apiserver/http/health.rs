@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::response::{IntoResponse, Response};
 use http::{header, StatusCode};
 
-use crate::apiserver::handlers::App;
+use crate::apiserver::http::handlers::App;
 
 /// How long storage may take to answer the readiness probe.
 const STORAGE_PROBE_TIMEOUT: Duration = Duration::from_secs(1);

@@ -18,9 +18,11 @@ use std::io::Read;
 
 use serde_json::{json, Map, Value};
 
-use crate::apiserver::validation::fields::label_selector_causes;
-use crate::apiserver::validation::pod::validate_pod_spec;
-use crate::apiserver::validation::{is_dns1123_label, label_value_errors, name_errors, qualified_name_errors, NameRule};
+use crate::apiserver::registry::validation::fields::label_selector_causes;
+use crate::apiserver::registry::validation::pod::validate_pod_spec;
+use crate::apiserver::registry::validation::{
+    is_dns1123_label, label_value_errors, name_errors, qualified_name_errors, NameRule,
+};
 use crate::apiserver::status::Cause;
 
 const NEGATIVE: &str = "must be greater than or equal to 0";
@@ -1636,7 +1638,7 @@ fn job_template_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
             .cloned()
             .unwrap_or_else(|| json!({}));
         if let Some(spec) = t.get_mut("spec").filter(|s| s.is_object()) {
-            crate::apiserver::defaults::pod_spec_defaults(spec);
+            crate::apiserver::registry::defaults::pod_spec_defaults(spec);
         }
         t
     };
@@ -2185,7 +2187,7 @@ fn same_scalar(a: Option<&Value>, b: Option<&Value>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apiserver::defaults::pod_spec_defaults;
+    use crate::apiserver::registry::defaults::pod_spec_defaults;
 
     fn messages(causes: &[Cause]) -> Vec<String> {
         causes.iter().map(Cause::display).collect()

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::apiserver::authz::{self, rbac::Rbac, Attributes, User};
 use crate::apiserver::catalog::ResourceInfo;
-use crate::apiserver::handlers::{App, TokenAuth};
+use crate::apiserver::http::handlers::{App, TokenAuth};
 use crate::apiserver::status::{ApiError, ApiResult, Cause};
 
 fn text(v: &Value, pointer: &str) -> String {
@@ -157,7 +157,7 @@ pub async fn review(
             // Upstream: the audiences asked about, else the apiserver's own; the answer names those
             // the token matched.
             let wanted: Vec<String> = app.tokens.options.audiences_of(&obj);
-            match crate::apiserver::handlers::token_user(app, &token, &wanted).await? {
+            match crate::apiserver::http::handlers::token_user(app, &token, &wanted).await? {
                 TokenAuth::User(u, matched) => {
                     json!({"authenticated": true, "user": user_info(&u), "audiences": matched})
                 }

@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::apiserver::schema::{Shape, TypeRef};
+use crate::apiserver::registry::schema::{Shape, TypeRef};
 
 /// How a quantity was written, which decides how it is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -353,7 +353,7 @@ mod tests {
     #[test]
     fn finds_bad_quantities_where_the_schema_has_them() {
         let pod = |cpu: &str| serde_json::json!({"spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": cpu}}}]}});
-        let root = crate::apiserver::schema::root("v1", "Pod");
+        let root = crate::apiserver::registry::schema::root("v1", "Pod");
         let check = |v: &Value| root.and_then(|t| first_unparsable(t, v));
         assert_eq!(check(&pod("abc")).as_deref(), Some(PARSE_ERROR));
         assert_eq!(check(&pod("500m")), None);

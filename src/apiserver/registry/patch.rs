@@ -3,12 +3,12 @@
 //! Why strategic merge patch is here in full: it is what `kubectl apply` (client-side), `kubectl edit`,
 //! `kubectl label` and `kubectl patch` send by default, with directives (`$patch`, `$retainKeys`,
 //! `$setElementOrder/...`, `$deleteFromPrimitiveList/...`) that change how lists and maps merge.
-//! Merge keys and strategies come from the schema facts ([`crate::apiserver::schema`] via [`Pos`]). Server-side
-//! apply lives in [`crate::apiserver::managed_fields`].
+//! Merge keys and strategies come from the schema facts ([`crate::apiserver::registry::schema`] via [`Pos`]). Server-side
+//! apply lives in [`crate::apiserver::registry::managed_fields`].
 
 use serde_json::{Map, Value};
 
-use crate::apiserver::fieldpath::Pos;
+use crate::apiserver::registry::fieldpath::Pos;
 use crate::apiserver::status::{ApiError, ApiResult};
 
 /// The patch types upstream accepts, by Content-Type.

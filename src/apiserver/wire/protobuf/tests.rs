@@ -1,4 +1,4 @@
-use crate::apiserver::protobuf::*;
+use crate::apiserver::wire::protobuf::*;
 use serde_json::json;
 
 use crate::apiserver::catalog::Catalog;
@@ -24,7 +24,7 @@ fn table_is_up_to_date() {
     let fresh = gen::generate(&pb, &oa).expect("generate");
     assert!(
         fresh == include_str!("table.rs"),
-        "src/apiserver/protobuf/table.rs is stale: run `cargo run --release --example gen_pb_table`"
+        "src/apiserver/wire/protobuf/table.rs is stale: run `cargo run --release --example gen_pb_table`"
     );
 }
 
@@ -512,8 +512,8 @@ fn strip_nulls(v: &mut Value) {
 /// `creationTimestamp: null` is absent in our form).
 #[test]
 fn kubectl_bodies_decode_as_upstream() {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/apiserver/protobuf/testdata");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/apiserver/wire/protobuf/testdata");
     for name in CAPTURES {
         let body = std::fs::read(dir.join(format!("kubectl-create-{name}.pb"))).expect("capture");
         let text =
@@ -718,8 +718,8 @@ fn random_bytes_never_panic() {
         seed ^= seed << 17;
         seed
     };
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/apiserver/protobuf/testdata");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/apiserver/wire/protobuf/testdata");
     let mut corpus: Vec<Vec<u8>> = CAPTURES
         .iter()
         .map(|n| std::fs::read(dir.join(format!("kubectl-create-{n}.pb"))).expect("capture"))

@@ -7,8 +7,8 @@
 
 use serde_json::Value;
 
-use crate::apiserver::protobuf;
 use crate::apiserver::status::{ApiError, ApiResult};
+use crate::apiserver::wire::protobuf;
 
 /// Upstream's decoders refuse nesting deeper than this: Go's encoding/json (`maxNestingDepth`, used by
 /// sigs.k8s.io/json) and go-yaml (`max_flow_level`, `max_indents`), with the messages below.

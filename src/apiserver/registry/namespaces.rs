@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::apiserver::registry::{DeleteOptions, Registry};
-use crate::apiserver::request::Query;
+use crate::apiserver::http::request::Query;
+use crate::apiserver::registry::store::{DeleteOptions, Registry};
 
 /// Watches for terminating namespaces and empties them, then removes the `kubernetes` finalizer.
 pub async fn run_finalizer(registry: Arc<Registry>) {
@@ -20,7 +20,9 @@ pub async fn run_finalizer(registry: Arc<Registry>) {
     }
 }
 
-async fn finalize_terminating(registry: &Registry) -> Result<(), crate::apiserver::status::ApiError> {
+async fn finalize_terminating(
+    registry: &Registry,
+) -> Result<(), crate::apiserver::status::ApiError> {
     let Some(nsinfo) = registry.catalog.find("", "v1", "namespaces") else {
         return Ok(());
     };
@@ -88,7 +90,10 @@ async fn finalize_terminating(registry: &Registry) -> Result<(), crate::apiserve
     Ok(())
 }
 
-async fn count_left(registry: &Registry, ns: &str) -> Result<usize, crate::apiserver::status::ApiError> {
+async fn count_left(
+    registry: &Registry,
+    ns: &str,
+) -> Result<usize, crate::apiserver::status::ApiError> {
     let mut left = 0;
     for info in registry
         .catalog

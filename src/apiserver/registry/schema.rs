@@ -14,8 +14,8 @@
 /// `openapi`); `protobuf` includes it for its own table.
 #[cfg(test)]
 #[allow(clippy::duplicate_mod)]
-#[path = "protobuf/gen.rs"]
-pub(super) mod gen;
+#[path = "../wire/protobuf/gen.rs"]
+pub(crate) mod gen;
 #[path = "schema_table.rs"]
 mod table;
 
@@ -318,7 +318,7 @@ mod tests {
         let fresh = gen::generate_schema(&pb, &oa).expect("generate");
         assert!(
             fresh == include_str!("schema_table.rs"),
-            "src/apiserver/schema_table.rs is stale: run `cargo run --release --example gen_pb_table`"
+            "src/apiserver/registry/schema_table.rs is stale: run `cargo run --release --example gen_pb_table`"
         );
     }
 }

@@ -389,17 +389,18 @@ mod tests {
     #[tokio::test]
     async fn storage_failure_while_authenticating_is_a_server_error() {
         use crate::apiserver::catalog::{Catalog, SharedCatalog};
-        use crate::apiserver::handlers::{token_user, App};
+        use crate::apiserver::http::handlers::{token_user, App};
         use std::sync::Arc;
         let catalog = Arc::new(SharedCatalog::new(Catalog::builtin()));
-        let registry = crate::apiserver::registry::Registry::new(Arc::new(Down), catalog.clone());
+        let registry =
+            crate::apiserver::registry::store::Registry::new(Arc::new(Down), catalog.clone());
         let app = App {
             registry,
             catalog: catalog.clone(),
             openapi: crate::apiserver::openapi::OpenApiV3::new(catalog),
             server_address: "127.0.0.1:6443".into(),
             tokens: issuer(),
-            limits: crate::apiserver::limits::Limits::new(&Default::default()),
+            limits: crate::apiserver::http::limits::Limits::new(&Default::default()),
             started: tokio::sync::watch::channel(false).0,
         };
         let (t, _) = app
@@ -415,7 +416,7 @@ mod tests {
         // A token that fails on its own is refused without touching storage.
         assert!(matches!(
             token_user(&app, "abc123", &wanted).await,
-            Ok(crate::apiserver::handlers::TokenAuth::Invalid(_))
+            Ok(crate::apiserver::http::handlers::TokenAuth::Invalid(_))
         ));
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::apiserver::handlers::{Authenticated, CertRejected, User};
+use crate::apiserver::http::handlers::{Authenticated, CertRejected, User};
 
 /// Time for a client to complete the TLS handshake (Go's `tls.Conn` under the server's read timeout).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -8,7 +8,7 @@
 //! as the list of those FieldsV1 keys, so a set serializes to FieldsV1 without translation and sorts
 //! the way upstream prints it.
 //!
-//! How lists and maps behave (map-list keyed by merge keys, set, atomic) comes from [`crate::apiserver::schema`]
+//! How lists and maps behave (map-list keyed by merge keys, set, atomic) comes from [`crate::apiserver::registry::schema`]
 //! through the [`Facts`] trait, so the algorithms can be tested with a small in-test schema. When the
 //! schema knows nothing about a field we fall back to what holds for nearly every built-in list: a
 //! list of objects that all carry a `name` is keyed by `name`, anything else is atomic.
@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use crate::apiserver::schema::{Field, FieldFacts, Shape, TypeRef};
+use crate::apiserver::registry::schema::{Field, FieldFacts, Shape, TypeRef};
 
 /// Where schema facts come from: the built-in kinds' table, or a test's own.
 pub trait Facts: Sync {
@@ -29,12 +29,12 @@ pub trait Facts: Sync {
     }
 }
 
-/// The built-in kinds' facts ([`crate::apiserver::schema`]).
+/// The built-in kinds' facts ([`crate::apiserver::registry::schema`]).
 pub struct Builtin;
 
 impl Facts for Builtin {
     fn root(&self, api_version: &str, kind: &str) -> Option<TypeRef> {
-        crate::apiserver::schema::root(api_version, kind)
+        crate::apiserver::registry::schema::root(api_version, kind)
     }
     fn field(&self, ty: TypeRef, name: &str) -> Option<Field> {
         ty.field(name)

@@ -703,7 +703,7 @@ fn json_fields<'a>(
     }
 }
 
-/// Produces the text of `src/apiserver/schema_table.rs`: every message as an OpenAPI type with its JSON
+/// Produces the text of `src/apiserver/registry/schema_table.rs`: every message as an OpenAPI type with its JSON
 /// fields' shapes and the merge markers of upstream's comments (`+patchStrategy`, `+patchMergeKey`,
 /// `+listType`, `+listMapKey`, `+mapType`, `+structType`), plus the root type of each kind.
 pub fn generate_schema(pb_root: &Path, openapi_root: &Path) -> Result<String, String> {

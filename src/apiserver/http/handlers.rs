@@ -12,18 +12,20 @@ use http::{header, HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::apiserver::authz;
-use crate::apiserver::body::{self, BodyFormat};
 use crate::apiserver::catalog::{Catalog, ResourceInfo, SharedCatalog};
-use crate::apiserver::discovery;
-use crate::apiserver::field_validation::check_fields;
+use crate::apiserver::http::body::{self, BodyFormat};
+use crate::apiserver::http::discovery;
+use crate::apiserver::http::request::{parse_path, FieldValidation, Query, ResourcePath, Target};
 use crate::apiserver::openapi::OpenApiV3;
-use crate::apiserver::patch::PatchType;
-use crate::apiserver::protobuf;
-use crate::apiserver::registry::{normalize, DeleteOptions, Deleted, ListResult, Registry, WatchItem};
-use crate::apiserver::request::{parse_path, FieldValidation, Query, ResourcePath, Target};
+use crate::apiserver::registry::field_validation::check_fields;
+use crate::apiserver::registry::patch::PatchType;
+use crate::apiserver::registry::store::{
+    normalize, DeleteOptions, Deleted, ListResult, Registry, WatchItem,
+};
+use crate::apiserver::registry::strategy;
 use crate::apiserver::status::{ApiError, ApiResult};
-use crate::apiserver::strategy;
-use crate::apiserver::table;
+use crate::apiserver::wire::protobuf;
+use crate::apiserver::wire::table;
 
 /// Upstream's request body limit.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -46,9 +48,9 @@ pub struct App {
     pub openapi: OpenApiV3,
     /// host:port clients reach this server at (for `/api`'s serverAddressByClientCIDRs).
     pub server_address: String,
-    pub tokens: crate::apiserver::tokens::TokenIssuer,
+    pub tokens: crate::apiserver::authn::tokens::TokenIssuer,
     /// In-flight caps and the request deadline.
-    pub limits: crate::apiserver::limits::Limits,
+    pub limits: crate::apiserver::http::limits::Limits,
     /// Set once start-up work (system namespaces, default policy) is done; `/readyz` waits for it.
     pub started: tokio::sync::watch::Sender<bool>,
 }
@@ -522,7 +524,7 @@ pub async fn token_user(app: &App, token: &str, wanted: &[String]) -> ApiResult<
     let Some(claims) = app.tokens.verify(token) else {
         return invalid("invalid bearer token".into());
     };
-    let matched = crate::apiserver::tokens::intersect(&claims.audiences, wanted);
+    let matched = crate::apiserver::authn::tokens::intersect(&claims.audiences, wanted);
     if matched.is_empty() {
         return invalid(format!(
             "[invalid bearer token, token audiences {} is invalid for the target audiences {}]",
@@ -616,7 +618,7 @@ async fn bound_object(
     ns: &str,
     sa_name: &str,
     r: &Value,
-) -> ApiResult<crate::apiserver::tokens::Bound> {
+) -> ApiResult<crate::apiserver::authn::tokens::Bound> {
     let api_version = r.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = r.get("kind").and_then(Value::as_str).unwrap_or("");
     let name = r.get("name").and_then(Value::as_str).unwrap_or("");
@@ -639,8 +641,8 @@ async fn bound_object(
         .find("", "v1", plural)
         .ok_or_else(|| ApiError::internal(format!("no {plural} resource")))?;
     let obj = app.registry.get(&info, Some(ns), name).await?;
-    let mut bound = crate::apiserver::tokens::Bound::default();
-    let found = crate::apiserver::tokens::BoundObject {
+    let mut bound = crate::apiserver::authn::tokens::Bound::default();
+    let found = crate::apiserver::authn::tokens::BoundObject {
         name: name.to_string(),
         uid: uid_of(&obj).to_string(),
     };
@@ -687,7 +689,7 @@ async fn token_request(
     // Upstream decodes into an int64 (anything else is a 400), defaults it to an hour, and validates
     // the range before anything else.
     let expiration = match request.pointer("/spec/expirationSeconds") {
-        None | Some(Value::Null) => crate::apiserver::tokens::DEFAULT_EXPIRATION,
+        None | Some(Value::Null) => crate::apiserver::authn::tokens::DEFAULT_EXPIRATION,
         Some(v) => v.as_i64().ok_or_else(|| {
             ApiError::bad_request(format!(
                 "TokenRequest in version \"v1\" cannot be handled as a TokenRequest: json: cannot unmarshal {} into Go struct field TokenRequestSpec.spec.expirationSeconds of type int64",
@@ -701,14 +703,14 @@ async fn token_request(
             ))
         })?,
     };
-    if expiration < crate::apiserver::tokens::MIN_EXPIRATION {
+    if expiration < crate::apiserver::authn::tokens::MIN_EXPIRATION {
         return Err(invalid_token_request(
             "spec.expirationSeconds",
             &json!(expiration),
             "may not specify a duration less than 10 minutes",
         ));
     }
-    if expiration > crate::apiserver::tokens::MAX_EXPIRATION {
+    if expiration > crate::apiserver::authn::tokens::MAX_EXPIRATION {
         return Err(invalid_token_request(
             "spec.expirationSeconds",
             &json!(expiration),
@@ -720,7 +722,7 @@ async fn token_request(
         .filter(|r| !r.is_null())
     {
         Some(r) => bound_object(app, ns, name, r).await?,
-        None => crate::apiserver::tokens::Bound::default(),
+        None => crate::apiserver::authn::tokens::Bound::default(),
     };
     let mut warnings = Vec::new();
     let expiration = match app.tokens.options.max_expiration {
@@ -813,7 +815,9 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
         || trimmed.starts_with("/livez/")
         || trimmed.starts_with("/readyz/")
     {
-        return Ok(crate::apiserver::health::answer(&app, trimmed, raw_query.as_deref()).await);
+        return Ok(
+            crate::apiserver::http::health::answer(&app, trimmed, raw_query.as_deref()).await,
+        );
     }
     if trimmed == "/version" {
         return Ok(json_response(StatusCode::OK, &version_info()));
@@ -837,7 +841,7 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
     if !decision.allowed {
         return Err(attrs.forbidden(&user.name, &decision.reason));
     }
-    let long_running = crate::apiserver::limits::is_long_running(&attrs);
+    let long_running = crate::apiserver::http::limits::is_long_running(&attrs);
     let permit = match app.limits.admit(&user, &parts.method, long_running) {
         Ok(permit) => permit,
         Err(refused) => return Ok(refused.into_response()),
@@ -870,9 +874,10 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
     match tokio::time::timeout(deadline, work).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(panicked)) => Err(ApiError::internal(format!("request failed: {panicked}"))),
-        Err(_) => {
-            Err(ApiError::timeout(crate::apiserver::status::REQUEST_TIMEOUT_MESSAGE).with_details(json!({})))
-        }
+        Err(_) => Err(
+            ApiError::timeout(crate::apiserver::status::REQUEST_TIMEOUT_MESSAGE)
+                .with_details(json!({})),
+        ),
     }
 }
 
@@ -1029,8 +1034,14 @@ async fn resource(
         let bytes = read_body(body).await?;
         let (obj, _) = typed_body(&info, headers, &bytes, &q).await?;
         let anonymous = User::new("system:anonymous", vec!["system:unauthenticated".into()]);
-        let answer =
-            crate::apiserver::reviews::review(app, &info, user.unwrap_or(&anonymous), ns, obj).await?;
+        let answer = crate::apiserver::registry::reviews::review(
+            app,
+            &info,
+            user.unwrap_or(&anonymous),
+            ns,
+            obj,
+        )
+        .await?;
         return Ok(encode_object(StatusCode::CREATED, out, &info, &answer, &q));
     }
     if sub == Some("scale") {
@@ -1046,10 +1057,11 @@ async fn resource(
     if let (Some(s), Some(name)) = (sub, name) {
         if info.group.is_empty()
             && info.plural == "pods"
-            && crate::apiserver::pod_connect::SUBRESOURCES.contains(&s)
+            && crate::apiserver::http::pod_connect::SUBRESOURCES.contains(&s)
         {
             let pod = reg.get(&info, ns, name).await?;
-            let body = crate::apiserver::pod_connect::answer(&pod, s, q.container.as_deref())?;
+            let body =
+                crate::apiserver::http::pod_connect::answer(&pod, s, q.container.as_deref())?;
             return Ok(respond(
                 StatusCode::OK,
                 "text/plain",
@@ -1102,7 +1114,7 @@ async fn resource(
             if let Some(user) = user {
                 authz::escalation::check(reg, user, &info, ns, &obj, None)?;
             }
-            let manager = crate::apiserver::managed_fields::manager_name(
+            let manager = crate::apiserver::registry::managed_fields::manager_name(
                 q.field_manager.as_deref(),
                 headers
                     .get(header::USER_AGENT)
@@ -1114,7 +1126,7 @@ async fn resource(
                     ns,
                     obj,
                     q.dry_run,
-                    crate::apiserver::registry::Ownership::Update(&manager),
+                    crate::apiserver::registry::store::Ownership::Update(&manager),
                 )
                 .await?;
             Ok(with_warnings(
@@ -1127,7 +1139,7 @@ async fn resource(
             let out = negotiate(headers, pb)?;
             let bytes = read_body(body).await?;
             let (obj, warnings) = typed_body(&info, headers, &bytes, &q).await?;
-            let manager = crate::apiserver::managed_fields::manager_name(
+            let manager = crate::apiserver::registry::managed_fields::manager_name(
                 q.field_manager.as_deref(),
                 headers
                     .get(header::USER_AGENT)
@@ -1145,7 +1157,7 @@ async fn resource(
                     obj,
                     sub,
                     q.dry_run,
-                    crate::apiserver::registry::Ownership::Update(&manager),
+                    crate::apiserver::registry::store::Ownership::Update(&manager),
                     Some(&escalation),
                 )
                 .await?;
@@ -1174,7 +1186,7 @@ async fn resource(
                 return Err(ApiError::new(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"));
             }
             let bytes = read_body(body).await?;
-            let manager = crate::apiserver::managed_fields::manager_name(
+            let manager = crate::apiserver::registry::managed_fields::manager_name(
                 q.field_manager.as_deref(),
                 headers
                     .get(header::USER_AGENT)
@@ -1185,7 +1197,7 @@ async fn resource(
                 Some(user) => authz::escalation::check(reg, user, &info, ns, new, old),
                 None => Ok(()),
             };
-            let opts = crate::apiserver::registry::PatchOptions {
+            let opts = crate::apiserver::registry::store::PatchOptions {
                 manager: &manager,
                 force: q.force,
                 check: Some(&escalation),
@@ -1282,8 +1294,15 @@ async fn scale_subresource(
                 _ => return Err(ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct})"))),
             };
             let bytes = read_body(body).await?;
-            let pos = crate::apiserver::fieldpath::Pos::unknown(&crate::apiserver::fieldpath::Builtin);
-            crate::apiserver::patch::apply_patch(kind, &to_scale(paths, &current), &bytes, &pos)?
+            let pos = crate::apiserver::registry::fieldpath::Pos::unknown(
+                &crate::apiserver::registry::fieldpath::Builtin,
+            );
+            crate::apiserver::registry::patch::apply_patch(
+                kind,
+                &to_scale(paths, &current),
+                &bytes,
+                &pos,
+            )?
         }
         _ => return Err(ApiError::method_not_supported(info, "this method")),
     };
@@ -1295,7 +1314,7 @@ async fn scale_subresource(
             format!("Scale.autoscaling {name:?} is invalid: {m}"),
         )
     })?;
-    let manager = crate::apiserver::managed_fields::manager_name(
+    let manager = crate::apiserver::registry::managed_fields::manager_name(
         q.field_manager.as_deref(),
         headers
             .get(header::USER_AGENT)
@@ -1309,7 +1328,7 @@ async fn scale_subresource(
             obj,
             None,
             q.dry_run,
-            crate::apiserver::registry::Ownership::Update(&manager),
+            crate::apiserver::registry::store::Ownership::Update(&manager),
         )
         .await?;
     Ok(encode_scale(out, &to_scale(paths, &updated)))

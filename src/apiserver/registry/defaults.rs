@@ -10,7 +10,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::apiserver::catalog::ResourceInfo;
-use crate::apiserver::quantity::Quantity;
+use crate::apiserver::wire::quantity::Quantity;
 
 fn obj(v: &mut Value) -> Option<&mut Map<String, Value>> {
     v.as_object_mut()

@@ -2,7 +2,7 @@
 //!
 //! Like upstream's `genericregistry.Store`, it owns what all kinds share (keys, resourceVersion
 //! preconditions, uid/creationTimestamp/generation, `generateName`, finalizers and graceful deletion,
-//! status subresources, dry run, namespace existence) and asks the kind's [`strategy`](crate::apiserver::strategy)
+//! status subresources, dry run, namespace existence) and asks the kind's [`strategy`](crate::apiserver::registry::strategy)
 //! only for what differs. Writes go to the [`Store`]; lists and watches are served from the watch cache
 //! when the request's resourceVersion semantics allow it.
 
@@ -17,16 +17,16 @@ use serde_json::{json, Map, Value};
 
 use crate::apiserver::catalog::{ResourceInfo, SharedCatalog};
 use crate::apiserver::crd;
-use crate::apiserver::field_validation::check_fields;
-use crate::apiserver::fieldpath::{Builtin, Pos};
-use crate::apiserver::managed_fields;
-use crate::apiserver::request::{Query, RvMatch};
-use crate::apiserver::selectors::{FieldSelector, LabelSelector};
-use crate::apiserver::status::{ApiError, ApiResult};
-use crate::apiserver::strategy;
-use crate::apiserver::watch_cache::{
+use crate::apiserver::http::request::{Query, RvMatch};
+use crate::apiserver::registry::field_validation::check_fields;
+use crate::apiserver::registry::fieldpath::{Builtin, Pos};
+use crate::apiserver::registry::managed_fields;
+use crate::apiserver::registry::selectors::{FieldSelector, LabelSelector};
+use crate::apiserver::registry::strategy;
+use crate::apiserver::registry::watch_cache::{
     decode_object, CacheEvent, EventKind, LiveFeed, WatchCache, WatchStartError,
 };
+use crate::apiserver::status::{ApiError, ApiResult};
 use crate::storage::{KeyValue, Store, StoreError};
 
 /// How long a request waits for the watch cache to reach a resourceVersion it asked for.
@@ -525,7 +525,7 @@ impl Registry {
         } else {
             m.remove("generation");
         }
-        crate::apiserver::defaults::apply(info, &mut obj);
+        crate::apiserver::registry::defaults::apply(info, &mut obj);
         if let Some(check) = check {
             check(&obj, None)?;
         }
@@ -715,11 +715,11 @@ impl Registry {
             }
             None => {
                 let mut n = obj;
-                crate::apiserver::defaults::apply(info, &mut n);
+                crate::apiserver::registry::defaults::apply(info, &mut n);
                 strategy::spec_update(info, &mut n, &old);
                 if info.group.is_empty() && info.plural == "services" {
                     strategy::keep_service_allocations(&mut n, &old);
-                    crate::apiserver::validation::service::prepare_update(&mut n, &old);
+                    crate::apiserver::registry::validation::service::prepare_update(&mut n, &old);
                 }
                 // Fields only the server sets.
                 let om = meta(&old).cloned().unwrap_or_default();
@@ -1190,7 +1190,7 @@ impl Registry {
                 }
             }
             let is_ns = info.group.is_empty() && info.plural == "namespaces";
-            if is_ns && crate::apiserver::bootstrap::IMMORTAL_NAMESPACES.contains(&name) {
+            if is_ns && crate::apiserver::registry::bootstrap::IMMORTAL_NAMESPACES.contains(&name) {
                 return Err(ApiError::forbidden(
                     info,
                     name,
@@ -1561,13 +1561,19 @@ pub fn normalize(info: &ResourceInfo, obj: Value) -> ApiResult<Value> {
     };
     let typed = normalize.run(obj).map_err(|msg| {
         if let Some(field) = missing_field(&msg) {
-            return ApiError::invalid(info, &name, vec![super::status::Cause::required(&field)]);
+            return ApiError::invalid(
+                info,
+                &name,
+                vec![crate::apiserver::status::Cause::required(&field)],
+            );
         }
         cannot_handle(&msg)
     })?;
     // Quantities are strings to k8s-openapi; upstream's decoder parses them and refuses the body.
     let root = super::schema::root(&info.api_version(), &info.kind);
-    if let Some(msg) = root.and_then(|t| super::quantity::first_unparsable(t, &typed)) {
+    if let Some(msg) =
+        root.and_then(|t| crate::apiserver::wire::quantity::first_unparsable(t, &typed))
+    {
         return Err(cannot_handle(&msg));
     }
     Ok(typed)
@@ -1587,7 +1593,7 @@ fn missing_field(msg: &str) -> Option<String> {
 }
 
 /// Validation beyond the kind's strategy: a CRD's own rules, or a custom resource's schema.
-fn custom_validation(info: &ResourceInfo, obj: &Value) -> Vec<super::status::Cause> {
+fn custom_validation(info: &ResourceInfo, obj: &Value) -> Vec<crate::apiserver::status::Cause> {
     if crd::is_crd(info) {
         return crd::validate(obj);
     }
@@ -1678,7 +1684,7 @@ impl<'a> PatchOptions<'a> {
 /// Decodes an apply body (YAML, which includes JSON) and checks it names this resource.
 fn apply_config(info: &ResourceInfo, name: &str, body: &[u8]) -> ApiResult<Value> {
     // Through the depth pre-scan: libyaml is quadratic in nesting depth.
-    let v: Value = super::body::decode_yaml(body)
+    let v: Value = crate::apiserver::http::body::decode_yaml(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     if !v.is_object() {
         return Err(ApiError::bad_request(
@@ -1733,13 +1739,20 @@ impl Registry {
         PatchOptions::validate(kind, q)?;
         let pos = Pos::root(&Builtin, &info.api_version(), &info.kind);
         let apply_cfg = match kind {
-            super::patch::PatchType::Apply if body.len() <= super::body::INLINE_DECODE_BYTES => {
+            super::patch::PatchType::Apply
+                if body.len() <= crate::apiserver::http::body::INLINE_DECODE_BYTES =>
+            {
                 Some(apply_config(info, name, body)?)
             }
             super::patch::PatchType::Apply => {
                 // A large apply configuration is decoded on the blocking pool, off the reactor.
                 let (i, n, b) = (info.clone(), name.to_string(), body.to_vec());
-                Some(super::body::off_reactor(b.len(), move || apply_config(&i, &n, &b)).await?)
+                Some(
+                    crate::apiserver::http::body::off_reactor(b.len(), move || {
+                        apply_config(&i, &n, &b)
+                    })
+                    .await?,
+                )
             }
             _ => None,
         };
@@ -1809,13 +1822,14 @@ impl Registry {
                     }
                 }
                 (None, Some(current)) => {
-                    let patched = if body.len() <= super::body::INLINE_DECODE_BYTES {
+                    let patched = if body.len() <= crate::apiserver::http::body::INLINE_DECODE_BYTES
+                    {
                         super::patch::apply_patch(kind, current, body, &pos)?
                     } else {
                         // A large patch is parsed and applied on the blocking pool, off the reactor.
                         let (cur, bytes) = (current.clone(), body.to_vec());
                         let (av, k) = (info.api_version(), info.kind.clone());
-                        super::body::off_reactor(bytes.len(), move || {
+                        crate::apiserver::http::body::off_reactor(bytes.len(), move || {
                             let pos = Pos::root(&Builtin, &av, &k);
                             super::patch::apply_patch(kind, &cur, &bytes, &pos)
                         })

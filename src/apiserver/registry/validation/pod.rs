@@ -9,10 +9,12 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
-use crate::apiserver::validation::fields::{quantity, quantity_text, str_at};
-use crate::apiserver::validation::{label_value_errors, name_errors, qualified_name_errors, NameRule};
-use crate::apiserver::quantity::{Quantity, PARSE_ERROR};
+use crate::apiserver::registry::validation::fields::{quantity, quantity_text, str_at};
+use crate::apiserver::registry::validation::{
+    label_value_errors, name_errors, qualified_name_errors, NameRule,
+};
 use crate::apiserver::status::Cause;
+use crate::apiserver::wire::quantity::{Quantity, PARSE_ERROR};
 
 /// The fields a pod update may change, as upstream lists them in its Forbidden message.
 pub const UPDATABLE_POD_SPEC_FIELDS: &str = "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
@@ -2437,7 +2439,7 @@ fn topology_spread(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apiserver::defaults::pod_defaults;
+    use crate::apiserver::registry::defaults::pod_defaults;
 
     fn pod(spec: Value) -> Value {
         let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}, "spec": spec});
@@ -2524,7 +2526,7 @@ mod tests {
         assert_eq!(errors(&host_net), Vec::<String>::new());
         // A pod template (deployment-style) with no defaults beyond the spec's.
         let mut spec = json!({"containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]}]});
-        crate::apiserver::defaults::pod_spec_defaults(&mut spec);
+        crate::apiserver::registry::defaults::pod_spec_defaults(&mut spec);
         let mut causes = Vec::new();
         validate_pod_spec(Some(&spec), "spec.template.spec", &mut causes);
         assert!(causes.is_empty(), "{causes:?}");

@@ -1,0 +1,6 @@
+//! Authentication: who is asking.
+//!
+//! Client certificates signed by the cluster CA are checked during the TLS handshake (`http::server`);
+//! bearer tokens (service account tokens, bound or legacy) are checked here, in [`tokens`].
+
+pub mod tokens;

@@ -1,0 +1,17 @@
+//! The HTTP edge: everything between a TCP connection and the registry.
+//!
+//! Start at [`handlers`]: `handle` → `route` (authentication, health, impersonation, authorization,
+//! in-flight limits) → `Dispatch::run`, which names the resource from the [`request`] path and calls
+//! the verb's handler. [`server`] accepts TLS connections (client certificates), [`body`] decodes
+//! request bodies with upstream's bounds, [`limits`] holds the in-flight caps and the request deadline,
+//! [`health`] answers `/livez` and `/readyz`, [`discovery`] the discovery documents, and
+//! [`pod_connect`] the pod streams (log, exec, attach, portforward).
+
+pub mod body;
+pub mod discovery;
+pub mod handlers;
+pub mod health;
+pub mod limits;
+pub mod pod_connect;
+pub mod request;
+pub mod server;

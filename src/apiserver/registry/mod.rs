@@ -1,0 +1,25 @@
+//! The registry: one generic store for every resource, and the per-kind rules it applies.
+//!
+//! Start at [`store`]: `Registry` serves create, get, list, watch, update, patch and delete for any
+//! row of the catalog, over the [`watch_cache`] and the storage backend. What differs per kind is a
+//! [`strategy`] (names, defaults, validation, status rules), with [`defaults`] and [`validation`]
+//! holding upstream's defaulting and validation functions the strategies call. Patching ([`patch`]),
+//! server-side apply ([`managed_fields`] over [`fieldpath`], with merge facts from [`schema`]),
+//! selectors ([`selectors`]) and `fieldValidation` ([`field_validation`]) are the generic parts of a
+//! write or a list. [`reviews`] answers the create-only review kinds, [`namespaces`] empties a
+//! terminating namespace, [`bootstrap`] creates what a fresh cluster has.
+
+pub mod bootstrap;
+pub mod defaults;
+pub mod field_validation;
+pub mod fieldpath;
+pub mod managed_fields;
+pub mod namespaces;
+pub mod patch;
+pub mod reviews;
+pub mod schema;
+pub mod selectors;
+pub mod store;
+pub mod strategy;
+pub mod validation;
+pub mod watch_cache;
