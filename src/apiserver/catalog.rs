@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 pub use crate::apiserver::crd::CustomVersion;
+use crate::apiserver::registry::strategy::{self as s, Plain, Printer, Strategy};
 
 /// Turns a decoded JSON object into its canonical form: unknown fields are dropped, a type error is an
 /// `Err(message)`. Built-ins round-trip through their typed k8s-openapi struct; custom resources are
@@ -83,6 +84,9 @@ pub struct ResourceInfo {
     /// (e.g. pods: `spec.nodeName`, `status.phase`).
     pub field_selectors: Vec<String>,
     pub normalize: Option<Normalizer>,
+    /// What the kind does differently from the generic store (names, defaults, validation, status
+    /// rules, deletion, printer).
+    pub strategy: Arc<dyn Strategy>,
 }
 
 impl ResourceInfo {
@@ -222,6 +226,7 @@ where
         storage_prefix: format!("/registry/{}/", T::URL_PATH_SEGMENT),
         field_selectors: Vec::new(),
         normalize: Some(Normalizer::Typed(normalize::<T>)),
+        strategy: Arc::new(Plain::default()),
     }
 }
 
@@ -277,6 +282,10 @@ impl ResourceInfo {
         self.field_selectors = strings(fields);
         self
     }
+    fn strategy(mut self, strategy: impl Strategy + 'static) -> Self {
+        self.strategy = Arc::new(strategy);
+        self
+    }
 
     /// Whether objects of this resource live in storage. False for the create-only virtual resources
     /// (bindings, the review kinds) and for componentstatuses (computed on request): exactly the
@@ -318,25 +327,34 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
         row::<core::Binding>().verbs(CREATE),
         row::<core::ComponentStatus>()
             .short(&["cs"])
-            .verbs(GET_LIST),
-        row::<core::ConfigMap>().short(&["cm"]),
+            .verbs(GET_LIST)
+            .strategy(Plain::new(Printer::ComponentStatus)),
+        row::<core::ConfigMap>()
+            .short(&["cm"])
+            .strategy(s::config::ConfigMaps),
         row::<core::Endpoints>()
             .short(&["ep"])
-            .prefix("/registry/services/endpoints/"),
-        row::<core::Event>().short(&["ev"]).fields(&[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ]),
-        row::<core::LimitRange>().short(&["limits"]),
+            .prefix("/registry/services/endpoints/")
+            .strategy(s::services::Endpoints),
+        row::<core::Event>()
+            .short(&["ev"])
+            .fields(&[
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ])
+            .strategy(s::events::EVENTS),
+        row::<core::LimitRange>()
+            .short(&["limits"])
+            .strategy(s::policy::LimitRanges),
         row::<core::Namespace>()
             .short(&["ns"])
             .verbs(NO_DELETECOLLECTION)
@@ -344,7 +362,8 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
                 sub::<core::Namespace>("finalize", &["update"]),
                 status::<core::Namespace>(),
             ])
-            .fields(&["status.phase"]),
+            .fields(&["status.phase"])
+            .strategy(s::namespaces::Namespaces),
         row::<core::Node>()
             .short(&["no"])
             .subs(vec![
@@ -352,13 +371,16 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
                 status::<core::Node>(),
             ])
             .prefix("/registry/minions/")
-            .fields(&["spec.unschedulable"]),
+            .fields(&["spec.unschedulable"])
+            .strategy(s::nodes::Nodes),
         row::<core::PersistentVolumeClaim>()
             .short(&["pvc"])
-            .subs(vec![status::<core::PersistentVolumeClaim>()]),
+            .subs(vec![status::<core::PersistentVolumeClaim>()])
+            .strategy(s::volumes::PersistentVolumeClaims),
         row::<core::PersistentVolume>()
             .short(&["pv"])
-            .subs(vec![status::<core::PersistentVolume>()]),
+            .subs(vec![status::<core::PersistentVolume>()])
+            .strategy(s::volumes::PersistentVolumes),
         row::<core::Pod>()
             .short(&["po"])
             .categories(ALL)
@@ -375,21 +397,27 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
                 "status.nominatedNodeName",
                 // Accepted for old v1 clients; upstream converts it to spec.nodeName.
                 "spec.host",
-            ]),
-        row::<core::PodTemplate>(),
+            ])
+            .strategy(s::pods::Pods),
+        row::<core::PodTemplate>().strategy(s::pods::PodTemplates),
         row::<core::ReplicationController>()
             .short(&["rc"])
             .categories(ALL)
             .subs(vec![scale(), status::<core::ReplicationController>()])
             .prefix("/registry/controllers/")
-            .fields(&["status.replicas"]),
+            .fields(&["status.replicas"])
+            .strategy(s::workloads::ReplicationControllers),
         row::<core::ResourceQuota>()
             .short(&["quota"])
-            .subs(vec![status::<core::ResourceQuota>()]),
-        row::<core::Secret>().fields(&["type"]),
+            .subs(vec![status::<core::ResourceQuota>()])
+            .strategy(s::policy::ResourceQuotas),
+        row::<core::Secret>()
+            .fields(&["type"])
+            .strategy(s::config::Secrets),
         row::<core::ServiceAccount>()
             .short(&["sa"])
-            .subs(vec![sub::<authentication::TokenRequest>("token", CREATE)]),
+            .subs(vec![sub::<authentication::TokenRequest>("token", CREATE)])
+            .strategy(Plain::new(Printer::ServiceAccount)),
         row::<core::Service>()
             .short(&["svc"])
             .categories(ALL)
@@ -398,39 +426,46 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
                 status::<core::Service>(),
             ])
             .prefix("/registry/services/specs/")
-            .fields(&["spec.clusterIP", "spec.type"]),
+            .fields(&["spec.clusterIP", "spec.type"])
+            .strategy(s::services::Services),
         // ---- apiregistration.k8s.io/v1 ----
         row::<apiregistration::APIService>()
             .categories(API_EXTENSIONS)
             .subs(vec![status::<apiregistration::APIService>()])
-            .prefix("/registry/apiregistration.k8s.io/apiservices/"),
+            .prefix("/registry/apiregistration.k8s.io/apiservices/")
+            .strategy(Plain::new(Printer::ApiService).create_on_update()),
         // ---- apps/v1 ----
-        row::<apps::ControllerRevision>(),
+        row::<apps::ControllerRevision>().strategy(s::workloads::ControllerRevisions),
         row::<apps::DaemonSet>()
             .short(&["ds"])
             .categories(ALL)
-            .subs(vec![status::<apps::DaemonSet>()]),
+            .subs(vec![status::<apps::DaemonSet>()])
+            .strategy(s::workloads::DaemonSets),
         row::<apps::Deployment>()
             .short(&["deploy"])
             .categories(ALL)
-            .subs(vec![scale(), status::<apps::Deployment>()]),
+            .subs(vec![scale(), status::<apps::Deployment>()])
+            .strategy(s::workloads::Deployments),
         // Upstream's ReplicaSet registry computes status.replicas, but apps/v1 registers no field label
         // conversion for it, so only metadata.name/namespace are accepted (kubernetes#135136).
         row::<apps::ReplicaSet>()
             .short(&["rs"])
             .categories(ALL)
-            .subs(vec![scale(), status::<apps::ReplicaSet>()]),
+            .subs(vec![scale(), status::<apps::ReplicaSet>()])
+            .strategy(s::workloads::ReplicaSets),
         row::<apps::StatefulSet>()
             .short(&["sts"])
             .categories(ALL)
-            .subs(vec![scale(), status::<apps::StatefulSet>()]),
+            .subs(vec![scale(), status::<apps::StatefulSet>()])
+            .strategy(s::workloads::StatefulSets),
         // ---- events.k8s.io/v1 ----
         // Upstream stores both Event versions under /registry/events/ and converts between them; we keep
         // them separate for now. events.k8s.io/v1 registers no field label conversion upstream, so only
         // metadata.name/namespace are selectable.
         row::<events::Event>()
             .short(&["ev"])
-            .prefix("/registry/events.k8s.io/events/"),
+            .prefix("/registry/events.k8s.io/events/")
+            .strategy(s::events::EVENTS),
         // ---- authentication.k8s.io/v1 ----
         row::<authentication::SelfSubjectReview>().verbs(CREATE),
         row::<authentication::TokenReview>().verbs(CREATE),
@@ -445,23 +480,27 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
         row::<autoscaling_v2::HorizontalPodAutoscaler>()
             .short(&["hpa"])
             .categories(ALL)
-            .subs(vec![status::<autoscaling_v2::HorizontalPodAutoscaler>()]),
+            .subs(vec![status::<autoscaling_v2::HorizontalPodAutoscaler>()])
+            .strategy(s::policy::HorizontalPodAutoscalers { version: "v2" }),
         row::<autoscaling_v1::HorizontalPodAutoscaler>()
             .short(&["hpa"])
             .categories(ALL)
             .subs(vec![status::<autoscaling_v1::HorizontalPodAutoscaler>()])
-            .prefix("/registry/horizontalpodautoscalers.v1/"),
+            .prefix("/registry/horizontalpodautoscalers.v1/")
+            .strategy(s::policy::HorizontalPodAutoscalers { version: "v1" }),
         // ---- batch/v1 ----
         // batch/v1 accepts status.successful for Job and CronJob; only Jobs carry a value for it.
         row::<batch::CronJob>()
             .short(&["cj"])
             .categories(ALL)
             .subs(vec![status::<batch::CronJob>()])
-            .fields(&["status.successful"]),
+            .fields(&["status.successful"])
+            .strategy(s::batch::CronJobs),
         row::<batch::Job>()
             .categories(ALL)
             .subs(vec![status::<batch::Job>()])
-            .fields(&["status.successful"]),
+            .fields(&["status.successful"])
+            .strategy(s::batch::Jobs),
         // ---- certificates.k8s.io/v1 ----
         row::<certificates::CertificateSigningRequest>()
             .short(&["csr"])
@@ -469,59 +508,93 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
                 sub::<certificates::CertificateSigningRequest>("approval", GET_PATCH_UPDATE),
                 status::<certificates::CertificateSigningRequest>(),
             ])
-            .fields(&["spec.signerName"]),
+            .fields(&["spec.signerName"])
+            .strategy(Plain::new(Printer::CertificateSigningRequest).status_on_create()),
         // ---- networking.k8s.io/v1 ----
-        row::<networking::IngressClass>(),
+        row::<networking::IngressClass>().strategy(s::networking::IngressClasses),
         row::<networking::Ingress>()
             .short(&["ing"])
             .subs(vec![status::<networking::Ingress>()])
-            .prefix("/registry/ingress/"),
-        row::<networking::IPAddress>().short(&["ip"]),
+            .prefix("/registry/ingress/")
+            .strategy(s::networking::Ingresses),
+        row::<networking::IPAddress>()
+            .short(&["ip"])
+            .strategy(s::networking::IP_ADDRESSES),
         // NetworkPolicy lost its status subresource in 1.28.
-        row::<networking::NetworkPolicy>().short(&["netpol"]),
-        row::<networking::ServiceCIDR>().subs(vec![status::<networking::ServiceCIDR>()]),
+        row::<networking::NetworkPolicy>()
+            .short(&["netpol"])
+            .strategy(s::networking::NetworkPolicies),
+        row::<networking::ServiceCIDR>()
+            .subs(vec![status::<networking::ServiceCIDR>()])
+            .strategy(s::networking::SERVICE_CIDRS),
         // ---- policy/v1 ----
         row::<policy::PodDisruptionBudget>()
             .short(&["pdb"])
-            .subs(vec![status::<policy::PodDisruptionBudget>()]),
+            .subs(vec![status::<policy::PodDisruptionBudget>()])
+            .strategy(s::policy::PodDisruptionBudgets),
         // ---- rbac.authorization.k8s.io/v1 ----
-        row::<rbac::ClusterRoleBinding>(),
-        row::<rbac::ClusterRole>(),
-        row::<rbac::RoleBinding>(),
-        row::<rbac::Role>(),
+        row::<rbac::ClusterRoleBinding>().strategy(s::rbac::RoleBindings { namespaced: false }),
+        row::<rbac::ClusterRole>().strategy(s::rbac::Roles { namespaced: false }),
+        row::<rbac::RoleBinding>().strategy(s::rbac::RoleBindings { namespaced: true }),
+        row::<rbac::Role>().strategy(s::rbac::Roles { namespaced: true }),
         // ---- storage.k8s.io/v1 (volumeattributesclasses is GA only from 1.34) ----
-        row::<storage::CSIDriver>(),
-        row::<storage::CSINode>(),
+        row::<storage::CSIDriver>().strategy(s::volumes::CsiDrivers),
+        row::<storage::CSINode>().strategy(Plain::new(Printer::CsiNode)),
         row::<storage::CSIStorageCapacity>(),
-        row::<storage::StorageClass>().short(&["sc"]),
-        row::<storage::VolumeAttachment>().subs(vec![status::<storage::VolumeAttachment>()]),
+        row::<storage::StorageClass>()
+            .short(&["sc"])
+            .strategy(s::volumes::StorageClasses),
+        row::<storage::VolumeAttachment>()
+            .subs(vec![status::<storage::VolumeAttachment>()])
+            .strategy(Plain::new(Printer::VolumeAttachment)),
         // ---- admissionregistration.k8s.io/v1 ----
-        row::<admissionregistration::MutatingWebhookConfiguration>().categories(API_EXTENSIONS),
+        row::<admissionregistration::MutatingWebhookConfiguration>()
+            .categories(API_EXTENSIONS)
+            .strategy(s::admission::WebhookConfigurations { mutating: true }),
         row::<admissionregistration::ValidatingAdmissionPolicy>()
             .categories(API_EXTENSIONS)
             .subs(vec![status::<
                 admissionregistration::ValidatingAdmissionPolicy,
-            >()]),
-        row::<admissionregistration::ValidatingAdmissionPolicyBinding>().categories(API_EXTENSIONS),
-        row::<admissionregistration::ValidatingWebhookConfiguration>().categories(API_EXTENSIONS),
+            >()])
+            .strategy(s::admission::VALIDATING_ADMISSION_POLICIES),
+        row::<admissionregistration::ValidatingAdmissionPolicyBinding>()
+            .categories(API_EXTENSIONS)
+            .strategy(s::admission::VALIDATING_ADMISSION_POLICY_BINDINGS),
+        row::<admissionregistration::ValidatingWebhookConfiguration>()
+            .categories(API_EXTENSIONS)
+            .strategy(s::admission::WebhookConfigurations { mutating: false }),
         // ---- apiextensions.k8s.io/v1 ----
         row::<apiextensions::CustomResourceDefinition>()
             .short(&["crd", "crds"])
             .categories(API_EXTENSIONS)
             .subs(vec![status::<apiextensions::CustomResourceDefinition>()])
-            .prefix("/registry/apiextensions.k8s.io/customresourcedefinitions/"),
+            .prefix("/registry/apiextensions.k8s.io/customresourcedefinitions/")
+            .strategy(s::apiextensions::CustomResourceDefinitions),
         // ---- scheduling.k8s.io/v1 ----
-        row::<scheduling::PriorityClass>().short(&["pc"]),
+        row::<scheduling::PriorityClass>()
+            .short(&["pc"])
+            .strategy(s::policy::PriorityClasses),
         // ---- coordination.k8s.io/v1 ----
-        row::<coordination::Lease>(),
+        row::<coordination::Lease>().strategy(s::coordination::Leases),
         // ---- node.k8s.io/v1 ----
-        row::<node::RuntimeClass>(),
+        row::<node::RuntimeClass>().strategy(Plain::new(Printer::RuntimeClass)),
         // ---- discovery.k8s.io/v1 ----
-        row::<discovery::EndpointSlice>(),
+        row::<discovery::EndpointSlice>().strategy(s::networking::EndpointSlices),
         // ---- flowcontrol.apiserver.k8s.io/v1 ----
-        row::<flowcontrol::FlowSchema>().subs(vec![status::<flowcontrol::FlowSchema>()]),
+        row::<flowcontrol::FlowSchema>()
+            .subs(vec![status::<flowcontrol::FlowSchema>()])
+            .strategy(
+                Plain::new(Printer::FlowSchema)
+                    .path_segment_names()
+                    .generation(),
+            ),
         row::<flowcontrol::PriorityLevelConfiguration>()
-            .subs(vec![status::<flowcontrol::PriorityLevelConfiguration>()]),
+            .subs(vec![status::<flowcontrol::PriorityLevelConfiguration>()])
+            .strategy(
+                Plain::new(Printer::PriorityLevelConfiguration)
+                    .path_segment_names()
+                    .generation(),
+            ),
     ]
 }
 

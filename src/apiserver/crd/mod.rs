@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 use super::catalog::{Normalizer, ResourceInfo, SubresourceInfo};
 use super::status::Cause;
+use crate::apiserver::registry::strategy::apiextensions::CustomResources;
 
 pub const GROUP: &str = "apiextensions.k8s.io";
 pub const PLURAL: &str = "customresourcedefinitions";
@@ -192,12 +193,12 @@ pub fn rows(crd: &Value) -> Vec<ResourceInfo> {
         let schema = version_or_spec(crd, v, "schema")
             .and_then(|s| s.get("openAPIV3Schema"))
             .cloned();
-        let custom = CustomVersion {
+        let custom = Arc::new(CustomVersion {
             crd_name: crd_name.clone(),
             schema,
             columns,
             scale,
-        };
+        });
         out.push(ResourceInfo {
             group: group.clone(),
             version,
@@ -220,7 +221,8 @@ pub fn rows(crd: &Value) -> Vec<ResourceInfo> {
             subresources,
             storage_prefix: format!("/registry/{group}/{plural}/"),
             field_selectors: Vec::new(),
-            normalize: Some(Normalizer::Custom(Arc::new(custom))),
+            strategy: Arc::new(CustomResources(custom.clone())),
+            normalize: Some(Normalizer::Custom(custom)),
         });
     }
     out

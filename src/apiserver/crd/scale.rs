@@ -5,6 +5,7 @@
 
 use serde_json::{json, Value};
 
+use crate::apiserver::catalog::ResourceInfo;
 use crate::apiserver::crd::ScalePaths;
 
 /// `.spec.replicas` → `/spec/replicas`.
@@ -16,12 +17,10 @@ fn pointer(path: &str) -> String {
         .collect()
 }
 
-/// The scale paths of a built-in kind that has a `scale` subresource.
-pub fn builtin(group: &str, plural: &str) -> Option<ScalePaths> {
-    let scalable = matches!(
-        (group, plural),
-        ("apps", "deployments" | "replicasets" | "statefulsets") | ("", "replicationcontrollers")
-    );
+/// The scale paths of a built-in kind that has a `scale` subresource (all of them keep replicas in
+/// `.spec.replicas` and `.status.replicas` and select by `.spec.selector`).
+pub fn builtin(info: &ResourceInfo) -> Option<ScalePaths> {
+    let scalable = info.custom().is_none() && info.subresource("scale").is_some();
     scalable.then(|| ScalePaths {
         spec_replicas: ".spec.replicas".into(),
         status_replicas: ".status.replicas".into(),
@@ -184,12 +183,18 @@ mod tests {
             selector_string(&json!({"app": "web"})).as_deref(),
             Some("app=web")
         );
-        let paths = builtin("apps", "deployments");
+        let row = |plural: &str| {
+            crate::apiserver::catalog::builtin_resources()
+                .into_iter()
+                .find(|r| r.plural == plural)
+                .expect("built-in row")
+        };
+        let paths = builtin(&row("deployments"));
         let dep = json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 1}});
         let s = paths.map(|p| to_scale(&p, &dep)).unwrap_or_default();
         assert_eq!(s["spec"]["replicas"], 2);
         assert_eq!(s["status"], json!({"replicas": 1, "selector": "app=web"}));
-        assert!(builtin("", "pods").is_none());
+        assert!(builtin(&row("pods")).is_none());
     }
 
     #[test]

@@ -22,7 +22,6 @@ use crate::apiserver::registry::patch::PatchType;
 use crate::apiserver::registry::store::{
     normalize, DeleteOptions, Deleted, ListResult, Registry, WatchItem,
 };
-use crate::apiserver::registry::strategy;
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::wire::protobuf;
 use crate::apiserver::wire::table;
@@ -192,7 +191,7 @@ fn table_doc(
         .map(|o| {
             let cells = match custom {
                 Some(c) => crate::apiserver::crd::table::row_cells(c, o, now),
-                None => table::row_cells(&info.group, &info.plural, o, now),
+                None => table::row_cells(info.strategy.printer(), o, now),
             };
             let mut row = json!({ "cells": cells });
             match include {
@@ -206,7 +205,7 @@ fn table_doc(
     let columns = if with_columns {
         Value::Array(match custom {
             Some(c) => crate::apiserver::crd::table::column_definitions(c),
-            None => table::column_definitions(&info.group, &info.plural),
+            None => table::column_definitions(info.strategy.printer()),
         })
     } else {
         json!([])
@@ -1048,7 +1047,7 @@ async fn resource(
         let paths = info
             .custom()
             .and_then(|c| c.scale.clone())
-            .or_else(|| crate::apiserver::crd::scale::builtin(&info.group, &info.plural));
+            .or_else(|| crate::apiserver::crd::scale::builtin(&info));
         if let (Some(paths), Some(name)) = (paths, name) {
             return scale_subresource(app, method, headers, &info, ns, name, &paths, body, &q)
                 .await;
@@ -1221,7 +1220,7 @@ async fn resource(
             let opts = delete_options(headers, body, &q).await?;
             match reg.delete(&info, ns, name, &opts).await? {
                 Deleted::Pending(obj) => Ok(encode_object(StatusCode::OK, out, &info, &obj, &q)),
-                Deleted::Gone(obj) if strategy::returns_deleted_object(&info) => {
+                Deleted::Gone(obj) if info.strategy.returns_deleted_object() => {
                     Ok(encode_object(StatusCode::OK, out, &info, &obj, &q))
                 }
                 Deleted::Gone(obj) => {

@@ -9,7 +9,6 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::apiserver::catalog::ResourceInfo;
 use crate::apiserver::wire::quantity::Quantity;
 
 fn obj(v: &mut Value) -> Option<&mut Map<String, Value>> {
@@ -496,7 +495,7 @@ fn label_selector_is_empty(m: &Map<String, Value>, key: &str) -> bool {
     !non_empty(m, key)
 }
 
-fn service_defaults(v: &mut Value) {
+pub fn service_defaults(v: &mut Value) {
     let Some(m) = at(v, &["spec"]) else { return };
     default_zero(m, "sessionAffinity", json!("None"));
     match m.get("sessionAffinity").and_then(Value::as_str) {
@@ -632,7 +631,7 @@ fn statefulset_defaults(m: &mut Map<String, Value>) {
     }
 }
 
-fn job_defaults(v: &mut Value) {
+pub fn job_defaults(v: &mut Value) {
     let template_labels = v
         .pointer("/spec/template/metadata/labels")
         .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
@@ -671,7 +670,7 @@ fn job_defaults(v: &mut Value) {
     template_defaults(v, &["spec", "template", "spec"]);
 }
 
-fn replication_controller_defaults(v: &mut Value) {
+pub fn replication_controller_defaults(v: &mut Value) {
     let template_labels = v
         .pointer("/spec/template/metadata/labels")
         .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
@@ -694,7 +693,7 @@ fn replication_controller_defaults(v: &mut Value) {
     template_defaults(v, &["spec", "template", "spec"]);
 }
 
-fn limit_range_defaults(v: &mut Value) {
+pub fn limit_range_defaults(v: &mut Value) {
     let Some(spec) = at(v, &["spec"]) else { return };
     for item in list(spec, "limits") {
         if item.get("type").and_then(Value::as_str) == Some("Container") {
@@ -763,275 +762,287 @@ fn webhook_defaults(w: &mut Map<String, Value>, mutating: bool) {
     }
 }
 
-/// Applies the kind's defaults to `v` in place.
-pub fn apply(info: &ResourceInfo, v: &mut Value) {
-    match (info.group.as_str(), info.plural.as_str()) {
-        ("", "pods") => pod_defaults(v),
-        ("", "podtemplates") => template_defaults(v, &["template", "spec"]),
-        ("", "replicationcontrollers") => replication_controller_defaults(v),
-        ("", "services") => service_defaults(v),
-        ("", "endpoints") => {
-            if let Some(m) = obj(v) {
-                for subset in list(m, "subsets") {
-                    for p in list(subset, "ports") {
-                        default_zero(p, "protocol", json!("TCP"));
-                    }
-                }
+/// Upstream's defaults for pod templates.
+pub fn pod_template(v: &mut Value) {
+    template_defaults(v, &["template", "spec"]);
+}
+
+/// Upstream's defaults for endpointss.
+pub fn endpoints(v: &mut Value) {
+    if let Some(m) = obj(v) {
+        for subset in list(m, "subsets") {
+            for p in list(subset, "ports") {
+                default_zero(p, "protocol", json!("TCP"));
             }
         }
-        ("", "secrets") => {
-            if let Some(m) = obj(v) {
-                default_zero(m, "type", json!("Opaque"));
-                // stringData is write-only: merged into data (base64), never stored.
-                if let Some(Value::Object(string_data)) = m.remove("stringData") {
-                    use base64::Engine;
-                    let data = m.entry("data").or_insert(json!({}));
-                    if !data.is_object() {
-                        *data = json!({});
-                    }
-                    for (k, val) in string_data {
-                        let text = val.as_str().unwrap_or("").to_string();
-                        data[k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
-                    }
-                }
+    }
+}
+
+/// Upstream's defaults for secrets.
+pub fn secret(v: &mut Value) {
+    if let Some(m) = obj(v) {
+        default_zero(m, "type", json!("Opaque"));
+        // stringData is write-only: merged into data (base64), never stored.
+        if let Some(Value::Object(string_data)) = m.remove("stringData") {
+            use base64::Engine;
+            let data = m.entry("data").or_insert(json!({}));
+            if !data.is_object() {
+                *data = json!({});
+            }
+            for (k, val) in string_data {
+                let text = val.as_str().unwrap_or("").to_string();
+                data[k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
             }
         }
-        ("", "persistentvolumeclaims") => {
-            if let Some(m) = at(v, &["spec"]) {
-                pvc_spec_defaults(m);
-            }
-            if let Some(m) = at(v, &["status"]) {
-                resource_list(m, "capacity");
-                resource_list(m, "allocatedResources");
+    }
+}
+
+/// Upstream's defaults for persistent volume claims.
+pub fn persistent_volume_claim(v: &mut Value) {
+    if let Some(m) = at(v, &["spec"]) {
+        pvc_spec_defaults(m);
+    }
+    if let Some(m) = at(v, &["status"]) {
+        resource_list(m, "capacity");
+        resource_list(m, "allocatedResources");
+    }
+}
+
+/// Upstream's defaults for persistent volumes.
+pub fn persistent_volume(v: &mut Value) {
+    if let Some(m) = at(v, &["spec"]) {
+        default_zero(m, "persistentVolumeReclaimPolicy", json!("Retain"));
+        default(m, "volumeMode", json!("Filesystem"));
+        resource_list(m, "capacity");
+        if let Some(h) = child(m, "hostPath") {
+            default(h, "type", json!(""));
+        }
+        if let Some(r) = child(m, "rbd") {
+            default_zero(r, "pool", json!("rbd"));
+            default_zero(r, "user", json!("admin"));
+            default_zero(r, "keyring", json!("/etc/ceph/keyring"));
+        }
+        if let Some(i) = child(m, "iscsi") {
+            default(i, "iscsiInterface", json!("default"));
+        }
+        if let Some(a) = child(m, "azureDisk") {
+            azure_disk(a);
+        }
+        if let Some(s) = child(m, "scaleIO") {
+            default_zero(s, "storageMode", json!("ThinProvisioned"));
+            default_zero(s, "fsType", json!("xfs"));
+        }
+    }
+}
+
+/// Upstream's defaults for namespaces.
+pub fn namespace(v: &mut Value) {
+    // Every named namespace carries its name as a label (SetDefaults_Namespace), set on decode so
+    // the label belongs to the manager that wrote the namespace.
+    let name = v
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if let (false, Some(meta)) = (name.is_empty(), at(v, &["metadata"])) {
+        if !meta.get("labels").is_some_and(Value::is_object) {
+            meta.insert("labels".into(), json!({}));
+        }
+        if let Some(labels) = child(meta, "labels") {
+            labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+        }
+    }
+}
+
+/// Upstream's defaults for nodes.
+pub fn node(v: &mut Value) {
+    if let Some(st) = at(v, &["status"]) {
+        if st.get("allocatable").is_none_or(Value::is_null) {
+            if let Some(cap) = st.get("capacity").filter(|c| c.is_object()).cloned() {
+                st.insert("allocatable".into(), cap);
             }
         }
-        ("", "persistentvolumes") => {
-            if let Some(m) = at(v, &["spec"]) {
-                default_zero(m, "persistentVolumeReclaimPolicy", json!("Retain"));
-                default(m, "volumeMode", json!("Filesystem"));
-                resource_list(m, "capacity");
-                if let Some(h) = child(m, "hostPath") {
-                    default(h, "type", json!(""));
-                }
-                if let Some(r) = child(m, "rbd") {
-                    default_zero(r, "pool", json!("rbd"));
-                    default_zero(r, "user", json!("admin"));
-                    default_zero(r, "keyring", json!("/etc/ceph/keyring"));
-                }
-                if let Some(i) = child(m, "iscsi") {
-                    default(i, "iscsiInterface", json!("default"));
-                }
-                if let Some(a) = child(m, "azureDisk") {
-                    azure_disk(a);
-                }
-                if let Some(s) = child(m, "scaleIO") {
-                    default_zero(s, "storageMode", json!("ThinProvisioned"));
-                    default_zero(s, "fsType", json!("xfs"));
-                }
+        resource_list(st, "capacity");
+        resource_list(st, "allocatable");
+    }
+}
+
+/// Upstream's defaults for resource quotas.
+pub fn resource_quota(v: &mut Value) {
+    if let Some(m) = at(v, &["spec"]) {
+        resource_list(m, "hard");
+    }
+    if let Some(m) = at(v, &["status"]) {
+        resource_list(m, "hard");
+        resource_list(m, "used");
+    }
+}
+
+/// Upstream's defaults for deployments.
+pub fn deployment(v: &mut Value) {
+    if let Some(m) = at(v, &["spec"]) {
+        deployment_defaults(m);
+    }
+    template_defaults(v, &["spec", "template", "spec"]);
+}
+
+/// Upstream's defaults for replica sets.
+pub fn replica_set(v: &mut Value) {
+    if let Some(m) = at(v, &["spec"]) {
+        default(m, "replicas", json!(1));
+    }
+    template_defaults(v, &["spec", "template", "spec"]);
+}
+
+/// Upstream's defaults for stateful sets.
+pub fn stateful_set(v: &mut Value) {
+    if let Some(m) = at(v, &["spec"]) {
+        statefulset_defaults(m);
+    }
+    template_defaults(v, &["spec", "template", "spec"]);
+}
+
+/// Upstream's defaults for daemon sets.
+pub fn daemon_set(v: &mut Value) {
+    if let Some(m) = at(v, &["spec"]) {
+        daemonset_defaults(m);
+    }
+    template_defaults(v, &["spec", "template", "spec"]);
+}
+
+/// Upstream's defaults for cron jobs.
+pub fn cron_job(v: &mut Value) {
+    if let Some(m) = at(v, &["spec"]) {
+        default_zero(m, "concurrencyPolicy", json!("Allow"));
+        default(m, "suspend", json!(false));
+        default(m, "successfulJobsHistoryLimit", json!(3));
+        default(m, "failedJobsHistoryLimit", json!(1));
+    }
+    if let Some(m) = at(v, &["spec", "jobTemplate", "spec"]) {
+        pod_failure_policy(m);
+    }
+    template_defaults(v, &["spec", "jobTemplate", "spec", "template", "spec"]);
+}
+
+/// Upstream's defaults for horizontal pod autoscalers.
+pub fn horizontal_pod_autoscaler(v: &mut Value, version: &str) {
+    let Some(m) = at(v, &["spec"]) else { return };
+    default(m, "minReplicas", json!(1));
+    if version == "v2" {
+        if !non_empty(m, "metrics") {
+            m.insert(
+                    "metrics".into(),
+                    json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+                );
+        }
+        if let Some(b) = child(m, "behavior") {
+            hpa_behavior_rules(
+                b,
+                "scaleUp",
+                0,
+                json!([{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]),
+            );
+            hpa_behavior_rules(
+                b,
+                "scaleDown",
+                300,
+                json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]),
+            );
+        }
+    }
+}
+
+/// Upstream's defaults for network policys.
+pub fn network_policy(v: &mut Value) {
+    let Some(m) = at(v, &["spec"]) else { return };
+    for dir in ["ingress", "egress"] {
+        for rule in list(m, dir) {
+            for p in list(rule, "ports") {
+                default(p, "protocol", json!("TCP"));
             }
         }
-        ("", "namespaces") => {
-            // Every named namespace carries its name as a label (SetDefaults_Namespace), set on decode so
-            // the label belongs to the manager that wrote the namespace.
-            let name = v
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            if let (false, Some(meta)) = (name.is_empty(), at(v, &["metadata"])) {
-                if !meta.get("labels").is_some_and(Value::is_object) {
-                    meta.insert("labels".into(), json!({}));
-                }
-                if let Some(labels) = child(meta, "labels") {
-                    labels.insert("kubernetes.io/metadata.name".into(), json!(name));
-                }
-            }
+    }
+    if !non_empty(m, "policyTypes") {
+        let mut types = vec![json!("Ingress")];
+        if non_empty(m, "egress") {
+            types.push(json!("Egress"));
         }
-        ("", "nodes") => {
-            if let Some(st) = at(v, &["status"]) {
-                if st.get("allocatable").is_none_or(Value::is_null) {
-                    if let Some(cap) = st.get("capacity").filter(|c| c.is_object()).cloned() {
-                        st.insert("allocatable".into(), cap);
-                    }
-                }
-                resource_list(st, "capacity");
-                resource_list(st, "allocatable");
-            }
+        m.insert("policyTypes".into(), Value::Array(types));
+    }
+}
+
+/// Upstream's defaults for ingress classs.
+pub fn ingress_class(v: &mut Value) {
+    if let Some(p) = at(v, &["spec", "parameters"]) {
+        default(p, "scope", json!("Cluster"));
+    }
+}
+
+/// Upstream's defaults for endpoint slices.
+pub fn endpoint_slice(v: &mut Value) {
+    if let Some(m) = obj(v) {
+        for p in list(m, "ports") {
+            default(p, "name", json!(""));
+            default(p, "protocol", json!("TCP"));
         }
-        ("", "limitranges") => limit_range_defaults(v),
-        ("", "resourcequotas") => {
-            if let Some(m) = at(v, &["spec"]) {
-                resource_list(m, "hard");
-            }
-            if let Some(m) = at(v, &["status"]) {
-                resource_list(m, "hard");
-                resource_list(m, "used");
-            }
+    }
+}
+
+/// Upstream's defaults for storage classs.
+pub fn storage_class(v: &mut Value) {
+    if let Some(m) = obj(v) {
+        default(m, "reclaimPolicy", json!("Delete"));
+        default(m, "volumeBindingMode", json!("Immediate"));
+    }
+}
+
+/// Upstream's defaults for csi drivers.
+pub fn csi_driver(v: &mut Value) {
+    if let Some(m) = at(v, &["spec"]) {
+        default(m, "attachRequired", json!(true));
+        default(m, "podInfoOnMount", json!(false));
+        default(m, "storageCapacity", json!(false));
+        default(m, "fsGroupPolicy", json!("ReadWriteOnceWithFSType"));
+        default(m, "requiresRepublish", json!(false));
+        default(m, "seLinuxMount", json!(false));
+        if !non_empty(m, "volumeLifecycleModes") {
+            m.insert("volumeLifecycleModes".into(), json!(["Persistent"]));
         }
-        ("apps", "deployments") => {
-            if let Some(m) = at(v, &["spec"]) {
-                deployment_defaults(m);
-            }
-            template_defaults(v, &["spec", "template", "spec"]);
+    }
+}
+
+/// Upstream's defaults for a validating or mutating webhook configuration.
+pub fn webhook_configuration(v: &mut Value, mutating: bool) {
+    if let Some(m) = obj(v) {
+        for w in list(m, "webhooks") {
+            webhook_defaults(w, mutating);
         }
-        ("apps", "replicasets") => {
-            if let Some(m) = at(v, &["spec"]) {
-                default(m, "replicas", json!(1));
-            }
-            template_defaults(v, &["spec", "template", "spec"]);
+    }
+}
+
+/// Upstream's defaults for role bindings.
+pub fn role_binding(v: &mut Value) {
+    if let Some(subjects) = v.get_mut("subjects").and_then(Value::as_array_mut) {
+        for s in subjects.iter_mut().filter_map(Value::as_object_mut) {
+            let group = match s.get("kind").and_then(Value::as_str) {
+                Some("ServiceAccount") => "",
+                _ => "rbac.authorization.k8s.io",
+            };
+            default(s, "apiGroup", json!(group));
         }
-        ("apps", "statefulsets") => {
-            if let Some(m) = at(v, &["spec"]) {
-                statefulset_defaults(m);
-            }
-            template_defaults(v, &["spec", "template", "spec"]);
-        }
-        ("apps", "daemonsets") => {
-            if let Some(m) = at(v, &["spec"]) {
-                daemonset_defaults(m);
-            }
-            template_defaults(v, &["spec", "template", "spec"]);
-        }
-        ("batch", "jobs") => job_defaults(v),
-        ("batch", "cronjobs") => {
-            if let Some(m) = at(v, &["spec"]) {
-                default_zero(m, "concurrencyPolicy", json!("Allow"));
-                default(m, "suspend", json!(false));
-                default(m, "successfulJobsHistoryLimit", json!(3));
-                default(m, "failedJobsHistoryLimit", json!(1));
-            }
-            if let Some(m) = at(v, &["spec", "jobTemplate", "spec"]) {
-                pod_failure_policy(m);
-            }
-            template_defaults(v, &["spec", "jobTemplate", "spec", "template", "spec"]);
-        }
-        ("autoscaling", "horizontalpodautoscalers") => {
-            let Some(m) = at(v, &["spec"]) else { return };
-            default(m, "minReplicas", json!(1));
-            if info.version == "v2" {
-                if !non_empty(m, "metrics") {
-                    m.insert(
-                        "metrics".into(),
-                        json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]),
-                    );
-                }
-                if let Some(b) = child(m, "behavior") {
-                    hpa_behavior_rules(
-                        b,
-                        "scaleUp",
-                        0,
-                        json!([{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]),
-                    );
-                    hpa_behavior_rules(
-                        b,
-                        "scaleDown",
-                        300,
-                        json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]),
-                    );
-                }
-            }
-        }
-        ("networking.k8s.io", "networkpolicies") => {
-            let Some(m) = at(v, &["spec"]) else { return };
-            for dir in ["ingress", "egress"] {
-                for rule in list(m, dir) {
-                    for p in list(rule, "ports") {
-                        default(p, "protocol", json!("TCP"));
-                    }
-                }
-            }
-            if !non_empty(m, "policyTypes") {
-                let mut types = vec![json!("Ingress")];
-                if non_empty(m, "egress") {
-                    types.push(json!("Egress"));
-                }
-                m.insert("policyTypes".into(), Value::Array(types));
-            }
-        }
-        ("networking.k8s.io", "ingressclasses") => {
-            if let Some(p) = at(v, &["spec", "parameters"]) {
-                default(p, "scope", json!("Cluster"));
-            }
-        }
-        ("discovery.k8s.io", "endpointslices") => {
-            if let Some(m) = obj(v) {
-                for p in list(m, "ports") {
-                    default(p, "name", json!(""));
-                    default(p, "protocol", json!("TCP"));
-                }
-            }
-        }
-        ("storage.k8s.io", "storageclasses") => {
-            if let Some(m) = obj(v) {
-                default(m, "reclaimPolicy", json!("Delete"));
-                default(m, "volumeBindingMode", json!("Immediate"));
-            }
-        }
-        ("storage.k8s.io", "csidrivers") => {
-            if let Some(m) = at(v, &["spec"]) {
-                default(m, "attachRequired", json!(true));
-                default(m, "podInfoOnMount", json!(false));
-                default(m, "storageCapacity", json!(false));
-                default(m, "fsGroupPolicy", json!("ReadWriteOnceWithFSType"));
-                default(m, "requiresRepublish", json!(false));
-                default(m, "seLinuxMount", json!(false));
-                if !non_empty(m, "volumeLifecycleModes") {
-                    m.insert("volumeLifecycleModes".into(), json!(["Persistent"]));
-                }
-            }
-        }
-        (
-            "admissionregistration.k8s.io",
-            kind @ ("validatingwebhookconfigurations" | "mutatingwebhookconfigurations"),
-        ) => {
-            let mutating = kind == "mutatingwebhookconfigurations";
-            if let Some(m) = obj(v) {
-                for w in list(m, "webhooks") {
-                    webhook_defaults(w, mutating);
-                }
-            }
-        }
-        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
-            if let Some(subjects) = v.get_mut("subjects").and_then(Value::as_array_mut) {
-                for s in subjects.iter_mut().filter_map(Value::as_object_mut) {
-                    let group = match s.get("kind").and_then(Value::as_str) {
-                        Some("ServiceAccount") => "",
-                        _ => "rbac.authorization.k8s.io",
-                    };
-                    default(s, "apiGroup", json!(group));
-                }
-            }
-        }
-        ("scheduling.k8s.io", "priorityclasses") => {
-            if let Some(m) = obj(v) {
-                default(m, "preemptionPolicy", json!("PreemptLowerPriority"));
-            }
-        }
-        _ => {}
+    }
+}
+
+/// Upstream's defaults for priority classs.
+pub fn priority_class(v: &mut Value) {
+    if let Some(m) = obj(v) {
+        default(m, "preemptionPolicy", json!("PreemptLowerPriority"));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn info(group: &str, version: &str, plural: &str) -> ResourceInfo {
-        ResourceInfo {
-            group: group.into(),
-            version: version.into(),
-            kind: String::new(),
-            plural: plural.into(),
-            singular: String::new(),
-            namespaced: true,
-            short_names: Vec::new(),
-            categories: Vec::new(),
-            verbs: Vec::new(),
-            subresources: Vec::new(),
-            storage_prefix: String::new(),
-            field_selectors: Vec::new(),
-            normalize: None,
-        }
-    }
 
     #[test]
     fn pull_policy() {
@@ -1160,21 +1171,21 @@ mod tests {
     #[test]
     fn workloads() {
         let mut rc = json!({"metadata": {"name": "rc"}, "spec": {"template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
-        apply(&info("", "v1", "replicationcontrollers"), &mut rc);
+        replication_controller_defaults(&mut rc);
         assert_eq!(rc["spec"]["selector"], json!({"app": "x"}));
         assert_eq!(rc["metadata"]["labels"], json!({"app": "x"}));
         assert_eq!(rc["spec"]["replicas"], 1);
         assert_eq!(rc["spec"]["template"]["spec"]["restartPolicy"], "Always");
 
         let mut job = json!({"metadata": {"name": "j"}, "spec": {"parallelism": 3, "template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}});
-        apply(&info("batch", "v1", "jobs"), &mut job);
+        job_defaults(&mut job);
         assert!(job["spec"].get("completions").is_none());
         assert_eq!(job["spec"]["backoffLimit"], 6);
         assert_eq!(job["spec"]["manualSelector"], false);
         assert_eq!(job["spec"]["podReplacementPolicy"], "TerminatingOrFailed");
 
         let mut job = json!({"spec": {"backoffLimitPerIndex": 1, "completionMode": "Indexed", "completions": 3, "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}, "template": {"spec": {}}}});
-        apply(&info("batch", "v1", "jobs"), &mut job);
+        job_defaults(&mut job);
         assert_eq!(job["spec"]["backoffLimit"], 2147483647);
         assert_eq!(job["spec"]["parallelism"], 1);
         assert_eq!(job["spec"]["podReplacementPolicy"], "Failed");
@@ -1184,7 +1195,7 @@ mod tests {
         );
 
         let mut sts = json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": 2}}, "volumeClaimTemplates": [{"metadata": {"name": "d"}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}}], "template": {"spec": {}}}});
-        apply(&info("apps", "v1", "statefulsets"), &mut sts);
+        stateful_set(&mut sts);
         assert_eq!(
             sts["spec"]["updateStrategy"],
             json!({"rollingUpdate": {"maxUnavailable": 2, "partition": 0}, "type": "RollingUpdate"})
@@ -1200,24 +1211,24 @@ mod tests {
 
         let mut ds =
             json!({"spec": {"updateStrategy": {"type": "OnDelete"}, "template": {"spec": {}}}});
-        apply(&info("apps", "v1", "daemonsets"), &mut ds);
+        daemon_set(&mut ds);
         assert_eq!(ds["spec"]["updateStrategy"], json!({"type": "OnDelete"}));
         let mut ds = json!({"spec": {"template": {"spec": {}}}});
-        apply(&info("apps", "v1", "daemonsets"), &mut ds);
+        daemon_set(&mut ds);
         assert_eq!(
             ds["spec"]["updateStrategy"],
             json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})
         );
 
         let mut d = json!({"spec": {"strategy": {"type": "Recreate"}, "template": {"spec": {}}}});
-        apply(&info("apps", "v1", "deployments"), &mut d);
+        deployment(&mut d);
         assert_eq!(d["spec"]["strategy"], json!({"type": "Recreate"}));
     }
 
     #[test]
     fn services() {
         let mut s = json!({"spec": {"type": "ClusterIP", "externalIPs": ["1.2.3.4"], "ports": [{"port": 80, "targetPort": 0}], "sessionAffinity": "ClientIP"}});
-        apply(&info("", "v1", "services"), &mut s);
+        service_defaults(&mut s);
         assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
         assert_eq!(s["spec"]["externalTrafficPolicy"], "Cluster");
         assert_eq!(
@@ -1225,18 +1236,18 @@ mod tests {
             10800
         );
         let mut lb = json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}});
-        apply(&info("", "v1", "services"), &mut lb);
+        service_defaults(&mut lb);
         assert_eq!(lb["spec"]["allocateLoadBalancerNodePorts"], true);
         assert_eq!(lb["spec"]["internalTrafficPolicy"], "Cluster");
         let mut en = json!({"spec": {"type": "ExternalName", "externalName": "x.com"}});
-        apply(&info("", "v1", "services"), &mut en);
+        service_defaults(&mut en);
         assert!(en["spec"].get("internalTrafficPolicy").is_none());
     }
 
     #[test]
     fn other_kinds() {
         let mut lr = json!({"spec": {"limits": [{"type": "Container", "max": {"cpu": "2"}, "min": {"memory": "1Mi"}, "default": {"memory": "512Mi"}}]}});
-        apply(&info("", "v1", "limitranges"), &mut lr);
+        limit_range_defaults(&mut lr);
         let item = &lr["spec"]["limits"][0];
         assert_eq!(item["default"], json!({"memory": "512Mi", "cpu": "2"}));
         assert_eq!(
@@ -1245,15 +1256,12 @@ mod tests {
         );
 
         let mut np = json!({"spec": {"podSelector": {}, "egress": [{"ports": [{"port": 53}]}]}});
-        apply(&info("networking.k8s.io", "v1", "networkpolicies"), &mut np);
+        network_policy(&mut np);
         assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
         assert_eq!(np["spec"]["egress"][0]["ports"][0]["protocol"], "TCP");
 
         let mut hpa = json!({"spec": {"maxReplicas": 5, "scaleTargetRef": {"kind": "Deployment", "name": "w"}}});
-        apply(
-            &info("autoscaling", "v2", "horizontalpodautoscalers"),
-            &mut hpa,
-        );
+        horizontal_pod_autoscaler(&mut hpa, "v2");
         assert_eq!(hpa["spec"]["minReplicas"], 1);
         assert_eq!(
             hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
@@ -1261,14 +1269,14 @@ mod tests {
         );
 
         let mut node = json!({"status": {"capacity": {"cpu": "4", "memory": "8000000Ki"}}});
-        apply(&info("", "v1", "nodes"), &mut node);
+        super::node(&mut node);
         assert_eq!(
             node["status"]["allocatable"],
             json!({"cpu": "4", "memory": "8000000Ki"})
         );
 
         let mut sc = json!({"provisioner": "x"});
-        apply(&info("storage.k8s.io", "v1", "storageclasses"), &mut sc);
+        storage_class(&mut sc);
         assert_eq!(sc["reclaimPolicy"], "Delete");
         assert_eq!(sc["volumeBindingMode"], "Immediate");
     }

@@ -22,10 +22,11 @@ use crate::apiserver::registry::field_validation::check_fields;
 use crate::apiserver::registry::fieldpath::{Builtin, Pos};
 use crate::apiserver::registry::managed_fields;
 use crate::apiserver::registry::selectors::{FieldSelector, LabelSelector};
-use crate::apiserver::registry::strategy;
+use crate::apiserver::registry::validation::validate_object_meta;
 use crate::apiserver::registry::watch_cache::{
     decode_object, CacheEvent, EventKind, LiveFeed, WatchCache, WatchStartError,
 };
+use crate::apiserver::status::Cause;
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::storage::{KeyValue, Store, StoreError};
 
@@ -520,12 +521,13 @@ impl Registry {
         ] {
             m.remove(f);
         }
-        if strategy::tracks_generation(info) {
+        let strategy = info.strategy.clone();
+        if strategy.tracks_generation() {
             m.insert("generation".into(), json!(1));
         } else {
             m.remove("generation");
         }
-        crate::apiserver::registry::defaults::apply(info, &mut obj);
+        strategy.defaults(&mut obj);
         if let Some(check) = check {
             check(&obj, None)?;
         }
@@ -539,20 +541,10 @@ impl Registry {
                 manager,
             );
         }
-        strategy::prepare_for_create(info, &mut obj);
-        if crd::is_crd(info) {
-            let conflict = self.crd_conflict(&obj);
-            crd::prepare_with(&mut obj, &now_rfc3339(), conflict.as_deref());
-        }
-        if info.group == "batch" && info.plural == "jobs" {
-            strategy::job_selector(&mut obj);
-        }
-        if info.group.is_empty() && info.plural == "services" {
-            self.allocate_service(&mut obj);
-        }
+        strategy.prepare_for_create(info, &mut obj);
+        strategy.begin_create(self, info, &mut obj);
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
-        let mut causes = strategy::validate(info, &obj);
-        causes.extend(custom_validation(info, &obj));
+        let causes = validate(info, &obj, None);
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, &name, causes));
         }
@@ -669,7 +661,7 @@ impl Registry {
         let key = Self::key(info, ns, name);
         let (current, _) = self.store.get(&key).await?;
         let Some(current) = current else {
-            if subresource.is_none() && strategy::allow_create_on_update(info) {
+            if subresource.is_none() && info.strategy.allow_create_on_update() {
                 return self
                     .create_checked(info, ns, obj, dry_run, ownership, check)
                     .await
@@ -700,27 +692,16 @@ impl Registry {
             Some(_) => managed_fields::decode(&old),
         };
         let given = obj.pointer("/metadata/managedFields").cloned();
+        let strategy = info.strategy.clone();
         let mut new = match subresource {
-            Some("status") => strategy::status_update(&obj, &old),
-            Some("finalize") => {
-                let mut n = old.clone();
-                n["spec"]["finalizers"] = obj
-                    .pointer("/spec/finalizers")
-                    .cloned()
-                    .unwrap_or(json!([]));
-                n
-            }
-            Some(other) => {
-                return Err(ApiError::not_found_path().with_details(json!({"name": other})))
-            }
+            Some(sub) => match strategy.subresource_update(sub, &obj, &old) {
+                Some(n) => n,
+                None => return Err(ApiError::not_found_path().with_details(json!({"name": sub}))),
+            },
             None => {
                 let mut n = obj;
-                crate::apiserver::registry::defaults::apply(info, &mut n);
-                strategy::spec_update(info, &mut n, &old);
-                if info.group.is_empty() && info.plural == "services" {
-                    strategy::keep_service_allocations(&mut n, &old);
-                    crate::apiserver::registry::validation::service::prepare_update(&mut n, &old);
-                }
+                strategy.defaults(&mut n);
+                strategy.prepare_for_update(info, &mut n, &old);
                 // Fields only the server sets.
                 let om = meta(&old).cloned().unwrap_or_default();
                 let m = meta_mut(&mut n);
@@ -738,14 +719,11 @@ impl Registry {
                 }
                 m.remove("generateName")
                     .map(|g| m.insert("generateName".into(), g));
-                if strategy::tracks_generation(info) && spec_of(&n) != spec_of(&old) {
+                if strategy.tracks_generation() && spec_of(&n) != spec_of(&old) {
                     let g = om.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
                     meta_mut(&mut n).insert("generation".into(), json!(g));
                 }
-                if crd::is_crd(info) {
-                    let conflict = self.crd_conflict(&n);
-                    crd::prepare_with(&mut n, &now_rfc3339(), conflict.as_deref());
-                }
+                strategy.begin_update(self, &mut n);
                 n
             }
         };
@@ -777,11 +755,7 @@ impl Registry {
         if let Some(check) = check {
             check(&new, Some(&old))?;
         }
-        let mut causes = strategy::validate(info, &new);
-        causes.extend(custom_validation(info, &new));
-        if subresource.is_none() {
-            causes.extend(strategy::validate_update(info, &new, &old));
-        }
+        let causes = validate(info, &new, subresource.is_none().then_some(&old));
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, name, causes));
         }
@@ -835,7 +809,7 @@ impl Registry {
     /// Upstream's naming controller's verdict on a CRD: Some(`"<plural>" is already in use`) when its
     /// group and plural (or its storage prefix) are taken by a built-in resource or another CRD, which
     /// it must never replace.
-    fn crd_conflict(&self, crd_obj: &Value) -> Option<String> {
+    pub(crate) fn crd_conflict(&self, crd_obj: &Value) -> Option<String> {
         let name = meta_str(crd_obj, "name").unwrap_or("");
         let (group, plural) = crd::group_and_plural(crd_obj);
         let prefix = crd::storage_prefix(crd_obj)?;
@@ -1016,110 +990,12 @@ impl Registry {
         }
     }
 
-    /// Gives a new Service its cluster IP (from 10.96.0.0/16) and node ports (30000-32767), as upstream's
-    /// allocators do, avoiding the ones in use.
-    fn allocate_service(&self, svc: &mut Value) {
-        let Some(info) = self.catalog.find("", "v1", "services") else {
-            return;
-        };
-        let Some(cache) = self.cache.resource(&info.storage_prefix) else {
-            return;
-        };
-        let (existing, _) = cache.list(&info.storage_prefix, 0);
-        let used_ips: std::collections::HashSet<String> = existing
-            .iter()
-            .filter_map(|s| {
-                s.pointer("/spec/clusterIP")
-                    .and_then(Value::as_str)
-                    .map(String::from)
-            })
-            .collect();
-        let used_ports: std::collections::HashSet<i64> = existing
-            .iter()
-            .flat_map(|s| {
-                s.pointer("/spec/ports")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
-            .collect();
-        let ty = svc
-            .pointer("/spec/type")
-            .and_then(Value::as_str)
-            .unwrap_or("ClusterIP")
-            .to_string();
-        let Some(spec) = svc.get_mut("spec").and_then(Value::as_object_mut) else {
-            return;
-        };
-        if ty != "ExternalName" {
-            let ip = spec
-                .get("clusterIP")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let ip = if ip.is_empty() {
-                let mut rng = rand::rng();
-                let mut pick = String::new();
-                for _ in 0..1000 {
-                    let n: u32 = rng.random_range(11..65534);
-                    let candidate = format!("10.96.{}.{}", n / 256, n % 256);
-                    if !used_ips.contains(&candidate) && !candidate.ends_with(".0") {
-                        pick = candidate;
-                        break;
-                    }
-                }
-                pick
-            } else {
-                ip
-            };
-            spec.insert("clusterIP".into(), json!(ip));
-            spec.insert("clusterIPs".into(), json!([ip]));
-            if ip != "None" {
-                spec.entry("ipFamilies").or_insert(json!(["IPv4"]));
-            }
-            spec.entry("ipFamilyPolicy").or_insert(json!("SingleStack"));
-        }
-        if ty == "NodePort" || ty == "LoadBalancer" {
-            let mut rng = rand::rng();
-            let mut taken = used_ports;
-            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-                for p in ports.iter_mut() {
-                    if p.get("nodePort").and_then(Value::as_i64).is_some() {
-                        continue;
-                    }
-                    for _ in 0..5000 {
-                        let n: i64 = rng.random_range(30000..=32767);
-                        if taken.insert(n) {
-                            p["nodePort"] = json!(n);
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     /// True when an object marked for deletion has nothing left holding it.
     fn deletion_complete(&self, info: &ResourceInfo, obj: &Value) -> bool {
         if meta_str(obj, "deletionTimestamp").is_none() || !finalizers(obj).is_empty() {
             return false;
         }
-        if info.group.is_empty() && info.plural == "namespaces" {
-            return obj
-                .pointer("/spec/finalizers")
-                .and_then(Value::as_array)
-                .is_none_or(|a| a.is_empty());
-        }
-        // A pod in graceful termination stays until its kubelet confirms (grace period 0).
-        if info.group.is_empty() && info.plural == "pods" {
-            return meta(obj)
-                .and_then(|m| m.get("deletionGracePeriodSeconds"))
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-                == 0;
-        }
-        true
+        info.strategy.deletion_complete(obj)
     }
 
     /// Whether a pod is served by a live node, which then owns its graceful termination.
@@ -1189,35 +1065,17 @@ impl Registry {
                     )));
                 }
             }
-            let is_ns = info.group.is_empty() && info.plural == "namespaces";
-            if is_ns && crate::apiserver::registry::bootstrap::IMMORTAL_NAMESPACES.contains(&name) {
-                return Err(ApiError::forbidden(
-                    info,
-                    name,
-                    "this namespace may not be deleted",
-                ));
+            let strategy = info.strategy.clone();
+            if let Some(why) = strategy.delete_forbidden(name) {
+                return Err(ApiError::forbidden(info, name, why));
             }
-            let is_pod = info.group.is_empty() && info.plural == "pods";
-            let ns_finalizers = is_ns
-                && obj
-                    .pointer("/spec/finalizers")
-                    .and_then(Value::as_array)
-                    .is_some_and(|a| !a.is_empty());
-            let grace = if is_pod {
-                let default = obj
-                    .pointer("/spec/terminationGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(30);
-                let g = opts.grace_period_seconds.unwrap_or(default);
-                if g > 0 && self.pod_has_live_node(&obj).await {
-                    g
-                } else {
-                    0
-                }
-            } else {
-                0
+            let graceful = strategy.graceful_delete_period(&obj, opts.grace_period_seconds);
+            let grace = match graceful {
+                Some(g) if g > 0 && self.pod_has_live_node(&obj).await => g,
+                _ => 0,
             };
-            let pending = !finalizers(&obj).is_empty() || ns_finalizers || grace > 0;
+            let pending =
+                !finalizers(&obj).is_empty() || strategy.holds_deletion(&obj) || grace > 0;
             if pending {
                 if meta_str(&obj, "deletionTimestamp").is_some() {
                     // Already being deleted: a pod's grace period may only shorten.
@@ -1225,7 +1083,7 @@ impl Registry {
                         .and_then(|m| m.get("deletionGracePeriodSeconds"))
                         .and_then(Value::as_i64)
                         .unwrap_or(0);
-                    if !(is_pod && grace < old_grace) {
+                    if !(graceful.is_some() && grace < old_grace) {
                         return Ok(Deleted::Pending(obj));
                     }
                 }
@@ -1241,10 +1099,8 @@ impl Registry {
                     json!(when.to_rfc3339_opts(SecondsFormat::Secs, true)),
                 );
                 m.insert("deletionGracePeriodSeconds".into(), json!(grace));
-                if is_ns {
-                    new["status"]["phase"] = json!("Terminating");
-                }
-                if is_pod && grace == 0 && finalizers(&new).is_empty() {
+                strategy.begin_delete(&mut new);
+                if graceful.is_some() && grace == 0 && finalizers(&new).is_empty() {
                     // Nothing holds it: fall through to the real delete below.
                 } else {
                     if opts.dry_run {
@@ -1592,15 +1448,16 @@ fn missing_field(msg: &str) -> Option<String> {
     })
 }
 
-/// Validation beyond the kind's strategy: a CRD's own rules, or a custom resource's schema.
-fn custom_validation(info: &ResourceInfo, obj: &Value) -> Vec<crate::apiserver::status::Cause> {
-    if crd::is_crd(info) {
-        return crd::validate(obj);
+/// The object's metadata, then its kind's rules (`Validate`), then on update (`old` given) what the
+/// update may not change (`ValidateUpdate`).
+fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    let strategy = &info.strategy;
+    let mut causes = validate_object_meta(obj, strategy.name_rule(), info.namespaced);
+    strategy.validate(obj, &mut causes);
+    if let Some(old) = old {
+        strategy.validate_update(obj, old, &mut causes);
     }
-    match info.custom() {
-        Some(c) => c.validate(obj),
-        None => Vec::new(),
-    }
+    causes
 }
 
 /// The managedFields context of a write to `info` (its `subresource`, if any).
@@ -1609,7 +1466,7 @@ fn ownership_ctx(info: &ResourceInfo, subresource: Option<&str>) -> managed_fiel
         pos: Pos::root(&Builtin, &info.api_version(), &info.kind),
         api_version: info.api_version(),
         subresource: subresource.unwrap_or("").to_string(),
-        has_status: strategy::has_status_subresource(info),
+        has_status: info.subresource("status").is_some(),
     }
 }
 

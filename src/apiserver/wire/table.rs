@@ -159,7 +159,7 @@ const IMAGES_DESC: &str = "Images referenced by each container in the template."
 
 /// The printers upstream has; resources are mapped onto one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Printer {
+pub enum Printer {
     Pod,
     PodTemplate,
     PodDisruptionBudget,
@@ -222,82 +222,6 @@ enum Printer {
     Default,
 }
 
-fn printer_for(group: &str, plural: &str) -> Printer {
-    use Printer::*;
-    match (group, plural) {
-        ("", "pods") => Pod,
-        ("", "podtemplates") => PodTemplate,
-        ("", "replicationcontrollers") => ReplicationController,
-        ("", "services") => Service,
-        ("", "endpoints") => Endpoints,
-        ("", "nodes") => Node,
-        ("", "events") | ("events.k8s.io", "events") => Event,
-        ("", "namespaces") => Namespace,
-        ("", "secrets") => Secret,
-        ("", "serviceaccounts") => ServiceAccount,
-        ("", "persistentvolumes") => PersistentVolume,
-        ("", "persistentvolumeclaims") => PersistentVolumeClaim,
-        ("", "componentstatuses") => ComponentStatus,
-        ("", "configmaps") => ConfigMap,
-        ("", "resourcequotas") => ResourceQuota,
-        ("apps", "deployments") => Deployment,
-        ("apps", "replicasets") => ReplicaSet,
-        ("apps", "statefulsets") => StatefulSet,
-        ("apps", "daemonsets") => DaemonSet,
-        ("apps", "controllerrevisions") => ControllerRevision,
-        ("batch", "jobs") => Job,
-        ("batch", "cronjobs") => CronJob,
-        ("autoscaling", "horizontalpodautoscalers") => HorizontalPodAutoscaler,
-        ("policy", "poddisruptionbudgets") => PodDisruptionBudget,
-        ("rbac.authorization.k8s.io", "rolebindings") => RoleBinding,
-        ("rbac.authorization.k8s.io", "clusterrolebindings") => ClusterRoleBinding,
-        ("networking.k8s.io", "ingresses") => Ingress,
-        ("networking.k8s.io", "ingressclasses") => IngressClass,
-        ("networking.k8s.io", "networkpolicies") => NetworkPolicy,
-        ("networking.k8s.io", "servicecidrs") => ServiceCidr,
-        ("networking.k8s.io", "ipaddresses") => IpAddress,
-        ("storage.k8s.io", "storageclasses") => StorageClass,
-        ("storage.k8s.io", "volumeattributesclasses") => VolumeAttributesClass,
-        ("storage.k8s.io", "volumeattachments") => VolumeAttachment,
-        ("storage.k8s.io", "csinodes") => CsiNode,
-        ("storage.k8s.io", "csidrivers") => CsiDriver,
-        ("certificates.k8s.io", "certificatesigningrequests") => CertificateSigningRequest,
-        ("certificates.k8s.io", "clustertrustbundles") => ClusterTrustBundle,
-        ("coordination.k8s.io", "leases") => Lease,
-        ("coordination.k8s.io", "leasecandidates") => LeaseCandidate,
-        ("discovery.k8s.io", "endpointslices") => EndpointSlice,
-        ("scheduling.k8s.io", "priorityclasses") => PriorityClass,
-        ("node.k8s.io", "runtimeclasses") => RuntimeClass,
-        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations") => MutatingWebhook,
-        ("admissionregistration.k8s.io", "validatingwebhookconfigurations") => ValidatingWebhook,
-        ("admissionregistration.k8s.io", "validatingadmissionpolicies") => {
-            ValidatingAdmissionPolicy
-        }
-        ("admissionregistration.k8s.io", "validatingadmissionpolicybindings") => {
-            ValidatingAdmissionPolicyBinding
-        }
-        ("admissionregistration.k8s.io", "mutatingadmissionpolicies") => MutatingAdmissionPolicy,
-        ("admissionregistration.k8s.io", "mutatingadmissionpolicybindings") => {
-            MutatingAdmissionPolicyBinding
-        }
-        ("flowcontrol.apiserver.k8s.io", "flowschemas") => FlowSchema,
-        ("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations") => {
-            PriorityLevelConfiguration
-        }
-        ("internal.apiserver.k8s.io", "storageversions") => StorageVersion,
-        ("resource.k8s.io", "deviceclasses") => DeviceClass,
-        ("resource.k8s.io", "resourceclaims") => ResourceClaim,
-        ("resource.k8s.io", "resourceclaimtemplates") => ResourceClaimTemplate,
-        ("resource.k8s.io", "resourceslices") => ResourceSlice,
-        ("storagemigration.k8s.io", "storageversionmigrations") => StorageVersionMigration,
-        ("apiregistration.k8s.io", "apiservices") => ApiService,
-        // limitranges, roles, clusterroles, customresourcedefinitions and
-        // csistoragecapacities are registered with the default convertor
-        // upstream; so is everything else.
-        _ => Default,
-    }
-}
-
 fn col(name: &str, ty: &str, format: &str, description: &str, priority: i32) -> Value {
     json!({
         "name": name,
@@ -333,9 +257,9 @@ fn boolean(name: &str, desc: &str) -> Value {
 }
 
 /// Column definitions (metav1.TableColumnDefinition as JSON: name, type, format, description, priority) for a resource.
-pub fn column_definitions(group: &str, plural: &str) -> Vec<Value> {
+pub fn column_definitions(printer: Printer) -> Vec<Value> {
     use Printer::*;
-    match printer_for(group, plural) {
+    match printer {
         Pod => vec![
             name_col(),
             s("Ready", "The aggregate readiness state of this pod for accepting traffic."),
@@ -1044,11 +968,11 @@ fn bool_cell(b: bool) -> Value {
 // Rows.
 
 /// The cells of one row for `obj`, matching column_definitions, computed at time `now`.
-pub fn row_cells(group: &str, plural: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub fn row_cells(printer: Printer, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     use Printer::*;
     let name = || Value::from(name_of(obj));
     let age = || Value::from(age_of(obj, now));
-    match printer_for(group, plural) {
+    match printer {
         Pod => pod_cells(obj, now),
         PodTemplate => {
             let (names, images) = container_cells(ga(obj, &["template", "spec", "containers"]));
@@ -1581,7 +1505,7 @@ pub fn row_cells(group: &str, plural: &str, obj: &Value, now: DateTime<Utc>) -> 
             vec![name(), glen(obj, &["webhooks"]).into(), age()]
         }
         ValidatingAdmissionPolicy | MutatingAdmissionPolicy => {
-            let rules = if printer_for(group, plural) == ValidatingAdmissionPolicy {
+            let rules = if printer == ValidatingAdmissionPolicy {
                 "validations"
             } else {
                 "mutations"
@@ -2343,15 +2267,23 @@ mod tests {
             .to_string()
     }
 
+    /// The printer the built-in catalog gives `group`/`plural` (so these tests also pin the rows).
+    fn printer_of(group: &str, plural: &str) -> Printer {
+        crate::apiserver::catalog::builtin_resources()
+            .into_iter()
+            .find(|r| r.group == group && r.plural == plural)
+            .map_or(Printer::Default, |r| r.strategy.printer())
+    }
+
     fn names(group: &str, plural: &str) -> Vec<String> {
-        column_definitions(group, plural)
+        column_definitions(printer_of(group, plural))
             .iter()
             .map(|c| c["name"].as_str().unwrap_or("").to_string())
             .collect()
     }
 
     fn cells(group: &str, plural: &str, obj: &Value) -> Vec<Value> {
-        row_cells(group, plural, obj, now())
+        row_cells(printer_of(group, plural), obj, now())
     }
 
     #[test]
@@ -2482,7 +2414,7 @@ mod tests {
                 "status": {"conditions": [null, 3], "containerStatuses": [{}, 7]}}),
         ];
         for (g, p) in resources {
-            let cols = column_definitions(g, p);
+            let cols = column_definitions(printer_of(g, p));
             assert!(!cols.is_empty());
             for c in &cols {
                 for key in ["name", "type", "format", "description", "priority"] {
@@ -2490,12 +2422,16 @@ mod tests {
                 }
             }
             for obj in &shapes {
-                let row = row_cells(g, p, obj, now());
+                let row = row_cells(printer_of(g, p), obj, now());
                 // Upstream's IPAddress rows carry an extra age cell.
                 assert_eq!(row.len(), cols.len(), "{g}/{p}");
             }
         }
-        let ip_row = row_cells("networking.k8s.io", "ipaddresses", &json!({}), now());
+        let ip_row = row_cells(
+            printer_of("networking.k8s.io", "ipaddresses"),
+            &json!({}),
+            now(),
+        );
         assert_eq!(ip_row.len(), 3);
         assert_eq!(
             names("networking.k8s.io", "ipaddresses"),
@@ -2505,7 +2441,7 @@ mod tests {
 
     #[test]
     fn name_column_first_with_upstream_description() {
-        let cols = column_definitions("", "pods");
+        let cols = column_definitions(printer_of("", "pods"));
         assert_eq!(cols[0]["name"], "Name");
         assert_eq!(cols[0]["format"], "name");
         assert!(cols[0]["description"]
@@ -2521,7 +2457,7 @@ mod tests {
 
     #[test]
     fn default_columns_for_unknown_resource() {
-        let cols = column_definitions("example.com", "widgets");
+        let cols = column_definitions(printer_of("example.com", "widgets"));
         assert_eq!(cols.len(), 2);
         assert_eq!(cols[0]["name"], "Name");
         assert_eq!(cols[0]["format"], "name");
@@ -2562,7 +2498,7 @@ mod tests {
                 "Readiness Gates"
             ]
         );
-        let prio: Vec<i64> = column_definitions("", "pods")
+        let prio: Vec<i64> = column_definitions(printer_of("", "pods"))
             .iter()
             .map(|c| c["priority"].as_i64().unwrap_or(-1))
             .collect();

@@ -22,37 +22,37 @@ pub const UPDATABLE_POD_SPEC_FIELDS: &str = "`spec.containers[*].image`,`spec.in
 const MAX_INT32: i64 = 2_147_483_647;
 const NEGATIVE_MSG: &str = "must be greater than or equal to 0";
 
-/// `pods` and `podtemplates`.
-pub fn validate(plural: &str, obj: &Value, causes: &mut Vec<Cause>) {
-    match plural {
-        "pods" => {
-            let spec = obj.get("spec");
-            validate_pod_spec(spec, "spec", causes);
-            let Some(spec) = spec.filter(|s| s.is_object()) else {
-                return;
-            };
-            // validateContainersOnlyForPod: images must not be padded.
-            for key in ["containers", "initContainers"] {
-                for (i, c) in items(spec, key).iter().enumerate() {
-                    let image = str_at(c, "image");
-                    if image.trim() != image {
-                        causes.push(Cause::invalid(
-                            &format!("spec.{key}[{i}].image"),
-                            &json!(image),
-                            "must not have leading or trailing whitespace",
-                        ));
-                    }
-                }
-            }
-            if !str_at(spec, "nodeName").is_empty() && !items(spec, "schedulingGates").is_empty() {
-                causes.push(Cause::forbidden(
-                    "spec.nodeName",
-                    "cannot be set until all schedulingGates have been cleared",
+/// A pod's own rules (`ValidatePodCreate`'s spec part).
+pub fn pod(obj: &Value, causes: &mut Vec<Cause>) {
+    let spec = obj.get("spec");
+    validate_pod_spec(spec, "spec", causes);
+    let Some(spec) = spec.filter(|s| s.is_object()) else {
+        return;
+    };
+    // validateContainersOnlyForPod: images must not be padded.
+    for key in ["containers", "initContainers"] {
+        for (i, c) in items(spec, key).iter().enumerate() {
+            let image = str_at(c, "image");
+            if image.trim() != image {
+                causes.push(Cause::invalid(
+                    &format!("spec.{key}[{i}].image"),
+                    &json!(image),
+                    "must not have leading or trailing whitespace",
                 ));
             }
         }
-        _ => validate_pod_spec(obj.pointer("/template/spec"), "template.spec", causes),
     }
+    if !str_at(spec, "nodeName").is_empty() && !items(spec, "schedulingGates").is_empty() {
+        causes.push(Cause::forbidden(
+            "spec.nodeName",
+            "cannot be set until all schedulingGates have been cleared",
+        ));
+    }
+}
+
+/// A PodTemplate: the pod spec it holds.
+pub fn pod_template(obj: &Value, causes: &mut Vec<Cause>) {
+    validate_pod_spec(obj.pointer("/template/spec"), "template.spec", causes)
 }
 
 /// A pod spec at `path` (e.g. `spec.template.spec`), as used by every workload's template.
@@ -241,10 +241,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
 }
 
 /// Pod updates may change little beyond images, tolerations additions and deadlines.
-pub fn validate_update(plural: &str, new: &Value, old: &Value, causes: &mut Vec<Cause>) {
-    if plural != "pods" {
-        return;
-    }
+pub fn pod_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
     let empty = json!({});
     let new_spec = new.get("spec").filter(|s| s.is_object()).unwrap_or(&empty);
     let old_spec = old.get("spec").filter(|s| s.is_object()).unwrap_or(&empty);
@@ -2439,6 +2436,15 @@ fn topology_spread(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::registry::validation::by_kind;
+
+    fn validate(plural: &str, obj: &Value, causes: &mut Vec<Cause>) {
+        by_kind::validate("", plural, obj, causes);
+    }
+
+    fn validate_update(plural: &str, new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+        by_kind::validate_update("", plural, new, old, causes);
+    }
     use crate::apiserver::registry::defaults::pod_defaults;
 
     fn pod(spec: Value) -> Value {

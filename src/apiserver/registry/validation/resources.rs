@@ -21,85 +21,23 @@ use crate::apiserver::registry::validation::{
 use crate::apiserver::status::Cause;
 use crate::apiserver::wire::quantity::Quantity;
 
-pub fn validate(group: &str, plural: &str, obj: &Value, causes: &mut Vec<Cause>) {
-    // Upstream judges an update of these kinds by their update rules first, then the object's own;
-    // `validate_update` does both, in that order.
-    if is_update(obj)
-        && matches!(
-            (group, plural),
-            ("", "configmaps" | "secrets") | ("networking.k8s.io", "ingressclasses")
-        )
-    {
-        return;
+/// IngressClass updates: `spec.controller` is immutable, then the class's own rules.
+pub fn ingress_class_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    let (n, o) = (
+        str_at(spec(new), "controller"),
+        str_at(spec(old), "controller"),
+    );
+    if n != o {
+        causes.push(Cause::immutable("spec.controller", &json!(n)));
     }
-    match (group, plural) {
-        ("", "configmaps") => configmap(obj, causes),
-        ("", "secrets") => secret(obj, causes),
-        ("", "namespaces") => namespace(obj, causes),
-        ("", "nodes") => node(obj, causes),
-        ("", "persistentvolumeclaims") => pvc(obj, causes),
-        ("", "persistentvolumes") => pv(obj, causes),
-        ("", "endpoints") => endpoints(obj, causes),
-        ("", "resourcequotas") => resource_quota(obj, causes),
-        ("rbac.authorization.k8s.io", "roles") => role(obj, true, causes),
-        ("rbac.authorization.k8s.io", "clusterroles") => role(obj, false, causes),
-        ("rbac.authorization.k8s.io", "rolebindings") => binding(obj, true, causes),
-        ("rbac.authorization.k8s.io", "clusterrolebindings") => binding(obj, false, causes),
-        ("networking.k8s.io", "ingresses") => ingress(obj, causes),
-        ("networking.k8s.io", "ingressclasses") => ingress_class(obj, causes),
-        ("networking.k8s.io", "networkpolicies") => network_policy(obj, causes),
-        ("scheduling.k8s.io", "priorityclasses") => priority_class(obj, causes),
-        ("coordination.k8s.io", "leases") => lease(obj, causes),
-        ("storage.k8s.io", "storageclasses") => storage_class(obj, causes),
-        ("policy", "poddisruptionbudgets") => pdb(obj, causes),
-        ("autoscaling", "horizontalpodautoscalers") => hpa(obj, causes),
-        ("discovery.k8s.io", "endpointslices") => endpoint_slice(obj, causes),
-        _ => {}
-    }
+    ingress_class(new, causes);
 }
 
-pub fn validate_update(
-    group: &str,
-    plural: &str,
-    new: &Value,
-    old: &Value,
-    causes: &mut Vec<Cause>,
-) {
-    match (group, plural) {
-        ("", "configmaps") => {
-            immutable_data(new, old, &["data", "binaryData"], causes);
-            configmap(new, causes);
-        }
-        ("", "secrets") => {
-            secret_update(new, old, causes);
-            secret(new, causes);
-        }
-        ("", "nodes") => node_update(new, old, causes),
-        ("", "persistentvolumeclaims") => pvc_update(new, old, causes),
-        ("", "persistentvolumes") => pv_update(new, old, causes),
-        ("", "resourcequotas") => resource_quota_update(new, old, causes),
-        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
-            role_ref_update(new, old, causes)
-        }
-        ("networking.k8s.io", "ingressclasses") => {
-            let (n, o) = (
-                str_at(spec(new), "controller"),
-                str_at(spec(old), "controller"),
-            );
-            if n != o {
-                causes.push(Cause::immutable("spec.controller", &json!(n)));
-            }
-            ingress_class(new, causes);
-        }
-        ("scheduling.k8s.io", "priorityclasses") => priority_class_update(new, old, causes),
-        ("storage.k8s.io", "storageclasses") => storage_class_update(new, old, causes),
-        ("discovery.k8s.io", "endpointslices") => {
-            let (n, o) = (str_at(new, "addressType"), str_at(old, "addressType"));
-            if n != o {
-                causes.push(Cause::immutable("addressType", &json!(n)));
-            }
-        }
-        _ => {}
+/// EndpointSlice updates: `addressType` is immutable.
+pub fn endpoint_slice_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    let (n, o) = (str_at(new, "addressType"), str_at(old, "addressType"));
+    if n != o {
+        causes.push(Cause::immutable("addressType", &json!(n)));
     }
 }
 
@@ -150,7 +88,7 @@ fn decoded(v: Option<&Value>) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(s).ok()
 }
 
-fn configmap(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn configmap(obj: &Value, causes: &mut Vec<Cause>) {
     let data = obj.get("data").and_then(Value::as_object);
     let binary = obj.get("binaryData").and_then(Value::as_object);
     let mut total = 0usize;
@@ -181,7 +119,7 @@ fn configmap(obj: &Value, causes: &mut Vec<Cause>) {
 }
 
 /// The `immutable: true` rules shared by ConfigMaps and Secrets.
-fn immutable_data(new: &Value, old: &Value, fields: &[&str], causes: &mut Vec<Cause>) {
+pub fn immutable_data(new: &Value, old: &Value, fields: &[&str], causes: &mut Vec<Cause>) {
     if old.get("immutable") != Some(&json!(true)) {
         return;
     }
@@ -201,7 +139,7 @@ fn immutable_data(new: &Value, old: &Value, fields: &[&str], causes: &mut Vec<Ca
     }
 }
 
-fn secret(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn secret(obj: &Value, causes: &mut Vec<Cause>) {
     let data = obj.get("data").and_then(Value::as_object);
     let mut total = 0usize;
     for (k, v) in data.into_iter().flatten() {
@@ -317,7 +255,7 @@ fn go_char(c: char) -> String {
     }
 }
 
-fn secret_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+pub fn secret_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
     let (nt, ot) = (str_at(new, "type"), str_at(old, "type"));
     if nt != ot {
         causes.push(Cause::immutable("type", &json!(nt)));
@@ -344,13 +282,13 @@ fn finalizer_causes(f: &str, field: &str, causes: &mut Vec<Cause>) {
     }
 }
 
-fn namespace(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn namespace(obj: &Value, causes: &mut Vec<Cause>) {
     for f in arr_at(spec(obj), "finalizers") {
         finalizer_causes(f.as_str().unwrap_or(""), "spec.finalizers", causes);
     }
 }
 
-fn node(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn node(obj: &Value, causes: &mut Vec<Cause>) {
     taint_causes(arr_at(spec(obj), "taints"), causes);
     node_resources(obj, causes);
     let cidrs = pod_cidrs(obj);
@@ -467,7 +405,7 @@ fn pod_cidrs(obj: &Value) -> Vec<String> {
     }
 }
 
-fn node_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+pub fn node_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
     let mut seen = HashSet::new();
     for (i, a) in arr_at(new.get("status").unwrap_or(&Value::Null), "addresses")
         .iter()
@@ -554,7 +492,7 @@ fn class_name_causes(field: &str, name: &str, causes: &mut Vec<Cause>) {
     }
 }
 
-fn pvc(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn pvc(obj: &Value, causes: &mut Vec<Cause>) {
     let s = spec(obj);
     if arr_at(s, "accessModes").is_empty() {
         causes.push(Cause::required_detail(
@@ -629,7 +567,7 @@ fn pvc(obj: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-fn pvc_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+pub fn pvc_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
     let (ns, os) = (spec(new), spec(old));
     let bound = new.pointer("/status/phase").and_then(Value::as_str) == Some("Bound");
     let mut n = strip_nulls(ns);
@@ -747,7 +685,7 @@ const PV_SOURCES: &[&str] = &[
     "csi",
 ];
 
-fn pv(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn pv(obj: &Value, causes: &mut Vec<Cause>) {
     let s = spec(obj);
     if arr_at(s, "accessModes").is_empty() {
         causes.push(Cause::required("spec.accessModes"));
@@ -911,7 +849,7 @@ fn pv_source_causes(src: &str, v: &Value, has_affinity: bool, causes: &mut Vec<C
     }
 }
 
-fn pv_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+pub fn pv_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
     let (ns, os) = (spec(new), spec(old));
     let sources = |s: &Value| -> Value {
         let mut m = serde_json::Map::new();
@@ -964,7 +902,7 @@ fn pv_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
 // Endpoints, ResourceQuotas
 // ---------------------------------------------------------------------------------------------------
 
-fn endpoints(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn endpoints(obj: &Value, causes: &mut Vec<Cause>) {
     for (i, ss) in arr_at(obj, "subsets").iter().enumerate() {
         let path = format!("subsets[{i}]");
         let (addrs, not_ready) = (arr_at(ss, "addresses"), arr_at(ss, "notReadyAddresses"));
@@ -1090,7 +1028,7 @@ fn quota_resource_name_causes(path: &str, name: &str, causes: &mut Vec<Cause>) {
     }
 }
 
-fn resource_quota(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn resource_quota(obj: &Value, causes: &mut Vec<Cause>) {
     for (section, m) in [
         ("spec.hard", spec(obj).get("hard")),
         ("status.hard", obj.pointer("/status/hard")),
@@ -1137,7 +1075,7 @@ fn resource_quota(obj: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-fn resource_quota_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+pub fn resource_quota_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
     let set = |v: &Value| -> std::collections::BTreeSet<String> {
         arr_at(spec(v), "scopes")
             .iter()
@@ -1165,7 +1103,7 @@ fn resource_quota_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
-fn role(obj: &Value, namespaced: bool, causes: &mut Vec<Cause>) {
+pub fn role(obj: &Value, namespaced: bool, causes: &mut Vec<Cause>) {
     for (i, rule) in arr_at(obj, "rules").iter().enumerate() {
         let path = format!("rules[{i}]");
         if arr_at(rule, "verbs").is_empty() {
@@ -1236,7 +1174,7 @@ fn role(obj: &Value, namespaced: bool, causes: &mut Vec<Cause>) {
     }
 }
 
-fn binding(obj: &Value, namespaced: bool, causes: &mut Vec<Cause>) {
+pub fn binding(obj: &Value, namespaced: bool, causes: &mut Vec<Cause>) {
     let rr = obj.get("roleRef").unwrap_or(&Value::Null);
     let group = str_at(rr, "apiGroup");
     if group != RBAC_GROUP {
@@ -1314,7 +1252,7 @@ fn binding(obj: &Value, namespaced: bool, causes: &mut Vec<Cause>) {
     }
 }
 
-fn role_ref_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+pub fn role_ref_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
     let field = |v: &Value, f: &str| -> String {
         v.get("roleRef")
             .map(|r| str_at(r, f).to_string())
@@ -1366,7 +1304,7 @@ fn host_causes(field: &str, host: &str, causes: &mut Vec<Cause>) {
     }
 }
 
-fn ingress(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn ingress(obj: &Value, causes: &mut Vec<Cause>) {
     let s = spec(obj);
     let rules = arr_at(s, "rules");
     let default = s.get("defaultBackend").filter(|v| !v.is_null());
@@ -1587,7 +1525,7 @@ fn ingress_backend_causes(b: &Value, path: &str, causes: &mut Vec<Cause>) {
 const HTTP_PATH_MSG: &str =
     "Invalid path (regex used for validation is '[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+')";
 
-fn ingress_class(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn ingress_class(obj: &Value, causes: &mut Vec<Cause>) {
     let s = spec(obj);
     let c = str_at(s, "controller");
     if c.is_empty() {
@@ -1652,7 +1590,7 @@ fn ingress_class(obj: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-fn network_policy(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn network_policy(obj: &Value, causes: &mut Vec<Cause>) {
     let s = spec(obj);
     label_selector_causes(
         s.get("podSelector").unwrap_or(&Value::Null),
@@ -1810,7 +1748,7 @@ fn np_peer_causes(peer: &Value, path: &str, causes: &mut Vec<Cause>) {
 // PriorityClasses, Leases, StorageClasses, PDBs, HPAs, EndpointSlices
 // ---------------------------------------------------------------------------------------------------
 
-fn priority_class(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn priority_class(obj: &Value, causes: &mut Vec<Cause>) {
     let name = obj
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -1859,7 +1797,7 @@ fn priority_class(obj: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-fn priority_class_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+pub fn priority_class_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
     let value = |v: &Value| v.get("value").and_then(Value::as_i64).unwrap_or(0);
     if value(new) != value(old) {
         causes.push(Cause::forbidden(
@@ -1879,7 +1817,7 @@ fn priority_class_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-fn lease(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn lease(obj: &Value, causes: &mut Vec<Cause>) {
     let s = spec(obj);
     if let Some(d) = s.get("leaseDurationSeconds").and_then(Value::as_i64) {
         if d <= 0 {
@@ -1924,7 +1862,7 @@ fn lease(obj: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-fn storage_class(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn storage_class(obj: &Value, causes: &mut Vec<Cause>) {
     let p = str_at(obj, "provisioner");
     if p.is_empty() {
         causes.push(Cause::required("provisioner"));
@@ -1973,7 +1911,7 @@ fn storage_class(obj: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-fn storage_class_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+pub fn storage_class_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
     if !same(new.get("parameters"), old.get("parameters")) {
         causes.push(Cause::forbidden(
             "parameters",
@@ -2019,7 +1957,7 @@ fn go_int_or_string(v: &Value) -> String {
     }
 }
 
-fn pdb(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn pdb(obj: &Value, causes: &mut Vec<Cause>) {
     let s = spec(obj);
     let min = s.get("minAvailable").filter(|v| !v.is_null());
     let max = s.get("maxUnavailable").filter(|v| !v.is_null());
@@ -2081,7 +2019,7 @@ fn pdb(obj: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-fn hpa(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn hpa(obj: &Value, causes: &mut Vec<Cause>) {
     let s = spec(obj);
     let min = s.get("minReplicas").and_then(Value::as_i64);
     let max = s.get("maxReplicas").and_then(Value::as_i64).unwrap_or(0);
@@ -2134,7 +2072,7 @@ fn hpa(obj: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-fn endpoint_slice(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn endpoint_slice(obj: &Value, causes: &mut Vec<Cause>) {
     let ty = str_at(obj, "addressType");
     if ty.is_empty() {
         causes.push(Cause::required("addressType"));
@@ -2234,6 +2172,7 @@ fn endpoint_slice(obj: &Value, causes: &mut Vec<Cause>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::registry::validation::by_kind::{validate, validate_update};
 
     fn run(group: &str, plural: &str, obj: Value) -> Vec<String> {
         let mut c = Vec::new();

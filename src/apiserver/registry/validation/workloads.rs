@@ -33,52 +33,31 @@ const STS_FORBIDDEN: &str = "updates to statefulset spec for fields other than '
 /// Upstream's `apimachinery/pkg/util/validation.TotalAnnotationSizeLimitB`.
 const ANNOTATIONS_LIMIT: usize = 256 * 1024;
 
-/// The kind's rules on create and update (upstream's `ValidateX`).
-pub fn validate(group: &str, plural: &str, obj: &Value, causes: &mut Vec<Cause>) {
-    match (group, plural) {
-        ("apps", "deployments") => deployment(obj, causes),
-        ("apps", "replicasets") => replica_set(obj, causes),
-        ("apps", "statefulsets") => stateful_set(obj, causes),
-        ("apps", "daemonsets") => daemon_set(obj, causes),
-        ("apps", "controllerrevisions") => controller_revision(obj, causes),
-        ("batch", "jobs") => job(obj, causes),
-        ("batch", "cronjobs") => cron_job(obj, causes),
-        ("", "replicationcontrollers") => replication_controller(obj, causes),
-        _ => {}
+/// The apps strategies add `ValidateImmutableField(spec.selector)` for apps/v1 (Deployments,
+/// ReplicaSets, DaemonSets).
+///
+/// Upstream's RS/DS/STS/Job/RC strategies validate the spec twice on update, so their causes
+/// list each spec error twice; kubectl prints them once and the Status message (ToAggregate)
+/// lists them once. The repetition is not reproduced: status.rs does not deduplicate messages.
+pub fn selector_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    let (n, o) = (spec_field(new, "selector"), spec_field(old, "selector"));
+    if !same(n, o) {
+        causes.push(invalid_raw("spec.selector", &go_selector(n), IMMUTABLE));
     }
 }
 
-/// What an update of the main resource may not change (upstream's `ValidateXUpdate` and the
-/// registry strategies' extra checks), given the stored object `old`.
-pub fn validate_update(
-    group: &str,
-    plural: &str,
-    new: &Value,
-    old: &Value,
-    causes: &mut Vec<Cause>,
-) {
-    // Upstream's RS/DS/STS/Job/RC strategies validate the spec twice on update, so their causes
-    // list each spec error twice; kubectl prints them once and the Status message (ToAggregate)
-    // lists them once. The repetition is not reproduced: status.rs does not deduplicate messages.
-    match (group, plural) {
-        // The apps strategies add `ValidateImmutableField(spec.selector)` for apps/v1.
-        ("apps", "deployments" | "replicasets" | "daemonsets") => {
-            let (n, o) = (spec_field(new, "selector"), spec_field(old, "selector"));
-            if !same(n, o) {
-                causes.push(invalid_raw("spec.selector", &go_selector(n), IMMUTABLE));
-            }
-        }
-        ("apps", "statefulsets") if sts_fixed_spec(new) != sts_fixed_spec(old) => {
-            causes.push(Cause::forbidden("spec", STS_FORBIDDEN));
-        }
-        ("apps", "controllerrevisions") => {
-            let (n, o) = (get(Some(new), "data"), get(Some(old), "data"));
-            if !same(n, o) {
-                causes.push(invalid_raw("data", &go_raw_object(n), IMMUTABLE));
-            }
-        }
-        ("batch", "jobs") => job_update(new, old, causes),
-        _ => {}
+/// StatefulSet updates may change only a few spec fields.
+pub fn stateful_set_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    if sts_fixed_spec(new) != sts_fixed_spec(old) {
+        causes.push(Cause::forbidden("spec", STS_FORBIDDEN));
+    }
+}
+
+/// A ControllerRevision's `data` is immutable.
+pub fn controller_revision_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    let (n, o) = (get(Some(new), "data"), get(Some(old), "data"));
+    if !same(n, o) {
+        causes.push(invalid_raw("data", &go_raw_object(n), IMMUTABLE));
     }
 }
 
@@ -606,7 +585,7 @@ fn not_over_100(v: &Value, field: &str, causes: &mut Vec<Cause>) {
 // Deployments and ReplicaSets
 // ---------------------------------------------------------------------------------------------------------
 
-fn deployment(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn deployment(obj: &Value, causes: &mut Vec<Cause>) {
     let spec = get(Some(obj), "spec");
     nonneg(spec, "replicas", "spec.replicas", causes);
     required_selector(spec, "deployment", causes);
@@ -685,7 +664,7 @@ fn deployment_strategy(strategy: Option<&Value>, causes: &mut Vec<Cause>) {
     }
 }
 
-fn replica_set(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn replica_set(obj: &Value, causes: &mut Vec<Cause>) {
     let spec = get(Some(obj), "spec");
     nonneg(spec, "replicas", "spec.replicas", causes);
     nonneg(spec, "minReadySeconds", "spec.minReadySeconds", causes);
@@ -706,7 +685,7 @@ fn replica_set(obj: &Value, causes: &mut Vec<Cause>) {
 // StatefulSets
 // ---------------------------------------------------------------------------------------------------------
 
-fn stateful_set(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn stateful_set(obj: &Value, causes: &mut Vec<Cause>) {
     let spec = get(Some(obj), "spec");
     // An empty policy is defaulted to OrderedReady upstream.
     if let Some(pmp) = get(spec, "podManagementPolicy").map(str_value) {
@@ -849,7 +828,7 @@ fn sts_fixed_spec(obj: &Value) -> Option<Value> {
 // DaemonSets
 // ---------------------------------------------------------------------------------------------------------
 
-fn daemon_set(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn daemon_set(obj: &Value, causes: &mut Vec<Cause>) {
     let spec = get(Some(obj), "spec");
     let sel = get(spec, "selector");
     if let Some(s) = sel {
@@ -925,7 +904,7 @@ fn daemon_set_strategy(strategy: Option<&Value>, causes: &mut Vec<Cause>) {
 // ReplicationControllers and ControllerRevisions
 // ---------------------------------------------------------------------------------------------------------
 
-fn replication_controller(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn replication_controller(obj: &Value, causes: &mut Vec<Cause>) {
     let spec = get(Some(obj), "spec");
     nonneg(spec, "minReadySeconds", "spec.minReadySeconds", causes);
     let template = get(spec, "template");
@@ -969,7 +948,7 @@ fn replication_controller(obj: &Value, causes: &mut Vec<Cause>) {
     always_restarts(template, "ReplicationController", causes);
 }
 
-fn controller_revision(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn controller_revision(obj: &Value, causes: &mut Vec<Cause>) {
     if get(Some(obj), "data").is_none() {
         causes.push(Cause::required_detail("data", "data is mandatory"));
     }
@@ -992,7 +971,7 @@ const MAX_MANAGED_BY: usize = 63;
 const MAX_SUCCEEDED_INDEXES: usize = 64 * 1024;
 const MAX_SUCCESS_RULES: usize = 20;
 
-fn job(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn job(obj: &Value, causes: &mut Vec<Cause>) {
     let spec = get(Some(obj), "spec");
     generated_selector(obj, spec, causes);
     job_spec_and_selector(spec, causes);
@@ -1582,7 +1561,7 @@ fn index_interval(s: &str, completions: i64) -> Result<(i64, i64), String> {
 }
 
 /// Job updates: upstream's `ValidateJobSpecUpdate`.
-fn job_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+pub fn job_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
     let (ns, os) = (get(Some(new), "spec"), get(Some(old), "spec"));
     let (nc, oc) = (get(ns, "completions"), get(os, "completions"));
     if !same_scalar(nc, oc) {
@@ -1708,7 +1687,7 @@ fn copy_key(from: &Value, to: &mut Value, key: &str) {
 // CronJobs
 // ---------------------------------------------------------------------------------------------------------
 
-fn cron_job(obj: &Value, causes: &mut Vec<Cause>) {
+pub fn cron_job(obj: &Value, causes: &mut Vec<Cause>) {
     let spec = get(Some(obj), "spec");
     let schedule = get(spec, "schedule").map(str_value).unwrap_or_default();
     if schedule.is_empty() {
@@ -2188,6 +2167,7 @@ fn same_scalar(a: Option<&Value>, b: Option<&Value>) -> bool {
 mod tests {
     use super::*;
     use crate::apiserver::registry::defaults::pod_spec_defaults;
+    use crate::apiserver::registry::validation::by_kind::{validate, validate_update};
 
     fn messages(causes: &[Cause]) -> Vec<String> {
         causes.iter().map(Cause::display).collect()
