@@ -52,6 +52,47 @@ impl std::fmt::Debug for Normalizer {
     }
 }
 
+/// What serves a subresource (upstream gives each its own REST storage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubresourceHandler {
+    /// The generic store, through the kind's strategy (`status`, `finalize`).
+    Store,
+    /// `scale`: an autoscaling/v1 Scale over the object's replica paths.
+    Scale,
+    /// `pods/binding`: assigns the pod to a node.
+    Binding,
+    /// `serviceaccounts/token`: a TokenRequest.
+    Token,
+    /// `pods/log`, `exec`, `attach`, `portforward`: streams a kubelet would serve.
+    Connect,
+    /// Served by upstream, not here yet (a 405 that says so).
+    NotYet,
+}
+
+impl SubresourceHandler {
+    fn for_name(name: &str) -> Self {
+        match name {
+            "status" | "finalize" => SubresourceHandler::Store,
+            "scale" => SubresourceHandler::Scale,
+            "binding" => SubresourceHandler::Binding,
+            "token" => SubresourceHandler::Token,
+            "log" | "exec" | "attach" | "portforward" => SubresourceHandler::Connect,
+            _ => SubresourceHandler::NotYet,
+        }
+    }
+}
+
+/// What serves a resource's collection and objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceHandler {
+    /// The generic store.
+    Store,
+    /// `bindings` (core/v1 Binding): create-only, assigns a pod to a node.
+    Binding,
+    /// The review kinds: create-only, answered from the request, nothing stored.
+    Review,
+}
+
 #[derive(Clone, Debug)]
 pub struct SubresourceInfo {
     /// e.g. "status", "scale", "log", "finalize".
@@ -60,6 +101,7 @@ pub struct SubresourceInfo {
     pub version: String,
     pub kind: String,
     pub verbs: Vec<String>,
+    pub handler: SubresourceHandler,
 }
 
 #[derive(Clone, Debug)]
@@ -87,6 +129,8 @@ pub struct ResourceInfo {
     /// What the kind does differently from the generic store (names, defaults, validation, status
     /// rules, deletion, printer).
     pub strategy: Arc<dyn Strategy>,
+    /// What serves requests for it (the store, or a create-only handler).
+    pub handler: ResourceHandler,
 }
 
 impl ResourceInfo {
@@ -227,6 +271,7 @@ where
         field_selectors: Vec::new(),
         normalize: Some(Normalizer::Typed(normalize::<T>)),
         strategy: Arc::new(Plain::default()),
+        handler: ResourceHandler::Store,
     }
 }
 
@@ -243,6 +288,7 @@ fn sub_kind(name: &str, group: &str, version: &str, kind: &str, verbs: &[&str]) 
         version: version.to_string(),
         kind: kind.to_string(),
         verbs: strings(verbs),
+        handler: SubresourceHandler::for_name(name),
     }
 }
 
@@ -280,6 +326,10 @@ impl ResourceInfo {
     }
     fn fields(mut self, fields: &[&str]) -> Self {
         self.field_selectors = strings(fields);
+        self
+    }
+    fn handler(mut self, handler: ResourceHandler) -> Self {
+        self.handler = handler;
         self
     }
     fn strategy(mut self, strategy: impl Strategy + 'static) -> Self {
@@ -324,7 +374,9 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
 
     vec![
         // ---- core/v1 ----
-        row::<core::Binding>().verbs(CREATE),
+        row::<core::Binding>()
+            .verbs(CREATE)
+            .handler(ResourceHandler::Binding),
         row::<core::ComponentStatus>()
             .short(&["cs"])
             .verbs(GET_LIST)
@@ -467,13 +519,25 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             .prefix("/registry/events.k8s.io/events/")
             .strategy(s::events::EVENTS),
         // ---- authentication.k8s.io/v1 ----
-        row::<authentication::SelfSubjectReview>().verbs(CREATE),
-        row::<authentication::TokenReview>().verbs(CREATE),
+        row::<authentication::SelfSubjectReview>()
+            .verbs(CREATE)
+            .handler(ResourceHandler::Review),
+        row::<authentication::TokenReview>()
+            .verbs(CREATE)
+            .handler(ResourceHandler::Review),
         // ---- authorization.k8s.io/v1 ----
-        row::<authorization::LocalSubjectAccessReview>().verbs(CREATE),
-        row::<authorization::SelfSubjectAccessReview>().verbs(CREATE),
-        row::<authorization::SelfSubjectRulesReview>().verbs(CREATE),
-        row::<authorization::SubjectAccessReview>().verbs(CREATE),
+        row::<authorization::LocalSubjectAccessReview>()
+            .verbs(CREATE)
+            .handler(ResourceHandler::Review),
+        row::<authorization::SelfSubjectAccessReview>()
+            .verbs(CREATE)
+            .handler(ResourceHandler::Review),
+        row::<authorization::SelfSubjectRulesReview>()
+            .verbs(CREATE)
+            .handler(ResourceHandler::Review),
+        row::<authorization::SubjectAccessReview>()
+            .verbs(CREATE)
+            .handler(ResourceHandler::Review),
         // ---- autoscaling/v2 (preferred) and autoscaling/v1 ----
         // Upstream stores one HorizontalPodAutoscaler (at /registry/horizontalpodautoscalers/) served in
         // both versions through conversion; we keep the versions separate for now.

@@ -73,6 +73,7 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
     let registry = registry::store::Registry::new(store.clone(), catalog.clone());
     tokio::spawn(registry.cache.clone().run(store.clone()));
     let app = Arc::new(http::handlers::App {
+        authorizer: authz::Authorizer::new(registry.clone()),
         registry: registry.clone(),
         catalog: catalog.clone(),
         openapi: openapi::OpenApiV3::new(catalog.clone()),

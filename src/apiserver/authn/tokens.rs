@@ -388,13 +388,15 @@ mod tests {
 
     #[tokio::test]
     async fn storage_failure_while_authenticating_is_a_server_error() {
+        use crate::apiserver::authn::bearer::token_user;
         use crate::apiserver::catalog::{Catalog, SharedCatalog};
-        use crate::apiserver::http::handlers::{token_user, App};
+        use crate::apiserver::http::handlers::App;
         use std::sync::Arc;
         let catalog = Arc::new(SharedCatalog::new(Catalog::builtin()));
         let registry =
             crate::apiserver::registry::store::Registry::new(Arc::new(Down), catalog.clone());
         let app = App {
+            authorizer: crate::apiserver::authz::Authorizer::new(registry.clone()),
             registry,
             catalog: catalog.clone(),
             openapi: crate::apiserver::openapi::OpenApiV3::new(catalog),
@@ -416,7 +418,7 @@ mod tests {
         // A token that fails on its own is refused without touching storage.
         assert!(matches!(
             token_user(&app, "abc123", &wanted).await,
-            Ok(crate::apiserver::http::handlers::TokenAuth::Invalid(_))
+            Ok(crate::apiserver::authn::bearer::TokenAuth::Invalid(_))
         ));
     }
 }

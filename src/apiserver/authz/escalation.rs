@@ -5,10 +5,9 @@
 
 use serde_json::Value;
 
-use crate::apiserver::authz::rbac::{PolicyRule, Rbac};
-use crate::apiserver::authz::{authorize, Attributes, User, RBAC_GROUP, SYSTEM_MASTERS};
+use crate::apiserver::authz::rbac::PolicyRule;
+use crate::apiserver::authz::{Attributes, Authorizer, User, RBAC_GROUP, SYSTEM_MASTERS};
 use crate::apiserver::catalog::ResourceInfo;
-use crate::apiserver::registry::store::Registry;
 use crate::apiserver::status::{ApiError, ApiResult};
 
 /// Whether writes of this resource are subject to the escalation check.
@@ -21,7 +20,7 @@ pub fn applies(info: &ResourceInfo) -> bool {
 }
 
 fn allowed(
-    registry: &Registry,
+    authorizer: &Authorizer,
     user: &User,
     verb: &str,
     resource: &str,
@@ -38,7 +37,7 @@ fn allowed(
         name: name.into(),
         ..Default::default()
     };
-    authorize(registry, user, &attrs).allowed
+    authorizer.authorize(user, &attrs).allowed
 }
 
 /// Upstream's `IsOnlyMutatingGCFields`: the update changes nothing but what the garbage collector
@@ -74,7 +73,7 @@ fn has_aggregation_rule(role: &Value) -> bool {
 /// only touches the garbage collector's fields (so a label change on `cluster-admin`, or a new subject on
 /// an existing `admin` binding, needs the rights it grants).
 pub fn check(
-    registry: &Registry,
+    authorizer: &Authorizer,
     user: &User,
     info: &ResourceInfo,
     ns: Option<&str>,
@@ -89,12 +88,12 @@ pub fn check(
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let rbac = Rbac::from_cache(registry);
+    let rbac = authorizer.rbac();
     let forbidden = |why: &str| ApiError::forbidden(info, name, why);
     let gc_only = existing.is_some_and(|old| only_gc_fields(obj, old));
     match info.plural.as_str() {
         "roles" | "clusterroles" => {
-            if allowed(registry, user, "escalate", &info.plural, ns, name) || gc_only {
+            if allowed(authorizer, user, "escalate", &info.plural, ns, name) || gc_only {
                 return Ok(());
             }
             rbac.confirm_no_escalation(user, ns, &PolicyRule::list_of(obj))
@@ -132,7 +131,7 @@ pub fn check(
             } else {
                 "clusterroles"
             };
-            if allowed(registry, user, "bind", resource, ns, role_name) {
+            if allowed(authorizer, user, "bind", resource, ns, role_name) {
                 return Ok(());
             }
             let rules = rbac

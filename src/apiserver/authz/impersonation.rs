@@ -5,8 +5,7 @@
 
 use http::HeaderMap;
 
-use crate::apiserver::authz::{authorize, Attributes, User, ALL_AUTHENTICATED};
-use crate::apiserver::registry::store::Registry;
+use crate::apiserver::authz::{Attributes, Authorizer, User, ALL_AUTHENTICATED};
 use crate::apiserver::status::{ApiError, ApiResult};
 
 const USER_HEADER: &str = "impersonate-user";
@@ -151,7 +150,7 @@ fn percent_decode(s: &str) -> String {
 
 /// The user the request acts as: `requester` itself without impersonation headers, otherwise the
 /// impersonated identity, once every part of it is authorized. 403 (upstream's message) when not.
-pub fn resolve(registry: &Registry, requester: User, headers: &HeaderMap) -> ApiResult<User> {
+pub fn resolve(authorizer: &Authorizer, requester: User, headers: &HeaderMap) -> ApiResult<User> {
     let targets = targets(headers)?;
     if targets.is_empty() {
         return Ok(requester);
@@ -179,7 +178,7 @@ pub fn resolve(registry: &Registry, requester: User, headers: &HeaderMap) -> Api
             Target::Uid(u) => user.uid = Some(u.clone()),
         }
         let attrs = target.attributes();
-        let decision = authorize(registry, &requester, &attrs);
+        let decision = authorizer.authorize(&requester, &attrs);
         if !decision.allowed {
             return Err(attrs.forbidden(&requester.name, &decision.reason));
         }

@@ -203,19 +203,37 @@ pub struct Decision {
     pub reason: String,
 }
 
-/// Asks the chain: privileged group first, then RBAC.
-pub fn authorize(
-    registry: &crate::apiserver::registry::store::Registry,
-    user: &User,
-    attrs: &Attributes,
-) -> Decision {
-    if user.in_group(SYSTEM_MASTERS) {
-        return Decision {
-            allowed: true,
-            reason: String::new(),
-        };
+/// The authorizer chain (privileged group first, then RBAC) and what it keeps between requests: the
+/// RBAC objects parsed into a snapshot, rebuilt only when one of them changes. It reads the registry's
+/// watch cache and never writes.
+pub struct Authorizer {
+    registry: std::sync::Arc<crate::apiserver::registry::store::Registry>,
+    rbac: rbac::SnapshotCache,
+}
+
+impl Authorizer {
+    pub fn new(registry: std::sync::Arc<crate::apiserver::registry::store::Registry>) -> Self {
+        Authorizer {
+            registry,
+            rbac: Default::default(),
+        }
     }
-    rbac::Rbac::from_cache(registry).authorize(user, attrs)
+
+    /// Asks the chain: privileged group first, then RBAC.
+    pub fn authorize(&self, user: &User, attrs: &Attributes) -> Decision {
+        if user.in_group(SYSTEM_MASTERS) {
+            return Decision {
+                allowed: true,
+                reason: String::new(),
+            };
+        }
+        self.rbac().authorize(user, attrs)
+    }
+
+    /// The current RBAC snapshot.
+    pub fn rbac(&self) -> rbac::Rbac {
+        rbac::Rbac::from_cache(&self.registry, &self.rbac)
+    }
 }
 
 #[cfg(test)]

@@ -226,7 +226,7 @@ pub struct Snapshot {
     role_bindings: HashMap<String, Vec<Arc<Value>>>,
 }
 
-/// The latest snapshot, kept by the registry.
+/// The latest snapshot, kept by the [`super::Authorizer`].
 #[derive(Default)]
 pub struct SnapshotCache(std::sync::Mutex<Option<Arc<Snapshot>>>);
 
@@ -321,7 +321,7 @@ fn subject_applies(subject: &Value, user: &User, binding_ns: &str) -> bool {
 
 impl Rbac {
     /// The current snapshot: the kept one while no RBAC object changed since, else a fresh one.
-    pub fn from_cache(registry: &Registry) -> Self {
+    pub fn from_cache(registry: &Registry, kept: &SnapshotCache) -> Self {
         let caches = RESOURCES.map(|plural| -> Option<(String, Arc<ResourceCache>)> {
             let info = registry.catalog.find(RBAC_GROUP, "v1", plural)?;
             let cache = registry.cache.resource(&info.storage_prefix)?;
@@ -331,7 +331,7 @@ impl Rbac {
         for (k, c) in key.iter_mut().zip(&caches) {
             *k = c.as_ref().map_or(0, |(_, cache)| cache.revision());
         }
-        let mut kept = registry.rbac.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = kept.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(snapshot) = kept.as_ref().filter(|s| s.key == key) {
             return Rbac {
                 snapshot: snapshot.clone(),

@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::catalog::{Normalizer, ResourceInfo, SubresourceInfo};
+use super::catalog::{
+    Normalizer, ResourceHandler, ResourceInfo, SubresourceHandler, SubresourceInfo,
+};
 use super::status::Cause;
 use crate::apiserver::registry::strategy::apiextensions::CustomResources;
 
@@ -153,6 +155,7 @@ pub fn rows(crd: &Value) -> Vec<ResourceInfo> {
                 version: "v1".into(),
                 kind: "Scale".into(),
                 verbs: strs(&["get", "patch", "update"]),
+                handler: SubresourceHandler::Scale,
             });
             let s = subs
                 .and_then(|s| s.get("scale"))
@@ -174,6 +177,7 @@ pub fn rows(crd: &Value) -> Vec<ResourceInfo> {
                 version: version.clone(),
                 kind: kind.clone(),
                 verbs: strs(&["get", "patch", "update"]),
+                handler: SubresourceHandler::Store,
             });
         }
         let columns = version_or_spec(crd, v, "additionalPrinterColumns")
@@ -223,6 +227,7 @@ pub fn rows(crd: &Value) -> Vec<ResourceInfo> {
             field_selectors: Vec::new(),
             strategy: Arc::new(CustomResources(custom.clone())),
             normalize: Some(Normalizer::Custom(custom)),
+            handler: ResourceHandler::Store,
         });
     }
     out

@@ -165,3 +165,97 @@ pub fn aggregated(catalog: &Catalog, legacy: bool, version: &str) -> Value {
         "items": items,
     })
 }
+
+pub use crate::apiserver::authz::User;
+use crate::apiserver::http::discovery;
+use crate::apiserver::http::negotiate::*;
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderMap, StatusCode};
+
+pub fn version_info() -> Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": "v1.33.0+rkube",
+        "gitCommit": env!("CARGO_PKG_VERSION"),
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "go1.24.0",
+        "compiler": "gc",
+        "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else if cfg!(target_arch = "aarch64") { "arm64" } else { std::env::consts::ARCH }),
+    })
+}
+
+/// Picks the aggregated discovery version the client asked for, if any.
+pub(crate) fn aggregated_version(headers: &HeaderMap) -> Option<&'static str> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())?;
+    for item in accept.split(',') {
+        let (media, params) = media_params(item);
+        if media == "application/json"
+            && param(&params, "g") == Some("apidiscovery.k8s.io")
+            && param(&params, "as") == Some("APIGroupDiscoveryList")
+        {
+            match param(&params, "v") {
+                Some("v2") => return Some("v2"),
+                Some("v2beta1") => return Some("v2beta1"),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+pub(crate) fn discovery_response(
+    headers: &HeaderMap,
+    catalog: &Catalog,
+    legacy: bool,
+    server_address: &str,
+) -> Response {
+    if let Some(v) = aggregated_version(headers) {
+        let doc = discovery::aggregated(catalog, legacy, v);
+        let body = serde_json::to_vec(&doc).unwrap_or_default();
+        // Upstream's ETag: a hash of the document, so clients revalidate cheaply and see CRD changes.
+        let digest = ring::digest::digest(&ring::digest::SHA256, &body);
+        let etag: String = digest.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        let etag = format!("\"{etag}\"");
+        let not_modified = headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|h| h.to_str().ok())
+            == Some(etag.as_str());
+        let mut r = if not_modified {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            respond(
+                StatusCode::OK,
+                &format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"),
+                body,
+            )
+        };
+        r.headers_mut()
+            .insert(header::VARY, http::HeaderValue::from_static("Accept"));
+        if let Ok(h) = http::HeaderValue::from_str(&etag) {
+            r.headers_mut().insert(header::ETAG, h);
+        }
+        return r;
+    }
+    let doc = if legacy {
+        discovery::api_versions(server_address)
+    } else {
+        discovery::api_group_list(catalog)
+    };
+    discovery_doc(headers, doc)
+}
+
+/// A legacy discovery document, in protobuf when the client prefers it (as client-go does).
+pub(crate) fn discovery_doc(headers: &HeaderMap, mut doc: Value) -> Response {
+    if matches!(negotiate(headers, true), Ok(Output::Protobuf)) {
+        if doc.get("apiVersion").is_none() {
+            doc["apiVersion"] = json!("v1");
+        }
+        return protobuf_response(StatusCode::OK, &doc);
+    }
+    json_response(StatusCode::OK, &doc)
+}

@@ -8,10 +8,16 @@
 //! [`pod_connect`] the pod streams (log, exec, attach, portforward).
 
 pub mod body;
+pub mod decode;
 pub mod discovery;
 pub mod handlers;
 pub mod health;
 pub mod limits;
+pub mod negotiate;
 pub mod pod_connect;
 pub mod request;
+pub mod resource;
+pub mod scale;
 pub mod server;
+pub mod verbs;
+pub mod watch;

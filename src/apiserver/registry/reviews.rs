@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::apiserver::authz::{self, rbac::Rbac, Attributes, User};
+use crate::apiserver::authn::bearer::TokenAuth;
+use crate::apiserver::authz::{Attributes, User};
 use crate::apiserver::catalog::ResourceInfo;
-use crate::apiserver::http::handlers::{App, TokenAuth};
+use crate::apiserver::http::handlers::App;
 use crate::apiserver::status::{ApiError, ApiResult, Cause};
 
 fn text(v: &Value, pointer: &str) -> String {
@@ -112,7 +113,7 @@ fn spec_user(info: &ResourceInfo, obj: &Value) -> ApiResult<User> {
 }
 
 fn access_status(app: &App, user: &User, attrs: &Attributes) -> Value {
-    let decision = authz::authorize(&app.registry, user, attrs);
+    let decision = app.authorizer.authorize(user, attrs);
     let mut status = json!({"allowed": decision.allowed});
     if !decision.reason.is_empty() {
         status["reason"] = json!(decision.reason);
@@ -122,7 +123,7 @@ fn access_status(app: &App, user: &User, attrs: &Attributes) -> Value {
 
 /// Upstream's SelfSubjectRulesReview status: each rule split into its resource and URL parts.
 fn rules_status(app: &App, user: &User, namespace: &str) -> Value {
-    let rules = Rbac::from_cache(&app.registry).rules_for(user, namespace);
+    let rules = app.authorizer.rbac().rules_for(user, namespace);
     let mut resource_rules = Vec::new();
     let mut non_resource_rules = Vec::new();
     for rule in rules {
@@ -157,7 +158,7 @@ pub async fn review(
             // Upstream: the audiences asked about, else the apiserver's own; the answer names those
             // the token matched.
             let wanted: Vec<String> = app.tokens.options.audiences_of(&obj);
-            match crate::apiserver::http::handlers::token_user(app, &token, &wanted).await? {
+            match crate::apiserver::authn::bearer::token_user(app, &token, &wanted).await? {
                 TokenAuth::User(u, matched) => {
                     json!({"authenticated": true, "user": user_info(&u), "audiences": matched})
                 }

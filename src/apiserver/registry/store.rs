@@ -215,8 +215,6 @@ pub struct Registry {
     /// The served resources; CRD writes change it (see [`Registry::crd_changed`]).
     pub catalog: Arc<SharedCatalog>,
     pub cache: Arc<WatchCache>,
-    /// The RBAC objects parsed for authorization, rebuilt when one of them changes.
-    pub rbac: crate::apiserver::authz::rbac::SnapshotCache,
 }
 
 /// Filters for lists and watches.
@@ -262,7 +260,6 @@ impl Registry {
             store,
             catalog,
             cache,
-            rbac: Default::default(),
         })
     }
 

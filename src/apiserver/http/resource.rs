@@ -1,0 +1,207 @@
+//! A resource request, once routed: finds the catalog row, hands create-only resources and special
+//! subresources to their handlers (as the row says: [`ResourceHandler`], [`SubresourceHandler`]), and
+//! calls the verb's handler in [`super::verbs`] for everything the generic store serves.
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{header, HeaderMap, Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::apiserver::authn::token_request::token_request;
+use crate::apiserver::authz::User;
+use crate::apiserver::catalog::{ResourceHandler, ResourceInfo, SubresourceHandler};
+use crate::apiserver::http::decode::{decode_body, read_body, typed_body};
+use crate::apiserver::http::handlers::App;
+use crate::apiserver::http::negotiate::{
+    encode_object, json_response, negotiate, protobuf_response, respond, with_warnings, Output,
+};
+use crate::apiserver::http::pod_connect;
+use crate::apiserver::http::request::{Query, ResourcePath};
+use crate::apiserver::http::scale::scale_subresource;
+use crate::apiserver::http::verbs::{self, Call};
+use crate::apiserver::status::{ApiError, ApiResult};
+use crate::apiserver::wire::protobuf;
+
+pub(crate) async fn resource(
+    app: &App,
+    method: Method,
+    headers: &HeaderMap,
+    rp: ResourcePath,
+    q: Query,
+    body: Body,
+    user: Option<&User>,
+) -> ApiResult<Response> {
+    let info = app
+        .catalog
+        .find(&rp.group, &rp.version, &rp.resource)
+        .ok_or_else(ApiError::not_found_path)?;
+    if rp.namespace.is_some() && !info.namespaced {
+        return Err(ApiError::not_found_path());
+    }
+    let sub = match &rp.subresource {
+        Some(name) => Some(
+            info.subresource(name)
+                .ok_or_else(ApiError::not_found_path)?,
+        ),
+        None => None,
+    };
+    let pb = protobuf::message_for(&info.api_version(), &info.kind).is_some();
+    if info.custom().is_some() && matches!(method, Method::POST | Method::PUT) {
+        // Custom resources have no protobuf form: a protobuf body is an unsupported media type.
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if ct
+            .split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case(protobuf::MEDIA_TYPE))
+        {
+            return Err(ApiError::unsupported_media_type(ct));
+        }
+    }
+    let ns = rp.namespace.as_deref();
+    let name = rp.name.as_deref();
+    let handler = sub.map(|s| s.handler);
+    if method == Method::POST
+        && (handler == Some(SubresourceHandler::Binding)
+            || (info.handler == ResourceHandler::Binding && name.is_none()))
+    {
+        return binding(app, headers, ns, name, body).await;
+    }
+    if method == Method::POST && handler == Some(SubresourceHandler::Token) {
+        return service_account_token(app, headers, ns, name, body).await;
+    }
+    if info.handler == ResourceHandler::Review && method == Method::POST && name.is_none() {
+        return review(app, headers, &info, ns, user, body, &q, pb).await;
+    }
+    if let (Some(s), Some(name)) = (sub, name) {
+        match s.handler {
+            SubresourceHandler::Scale => {
+                let paths = info
+                    .custom()
+                    .and_then(|c| c.scale.clone())
+                    .or_else(|| crate::apiserver::crd::scale::builtin(&info));
+                if let Some(paths) = paths {
+                    return scale_subresource(
+                        app, method, headers, &info, ns, name, &paths, body, &q,
+                    )
+                    .await;
+                }
+            }
+            SubresourceHandler::Connect => {
+                let pod = app.registry.get(&info, ns, name).await?;
+                let body = pod_connect::answer(&pod, &s.name, q.container.as_deref())?;
+                return Ok(respond(
+                    StatusCode::OK,
+                    "text/plain",
+                    body.unwrap_or_default().into_bytes(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = sub.filter(|s| s.handler != SubresourceHandler::Store) {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("the subresource {:?} is not supported yet", s.name),
+        ));
+    }
+    let call = Call {
+        app,
+        info: &info,
+        headers,
+        ns,
+        sub: rp.subresource.as_deref(),
+        q: &q,
+        user,
+        protobuf: pb,
+    };
+    match (method, name) {
+        (Method::GET, None) => verbs::list(&call).await,
+        (Method::GET, Some(name)) => verbs::get(&call, name).await,
+        (Method::POST, None) => verbs::create(&call, body).await,
+        (Method::PUT, Some(name)) => verbs::update(&call, name, body).await,
+        (Method::PATCH, Some(name)) => verbs::patch(&call, name, body).await,
+        (Method::DELETE, Some(name)) => verbs::delete(&call, name, body).await,
+        (Method::DELETE, None) => verbs::delete_collection(&call, body).await,
+        (m, _) => {
+            let verb = match m {
+                Method::POST => "create",
+                Method::PUT => "update",
+                Method::PATCH => "patch",
+                _ => "this method",
+            };
+            Err(ApiError::method_not_supported(&info, verb))
+        }
+    }
+}
+
+/// `pods/binding` and `bindings`: assigns the pod to a node (the scheduler's write).
+async fn binding(
+    app: &App,
+    headers: &HeaderMap,
+    ns: Option<&str>,
+    name: Option<&str>,
+    body: Body,
+) -> ApiResult<Response> {
+    let bytes = read_body(body).await?;
+    let binding = decode_body(headers, &bytes)?;
+    let pod = name
+        .or_else(|| binding.pointer("/metadata/name").and_then(Value::as_str))
+        .unwrap_or("")
+        .to_string();
+    app.registry
+        .bind_pod(ns.unwrap_or("default"), &pod, &binding)
+        .await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
+}
+
+/// `serviceaccounts/token`: a TokenRequest answered with a bound token.
+async fn service_account_token(
+    app: &App,
+    headers: &HeaderMap,
+    ns: Option<&str>,
+    name: Option<&str>,
+    body: Body,
+) -> ApiResult<Response> {
+    let bytes = read_body(body).await?;
+    let request = if bytes.is_empty() {
+        json!({})
+    } else {
+        decode_body(headers, &bytes)?
+    };
+    let (answer, warnings) =
+        token_request(app, ns.unwrap_or("default"), name.unwrap_or(""), request).await?;
+    let resp = match negotiate(headers, true)? {
+        Output::Protobuf => protobuf_response(StatusCode::CREATED, &answer),
+        _ => json_response(StatusCode::CREATED, &answer),
+    };
+    Ok(with_warnings(resp, &warnings))
+}
+
+/// A review kind (TokenReview, SubjectAccessReview, ...): answered, never stored.
+#[allow(clippy::too_many_arguments)]
+async fn review(
+    app: &App,
+    headers: &HeaderMap,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    user: Option<&User>,
+    body: Body,
+    q: &Query,
+    pb: bool,
+) -> ApiResult<Response> {
+    let out = negotiate(headers, pb)?;
+    let bytes = read_body(body).await?;
+    let (obj, _) = typed_body(info, headers, &bytes, q).await?;
+    let anonymous = User::new("system:anonymous", vec!["system:unauthenticated".into()]);
+    let answer =
+        crate::apiserver::registry::reviews::review(app, info, user.unwrap_or(&anonymous), ns, obj)
+            .await?;
+    Ok(encode_object(StatusCode::CREATED, out, info, &answer, q))
+}
