@@ -4,7 +4,8 @@
 //! and measures, in one run: cold start to `/readyz`, ConfigMap creates/s through the API with 1, 8 and
 //! 64 concurrent clients beside the same backend's raw put rate, the same as a user RBAC judges, list latency of 10,000 pods (one
 //! consistent list, and kubectl-style pages of 500), and the server's RSS idle and holding 10,000 pods.
-//! `RKUBE_BENCH_PODS` and `RKUBE_BENCH_CREATES` shrink the workload for a quick look.
+//! `RKUBE_BENCH_PODS` and `RKUBE_BENCH_CREATES` shrink the workload for a quick look; `RKUBE_BENCH_BIN`
+//! runs another build of the server (before/after comparisons with the same harness).
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -18,6 +19,11 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use rkube::storage::{bench::raw_put_rate, embedded::EmbeddedStore, etcd::EtcdStore, Store};
 use serde_json::json;
+
+/// The server under test: this build's, or `RKUBE_BENCH_BIN` (to compare two builds with one harness).
+fn rkube_bin() -> String {
+    std::env::var("RKUBE_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_rkube").to_string())
+}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -142,7 +148,7 @@ async fn rbac_user_rate(
             )
             .await?;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
+    let out = Command::new(rkube_bin())
         .args(["kubeconfig", "--data-dir", &data_dir.to_string_lossy()])
         .args(["--server", server, "--user", "bench-editor"])
         .output()?;
@@ -297,7 +303,7 @@ async fn bench_backend(name: &str, pods: usize, creates: usize) -> anyhow::Resul
     let kubeconfig = dir.path().join("admin.kubeconfig");
     let port = free_port();
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+    let child = Command::new(rkube_bin())
         .args([
             "server",
             "--data-dir",

@@ -1,9 +1,17 @@
-//! The apiserver: Kubernetes' REST + watch API over HTTPS.
+//! The apiserver: Kubernetes' REST + watch API over HTTPS. The only component that touches storage.
 //!
-//! Request path: [`server`] (TLS, client-cert authentication) → [`handlers`] (token authentication,
-//! [`authz`]: impersonation and RBAC, routing, content negotiation, decoding) → [`registry`] (the generic store, with per-kind [`strategy`]) → [`crate::storage`].
-//! Everything about which resources exist comes from the [`catalog`], which CustomResourceDefinitions
-//! extend at run time ([`crd`]).
+//! Where to start: a request enters at [`http::server`] (TLS; client certificates verified there) and
+//! [`http::handlers`] (`route`: [`authn`] bearer tokens, health, [`authz`] impersonation and RBAC,
+//! in-flight limits), which hands resource requests to [`http::resource`] and one handler per verb in
+//! [`http::verbs`]. Those call the generic store, [`registry::store::Registry`], which asks the row's
+//! [`registry::strategy`] what is special about the kind and reads through the
+//! [`registry::watch_cache`] to [`crate::storage`]. Answers are encoded by [`http::negotiate`] with the
+//! [`wire`] formats (protobuf, Tables).
+//!
+//! Everything about which resources exist comes from the [`catalog`] (one row per resource: names,
+//! verbs, subresources, storage prefix, its strategy), which CustomResourceDefinitions extend at run time
+//! ([`crd`]); [`openapi`] and discovery are derived from it. Errors are upstream's `metav1.Status`
+//! ([`status`]).
 
 pub mod authn;
 pub mod authz;

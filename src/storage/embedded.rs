@@ -583,10 +583,7 @@ fn read_range(
     let meta = txn.open_table(META)?;
     let current = meta_get(&meta, META_REVISION)?.unwrap_or(INITIAL_REVISION);
     let compacted = meta_get(&meta, META_COMPACTED)?.unwrap_or(0);
-    let from = match start {
-        Some(s) if s > prefix => s,
-        _ => prefix,
-    };
+    let from = super::range_from(prefix, start);
     let mut out = RangeResult {
         kvs: Vec::new(),
         more: false,

@@ -215,10 +215,7 @@ impl Store for EtcdStore {
         limit: usize,
         revision: i64,
     ) -> Result<RangeResult> {
-        let from = match start {
-            Some(s) if s > prefix => s,
-            _ => prefix,
-        };
+        let from = super::range_from(prefix, start);
         let mut options = GetOptions::new().with_range(prefix_end(prefix));
         if limit > 0 {
             options = options.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));

@@ -84,6 +84,15 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 pub type WatchStream = BoxStream<'static, Result<Event>>;
 
+/// Where a range read begins: at `start` when it lies inside the prefix's keys, else at the prefix
+/// (a continue token may name a key before the prefix; both backends read from here).
+pub fn range_from<'a>(prefix: &'a str, start: Option<&'a str>) -> &'a str {
+    match start {
+        Some(s) if s > prefix => s,
+        _ => prefix,
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Reads one key at the latest revision. Returns the value (if any) and the store's current revision.

@@ -59,6 +59,17 @@ impl Call<'_> {
         )
     }
 
+    /// The answer to a PUT or PATCH: 201 when it created the object, else 200, with the decoder's
+    /// warnings.
+    fn written(&self, out: Output, obj: &Value, created: bool, warnings: &[String]) -> Response {
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        with_warnings(encode_object(status, out, self.info, obj, self.q), warnings)
+    }
+
     /// RBAC's escalation check on a role or binding write (nothing for other kinds), run by the store
     /// on exactly the object it stores.
     fn escalation_check(&self, new: &Value, old: Option<&Value>) -> ApiResult<()> {
@@ -150,15 +161,7 @@ pub(crate) async fn update(call: &Call<'_>, name: &str, body: Body) -> ApiResult
             Some(&escalation),
         )
         .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(with_warnings(
-        encode_object(status, out, call.info, &obj, call.q),
-        &warnings,
-    ))
+    Ok(call.written(out, &obj, created, &warnings))
 }
 
 /// PATCH on an object (JSON, merge, strategic merge patch, or server-side apply).
@@ -193,15 +196,7 @@ pub(crate) async fn patch(call: &Call<'_>, name: &str, body: Body) -> ApiResult<
             call.info, call.ns, name, kind, &bytes, call.sub, call.q, &opts,
         )
         .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(with_warnings(
-        encode_object(status, out, call.info, &obj, call.q),
-        &warnings,
-    ))
+    Ok(call.written(out, &obj, created, &warnings))
 }
 
 /// DELETE on an object: the object while finalizers or a grace period hold it, then the deleted

@@ -377,10 +377,6 @@ fn item_pes(items: &[Value], kind: &ListKind) -> Vec<Option<String>> {
         .collect()
 }
 
-fn is_compound(v: &Value) -> bool {
-    matches!(v, Value::Object(_) | Value::Array(_))
-}
-
 fn is_empty_compound(v: Option<&Value>) -> bool {
     match v {
         None | Some(Value::Null) => true,
@@ -390,44 +386,52 @@ fn is_empty_compound(v: Option<&Value>) -> bool {
     }
 }
 
+/// Visits every node below the root once, telling whether upstream's field sets count it as a member
+/// (`ToFieldSet`): leaves, atomic values and list items are; structs, maps and non-atomic lists only
+/// through their children. The walk that both [`set_of`] and [`all_nodes`] are.
+fn visit(v: &Value, pos: &Pos, path: &mut Path, is_item: bool, f: &mut impl FnMut(&Path, bool)) {
+    let mut emit = |path: &Path, member: bool| {
+        if !path.is_empty() {
+            f(path, member);
+        }
+    };
+    match v {
+        Value::Object(m) if !pos.is_atomic_object() => {
+            emit(path, is_item);
+            for (k, c) in m {
+                path.push(field_pe(k));
+                visit(c, &pos.child(k), path, false, f);
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            let kind = pos.list_kind(items);
+            if kind == ListKind::Atomic {
+                emit(path, true);
+                return;
+            }
+            emit(path, is_item);
+            let elem = pos.elem();
+            for (it, pe) in items.iter().zip(item_pes(items, &kind)) {
+                let Some(pe) = pe else { continue };
+                path.push(pe);
+                visit(it, &elem, path, true, f);
+                path.pop();
+            }
+        }
+        _ => emit(path, true),
+    }
+}
+
 /// Upstream's `ToFieldSet`: the fields an applied configuration sets. Leaves and atomic values are
 /// members; structs and maps only through their fields; list items are members themselves (`.`).
 pub fn set_of(v: &Value, pos: &Pos) -> FieldSet {
-    fn walk(v: &Value, pos: &Pos, path: &mut Path, out: &mut FieldSet) {
-        match v {
-            Value::Object(m) if !pos.is_atomic_object() => {
-                for (k, c) in m {
-                    path.push(field_pe(k));
-                    walk(c, &pos.child(k), path, out);
-                    path.pop();
-                }
-            }
-            Value::Array(items) => {
-                let kind = pos.list_kind(items);
-                if kind == ListKind::Atomic {
-                    out.insert(path.clone());
-                    return;
-                }
-                let elem = pos.elem();
-                for (it, pe) in items.iter().zip(item_pes(items, &kind)) {
-                    let Some(pe) = pe else { continue };
-                    path.push(pe);
-                    out.insert(path.clone());
-                    if is_compound(it) {
-                        walk(it, &elem, path, out);
-                    }
-                    path.pop();
-                }
-            }
-            _ => {
-                if !path.is_empty() {
-                    out.insert(path.clone());
-                }
-            }
-        }
-    }
     let mut out = FieldSet::new();
-    walk(v, pos, &mut Vec::new(), &mut out);
+    visit(v, pos, &mut Vec::new(), false, &mut |p, member| {
+        if member {
+            out.insert(p.clone());
+        }
+    });
     out
 }
 
@@ -677,36 +681,10 @@ pub fn remove_paths(obj: &mut Value, paths: &FieldSet, pos: &Pos) {
 /// Every node path present in `v` (struct fields, map entries, list items and leaves): what prune
 /// may consider removing.
 pub fn all_nodes(v: &Value, pos: &Pos) -> FieldSet {
-    fn walk(v: &Value, pos: &Pos, path: &mut Path, out: &mut FieldSet) {
-        if !path.is_empty() {
-            out.insert(path.clone());
-        }
-        match v {
-            Value::Object(m) if !pos.is_atomic_object() => {
-                for (k, c) in m {
-                    path.push(field_pe(k));
-                    walk(c, &pos.child(k), path, out);
-                    path.pop();
-                }
-            }
-            Value::Array(items) => {
-                let kind = pos.list_kind(items);
-                if kind == ListKind::Atomic {
-                    return;
-                }
-                let elem = pos.elem();
-                for (it, pe) in items.iter().zip(item_pes(items, &kind)) {
-                    let Some(pe) = pe else { continue };
-                    path.push(pe);
-                    walk(it, &elem, path, out);
-                    path.pop();
-                }
-            }
-            _ => {}
-        }
-    }
     let mut out = FieldSet::new();
-    walk(v, pos, &mut Vec::new(), &mut out);
+    visit(v, pos, &mut Vec::new(), false, &mut |p, _| {
+        out.insert(p.clone());
+    });
     out
 }
 

@@ -8,7 +8,7 @@
 //! comments, which k8s-pb keeps on its generated messages. `protobuf/gen.rs` reads them (with the JSON
 //! field names it already derives for the protobuf codec) into `schema_table.rs`, a static table, so a
 //! lookup costs two binary searches and nothing is built at startup. The OpenAPI documents
-//! (`openapi.rs`) read their extensions from here too, so patching and clients agree.
+//! (`crate::apiserver::openapi`) read their extensions from here too, so patching and clients agree.
 
 /// The table generator, for the tests that check generated tables are up to date (here and in
 /// `openapi`); `protobuf` includes it for its own table.

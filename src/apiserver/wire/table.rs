@@ -997,9 +997,15 @@ pub fn row_cells(printer: Printer, obj: &Value, now: DateTime<Utc>) -> Vec<Value
                 age(),
             ]
         }
-        ReplicationController => {
+        ReplicationController | ReplicaSet => {
             let (names, images) =
                 container_cells(ga(obj, &["spec", "template", "spec", "containers"]));
+            // The two differ only in their selector: a plain label map, or a LabelSelector.
+            let selector = if printer == ReplicaSet {
+                format_label_selector(get(obj, &["spec", "selector"]))
+            } else {
+                format_labels(gm(obj, &["spec", "selector"]))
+            };
             vec![
                 name(),
                 goi(obj, &["spec", "replicas"]).unwrap_or(1).into(),
@@ -1008,21 +1014,7 @@ pub fn row_cells(printer: Printer, obj: &Value, now: DateTime<Utc>) -> Vec<Value
                 age(),
                 names.into(),
                 images.into(),
-                format_labels(gm(obj, &["spec", "selector"])).into(),
-            ]
-        }
-        ReplicaSet => {
-            let (names, images) =
-                container_cells(ga(obj, &["spec", "template", "spec", "containers"]));
-            vec![
-                name(),
-                goi(obj, &["spec", "replicas"]).unwrap_or(1).into(),
-                gi(obj, &["status", "replicas"]).into(),
-                gi(obj, &["status", "readyReplicas"]).into(),
-                age(),
-                names.into(),
-                images.into(),
-                format_label_selector(get(obj, &["spec", "selector"])).into(),
+                selector.into(),
             ]
         }
         DaemonSet => {

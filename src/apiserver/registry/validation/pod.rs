@@ -545,10 +545,32 @@ pub fn config_map_key_errors(key: &str) -> Vec<String> {
 }
 
 /// `validatePathNoBacksteps`.
-fn no_backsteps(p: &str, path: &str, causes: &mut Vec<Cause>) {
+/// Upstream's `validatePathNoBacksteps` (on Linux: `..` between slashes).
+pub(super) fn no_backsteps(p: &str, path: &str, causes: &mut Vec<Cause>) {
     if p.split('/').any(|s| s == "..") {
         causes.push(Cause::invalid(path, &json!(p), "must not contain '..'"));
     }
+}
+
+/// A hostPath source at `sp` (pods' volumes and PersistentVolumes alike).
+pub(super) fn host_path_source(src: &Value, sp: &str, causes: &mut Vec<Cause>) {
+    let hp = str_at(src, "path");
+    if hp.is_empty() {
+        causes.push(Cause::required(&format!("{sp}.path")));
+    } else {
+        no_backsteps(hp, &format!("{sp}.path"), causes);
+        host_path_type(str_at(src, "type"), &format!("{sp}.type"), causes);
+    }
+}
+
+/// An NFS source at `sp` (pods' volumes and PersistentVolumes alike).
+pub(super) fn nfs_source(src: &Value, sp: &str, causes: &mut Vec<Cause>) {
+    for f in ["server", "path"] {
+        if str_at(src, f).is_empty() {
+            causes.push(Cause::required(&format!("{sp}.{f}")));
+        }
+    }
+    nfs_path(str_at(src, "path"), &format!("{sp}.path"), causes);
 }
 
 /// A hostPath source's `type` (pods' volumes and PersistentVolumes alike).
@@ -716,15 +738,7 @@ fn volume_source(v: &Value, p: &str, causes: &mut Vec<Cause>) -> &'static str {
                     }
                 }
             }
-            "hostPath" => {
-                let hp = str_at(src, "path");
-                if hp.is_empty() {
-                    causes.push(Cause::required(&format!("{sp}.path")));
-                } else {
-                    no_backsteps(hp, &format!("{sp}.path"), causes);
-                    host_path_type(str_at(src, "type"), &format!("{sp}.type"), causes);
-                }
-            }
+            "hostPath" => host_path_source(src, &sp, causes),
             "gitRepo" => {
                 req("repository", causes);
                 local_descending_path(str_at(src, "directory"), &format!("{sp}.directory"), causes);
@@ -739,11 +753,7 @@ fn volume_source(v: &Value, p: &str, causes: &mut Vec<Cause>) -> &'static str {
                 file_mode(src, "defaultMode", &sp, causes);
                 key_to_paths(src, &sp, causes);
             }
-            "nfs" => {
-                req("server", causes);
-                req("path", causes);
-                nfs_path(str_at(src, "path"), &format!("{sp}.path"), causes);
-            }
+            "nfs" => nfs_source(src, &sp, causes),
             "persistentVolumeClaim" => req("claimName", causes),
             "glusterfs" => {
                 req("endpoints", causes);

@@ -781,40 +781,11 @@ pub fn pv(obj: &Value, causes: &mut Vec<Cause>) {
 
 /// The checks of the common volume sources (hostPath, nfs, local, csi).
 fn pv_source_causes(src: &str, v: &Value, has_affinity: bool, causes: &mut Vec<Cause>) {
+    use super::pod::{host_path_source, nfs_source, no_backsteps};
     let base = format!("spec.{src}");
-    let no_backsteps = |p: &str, field: &str, causes: &mut Vec<Cause>| {
-        if p.split(['/', '\\']).any(|part| part == "..") {
-            causes.push(Cause::invalid(field, &json!(p), "must not contain '..'"));
-        }
-    };
     match src {
-        "hostPath" => {
-            let p = str_at(v, "path");
-            if p.is_empty() {
-                causes.push(Cause::required(&format!("{base}.path")));
-                return;
-            }
-            no_backsteps(p, &format!("{base}.path"), causes);
-            crate::apiserver::registry::validation::pod::host_path_type(
-                str_at(v, "type"),
-                &format!("{base}.type"),
-                causes,
-            );
-        }
-        "nfs" => {
-            let (server, p) = (str_at(v, "server"), str_at(v, "path"));
-            if server.is_empty() {
-                causes.push(Cause::required(&format!("{base}.server")));
-            }
-            if p.is_empty() {
-                causes.push(Cause::required(&format!("{base}.path")));
-            }
-            crate::apiserver::registry::validation::pod::nfs_path(
-                p,
-                &format!("{base}.path"),
-                causes,
-            );
-        }
+        "hostPath" => host_path_source(v, &base, causes),
+        "nfs" => nfs_source(v, &base, causes),
         "local" => {
             let p = str_at(v, "path");
             if p.is_empty() {
