@@ -7,7 +7,6 @@ use crate::apiserver::http::request::Query;
 use crate::apiserver::registry::store::ListResult;
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::wire::protobuf;
-use crate::apiserver::wire::table;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, StatusCode};
 use serde_json::{json, Value};
@@ -143,14 +142,10 @@ pub(crate) fn table_doc(
 ) -> Value {
     let now = chrono::Utc::now();
     let include = q.include_object.as_deref().unwrap_or("Metadata");
-    let custom = info.custom();
     let rows: Vec<Value> = objs
         .iter()
         .map(|o| {
-            let cells = match custom {
-                Some(c) => crate::apiserver::crd::table::row_cells(c, o, now),
-                None => table::row_cells(info.strategy.printer(), o, now),
-            };
+            let cells = info.strategy.row_cells(o, now);
             let mut row = json!({ "cells": cells });
             match include {
                 "None" => {}
@@ -161,10 +156,7 @@ pub(crate) fn table_doc(
         })
         .collect();
     let columns = if with_columns {
-        Value::Array(match custom {
-            Some(c) => crate::apiserver::crd::table::column_definitions(c),
-            None => table::column_definitions(info.strategy.printer()),
-        })
+        Value::Array(info.strategy.column_definitions())
     } else {
         json!([])
     };

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::Strategy;
@@ -48,6 +49,13 @@ pub struct CustomResources(pub Arc<CustomVersion>);
 impl Strategy for CustomResources {
     fn tracks_generation(&self) -> bool {
         true
+    }
+    /// The CRD's `additionalPrinterColumns`.
+    fn column_definitions(&self) -> Vec<Value> {
+        crd::table::column_definitions(&self.0)
+    }
+    fn row_cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        crd::table::row_cells(&self.0, obj, now)
     }
     fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
         causes.extend(self.0.validate(obj));

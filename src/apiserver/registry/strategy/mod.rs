@@ -29,12 +29,14 @@ pub mod services;
 pub mod volumes;
 pub mod workloads;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::apiserver::catalog::ResourceInfo;
 use crate::apiserver::registry::store::Registry;
 use crate::apiserver::registry::validation::NameRule;
 use crate::apiserver::status::Cause;
+use crate::apiserver::wire::table;
 pub use crate::apiserver::wire::table::Printer;
 
 /// What a kind does differently from the generic store. Every hook has upstream's default behaviour,
@@ -62,9 +64,20 @@ pub trait Strategy: Send + Sync {
         false
     }
 
-    /// The Table printer `kubectl get` sees (upstream's `TableConvertor` for the kind).
+    /// Which of upstream's Table printers `kubectl get` sees (the kind's `TableConvertor`).
     fn printer(&self) -> Printer {
         Printer::Default
+    }
+
+    /// The Table's columns; by default the [`Strategy::printer`]'s. A kind with a printer of its own
+    /// overrides this and [`Strategy::row_cells`] in its file.
+    fn column_definitions(&self) -> Vec<Value> {
+        table::column_definitions(self.printer())
+    }
+
+    /// One object's Table cells, matching [`Strategy::column_definitions`].
+    fn row_cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        table::row_cells(self.printer(), obj, now)
     }
 
     /// Upstream's defaulting functions (`SetDefaults_X`), applied to every create and spec update.
