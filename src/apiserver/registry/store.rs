@@ -69,6 +69,8 @@ pub struct WatchItem {
 pub struct DeleteOptions {
     pub grace_period_seconds: Option<i64>,
     pub propagation_policy: Option<String>,
+    /// The deprecated `orphanDependents` (overrides the propagation policy, as upstream).
+    pub orphan_dependents: Option<bool>,
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
     pub dry_run: bool,
@@ -88,6 +90,9 @@ impl DeleteOptions {
             }
             if let Some(p) = b.get("propagationPolicy").and_then(Value::as_str) {
                 o.propagation_policy = Some(p.to_string());
+            }
+            if let Some(orphan) = b.get("orphanDependents").and_then(Value::as_bool) {
+                o.orphan_dependents = Some(orphan);
             }
             if let Some(d) = b.get("dryRun").and_then(Value::as_array) {
                 o.dry_run |= d.iter().any(|x| x == "All");
@@ -115,6 +120,39 @@ impl DeleteOptions {
         }
         Ok(o)
     }
+}
+
+/// The garbage collector's finalizers: orphan the dependents, or delete them first.
+pub const ORPHAN_FINALIZER: &str = "orphan";
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// Upstream's `deletionFinalizersForGarbageCollection`: the object's finalizers with the garbage
+/// collector's as a delete asks (`orphanDependents`, else `propagationPolicy` Orphan/Foreground;
+/// Background asks for neither), or `None` when the delete asks nothing or they stay as they are.
+fn gc_finalizers(obj: &Value, opts: &DeleteOptions) -> Option<Vec<String>> {
+    let (orphan, foreground) = match (opts.orphan_dependents, opts.propagation_policy.as_deref()) {
+        (Some(orphan), _) => (orphan, false),
+        (None, Some("Orphan")) => (true, false),
+        (None, Some("Foreground")) => (false, true),
+        (None, Some(_)) => (false, false),
+        (None, None) => return None,
+    };
+    let current = finalizers(obj);
+    let mut wanted: Vec<String> = current
+        .iter()
+        .filter(|f| *f != ORPHAN_FINALIZER && *f != FOREGROUND_FINALIZER)
+        .cloned()
+        .collect();
+    if orphan {
+        wanted.push(ORPHAN_FINALIZER.into());
+    }
+    if foreground {
+        wanted.push(FOREGROUND_FINALIZER.into());
+    }
+    let same = |a: &[String], b: &[String]| {
+        a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
+    };
+    (!same(&wanted, &current)).then_some(wanted)
 }
 
 /// The continue token, as upstream encodes it: base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"key"}`.
@@ -1071,32 +1109,42 @@ impl Registry {
                 Some(g) if g > 0 && self.pod_has_live_node(&obj).await => g,
                 _ => 0,
             };
-            let pending =
-                !finalizers(&obj).is_empty() || strategy.holds_deletion(&obj) || grace > 0;
+            // The garbage collector's finalizers, as the delete's propagation policy asks.
+            let gc = gc_finalizers(&obj, opts);
+            let held = match &gc {
+                Some(f) => !f.is_empty(),
+                None => !finalizers(&obj).is_empty(),
+            };
+            let pending = held || strategy.holds_deletion(&obj) || grace > 0;
             if pending {
-                if meta_str(&obj, "deletionTimestamp").is_some() {
-                    // Already being deleted: a pod's grace period may only shorten.
-                    let old_grace = meta(&obj)
-                        .and_then(|m| m.get("deletionGracePeriodSeconds"))
-                        .and_then(Value::as_i64)
-                        .unwrap_or(0);
-                    if !(graceful.is_some() && grace < old_grace) {
-                        return Ok(Deleted::Pending(obj));
-                    }
-                }
                 let mut new = obj.clone();
-                // A client's grace period can be any int64: add it without overflowing (the latest
-                // representable time stands for "never").
-                let when = chrono::TimeDelta::try_seconds(grace)
-                    .and_then(|d| Utc::now().checked_add_signed(d))
-                    .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+                let deleting = meta_str(&obj, "deletionTimestamp").is_some();
+                // Already being deleted: a pod's grace period may only shorten.
+                let old_grace = meta(&obj)
+                    .and_then(|m| m.get("deletionGracePeriodSeconds"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                let restart = !deleting || (graceful.is_some() && grace < old_grace);
+                if !restart && gc.is_none() {
+                    return Ok(Deleted::Pending(obj));
+                }
                 let m = meta_mut(&mut new);
-                m.insert(
-                    "deletionTimestamp".into(),
-                    json!(when.to_rfc3339_opts(SecondsFormat::Secs, true)),
-                );
-                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
-                strategy.begin_delete(&mut new);
+                if let Some(f) = &gc {
+                    m.insert("finalizers".into(), json!(f));
+                }
+                if restart {
+                    // A client's grace period can be any int64: add it without overflowing (the
+                    // latest representable time stands for "never").
+                    let when = chrono::TimeDelta::try_seconds(grace)
+                        .and_then(|d| Utc::now().checked_add_signed(d))
+                        .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        json!(when.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                    );
+                    m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                    strategy.begin_delete(&mut new);
+                }
                 if graceful.is_some() && grace == 0 && finalizers(&new).is_empty() {
                     // Nothing holds it: fall through to the real delete below.
                 } else {
@@ -1740,6 +1788,48 @@ impl Registry {
                 other => return other,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod gc_finalizer_tests {
+    use super::*;
+
+    fn opts(policy: Option<&str>, orphan: Option<bool>) -> DeleteOptions {
+        DeleteOptions {
+            propagation_policy: policy.map(String::from),
+            orphan_dependents: orphan,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn propagation_policy_sets_the_collectors_finalizers() {
+        let plain = json!({"metadata": {"finalizers": ["example.com/keep"]}});
+        assert_eq!(gc_finalizers(&plain, &opts(None, None)), None);
+        assert_eq!(gc_finalizers(&plain, &opts(Some("Background"), None)), None);
+        assert_eq!(
+            gc_finalizers(&plain, &opts(Some("Orphan"), None)),
+            Some(vec!["example.com/keep".to_string(), "orphan".to_string()])
+        );
+        assert_eq!(
+            gc_finalizers(&plain, &opts(Some("Foreground"), None)),
+            Some(vec![
+                "example.com/keep".to_string(),
+                "foregroundDeletion".to_string()
+            ])
+        );
+        // orphanDependents wins over the policy; a later Background delete drops `orphan`.
+        assert_eq!(
+            gc_finalizers(&plain, &opts(Some("Foreground"), Some(true))),
+            Some(vec!["example.com/keep".to_string(), "orphan".to_string()])
+        );
+        let orphaning = json!({"metadata": {"finalizers": ["orphan"]}});
+        assert_eq!(gc_finalizers(&orphaning, &opts(Some("Orphan"), None)), None);
+        assert_eq!(
+            gc_finalizers(&orphaning, &opts(Some("Background"), None)),
+            Some(vec![])
+        );
     }
 }
 
