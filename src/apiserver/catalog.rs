@@ -63,6 +63,8 @@ pub enum SubresourceHandler {
     Binding,
     /// `serviceaccounts/token`: a TokenRequest.
     Token,
+    /// `pods/eviction`: a delete that respects PodDisruptionBudgets.
+    Eviction,
     /// `pods/log`, `exec`, `attach`, `portforward`: streams a kubelet would serve.
     Connect,
     /// Served by upstream, not here yet (a 405 that says so).
@@ -76,6 +78,7 @@ impl SubresourceHandler {
             "scale" => SubresourceHandler::Scale,
             "binding" => SubresourceHandler::Binding,
             "token" => SubresourceHandler::Token,
+            "eviction" => SubresourceHandler::Eviction,
             "log" | "exec" | "attach" | "portforward" => SubresourceHandler::Connect,
             _ => SubresourceHandler::NotYet,
         }

@@ -30,7 +30,7 @@ pub fn builtin(info: &ResourceInfo) -> Option<ScalePaths> {
 
 /// A selector as `Scale.status.selector` spells it: a string as is; a `LabelSelector` or a plain label
 /// map (ReplicationControllers) in label-selector syntax, requirements sorted by key as upstream prints.
-fn selector_string(v: &Value) -> Option<String> {
+pub(crate) fn selector_string(v: &Value) -> Option<String> {
     if let Some(s) = v.as_str() {
         return Some(s.to_string());
     }

@@ -69,6 +69,24 @@ pub(crate) async fn resource(
     {
         return binding(app, headers, ns, name, body).await;
     }
+    if method == Method::POST && handler == Some(SubresourceHandler::Eviction) {
+        let bytes = read_body(body).await?;
+        let eviction = decode_body(headers, &bytes)?;
+        let evicted = crate::apiserver::registry::eviction::evict(
+            &app.registry,
+            &info,
+            ns.unwrap_or("default"),
+            name.unwrap_or(""),
+            &eviction,
+            &q,
+        )
+        .await?;
+        let (code, status) = evicted.status();
+        return Ok(json_response(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &status,
+        ));
+    }
     if method == Method::POST && handler == Some(SubresourceHandler::Token) {
         return service_account_token(app, headers, ns, name, body).await;
     }

@@ -1,0 +1,90 @@
+"""pods/eviction (what `kubectl drain` calls): a pod covered by no PodDisruptionBudget, or not running,
+is deleted at once; a running pod's budget must be current and allow a disruption, else upstream's 429
+`Cannot evict pod as it would violate the pod's disruption budget.` with the budget's cause; an allowed
+eviction takes one disruption from the budget, records the pod in `disruptedPods`, and deletes the pod.
+The budget's status is written here as the disruption controller would (a real write through the API),
+and the pod is marked Running as a kubelet would, through `pods/status`."""
+
+from __future__ import annotations
+
+import json
+
+from run import T, scenario, jget
+
+JSON = {"Content-Type": "application/json"}
+
+
+def evict(t: T, ns: str, pod: str, dry_run: bool = False) -> tuple[int, str]:
+    body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": ns}}
+    query = "?dryRun=All" if dry_run else ""
+    return t.https("POST", f"/api/v1/namespaces/{ns}/pods/{pod}/eviction{query}",
+                   body=json.dumps(body).encode(), headers=JSON)
+
+
+def running_pod(t: T, ns: str, name: str) -> None:
+    t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "db"}},
+              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}, ns)
+    # As a kubelet reports it: running and ready.
+    t.ok("patch", "pod", name, "-n", ns, "--subresource=status", "--type=merge", "-p", json.dumps(
+        {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}))
+
+
+def budget_status(t: T, ns: str, status: dict) -> None:
+    t.ok("patch", "pdb", "db", "-n", ns, "--subresource=status", "--type=merge", "-p",
+         json.dumps({"status": status}))
+
+
+@scenario
+def eviction_respects_disruption_budgets(t: T) -> None:
+    """pods/eviction deletes unprotected or pending pods at once and honours a PodDisruptionBudget: 429 while
+    its status lags or allows nothing, one disruption taken (and the pod recorded) when it allows one."""
+    ns = t.namespace("evict")
+    # No budget: evicted (deleted) at once, answered with a Success Status.
+    t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "free"},
+              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}, ns)
+    code, body = evict(t, ns, "free")
+    t.eq((code, json.loads(body).get("status")), (201, "Success"), "eviction of an unprotected pod")
+    t.fails("get", "pod", "free", "-n", ns)
+    # The name in the body must be the URL's.
+    code, body = t.https("POST", f"/api/v1/namespaces/{ns}/pods/x/eviction", headers=JSON, body=json.dumps(
+        {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "y"}}).encode())
+    st = t.status_error(body, 400, "BadRequest", "mismatched eviction name")
+    t.eq(st["message"], "name in URL does not match name in Eviction object", "mismatch message")
+
+    running_pod(t, ns, "db-0")
+    t.ok("create", "pdb", "db", "-n", ns, "--selector=app=db", "--min-available=1")
+    # A budget the disruption controller has not processed yet (observedGeneration behind).
+    code, body = evict(t, ns, "db-0")
+    st = t.status_error(body, 429, "TooManyRequests", "eviction while the budget is unprocessed")
+    t.eq(st["message"], "Cannot evict pod as it would violate the pod's disruption budget.", "429 message")
+    t.eq(jget(st, "details.causes"), [{"reason": "DisruptionBudget",
+         "message": "The disruption budget db is still being processed by the server."}], "429 cause")
+    # A budget that allows nothing.
+    budget_status(t, ns, {"observedGeneration": 1, "disruptionsAllowed": 0, "currentHealthy": 1,
+                          "desiredHealthy": 1, "expectedPods": 1})
+    code, body = evict(t, ns, "db-0")
+    st = t.status_error(body, 429, "TooManyRequests", "eviction the budget forbids")
+    t.eq(jget(st, "details.causes"), [{"reason": "DisruptionBudget",
+         "message": "The disruption budget db needs 1 healthy pods and has 1 currently"}], "needs-healthy cause")
+    t.ok("get", "pod", "db-0", "-n", ns)
+    # A budget that allows one: a dry run changes nothing, a real eviction takes it and deletes the pod.
+    budget_status(t, ns, {"disruptionsAllowed": 1, "currentHealthy": 2, "desiredHealthy": 1, "expectedPods": 2})
+    code, body = evict(t, ns, "db-0", dry_run=True)
+    t.eq(code, 201, "dry-run eviction")
+    t.eq(t.json("get", "pdb", "db", "-n", ns)["status"]["disruptionsAllowed"], 1, "dry run keeps the budget")
+    t.ok("get", "pod", "db-0", "-n", ns)
+    code, body = evict(t, ns, "db-0")
+    t.eq((code, json.loads(body).get("status")), (201, "Success"), "allowed eviction")
+    pdb = t.json("get", "pdb", "db", "-n", ns)
+    t.eq(pdb["status"]["disruptionsAllowed"], 0, "the eviction took the disruption")
+    t.true("db-0" in (pdb["status"].get("disruptedPods") or {}), "evicted pod recorded in disruptedPods",
+           pdb["status"])
+    t.fails("get", "pod", "db-0", "-n", ns)
+    # Two budgets over one pod: upstream's 500 Status, answered as a body.
+    running_pod(t, ns, "db-1")
+    t.ok("create", "pdb", "db2", "-n", ns, "--selector=app=db", "--max-unavailable=1")
+    code, body = evict(t, ns, "db-1")
+    st = json.loads(body)
+    t.eq((code, st.get("status"), st.get("code"), st.get("message")),
+         (500, "Failure", 500, "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."),
+         "two budgets")
