@@ -49,6 +49,11 @@ struct ServerArgs {
     /// etcd endpoints (with --storage etcd), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
     etcd_endpoints: Vec<String>,
+    /// The address the `kubernetes` Service's endpoints name, where pods reach the apiserver
+    /// (upstream's --advertise-address). Default: --bind-address if it is a routable address, else
+    /// this host's primary address.
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// Extra names or IPs for the serving certificate.
     #[arg(long, value_delimiter = ',')]
     tls_san: Vec<String>,
@@ -70,6 +75,22 @@ struct ServerArgs {
     /// shortened to it. Default: no cap beyond upstream's 2^32 s.
     #[arg(long, value_parser = parse_duration)]
     service_account_max_token_expiration: Option<std::time::Duration>,
+}
+
+/// The address this host reaches others from, as upstream picks its advertise address: `bind` when it
+/// names a routable one, else the source address of the default route (found by connecting a UDP
+/// socket, which sends nothing), else loopback.
+fn primary_address(bind: IpAddr) -> IpAddr {
+    if !bind.is_unspecified() && !bind.is_loopback() {
+        return bind;
+    }
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("10.255.255.255:9").map(|_| s))
+        .and_then(|s| s.local_addr());
+    match probe {
+        Ok(a) if !a.ip().is_unspecified() => a.ip(),
+        _ => IpAddr::from([127, 0, 0, 1]),
+    }
 }
 
 /// A Go-style duration as upstream's flags take them: a number with a unit (`ms`, `s`, `m`, `h`),
@@ -191,9 +212,13 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         host
     };
     let advertise = format!("{host}:{}", args.secure_port);
+    let advertise_address = args
+        .advertise_address
+        .unwrap_or_else(|| primary_address(args.bind_address));
     let config = ApiServerConfig {
         bind: SocketAddr::new(args.bind_address, args.secure_port),
         advertise: advertise.clone(),
+        advertise_address,
         tls: pki.server_tls_config()?,
         service_account_key_pem: pki.service_account_key_pem.clone(),
         limits: apiserver::http::limits::LimitsConfig {

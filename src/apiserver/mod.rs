@@ -37,6 +37,8 @@ pub struct ApiServerConfig {
     pub bind: SocketAddr,
     /// host:port clients use to reach the server.
     pub advertise: String,
+    /// The address the `kubernetes` Service's endpoints name (upstream's `--advertise-address`).
+    pub advertise_address: std::net::IpAddr,
     pub tls: rustls::ServerConfig,
     /// PEM of the key that signs service account tokens.
     pub service_account_key_pem: String,
@@ -99,7 +101,12 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
     let local_addr = listener.local_addr()?;
     tracing::info!("listening on {local_addr}; loading the watch cache");
     tokio::spawn(http::server::serve(listener, config.tls, router));
-    tokio::spawn(post_start(app, store, config.bind.port()));
+    tokio::spawn(post_start(
+        app,
+        store,
+        config.advertise_address,
+        config.bind.port(),
+    ));
     Ok(ApiServer {
         registry,
         local_addr,
@@ -110,13 +117,18 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
 /// Upstream's post-start hooks: once the cache is loaded, the system namespaces and default policy are
 /// made sure of and the in-process loops start. A failing step is retried (storage may be away for a
 /// while), never skipped: `/readyz` stays red until all of it is done.
-async fn post_start(app: Arc<http::handlers::App>, store: Arc<dyn Store>, port: u16) {
+async fn post_start(
+    app: Arc<http::handlers::App>,
+    store: Arc<dyn Store>,
+    advertise_address: std::net::IpAddr,
+    port: u16,
+) {
     let registry = app.registry.clone();
     registry.cache.wait_ready().await;
     let mut delay = Duration::from_millis(200);
     loop {
         let done = async {
-            registry::bootstrap::bootstrap(&registry, port).await?;
+            registry::bootstrap::bootstrap(&registry, advertise_address, port).await?;
             authz::reconcile::bootstrap(&registry).await
         };
         match done.await {

@@ -22,9 +22,13 @@ async fn registry(dir: &std::path::Path) -> Arc<Registry> {
     let reg = Registry::new(store.clone(), Arc::new(SharedCatalog::new(catalog)));
     tokio::spawn(reg.cache.clone().run(store));
     reg.cache.wait_ready().await;
-    crate::apiserver::registry::bootstrap::bootstrap(&reg, 6443)
-        .await
-        .expect("bootstrap");
+    crate::apiserver::registry::bootstrap::bootstrap(
+        &reg,
+        std::net::IpAddr::from([127, 0, 0, 1]),
+        6443,
+    )
+    .await
+    .expect("bootstrap");
     reg
 }
 
