@@ -140,7 +140,6 @@ async fn post_start(
             }
         }
     }
-    tokio::spawn(registry::namespaces::run_finalizer(registry.clone()));
     tokio::spawn(authz::reconcile::run_aggregation(registry.clone()));
     tokio::spawn(compactor(store));
     app.started.send_replace(true);

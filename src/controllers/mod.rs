@@ -5,6 +5,7 @@
 //! controller's service account in kube-system (as upstream's `--use-service-account-credentials`), so
 //! the default `system:controller:*` roles decide what each may do.
 
+pub mod namespace;
 pub mod per_namespace;
 pub mod root_ca;
 pub mod service_accounts;
@@ -61,5 +62,7 @@ pub async fn start(pki: &Pki, server_url: &str) -> anyhow::Result<()> {
     tokio::spawn(service_accounts::run(clients));
     let clients = Clients::new(pki, server_url, "root-ca-cert-publisher").await?;
     tokio::spawn(root_ca::run(clients, pki.ca_cert_pem.clone()));
+    let clients = Clients::new(pki, server_url, "namespace-controller").await?;
+    tokio::spawn(namespace::run(clients));
     Ok(())
 }

@@ -6,8 +6,7 @@
 //! holding upstream's defaulting and validation functions the strategies call. Patching ([`patch`]),
 //! server-side apply ([`managed_fields`] over [`fieldpath`], with merge facts from [`schema`]),
 //! selectors ([`selectors`]) and `fieldValidation` ([`field_validation`]) are the generic parts of a
-//! write or a list. [`reviews`] answers the create-only review kinds, [`eviction`] the `pods/eviction` subresource, [`namespaces`] empties a
-//! terminating namespace, [`bootstrap`] creates what a fresh cluster has.
+//! write or a list. [`reviews`] answers the create-only review kinds, [`eviction`] the `pods/eviction` subresource, [`bootstrap`] creates what a fresh cluster has.
 
 pub mod bootstrap;
 pub mod defaults;
@@ -15,7 +14,6 @@ pub mod eviction;
 pub mod field_validation;
 pub mod fieldpath;
 pub mod managed_fields;
-pub mod namespaces;
 pub mod patch;
 pub mod reviews;
 pub mod schema;
