@@ -6,6 +6,7 @@
 
 pub mod apiserver;
 pub mod controllers;
+pub mod leader_election;
 pub mod pki;
 pub mod private_files;
 pub mod storage;

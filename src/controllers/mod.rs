@@ -56,13 +56,36 @@ impl Clients {
     }
 }
 
-/// Starts every controller against the apiserver at `server_url`; they run until the process ends.
+/// Starts the controller manager against the apiserver at `server_url`: it campaigns for the
+/// `kube-system/kube-controller-manager` Lease and runs every controller while it leads (so several
+/// servers on one etcd run one copy of each). Returns at once; the manager runs until the process ends.
 pub async fn start(pki: &Pki, server_url: &str) -> anyhow::Result<()> {
+    let candidate = crate::leader_election::Candidate::new(
+        client_as(pki, server_url, MANAGER_USER, &[]).await?,
+        "kube-controller-manager",
+    );
+    let (pki, url) = (pki.clone(), server_url.to_string());
+    tokio::spawn(candidate.lead(move || {
+        let (pki, url) = (pki.clone(), url.clone());
+        async move {
+            if let Err(e) = run_all(&pki, &url).await {
+                tracing::error!("controller manager: {e:#}");
+            }
+        }
+    }));
+    Ok(())
+}
+
+/// Every controller, each under its own identity, until one ends (they run forever) or this future is
+/// dropped (leadership lost), which stops them all.
+async fn run_all(pki: &Pki, server_url: &str) -> anyhow::Result<()> {
+    let mut controllers = tokio::task::JoinSet::new();
     let clients = Clients::new(pki, server_url, "service-account-controller").await?;
-    tokio::spawn(service_accounts::run(clients));
+    controllers.spawn(service_accounts::run(clients));
     let clients = Clients::new(pki, server_url, "root-ca-cert-publisher").await?;
-    tokio::spawn(root_ca::run(clients, pki.ca_cert_pem.clone()));
+    controllers.spawn(root_ca::run(clients, pki.ca_cert_pem.clone()));
     let clients = Clients::new(pki, server_url, "namespace-controller").await?;
-    tokio::spawn(namespace::run(clients));
+    controllers.spawn(namespace::run(clients));
+    while controllers.join_next().await.is_some() {}
     Ok(())
 }
