@@ -1,1 +1,1 @@
-"""More conformance scenarios, one module per theme; run.py loads every module here after its own."""
+"""The conformance scenarios, one module per area; run.py imports every module here (its ORDER list fixes the running order)."""

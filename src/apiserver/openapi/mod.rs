@@ -750,5 +750,50 @@ fn build(resources: &[ResourceInfo]) -> Docs {
     }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// The committed copies
+// ---------------------------------------------------------------------------------------------------
+
+/// The documents a server with only the built-in kinds serves, as the files committed under the
+/// top-level `openapi/` folder (upstream keeps the same in `api/openapi-spec/`), so that a change to
+/// the API surface shows as a diff: `swagger.json` (`/openapi/v2`), `v3/index.json` (`/openapi/v3`)
+/// and one `v3/<path>_openapi.json` per group version, its path's `/` spelled `__` as upstream names
+/// them (`v3/api__v1_openapi.json`, `v3/apis__apps__v1_openapi.json`). Pretty-printed with every
+/// object's keys sorted, so the files do not depend on generation order. Returns (path relative to
+/// `openapi/`, content), sorted by path; `tests/openapi_documents.rs` compares them with the files.
+pub fn builtin_spec_files() -> Vec<(String, String)> {
+    let api = OpenApiV3::generate(&Catalog::builtin());
+    let docs = api.docs();
+    let mut files = Vec::new();
+    let v2: Value = serde_json::from_slice(&docs.v2_json).unwrap_or_default();
+    files.push(("swagger.json".to_string(), pretty_sorted(v2)));
+    files.push(("v3/index.json".to_string(), pretty_sorted(api.index())));
+    for (path, (_, bytes)) in &docs.v3 {
+        let doc: Value = serde_json::from_slice(bytes).unwrap_or_default();
+        let name = format!("v3/{}_openapi.json", path.replace('/', "__"));
+        files.push((name, pretty_sorted(doc)));
+    }
+    files.sort();
+    files
+}
+
+/// `v` as two-space-indented JSON with a final newline, every object's keys sorted.
+fn pretty_sorted(mut v: Value) -> String {
+    fn sort(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.sort_keys();
+                m.values_mut().for_each(sort);
+            }
+            Value::Array(a) => a.iter_mut().for_each(sort),
+            _ => {}
+        }
+    }
+    sort(&mut v);
+    let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,106 @@
+"""Discovery and the server's self-description: health endpoints, /version, api-versions, api-resources,
+and kubectl explain reading the served OpenAPI.
+"""
+
+from __future__ import annotations
+
+import json
+
+from harness import T, jget, scenario
+
+
+@scenario
+def health_endpoints(t: T) -> None:
+    """get --raw /healthz, /livez and /readyz answer `ok`."""
+    for p in ("/healthz", "/livez", "/readyz"):
+        t.eq(t.ok("get", "--raw", p), "ok", f"get --raw {p}")
+
+
+@scenario
+def version(t: T) -> None:
+    """kubectl version shows Server Version v1.33.x; /version is a version.Info."""
+    out = t.ok("version")
+    t.match(out, r"^Client Version: v1\.\d+\.\d+", "Client Version line")
+    t.match(out, r"^Server Version: v1\.33\.\d+", "Server Version line")
+    t.not_contains(out + t.run("version").err, "WARNING: version difference", "no version-skew warning")
+    v = json.loads(t.ok("version", "-o", "json"))
+    sv = v.get("serverVersion", {})
+    t.eq((sv.get("major"), sv.get("minor")), ("1", "33"), "serverVersion major/minor")
+    t.true(sv.get("gitVersion", "").startswith("v1.33."), "serverVersion.gitVersion", sv)
+    for k in ("gitCommit", "gitTreeState", "buildDate", "goVersion", "compiler", "platform"):
+        t.true(k in sv, f"serverVersion has {k}", sv)
+
+
+@scenario
+def api_versions(t: T) -> None:
+    """kubectl api-versions lists v1, apps/v1, batch/v1 (sorted, one per line)."""
+    out = t.ok("api-versions")
+    lines = out.split()
+    for gv in ("v1", "apps/v1", "batch/v1"):
+        t.true(gv in lines, f"api-versions contains {gv}", out)
+    t.eq(lines, sorted(lines), "api-versions is sorted")
+    api = t.raw("/api")
+    t.eq(api.get("kind"), "APIVersions", "/api kind")
+    t.eq(api.get("versions"), ["v1"], "/api versions")
+    groups = t.raw("/apis")
+    t.eq(groups.get("kind"), "APIGroupList", "/apis kind")
+    names = {g["name"]: g for g in groups.get("groups", [])}
+    for g in ("apps", "batch"):
+        t.true(g in names, f"/apis has group {g}", list(names))
+        t.eq(jget(names[g], "preferredVersion.groupVersion"), f"{g}/v1", f"{g} preferredVersion")
+
+
+@scenario
+def api_resources(t: T) -> None:
+    """kubectl api-resources shows the upstream NAME/SHORTNAMES/APIVERSION/NAMESPACED/KIND rows."""
+    out = t.ok("api-resources")
+    t.headers(out, ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"], "api-resources")
+    rows = t.table(out)
+    expected = {
+        "pods": ("po", "v1", "true", "Pod"),
+        "services": ("svc", "v1", "true", "Service"),
+        "configmaps": ("cm", "v1", "true", "ConfigMap"),
+        "secrets": ("", "v1", "true", "Secret"),
+        "namespaces": ("ns", "v1", "false", "Namespace"),
+        "nodes": ("no", "v1", "false", "Node"),
+        "deployments": ("deploy", "apps/v1", "true", "Deployment"),
+        "jobs": ("", "batch/v1", "true", "Job"),
+    }
+    for name, (short, av, namespaced, kind) in expected.items():
+        r = t.row(rows, name, "api-resources")
+        t.eq((r["SHORTNAMES"], r["APIVERSION"], r["NAMESPACED"], r["KIND"]), (short, av, namespaced, kind),
+             f"api-resources row {name}")
+    out = t.ok("api-resources", "--api-group=apps", "-o", "name")
+    t.true("deployments.apps" in out.split(), "api-resources --api-group=apps -o name lists deployments.apps", out)
+    out = t.ok("api-resources", "--namespaced=false", "-o", "name")
+    t.true("nodes" in out.split() and "namespaces" in out.split() and "pods" not in out.split(),
+           "api-resources --namespaced=false", out)
+    res = t.raw("/api/v1")
+    t.eq(res.get("kind"), "APIResourceList", "/api/v1 kind")
+    pods = next((r for r in res.get("resources", []) if r.get("name") == "pods"), None)
+    t.true(pods is not None, "/api/v1 lists pods", res)
+    for verb in ("create", "delete", "get", "list", "update", "watch"):
+        t.true(verb in pods.get("verbs", []), f"pods verbs include {verb}", pods)
+    t.true("all" in pods.get("categories", []), "pods are in category all", pods)
+    t.true(any(r.get("name") == "pods/status" for r in res["resources"]), "/api/v1 lists pods/status", res)
+
+
+@scenario
+def explain(t: T) -> None:
+    """kubectl explain reads the server's OpenAPI v3 schema."""
+    out = t.ok("explain", "configmap.data")
+    t.match(out, r"^KIND:\s+ConfigMap$", "explain KIND")
+    t.match(out, r"^VERSION:\s+v1$", "explain VERSION")
+    t.match(out, r"^FIELD: data <map\[string\]string>$", "explain FIELD")
+    out = t.ok("explain", "deployment.spec.replicas")
+    t.match(out, r"^GROUP:\s+apps$", "explain GROUP")
+    t.match(out, r"^FIELD: replicas <integer>$", "explain deployment.spec.replicas")
+
+
+@scenario
+def explain_description(t: T) -> None:
+    """kubectl explain deploy.spec.replicas prints the field's description."""
+    out = t.ok("explain", "deploy.spec.replicas")
+    t.match(out, r"^FIELD: replicas <integer>$", "FIELD line")
+    t.match(out, r"^DESCRIPTION:$", "DESCRIPTION header")
+    t.contains(out, "Number of desired pods", "description text")
