@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from run import T, scenario, jget
+from harness import T, scenario, jget
 
 
 def primary_address() -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from run import T, scenario, jget
+from harness import T, scenario, jget
 
 JSON = {"Content-Type": "application/json"}
 

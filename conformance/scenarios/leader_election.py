@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from run import T, Server, scenario, poll, jget, https
+from harness import T, Server, scenario, poll, jget, https
 
 LEASE = ("lease", "kube-controller-manager", "-n", "kube-system")
 LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager"
