@@ -395,16 +395,7 @@ fn op_to_v3(op: &Value) -> Value {
                 let mut params = Vec::new();
                 for p in v.as_array().into_iter().flatten() {
                     if p["in"] == "body" {
-                        let types = o
-                            .get("consumes")
-                            .and_then(Value::as_array)
-                            .cloned()
-                            .unwrap_or_default();
-                        let content: Map<String, Value> = types
-                            .iter()
-                            .filter_map(Value::as_str)
-                            .map(|t| (t.to_string(), json!({"schema": to_v3(&p["schema"])})))
-                            .collect();
+                        let content = media_content(o, "consumes", &p["schema"]);
                         out.insert(
                             "requestBody".into(),
                             json!({"content": content, "required": true}),
@@ -420,17 +411,7 @@ fn op_to_v3(op: &Value) -> Value {
                 for (code, r) in v.as_object().into_iter().flatten() {
                     let mut nr = json!({"description": r["description"].clone()});
                     if let Some(s) = r.get("schema") {
-                        let types = o
-                            .get("produces")
-                            .and_then(Value::as_array)
-                            .cloned()
-                            .unwrap_or_default();
-                        let content: Map<String, Value> = types
-                            .iter()
-                            .filter_map(Value::as_str)
-                            .map(|t| (t.to_string(), json!({"schema": to_v3(s)})))
-                            .collect();
-                        nr["content"] = Value::Object(content);
+                        nr["content"] = Value::Object(media_content(o, "produces", s));
                     }
                     rs.insert(code.clone(), nr);
                 }
@@ -442,6 +423,19 @@ fn op_to_v3(op: &Value) -> Value {
         }
     }
     Value::Object(out)
+}
+
+/// A v3 `content` map: each media type a v2 operation lists under `types` (`consumes` for the
+/// request body, `produces` for a response) with `schema` in v3 form.
+fn media_content(op: &Map<String, Value>, types: &str, schema: &Value) -> Map<String, Value> {
+    let schema = to_v3(schema);
+    op.get(types)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|t| (t.to_string(), json!({"schema": schema.clone()})))
+        .collect()
 }
 
 fn param_to_v3(p: &Value) -> Value {

@@ -81,17 +81,77 @@ pub struct ResourcePaths<'a> {
     tag: String,
 }
 
+/// (group, version, kind) of what an operation answers about.
+type Gvk = (String, String, String);
+
 /// What one operation reads and answers.
-struct Op<'a> {
-    action: &'a str,
+struct Op {
+    action: &'static str,
     description: String,
     params: Vec<Value>,
     /// Body schema (a definition name), if the operation takes one.
     body: Option<Option<String>>,
     response: Option<String>,
-    gvk: (String, String, String),
+    gvk: Gvk,
     consumes: Value,
     produces: Value,
+}
+
+impl Op {
+    /// An operation that takes a body of any media type and answers an object (JSON, YAML or
+    /// protobuf).
+    fn new(
+        gvk: &Gvk,
+        action: &'static str,
+        description: String,
+        params: Vec<Value>,
+        body: Option<Option<String>>,
+        response: Option<String>,
+    ) -> Op {
+        Op {
+            action,
+            description,
+            params,
+            body,
+            response,
+            gvk: gvk.clone(),
+            consumes: json!(["*/*"]),
+            produces: json!([
+                "application/json",
+                "application/yaml",
+                "application/vnd.kubernetes.protobuf"
+            ]),
+        }
+    }
+
+    /// list (and watch) of `kind`, answering `<def>List`.
+    fn list(gvk: &Gvk, kind: &str, def: Option<&String>) -> Op {
+        let description = format!("list or watch objects of kind {kind}");
+        let response = def.map(|d| format!("{d}List"));
+        Op::new(gvk, "list", description, list_params(), None, response)
+    }
+
+    /// A create (`post`) or replace (`put`): the object in, the object out, the write parameters.
+    fn write(gvk: &Gvk, action: &'static str, description: String, def: Option<String>) -> Op {
+        Op::new(
+            gvk,
+            action,
+            description,
+            write_params(),
+            Some(def.clone()),
+            def,
+        )
+    }
+
+    /// A patch of any of the four patch types, answering the object.
+    fn patch(gvk: &Gvk, description: String, def: Option<String>) -> Op {
+        let mut params = write_params();
+        params.push(query("force", "boolean", FORCE));
+        let body = Some(Some(format!("{META}Patch")));
+        let mut o = Op::new(gvk, "patch", description, params, body, def);
+        o.consumes = patch_types();
+        o
+    }
 }
 
 impl<'a> ResourcePaths<'a> {
@@ -120,7 +180,7 @@ impl<'a> ResourcePaths<'a> {
         }
     }
 
-    fn op(&self, op: Op<'_>, operation_id: String) -> Value {
+    fn op(&self, op: Op, operation_id: String) -> Value {
         let mut params = op.params;
         if let Some(schema) = op.body {
             let schema = match schema {
@@ -167,25 +227,8 @@ impl<'a> ResourcePaths<'a> {
         let item = format!("{collection}/{{name}}");
         let def = (self.def_of)(&r.group, &r.version, &r.kind);
         let gvk = (r.group.clone(), r.version.clone(), r.kind.clone());
-        let objects = json!([
-            "application/json",
-            "application/yaml",
-            "application/vnd.kubernetes.protobuf"
-        ]);
-        let any = json!(["*/*"]);
-        let op = |action: &'static str,
-                  description: String,
-                  params: Vec<Value>,
-                  body: Option<Option<String>>,
-                  response: Option<String>| Op {
-            action,
-            description,
-            params,
-            body,
-            response,
-            gvk: gvk.clone(),
-            consumes: any.clone(),
-            produces: objects.clone(),
+        let op = |action, description, params, body, response| {
+            Op::new(&gvk, action, description, params, body, response)
         };
         let kind = &r.kind;
         let mut scope_params = vec![query("pretty", "string", PRETTY)];
@@ -201,23 +244,12 @@ impl<'a> ResourcePaths<'a> {
 
         let mut coll = Map::new();
         if r.has_verb("list") {
-            let o = op(
-                "list",
-                format!("list or watch objects of kind {kind}"),
-                list_params(),
-                None,
-                def.as_ref().map(|d| format!("{d}List")),
-            );
+            let o = Op::list(&gvk, kind, def.as_ref());
             coll.insert("get".into(), self.op(o, id("list", "")));
         }
         if r.has_verb("create") {
-            let o = op(
-                "post",
-                format!("create {} {kind}", article(kind)),
-                write_params(),
-                Some(def.clone()),
-                def.clone(),
-            );
+            let description = format!("create {} {kind}", article(kind));
+            let o = Op::write(&gvk, "post", description, def.clone());
             coll.insert("post".into(), self.op(o, id("create", "")));
         }
         if r.has_verb("deletecollection") {
@@ -238,13 +270,7 @@ impl<'a> ResourcePaths<'a> {
         }
         if r.namespaced && r.has_verb("list") {
             let mut all = Map::new();
-            let o = op(
-                "list",
-                format!("list or watch objects of kind {kind}"),
-                list_params(),
-                None,
-                def.as_ref().map(|d| format!("{d}List")),
-            );
+            let o = Op::list(&gvk, kind, def.as_ref());
             let oid = format!("list{}{kind}ForAllNamespaces", self.gv_id);
             all.insert("get".into(), self.op(o, oid));
             all.insert(
@@ -266,26 +292,13 @@ impl<'a> ResourcePaths<'a> {
             it.insert("get".into(), self.op(o, id("read", "")));
         }
         if r.has_verb("update") {
-            let o = op(
-                "put",
-                format!("replace the specified {kind}"),
-                write_params(),
-                Some(def.clone()),
-                def.clone(),
-            );
+            let description = format!("replace the specified {kind}");
+            let o = Op::write(&gvk, "put", description, def.clone());
             it.insert("put".into(), self.op(o, id("replace", "")));
         }
         if r.has_verb("patch") {
-            let mut params = write_params();
-            params.push(query("force", "boolean", FORCE));
-            let mut o = op(
-                "patch",
-                format!("partially update the specified {kind}"),
-                params,
-                Some(Some(format!("{META}Patch"))),
-                def.clone(),
-            );
-            o.consumes = patch_types();
+            let description = format!("partially update the specified {kind}");
+            let o = Op::patch(&gvk, description, def.clone());
             it.insert("patch".into(), self.op(o, id("patch", "")));
         }
         if r.has_verb("delete") {
@@ -321,28 +334,12 @@ impl<'a> ResourcePaths<'a> {
         let sub_id = capitalized(&s.name);
         let def = (self.def_of)(&s.group, &s.version, &s.kind);
         let gvk = (s.group.clone(), s.version.clone(), s.kind.clone());
-        let objects = json!([
-            "application/json",
-            "application/yaml",
-            "application/vnd.kubernetes.protobuf"
-        ]);
         let id = |verb: &str| format!("{verb}{}{}{kind}{sub_id}", self.gv_id, self.scope());
         let connect = matches!(s.name.as_str(), "exec" | "attach" | "portforward" | "proxy");
         let mut out = Map::new();
         let has = |v: &str| s.verbs.iter().any(|x| x == v);
-        let base = |action: &'static str,
-                    description: String,
-                    params: Vec<Value>,
-                    body: Option<Option<String>>,
-                    response: Option<String>| Op {
-            action,
-            description,
-            params,
-            body,
-            response,
-            gvk: gvk.clone(),
-            consumes: json!(["*/*"]),
-            produces: objects.clone(),
+        let base = |action, description, params, body, response| {
+            Op::new(&gvk, action, description, params, body, response)
         };
         if connect {
             for (method, verb) in [("get", "Get"), ("post", "Post")] {
@@ -385,36 +382,18 @@ impl<'a> ResourcePaths<'a> {
             out.insert("get".into(), self.op(o, id("read")));
         }
         if has("update") {
-            let o = base(
-                "put",
-                format!("replace {} of the specified {kind}", s.name),
-                write_params(),
-                Some(def.clone()),
-                def.clone(),
-            );
+            let description = format!("replace {} of the specified {kind}", s.name);
+            let o = Op::write(&gvk, "put", description, def.clone());
             out.insert("put".into(), self.op(o, id("replace")));
         }
         if has("patch") {
-            let mut params = write_params();
-            params.push(query("force", "boolean", FORCE));
-            let mut o = base(
-                "patch",
-                format!("partially update {} of the specified {kind}", s.name),
-                params,
-                Some(Some(format!("{META}Patch"))),
-                def.clone(),
-            );
-            o.consumes = patch_types();
+            let description = format!("partially update {} of the specified {kind}", s.name);
+            let o = Op::patch(&gvk, description, def.clone());
             out.insert("patch".into(), self.op(o, id("patch")));
         }
         if has("create") {
-            let o = base(
-                "post",
-                format!("create {} of {} {kind}", s.name, article(kind)),
-                write_params(),
-                Some(def.clone()),
-                def,
-            );
+            let description = format!("create {} of {} {kind}", s.name, article(kind));
+            let o = Op::write(&gvk, "post", description, def);
             out.insert("post".into(), self.op(o, id("create")));
         }
         out
