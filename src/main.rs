@@ -54,6 +54,10 @@ struct ServerArgs {
     /// this host's primary address.
     #[arg(long)]
     advertise_address: Option<IpAddr>,
+    /// How long a node may go without a heartbeat (its Lease, its Ready condition) before the node
+    /// lifecycle controller marks it Unknown and taints it (upstream's kube-controller-manager flag).
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
     /// Extra names or IPs for the serving certificate.
     #[arg(long, value_delimiter = ',')]
     tls_san: Vec<String>,
@@ -236,7 +240,10 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let server = apiserver::start(config, store).await?;
     let url = format!("https://{host}:{}", server.local_addr.port());
     server.wait_started().await;
-    rkube::controllers::start(&pki, &url).await?;
+    let options = rkube::controllers::Options {
+        node_monitor_grace_period: args.node_monitor_grace_period,
+    };
+    rkube::controllers::start(&pki, &url, options).await?;
     let kubeconfig = kubeconfig_path(&args, &data_dir, &pki);
     rkube::private_files::write_private(&kubeconfig, pki.admin_kubeconfig(&url).as_bytes())?;
     let default_kc = home().map(|h| h.join(".kube").join("config"));

@@ -6,6 +6,7 @@
 //! the default `system:controller:*` roles decide what each may do.
 
 pub mod namespace;
+pub mod node_lifecycle;
 pub mod per_namespace;
 pub mod root_ca;
 pub mod service_accounts;
@@ -56,10 +57,26 @@ impl Clients {
     }
 }
 
+/// The controller manager's settings (upstream's kube-controller-manager flags).
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// How long a node may go without a heartbeat before it is marked Unknown
+    /// (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: std::time::Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            node_monitor_grace_period: node_lifecycle::DEFAULT_GRACE_PERIOD,
+        }
+    }
+}
+
 /// Starts the controller manager against the apiserver at `server_url`: it campaigns for the
 /// `kube-system/kube-controller-manager` Lease and runs every controller while it leads (so several
 /// servers on one etcd run one copy of each). Returns at once; the manager runs until the process ends.
-pub async fn start(pki: &Pki, server_url: &str) -> anyhow::Result<()> {
+pub async fn start(pki: &Pki, server_url: &str, options: Options) -> anyhow::Result<()> {
     let candidate = crate::leader_election::Candidate::new(
         client_as(pki, server_url, MANAGER_USER, &[]).await?,
         "kube-controller-manager",
@@ -68,7 +85,7 @@ pub async fn start(pki: &Pki, server_url: &str) -> anyhow::Result<()> {
     tokio::spawn(candidate.lead(move || {
         let (pki, url) = (pki.clone(), url.clone());
         async move {
-            if let Err(e) = run_all(&pki, &url).await {
+            if let Err(e) = run_all(&pki, &url, options).await {
                 tracing::error!("controller manager: {e:#}");
             }
         }
@@ -78,7 +95,7 @@ pub async fn start(pki: &Pki, server_url: &str) -> anyhow::Result<()> {
 
 /// Every controller, each under its own identity, until one ends (they run forever) or this future is
 /// dropped (leadership lost), which stops them all.
-async fn run_all(pki: &Pki, server_url: &str) -> anyhow::Result<()> {
+async fn run_all(pki: &Pki, server_url: &str, options: Options) -> anyhow::Result<()> {
     let mut controllers = tokio::task::JoinSet::new();
     let clients = Clients::new(pki, server_url, "service-account-controller").await?;
     controllers.spawn(service_accounts::run(clients));
@@ -86,6 +103,11 @@ async fn run_all(pki: &Pki, server_url: &str) -> anyhow::Result<()> {
     controllers.spawn(root_ca::run(clients, pki.ca_cert_pem.clone()));
     let clients = Clients::new(pki, server_url, "namespace-controller").await?;
     controllers.spawn(namespace::run(clients));
+    let clients = Clients::new(pki, server_url, "node-controller").await?;
+    controllers.spawn(node_lifecycle::run(
+        clients,
+        options.node_monitor_grace_period,
+    ));
     while controllers.join_next().await.is_some() {}
     Ok(())
 }
