@@ -452,6 +452,8 @@ def snapshot(t: T, resources) -> set[tuple]:
             continue  # create-only kinds (reviews, bindings) have no list
         for o in json.loads(body).get("items", []):
             m = o.get("metadata", {})
+            if plural == "leases" and m.get("namespace") in ("kube-system", "kube-node-lease"):
+                continue  # leader-election and node heartbeats renew on their own every few seconds
             seen.add((group, plural, m.get("namespace"), m.get("name"), m.get("resourceVersion")))
     return seen
 
