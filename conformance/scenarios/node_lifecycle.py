@@ -63,7 +63,7 @@ def node_lifecycle_unreachable(t: T) -> None:
              "upstream's reason and message")
         want = {("node.kubernetes.io/unreachable", "NoSchedule"), ("node.kubernetes.io/unreachable", "NoExecute")}
         t.true(poll(lambda: set(taints(t, node)) == want, 30), "unreachable taints", taints(t, node))
-        t.true(poll(lambda: t.run("get", "pod", "victim", "-n", ns).code != 0, 30),
+        t.true(poll(lambda: t.run("get", "pod", "victim", "-n", ns).rc != 0, 30),
                "the pod without a toleration is evicted", "")
         t.ok("get", "pod", "tolerant", "-n", ns)
         heartbeat(t, node)
