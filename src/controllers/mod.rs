@@ -5,7 +5,11 @@
 //! controller's service account in kube-system (as upstream's `--use-service-account-credentials`), so
 //! the default `system:controller:*` roles decide what each may do.
 
+pub mod common;
+pub mod deployment;
+pub mod gc;
 pub mod per_namespace;
+pub mod replicaset;
 pub mod root_ca;
 pub mod service_accounts;
 
@@ -61,5 +65,11 @@ pub async fn start(pki: &Pki, server_url: &str) -> anyhow::Result<()> {
     tokio::spawn(service_accounts::run(clients));
     let clients = Clients::new(pki, server_url, "root-ca-cert-publisher").await?;
     tokio::spawn(root_ca::run(clients, pki.ca_cert_pem.clone()));
+    let clients = Clients::new(pki, server_url, "replicaset-controller").await?;
+    tokio::spawn(replicaset::run(clients));
+    let clients = Clients::new(pki, server_url, "deployment-controller").await?;
+    tokio::spawn(deployment::run(clients));
+    let clients = Clients::new(pki, server_url, "generic-garbage-collector").await?;
+    tokio::spawn(gc::run(clients));
     Ok(())
 }
