@@ -328,6 +328,24 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
         }
     }
 
+    // The Deployment carries its newest revision too (upstream's SetDeploymentRevision); `kubectl
+    // rollout undo` patches its annotations and needs them present.
+    if let Some(rev) = new_rs.as_ref().and_then(|rs| rs.annotations().get(REVISION).cloned()) {
+        if d.annotations().get(REVISION) != Some(&rev) {
+            let api = Api::<Deployment>::namespaced(ctx.clients.writer.clone(), &ns);
+            let mut fresh = d.as_ref().clone();
+            fresh
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(REVISION.into(), rev);
+            match api.replace(&d.name_any(), &PostParams::default(), &fresh).await {
+                // The next event brings the fresh object back to us.
+                Ok(_) | Err(kube::Error::Api(_)) => return Ok(Action::await_change()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
     let new_name = new_rs.as_ref().map(|r| r.name_any());
     let mut all: Vec<ReplicaSet> = sets
         .into_iter()
