@@ -98,7 +98,9 @@ fn without_hash(t: &PodTemplateSpec) -> serde_json::Value {
     if let Some(l) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         l.remove(HASH_LABEL);
         if l.is_empty() {
-            t.metadata.as_mut().map(|m| m.labels = None);
+            if let Some(m) = t.metadata.as_mut() {
+                m.labels = None;
+            }
         }
     }
     serde_json::to_value(t).unwrap_or_default()
@@ -330,7 +332,10 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
 
     // The Deployment carries its newest revision too (upstream's SetDeploymentRevision); `kubectl
     // rollout undo` patches its annotations and needs them present.
-    if let Some(rev) = new_rs.as_ref().and_then(|rs| rs.annotations().get(REVISION).cloned()) {
+    if let Some(rev) = new_rs
+        .as_ref()
+        .and_then(|rs| rs.annotations().get(REVISION).cloned())
+    {
         if d.annotations().get(REVISION) != Some(&rev) {
             let api = Api::<Deployment>::namespaced(ctx.clients.writer.clone(), &ns);
             let mut fresh = d.as_ref().clone();
@@ -339,7 +344,10 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
                 .annotations
                 .get_or_insert_with(Default::default)
                 .insert(REVISION.into(), rev);
-            match api.replace(&d.name_any(), &PostParams::default(), &fresh).await {
+            match api
+                .replace(&d.name_any(), &PostParams::default(), &fresh)
+                .await
+            {
                 // The next event brings the fresh object back to us.
                 Ok(_) | Err(kube::Error::Api(_)) => return Ok(Action::await_change()),
                 Err(e) => return Err(e),

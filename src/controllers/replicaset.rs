@@ -330,9 +330,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, kube::E
 async fn create_pods(rs: &ReplicaSet, ctx: &Ctx, key: &str, count: usize) -> Option<String> {
     let ns = rs.namespace().unwrap_or_default();
     let api = Api::<Pod>::namespaced(ctx.clients.writer.clone(), &ns);
-    let Some(template) = rs.spec.as_ref().and_then(|s| s.template.as_ref()) else {
-        return None;
-    };
+    let template = rs.spec.as_ref().and_then(|s| s.template.as_ref())?;
     let pod = pod_from_template(template, rs, format!("{}-", rs.name_any()));
     let mut left = count;
     let mut batch = 1;
