@@ -20,6 +20,25 @@ pub const LEASE_DURATION: Duration = Duration::from_secs(15);
 pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
 pub const RETRY_PERIOD: Duration = Duration::from_secs(2);
 
+/// A holder identity named as upstream names them, `<hostname>_<uuid>`, with the uuid kept in
+/// `data_dir/instance-id`: a restarted server is the same candidate and takes its own lease back at once
+/// instead of waiting out the lease duration (a second server has its own data dir, so its own id).
+pub fn identity(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let host = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "rkube".into());
+    let file = data_dir.join("instance-id");
+    let id = match std::fs::read_to_string(&file) {
+        Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => {
+            let id = uuid::Uuid::new_v4().to_string();
+            crate::private_files::write_private(&file, id.as_bytes())?;
+            id
+        }
+    };
+    Ok(format!("{host}_{id}"))
+}
+
 /// One candidate for the Lease `kube-system/<name>`.
 pub struct Candidate {
     api: Api<Lease>,
@@ -30,15 +49,12 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// A candidate named as upstream names its holders: `<hostname>_<uuid>`.
-    pub fn new(client: kube::Client, name: &str) -> Self {
-        let host = hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "rkube".into());
+    /// A candidate for `kube-system/<name>` holding it as `identity` (see [`identity`]).
+    pub fn new(client: kube::Client, name: &str, identity: &str) -> Self {
         Candidate {
             api: Api::namespaced(client, "kube-system"),
             name: name.to_string(),
-            identity: format!("{host}_{}", uuid::Uuid::new_v4()),
+            identity: identity.to_string(),
             observed: None,
         }
     }

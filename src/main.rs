@@ -241,6 +241,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let url = format!("https://{host}:{}", server.local_addr.port());
     server.wait_started().await;
     let options = rkube::controllers::Options {
+        identity: rkube::leader_election::identity(&data_dir)?,
         node_monitor_grace_period: args.node_monitor_grace_period,
     };
     rkube::controllers::start(&pki, &url, options).await?;

@@ -5,9 +5,13 @@
 //! controller's service account in kube-system (as upstream's `--use-service-account-credentials`), so
 //! the default `system:controller:*` roles decide what each may do.
 
+pub mod common;
+pub mod deployment;
+pub mod gc;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod per_namespace;
+pub mod replicaset;
 pub mod root_ca;
 pub mod service_accounts;
 
@@ -58,8 +62,10 @@ impl Clients {
 }
 
 /// The controller manager's settings (upstream's kube-controller-manager flags).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Options {
+    /// Who this controller manager is in leader election (see `leader_election::identity`).
+    pub identity: String,
     /// How long a node may go without a heartbeat before it is marked Unknown
     /// (`--node-monitor-grace-period`).
     pub node_monitor_grace_period: std::time::Duration,
@@ -68,6 +74,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            identity: format!("rkube_{}", uuid::Uuid::new_v4()),
             node_monitor_grace_period: node_lifecycle::DEFAULT_GRACE_PERIOD,
         }
     }
@@ -80,10 +87,11 @@ pub async fn start(pki: &Pki, server_url: &str, options: Options) -> anyhow::Res
     let candidate = crate::leader_election::Candidate::new(
         client_as(pki, server_url, MANAGER_USER, &[]).await?,
         "kube-controller-manager",
+        &options.identity,
     );
     let (pki, url) = (pki.clone(), server_url.to_string());
     tokio::spawn(candidate.lead(move || {
-        let (pki, url) = (pki.clone(), url.clone());
+        let (pki, url, options) = (pki.clone(), url.clone(), options.clone());
         async move {
             if let Err(e) = run_all(&pki, &url, options).await {
                 tracing::error!("controller manager: {e:#}");
@@ -108,6 +116,12 @@ async fn run_all(pki: &Pki, server_url: &str, options: Options) -> anyhow::Resul
         clients,
         options.node_monitor_grace_period,
     ));
+    let clients = Clients::new(pki, server_url, "replicaset-controller").await?;
+    controllers.spawn(replicaset::run(clients));
+    let clients = Clients::new(pki, server_url, "deployment-controller").await?;
+    controllers.spawn(deployment::run(clients));
+    let clients = Clients::new(pki, server_url, "generic-garbage-collector").await?;
+    controllers.spawn(gc::run(clients));
     while controllers.join_next().await.is_some() {}
     Ok(())
 }

@@ -1,0 +1,109 @@
+"""Workload controllers (issue #16): Deployments and ReplicaSets driven through stock kubectl.
+
+Without hollow nodes no kubelet reports pods, so where a scenario needs Ready pods it patches
+pods/status through the API with the admin kubeconfig, as a kubelet would (a real write through the
+real API, never storage)."""
+
+import json
+
+from run import T, scenario, poll
+
+HASH = "pod-template-hash"
+REV = "deployment.kubernetes.io/revision"
+
+
+def _items(t: T, ns: str, kind: str, selector: str = "app=web") -> list:
+    return t.json("get", kind, "-n", ns, "-l", selector)["items"]
+
+
+def _kubelet_ready(t: T, ns: str) -> None:
+    """Report every pending pod Running and Ready, as the kubelet would (pods/status via the API)."""
+    for p in _items(t, ns, "pods"):
+        conds = (p.get("status") or {}).get("conditions") or []
+        if p["metadata"].get("deletionTimestamp") or any(c["type"] == "Ready" for c in conds):
+            continue
+        status = {"status": {"phase": "Running", "podIP": "10.244.0.10",
+                             "conditions": [{"type": "Ready", "status": "True"}]}}
+        t.run("patch", "pod", p["metadata"]["name"], "-n", ns, "--subresource=status", "--type=merge",
+              "-p", json.dumps(status))
+
+
+def _settle(t: T, ns: str, cond, what: str, timeout: float = 30) -> None:
+    def step() -> bool:
+        _kubelet_ready(t, ns)
+        return cond()
+    t.true(poll(step, timeout, interval=0.5), what, t.last_cmd)
+
+
+@scenario
+def wl_deployment_rollout(t: T) -> None:
+    """a Deployment creates a ReplicaSet with the hash label and owned pods; scale, set image, history, undo, delete."""
+    ns = t.namespace()
+    t.ok("create", "deployment", "web", "--image=nginx", "--replicas=3", "-n", ns)
+    t.true(poll(lambda: len(_items(t, ns, "pods")) == 3, 30), "3 pods created", t.last_cmd)
+    sets = _items(t, ns, "replicasets")
+    t.eq(len(sets), 1, "one ReplicaSet")
+    rs = sets[0]
+    h = rs["metadata"]["labels"].get(HASH)
+    t.true(bool(h) and rs["metadata"]["name"] == f"web-{h}", "ReplicaSet named web-<pod-template-hash>", rs["metadata"])
+    t.eq(rs["spec"]["selector"]["matchLabels"].get(HASH), h, "ReplicaSet selector has the hash")
+    t.eq(rs["metadata"]["annotations"].get(REV), "1", "first revision")
+    refs = rs["metadata"]["ownerReferences"]
+    t.eq([(r["kind"], r["name"], r.get("controller"), r.get("blockOwnerDeletion")) for r in refs],
+         [("Deployment", "web", True, True)], "ReplicaSet owned by the Deployment")
+    for p in _items(t, ns, "pods"):
+        t.eq(p["metadata"]["labels"].get(HASH), h, "pod carries the hash label")
+        t.true(p["metadata"]["name"].startswith(f"web-{h}-"), "pod generateName <rs>-", p["metadata"]["name"])
+        t.eq([(r["kind"], r["uid"], r.get("controller")) for r in p["metadata"]["ownerReferences"]],
+             [("ReplicaSet", rs["metadata"]["uid"], True)], "pod owned by the ReplicaSet")
+
+    t.ok("scale", "deployment", "web", "--replicas=6", "-n", ns)
+    t.true(poll(lambda: len(_items(t, ns, "pods")) == 6, 30), "6 pods after scale", t.last_cmd)
+    _settle(t, ns, lambda: t.json("get", "deployment", "web", "-n", ns).get("status", {}).get("availableReplicas") == 6,
+            "6 available")
+    d = t.json("get", "deployment", "web", "-n", ns)
+    conds = {c["type"]: (c["status"], c["reason"]) for c in d["status"]["conditions"]}
+    t.eq(conds.get("Available"), ("True", "MinimumReplicasAvailable"), "Available condition")
+    t.eq(conds.get("Progressing"), ("True", "NewReplicaSetAvailable"), "Progressing condition")
+
+    t.ok("set", "image", "deployment/web", "nginx=nginx:1.27", "-n", ns)
+    _settle(t, ns, lambda: len(_items(t, ns, "replicasets")) == 2
+            and t.run("rollout", "status", "deployment/web", "-n", ns, "--timeout=1s").rc == 0,
+            "rollout to the new template finishes", timeout=60)
+    revs = sorted(r["metadata"]["annotations"][REV] for r in _items(t, ns, "replicasets"))
+    t.eq(revs, ["1", "2"], "revisions 1 and 2")
+    hist = t.ok("rollout", "history", "deployment/web", "-n", ns)
+    t.eq([line.split()[0] for line in hist.strip().splitlines()[2:]], ["1", "2"], "rollout history lists both")
+
+    t.ok("rollout", "undo", "deployment/web", "-n", ns)
+    _settle(t, ns, lambda: t.run("rollout", "status", "deployment/web", "-n", ns, "--timeout=1s").rc == 0
+            and any(r["metadata"]["annotations"][REV] == "3" for r in _items(t, ns, "replicasets")),
+            "undo rolls back as revision 3", timeout=60)
+    by_rev = {r["metadata"]["annotations"][REV]: r for r in _items(t, ns, "replicasets")}
+    t.eq(by_rev["3"]["spec"]["template"]["spec"]["containers"][0]["image"], "nginx", "revision 3 has the old image")
+    t.eq(by_rev["3"]["metadata"]["labels"][HASH], h, "revision 3 is the first ReplicaSet again")
+
+    t.ok("delete", "deployment", "web", "-n", ns)
+    t.true(poll(lambda: not _items(t, ns, "replicasets") and not _items(t, ns, "pods"), 30),
+           "garbage collector removes the ReplicaSets and pods", t.last_cmd)
+    t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def wl_replicaset_adopts_and_replaces(t: T) -> None:
+    """a ReplicaSet adopts a matching orphan pod and replaces a deleted pod."""
+    ns = t.namespace()
+    t.ok("run", "orphan", "--image=nginx", "--labels=app=web", "-n", ns)
+    t.create({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web"},
+              "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                       "template": {"metadata": {"labels": {"app": "web"}},
+                                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}, ns)
+    t.true(poll(lambda: len(_items(t, ns, "pods")) == 2 and all(
+        p["metadata"].get("ownerReferences") for p in _items(t, ns, "pods")), 30),
+        "the orphan is adopted and one pod created", t.last_cmd)
+    t.ok("delete", "pod", "orphan", "-n", ns)
+    t.true(poll(lambda: len(_items(t, ns, "pods")) == 2, 30), "a deleted pod is replaced", t.last_cmd)
+    status = t.json("get", "replicaset", "web", "-n", ns)["status"]
+    t.eq((status["replicas"], status.get("fullyLabeledReplicas"), status.get("observedGeneration")), (2, 2, 1),
+         "ReplicaSet status")
+    t.ok("delete", "namespace", ns, "--wait=false")

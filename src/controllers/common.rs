@@ -1,0 +1,181 @@
+//! Pieces the workload controllers share: watched stores, upstream's expectations (so a controller
+//! never acts twice on what it has not yet seen in its cache), controller references, event
+//! recording and status writes that retry a 409 from the fresh object.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A cache of every object of kind `K` plus the stream of changed objects feeding it (to trigger
+/// reconciles). The stream must be polled (a controller does so) for the store to fill.
+pub fn watched<K>(
+    api: Api<K>,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    (store, stream)
+}
+
+/// The owner reference a controller puts on what it creates (upstream's `NewControllerRef`).
+pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: owner.name_any(),
+        uid: owner.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The owner reference marked as controller, if any.
+pub fn controller_of<K: Resource>(obj: &K) -> Option<&OwnerReference> {
+    obj.meta()
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+}
+
+/// How long an expectation is trusted before the controller acts again anyway (upstream's
+/// ExpectationsTimeout), in case a watch event was lost.
+const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+#[derive(Default)]
+struct Pending {
+    adds: HashSet<String>,
+    deletes: HashSet<String>,
+    since: Option<Instant>,
+}
+
+/// Upstream's controller expectations, by object name rather than by count: the creations and
+/// deletions a controller made that its cache has not shown yet. While any are outstanding the
+/// controller only updates status, so two reconciles never create the same pods twice.
+#[derive(Default, Clone)]
+pub struct Expectations {
+    pending: Arc<Mutex<HashMap<String, Pending>>>,
+}
+
+impl Expectations {
+    /// Records that `names` were created (adds) or deleted under `key`.
+    pub fn expect(&self, key: &str, adds: Vec<String>, deletes: Vec<String>) {
+        let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let p = map.entry(key.to_string()).or_default();
+        p.adds.extend(adds);
+        p.deletes.extend(deletes);
+        p.since = Some(Instant::now());
+    }
+
+    /// Whether the cache has caught up with everything expected under `key`: `present` says whether
+    /// an object of that name is in the cache (and not yet terminating, for deletions).
+    pub fn satisfied(&self, key: &str, present: impl Fn(&str) -> bool) -> bool {
+        let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = map.get_mut(key) else {
+            return true;
+        };
+        p.adds.retain(|n| !present(n));
+        p.deletes.retain(|n| present(n));
+        let expired = p.since.is_some_and(|s| s.elapsed() > EXPECTATIONS_TIMEOUT);
+        if (p.adds.is_empty() && p.deletes.is_empty()) || expired {
+            map.remove(key);
+            return true;
+        }
+        false
+    }
+
+    /// Drops what was expected under `key` (the owner is gone).
+    pub fn forget(&self, key: &str) {
+        let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(key);
+    }
+}
+
+/// An event recorder reporting as upstream's controller `component` does.
+pub fn recorder(client: kube::Client, component: &str) -> Recorder {
+    Recorder::new(
+        client,
+        Reporter {
+            controller: component.to_string(),
+            instance: None,
+        },
+    )
+}
+
+/// Records an event about `obj`; failures are logged, never fatal (as upstream's broadcaster).
+pub async fn record<K: Resource<DynamicType = ()>>(
+    recorder: &Recorder,
+    obj: &K,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: action.to_string(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::debug!("recording event {reason}: {e}");
+    }
+}
+
+/// Writes `status` to the object's status subresource with an update (as upstream's UpdateStatus);
+/// on a 409 reads the object again and retries from the fresh copy.
+pub async fn write_status<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    status: S,
+    set: fn(&mut K, S),
+) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+    S: Clone,
+{
+    let name = obj.name_any();
+    let mut current = obj.clone();
+    for _ in 0..5 {
+        set(&mut current, status.clone());
+        match api
+            .replace_status(&name, &PostParams::default(), &current)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                current = match api.get_opt(&name).await? {
+                    Some(fresh) => fresh,
+                    None => return Ok(()),
+                };
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The `namespace/name` key of an object.
+pub fn key_of<K: Resource>(obj: &K) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
