@@ -2,6 +2,12 @@
 //! a dependent (Pod, ReplicaSet) whose every owner (ReplicaSet, Deployment) is gone is deleted in the
 //! background; a dependent with some owners gone loses the dangling references.
 //!
+//! The owner side (upstream's orphan and foreground processing): an owner being deleted with the
+//! `orphan` finalizer (`kubectl delete --cascade=orphan`) has its dependents' references to it removed,
+//! then the finalizer; with `foregroundDeletion` (`--cascade=foreground`) its dependents are deleted
+//! first and the finalizer removed once no dependent blocks it ([`finalize_owner`]). Dependents of a
+//! foreground delete are deleted in the background (upstream propagates foreground down the tree).
+//!
 //! Start at [`reconcile`]. Owners are looked up in watched caches by UID, and an owner the cache
 //! misses is confirmed absent by a live GET before anything is deleted (as upstream's
 //! attemptToDeleteItem), so a cache that lags never makes the collector delete a live dependent.
@@ -73,8 +79,160 @@ pub async fn run(clients: Clients) {
         async {}
     }));
     let pods = tokio::spawn(dependents::<Pod>(ctx.clone(), dep_tx.subscribe()));
+    let (pod_store, pod_events) = common::watched(Api::<Pod>::all(ctx.clients.reader.clone()));
+    tokio::spawn(pod_events.for_each(|_| async {}));
+    let (set_store, set_events) =
+        common::watched(Api::<ReplicaSet>::all(ctx.clients.reader.clone()));
+    tokio::spawn(set_events.for_each(|_| async {}));
+    let owning_deployments =
+        tokio::spawn(owner_side::<Deployment, ReplicaSet>(ctx.clone(), set_store));
+    let owning_sets = tokio::spawn(owner_side::<ReplicaSet, Pod>(ctx.clone(), pod_store));
     let sets = dependents::<ReplicaSet>(ctx, dep_rx);
-    let _ = tokio::join!(pods, sets);
+    let _ = tokio::join!(pods, sets, owning_deployments, owning_sets);
+}
+
+const ORPHAN: &str = "orphan";
+const FOREGROUND: &str = "foregroundDeletion";
+/// How soon an owner whose dependents are still being released or deleted is looked at again.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// Runs the owner side for owners of kind `O` whose dependents are of kind `D`.
+async fn owner_side<O, D>(ctx: Arc<Ctx>, dependents: Store<D>)
+where
+    O: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+    D: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api = Api::<O>::all(ctx.clients.reader.clone());
+    Controller::new(api, Default::default())
+        .run(
+            move |owner, ctx| finalize_owner(owner, ctx, dependents.clone()),
+            |_owner: Arc<O>, error: &kube::Error, _ctx| {
+                tracing::warn!("garbage collector (owners): {error}");
+                Action::requeue(Duration::from_secs(1))
+            },
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
+}
+
+/// An owner being deleted with the collector's finalizer: orphan or delete its dependents, then
+/// remove the finalizer (with the owner's resourceVersion, so a concurrent change is not lost).
+async fn finalize_owner<O, D>(
+    owner: Arc<O>,
+    ctx: Arc<Ctx>,
+    dependents: Store<D>,
+) -> Result<Action, kube::Error>
+where
+    O: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug,
+    D: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug,
+{
+    let finalizers = owner.finalizers().to_vec();
+    let mode = if finalizers.iter().any(|f| f == ORPHAN) {
+        ORPHAN
+    } else if finalizers.iter().any(|f| f == FOREGROUND) {
+        FOREGROUND
+    } else {
+        return Ok(Action::await_change());
+    };
+    if owner.meta().deletion_timestamp.is_none() {
+        return Ok(Action::await_change());
+    }
+    let (ns, uid) = (
+        owner.namespace().unwrap_or_default(),
+        owner.uid().unwrap_or_default(),
+    );
+    let mine: Vec<Arc<D>> = dependents
+        .state()
+        .into_iter()
+        .filter(|d| {
+            d.namespace().as_deref() == Some(ns.as_str())
+                && d.owner_references().iter().any(|r| r.uid == uid)
+        })
+        .collect();
+    let api = Api::<D>::namespaced(ctx.clients.writer.clone(), &ns);
+    let mut waiting = false;
+    for d in &mine {
+        let result = if mode == ORPHAN {
+            let keep: Vec<&OwnerReference> = d
+                .owner_references()
+                .iter()
+                .filter(|r| r.uid != uid)
+                .collect();
+            let patch = json!({"metadata": {"ownerReferences": keep, "uid": d.uid()}});
+            waiting = true;
+            api.patch(
+                &d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map(|_| ())
+        } else {
+            let blocking = d
+                .owner_references()
+                .iter()
+                .any(|r| r.uid == uid && r.block_owner_deletion == Some(true));
+            waiting |= blocking;
+            if d.meta().deletion_timestamp.is_some() {
+                Ok(())
+            } else {
+                let dp = DeleteParams {
+                    propagation_policy: Some(PropagationPolicy::Background),
+                    preconditions: Some(Preconditions {
+                        uid: d.uid(),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                api.delete(&d.name_any(), &dp).await.map(|_| ())
+            }
+        };
+        match result {
+            Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => {}
+            other => other?,
+        }
+    }
+    if waiting {
+        return Ok(Action::requeue(RECHECK));
+    }
+    let rest: Vec<&String> = finalizers.iter().filter(|f| *f != mode).collect();
+    let patch =
+        json!({"metadata": {"finalizers": rest, "resourceVersion": owner.resource_version()}});
+    let owners = Api::<O>::namespaced(ctx.clients.writer.clone(), &ns);
+    match owners
+        .patch(
+            &owner.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => Ok(Action::requeue(RECHECK)),
+        other => other.map(|_| Action::await_change()),
+    }
 }
 
 /// Runs the collector for dependents of kind `D`, woken by their own changes and by owner changes.
