@@ -6,7 +6,7 @@ real API, never storage)."""
 
 import json
 
-from run import T, scenario, poll
+from harness import T, scenario, poll
 
 HASH = "pod-template-hash"
 REV = "deployment.kubernetes.io/revision"
@@ -107,3 +107,22 @@ def wl_replicaset_adopts_and_replaces(t: T) -> None:
     t.eq((status["replicas"], status.get("fullyLabeledReplicas"), status.get("observedGeneration")), (2, 2, 1),
          "ReplicaSet status")
     t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def wl_cascade_orphan_and_foreground(t: T) -> None:
+    """`kubectl delete --cascade=orphan` leaves the ReplicaSet, released (no owner reference);
+    `--cascade=foreground` deletes the pods before their ReplicaSet goes (the collector's finalizers)."""
+    ns = t.namespace("cascade")
+    t.ok("create", "deployment", "web", "--image=busybox", "--replicas=2", "-n", ns)
+    t.true(poll(lambda: len(_items(t, ns, "rs")) == 1 and len(_items(t, ns, "pods")) == 2, 30),
+           "the Deployment's ReplicaSet and pods", t.last_cmd)
+    rs = _items(t, ns, "rs")[0]["metadata"]["name"]
+    t.ok("delete", "deployment", "web", "-n", ns, "--cascade=orphan", "--timeout=30s")
+    t.fails("get", "deployment", "web", "-n", ns)
+    t.true(poll(lambda: not (t.json("get", "rs", rs, "-n", ns)["metadata"].get("ownerReferences")), 30),
+           "the orphaned ReplicaSet lost its owner reference", t.last_cmd)
+    t.eq(len(_items(t, ns, "pods")), 2, "the orphaned ReplicaSet keeps its pods")
+    t.ok("delete", "rs", rs, "-n", ns, "--cascade=foreground", "--timeout=30s")
+    t.fails("get", "rs", rs, "-n", ns)
+    t.true(poll(lambda: len(_items(t, ns, "pods")) == 0, 30), "foreground deletion removed the pods", t.last_cmd)
