@@ -6,6 +6,8 @@
 
 pub mod apiserver;
 pub mod controllers;
+pub mod kubelet;
 pub mod pki;
 pub mod private_files;
+pub mod scheduler;
 pub mod storage;
