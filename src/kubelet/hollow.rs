@@ -111,7 +111,9 @@ pub async fn run(
             let res = res.clone();
             let nodes = nodes.clone();
             async move {
-                let ip = format!("10.{}.{}.{}", 200 + (i >> 16) % 50, (i >> 8) & 255, i & 255);
+                // Node addresses 10.200.0.1 upward (never the .0 network address of the first /24).
+                let n = i + 1;
+                let ip = format!("10.{}.{}.{}", 200 + (n >> 16) % 50, (n >> 8) & 255, n & 255);
                 let pod_cidr = register(&client, &name, i, &ip, &res, rt.as_ref()).await?;
                 create_lease(&client, &name).await?;
                 nodes
