@@ -145,7 +145,7 @@ impl Framework {
             } else if total == best.0 {
                 // Reservoir sampling among equal scores, as upstream's selectHost.
                 ties += 1;
-                if rand::random::<u32>() % ties == 0 {
+                if rand::random::<u32>().is_multiple_of(ties) {
                     best = (total, i);
                 }
             }

@@ -37,7 +37,7 @@ fn term_selects(term: &PodAffinityTerm, owner_ns: &str, target: &PodInfo) -> boo
         {
             true
         }
-        (Some(list), _) if !list.is_empty() => list.iter().any(|n| *n == target.namespace),
+        (Some(list), _) if !list.is_empty() => list.contains(&target.namespace),
         (_, Some(_)) => false,
         _ => target.namespace == owner_ns,
     };
