@@ -6,7 +6,9 @@
 
 pub mod apiserver;
 pub mod controllers;
+pub mod kubelet;
 pub mod leader_election;
 pub mod pki;
 pub mod private_files;
+pub mod scheduler;
 pub mod storage;

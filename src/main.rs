@@ -79,6 +79,9 @@ struct ServerArgs {
     /// shortened to it. Default: no cap beyond upstream's 2^32 s.
     #[arg(long, value_parser = parse_duration)]
     service_account_max_token_expiration: Option<std::time::Duration>,
+    /// Simulated nodes to run in this process (hollow kubelets named hollow-node-<i>); 0: none.
+    #[arg(long, default_value_t = 0)]
+    hollow_nodes: usize,
 }
 
 /// The address this host reaches others from, as upstream picks its advertise address: `bind` when it
@@ -147,6 +150,63 @@ enum Command {
         #[arg(long = "group", requires = "user")]
         groups: Vec<String>,
     },
+    /// Runs the scheduler against a cluster (with the kubeconfig's identity).
+    Scheduler {
+        #[arg(long)]
+        kubeconfig: PathBuf,
+    },
+    /// Runs simulated nodes (hollow kubelets) against a cluster.
+    HollowNodes {
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        count: usize,
+        /// Node names are <prefix>-<i>.
+        #[arg(long, default_value = "hollow-node")]
+        prefix: String,
+        /// CPU each node offers.
+        #[arg(long, default_value = "4")]
+        cpu: String,
+        /// Memory each node offers.
+        #[arg(long, default_value = "16Gi")]
+        memory: String,
+        /// Pods each node takes.
+        #[arg(long, default_value = "110")]
+        max_pods: String,
+    },
+    /// Benchmarks the scheduler through the real API: creates pods against a running cluster with
+    /// hollow nodes and reports pods/s and create→bound latency.
+    BenchSchedule {
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        #[arg(long, default_value_t = 10000)]
+        pods: usize,
+        /// Pods created at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
+}
+
+/// A client authenticated by the kubeconfig at `path`.
+async fn client_from(path: &Path) -> anyhow::Result<kube::Client> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let kc = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// A client with a fresh certificate from the cluster CA for `user` in `groups`.
+async fn client_as(
+    pki: &Pki,
+    url: &str,
+    user: &str,
+    groups: &[&str],
+) -> anyhow::Result<kube::Client> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let (cert, key) = pki.issue_client_cert(user, groups)?;
+    let kc = Kubeconfig::from_yaml(&pki.kubeconfig(url, &cert, &key))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 fn home() -> Option<PathBuf> {
@@ -240,11 +300,31 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let server = apiserver::start(config, store).await?;
     let url = format!("https://{host}:{}", server.local_addr.port());
     server.wait_started().await;
+    let identity = rkube::leader_election::identity(&data_dir)?;
     let options = rkube::controllers::Options {
-        identity: rkube::leader_election::identity(&data_dir)?,
+        identity: identity.clone(),
         node_monitor_grace_period: args.node_monitor_grace_period,
     };
     rkube::controllers::start(&pki, &url, options).await?;
+    // The scheduler, as its own identity (bound to system:kube-scheduler by the bootstrap policy),
+    // leading through the kube-system/kube-scheduler Lease as upstream's.
+    let scheduler = client_as(&pki, &url, "system:kube-scheduler", &[]).await?;
+    let candidate =
+        rkube::leader_election::Candidate::new(scheduler.clone(), "kube-scheduler", &identity);
+    tokio::spawn(candidate.lead(move || rkube::scheduler::run(scheduler.clone())));
+    if args.hollow_nodes > 0 {
+        let admin = client_as(&pki, &url, "system:admin", &["system:masters"]).await?;
+        rkube::kubelet::hollow::grant_node_role(&admin).await?;
+        // One shared identity for all in-process hollow nodes: see kubelet::hollow's module doc.
+        let nodes = client_as(&pki, &url, "system:node:hollow-nodes", &["system:nodes"]).await?;
+        let count = args.hollow_nodes;
+        tokio::spawn(async move {
+            let res = rkube::kubelet::NodeResources::default();
+            if let Err(e) = rkube::kubelet::hollow::run(nodes, count, "hollow-node", res).await {
+                tracing::error!("hollow nodes stopped: {e:#}");
+            }
+        });
+    }
     let kubeconfig = kubeconfig_path(&args, &data_dir, &pki);
     rkube::private_files::write_private(&kubeconfig, pki.admin_kubeconfig(&url).as_bytes())?;
     let default_kc = home().map(|h| h.join(".kube").join("config"));
@@ -322,5 +402,33 @@ fn main() -> anyhow::Result<()> {
             print!("{kubeconfig}");
             Ok(())
         }
+        Command::Scheduler { kubeconfig } => rt.block_on(async {
+            rkube::scheduler::run(client_from(&kubeconfig).await?).await;
+            Ok(())
+        }),
+        Command::HollowNodes {
+            kubeconfig,
+            count,
+            prefix,
+            cpu,
+            memory,
+            max_pods,
+        } => rt.block_on(async {
+            let client = client_from(&kubeconfig).await?;
+            let res = rkube::kubelet::NodeResources {
+                cpu,
+                memory,
+                pods: max_pods,
+                ..Default::default()
+            };
+            rkube::kubelet::hollow::run(client, count, &prefix, res).await
+        }),
+        Command::BenchSchedule {
+            kubeconfig,
+            pods,
+            concurrency,
+        } => rt.block_on(async {
+            rkube::scheduler::bench::run(client_from(&kubeconfig).await?, pods, concurrency).await
+        }),
     }
 }

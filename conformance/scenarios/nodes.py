@@ -1,0 +1,210 @@
+"""Scheduler and hollow nodes: pods created with stock kubectl are scheduled onto simulated nodes and run.
+
+The nodes come from a standalone `rkube hollow-nodes` process (exercising that mode) started once per
+server against its admin kubeconfig; the scheduler runs inside `rkube server`. Placement scenarios
+cordon/label/taint nodes and undo it before they end.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import subprocess
+
+from run import RKUBE_BIN, T, poll, scenario
+
+COUNT = 3
+_procs: dict[int, subprocess.Popen] = {}
+
+
+def _stop_all() -> None:
+    for p in _procs.values():
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+atexit.register(_stop_all)
+
+
+def nodes(t: T) -> list[str]:
+    """Starts (once per server) COUNT hollow nodes and waits until all are Ready; returns their names."""
+    prefix = f"hollow-{t.server.port}"
+    names = [f"{prefix}-{i}" for i in range(COUNT)]
+    proc = _procs.get(t.server.port)
+    if proc is None or proc.poll() is not None:
+        log = open(t.server.workdir / "hollow-nodes.log", "ab")
+        _procs[t.server.port] = subprocess.Popen(
+            [str(RKUBE_BIN), "hollow-nodes", "--kubeconfig", str(t.server.kubeconfig), "--count", str(COUNT),
+             "--prefix", prefix], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def ready() -> bool:
+        r = t.run("get", "nodes", *names, "-o",
+                  "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\" \"}{end}")
+        return r.rc == 0 and r.out.split() == ["True"] * COUNT
+    t.true(poll(ready, 60), f"{COUNT} hollow nodes Ready", t.last_cmd)
+    return names
+
+
+def wait_phase(t: T, ns: str, pod: str, phase: str, timeout: float = 30) -> dict:
+    poll(lambda: t.run("get", "pod", pod, "-n", ns, "-o", "jsonpath={.status.phase}").out == phase, timeout)
+    obj = t.json("get", "pod", pod, "-n", ns)
+    t.eq(obj.get("status", {}).get("phase"), phase, f"pod {pod} phase")
+    return obj
+
+
+def scheduled_condition(t: T, ns: str, pod: str) -> dict:
+    def cond() -> dict:
+        obj = t.json("get", "pod", pod, "-n", ns)
+        return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "PodScheduled"), {})
+    poll(lambda: cond().get("reason") == "Unschedulable", 30)
+    return cond()
+
+
+@scenario
+def nodes_ready_with_leases(t: T):
+    """hollow nodes register Ready with capacity, labels, podCIDR, and renew their kube-node-lease Leases"""
+    names = nodes(t)
+    out = t.ok("get", "nodes", *names)
+    for n in names:
+        t.match(out, rf"^{n}\s+Ready\s+<none>\s+\S+\s+v1\.33\.0", f"kubectl get nodes row for {n}")
+    node = t.json("get", "node", names[0])
+    labels = node["metadata"]["labels"]
+    t.eq(labels.get("kubernetes.io/hostname"), names[0], "hostname label")
+    t.eq(labels.get("kubernetes.io/os"), "linux", "os label")
+    t.true("kubernetes.io/arch" in labels, "arch label present", labels)
+    t.true(node["spec"].get("podCIDR", "").startswith("10.24"), "podCIDR set", node["spec"])
+    for res in ("cpu", "memory", "pods", "ephemeral-storage"):
+        t.true(res in node["status"]["allocatable"], f"allocatable {res}", node["status"]["allocatable"])
+    types = [c["type"] for c in node["status"]["conditions"]]
+    t.eq(sorted(types), ["DiskPressure", "MemoryPressure", "PIDPressure", "Ready"], "node condition types")
+    first = t.json("get", "lease", names[0], "-n", "kube-node-lease")["spec"]["renewTime"]
+    renewed = poll(lambda: t.json("get", "lease", names[0], "-n", "kube-node-lease")["spec"]["renewTime"] != first, 30)
+    t.true(renewed, "lease renewTime moves within 30 s (renewed every 10 s)", first)
+
+
+@scenario
+def nodes_kubectl_run_becomes_running(t: T):
+    """`kubectl run` pod is scheduled onto a hollow node and Running/Ready with a pod IP from its podCIDR"""
+    names = nodes(t)
+    ns = t.namespace()
+    t.ok("run", "p", "--image=busybox", "-n", ns)
+    pod = wait_phase(t, ns, "p", "Running")
+    st = pod["status"]
+    node = pod["spec"].get("nodeName")
+    t.true(node in names, "bound to a hollow node", node)
+    cidr = t.json("get", "node", node)["spec"]["podCIDR"]
+    t.true(st.get("podIP", "").startswith(cidr.rsplit(".", 1)[0] + "."), "pod IP in the node's podCIDR", (st, cidr))
+    conds = {c["type"]: c["status"] for c in st["conditions"]}
+    for c in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"):
+        t.eq(conds.get(c), "True", f"condition {c}")
+    cs = st["containerStatuses"][0]
+    t.true(cs["ready"] and "running" in cs["state"], "container running and ready", cs)
+    t.eq(cs["image"], "docker.io/library/busybox:latest", "normalized image")
+    out = t.ok("get", "pods", "-o", "wide", "-n", ns)
+    t.match(out, rf"^p\s+1/1\s+Running\s+0\s+\S+\s+{st['podIP']}\s+{node}\s", "get pods -o wide row")
+    ev = t.ok("get", "events.events.k8s.io", "-n", ns)
+    t.contains(ev, f"Successfully assigned {ns}/p to {node}", "Scheduled event")
+
+
+@scenario
+def nodes_999_cpus_stays_pending(t: T):
+    """a pod asking 999 CPUs stays Pending with upstream's FailedScheduling message"""
+    nodes(t)
+    ns = t.namespace()
+    t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "big"}, "spec": {"containers": [
+        {"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "999"}}}]}}, ns)
+    msg = (f"0/{COUNT} nodes are available: {COUNT} Insufficient cpu. preemption: 0/{COUNT} nodes are available: "
+           f"{COUNT} No preemption victims found for incoming pod.")
+    cond = scheduled_condition(t, ns, "big")
+    t.eq((cond.get("status"), cond.get("reason"), cond.get("message")), ("False", "Unschedulable", msg),
+         "PodScheduled condition")
+    t.eq(t.ok("get", "pod", "big", "-n", ns, "-o", "jsonpath={.status.phase}"), "Pending", "phase")
+    ev = t.ok("get", "events.events.k8s.io", "-n", ns)
+    t.match(ev, r"Warning\s+FailedScheduling\s+pod/big\s+" + msg.replace(".", r"\."), "FailedScheduling event")
+
+
+@scenario
+def nodes_placement_rules(t: T):
+    """nodeSelector, taints/tolerations, cordon and required anti-affinity steer pods as upstream"""
+    names = nodes(t)
+    ns = t.namespace()
+    try:
+        # nodeSelector
+        t.ok("label", "node", names[1], "h16=yes")
+        t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sel"}, "spec": {
+            "nodeSelector": {"h16": "yes"}, "containers": [{"name": "c", "image": "busybox"}]}}, ns)
+        t.eq(wait_phase(t, ns, "sel", "Running")["spec"]["nodeName"], names[1], "nodeSelector node")
+        # taints: only a tolerating pod may use the tainted node
+        for n in names:
+            t.ok("taint", "node", n, "h16=x:NoSchedule")
+        t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "untolerated"}, "spec": {
+            "containers": [{"name": "c", "image": "busybox"}]}}, ns)
+        cond = scheduled_condition(t, ns, "untolerated")
+        t.eq(cond.get("message"),
+             f"0/{COUNT} nodes are available: {COUNT} node(s) had untolerated taint {{h16: x}}. preemption: "
+             f"0/{COUNT} nodes are available: {COUNT} Preemption is not helpful for scheduling.", "taint message")
+        t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "tolerated"}, "spec": {
+            "tolerations": [{"key": "h16", "operator": "Equal", "value": "x", "effect": "NoSchedule"}],
+            "containers": [{"name": "c", "image": "busybox"}]}}, ns)
+        wait_phase(t, ns, "tolerated", "Running")
+        # removing the taint is a node update: the waiting pod is retried and runs
+        for n in names:
+            t.ok("taint", "node", n, "h16=x:NoSchedule-")
+        wait_phase(t, ns, "untolerated", "Running")
+        # cordon: new pods stay off cordoned nodes
+        t.ok("cordon", names[0], names[2])
+        for i in range(3):
+            t.ok("run", f"c{i}", "--image=busybox", "-n", ns)
+        for i in range(3):
+            t.eq(wait_phase(t, ns, f"c{i}", "Running")["spec"]["nodeName"], names[1], "pod on the uncordoned node")
+        t.ok("uncordon", names[0], names[2])
+        # required anti-affinity on hostname: one per node, the 4th cannot fit
+        for i in range(COUNT + 1):
+            t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"a{i}", "labels": {"app": "spread"}},
+                      "spec": {"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                          {"labelSelector": {"matchLabels": {"app": "spread"}},
+                           "topologyKey": "kubernetes.io/hostname"}]}},
+                          "containers": [{"name": "c", "image": "busybox"}]}}, ns)
+        def states() -> list[str]:
+            """Per pod: its node, "?" while it is unscheduled without a verdict, "" once Unschedulable."""
+            items = t.json("get", "pods", "-n", ns, "-l", "app=spread")["items"]
+            out = []
+            for it in items:
+                conds = {c["type"]: c.get("reason") for c in it.get("status", {}).get("conditions", [])}
+                node = it["spec"].get("nodeName", "")
+                out.append(node or ("" if conds.get("PodScheduled") == "Unschedulable" else "?"))
+            return out
+        poll(lambda: len(states()) == COUNT + 1 and "?" not in states(), 30)
+        final = states()
+        placed = {n for n in final if n}
+        pending = [it["metadata"]["name"] for it in t.json("get", "pods", "-n", ns, "-l", "app=spread")["items"]
+                   if not it["spec"].get("nodeName")]
+        t.eq((len(placed), len(pending)), (COUNT, 1), "anti-affinity: one pod per node, one left pending")
+        t.contains(scheduled_condition(t, ns, pending[0]).get("message", ""),
+                   f"{COUNT} node(s) didn't match pod anti-affinity rules", "anti-affinity message")
+    finally:
+        t.run("uncordon", *names)
+        t.run("label", "node", names[1], "h16-")
+        for n in names:
+            t.run("taint", "node", n, "h16=x:NoSchedule-")
+
+
+@scenario
+def nodes_run_to_completion_and_delete(t: T):
+    """a restartPolicy Never pod running `true` Succeeds; `kubectl delete pod` completes after the grace period"""
+    nodes(t)
+    ns = t.namespace()
+    t.ok("run", "once", "--image=busybox", "--restart=Never", "-n", ns, "--command", "--", "true")
+    pod = wait_phase(t, ns, "once", "Succeeded")
+    term = pod["status"]["containerStatuses"][0]["state"].get("terminated", {})
+    t.eq((term.get("exitCode"), term.get("reason")), (0, "Completed"), "terminated state")
+    t.match(t.ok("get", "pod", "once", "-n", ns), r"^once\s+0/1\s+Completed\s", "kubectl shows Completed")
+    t.ok("run", "long", "--image=busybox", "-n", ns)
+    wait_phase(t, ns, "long", "Running")
+    out = t.ok("delete", "pod", "long", "-n", ns, "--grace-period=2", "--timeout=30s")
+    t.eq(out.strip(), 'pod "long" deleted', "delete output")
+    t.true(t.run("get", "pod", "long", "-n", ns).rc != 0, "pod gone after the grace period", t.last_cmd)

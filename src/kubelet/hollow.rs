@@ -1,0 +1,432 @@
+//! Hollow nodes: many simulated kubelets in one process, sharing one pod watch and one Lease loop.
+//!
+//! Each node registers a Node (podCIDR picked from 10.244.0.0/16 when it has none, as node IPAM would),
+//! renews its Lease in `kube-node-lease` every 10 s (renewals spread over the interval so thousands of
+//! nodes make a steady trickle, not a burst), and reports the pods bound to it through the shared
+//! status logic in [`super`]. One watch of all bound pods (`spec.nodeName!=`) serves every node in the
+//! process: a watch per node would be thousands of connections.
+//!
+//! Identity: a real kubelet is `system:node:<name>` in `system:nodes`, limited to its own objects by the
+//! Node authorizer. rkube has no Node authorizer yet, so thousands of in-process nodes share ONE client
+//! (one identity `system:node:hollow-nodes` in group `system:nodes`, granted the `system:node` role by a
+//! `rkube:hollow-nodes` ClusterRoleBinding, upstream's pre-1.8 arrangement): a certificate and a
+//! connection pool per simulated node would cost more than the nodes themselves.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{Container, Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Api;
+use serde_json::json;
+
+use super::{ContainerOutcome, NodeResources, Placement, Runtime};
+
+/// Upstream's kubelet renews its Lease every 10 s (nodeLeaseDurationSeconds 40 / 4).
+const LEASE_RENEW: Duration = Duration::from_secs(10);
+const LEASE_DURATION_SECONDS: i32 = 40;
+const NODE_LEASE_NS: &str = "kube-node-lease";
+
+/// The runtime of a hollow node: nothing runs; every container starts at once and keeps running,
+/// except the ones whose command is `true` or `sh -c "exit 0"`, which exit 0.
+pub struct HollowRuntime;
+
+impl Runtime for HollowRuntime {
+    fn outcome(&self, _pod: &Pod, c: &Container) -> ContainerOutcome {
+        let argv: Vec<&str> = c
+            .command
+            .iter()
+            .flatten()
+            .chain(c.args.iter().flatten())
+            .map(String::as_str)
+            .collect();
+        match argv.as_slice() {
+            ["true"] | ["/bin/true"] => ContainerOutcome::Exited(0),
+            [sh, "-c", script] if sh.ends_with("sh") && script.trim() == "exit 0" => {
+                ContainerOutcome::Exited(0)
+            }
+            [sh, "-c", script] if sh.ends_with("sh") && script.trim() == "true" => {
+                ContainerOutcome::Exited(0)
+            }
+            _ => ContainerOutcome::Running,
+        }
+    }
+    fn container_id(&self, pod: &Pod, c: &Container) -> String {
+        let uid = pod.metadata.uid.as_deref().unwrap_or("");
+        format!(
+            "hollow://{:032x}{:032x}",
+            super::fnv(uid),
+            super::fnv(&c.name)
+        )
+    }
+    fn image_id(&self, image: &str) -> String {
+        let normalized = super::normalize_image(image);
+        let repo = normalized
+            .rsplit_once(':')
+            .filter(|(_, tag)| !tag.contains('/'))
+            .map(|(r, _)| r.to_string())
+            .unwrap_or(normalized.clone());
+        format!(
+            "{repo}@sha256:{:032x}{:032x}",
+            super::fnv(&normalized),
+            super::fnv(&repo)
+        )
+    }
+    fn version(&self) -> String {
+        "hollow://1.0.0".into()
+    }
+}
+
+/// One simulated node.
+struct NodeState {
+    ip: String,
+    pod_cidr: String,
+    /// Pod UID → the index of its IP in the podCIDR.
+    ips: HashMap<String, u32>,
+    next_ip: u32,
+}
+
+type Nodes = Arc<Mutex<HashMap<String, NodeState>>>;
+
+/// Registers `count` nodes named `<prefix>-<i>` and runs them until the process ends.
+pub async fn run(
+    client: kube::Client,
+    count: usize,
+    prefix: &str,
+    res: NodeResources,
+) -> anyhow::Result<()> {
+    let rt: Arc<dyn Runtime> = Arc::new(HollowRuntime);
+    let nodes: Nodes = Arc::default();
+    let names: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
+    let registered =
+        futures::stream::iter(names.clone().into_iter().enumerate().map(|(i, name)| {
+            let client = client.clone();
+            let rt = rt.clone();
+            let res = res.clone();
+            let nodes = nodes.clone();
+            async move {
+                // Node addresses 10.200.0.1 upward (never the .0 network address of the first /24).
+                let n = i + 1;
+                let ip = format!("10.{}.{}.{}", 200 + (n >> 16) % 50, (n >> 8) & 255, n & 255);
+                let pod_cidr = register(&client, &name, i, &ip, &res, rt.as_ref()).await?;
+                create_lease(&client, &name).await?;
+                nodes
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .insert(
+                        name.clone(),
+                        NodeState {
+                            ip,
+                            pod_cidr,
+                            ips: HashMap::new(),
+                            next_ip: 0,
+                        },
+                    );
+                anyhow::Ok(())
+            }
+        }))
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await;
+    registered?;
+    tracing::info!(count, "hollow nodes registered");
+    tokio::spawn(renew_leases(client.clone(), names));
+    run_pods(client, nodes, rt).await;
+    Ok(())
+}
+
+/// Creates the Node (or adopts an existing one, keeping its podCIDR) and reports its status.
+async fn register(
+    client: &kube::Client,
+    name: &str,
+    index: usize,
+    ip: &str,
+    res: &NodeResources,
+    rt: &dyn Runtime,
+) -> anyhow::Result<String> {
+    let api: Api<Node> = Api::all(client.clone());
+    let node = super::node_object(name, ip, &super::default_pod_cidr(index), res, rt);
+    let existing = match api.create(&PostParams::default(), &node).await {
+        Ok(created) => created,
+        Err(kube::Error::Api(e)) if e.code == 409 => api.get(name).await?,
+        Err(e) => return Err(e.into()),
+    };
+    let pod_cidr = existing
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.clone())
+        .unwrap_or_else(|| super::default_pod_cidr(index));
+    // Status is the kubelet's to write (a create may drop it, an adopted node has an old one).
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": node.status})),
+    )
+    .await?;
+    Ok(pod_cidr)
+}
+
+fn micro_now() -> MicroTime {
+    MicroTime(Timestamp::now())
+}
+
+async fn create_lease(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), NODE_LEASE_NS);
+    let node: Api<Node> = Api::all(client.clone());
+    let uid = node.get(name).await?.metadata.uid.unwrap_or_default();
+    let lease = Lease {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: "Node".into(),
+                name: name.into(),
+                uid,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(name.into()),
+            lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
+            renew_time: Some(micro_now()),
+            ..Default::default()
+        }),
+    };
+    match api.create(&PostParams::default(), &lease).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => renew(&api, name).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn renew(api: &Api<Lease>, name: &str) -> anyhow::Result<()> {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"renewTime": micro_now(), "holderIdentity": name}})),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Every node renews every [`LEASE_RENEW`]; node i's renewal is offset by i/N of the interval (plus a
+/// little jitter) so the apiserver sees an even rate.
+async fn renew_leases(client: kube::Client, names: Vec<String>) {
+    let api: Api<Lease> = Api::namespaced(client, NODE_LEASE_NS);
+    let step = LEASE_RENEW / names.len().max(1) as u32;
+    loop {
+        let round = tokio::time::Instant::now();
+        for (i, name) in names.iter().enumerate() {
+            let jitter = Duration::from_millis(rand::random::<u64>() % 5);
+            tokio::time::sleep_until(round + step * i as u32 + jitter).await;
+            let api = api.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                if let Err(e) = renew(&api, &name).await {
+                    tracing::warn!(node = %name, "lease renewal failed: {e}");
+                }
+            });
+        }
+        tokio::time::sleep_until(round + LEASE_RENEW).await;
+    }
+}
+
+/// The shared pod watch: every bound pod event is routed to its node (if it is one of ours).
+async fn run_pods(client: kube::Client, nodes: Nodes, rt: Arc<dyn Runtime>) {
+    let pods: Api<Pod> = Api::all(client.clone());
+    let config = watcher::Config::default().fields("spec.nodeName!=");
+    let mut stream = watcher::watcher(pods, config).default_backoff().boxed();
+    // Pods whose deletion is already being carried out (UID), so repeated events start one timer.
+    let deleting: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+    while let Some(event) = stream.next().await {
+        let pod = match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod,
+            Ok(watcher::Event::Delete(pod)) => {
+                forget(&nodes, &pod);
+                continue;
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!("hollow nodes: pod watch: {e}");
+                continue;
+            }
+        };
+        handle(&client, &nodes, rt.as_ref(), &deleting, pod);
+    }
+}
+
+fn forget(nodes: &Nodes, pod: &Pod) {
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+    let uid = pod.metadata.uid.as_deref();
+    if let (Some(node), Some(uid), Ok(mut nodes)) = (node, uid, nodes.lock()) {
+        if let Some(state) = nodes.get_mut(node) {
+            state.ips.remove(uid);
+        }
+    }
+}
+
+fn handle(
+    client: &kube::Client,
+    nodes: &Nodes,
+    rt: &dyn Runtime,
+    deleting: &Arc<Mutex<std::collections::HashSet<String>>>,
+    pod: Pod,
+) {
+    let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+        return;
+    };
+    let (Some(ns), Some(name), Some(uid)) = (
+        pod.metadata.namespace.clone(),
+        pod.metadata.name.clone(),
+        pod.metadata.uid.clone(),
+    ) else {
+        return;
+    };
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending");
+    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    if let Some(deleted_at) = pod.metadata.deletion_timestamp.clone() {
+        let first = deleting
+            .lock()
+            .map(|mut d| d.insert(uid.clone()))
+            .unwrap_or(false);
+        if !first {
+            return;
+        }
+        // The kubelet stops the containers (reported terminated at once: nothing runs), then removes
+        // the pod for good once the grace period the deletion asked for has passed.
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .unwrap_or(0)
+            .max(0);
+        let status = if phase == "Succeeded" || phase == "Failed" {
+            None
+        } else {
+            super::terminated_status(&pod)
+        };
+        let deleting = deleting.clone();
+        let nodes = nodes.clone();
+        tokio::spawn(async move {
+            if let Some(status) = status {
+                let _ = api
+                    .patch_status(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"status": status})),
+                    )
+                    .await;
+            }
+            // deletionTimestamp is when the grace period ends.
+            let left = deleted_at.0.duration_until(Timestamp::now());
+            let wait = Duration::try_from(-left)
+                .unwrap_or(Duration::ZERO)
+                .min(Duration::from_secs(grace as u64));
+            tokio::time::sleep(wait).await;
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            if let Err(e) = api.delete(&name, &dp).await {
+                if !matches!(&e, kube::Error::Api(s) if s.code == 404 || s.code == 409) {
+                    tracing::warn!(pod = %name, "hollow node: final delete failed: {e}");
+                }
+            }
+            forget(&nodes, &pod);
+            if let Ok(mut d) = deleting.lock() {
+                d.remove(&uid);
+            }
+        });
+        return;
+    }
+    if phase == "Succeeded" || phase == "Failed" {
+        return;
+    }
+    let (host_ip, pod_ip) = {
+        let Ok(mut nodes) = nodes.lock() else { return };
+        let Some(state) = nodes.get_mut(&node) else {
+            return;
+        };
+        let existing_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+        let ip = match existing_ip {
+            Some(ip) => ip,
+            None => {
+                let n = *state.ips.entry(uid.clone()).or_insert_with(|| {
+                    let n = state.next_ip;
+                    state.next_ip += 1;
+                    n
+                });
+                match super::pod_ip(&state.pod_cidr, n) {
+                    Some(ip) => ip,
+                    None => return,
+                }
+            }
+        };
+        (state.ip.clone(), ip)
+    };
+    let status = super::pod_status(
+        &pod,
+        &Placement {
+            host_ip: &host_ip,
+            pod_ip: &pod_ip,
+        },
+        rt,
+    );
+    if !super::status_changed(pod.status.as_ref(), &status) {
+        return;
+    }
+    tokio::spawn(async move {
+        let patch = Patch::Merge(json!({"status": status}));
+        if let Err(e) = api
+            .patch_status(&name, &PatchParams::default(), &patch)
+            .await
+        {
+            if !matches!(&e, kube::Error::Api(s) if s.code == 404) {
+                tracing::warn!(pod = %name, "hollow node: status update failed: {e}");
+            }
+        }
+    });
+}
+
+/// Grants group `system:nodes` the `system:node` role (what upstream's Node authorizer + RBAC give a
+/// kubelet, without the per-node restriction rkube does not implement yet).
+pub async fn grant_node_role(admin: &kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+    let api: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    let binding = ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some("rkube:hollow-nodes".into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: "system:node".into(),
+        },
+        subjects: Some(vec![Subject {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Group".into(),
+            name: "system:nodes".into(),
+            namespace: None,
+        }]),
+    };
+    match api.create(&PostParams::default(), &binding).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,219 @@
+//! One scheduling cycle: filter the nodes (in parallel, stopping once enough feasible nodes are found
+//! as upstream's percentageOfNodesToScore), score the feasible ones with the default weights, pick the
+//! best (ties broken at random); or explain the failure in upstream's FitError words.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::cache::{Cache, NodeInfo, PodInfo};
+use super::plugins::{self, inter_pod_affinity, Code, FilterResult, Rejection};
+
+pub enum Outcome {
+    Fits(String),
+    /// The FitError message and the condition reason (always Unschedulable here).
+    Unschedulable(String),
+}
+
+fn run_filters(pod: &PodInfo, ipa: &inter_pod_affinity::State, node: &NodeInfo) -> FilterResult {
+    // The default profile's filter order.
+    plugins::node_unschedulable::filter(pod, node)?;
+    plugins::node_name::filter(pod, node)?;
+    plugins::taint_toleration::filter(pod, node)?;
+    plugins::node_affinity::filter(pod, node)?;
+    plugins::node_ports::filter(pod, node)?;
+    plugins::node_resources_fit::filter(pod, node)?;
+    inter_pod_affinity::filter(ipa, node)
+}
+
+/// upstream's numFeasibleNodesToFind with the adaptive percentage (50% − nodes/125, at least 5%),
+/// never fewer than 100 nodes.
+fn num_feasible_to_find(all: usize) -> usize {
+    if all < 100 {
+        return all;
+    }
+    let pct = (50i64 - all as i64 / 125).max(5) as usize;
+    (all * pct / 100).max(100)
+}
+
+pub struct Framework {
+    /// Where the next cycle starts its scan (upstream's nextStartNodeIndex), so pods spread.
+    next_start: usize,
+    threads: usize,
+}
+
+impl Framework {
+    pub fn new() -> Framework {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Framework {
+            next_start: 0,
+            threads,
+        }
+    }
+
+    pub fn schedule(&mut self, pod: &PodInfo, cache: &Cache) -> Outcome {
+        let nodes: Vec<&NodeInfo> = cache.nodes.values().collect();
+        let n = nodes.len();
+        if n == 0 {
+            return Outcome::Unschedulable("no nodes available to schedule pods".into());
+        }
+        let ipa = inter_pod_affinity::pre_filter(pod, cache);
+        let want = num_feasible_to_find(n);
+        let start = self.next_start % n;
+        let next = AtomicUsize::new(0);
+        let found = AtomicUsize::new(0);
+        let feasible: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+        let rejected: Mutex<Vec<(usize, Rejection)>> = Mutex::new(Vec::new());
+        let work = || {
+            let mut ok = Vec::new();
+            let mut bad = Vec::new();
+            loop {
+                if found.load(Ordering::Relaxed) >= want {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let idx = (start + i) % n;
+                match run_filters(pod, &ipa, nodes[idx]) {
+                    Ok(()) => {
+                        found.fetch_add(1, Ordering::Relaxed);
+                        ok.push((i, idx));
+                    }
+                    Err(r) => bad.push((idx, r)),
+                }
+            }
+            if let Ok(mut f) = feasible.lock() {
+                f.extend(ok);
+            }
+            if let Ok(mut r) = rejected.lock() {
+                r.extend(bad);
+            }
+        };
+        // Small clusters are filtered inline: spawning threads costs more than the filters.
+        if self.threads > 1 && n >= 256 {
+            std::thread::scope(|s| {
+                for _ in 0..self.threads {
+                    s.spawn(work);
+                }
+            });
+        } else {
+            work();
+        }
+        let mut feasible: Vec<(usize, usize)> = feasible.into_inner().unwrap_or_default();
+        feasible.sort_unstable();
+        feasible.truncate(want);
+        let processed = feasible.last().map(|(i, _)| i + 1).unwrap_or(n);
+        self.next_start = (start + processed) % n;
+        let feasible: Vec<usize> = feasible.into_iter().map(|(_, idx)| idx).collect();
+        if feasible.is_empty() {
+            let rejected = rejected.into_inner().unwrap_or_default();
+            return Outcome::Unschedulable(fit_error(pod, n, &rejected, cache));
+        }
+        if feasible.len() == 1 {
+            return Outcome::Fits(nodes[feasible[0]].name.clone());
+        }
+        Outcome::Fits(nodes[self.pick(pod, &nodes, &feasible)].name.clone())
+    }
+
+    fn pick(&self, pod: &PodInfo, nodes: &[&NodeInfo], feasible: &[usize]) -> usize {
+        let mut taint: Vec<i64> = feasible
+            .iter()
+            .map(|&i| plugins::taint_toleration::score(pod, nodes[i]))
+            .collect();
+        plugins::default_normalize(&mut taint, true);
+        let mut affinity: Vec<i64> = feasible
+            .iter()
+            .map(|&i| plugins::node_affinity::score(pod, nodes[i]))
+            .collect();
+        plugins::default_normalize(&mut affinity, false);
+        let mut best = (i64::MIN, feasible[0]);
+        let mut ties = 0u32;
+        for (k, &i) in feasible.iter().enumerate() {
+            let total = plugins::node_resources_fit::score(pod, nodes[i])
+                * plugins::node_resources_fit::WEIGHT
+                + plugins::balanced_allocation::score(pod, nodes[i])
+                    * plugins::balanced_allocation::WEIGHT
+                + taint[k] * plugins::taint_toleration::WEIGHT
+                + affinity[k] * plugins::node_affinity::WEIGHT;
+            if total > best.0 {
+                best = (total, i);
+                ties = 1;
+            } else if total == best.0 {
+                // Reservoir sampling among equal scores, as upstream's selectHost.
+                ties += 1;
+                if rand::random::<u32>().is_multiple_of(ties) {
+                    best = (total, i);
+                }
+            }
+        }
+        best.1
+    }
+}
+
+impl Default for Framework {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// "N reason, M reason" sorted as upstream's FitError (reason strings sorted).
+fn histogram<'a>(reasons: impl Iterator<Item = &'a str>) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in reasons {
+        *counts.entry(r).or_default() += 1;
+    }
+    let mut parts: Vec<String> = counts
+        .into_iter()
+        .map(|(r, c)| format!("{c} {r}"))
+        .collect();
+    parts.sort();
+    parts.join(", ")
+}
+
+/// upstream's FitError.Error() followed by DefaultPreemption's PostFilter message. Preemption itself is
+/// not implemented: the message says what upstream's dry run finds when no node has lower-priority pods
+/// whose removal would make room.
+fn fit_error(pod: &PodInfo, all: usize, rejected: &[(usize, Rejection)], cache: &Cache) -> String {
+    let mut msg = format!(
+        "0/{all} nodes are available: {}.",
+        histogram(
+            rejected
+                .iter()
+                .flat_map(|(_, r)| r.reasons.iter().map(String::as_str))
+        )
+    );
+    let spec = pod.pod.spec.as_ref();
+    if spec.and_then(|s| s.preemption_policy.as_deref()) == Some("Never") {
+        msg.push_str(" preemption: not eligible due to preemptionPolicy=Never.");
+        return msg;
+    }
+    let priority = spec.and_then(|s| s.priority).unwrap_or(0);
+    let nodes: Vec<&NodeInfo> = cache.nodes.values().collect();
+    let preemption: Vec<String> = rejected
+        .iter()
+        .map(|(idx, r)| {
+            if r.code == Code::UnschedulableAndUnresolvable {
+                return "Preemption is not helpful for scheduling".to_string();
+            }
+            let lower = nodes[*idx]
+                .pods
+                .values()
+                .any(|p| p.pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0) < priority);
+            if lower {
+                // Upstream would re-run the filters without the victims; rkube does not preempt yet.
+                r.reasons.first().cloned().unwrap_or_default()
+            } else {
+                "No preemption victims found for incoming pod".to_string()
+            }
+        })
+        .collect();
+    msg.push_str(&format!(
+        " preemption: 0/{all} nodes are available: {}.",
+        histogram(preemption.iter().map(String::as_str))
+    ));
+    msg
+}

@@ -1,0 +1,451 @@
+//! The scheduler: assigns unscheduled pods (schedulerName `default-scheduler` or empty) to nodes with
+//! upstream's default-profile semantics, as an API client (`system:kube-scheduler`).
+//!
+//! Start at [`run`]: one watch of nodes and one of pods feed the [`cache`] (nodes with their assigned
+//! pods) and the scheduling queue (active / backoff / unschedulable). Each cycle ([`framework`]) filters
+//! and scores nodes with the [`plugins`]; the chosen node is *assumed* in the cache at once (the next pod
+//! sees its resources before the watch catches up) and the binding (`pods/binding`) is sent in the
+//! background. A pod that fits nowhere gets the `FailedScheduling` event and `PodScheduled=False`
+//! (reason Unschedulable, upstream's message) and waits in the unschedulable set until a cluster event
+//! (node added/changed, pod deleted) moves it back, after its backoff (1 s doubling to 10 s).
+
+pub mod bench;
+pub mod cache;
+pub mod framework;
+pub mod plugins;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Resource};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use cache::{Cache, PodInfo};
+use framework::{Framework, Outcome};
+
+pub const SCHEDULER_NAME: &str = "default-scheduler";
+const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// upstream's podMaxInUnschedulablePodsDuration: unschedulable pods are retried at least this often.
+const MAX_UNSCHEDULABLE: Duration = Duration::from_secs(300);
+
+/// Messages from background tasks back to the scheduling loop.
+enum Msg {
+    /// The binding failed: forget the assumption and retry the pod.
+    BindFailed(String),
+    /// A pod's backoff is over.
+    BackoffDone(String),
+}
+
+/// A pod waiting to be scheduled.
+struct Pending {
+    pod: Arc<Pod>,
+    attempts: u32,
+    last_attempt: Option<Instant>,
+    unschedulable_since: Option<Instant>,
+}
+
+fn is_ours(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    let name = spec.and_then(|s| s.scheduler_name.as_deref()).unwrap_or("");
+    (name.is_empty() || name == SCHEDULER_NAME)
+        && spec
+            .and_then(|s| s.node_name.as_deref())
+            .unwrap_or("")
+            .is_empty()
+        && pod.metadata.deletion_timestamp.is_none()
+}
+
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+fn key_of(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+struct Scheduler {
+    client: kube::Client,
+    recorder: Recorder,
+    cache: Cache,
+    framework: Framework,
+    pending: HashMap<String, Pending>,
+    active: VecDeque<String>,
+    /// Pods in `active` (no duplicates in the deque).
+    queued: HashSet<String>,
+    unschedulable: HashSet<String>,
+    /// Pods assumed and being bound.
+    binding: HashSet<String>,
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+/// Runs the scheduler until the process ends.
+pub async fn run(client: kube::Client) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let instance = format!(
+        "{SCHEDULER_NAME}-{}",
+        hostname::get()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default()
+    );
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: SCHEDULER_NAME.into(),
+            instance: Some(instance),
+        },
+    );
+    let mut s = Scheduler {
+        client: client.clone(),
+        recorder,
+        cache: Cache::default(),
+        framework: Framework::new(),
+        pending: HashMap::new(),
+        active: VecDeque::new(),
+        queued: HashSet::new(),
+        unschedulable: HashSet::new(),
+        binding: HashSet::new(),
+        tx,
+    };
+    let nodes = watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let pods = watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let (mut nodes, mut pods) = (nodes, pods);
+    // Caches must be synced before the first cycle (upstream's WaitForCacheSync).
+    let (mut nodes_synced, mut pods_synced) = (false, false);
+    let mut seen_nodes: HashSet<String> = HashSet::new();
+    let mut seen_pods: HashSet<String> = HashSet::new();
+    let mut flush = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        let ready = nodes_synced && pods_synced && !s.active.is_empty();
+        tokio::select! {
+            biased;
+            ev = nodes.next() => match ev {
+                Some(Ok(watcher::Event::Init)) => seen_nodes.clear(),
+                Some(Ok(watcher::Event::InitApply(n))) => {
+                    seen_nodes.insert(n.metadata.name.clone().unwrap_or_default());
+                    s.cache.upsert_node(Arc::new(n));
+                }
+                Some(Ok(watcher::Event::InitDone)) => {
+                    let gone: Vec<String> = s.cache.nodes.keys().filter(|k| !seen_nodes.contains(*k)).cloned().collect();
+                    for g in gone { s.cache.remove_node(&g); }
+                    nodes_synced = true;
+                    s.move_all();
+                }
+                Some(Ok(watcher::Event::Apply(n))) => { s.cache.upsert_node(Arc::new(n)); s.move_all(); }
+                Some(Ok(watcher::Event::Delete(n))) => s.cache.remove_node(n.metadata.name.as_deref().unwrap_or("")),
+                Some(Err(e)) => tracing::warn!("scheduler: node watch: {e}"),
+                None => return,
+            },
+            ev = pods.next() => match ev {
+                Some(Ok(watcher::Event::Init)) => seen_pods.clear(),
+                Some(Ok(watcher::Event::InitApply(p))) => { seen_pods.insert(key_of(&p)); s.on_pod(p); }
+                Some(Ok(watcher::Event::InitDone)) => {
+                    let gone: Vec<String> = s.cache.placed.keys().chain(s.pending.keys())
+                        .filter(|k| !seen_pods.contains(*k) && !s.binding.contains(*k)).cloned().collect();
+                    for g in gone { s.on_pod_deleted(&g); }
+                    pods_synced = true;
+                }
+                Some(Ok(watcher::Event::Apply(p))) => s.on_pod(p),
+                Some(Ok(watcher::Event::Delete(p))) => s.on_pod_deleted(&key_of(&p)),
+                Some(Err(e)) => tracing::warn!("scheduler: pod watch: {e}"),
+                None => return,
+            },
+            Some(msg) = rx.recv() => match msg {
+                Msg::BindFailed(key) => {
+                    s.binding.remove(&key);
+                    s.cache.unplace(&key);
+                    s.backoff(key);
+                }
+                Msg::BackoffDone(key) => s.activate(key),
+            },
+            _ = flush.tick() => s.flush_unschedulable(),
+            _ = std::future::ready(()), if ready => {
+                if let Some(key) = s.active.pop_front() {
+                    s.queued.remove(&key);
+                    tokio::task::block_in_place(|| s.schedule_one(key));
+                }
+            }
+        }
+    }
+}
+
+impl Scheduler {
+    fn on_pod(&mut self, pod: Pod) {
+        let key = key_of(&pod);
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        if !node.is_empty() {
+            self.pending.remove(&key);
+            self.unschedulable.remove(&key);
+            self.binding.remove(&key);
+            if is_terminal(&pod) {
+                // Terminal pods free their resources (upstream's scheduler does not watch them).
+                if self.cache.placed.contains_key(&key) {
+                    self.cache.unplace(&key);
+                    self.move_all();
+                }
+            } else {
+                self.cache
+                    .place(&node, Arc::new(PodInfo::new(Arc::new(pod))));
+            }
+            return;
+        }
+        if self.binding.contains(&key) {
+            // A stale event from before our binding landed.
+            return;
+        }
+        if !is_ours(&pod) || is_terminal(&pod) {
+            if self.pending.remove(&key).is_some() {
+                self.unschedulable.remove(&key);
+            }
+            return;
+        }
+        let pod = Arc::new(pod);
+        match self.pending.get_mut(&key) {
+            Some(p) => {
+                // Only a change to what scheduling reads (spec, labels) can make it schedulable: our own
+                // status write must not loop it back.
+                let changed =
+                    p.pod.spec != pod.spec || p.pod.metadata.labels != pod.metadata.labels;
+                p.pod = pod;
+                if changed && self.unschedulable.remove(&key) {
+                    self.activate(key);
+                }
+            }
+            None => {
+                self.pending.insert(
+                    key.clone(),
+                    Pending {
+                        pod,
+                        attempts: 0,
+                        last_attempt: None,
+                        unschedulable_since: None,
+                    },
+                );
+                self.activate(key);
+            }
+        }
+    }
+
+    fn on_pod_deleted(&mut self, key: &str) {
+        self.pending.remove(key);
+        self.unschedulable.remove(key);
+        if self.cache.placed.contains_key(key) {
+            self.cache.unplace(key);
+            // A deleted pod frees room: pods that did not fit may now.
+            self.move_all();
+        }
+    }
+
+    fn activate(&mut self, key: String) {
+        if self.pending.contains_key(&key) && self.queued.insert(key.clone()) {
+            self.active.push_back(key);
+        }
+    }
+
+    /// A cluster event: every unschedulable pod goes back to the queue, through backoff if it was
+    /// tried recently (upstream's MoveAllToActiveOrBackoffQueue).
+    fn move_all(&mut self) {
+        let keys: Vec<String> = self.unschedulable.drain().collect();
+        for key in keys {
+            self.backoff(key);
+        }
+    }
+
+    fn backoff(&mut self, key: String) {
+        let Some(p) = self.pending.get(&key) else {
+            return;
+        };
+        let wait = INITIAL_BACKOFF
+            .saturating_mul(1 << p.attempts.saturating_sub(1).min(4))
+            .min(MAX_BACKOFF);
+        let left = p
+            .last_attempt
+            .map(|t| wait.saturating_sub(t.elapsed()))
+            .unwrap_or_default();
+        if left.is_zero() {
+            self.activate(key);
+        } else {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(left).await;
+                let _ = tx.send(Msg::BackoffDone(key));
+            });
+        }
+    }
+
+    fn flush_unschedulable(&mut self) {
+        let stale: Vec<String> = self
+            .unschedulable
+            .iter()
+            .filter(|k| {
+                self.pending
+                    .get(*k)
+                    .and_then(|p| p.unschedulable_since)
+                    .is_some_and(|t| t.elapsed() >= MAX_UNSCHEDULABLE)
+            })
+            .cloned()
+            .collect();
+        for key in stale {
+            self.unschedulable.remove(&key);
+            self.activate(key);
+        }
+    }
+
+    fn schedule_one(&mut self, key: String) {
+        let Some(p) = self.pending.get_mut(&key) else {
+            return;
+        };
+        p.attempts += 1;
+        p.last_attempt = Some(Instant::now());
+        let pod = p.pod.clone();
+        let info = Arc::new(PodInfo::new(pod.clone()));
+        match self.framework.schedule(&info, &self.cache) {
+            Outcome::Fits(node) => {
+                self.pending.remove(&key);
+                self.binding.insert(key.clone());
+                self.cache.place(&node, info);
+                let client = self.client.clone();
+                let recorder = self.recorder.clone();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    match bind(&client, &pod, &node).await {
+                        Ok(()) => {
+                            let note = format!("Successfully assigned {key} to {node}");
+                            event(
+                                &recorder,
+                                &pod,
+                                EventType::Normal,
+                                "Scheduled",
+                                "Binding",
+                                note,
+                            )
+                            .await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(pod = %key, "binding to {node} failed: {e}");
+                            let _ = tx.send(Msg::BindFailed(key));
+                        }
+                    }
+                });
+            }
+            Outcome::Unschedulable(message) => {
+                if let Some(p) = self.pending.get_mut(&key) {
+                    p.unschedulable_since.get_or_insert_with(Instant::now);
+                }
+                self.unschedulable.insert(key.clone());
+                let client = self.client.clone();
+                let recorder = self.recorder.clone();
+                tokio::spawn(async move {
+                    report_unschedulable(&client, &recorder, &pod, &message).await;
+                });
+            }
+        }
+    }
+}
+
+async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> anyhow::Result<()> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or("");
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let binding = json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": name, "namespace": ns, "uid": pod.metadata.uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    let _: serde_json::Value = api
+        .create_subresource("binding", name, &PostParams::default(), &binding)
+        .await?;
+    Ok(())
+}
+
+async fn event(
+    recorder: &Recorder,
+    pod: &Pod,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let reference: ObjectReference = pod.object_ref(&());
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, &reference).await {
+        tracing::debug!("scheduler: event not recorded: {e}");
+    }
+}
+
+/// The FailedScheduling event and the PodScheduled=False condition (written only when it changes).
+async fn report_unschedulable(
+    client: &kube::Client,
+    recorder: &Recorder,
+    pod: &Pod,
+    message: &str,
+) {
+    event(
+        recorder,
+        pod,
+        EventType::Warning,
+        "FailedScheduling",
+        "Scheduling",
+        message.to_string(),
+    )
+    .await;
+    let current = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
+    if current.is_some_and(|c| {
+        c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+            && c.message.as_deref() == Some(message)
+    }) {
+        return;
+    }
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or("");
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let patch = json!({"status": {"conditions": [{
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": message,
+        "lastProbeTime": null,
+        "lastTransitionTime": crate::kubelet::now(),
+    }]}});
+    if let Err(e) = api
+        .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+    {
+        tracing::debug!(pod = name, "scheduler: condition not written: {e}");
+    }
+}
