@@ -248,7 +248,8 @@ def _kubectl_version() -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", choices=["embedded", "etcd", "both"], default="both")
-    ap.add_argument("-k", dest="select", default="", help="run only scenarios whose name contains SUBSTRING")
+    ap.add_argument("-k", dest="select", action="append", default=[],
+                    help="run only scenarios whose name contains SUBSTRING (repeatable: any of them)")
     ap.add_argument("--keep", action="store_true", help="leave the server (and etcd) running at the end")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every kubectl command and its output")
     ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
@@ -261,7 +262,7 @@ def main() -> int:
         for fn in SCENARIOS:
             print(f"{fn.__name__:32s} {doc(fn)}")
         return 0
-    selected = [fn for fn in SCENARIOS if a.select in fn.__name__]
+    selected = [fn for fn in SCENARIOS if not a.select or any(s in fn.__name__ for s in a.select)]
     if not selected:
         print(f"no scenario matches {a.select!r}")
         print("0 passed, 1 failed")

@@ -114,7 +114,13 @@ def wl_cascade_orphan_and_foreground(t: T) -> None:
     """`kubectl delete --cascade=orphan` leaves the ReplicaSet, released (no owner reference);
     `--cascade=foreground` deletes the pods before their ReplicaSet goes (the collector's finalizers)."""
     ns = t.namespace("cascade")
-    t.ok("create", "deployment", "web", "--image=busybox", "--replicas=2", "-n", ns)
+    # A short grace period: pods on a (hollow) node are deleted gracefully, and foreground waits for them.
+    t.create({"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "web", "labels": {"app": "web"}},
+              "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                       "template": {"metadata": {"labels": {"app": "web"}},
+                                    "spec": {"terminationGracePeriodSeconds": 1,
+                                             "containers": [{"name": "c", "image": "busybox"}]}}}}, ns)
     t.true(poll(lambda: len(_items(t, ns, "rs")) == 1 and len(_items(t, ns, "pods")) == 2, 30),
            "the Deployment's ReplicaSet and pods", t.last_cmd)
     rs = _items(t, ns, "rs")[0]["metadata"]["name"]
@@ -123,6 +129,6 @@ def wl_cascade_orphan_and_foreground(t: T) -> None:
     t.true(poll(lambda: not (t.json("get", "rs", rs, "-n", ns)["metadata"].get("ownerReferences")), 30),
            "the orphaned ReplicaSet lost its owner reference", t.last_cmd)
     t.eq(len(_items(t, ns, "pods")), 2, "the orphaned ReplicaSet keeps its pods")
-    t.ok("delete", "rs", rs, "-n", ns, "--cascade=foreground", "--timeout=30s")
+    t.ok("delete", "rs", rs, "-n", ns, "--cascade=foreground", "--timeout=40s", timeout=60)
     t.fails("get", "rs", rs, "-n", ns)
     t.true(poll(lambda: len(_items(t, ns, "pods")) == 0, 30), "foreground deletion removed the pods", t.last_cmd)
