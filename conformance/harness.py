@@ -725,6 +725,11 @@ metadata:
 """
 
 
+# A CronJob no controller acts on (suspended, a yearly schedule): its status is the test's to write.
+SUSPENDED_CRONJOB = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "cj"},
+                     "spec": {"schedule": "0 0 1 1 *", "suspend": True, "jobTemplate": {"spec": {"template": {
+                         "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}}}
+
 DEPLOYMENT = """apiVersion: apps/v1
 kind: Deployment
 metadata:

@@ -9,7 +9,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from harness import DEPLOYMENT, NOT_FOUND, ROOT_CA, T, jget, poll, scenario
+from harness import DEPLOYMENT, NOT_FOUND, ROOT_CA, SUSPENDED_CRONJOB, T, jget, poll, scenario
 
 
 @scenario
@@ -36,11 +36,15 @@ def patch(t: T) -> None:
          [("side", "busybox:1.36"), ("web", "registry.k8s.io/pause:3.9")],
          "strategic merge patch merges containers by name")
     t.eq(jget(d, "metadata.generation"), 3, "generation after two spec patches")
-    out = t.ok("patch", "deploy", "d", "-n", ns, "--subresource=status", "--type=merge", "-p",
-               '{"status":{"readyReplicas":1,"replicas":1}}')
-    t.eq(out.strip(), "deployment.apps/d patched", "status patch output")
-    d = t.json("get", "deploy", "d", "-n", ns)
-    t.eq((jget(d, "status.readyReplicas"), jget(d, "metadata.generation")), (1, 3), "status patched, generation same")
+    # The status write goes to a suspended CronJob: no controller writes its status (the Deployment's
+    # is the deployment controller's).
+    t.create(SUSPENDED_CRONJOB, ns)
+    out = t.ok("patch", "cronjob", "cj", "-n", ns, "--subresource=status", "--type=merge", "-p",
+               '{"status":{"lastScheduleTime":"2024-01-01T00:00:00Z"}}')
+    t.eq(out.strip(), "cronjob.batch/cj patched", "status patch output")
+    cj = t.json("get", "cronjob", "cj", "-n", ns)
+    t.eq((jget(cj, "status.lastScheduleTime"), jget(cj, "metadata.generation")), ("2024-01-01T00:00:00Z", 1),
+         "status patched, generation same")
     t.eq(t.fails("patch", "cm", "nope", "-n", ns, "-p", '{"data":{"x":"y"}}'),
          NOT_FOUND.format(res="configmaps", name="nope"), "patch of a missing object")
     err = t.fails("patch", "cm", "p", "-n", ns, "--type=merge", "-p", '{"metadata":{"resourceVersion":"1"},"data":{"x":"y"}}')

@@ -8,7 +8,7 @@ import base64
 import json
 import time
 
-from harness import DEPLOYMENT, NOT_FOUND, POD, TS_RE, Failure, T, jget, load_creds, scenario
+from harness import DEPLOYMENT, NOT_FOUND, POD, SUSPENDED_CRONJOB, TS_RE, Failure, T, jget, load_creds, scenario
 
 
 @scenario
@@ -111,33 +111,34 @@ def wait_for_condition(t: T) -> None:
 
 @scenario
 def status_subresource(t: T) -> None:
-    """replace ignores status changes; replace --subresource=status changes only status; generation tracks spec."""
+    """replace ignores status changes; replace --subresource=status changes only status; generation tracks spec
+    (on a suspended CronJob, whose status no controller writes)."""
     ns = t.namespace()
-    t.create(DEPLOYMENT.format(name="st", labels=""), ns)
-    o = t.json("get", "deploy", "st", "-n", ns)
+    t.create(dict(SUSPENDED_CRONJOB, metadata={"name": "st"}), ns)
+    o = t.json("get", "cronjob", "st", "-n", ns)
     before = o.get("status", {})
     t.eq(jget(o, "metadata.generation"), 1, "generation after create")
-    o["spec"]["replicas"] = 3
-    o["status"] = {"replicas": 5, "readyReplicas": 5, "availableReplicas": 5, "updatedReplicas": 5}
+    o["spec"]["schedule"] = "0 0 2 1 *"
+    o["status"] = {"lastScheduleTime": "2024-01-01T00:00:00Z"}
     t.ok("replace", "-f", "-", stdin=json.dumps(o))
-    o = t.json("get", "deploy", "st", "-n", ns)
-    t.eq(jget(o, "spec.replicas"), 3, "spec.replicas replaced")
+    o = t.json("get", "cronjob", "st", "-n", ns)
+    t.eq(jget(o, "spec.schedule"), "0 0 2 1 *", "spec.schedule replaced")
     t.eq(o.get("status", {}), before, "status unchanged by a main-resource replace")
     t.eq(jget(o, "metadata.generation"), 2, "generation after a spec change")
-    o["spec"]["replicas"] = 7
-    o["status"] = {"replicas": 3, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 3,
-                   "observedGeneration": 2}
+    o["spec"]["schedule"] = "0 0 3 1 *"
+    o["status"] = {"lastScheduleTime": "2024-01-02T00:00:00Z",
+                   "active": [{"apiVersion": "batch/v1", "kind": "Job", "name": "st-1", "namespace": ns}]}
     out = t.ok("replace", "--subresource=status", "-f", "-", stdin=json.dumps(o))
-    t.eq(out.strip(), "deployment.apps/st replaced", "replace --subresource=status output")
-    o = t.json("get", "deploy", "st", "-n", ns)
-    t.eq(jget(o, "spec.replicas"), 3, "spec unchanged by a status replace")
-    t.eq((jget(o, "status.readyReplicas"), jget(o, "status.observedGeneration")), (2, 2), "status replaced")
+    t.eq(out.strip(), "cronjob.batch/st replaced", "replace --subresource=status output")
+    o = t.json("get", "cronjob", "st", "-n", ns)
+    t.eq(jget(o, "spec.schedule"), "0 0 2 1 *", "spec unchanged by a status replace")
+    t.eq(jget(o, "status.lastScheduleTime"), "2024-01-02T00:00:00Z", "status replaced")
     t.eq(jget(o, "metadata.generation"), 2, "generation unchanged by a status write")
-    out = t.ok("get", "deploy", "st", "-n", ns)
-    r = t.row(t.table(out), "st", "get deploy")
-    t.eq((r["READY"], r["UP-TO-DATE"], r["AVAILABLE"]), ("2/3", "3", "2"), "table columns reflect status")
-    st = t.raw(f"/apis/apps/v1/namespaces/{ns}/deployments/st/status")
-    t.eq((st.get("kind"), jget(st, "status.readyReplicas")), ("Deployment", 2), "GET .../status")
+    out = t.ok("get", "cronjob", "st", "-n", ns)
+    r = t.row(t.table(out), "st", "get cronjob")
+    t.eq((r["SUSPEND"], r["ACTIVE"]), ("True", "1"), "table columns reflect spec and status")
+    st = t.raw(f"/apis/batch/v1/namespaces/{ns}/cronjobs/st/status")
+    t.eq((st.get("kind"), jget(st, "status.lastScheduleTime")), ("CronJob", "2024-01-02T00:00:00Z"), "GET .../status")
 
 
 @scenario
