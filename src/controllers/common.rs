@@ -35,6 +35,43 @@ where
     (store, stream)
 }
 
+/// A cache of every object of kind `K`, kept current by its own watch (for lookups that trigger no
+/// reconcile).
+pub fn store<K>(api: Api<K>) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    use futures::StreamExt;
+    let (store, events) = watched(api);
+    tokio::spawn(events.for_each(|_| async {}));
+    store
+}
+
+/// The bounds of a namespaced object a generic controller works on.
+pub trait Namespaced:
+    Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Namespaced for K where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// The owner reference a controller puts on what it creates (upstream's `NewControllerRef`).
 pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
     OwnerReference {

@@ -13,7 +13,6 @@
 //! attemptToDeleteItem), so a cache that lags never makes the collector delete a live dependent.
 //! Owners of other kinds are left alone for now.
 
-use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,13 +20,10 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use kube::ResourceExt;
 use serde_json::json;
 
 use super::common;
@@ -79,13 +75,12 @@ pub async fn run(clients: Clients) {
         async {}
     }));
     let pods = tokio::spawn(dependents::<Pod>(ctx.clone(), dep_tx.subscribe()));
-    let (pod_store, pod_events) = common::watched(Api::<Pod>::all(ctx.clients.reader.clone()));
-    tokio::spawn(pod_events.for_each(|_| async {}));
-    let (set_store, set_events) =
-        common::watched(Api::<ReplicaSet>::all(ctx.clients.reader.clone()));
-    tokio::spawn(set_events.for_each(|_| async {}));
-    let owning_deployments =
-        tokio::spawn(owner_side::<Deployment, ReplicaSet>(ctx.clone(), set_store));
+    let pod_store = common::store(Api::<Pod>::all(ctx.clients.reader.clone()));
+    // A Deployment's dependents are found in the ReplicaSet cache the collector already keeps.
+    let owning_deployments = tokio::spawn(owner_side::<Deployment, ReplicaSet>(
+        ctx.clone(),
+        ctx.owners.sets.clone(),
+    ));
     let owning_sets = tokio::spawn(owner_side::<ReplicaSet, Pod>(ctx.clone(), pod_store));
     let sets = dependents::<ReplicaSet>(ctx, dep_rx);
     let _ = tokio::join!(pods, sets, owning_deployments, owning_sets);
@@ -99,22 +94,8 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// Runs the owner side for owners of kind `O` whose dependents are of kind `D`.
 async fn owner_side<O, D>(ctx: Arc<Ctx>, dependents: Store<D>)
 where
-    O: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-    D: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    O: common::Namespaced,
+    D: common::Namespaced,
 {
     let api = Api::<O>::all(ctx.clients.reader.clone());
     Controller::new(api, Default::default())
@@ -138,16 +119,8 @@ async fn finalize_owner<O, D>(
     dependents: Store<D>,
 ) -> Result<Action, kube::Error>
 where
-    O: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug,
-    D: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug,
+    O: common::Namespaced,
+    D: common::Namespaced,
 {
     let finalizers = owner.finalizers().to_vec();
     let mode = if finalizers.iter().any(|f| f == ORPHAN) {
@@ -240,14 +213,7 @@ async fn dependents<D>(
     ctx: Arc<Ctx>,
     owner_changes: tokio::sync::broadcast::Receiver<(String, String)>,
 ) where
-    D: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    D: common::Namespaced,
 {
     let api = Api::<D>::all(ctx.clients.reader.clone());
     let controller = Controller::new(api, Default::default());
@@ -321,11 +287,7 @@ async fn owner_exists(
 
 async fn reconcile<D>(obj: Arc<D>, ctx: Arc<Ctx>) -> Result<Action, kube::Error>
 where
-    D: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug,
+    D: common::Namespaced,
 {
     let refs = obj.owner_references().to_vec();
     if refs.is_empty() || obj.meta().deletion_timestamp.is_some() {

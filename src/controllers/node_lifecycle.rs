@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -30,22 +29,6 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(40);
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
 const MANAGER: &str = "node-lifecycle-controller";
-
-/// A reflector store of `K`, kept current by a watch that re-lists on its own after errors.
-fn store_of<K>(api: Api<K>) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, events) = super::common::watched(api);
-    tokio::spawn(events.for_each(|_| async {}));
-    store
-}
 
 /// When this controller last saw each node's heartbeat change, and what it saw.
 #[derive(Default)]
@@ -68,12 +51,12 @@ impl Heartbeats {
 }
 
 pub async fn run(clients: Clients, grace: Duration) {
-    let nodes = store_of(Api::<Node>::all(clients.reader.clone()));
-    let leases = store_of(Api::<Lease>::namespaced(
+    let nodes = super::common::store(Api::<Node>::all(clients.reader.clone()));
+    let leases = super::common::store(Api::<Lease>::namespaced(
         clients.reader.clone(),
         "kube-node-lease",
     ));
-    let pods = store_of(Api::<Pod>::all(clients.reader.clone()));
+    let pods = super::common::store(Api::<Pod>::all(clients.reader.clone()));
     let (_, _) = tokio::join!(nodes.wait_until_ready(), leases.wait_until_ready());
     let _ = pods.wait_until_ready().await;
     let mut beats = Heartbeats::default();
