@@ -388,6 +388,29 @@ def events(t: T) -> None:
 
 
 @scenario
+def events_one_object_two_versions(t: T) -> None:
+    """an Event written as events.k8s.io/v1 is the same object as core/v1 (renamed fields), and back."""
+    ns = t.namespace()
+    ev = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e1"},
+          "eventTime": "2026-01-01T00:00:00.000000Z", "reason": "Testing", "type": "Warning", "action": "Check",
+          "note": "written through events.k8s.io", "reportingController": "conformance/suite",
+          "reportingInstance": "suite-1", "regarding": {"apiVersion": "v1", "kind": "Pod", "name": "p", "namespace": ns}}
+    t.eq(t.create(ev, ns), "event.events.k8s.io/e1 created", "create events.k8s.io/v1 Event")
+    core = t.json("get", "events.v1.", "e1", "-n", ns)
+    t.eq((core.get("apiVersion"), core.get("message"), jget(core, "involvedObject.name"), core.get("reportingComponent")),
+         ("v1", "written through events.k8s.io", "p", "conformance/suite"), "read as core/v1")
+    # kubectl's describe lists it (it reads core/v1 with an involvedObject field selector).
+    rows = t.ok("get", "events", "-n", ns, "--field-selector", "involvedObject.name=p,reason=Testing", "-o", "name")
+    t.eq(rows.split(), ["event/e1"], "core/v1 field selector finds it")
+    # A change through core/v1 shows through events.k8s.io/v1.
+    t.ok("patch", "events.v1.", "e1", "-n", ns, "--type=merge", "-p", '{"message": "changed through core"}')
+    t.eq(t.ok("get", "events.v1.events.k8s.io", "e1", "-n", ns, "-o", "jsonpath={.note}"), "changed through core",
+         "read back as events.k8s.io/v1")
+    t.ok("delete", "events.v1.events.k8s.io", "e1", "-n", ns)
+    t.fails("get", "events.v1.", "e1", "-n", ns)
+
+
+@scenario
 def imperative_create_all_kinds(t: T) -> None:
     """kubectl create <kind> for 16 kinds (protobuf bodies), fields read back as JSON."""
     ns = "imperative-all"

@@ -5,8 +5,10 @@ pods/status through the API with the admin kubeconfig, as a kubelet would (a rea
 real API, never storage)."""
 
 import json
+import re
 
 from harness import T, scenario, poll
+from scenarios.nodes import nodes
 
 HASH = "pod-template-hash"
 REV = "deployment.kubernetes.io/revision"
@@ -38,6 +40,7 @@ def _settle(t: T, ns: str, cond, what: str, timeout: float = 30) -> None:
 @scenario
 def wl_deployment_rollout(t: T) -> None:
     """a Deployment creates a ReplicaSet with the hash label and owned pods; scale, set image, history, undo, delete."""
+    nodes(t)  # the scheduler's events need somewhere to place the pods
     ns = t.namespace()
     t.ok("create", "deployment", "web", "--image=nginx", "--replicas=3", "-n", ns)
     t.true(poll(lambda: len(_items(t, ns, "pods")) == 3, 30), "3 pods created", t.last_cmd)
@@ -56,6 +59,20 @@ def wl_deployment_rollout(t: T) -> None:
         t.true(p["metadata"]["name"].startswith(f"web-{h}-"), "pod generateName <rs>-", p["metadata"]["name"])
         t.eq([(r["kind"], r["uid"], r.get("controller")) for r in p["metadata"]["ownerReferences"]],
              [("ReplicaSet", rs["metadata"]["uid"], True)], "pod owned by the ReplicaSet")
+    # Events as upstream's controllers record them (core/v1, one per pod, from the controller's name), and
+    # the scheduler's (events.k8s.io/v1) in the same list that `kubectl describe` reads.
+    pods = sorted(p["metadata"]["name"] for p in _items(t, ns, "pods"))
+    def created_events() -> list:
+        out = t.ok("describe", "replicaset", rs["metadata"]["name"], "-n", ns)
+        return sorted(re.findall(r"Normal\s+SuccessfulCreate\s+\S+\s+replicaset-controller\s+Created pod: (\S+)", out))
+    t.true(poll(lambda: created_events() == pods, 15), "describe rs lists a SuccessfulCreate per pod", created_events())
+    t.true(poll(lambda: re.search(r"Normal\s+ScalingReplicaSet\s+\S+\s+deployment-controller\s+Scaled up replica set "
+                                  + rs["metadata"]["name"] + " from 0 to 3",
+                                  t.ok("describe", "deployment", "web", "-n", ns)) is not None, 15),
+           "describe deployment lists ScalingReplicaSet", t.last_cmd)
+    t.true(poll(lambda: re.search(r"Normal\s+Scheduled\s+\S+\s+default-scheduler\s+Successfully assigned "
+                                  + f"{ns}/{pods[0]} to ", t.ok("describe", "pod", pods[0], "-n", ns)) is not None, 15),
+           "describe pod lists the scheduler's Scheduled event", t.last_cmd)
 
     t.ok("scale", "deployment", "web", "--replicas=6", "-n", ns)
     t.true(poll(lambda: len(_items(t, ns, "pods")) == 6, 30), "6 pods after scale", t.last_cmd)

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 pub use crate::apiserver::crd::CustomVersion;
+use crate::apiserver::registry::conversion::{self, Conversion};
 use crate::apiserver::registry::strategy::{self as s, Plain, Printer, Strategy};
 
 /// Turns a decoded JSON object into its canonical form: unknown fields are dropped, a type error is an
@@ -134,6 +135,8 @@ pub struct ResourceInfo {
     pub strategy: Arc<dyn Strategy>,
     /// What serves requests for it (the store, or a create-only handler).
     pub handler: ResourceHandler,
+    /// Set when this version is stored as another (which shares `storage_prefix`).
+    pub conversion: Option<Conversion>,
 }
 
 impl ResourceInfo {
@@ -275,6 +278,7 @@ where
         normalize: Some(Normalizer::Typed(normalize::<T>)),
         strategy: Arc::new(Plain::default()),
         handler: ResourceHandler::Store,
+        conversion: None,
     }
 }
 
@@ -333,6 +337,12 @@ impl ResourceInfo {
     }
     fn handler(mut self, handler: ResourceHandler) -> Self {
         self.handler = handler;
+        self
+    }
+    /// Stored as another version's object, under that version's `prefix`.
+    fn stored_as(mut self, prefix: &str, conversion: Conversion) -> Self {
+        self.storage_prefix = prefix.to_string();
+        self.conversion = Some(conversion);
         self
     }
     fn strategy(mut self, strategy: impl Strategy + 'static) -> Self {
@@ -514,12 +524,11 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             .subs(vec![scale(), status::<apps::StatefulSet>()])
             .strategy(s::workloads::StatefulSets),
         // ---- events.k8s.io/v1 ----
-        // Upstream stores both Event versions under /registry/events/ and converts between them; we keep
-        // them separate for now. events.k8s.io/v1 registers no field label conversion upstream, so only
-        // metadata.name/namespace are selectable.
+        // Stored as core/v1 Events, as upstream: one object seen through both versions. events.k8s.io/v1
+        // registers no field label conversion upstream, so only metadata.name/namespace are selectable.
         row::<events::Event>()
             .short(&["ev"])
-            .prefix("/registry/events.k8s.io/events/")
+            .stored_as("/registry/events/", conversion::EVENTS_V1)
             .strategy(s::events::EVENTS),
         // ---- authentication.k8s.io/v1 ----
         row::<authentication::SelfSubjectReview>()
@@ -929,8 +938,19 @@ mod tests {
     #[test]
     fn storage_prefixes_are_unique_and_well_formed() {
         let mut seen = HashSet::new();
-        for r in builtin_resources() {
+        let all = builtin_resources();
+        for r in &all {
             assert!(r.storage_prefix.starts_with("/registry/") && r.storage_prefix.ends_with('/'));
+            if r.conversion.is_some() {
+                // Stored as another row's version: shares that row's prefix on purpose.
+                assert!(
+                    all.iter()
+                        .any(|o| o.conversion.is_none() && o.storage_prefix == r.storage_prefix),
+                    "{} is stored as nothing served",
+                    r.storage_prefix
+                );
+                continue;
+            }
             assert!(
                 seen.insert(r.storage_prefix.clone()),
                 "{}",

@@ -1,6 +1,6 @@
 //! Pieces the workload controllers share: watched stores, upstream's expectations (so a controller
 //! never acts twice on what it has not yet seen in its cache), controller references, event
-//! recording and status writes that retry a 409 from the fresh object.
+//! recording (see `events`) and status writes that retry a 409 from the fresh object.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use futures::Stream;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+pub use super::events::{record, recorder, Recorder};
 
 /// A cache of every object of kind `K` plus the stream of changed objects feeding it (to trigger
 /// reconciles). The stream must be polled (a controller does so) for the store to fill.
@@ -143,38 +144,6 @@ impl Expectations {
     pub fn forget(&self, key: &str) {
         let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(key);
-    }
-}
-
-/// An event recorder reporting as upstream's controller `component` does.
-pub fn recorder(client: kube::Client, component: &str) -> Recorder {
-    Recorder::new(
-        client,
-        Reporter {
-            controller: component.to_string(),
-            instance: None,
-        },
-    )
-}
-
-/// Records an event about `obj`; failures are logged, never fatal (as upstream's broadcaster).
-pub async fn record<K: Resource<DynamicType = ()>>(
-    recorder: &Recorder,
-    obj: &K,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: action.to_string(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, &obj.object_ref(&())).await {
-        tracing::debug!("recording event {reason}: {e}");
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod common;
 pub mod deployment;
+pub mod events;
 pub mod gc;
 pub mod namespace;
 pub mod node_lifecycle;

@@ -18,12 +18,12 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
 use serde_json::json;
 
-use super::common::{self, Expectations};
+use super::common::{self, Expectations, Recorder};
 use super::Clients;
 
 /// Upstream's burstReplicas: at most this many creations or deletions per sync.

@@ -228,6 +228,7 @@ pub fn rows(crd: &Value) -> Vec<ResourceInfo> {
             strategy: Arc::new(CustomResources(custom.clone())),
             normalize: Some(Normalizer::Custom(custom)),
             handler: ResourceHandler::Store,
+            conversion: None,
         });
     }
     out

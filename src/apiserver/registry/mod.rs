@@ -9,6 +9,7 @@
 //! write or a list. [`reviews`] answers the create-only review kinds, [`eviction`] the `pods/eviction` subresource, [`bootstrap`] creates what a fresh cluster has.
 
 pub mod bootstrap;
+pub mod conversion;
 pub mod defaults;
 pub mod eviction;
 pub mod field_validation;

@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 use crate::apiserver::catalog::{ResourceInfo, SharedCatalog};
 use crate::apiserver::crd;
 use crate::apiserver::http::request::{Query, RvMatch};
+use crate::apiserver::registry::conversion::Conversion;
 use crate::apiserver::registry::field_validation::check_fields;
 use crate::apiserver::registry::fieldpath::{Builtin, Pos};
 use crate::apiserver::registry::managed_fields;
@@ -243,6 +244,19 @@ fn stamped(kv: &KeyValue) -> ApiResult<Value> {
         .ok_or_else(|| ApiError::internal(format!("undecodable object at {}", kv.key)))
 }
 
+/// A stored object as `info`'s version serves it.
+fn served(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
+    Ok(Conversion::served(info.conversion, stamped(kv)?))
+}
+
+/// What is stored for an object of `info`'s version (converted to its storage version if it has one).
+fn stored(info: &ResourceInfo, obj: &Value) -> ApiResult<Vec<u8>> {
+    match info.conversion {
+        Some(c) => to_stored(&(c.to_storage)(obj.clone())),
+        None => to_stored(obj),
+    }
+}
+
 fn with_rv(mut obj: Value, rv: i64) -> Value {
     meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(rv.to_string()));
     obj
@@ -324,7 +338,7 @@ impl Registry {
     pub async fn get(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Value> {
         let (kv, _) = self.store.get(&Self::key(info, ns, name)).await?;
         match kv {
-            Some(kv) => stamped(&kv),
+            Some(kv) => served(info, &kv),
             None => Err(ApiError::not_found(info, name)),
         }
     }
@@ -369,6 +383,7 @@ impl Registry {
             let (crv, start) = decode_continue(token)?;
             return self
                 .list_from_store(
+                    info,
                     &prefix,
                     &filter,
                     q.limit,
@@ -390,7 +405,7 @@ impl Registry {
                 _ => 0,
             };
             return self
-                .list_from_store(&prefix, &filter, q.limit, at, None)
+                .list_from_store(info, &prefix, &filter, q.limit, at, None)
                 .await;
         }
         let cache = self
@@ -406,7 +421,15 @@ impl Registry {
             return Err(too_large_rv(wanted, self.cache.progress()));
         }
         let (items, revision) = cache.list(&prefix, self.cache.progress());
-        let items = items.into_iter().filter(|o| filter.matches(o)).collect();
+        let items = match info.conversion {
+            None => items.into_iter().filter(|o| filter.matches(o)).collect(),
+            Some(c) => items
+                .into_iter()
+                .map(|o| (c.from_storage)((*o).clone()))
+                .filter(|o| filter.matches(o))
+                .map(Arc::new)
+                .collect(),
+        };
         Ok(ListResult {
             items,
             revision,
@@ -417,6 +440,7 @@ impl Registry {
 
     async fn list_from_store(
         &self,
+        info: &ResourceInfo,
         prefix: &str,
         filter: &Filter,
         limit: usize,
@@ -438,7 +462,7 @@ impl Registry {
             revision = page.revision;
             let n = page.kvs.len();
             for (i, kv) in page.kvs.iter().enumerate() {
-                let obj = stamped(kv)?;
+                let obj = served(info, kv)?;
                 if filter.matches(&obj) {
                     items.push(Arc::new(obj));
                 }
@@ -610,7 +634,7 @@ impl Registry {
             let _ = rev;
             return Ok(obj);
         }
-        match self.store.create(&key, to_stored(&obj)?).await {
+        match self.store.create(&key, stored(info, &obj)?).await {
             Ok(rev) => {
                 let created = with_rv(obj, rev);
                 self.crd_changed(info, &created, false);
@@ -704,7 +728,7 @@ impl Registry {
             }
             return Err(ApiError::not_found(info, name));
         };
-        let old = stamped(&current)?;
+        let old = served(info, &current)?;
         let body_rv = meta_str(&obj, "resourceVersion").unwrap_or("").to_string();
         if !body_rv.is_empty() && body_rv != current.mod_revision.to_string() {
             return Err(ApiError::modified(info, name));
@@ -827,7 +851,7 @@ impl Registry {
         }
         match self
             .store
-            .update(&key, to_stored(&new)?, current.mod_revision)
+            .update(&key, stored(info, &new)?, current.mod_revision)
             .await
         {
             Ok(rev) => {
@@ -1079,7 +1103,7 @@ impl Registry {
             let Some(current) = current else {
                 return Err(ApiError::not_found(info, name));
             };
-            let obj = stamped(&current)?;
+            let obj = served(info, &current)?;
             if let Some(uid) = &opts.precondition_uid {
                 if Some(uid.as_str()) != meta_str(&obj, "uid") {
                     return Err(ApiError::conflict(
@@ -1153,7 +1177,7 @@ impl Registry {
                     }
                     match self
                         .store
-                        .update(&key, to_stored(&new)?, current.mod_revision)
+                        .update(&key, stored(info, &new)?, current.mod_revision)
                         .await
                     {
                         Ok(rev) => return Ok(Deleted::Pending(with_rv(new, rev))),
@@ -1276,10 +1300,11 @@ impl Registry {
                 object: Arc::new(json!({"kind": kind, "apiVersion": api_version, "metadata": m})),
             }
         };
+        let conversion = info.conversion;
         let mut initial: Vec<WatchItem> = sub
             .initial
             .iter()
-            .filter_map(|e| translate(e, &filter, &prefix))
+            .filter_map(|e| translate(e, &filter, &prefix, conversion))
             .collect();
         if initial_events {
             initial.push(bookmark(sub.revision, true));
@@ -1319,7 +1344,7 @@ impl Registry {
                                     continue;
                                 }
                                 st.last = st.last.max(ev.revision);
-                                if let Some(item) = translate(&ev, &filter, &prefix) {
+                                if let Some(item) = translate(&ev, &filter, &prefix, conversion) {
                                     return Some((item, st));
                                 }
                             }
@@ -1365,12 +1390,27 @@ fn too_large_rv(wanted: i64, current: i64) -> ApiError {
 
 /// Turns a cache event into what a filtered watcher sees: an object entering the selection is ADDED,
 /// one leaving it DELETED (as upstream's cacher does).
-fn translate(ev: &CacheEvent, filter: &Filter, prefix: &str) -> Option<WatchItem> {
+fn translate(
+    ev: &CacheEvent,
+    filter: &Filter,
+    prefix: &str,
+    conversion: Option<Conversion>,
+) -> Option<WatchItem> {
     if !ev.key.starts_with(prefix) {
         return None;
     }
-    let now = filter.matches(&ev.object);
-    let before = ev.prev.as_ref().is_some_and(|p| filter.matches(p));
+    // Stored in another version: the watcher sees (and its selector judges) the served form.
+    let (object, prev) = match conversion {
+        None => (ev.object.clone(), ev.prev.clone()),
+        Some(c) => (
+            Arc::new((c.from_storage)((*ev.object).clone())),
+            ev.prev
+                .as_ref()
+                .map(|p| Arc::new((c.from_storage)((**p).clone()))),
+        ),
+    };
+    let now = filter.matches(&object);
+    let before = prev.as_ref().is_some_and(|p| filter.matches(p));
     let event_type = match ev.kind {
         EventKind::Added if now => "ADDED",
         EventKind::Deleted if before || now => "DELETED",
@@ -1379,10 +1419,7 @@ fn translate(ev: &CacheEvent, filter: &Filter, prefix: &str) -> Option<WatchItem
         EventKind::Modified if before => "DELETED",
         _ => return None,
     };
-    Some(WatchItem {
-        event_type,
-        object: ev.object.clone(),
-    })
+    Some(WatchItem { event_type, object })
 }
 
 #[cfg(test)]
