@@ -58,6 +58,14 @@ struct ServerArgs {
     /// lifecycle controller marks it Unknown and taints it (upstream's kube-controller-manager flag).
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     node_monitor_grace_period: std::time::Duration,
+    /// Run the controller manager in this process (`--controller-manager=false` to run it apart, as
+    /// `rkube controller-manager --kubeconfig F`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    controller_manager: bool,
+    /// Run the scheduler in this process (`--scheduler=false` to run it apart, as
+    /// `rkube scheduler --kubeconfig F`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    scheduler: bool,
     /// Extra names or IPs for the serving certificate.
     #[arg(long, value_delimiter = ',')]
     tls_san: Vec<String>,
@@ -150,10 +158,25 @@ enum Command {
         #[arg(long = "group", requires = "user")]
         groups: Vec<String>,
     },
-    /// Runs the scheduler against a cluster (with the kubeconfig's identity).
+    /// Runs the scheduler against a cluster (with the kubeconfig's identity), leading through the
+    /// kube-system/kube-scheduler Lease as upstream's (one of several copies schedules at a time).
     Scheduler {
         #[arg(long)]
         kubeconfig: PathBuf,
+    },
+    /// Runs the controller manager against a cluster: it watches with the kubeconfig's identity and each
+    /// controller writes as its own kube-system service account (tokens through TokenRequest), leading
+    /// through the kube-system/kube-controller-manager Lease.
+    ControllerManager {
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// The CA certificate published to every namespace as kube-root-ca.crt. Default: the
+        /// kubeconfig's certificate authority.
+        #[arg(long)]
+        root_ca_file: Option<PathBuf>,
+        /// How long a node may go without a heartbeat before it is marked Unknown and tainted.
+        #[arg(long, default_value = "40s", value_parser = parse_duration)]
+        node_monitor_grace_period: std::time::Duration,
     },
     /// Runs simulated nodes (hollow kubelets) against a cluster.
     HollowNodes {
@@ -207,6 +230,15 @@ async fn client_as(
     let kc = Kubeconfig::from_yaml(&pki.kubeconfig(url, &cert, &key))?;
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     Ok(kube::Client::try_from(config)?)
+}
+
+/// A leader-election identity for a process without a data dir: host name and a fresh id (upstream's
+/// `<hostname>_<uuid>`).
+fn standalone_identity() -> String {
+    let host = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "rkube".into());
+    format!("{host}_{}", uuid::Uuid::new_v4())
 }
 
 fn home() -> Option<PathBuf> {
@@ -305,13 +337,21 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         identity: identity.clone(),
         node_monitor_grace_period: args.node_monitor_grace_period,
     };
-    rkube::controllers::start(&pki, &url, options).await?;
-    // The scheduler, as its own identity (bound to system:kube-scheduler by the bootstrap policy),
-    // leading through the kube-system/kube-scheduler Lease as upstream's.
-    let scheduler = client_as(&pki, &url, "system:kube-scheduler", &[]).await?;
-    let candidate =
-        rkube::leader_election::Candidate::new(scheduler.clone(), "kube-scheduler", &identity);
-    tokio::spawn(candidate.lead(move || rkube::scheduler::run(scheduler.clone())));
+    if args.controller_manager {
+        let credentials = rkube::controllers::Credentials::Pki {
+            pki: pki.clone(),
+            server_url: url.clone(),
+        };
+        rkube::controllers::start(credentials, options).await?;
+    }
+    if args.scheduler {
+        // The scheduler, as its own identity (bound to system:kube-scheduler by the bootstrap policy),
+        // leading through the kube-system/kube-scheduler Lease as upstream's.
+        let scheduler = client_as(&pki, &url, "system:kube-scheduler", &[]).await?;
+        let candidate =
+            rkube::leader_election::Candidate::new(scheduler.clone(), "kube-scheduler", &identity);
+        tokio::spawn(candidate.lead(move || rkube::scheduler::run(scheduler.clone())));
+    }
     if args.hollow_nodes > 0 {
         let admin = client_as(&pki, &url, "system:admin", &["system:masters"]).await?;
         rkube::kubelet::hollow::grant_node_role(&admin).await?;
@@ -403,7 +443,30 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Scheduler { kubeconfig } => rt.block_on(async {
-            rkube::scheduler::run(client_from(&kubeconfig).await?).await;
+            let client = client_from(&kubeconfig).await?;
+            let identity = standalone_identity();
+            let candidate =
+                rkube::leader_election::Candidate::new(client.clone(), "kube-scheduler", &identity);
+            candidate
+                .lead(move || rkube::scheduler::run(client.clone()))
+                .await
+        }),
+        Command::ControllerManager {
+            kubeconfig,
+            root_ca_file,
+            node_monitor_grace_period,
+        } => rt.block_on(async {
+            let credentials = rkube::controllers::Credentials::from_kubeconfig(
+                &kubeconfig,
+                root_ca_file.as_deref(),
+            )
+            .await?;
+            let options = rkube::controllers::Options {
+                identity: standalone_identity(),
+                node_monitor_grace_period,
+            };
+            rkube::controllers::start(credentials, options).await?;
+            shutdown_signal().await;
             Ok(())
         }),
         Command::HollowNodes {

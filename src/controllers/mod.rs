@@ -6,6 +6,7 @@
 //! the default `system:controller:*` roles decide what each may do.
 
 pub mod common;
+pub mod credentials;
 pub mod deployment;
 pub mod events;
 pub mod gc;
@@ -16,51 +17,7 @@ pub mod replicaset;
 pub mod root_ca;
 pub mod service_accounts;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
-
-use crate::pki::Pki;
-
-/// The manager's own identity, which upstream's shared informers list and watch with.
-const MANAGER_USER: &str = "system:kube-controller-manager";
-
-/// A client authenticated by a fresh certificate for `user` in `groups`.
-async fn client_as(
-    pki: &Pki,
-    server_url: &str,
-    user: &str,
-    groups: &[&str],
-) -> anyhow::Result<kube::Client> {
-    let (cert, key) = pki.issue_client_cert(user, groups)?;
-    let kubeconfig = Kubeconfig::from_yaml(&pki.kubeconfig(server_url, &cert, &key))?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok(kube::Client::try_from(config)?)
-}
-
-/// The two identities a controller works with: the manager's for watching, its service account's
-/// (`system:serviceaccount:kube-system:<account>`) for writing.
-pub struct Clients {
-    pub reader: kube::Client,
-    pub writer: kube::Client,
-}
-
-impl Clients {
-    async fn new(pki: &Pki, server_url: &str, account: &str) -> anyhow::Result<Self> {
-        Ok(Clients {
-            reader: client_as(pki, server_url, MANAGER_USER, &[]).await?,
-            writer: client_as(
-                pki,
-                server_url,
-                &format!("system:serviceaccount:kube-system:{account}"),
-                &[
-                    "system:serviceaccounts",
-                    "system:serviceaccounts:kube-system",
-                ],
-            )
-            .await?,
-        })
-    }
-}
+pub use credentials::{Clients, Credentials};
 
 /// The controller manager's settings (upstream's kube-controller-manager flags).
 #[derive(Clone, Debug)]
@@ -81,20 +38,19 @@ impl Default for Options {
     }
 }
 
-/// Starts the controller manager against the apiserver at `server_url`: it campaigns for the
+/// Starts the controller manager with `credentials`: it campaigns for the
 /// `kube-system/kube-controller-manager` Lease and runs every controller while it leads (so several
 /// servers on one etcd run one copy of each). Returns at once; the manager runs until the process ends.
-pub async fn start(pki: &Pki, server_url: &str, options: Options) -> anyhow::Result<()> {
+pub async fn start(credentials: Credentials, options: Options) -> anyhow::Result<()> {
     let candidate = crate::leader_election::Candidate::new(
-        client_as(pki, server_url, MANAGER_USER, &[]).await?,
+        credentials.manager().await?,
         "kube-controller-manager",
         &options.identity,
     );
-    let (pki, url) = (pki.clone(), server_url.to_string());
     tokio::spawn(candidate.lead(move || {
-        let (pki, url, options) = (pki.clone(), url.clone(), options.clone());
+        let (credentials, options) = (credentials.clone(), options.clone());
         async move {
-            if let Err(e) = run_all(&pki, &url, options).await {
+            if let Err(e) = run_all(&credentials, options).await {
                 tracing::error!("controller manager: {e:#}");
             }
         }
@@ -104,25 +60,24 @@ pub async fn start(pki: &Pki, server_url: &str, options: Options) -> anyhow::Res
 
 /// Every controller, each under its own identity, until one ends (they run forever) or this future is
 /// dropped (leadership lost), which stops them all.
-async fn run_all(pki: &Pki, server_url: &str, options: Options) -> anyhow::Result<()> {
+async fn run_all(credentials: &Credentials, options: Options) -> anyhow::Result<()> {
+    let c = credentials;
     let mut controllers = tokio::task::JoinSet::new();
-    let clients = Clients::new(pki, server_url, "service-account-controller").await?;
-    controllers.spawn(service_accounts::run(clients));
-    let clients = Clients::new(pki, server_url, "root-ca-cert-publisher").await?;
-    controllers.spawn(root_ca::run(clients, pki.ca_cert_pem.clone()));
-    let clients = Clients::new(pki, server_url, "namespace-controller").await?;
-    controllers.spawn(namespace::run(clients));
-    let clients = Clients::new(pki, server_url, "node-controller").await?;
+    controllers.spawn(service_accounts::run(
+        c.clients("service-account-controller").await?,
+    ));
+    controllers.spawn(root_ca::run(
+        c.clients("root-ca-cert-publisher").await?,
+        c.ca_pem(),
+    ));
+    controllers.spawn(namespace::run(c.clients("namespace-controller").await?));
     controllers.spawn(node_lifecycle::run(
-        clients,
+        c.clients("node-controller").await?,
         options.node_monitor_grace_period,
     ));
-    let clients = Clients::new(pki, server_url, "replicaset-controller").await?;
-    controllers.spawn(replicaset::run(clients));
-    let clients = Clients::new(pki, server_url, "deployment-controller").await?;
-    controllers.spawn(deployment::run(clients));
-    let clients = Clients::new(pki, server_url, "generic-garbage-collector").await?;
-    controllers.spawn(gc::run(clients));
+    controllers.spawn(replicaset::run(c.clients("replicaset-controller").await?));
+    controllers.spawn(deployment::run(c.clients("deployment-controller").await?));
+    controllers.spawn(gc::run(c.clients("generic-garbage-collector").await?));
     while controllers.join_next().await.is_some() {}
     Ok(())
 }
