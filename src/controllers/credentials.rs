@@ -48,7 +48,7 @@ pub enum Credentials {
     },
     Kubeconfig {
         /// The kubeconfig's connection and identity.
-        config: kube::Config,
+        config: Box<kube::Config>,
         /// The cluster CA certificate (PEM) the root-ca publisher hands to every namespace.
         ca_pem: String,
         /// A private directory holding one token file per controller (kube's client re-reads it).
@@ -81,7 +81,7 @@ impl Credentials {
             std::env::temp_dir().join(format!("rkube-controller-manager-{}", std::process::id()));
         crate::private_files::private_dir(&tokens)?;
         Ok(Credentials::Kubeconfig {
-            config,
+            config: Box::new(config),
             ca_pem,
             tokens,
             renewing: Arc::default(),
@@ -102,7 +102,9 @@ impl Credentials {
             Credentials::Pki { pki, server_url } => {
                 client_as(pki, server_url, MANAGER_USER, &[]).await
             }
-            Credentials::Kubeconfig { config, .. } => Ok(kube::Client::try_from(config.clone())?),
+            Credentials::Kubeconfig { config, .. } => {
+                Ok(kube::Client::try_from(config.as_ref().clone())?)
+            }
         }
     }
 
@@ -127,7 +129,7 @@ impl Credentials {
                 renewing,
                 ..
             } => {
-                let manager = kube::Client::try_from(config.clone())?;
+                let manager = kube::Client::try_from(config.as_ref().clone())?;
                 let file = tokens.join(account);
                 let ttl = write_token(&manager, account, &file).await?;
                 let first = renewing
@@ -137,7 +139,7 @@ impl Credentials {
                 if first {
                     tokio::spawn(renew(manager, account.to_string(), file.clone(), ttl));
                 }
-                let mut config = config.clone();
+                let mut config = config.as_ref().clone();
                 config.auth_info = AuthInfo {
                     token_file: Some(file.to_string_lossy().into_owned()),
                     ..Default::default()
