@@ -118,11 +118,53 @@ def wl_replicaset_adopts_and_replaces(t: T) -> None:
     t.true(poll(lambda: len(_items(t, ns, "pods")) == 2 and all(
         p["metadata"].get("ownerReferences") for p in _items(t, ns, "pods")), 30),
         "the orphan is adopted and one pod created", t.last_cmd)
-    t.ok("delete", "pod", "orphan", "-n", ns)
+    t.ok("delete", "pod", "orphan", "-n", ns, "--grace-period=1")
     t.true(poll(lambda: len(_items(t, ns, "pods")) == 2, 30), "a deleted pod is replaced", t.last_cmd)
     status = t.json("get", "replicaset", "web", "-n", ns)["status"]
     t.eq((status["replicas"], status.get("fullyLabeledReplicas"), status.get("observedGeneration")), (2, 2, 1),
          "ReplicaSet status")
+    t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def wl_replication_controller_and_any_owner(t: T) -> None:
+    """a ReplicationController keeps its replicas (status written, events from replication-controller);
+    deleting it removes its pods; the garbage collector follows any kind (a ConfigMap owned by a Secret
+    goes with the Secret, a reference to a missing owner is dropped while a live one stays)."""
+    ns = t.namespace()
+    t.create({"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "rc"},
+              "spec": {"replicas": 2, "selector": {"app": "web"},
+                       "template": {"metadata": {"labels": {"app": "web"}},
+                                    "spec": {"terminationGracePeriodSeconds": 1,
+                                             "containers": [{"name": "c", "image": "nginx"}]}}}}, ns)
+    t.true(poll(lambda: len(_items(t, ns, "pods")) == 2, 30), "the RC creates 2 pods", t.last_cmd)
+    rc = t.json("get", "rc", "rc", "-n", ns)
+    for p in _items(t, ns, "pods"):
+        t.eq([(r["kind"], r["uid"], r.get("controller")) for r in p["metadata"]["ownerReferences"]],
+             [("ReplicationController", rc["metadata"]["uid"], True)], "pod owned by the RC")
+    t.true(poll(lambda: (t.json("get", "rc", "rc", "-n", ns).get("status") or {}).get("replicas") == 2, 15),
+           "RC status.replicas", t.last_cmd)
+    t.true(poll(lambda: len(re.findall(r"SuccessfulCreate\s+\S+\s+replication-controller\s+Created pod:",
+                                       t.ok("describe", "rc", "rc", "-n", ns))) == 2, 15),
+           "describe rc lists a SuccessfulCreate per pod", t.last_cmd)
+    t.ok("scale", "rc", "rc", "--replicas=1", "-n", ns)
+    t.true(poll(lambda: len([p for p in _items(t, ns, "pods") if not p["metadata"].get("deletionTimestamp")]) == 1,
+                30), "scaled to 1", t.last_cmd)
+    t.ok("delete", "rc", "rc", "-n", ns, "--wait=false")
+    t.true(poll(lambda: not _items(t, ns, "pods"), 30), "the RC's pods are collected", t.last_cmd)
+
+    t.ok("create", "secret", "generic", "parent", "--from-literal=k=v", "-n", ns)
+    uid = t.ok("get", "secret", "parent", "-n", ns, "-o", "jsonpath={.metadata.uid}")
+    owner = {"apiVersion": "v1", "kind": "Secret", "name": "parent", "uid": uid}
+    missing = {"apiVersion": "v1", "kind": "Secret", "name": "gone", "uid": "00000000-0000-0000-0000-000000000001"}
+    t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "child", "ownerReferences": [owner]}}, ns)
+    t.create({"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": "half", "ownerReferences": [owner, missing]}}, ns)
+    t.true(poll(lambda: [r["name"] for r in t.json("get", "cm", "half", "-n", ns)["metadata"].get(
+        "ownerReferences", [])] == ["parent"], 30), "the dangling reference is dropped, the live one kept", t.last_cmd)
+    t.ok("delete", "secret", "parent", "-n", ns)
+    t.true(poll(lambda: t.run("get", "cm", "child", "half", "-n", ns, "--ignore-not-found", "-o", "name").out.strip() == "",
+                30), "ConfigMaps owned by the deleted Secret are collected", t.last_cmd)
     t.ok("delete", "namespace", ns, "--wait=false")
 
 

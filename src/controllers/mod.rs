@@ -76,6 +76,9 @@ async fn run_all(credentials: &Credentials, options: Options) -> anyhow::Result<
         options.node_monitor_grace_period,
     ));
     controllers.spawn(replicaset::run(c.clients("replicaset-controller").await?));
+    controllers.spawn(replicaset::run_for::<
+        k8s_openapi::api::core::v1::ReplicationController,
+    >(c.clients("replication-controller").await?));
     controllers.spawn(deployment::run(c.clients("deployment-controller").await?));
     controllers.spawn(gc::run(c.clients("generic-garbage-collector").await?));
     while controllers.join_next().await.is_some() {}

@@ -4,16 +4,22 @@
 //!
 //! Start at [`reconcile`]: it filters the cached pods, adopts/releases, creates or deletes the
 //! difference (unless expectations from an earlier round are still outstanding), then writes status.
+//!
+//! The ReplicationController controller is this one too, as upstream's (`pkg/controller/replication`
+//! converts each ReplicationController to a ReplicaSet and runs the ReplicaSet logic): [`Replicated`]
+//! gives the ReplicaSet view of an owner and takes back its status.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::{
+    Pod, PodTemplateSpec, ReplicationController, ReplicationControllerStatus,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::{Selector, SelectorExt};
@@ -36,13 +42,78 @@ struct Ctx {
     recorder: Recorder,
 }
 
+/// What the controller manages: ReplicaSets, and ReplicationControllers through their ReplicaSet view.
+pub trait Replicated: common::Namespaced {
+    /// The controller's name, as its events' source.
+    const CONTROLLER: &'static str;
+    /// The object as a ReplicaSet (same metadata; spec and status converted).
+    fn as_replica_set(&self) -> ReplicaSet;
+    /// Takes a status computed on the ReplicaSet view.
+    fn set_status(&mut self, status: ReplicaSetStatus);
+}
+
+impl Replicated for ReplicaSet {
+    const CONTROLLER: &'static str = "replicaset-controller";
+    fn as_replica_set(&self) -> ReplicaSet {
+        self.clone()
+    }
+    fn set_status(&mut self, status: ReplicaSetStatus) {
+        self.status = Some(status);
+    }
+}
+
+impl Replicated for ReplicationController {
+    const CONTROLLER: &'static str = "replication-controller";
+    fn as_replica_set(&self) -> ReplicaSet {
+        let spec = self.spec.as_ref();
+        // An RC's selector is a label map; empty, it is its template's labels (the apiserver defaults
+        // it so; an RC without either selects nothing, as upstream).
+        let selector = spec
+            .and_then(|s| s.selector.clone())
+            .filter(|m| !m.is_empty())
+            .or_else(|| {
+                spec.and_then(|s| s.template.as_ref())
+                    .and_then(|t| t.metadata.as_ref())
+                    .and_then(|m| m.labels.clone())
+            });
+        ReplicaSet {
+            metadata: self.metadata.clone(),
+            spec: Some(ReplicaSetSpec {
+                replicas: spec.and_then(|s| s.replicas),
+                min_ready_seconds: spec.and_then(|s| s.min_ready_seconds),
+                selector: LabelSelector {
+                    match_labels: selector,
+                    match_expressions: None,
+                },
+                template: spec.and_then(|s| s.template.clone()),
+            }),
+            // Same field names on both sides (terminatingReplicas exists only on ReplicaSets).
+            status: self
+                .status
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok())
+                .and_then(|v| serde_json::from_value(v).ok()),
+        }
+    }
+    fn set_status(&mut self, status: ReplicaSetStatus) {
+        self.status = serde_json::to_value(status)
+            .ok()
+            .and_then(|v| serde_json::from_value::<ReplicationControllerStatus>(v).ok());
+    }
+}
+
 pub async fn run(clients: Clients) {
-    let sets = Api::<ReplicaSet>::all(clients.reader.clone());
+    run_for::<ReplicaSet>(clients).await
+}
+
+/// The controller for `K` (ReplicaSets or ReplicationControllers).
+pub async fn run_for<K: Replicated>(clients: Clients) {
+    let sets = Api::<K>::all(clients.reader.clone());
     let (pods, pod_events) = common::watched(Api::<Pod>::all(clients.reader.clone()));
     let controller = Controller::new(sets, Default::default());
     let set_store = controller.store();
     let ctx = Arc::new(Ctx {
-        recorder: common::recorder(clients.writer.clone(), "replicaset-controller"),
+        recorder: common::recorder(clients.writer.clone(), K::CONTROLLER),
         clients,
         pods,
         expectations: Expectations::default(),
@@ -51,26 +122,28 @@ pub async fn run(clients: Clients) {
         // A pod's change wakes its controller; an orphan wakes every set whose selector matches it
         // (upstream's getPodReplicaSets), so it can be adopted.
         .watches_stream(pod_events, move |pod: Pod| owners_to_wake(&set_store, &pod))
-        .run(reconcile, retry_later, ctx)
+        .run(reconcile::<K>, retry_later::<K>, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
-                tracing::debug!("replicaset controller: {e}");
+                tracing::debug!("{}: {e}", K::CONTROLLER);
             }
         })
         .await;
 }
 
-fn owners_to_wake(sets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
+fn owners_to_wake<K: Replicated>(sets: &Store<K>, pod: &Pod) -> Vec<ObjectRef<K>> {
     let ns = pod.namespace().unwrap_or_default();
     if let Some(r) = common::controller_of(pod) {
-        if r.kind == "ReplicaSet" {
+        if r.kind == K::kind(&()) {
             return vec![ObjectRef::new(&r.name).within(&ns)];
         }
         return vec![];
     }
     sets.state()
         .iter()
-        .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()) && selects(rs, pod))
+        .filter(|rs| {
+            rs.namespace().as_deref() == Some(ns.as_str()) && selects(&rs.as_replica_set(), pod)
+        })
         .map(|rs| ObjectRef::from_obj(rs.as_ref()))
         .collect()
 }
@@ -175,8 +248,9 @@ pub fn pod_from_template<K: kube::Resource<DynamicType = ()>>(
     }
 }
 
-async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
-    let key = common::key_of(rs.as_ref());
+async fn reconcile<K: Replicated>(owner: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
+    let rs = owner.as_replica_set();
+    let key = common::key_of(&rs);
     let ns = rs.namespace().unwrap_or_default();
     let uid = rs.uid().unwrap_or_default();
     let pods_api = Api::<Pod>::namespaced(ctx.clients.writer.clone(), &ns);
@@ -213,7 +287,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, kube::E
             }
             (None, true) if rs.metadata.deletion_timestamp.is_none() && is_active(&pod) => {
                 let mut refs = pod.owner_references().to_vec();
-                refs.push(common::controller_ref(rs.as_ref()));
+                refs.push(common::controller_ref(owner.as_ref()));
                 let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.uid()}});
                 if let Ok(p) = pods_api
                     .patch(
@@ -246,12 +320,13 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, kube::E
             .unwrap_or(1)
             .max(0) as usize;
         if active.len() < want {
-            failure = create_pods(&rs, &ctx, &key, (want - active.len()).min(BURST_REPLICAS)).await;
+            let count = (want - active.len()).min(BURST_REPLICAS);
+            failure = create_pods(owner.as_ref(), &rs, &ctx, &key, count).await;
         } else if active.len() > want {
             let mut victims = active.clone();
             victims.sort_by_cached_key(|p| deletion_rank(p));
             victims.truncate((active.len() - want).min(BURST_REPLICAS));
-            delete_pods(&rs, &ctx, &key, victims).await;
+            delete_pods(owner.as_ref(), &ctx, &key, victims).await;
         }
     }
 
@@ -315,8 +390,8 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, kube::E
             && s.conditions == status.conditions
     });
     if !unchanged {
-        let api = Api::<ReplicaSet>::namespaced(ctx.clients.writer.clone(), &ns);
-        common::write_status(&api, rs.as_ref(), status, |rs, s| rs.status = Some(s)).await?;
+        let api = Api::<K>::namespaced(ctx.clients.writer.clone(), &ns);
+        common::write_status(&api, owner.as_ref(), status, K::set_status).await?;
     }
     // Pods ready but not yet available for minReadySeconds: look again when they will be.
     if min_ready > 0 && ready > available {
@@ -327,11 +402,17 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, kube::E
 
 /// Creates `count` pods in upstream's slow-start batches (1, 2, 4, ...), stopping at the first
 /// failing batch; returns the failure's message.
-async fn create_pods(rs: &ReplicaSet, ctx: &Ctx, key: &str, count: usize) -> Option<String> {
+async fn create_pods<K: Replicated>(
+    owner: &K,
+    rs: &ReplicaSet,
+    ctx: &Ctx,
+    key: &str,
+    count: usize,
+) -> Option<String> {
     let ns = rs.namespace().unwrap_or_default();
     let api = Api::<Pod>::namespaced(ctx.clients.writer.clone(), &ns);
     let template = rs.spec.as_ref().and_then(|s| s.template.as_ref())?;
-    let pod = pod_from_template(template, rs, format!("{}-", rs.name_any()));
+    let pod = pod_from_template(template, owner, format!("{}-", rs.name_any()));
     let mut left = count;
     let mut batch = 1;
     while left > 0 {
@@ -351,7 +432,7 @@ async fn create_pods(rs: &ReplicaSet, ctx: &Ctx, key: &str, count: usize) -> Opt
         for p in &created {
             common::record(
                 &ctx.recorder,
-                rs,
+                owner,
                 EventType::Normal,
                 "SuccessfulCreate",
                 "Create",
@@ -366,7 +447,7 @@ async fn create_pods(rs: &ReplicaSet, ctx: &Ctx, key: &str, count: usize) -> Opt
             };
             common::record(
                 &ctx.recorder,
-                rs,
+                owner,
                 EventType::Warning,
                 "FailedCreate",
                 "Create",
@@ -381,7 +462,7 @@ async fn create_pods(rs: &ReplicaSet, ctx: &Ctx, key: &str, count: usize) -> Opt
     None
 }
 
-async fn delete_pods(rs: &ReplicaSet, ctx: &Ctx, key: &str, victims: Vec<Arc<Pod>>) {
+async fn delete_pods<K: Replicated>(rs: &K, ctx: &Ctx, key: &str, victims: Vec<Arc<Pod>>) {
     let ns = rs.namespace().unwrap_or_default();
     let api = Api::<Pod>::namespaced(ctx.clients.writer.clone(), &ns);
     ctx.expectations
@@ -427,7 +508,7 @@ async fn delete_pods(rs: &ReplicaSet, ctx: &Ctx, key: &str, victims: Vec<Arc<Pod
     }
 }
 
-fn retry_later(_rs: Arc<ReplicaSet>, error: &kube::Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!("replicaset controller: {error}");
+fn retry_later<K: Replicated>(_rs: Arc<K>, error: &kube::Error, _ctx: Arc<Ctx>) -> Action {
+    tracing::warn!("{}: {error}", K::CONTROLLER);
     Action::requeue(Duration::from_secs(1))
 }
