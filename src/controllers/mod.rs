@@ -14,6 +14,7 @@ pub mod namespace;
 pub mod node_lifecycle;
 pub mod per_namespace;
 pub mod replicaset;
+pub mod resource_quota;
 pub mod root_ca;
 pub mod service_accounts;
 
@@ -81,6 +82,9 @@ async fn run_all(credentials: &Credentials, options: Options) -> anyhow::Result<
     >(c.clients("replication-controller").await?));
     controllers.spawn(deployment::run(c.clients("deployment-controller").await?));
     controllers.spawn(gc::run(c.clients("generic-garbage-collector").await?));
+    controllers.spawn(resource_quota::run(
+        c.clients("resourcequota-controller").await?,
+    ));
     while controllers.join_next().await.is_some() {}
     Ok(())
 }

@@ -152,6 +152,11 @@ impl Quantity {
     }
 
     /// Whether the quantity is zero.
+    /// The format it prints in (how it was written).
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
     pub fn is_zero(&self) -> bool {
         self.mantissa == 0
     }
