@@ -185,7 +185,8 @@ async fn matching_budgets(
                 .pointer("/spec/selector")
                 .and_then(crate::apiserver::crd::scale::selector_string)
                 .and_then(|s| LabelSelector::parse(&s).ok());
-            selector.is_some_and(|s| !s.is_empty() && s.matches(labels))
+            // policy/v1: an empty selector selects every pod of the namespace; none selects none.
+            selector.is_some_and(|s| s.is_empty() || s.matches(labels))
         })
         .map(|b| b.as_ref().clone())
         .collect())
