@@ -7,6 +7,9 @@
 
 pub mod common;
 pub mod deployment;
+pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod gc;
 pub mod namespace;
 pub mod node_lifecycle;
@@ -120,6 +123,12 @@ async fn run_all(pki: &Pki, server_url: &str, options: Options) -> anyhow::Resul
     controllers.spawn(replicaset::run(clients));
     let clients = Clients::new(pki, server_url, "deployment-controller").await?;
     controllers.spawn(deployment::run(clients));
+    let clients = Clients::new(pki, server_url, "endpointslice-controller").await?;
+    controllers.spawn(endpointslice::run(clients));
+    let clients = Clients::new(pki, server_url, "endpoint-controller").await?;
+    controllers.spawn(endpoints::run(clients));
+    let clients = Clients::new(pki, server_url, "disruption-controller").await?;
+    controllers.spawn(disruption::run(clients));
     let clients = Clients::new(pki, server_url, "generic-garbage-collector").await?;
     controllers.spawn(gc::run(clients));
     while controllers.join_next().await.is_some() {}
