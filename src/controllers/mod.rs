@@ -8,6 +8,9 @@
 pub mod common;
 pub mod credentials;
 pub mod deployment;
+pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod events;
 pub mod gc;
 pub mod namespace;
@@ -81,6 +84,11 @@ async fn run_all(credentials: &Credentials, options: Options) -> anyhow::Result<
         k8s_openapi::api::core::v1::ReplicationController,
     >(c.clients("replication-controller").await?));
     controllers.spawn(deployment::run(c.clients("deployment-controller").await?));
+    controllers.spawn(endpointslice::run(
+        c.clients("endpointslice-controller").await?,
+    ));
+    controllers.spawn(endpoints::run(c.clients("endpoint-controller").await?));
+    controllers.spawn(disruption::run(c.clients("disruption-controller").await?));
     controllers.spawn(gc::run(c.clients("generic-garbage-collector").await?));
     controllers.spawn(resource_quota::run(
         c.clients("resourcequota-controller").await?,
