@@ -6,14 +6,17 @@
 //! the default `system:controller:*` roles decide what each may do.
 
 pub mod common;
+pub mod daemonset;
 pub mod deployment;
 pub mod gc;
+pub mod history;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod per_namespace;
 pub mod replicaset;
 pub mod root_ca;
 pub mod service_accounts;
+pub mod statefulset;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -120,6 +123,10 @@ async fn run_all(pki: &Pki, server_url: &str, options: Options) -> anyhow::Resul
     controllers.spawn(replicaset::run(clients));
     let clients = Clients::new(pki, server_url, "deployment-controller").await?;
     controllers.spawn(deployment::run(clients));
+    let clients = Clients::new(pki, server_url, "daemon-set-controller").await?;
+    controllers.spawn(daemonset::run(clients));
+    let clients = Clients::new(pki, server_url, "statefulset-controller").await?;
+    controllers.spawn(statefulset::run(clients));
     let clients = Clients::new(pki, server_url, "generic-garbage-collector").await?;
     controllers.spawn(gc::run(clients));
     while controllers.join_next().await.is_some() {}
