@@ -802,7 +802,9 @@ async fn create_claims(set: &StatefulSet, ctx: &Ctx, pod: &Pod) -> Result<(), St
                 ),
             ),
         };
-        common::record(&ctx.recorder, set, type_, reason, "Create", note).await;
+        // Its own action: kube-runtime's recorder folds events with equal type, reason, action and
+        // object into one series, which would hide the pod's SuccessfulCreate behind the claim's.
+        common::record(&ctx.recorder, set, type_, reason, "CreateClaim", note).await;
         if let Some(e) = err {
             return Err(format!("failed to create PVC {name}: {}", api_message(&e)));
         }
