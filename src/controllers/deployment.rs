@@ -68,7 +68,7 @@ pub async fn run(clients: Clients) {
 }
 
 /// Upstream's rand.SafeEncodeString: digits mapped onto consonants and digits that spell no words.
-fn safe_encode(s: &str) -> String {
+pub fn safe_encode(s: &str) -> String {
     const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     s.bytes()
         .map(|b| ALPHANUMS[b as usize % ALPHANUMS.len()] as char)

@@ -7,12 +7,14 @@
 
 pub mod common;
 pub mod credentials;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod gc;
+pub mod history;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod per_namespace;
@@ -20,6 +22,7 @@ pub mod replicaset;
 pub mod resource_quota;
 pub mod root_ca;
 pub mod service_accounts;
+pub mod statefulset;
 
 pub use credentials::{Clients, Credentials};
 
@@ -84,6 +87,8 @@ async fn run_all(credentials: &Credentials, options: Options) -> anyhow::Result<
         k8s_openapi::api::core::v1::ReplicationController,
     >(c.clients("replication-controller").await?));
     controllers.spawn(deployment::run(c.clients("deployment-controller").await?));
+    controllers.spawn(daemonset::run(c.clients("daemon-set-controller").await?));
+    controllers.spawn(statefulset::run(c.clients("statefulset-controller").await?));
     controllers.spawn(endpointslice::run(
         c.clients("endpointslice-controller").await?,
     ));
