@@ -6,6 +6,7 @@
 //! the default `system:controller:*` roles decide what each may do.
 
 pub mod common;
+pub mod cron_schedule;
 pub mod deployment;
 pub mod gc;
 pub mod namespace;
