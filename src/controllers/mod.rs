@@ -7,14 +7,17 @@
 
 pub mod common;
 pub mod cron_schedule;
+pub mod cronjob;
 pub mod deployment;
 pub mod gc;
+pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod per_namespace;
 pub mod replicaset;
 pub mod root_ca;
 pub mod service_accounts;
+pub mod ttl_after_finished;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -121,6 +124,12 @@ async fn run_all(pki: &Pki, server_url: &str, options: Options) -> anyhow::Resul
     controllers.spawn(replicaset::run(clients));
     let clients = Clients::new(pki, server_url, "deployment-controller").await?;
     controllers.spawn(deployment::run(clients));
+    let clients = Clients::new(pki, server_url, "job-controller").await?;
+    controllers.spawn(job::run(clients));
+    let clients = Clients::new(pki, server_url, "cronjob-controller").await?;
+    controllers.spawn(cronjob::run(clients));
+    let clients = Clients::new(pki, server_url, "ttl-after-finished-controller").await?;
+    controllers.spawn(ttl_after_finished::run(clients));
     let clients = Clients::new(pki, server_url, "generic-garbage-collector").await?;
     controllers.spawn(gc::run(clients));
     while controllers.join_next().await.is_some() {}
