@@ -232,7 +232,9 @@ fn bits(min: u32, max: u32, step: u32) -> u64 {
     if step == 1 {
         return !(u64::MAX << (max + 1)) & (u64::MAX << min);
     }
-    (min..=max).step_by(step as usize).fold(0, |b, i| b | 1 << i)
+    (min..=max)
+        .step_by(step as usize)
+        .fold(0, |b, i| b | 1 << i)
 }
 
 /// One field: comma-separated ranges (robfig's `getField`).
@@ -519,10 +521,7 @@ mod tests {
             p("5-1 * * * *"),
             Err("beginning of range (5) beyond end of range (1): 5-1".into())
         );
-        assert_eq!(
-            p("@often"),
-            Err("unrecognized descriptor: @often".into())
-        );
+        assert_eq!(p("@often"), Err("unrecognized descriptor: @often".into()));
         assert!(p("0 0 30 2 *").is_ok());
         assert!(load_time_zone("Not/AZone").is_err());
     }

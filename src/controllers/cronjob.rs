@@ -115,7 +115,10 @@ pub fn most_recent_schedule_time(
         return (earliest, Some(t1), Missed::None, Ok(()));
     }
     let between = match (t1, t2) {
-        (Some(a), Some(b)) => b.duration_since(a).round(k8s_openapi::jiff::Unit::Second).map_or(0, |d| d.as_secs()),
+        (Some(a), Some(b)) => b
+            .duration_since(a)
+            .round(k8s_openapi::jiff::Unit::Second)
+            .map_or(0, |d| d.as_secs()),
         _ => 0,
     };
     let (Some(t1), true) = (t1, between >= 1) else {
@@ -241,7 +244,10 @@ async fn event(ctx: &Ctx, cj: &CronJob, type_: EventType, reason: &str, note: St
 
 /// Deletes a Job in the background and drops it from the active list (upstream's deleteJob).
 async fn delete_job(ctx: &Ctx, cj: &CronJob, status: &mut CronJobStatus, job: &Job) -> bool {
-    let api = Api::<Job>::namespaced(ctx.clients.writer.clone(), &job.namespace().unwrap_or_default());
+    let api = Api::<Job>::namespaced(
+        ctx.clients.writer.clone(),
+        &job.namespace().unwrap_or_default(),
+    );
     let dp = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
         ..Default::default()
@@ -250,17 +256,36 @@ async fn delete_job(ctx: &Ctx, cj: &CronJob, status: &mut CronJobStatus, job: &J
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 404 => {}
         Err(e) => {
-            event(ctx, cj, EventType::Warning, "FailedDelete", format!("Deleted job: {e}")).await;
+            event(
+                ctx,
+                cj,
+                EventType::Warning,
+                "FailedDelete",
+                format!("Deleted job: {e}"),
+            )
+            .await;
             return false;
         }
     }
     remove_active(status, &job.uid().unwrap_or_default());
-    event(ctx, cj, EventType::Normal, "SuccessfulDelete", format!("Deleted job {}", job.name_any())).await;
+    event(
+        ctx,
+        cj,
+        EventType::Normal,
+        "SuccessfulDelete",
+        format!("Deleted job {}", job.name_any()),
+    )
+    .await;
     true
 }
 
 /// Deletes the oldest finished Jobs beyond the history limits (upstream's cleanupFinishedJobs).
-async fn cleanup_finished(ctx: &Ctx, cj: &CronJob, status: &mut CronJobStatus, jobs: &[Arc<Job>]) -> bool {
+async fn cleanup_finished(
+    ctx: &Ctx,
+    cj: &CronJob,
+    status: &mut CronJobStatus,
+    jobs: &[Arc<Job>],
+) -> bool {
     let spec = cj.spec.clone().unwrap_or_default();
     let mut updated = false;
     for (kind, limit) in [
@@ -278,7 +303,11 @@ async fn cleanup_finished(ctx: &Ctx, cj: &CronJob, status: &mut CronJobStatus, j
         }
         // Oldest start first, unstarted last, name breaking ties (upstream's byJobStartTime).
         done.sort_by_key(|j| {
-            let start = j.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0);
+            let start = j
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .map(|t| t.0);
             (start.is_none(), start, j.name_any())
         });
         for j in done.into_iter().take(excess) {
@@ -301,7 +330,9 @@ async fn reconcile(cj_in: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, kube::E
         .state()
         .into_iter()
         .filter(|j| j.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|j| common::controller_of(j.as_ref()).is_some_and(|r| r.kind == "CronJob" && r.name == name))
+        .filter(|j| {
+            common::controller_of(j.as_ref()).is_some_and(|r| r.kind == "CronJob" && r.name == name)
+        })
         .collect();
     let mut status = cj.status.clone().unwrap_or_default();
     let mut update = cleanup_finished(&ctx, &cj, &mut status, &jobs).await;
@@ -335,7 +366,10 @@ async fn sync(
         let done = finished(j);
         if !found && done.is_none() {
             // Perhaps our cache has not yet seen the status write that listed it.
-            let cj_api = Api::<CronJob>::namespaced(ctx.clients.writer.clone(), &cj.namespace().unwrap_or_default());
+            let cj_api = Api::<CronJob>::namespaced(
+                ctx.clients.writer.clone(),
+                &cj.namespace().unwrap_or_default(),
+            );
             let fresh = cj_api.get(&cj.name_any()).await?;
             let fresh_status = fresh.status.clone().unwrap_or_default();
             if in_active(&fresh_status, &uid) {
@@ -343,10 +377,27 @@ async fn sync(
                 *status = fresh_status;
                 continue;
             }
-            event(ctx, cj, EventType::Warning, "UnexpectedJob", format!("Saw a job that the controller did not create or forgot: {}", j.name_any())).await;
+            event(
+                ctx,
+                cj,
+                EventType::Warning,
+                "UnexpectedJob",
+                format!(
+                    "Saw a job that the controller did not create or forgot: {}",
+                    j.name_any()
+                ),
+            )
+            .await;
         } else if let (true, Some((kind, _))) = (found, done) {
             remove_active(status, &uid);
-            event(ctx, cj, EventType::Normal, "SawCompletedJob", format!("Saw completed job: {}, status: {kind}", j.name_any())).await;
+            event(
+                ctx,
+                cj,
+                EventType::Normal,
+                "SawCompletedJob",
+                format!("Saw completed job: {}, status: {kind}", j.name_any()),
+            )
+            .await;
             update = true;
         } else if done.is_some_and(|(k, _)| k == "Complete") {
             // Successful whether or not it was still listed: its completion time counts.
@@ -370,7 +421,14 @@ async fn sync(
         }
         let job_name = r.name.clone().unwrap_or_default();
         if job_api.get_opt(&job_name).await?.is_none() {
-            event(ctx, cj, EventType::Normal, "MissingJob", format!("Active job went missing: {job_name}")).await;
+            event(
+                ctx,
+                cj,
+                EventType::Normal,
+                "MissingJob",
+                format!("Active job went missing: {job_name}"),
+            )
+            .await;
             remove_active(status, &uid);
             update = true;
         }
@@ -384,7 +442,14 @@ async fn sync(
         Some(name) => match load_time_zone(name) {
             Ok(tz) => tz,
             Err(e) => {
-                event(ctx, cj, EventType::Warning, "UnknownTimeZone", format!("invalid timeZone: {name:?}: {e}")).await;
+                event(
+                    ctx,
+                    cj,
+                    EventType::Warning,
+                    "UnknownTimeZone",
+                    format!("invalid timeZone: {name:?}: {e}"),
+                )
+                .await;
                 return Ok((None, update));
             }
         },
@@ -398,7 +463,14 @@ async fn sync(
     let sched = match Schedule::parse(&spec.schedule, tz.clone()) {
         Ok(s) => s,
         Err(e) => {
-            event(ctx, cj, EventType::Warning, "UnparseableSchedule", format!("unparseable schedule: {:?} : {e}", spec.schedule)).await;
+            event(
+                ctx,
+                cj,
+                EventType::Warning,
+                "UnparseableSchedule",
+                format!("unparseable schedule: {:?} : {e}", spec.schedule),
+            )
+            .await;
             return Ok((None, update));
         }
     };
@@ -409,7 +481,14 @@ async fn sync(
     let (_, most_recent, missed, err) =
         most_recent_schedule_time(created, last, deadline, now, &sched);
     if let Err(e) = err {
-        event(ctx, cj, EventType::Warning, "InvalidSchedule", format!("invalid schedule: {} : {e}", spec.schedule)).await;
+        event(
+            ctx,
+            cj,
+            EventType::Warning,
+            "InvalidSchedule",
+            format!("invalid schedule: {} : {e}", spec.schedule),
+        )
+        .await;
         return Ok((None, update));
     }
     let next = next_schedule_duration(&view, now, &sched);
@@ -426,7 +505,14 @@ async fn sync(
     });
     if too_late {
         let when = scheduled.strftime("%a, %d %b %Y %H:%M:%S +0000");
-        event(ctx, cj, EventType::Warning, "MissSchedule", format!("Missed scheduled time to start a job: {when}")).await;
+        event(
+            ctx,
+            cj,
+            EventType::Warning,
+            "MissSchedule",
+            format!("Missed scheduled time to start a job: {when}"),
+        )
+        .await;
         return Ok((next, update));
     }
     let job = job_for(cj, scheduled, &tz);
@@ -443,7 +529,15 @@ async fn sync(
     let policy = spec.concurrency_policy.as_deref().unwrap_or("Allow");
     let active_count = status.active.as_ref().map_or(0, Vec::len);
     if policy == "Forbid" && active_count > 0 {
-        event(ctx, cj, EventType::Normal, "JobAlreadyActive", "Not starting job because prior execution is running and concurrency policy is Forbid".into()).await;
+        event(
+            ctx,
+            cj,
+            EventType::Normal,
+            "JobAlreadyActive",
+            "Not starting job because prior execution is running and concurrency policy is Forbid"
+                .into(),
+        )
+        .await;
         return Ok((next, update));
     }
     if policy == "Replace" {
@@ -451,7 +545,14 @@ async fn sync(
             let running = match job_api.get(r.name.as_deref().unwrap_or_default()).await {
                 Ok(j) => j,
                 Err(e) => {
-                    event(ctx, cj, EventType::Warning, "FailedGet", format!("Get job: {e}")).await;
+                    event(
+                        ctx,
+                        cj,
+                        EventType::Warning,
+                        "FailedGet",
+                        format!("Get job: {e}"),
+                    )
+                    .await;
                     return Err(e);
                 }
             };
@@ -463,13 +564,21 @@ async fn sync(
     }
     let created = match job_api.create(&PostParams::default(), &job).await {
         Ok(j) => {
-            event(ctx, cj, EventType::Normal, "SuccessfulCreate", format!("Created job {}", j.name_any())).await;
+            event(
+                ctx,
+                cj,
+                EventType::Normal,
+                "SuccessfulCreate",
+                format!("Created job {}", j.name_any()),
+            )
+            .await;
             j
         }
         Err(kube::Error::Api(e)) if e.code == 409 && e.reason == "AlreadyExists" => {
             // Created earlier (by us, if it names us as controller) but not listed yet.
             let existing = job_api.get(&job_name).await?;
-            let ours = common::controller_of(&existing).is_some_and(|r| Some(&r.uid) == cj.metadata.uid.as_ref());
+            let ours = common::controller_of(&existing)
+                .is_some_and(|r| Some(&r.uid) == cj.metadata.uid.as_ref());
             if !ours || in_active(status, &existing.uid().unwrap_or_default()) {
                 return Ok((None, update));
             }
@@ -480,11 +589,21 @@ async fn sync(
                 kube::Error::Api(s) => s.message.clone(),
                 other => other.to_string(),
             };
-            event(ctx, cj, EventType::Warning, "FailedCreate", format!("Error creating job: {msg}")).await;
+            event(
+                ctx,
+                cj,
+                EventType::Warning,
+                "FailedCreate",
+                format!("Error creating job: {msg}"),
+            )
+            .await;
             return Err(e);
         }
     };
-    status.active.get_or_insert_with(Vec::new).push(job_ref(&created));
+    status
+        .active
+        .get_or_insert_with(Vec::new)
+        .push(job_ref(&created));
     status.last_schedule_time = Some(Time(scheduled));
     view.status = Some(status.clone());
     Ok((next_schedule_duration(&view, now, &sched), true))
@@ -503,23 +622,36 @@ mod tests {
         let every_min = Schedule::parse("*/1 * * * *", TimeZone::UTC).unwrap();
         let created = ts("2026-12-04T16:00:30Z");
         // Before the first time: nothing due.
-        let r = most_recent_schedule_time(created, None, None, ts("2026-12-04T16:00:50Z"), &every_min);
+        let r =
+            most_recent_schedule_time(created, None, None, ts("2026-12-04T16:00:50Z"), &every_min);
         assert_eq!((r.1, r.2), (None, Missed::None));
         // Just after it: that time, none missed.
-        let r = most_recent_schedule_time(created, None, None, ts("2026-12-04T16:01:05Z"), &every_min);
+        let r =
+            most_recent_schedule_time(created, None, None, ts("2026-12-04T16:01:05Z"), &every_min);
         assert_eq!((r.1, r.2), (Some(ts("2026-12-04T16:01:00Z")), Missed::None));
         // Three minutes late: the latest, a few missed.
-        let r = most_recent_schedule_time(created, None, None, ts("2026-12-04T16:04:10Z"), &every_min);
+        let r =
+            most_recent_schedule_time(created, None, None, ts("2026-12-04T16:04:10Z"), &every_min);
         assert_eq!((r.1, r.2), (Some(ts("2026-12-04T16:04:00Z")), Missed::Few));
         // A day late: many missed, unless the starting deadline bounds the search.
-        let r = most_recent_schedule_time(created, None, None, ts("2026-12-05T16:04:10Z"), &every_min);
+        let r =
+            most_recent_schedule_time(created, None, None, ts("2026-12-05T16:04:10Z"), &every_min);
         assert_eq!((r.1, r.2), (Some(ts("2026-12-05T16:04:00Z")), Missed::Many));
-        let r = most_recent_schedule_time(created, None, Some(200), ts("2026-12-05T16:04:10Z"), &every_min);
+        let r = most_recent_schedule_time(
+            created,
+            None,
+            Some(200),
+            ts("2026-12-05T16:04:10Z"),
+            &every_min,
+        );
         assert_eq!(r.2, Missed::Few);
         // A schedule that parses but never fires is an error, as upstream's.
         let never = Schedule::parse("0 0 30 2 *", TimeZone::UTC).unwrap();
         let r = most_recent_schedule_time(created, None, None, ts("2026-12-05T16:04:10Z"), &never);
-        assert_eq!(r.3, Err("time difference between two schedules is less than 1 second".into()));
+        assert_eq!(
+            r.3,
+            Err("time difference between two schedules is less than 1 second".into())
+        );
     }
 
     #[test]
@@ -530,9 +662,16 @@ mod tests {
         let job = job_for(&cj, ts("2026-12-04T16:03:00Z"), &tz);
         assert_eq!(job.metadata.name.as_deref(), Some("hello-29940003"));
         assert_eq!(
-            job.metadata.annotations.unwrap().get(SCHEDULED_TIMESTAMP).map(String::as_str),
+            job.metadata
+                .annotations
+                .unwrap()
+                .get(SCHEDULED_TIMESTAMP)
+                .map(String::as_str),
             Some("2026-12-04T17:03:00+01:00")
         );
-        assert_eq!(rfc3339_in(ts("2026-12-04T16:03:00Z"), &TimeZone::UTC), "2026-12-04T16:03:00Z");
+        assert_eq!(
+            rfc3339_in(ts("2026-12-04T16:03:00Z"), &TimeZone::UTC),
+            "2026-12-04T16:03:00Z"
+        );
     }
 }

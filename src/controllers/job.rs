@@ -96,10 +96,7 @@ pub async fn run(clients: Clients) {
 
 /// Removes the tracking finalizer from pods whose Job the cache does not have, once a live read
 /// confirms the Job is gone (or is another Job of the same name).
-async fn release_orphans(
-    ctx: Arc<Ctx>,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Pod>,
-) {
+async fn release_orphans(ctx: Arc<Ctx>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Pod>) {
     while let Some(pod) = rx.recv().await {
         let ns = pod.namespace().unwrap_or_default();
         let Some(r) = common::controller_of(&pod).cloned() else {
@@ -240,21 +237,26 @@ fn condition_true(status: &JobStatus, type_: &str) -> bool {
 
 /// The Job's finished condition type (Complete or Failed), if it has one.
 pub fn finished(job: &Job) -> Option<(&'static str, Timestamp)> {
-    job.status.as_ref()?.conditions.iter().flatten().find_map(|c| {
-        let t = match c.type_.as_str() {
-            "Complete" => "Complete",
-            "Failed" => "Failed",
-            _ => return None,
-        };
-        (c.status == "True").then(|| {
-            (
-                t,
-                c.last_transition_time
-                    .as_ref()
-                    .map_or_else(Timestamp::now, |t| t.0),
-            )
+    job.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .flatten()
+        .find_map(|c| {
+            let t = match c.type_.as_str() {
+                "Complete" => "Complete",
+                "Failed" => "Failed",
+                _ => return None,
+            };
+            (c.status == "True").then(|| {
+                (
+                    t,
+                    c.last_transition_time
+                        .as_ref()
+                        .map_or_else(Timestamp::now, |t| t.0),
+                )
+            })
         })
-    })
 }
 
 fn condition(type_: &str, reason: &str, message: &str, now: Timestamp) -> JobCondition {
@@ -366,8 +368,12 @@ async fn remove_finalizers(api: &Api<Pod>, pods: &[Arc<Pod>]) -> Result<(), kube
         let patch = json!({"metadata": {"finalizers": rest, "uid": p.uid()}});
         let api = api.clone();
         async move {
-            api.patch(&p.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                .await
+            api.patch(
+                &p.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
         }
     }))
     .await;
@@ -403,7 +409,10 @@ async fn reconcile(job_in: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::Erro
         remove_finalizers(&pods_api, &held).await?;
         if job.metadata.deletion_timestamp.is_some() {
             ctx.expectations.forget(&key);
-            ctx.backoff.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+            ctx.backoff
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
         }
         return Ok(Action::await_change());
     }
@@ -416,17 +425,25 @@ async fn reconcile(job_in: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::Erro
     let suspended = spec.suspend == Some(true);
     let old_status = job.status.clone().unwrap_or_default();
     let mut status = old_status.clone();
-    let by_uid: HashMap<String, &Arc<Pod>> =
-        pods.iter().map(|p| (p.uid().unwrap_or_default(), p)).collect();
+    let by_uid: HashMap<String, &Arc<Pod>> = pods
+        .iter()
+        .map(|p| (p.uid().unwrap_or_default(), p))
+        .collect();
 
     // --- Tracking. Uncounted pods whose finalizer is gone (or that are gone) are counted now.
     let uncounted = status.uncounted_terminated_pods.clone().unwrap_or_default();
     let tracked = |u: &String| by_uid.get(u).is_some_and(|p| has_finalizer(p));
-    let (mut unc_succeeded, done): (Vec<String>, Vec<String>) =
-        uncounted.succeeded.unwrap_or_default().into_iter().partition(tracked);
+    let (mut unc_succeeded, done): (Vec<String>, Vec<String>) = uncounted
+        .succeeded
+        .unwrap_or_default()
+        .into_iter()
+        .partition(tracked);
     status.succeeded = Some(status.succeeded.unwrap_or(0) + done.len() as i32);
-    let (mut unc_failed, done): (Vec<String>, Vec<String>) =
-        uncounted.failed.unwrap_or_default().into_iter().partition(tracked);
+    let (mut unc_failed, done): (Vec<String>, Vec<String>) = uncounted
+        .failed
+        .unwrap_or_default()
+        .into_iter()
+        .partition(tracked);
     status.failed = Some(status.failed.unwrap_or(0) + done.len() as i32);
     let mut completed = parse_indexes(
         status.completed_indexes.as_deref().unwrap_or(""),
@@ -463,8 +480,8 @@ async fn reconcile(job_in: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::Erro
         // podFailurePolicy asks that only pods in phase Failed count (upstream's isPodFailed); once
         // the Job is failing every pod it stops counts as failed, once it succeeded none does.
         let deleted = pod.metadata.deletion_timestamp.is_some();
-        let failed = phase(pod) == "Failed"
-            || (deleted && (spec.pod_failure_policy.is_none() || failing));
+        let failed =
+            phase(pod) == "Failed" || (deleted && (spec.pod_failure_policy.is_none() || failing));
         if !failed {
             if deleted && succeeding {
                 release.push(pod.clone());
@@ -535,11 +552,41 @@ async fn reconcile(job_in: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::Erro
     }
     // Suspension and resumption (the deadline counts from the latest resumption).
     if suspended {
-        if ensure_condition(&mut conds, "Suspended", true, "JobSuspended", "Job suspended", now) {
-            common::record(&ctx.recorder, &job, EventType::Normal, "Suspended", "Suspend", "Job suspended".into()).await;
+        if ensure_condition(
+            &mut conds,
+            "Suspended",
+            true,
+            "JobSuspended",
+            "Job suspended",
+            now,
+        ) {
+            common::record(
+                &ctx.recorder,
+                &job,
+                EventType::Normal,
+                "Suspended",
+                "Suspend",
+                "Job suspended".into(),
+            )
+            .await;
         }
-    } else if ensure_condition(&mut conds, "Suspended", false, "JobResumed", "Job resumed", now) {
-        common::record(&ctx.recorder, &job, EventType::Normal, "Resumed", "Resume", "Job resumed".into()).await;
+    } else if ensure_condition(
+        &mut conds,
+        "Suspended",
+        false,
+        "JobResumed",
+        "Job resumed",
+        now,
+    ) {
+        common::record(
+            &ctx.recorder,
+            &job,
+            EventType::Normal,
+            "Resumed",
+            "Resume",
+            "Job resumed".into(),
+        )
+        .await;
         status.start_time = Some(Time(now));
     }
 
@@ -609,10 +656,26 @@ async fn reconcile(job_in: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::Erro
             if target.type_ == "SuccessCriteriaMet" {
                 conds.push(condition("Complete", &reason, &message, now));
                 status.completion_time = Some(Time(now));
-                common::record(&ctx.recorder, &job, EventType::Normal, "Completed", "Complete", "Job completed".into()).await;
+                common::record(
+                    &ctx.recorder,
+                    &job,
+                    EventType::Normal,
+                    "Completed",
+                    "Complete",
+                    "Job completed".into(),
+                )
+                .await;
             } else {
                 conds.push(condition("Failed", &reason, &message, now));
-                common::record(&ctx.recorder, &job, EventType::Warning, &reason, "Fail", message).await;
+                common::record(
+                    &ctx.recorder,
+                    &job,
+                    EventType::Warning,
+                    &reason,
+                    "Fail",
+                    message,
+                )
+                .await;
             }
         }
     } else if suspended {
@@ -650,7 +713,8 @@ async fn reconcile(job_in: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::Erro
                 } else {
                     let count = ((want - active_n) as usize).min(MAX_PER_SYNC);
                     let indexes: Vec<Option<i32>> = if indexed {
-                        let running: HashSet<i32> = active.iter().filter_map(|p| pod_index(p)).collect();
+                        let running: HashSet<i32> =
+                            active.iter().filter_map(|p| pod_index(p)).collect();
                         (0..completions.unwrap_or(0))
                             .filter(|i| !completed.contains(i) && !running.contains(i))
                             .take(count)
@@ -758,14 +822,30 @@ async fn create_pods(
         }
         ctx.expectations.expect(key, created.clone(), vec![]);
         for n in created {
-            common::record(&ctx.recorder, job, EventType::Normal, "SuccessfulCreate", "Create", format!("Created pod: {n}")).await;
+            common::record(
+                &ctx.recorder,
+                job,
+                EventType::Normal,
+                "SuccessfulCreate",
+                "Create",
+                format!("Created pod: {n}"),
+            )
+            .await;
         }
         if let Some(e) = error {
             let msg = match &e {
                 kube::Error::Api(s) => s.message.clone(),
                 other => other.to_string(),
             };
-            common::record(&ctx.recorder, job, EventType::Warning, "FailedCreate", "Create", format!("Error creating: {msg}")).await;
+            common::record(
+                &ctx.recorder,
+                job,
+                EventType::Warning,
+                "FailedCreate",
+                "Create",
+                format!("Error creating: {msg}"),
+            )
+            .await;
             return Some(e);
         }
     }
@@ -796,11 +876,27 @@ async fn delete_pods(job: &Job, ctx: &Ctx, key: &str, victims: &[Arc<Pod>]) {
     for (name, r) in results {
         match r {
             Ok(_) => {
-                common::record(&ctx.recorder, job, EventType::Normal, "SuccessfulDelete", "Delete", format!("Deleted pod: {name}")).await
+                common::record(
+                    &ctx.recorder,
+                    job,
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    "Delete",
+                    format!("Deleted pod: {name}"),
+                )
+                .await
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => {
-                common::record(&ctx.recorder, job, EventType::Warning, "FailedDelete", "Delete", format!("Error deleting: {e}")).await
+                common::record(
+                    &ctx.recorder,
+                    job,
+                    EventType::Warning,
+                    "FailedDelete",
+                    "Delete",
+                    format!("Error deleting: {e}"),
+                )
+                .await
             }
         }
     }
@@ -817,7 +913,10 @@ mod tests {
         assert_eq!(format_indexes(&BTreeSet::new()), "");
         assert_eq!(parse_indexes("0-2,4,6-7", 10), set);
         // Indexes beyond completions are dropped, as upstream does after completions shrink.
-        assert_eq!(parse_indexes("0-2,4,6-7", 5), [0, 1, 2, 4].into_iter().collect());
+        assert_eq!(
+            parse_indexes("0-2,4,6-7", 5),
+            [0, 1, 2, 4].into_iter().collect()
+        );
         assert_eq!(parse_indexes("", 3), BTreeSet::new());
         assert_eq!(parse_indexes("x,1", 3), [1].into_iter().collect());
     }

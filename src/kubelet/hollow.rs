@@ -42,7 +42,9 @@ pub struct HollowRuntime;
 fn announced_exit(argv: &[&str]) -> Option<i32> {
     let script = match argv {
         [sh, "-c", script] if sh.ends_with("sh") => script.trim(),
-        [cmd] => cmd.trim_start_matches("/bin/").trim_start_matches("/usr/bin/"),
+        [cmd] => cmd
+            .trim_start_matches("/bin/")
+            .trim_start_matches("/usr/bin/"),
         _ => return None,
     };
     match script {
