@@ -7,6 +7,8 @@
 
 pub mod common;
 pub mod credentials;
+pub mod cron_schedule;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
@@ -15,6 +17,7 @@ pub mod endpointslice;
 pub mod events;
 pub mod gc;
 pub mod history;
+pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod per_namespace;
@@ -23,6 +26,7 @@ pub mod resource_quota;
 pub mod root_ca;
 pub mod service_accounts;
 pub mod statefulset;
+pub mod ttl_after_finished;
 
 pub use credentials::{Clients, Credentials};
 
@@ -89,6 +93,11 @@ async fn run_all(credentials: &Credentials, options: Options) -> anyhow::Result<
     controllers.spawn(deployment::run(c.clients("deployment-controller").await?));
     controllers.spawn(daemonset::run(c.clients("daemon-set-controller").await?));
     controllers.spawn(statefulset::run(c.clients("statefulset-controller").await?));
+    controllers.spawn(job::run(c.clients("job-controller").await?));
+    controllers.spawn(cronjob::run(c.clients("cronjob-controller").await?));
+    controllers.spawn(ttl_after_finished::run(
+        c.clients("ttl-after-finished-controller").await?,
+    ));
     controllers.spawn(endpointslice::run(
         c.clients("endpointslice-controller").await?,
     ));

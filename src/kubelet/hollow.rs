@@ -34,8 +34,29 @@ const LEASE_DURATION_SECONDS: i32 = 40;
 const NODE_LEASE_NS: &str = "kube-node-lease";
 
 /// The runtime of a hollow node: nothing runs; every container starts at once and keeps running,
-/// except the ones whose command is `true` or `sh -c "exit 0"`, which exit 0.
+/// except the ones whose command says how they end: `true` (or `sh -c "exit 0"`) exits 0, `false`
+/// exits 1 and `sh -c "exit N"` exits N, so Job success, failure and backoff can be exercised.
 pub struct HollowRuntime;
+
+/// The exit code a hollow container's command announces, if it is one of the few that simply exit.
+fn announced_exit(argv: &[&str]) -> Option<i32> {
+    let script = match argv {
+        [sh, "-c", script] if sh.ends_with("sh") => script.trim(),
+        [cmd] => cmd
+            .trim_start_matches("/bin/")
+            .trim_start_matches("/usr/bin/"),
+        _ => return None,
+    };
+    match script {
+        "true" => Some(0),
+        "false" => Some(1),
+        _ => script
+            .strip_prefix("exit ")
+            .and_then(|n| n.trim().parse::<i32>().ok())
+            // A shell reports an exit status modulo 256.
+            .map(|n| n.rem_euclid(256)),
+    }
+}
 
 impl Runtime for HollowRuntime {
     fn outcome(&self, _pod: &Pod, c: &Container) -> ContainerOutcome {
@@ -46,15 +67,9 @@ impl Runtime for HollowRuntime {
             .chain(c.args.iter().flatten())
             .map(String::as_str)
             .collect();
-        match argv.as_slice() {
-            ["true"] | ["/bin/true"] => ContainerOutcome::Exited(0),
-            [sh, "-c", script] if sh.ends_with("sh") && script.trim() == "exit 0" => {
-                ContainerOutcome::Exited(0)
-            }
-            [sh, "-c", script] if sh.ends_with("sh") && script.trim() == "true" => {
-                ContainerOutcome::Exited(0)
-            }
-            _ => ContainerOutcome::Running,
+        match announced_exit(&argv) {
+            Some(code) => ContainerOutcome::Exited(code),
+            None => ContainerOutcome::Running,
         }
     }
     fn container_id(&self, pod: &Pod, c: &Container) -> String {
@@ -428,5 +443,24 @@ pub async fn grant_node_role(admin: &kube::Client) -> anyhow::Result<()> {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::announced_exit;
+
+    #[test]
+    fn commands_that_exit() {
+        assert_eq!(announced_exit(&["true"]), Some(0));
+        assert_eq!(announced_exit(&["/bin/true"]), Some(0));
+        assert_eq!(announced_exit(&["false"]), Some(1));
+        assert_eq!(announced_exit(&["sh", "-c", "exit 0"]), Some(0));
+        assert_eq!(announced_exit(&["/bin/sh", "-c", " exit 3 "]), Some(3));
+        assert_eq!(announced_exit(&["bash", "-c", "exit 257"]), Some(1));
+        assert_eq!(announced_exit(&["sh", "-c", "false"]), Some(1));
+        assert_eq!(announced_exit(&["sleep", "3600"]), None);
+        assert_eq!(announced_exit(&["sh", "-c", "sleep 5; exit 1"]), None);
+        assert_eq!(announced_exit(&[]), None);
     }
 }
