@@ -960,7 +960,8 @@ mod tests {
         assert_eq!(parent_and_ordinal("db"), None);
         assert_eq!(parent_and_ordinal("db-"), None);
         assert_eq!(parent_and_ordinal("db-x1"), None);
-        assert_eq!(parent_and_ordinal("db--1"), None);
+        // Upstream's `(.*)-([0-9]+)$`: the parent keeps the extra dash.
+        assert_eq!(parent_and_ordinal("db--1"), Some(("db-", 1)));
         assert_eq!(parent_and_ordinal("db-99999999999"), None);
     }
 
