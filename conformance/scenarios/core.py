@@ -32,7 +32,7 @@ def pod_crud(t: T) -> None:
                        "READINESS GATES"],
          wide_row={"IP": "<none>", "NODE": "<none>", "NOMINATED NODE": "<none>", "READINESS GATES": "<none>"},
          mutate=mutate, check_mutated=check,
-         describe=[r"^Status:\s+Pending$", r"^\s+Image:\s+registry\.k8s\.io/pause:3\.10$", r"^Events:\s+<none>$"])
+         describe=[r"^Status:\s+Pending$", r"^\s+Image:\s+registry\.k8s\.io/pause:3\.10$", r"^Events:(\s+<none>)?$"])
 
 
 @scenario
@@ -214,11 +214,11 @@ def job_crud(t: T) -> None:
     crud(t, resource="job", prefix="job.batch", plural="jobs.batch", kind="Job", api_version="batch/v1",
          name="hello", ns=ns, manifest=JOB.format(name="hello", labels=LABELS),
          headers=["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
-         row={"STATUS": "Running", "COMPLETIONS": "0/1", "DURATION": ""},
+         row={"STATUS": "Running", "COMPLETIONS": "0/1"},
          wide_headers=["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"],
          wide_row={"CONTAINERS": "hello", "IMAGES": "busybox:1.36"},
          mutate=mutate, check_mutated=check,
-         describe=[r"^Pods Statuses:\s+0 Active .*0 Succeeded / 0 Failed$"])
+         describe=[r"^Pods Statuses:\s+\d+ Active .*0 Succeeded / 0 Failed$"])
 
 
 @scenario

@@ -88,6 +88,8 @@ def workload_update_validation(t: T) -> None:
     t.match(err, r'^error: failed to patch image update to pod template: Job\.batch "j" is invalid: spec\.template: '
                  r'Invalid value: .*: field is immutable$', "job template change")
     t.ok("label", "job", "j", "-n", ns, "a=b")
+    # The controllers would run them (a Job every 5 minutes): later scenarios snapshot the cluster.
+    t.ok("delete", "cronjob/c1", "job/j", "-n", ns)
 
 
 @scenario

@@ -63,6 +63,9 @@ pub(crate) async fn scale_subresource(
         }
         _ => return Err(ApiError::method_not_supported(info, "this method")),
     };
+    let unconditional = method == Method::PATCH
+        && desired.pointer("/metadata/resourceVersion")
+            == to_scale(paths, &current).pointer("/metadata/resourceVersion");
     let mut obj = current;
     apply_scale(paths, &mut obj, &desired).map_err(|m| {
         ApiError::new(
@@ -77,6 +80,16 @@ pub(crate) async fn scale_subresource(
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),
     );
+    if unconditional {
+        // A patch that names no resourceVersion applies to whatever is current (upstream retries it on
+        // a conflict): a status write racing it (a controller's) must not fail it.
+        if let Some(m) = obj
+            .get_mut("metadata")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            m.remove("resourceVersion");
+        }
+    }
     let (updated, _) = reg
         .update_owned(
             info,
