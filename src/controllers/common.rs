@@ -181,6 +181,57 @@ where
     Ok(())
 }
 
+/// A workload controller's selector; an empty one selects nothing (upstream), unlike a PDB's.
+pub fn controller_selector(
+    s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+) -> Option<kube::core::Selector> {
+    if s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && s.match_expressions.as_ref().is_none_or(|m| m.is_empty())
+    {
+        return None;
+    }
+    kube::core::Selector::try_from(s.clone()).ok()
+}
+
+/// Deletes `victims` at once (each guarded by its UID) and records upstream's `SuccessfulDelete` /
+/// `FailedDelete` on `owner`; a pod already gone is no failure. Expectations are the caller's.
+pub async fn delete_pods<K: Resource<DynamicType = ()>>(
+    api: &Api<k8s_openapi::api::core::v1::Pod>,
+    recorder: &Recorder,
+    owner: &K,
+    victims: &[std::sync::Arc<k8s_openapi::api::core::v1::Pod>],
+) {
+    use kube::api::{DeleteParams, Preconditions};
+    use kube::runtime::events::EventType;
+    let results = futures::future::join_all(victims.iter().map(|p| {
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: p.uid(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        async move { (p.name_any(), api.delete(&p.name_any(), &dp).await) }
+    }))
+    .await;
+    for (name, r) in results {
+        let (type_, reason, note) = match r {
+            Ok(_) => (
+                EventType::Normal,
+                "SuccessfulDelete",
+                format!("Deleted pod: {name}"),
+            ),
+            Err(kube::Error::Api(e)) if e.code == 404 => continue,
+            Err(e) => (
+                EventType::Warning,
+                "FailedDelete",
+                format!("Error deleting: {e}"),
+            ),
+        };
+        record(recorder, owner, type_, reason, "Delete", note).await;
+    }
+}
+
 /// The `namespace/name` key of an object.
 pub fn key_of<K: Resource>(obj: &K) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())

@@ -27,7 +27,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
@@ -136,13 +136,7 @@ fn owners_to_wake(sets: &Store<DaemonSet>, pod: &Pod) -> Vec<ObjectRef<DaemonSet
 }
 
 fn selector_of(ds: &DaemonSet) -> Option<Selector> {
-    let s = ds.spec.as_ref()?.selector.clone();
-    if s.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && s.match_expressions.as_ref().is_none_or(|m| m.is_empty())
-    {
-        return None;
-    }
-    Selector::try_from(s).ok()
+    common::controller_selector(&ds.spec.as_ref()?.selector)
 }
 
 fn selects(ds: &DaemonSet, pod: &Pod) -> bool {
@@ -791,34 +785,7 @@ async fn sync_nodes(
     if !delete.is_empty() {
         ctx.expectations
             .expect(key, vec![], delete.iter().map(|p| p.name_any()).collect());
-        let results = futures::future::join_all(delete.iter().map(|p| {
-            let dp = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: p.uid(),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            let api = api.clone();
-            async move { (p.name_any(), api.delete(&p.name_any(), &dp).await) }
-        }))
-        .await;
-        for (name, r) in results {
-            let (type_, reason, note) = match r {
-                Ok(_) => (
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {name}"),
-                ),
-                Err(kube::Error::Api(e)) if e.code == 404 => continue,
-                Err(e) => (
-                    EventType::Warning,
-                    "FailedDelete",
-                    format!("Error deleting: {e}"),
-                ),
-            };
-            common::record(&ctx.recorder, ds, type_, reason, "Delete", note).await;
-        }
+        common::delete_pods(&api, &ctx.recorder, ds, &delete).await;
     }
     if create.is_empty() {
         return;

@@ -20,7 +20,7 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTermina
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -861,45 +861,7 @@ async fn delete_pods(job: &Job, ctx: &Ctx, key: &str, victims: &[Arc<Pod>]) {
     let victims = &victims[..victims.len().min(MAX_PER_SYNC)];
     ctx.expectations
         .expect(key, vec![], victims.iter().map(|p| p.name_any()).collect());
-    let results = futures::future::join_all(victims.iter().map(|p| {
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: p.uid(),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        let api = api.clone();
-        async move { (p.name_any(), api.delete(&p.name_any(), &dp).await) }
-    }))
-    .await;
-    for (name, r) in results {
-        match r {
-            Ok(_) => {
-                common::record(
-                    &ctx.recorder,
-                    job,
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    "Delete",
-                    format!("Deleted pod: {name}"),
-                )
-                .await
-            }
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => {
-                common::record(
-                    &ctx.recorder,
-                    job,
-                    EventType::Warning,
-                    "FailedDelete",
-                    "Delete",
-                    format!("Error deleting: {e}"),
-                )
-                .await
-            }
-        }
-    }
+    common::delete_pods(&api, &ctx.recorder, job, victims).await;
 }
 
 #[cfg(test)]

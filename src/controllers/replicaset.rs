@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
@@ -149,14 +149,7 @@ fn owners_to_wake<K: Replicated>(sets: &Store<K>, pod: &Pod) -> Vec<ObjectRef<K>
 }
 
 fn selector_of(rs: &ReplicaSet) -> Option<Selector> {
-    let s = rs.spec.as_ref()?.selector.clone();
-    if s.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && s.match_expressions.as_ref().is_none_or(|m| m.is_empty())
-    {
-        // An empty selector selects nothing for a controller (upstream).
-        return None;
-    }
-    Selector::try_from(s).ok()
+    common::controller_selector(&rs.spec.as_ref()?.selector)
 }
 
 fn selects(rs: &ReplicaSet, pod: &Pod) -> bool {
@@ -467,45 +460,7 @@ async fn delete_pods<K: Replicated>(rs: &K, ctx: &Ctx, key: &str, victims: Vec<A
     let api = Api::<Pod>::namespaced(ctx.clients.writer.clone(), &ns);
     ctx.expectations
         .expect(key, vec![], victims.iter().map(|p| p.name_any()).collect());
-    let results = futures::future::join_all(victims.iter().map(|p| {
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: p.uid(),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        let api = api.clone();
-        async move { (p.name_any(), api.delete(&p.name_any(), &dp).await) }
-    }))
-    .await;
-    for (name, r) in results {
-        match r {
-            Ok(_) => {
-                common::record(
-                    &ctx.recorder,
-                    rs,
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    "Delete",
-                    format!("Deleted pod: {name}"),
-                )
-                .await
-            }
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => {
-                common::record(
-                    &ctx.recorder,
-                    rs,
-                    EventType::Warning,
-                    "FailedDelete",
-                    "Delete",
-                    format!("Error deleting: {e}"),
-                )
-                .await
-            }
-        }
-    }
+    common::delete_pods(&api, &ctx.recorder, rs, &victims).await;
 }
 
 fn retry_later<K: Replicated>(_rs: Arc<K>, error: &kube::Error, _ctx: Arc<Ctx>) -> Action {
