@@ -130,12 +130,11 @@ def ep_service_slices_and_endpoints(t: T):
          [{"name": "web", "port": 8080, "protocol": "TCP"}], "Endpoints port resolved by name")
 
     # Deleting the Service removes its Endpoints (they have no owner reference: the controller
-    # deletes them). Its slices carry an owner reference for the garbage collector, which does not
-    # collect EndpointSlices yet (src/controllers/gc.rs covers Pods and ReplicaSets), so they are
-    # not checked here.
+    # deletes them) and its EndpointSlices (owned by the Service: the garbage collector deletes them).
     t.ok("delete", "service", "api", "-n", ns)
     t.true(poll(lambda: t.run("get", "endpoints", "api", "-n", ns).rc != 0, 30),
            "Endpoints go with the Service", t.last_cmd)
+    t.true(poll(lambda: _slices(t, ns, "api") == [], 30), "EndpointSlices go with the Service", t.last_cmd)
     t.ok("delete", "namespace", ns, "--wait=false")
 
 

@@ -64,6 +64,10 @@ pub async fn run(clients: Clients) {
         endpoints.clone(),
         triggers.clone(),
     ));
+    let orphans = Orphans {
+        services: svc_store.clone(),
+        client: clients.writer.clone(),
+    };
     let ctx = Arc::new(Ctx {
         recorder: common::recorder(clients.writer.clone(), CONTROLLER_NAME),
         clients,
@@ -75,10 +79,15 @@ pub async fn run(clients: Clients) {
         .watches_stream(pod_events, move |pod: Pod| {
             services_for_pod(&svc_store, &endpoints, &pod)
         })
-        // An Endpoints object changed by someone else is put back.
-        .watches_stream(endpoint_events, |ep: Endpoints| {
+        // An Endpoints object changed by someone else is put back; one of ours whose Service is
+        // gone is deleted (see [`delete_if_orphaned`]).
+        .watches_stream(endpoint_events, move |ep: Endpoints| {
             let ns = ep.namespace().unwrap_or_default();
-            Some(ObjectRef::<Service>::new(&ep.name_any()).within(&ns))
+            let svc = ObjectRef::<Service>::new(&ep.name_any()).within(&ns);
+            if is_ours(&ep) && orphans.services.get(&svc).is_none() {
+                tokio::spawn(delete_if_orphaned(orphans.clone(), ep));
+            }
+            Some(svc)
         })
         .run(reconcile, retry_later, ctx)
         .for_each(|r| async move {
@@ -87,6 +96,56 @@ pub async fn run(clients: Clients) {
             }
         })
         .await;
+}
+
+/// What [`delete_if_orphaned`] needs.
+#[derive(Clone)]
+struct Orphans {
+    services: Store<Service>,
+    /// The controller's own identity (`get` on services is in its role; the shared reader may
+    /// only list and watch).
+    client: kube::Client,
+}
+
+fn is_ours(ep: &Endpoints) -> bool {
+    ep.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(CONTROLLER_NAME)
+}
+
+/// Closes the race between a sync and the Service's deletion: a sync that read the Service just
+/// before it went may (re)create its Endpoints after [`follow_deletions`] deleted them. Upstream
+/// serializes both through one work queue; here every event of one of our Endpoints whose Service is
+/// not in the cache is checked against the apiserver (the cache may merely lag a new Service), and
+/// the Endpoints are deleted, guarded by their UID, only if the Service is really gone.
+async fn delete_if_orphaned(o: Orphans, ep: Endpoints) {
+    let ns = ep.namespace().unwrap_or_default();
+    let name = ep.name_any();
+    match Api::<Service>::namespaced(o.client.clone(), &ns)
+        .get_opt(&name)
+        .await
+    {
+        Ok(None) => {}
+        Ok(Some(_)) => return,
+        Err(e) => {
+            tracing::debug!("endpoint controller: checking service {ns}/{name}: {e}");
+            return;
+        }
+    }
+    let params = DeleteParams {
+        preconditions: ep.uid().map(|uid| kube::api::Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match Api::<Endpoints>::namespaced(o.client, &ns)
+        .delete(&name, &params)
+        .await
+    {
+        Ok(_) => {}
+        // Gone already, or replaced by a new Service's (another UID).
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+        Err(e) => tracing::warn!("endpoint controller: deleting {ns}/{name}: {e}"),
+    }
 }
 
 /// The Services a pod's change concerns: those selecting it now and those whose Endpoints list it.
@@ -160,9 +219,7 @@ async fn follow_deletions(
                     let leader = ep.annotations().contains_key(LEADER_ANNOTATION);
                     // At start every orphan goes (upstream); on a later re-list only ours, since
                     // someone may have created Endpoints ahead of their Service meanwhile.
-                    let ours = ep.labels().get(LABEL_MANAGED_BY).map(String::as_str)
-                        == Some(CONTROLLER_NAME);
-                    if !has_service && !leader && (first || ours) {
+                    if !has_service && !leader && (first || is_ours(&ep)) {
                         delete_endpoints(&client, &ns, &name).await;
                     }
                 }
