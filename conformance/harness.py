@@ -179,6 +179,10 @@ class Server:
              "--bind-address", "127.0.0.1", "--write-kubeconfig", str(kubeconfig)]
         if self.etcd is not None:
             a += ["--storage", "etcd", "--etcd-endpoints", self.etcd.endpoint]
+        if not any(x.startswith("--container-runtime-endpoint") for x in self.extra_args):
+            # Never a node on a system containerd that may run here: scenarios that want one
+            # (kubelet.py) start their own.
+            a.append("--container-runtime-endpoint=")
         return a + self.extra_args
 
     def start(self, kubeconfig: Path | None = None, timeout: float = 60.0) -> None:

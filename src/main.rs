@@ -90,6 +90,49 @@ struct ServerArgs {
     /// Simulated nodes to run in this process (hollow kubelets named hollow-node-<i>); 0: none.
     #[arg(long, default_value_t = 0)]
     hollow_nodes: usize,
+    #[command(flatten)]
+    kubelet: KubeletArgs,
+}
+
+/// The node side: a kubelet for this machine on a CRI runtime.
+#[derive(clap::Args, Clone)]
+struct KubeletArgs {
+    /// The CRI runtime's socket (`unix:///run/containerd/containerd.sock`): this machine then runs
+    /// pods as a node. Not given: `rkube server` uses containerd's default socket when it answers.
+    /// Empty (`--container-runtime-endpoint=`): no kubelet.
+    #[arg(long)]
+    container_runtime_endpoint: Option<String>,
+    /// The node's name (default: this host's name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The pod CIDR the node uses when the cluster assigned it none.
+    #[arg(long, default_value = "10.88.0.0/16")]
+    pod_cidr: String,
+    /// The kubelet's HTTPS port (logs), served by the kubelet `rkube server` runs.
+    #[arg(long, default_value_t = rkube::kubelet::server::KUBELET_PORT)]
+    kubelet_port: u16,
+    /// The kubelet's directory for volumes and pod logs (default: `<data-dir>/kubelet` for
+    /// `rkube server`, /var/lib/rkube-kubelet for `rkube kubelet`).
+    #[arg(long)]
+    root_dir: Option<PathBuf>,
+}
+
+impl KubeletArgs {
+    fn config(&self, default_root: PathBuf, node_ip: IpAddr) -> rkube::kubelet::agent::Config {
+        let node_name = self.node_name.clone().unwrap_or_else(|| {
+            hostname::get()
+                .map(|h| h.to_string_lossy().to_lowercase())
+                .unwrap_or_else(|_| "rkube-node".into())
+        });
+        rkube::kubelet::agent::Config {
+            node_name,
+            runtime_endpoint: self.container_runtime_endpoint.clone().unwrap_or_default(),
+            pod_cidr: self.pod_cidr.clone(),
+            root: self.root_dir.clone().unwrap_or(default_root),
+            node_ip: node_ip.to_string(),
+            serving: None,
+        }
+    }
 }
 
 /// The address this host reaches others from, as upstream picks its advertise address: `bind` when it
@@ -105,6 +148,22 @@ fn primary_address(bind: IpAddr) -> IpAddr {
     match probe {
         Ok(a) if !a.ip().is_unspecified() => a.ip(),
         _ => IpAddr::from([127, 0, 0, 1]),
+    }
+}
+
+/// containerd's default socket when it answers CRI, else `None` (the server then says it runs no node).
+async fn default_runtime() -> Option<String> {
+    const DEFAULT: &str = "unix:///run/containerd/containerd.sock";
+    if !Path::new("/run/containerd/containerd.sock").exists() {
+        println!("rkube runs no kubelet: containerd's socket /run/containerd/containerd.sock is absent (pods stay Pending; see README)");
+        return None;
+    }
+    match rkube::kubelet::cri::Cri::connect(DEFAULT).await {
+        Ok(_) => Some(DEFAULT.to_string()),
+        Err(e) => {
+            println!("rkube runs no kubelet: {e:#}");
+            None
+        }
     }
 }
 
@@ -143,7 +202,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the control plane: the apiserver on the chosen store, and the controller manager.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Prints a kubeconfig for a data dir's cluster: the admin's, or with --user a new client certificate
     /// from the cluster CA for that user (and --group groups), who may do what RBAC grants them.
     Kubeconfig {
@@ -196,6 +255,14 @@ enum Command {
         /// Pods each node takes.
         #[arg(long, default_value = "110")]
         max_pods: String,
+    },
+    /// Runs a kubelet for this machine against a cluster (its kubeconfig should name a
+    /// `system:node:<name>` identity in `system:nodes`).
+    Kubelet {
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        #[command(flatten)]
+        kubelet: KubeletArgs,
     },
     /// Benchmarks the scheduler through the real API: creates pods against a running cluster with
     /// hollow nodes and reports pods/s and create→bound latency.
@@ -322,6 +389,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             max_mutating_requests_inflight: args.max_mutating_requests_inflight,
             request_timeout: args.request_timeout,
         },
+        kubelet_client: Some(pki.kubelet_client_tls_config()?),
         token_options: apiserver::authn::tokens::TokenOptions {
             api_audiences: args.api_audiences.clone(),
             max_expiration: args
@@ -362,6 +430,43 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             let res = rkube::kubelet::NodeResources::default();
             if let Err(e) = rkube::kubelet::hollow::run(nodes, count, "hollow-node", res).await {
                 tracing::error!("hollow nodes stopped: {e:#}");
+            }
+        });
+    }
+    let mut node_args = args.kubelet.clone();
+    if node_args.container_runtime_endpoint.is_none() {
+        // README's one command: a machine with containerd running becomes a node.
+        node_args.container_runtime_endpoint = default_runtime().await;
+    }
+    if let Some(endpoint) = node_args
+        .container_runtime_endpoint
+        .clone()
+        .filter(|e| !e.is_empty())
+    {
+        println!("rkube runs a kubelet on {endpoint}: this machine is a node that runs pods");
+        let config = node_args.config(data_dir.join("kubelet"), advertise_address);
+        let mut config = config;
+        let admin = client_as(&pki, &url, "system:admin", &["system:masters"]).await?;
+        rkube::kubelet::hollow::grant_node_role(&admin).await?;
+        // The apiserver calls kubelets as kube-apiserver-kubelet-client (kubeadm's binding).
+        rkube::kubelet::registration::bind_cluster_role(
+            &admin,
+            "rkube:kube-apiserver-kubelet-client",
+            "system:kubelet-api-admin",
+            "User",
+            rkube::pki::KUBELET_CLIENT_CN,
+        )
+        .await?;
+        let tls = pki.kubelet_tls_config(&config.node_name, &[advertise_address])?;
+        config.serving = Some((
+            tls,
+            SocketAddr::new(IpAddr::from([0, 0, 0, 0]), node_args.kubelet_port),
+        ));
+        let user = format!("system:node:{}", config.node_name);
+        let client = client_as(&pki, &url, &user, &["system:nodes"]).await?;
+        tokio::spawn(async move {
+            if let Err(e) = rkube::kubelet::agent::run(client, config).await {
+                tracing::error!("kubelet stopped: {e:#}");
             }
         });
     }
@@ -422,7 +527,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Server(args) => rt.block_on(run_server(args)),
+        Command::Server(args) => rt.block_on(run_server(*args)),
         Command::Kubeconfig {
             data_dir,
             server,
@@ -485,6 +590,15 @@ fn main() -> anyhow::Result<()> {
                 ..Default::default()
             };
             rkube::kubelet::hollow::run(client, count, &prefix, res).await
+        }),
+        Command::Kubelet {
+            kubeconfig,
+            kubelet,
+        } => rt.block_on(async {
+            let client = client_from(&kubeconfig).await?;
+            let ip = primary_address(IpAddr::from([0, 0, 0, 0]));
+            let config = kubelet.config(PathBuf::from("/var/lib/rkube-kubelet"), ip);
+            rkube::kubelet::agent::run(client, config).await
         }),
         Command::BenchSchedule {
             kubeconfig,

@@ -60,6 +60,9 @@ const OID_CN_DER: &[u8] = &[0x06, 0x03, 0x55, 0x04, 0x03];
 /// DER encoding of the `organizationName` attribute type OID (2.5.4.10).
 const OID_O_DER: &[u8] = &[0x06, 0x03, 0x55, 0x04, 0x0a];
 
+/// The user the apiserver is to kubelets (bound to `system:kubelet-api-admin`, as kubeadm binds it).
+pub const KUBELET_CLIENT_CN: &str = "kube-apiserver-kubelet-client";
+
 /// The cluster PKI as PEM strings (certificates and PKCS#8 keys).
 ///
 /// Kept as PEM because that is what gets written to disk and embedded in kubeconfigs; TLS configs
@@ -307,6 +310,76 @@ impl Pki {
             ExtendedKeyUsagePurpose::ClientAuth,
             &issuer,
         )
+    }
+
+    /// A TLS config for a kubelet's own port (10250): a serving certificate for the node's name and
+    /// IPs from the cluster CA, and client certificates from that CA *required* (the apiserver
+    /// calls the kubelet with its kubelet-client certificate; anonymous access is refused, as
+    /// upstream's kubelet with `--anonymous-auth=false`).
+    pub fn kubelet_tls_config(
+        &self,
+        node_name: &str,
+        ips: &[std::net::IpAddr],
+    ) -> anyhow::Result<rustls::ServerConfig> {
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem).context("parsing CA key")?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&self.ca_cert_pem, &ca_key).context("parsing CA cert")?;
+        let mut sans =
+            vec![SanType::DnsName(node_name.try_into().map_err(|e| {
+                anyhow!("node name {node_name:?} as a DNS name: {e}")
+            })?)];
+        sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        let (cert, key) = issue_leaf(
+            node_name,
+            &["system:nodes"],
+            sans,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            &issuer,
+        )?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(pem_to_cert_der(&self.ca_cert_pem).context("parsing CA cert")?)
+            .context("adding CA to trust roots")?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .context("building client certificate verifier")?;
+        let chain = vec![pem_to_cert_der(&cert).context("parsing kubelet serving cert")?];
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+            .map_err(|e| anyhow!("parsing kubelet serving key: {e}"))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("selecting TLS protocol versions")?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .context("installing kubelet serving certificate")?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    /// The TLS config the apiserver calls kubelets with: its `kube-apiserver-kubelet-client`
+    /// certificate, and kubelets' serving certificates verified against the cluster CA.
+    pub fn kubelet_client_tls_config(&self) -> anyhow::Result<rustls::ClientConfig> {
+        let (cert, key) = self.issue_client_cert(KUBELET_CLIENT_CN, &[])?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(pem_to_cert_der(&self.ca_cert_pem).context("parsing CA cert")?)
+            .context("adding CA to trust roots")?;
+        let chain = vec![pem_to_cert_der(&cert).context("parsing kubelet client cert")?];
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+            .map_err(|e| anyhow!("parsing kubelet client key: {e}"))?;
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("selecting TLS protocol versions")?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .context("installing kubelet client certificate")?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
     }
 
     /// A rustls `ServerConfig` presenting the serving cert, requesting (but NOT requiring) client

@@ -46,6 +46,9 @@ pub struct ApiServerConfig {
     pub limits: http::limits::LimitsConfig,
     /// Token audiences and expiration cap (`--api-audiences`, `--service-account-max-token-expiration`).
     pub token_options: authn::tokens::TokenOptions,
+    /// The TLS client config for calling kubelets (pods/log); `None`: logs of scheduled pods are
+    /// not served.
+    pub kubelet_client: Option<rustls::ClientConfig>,
 }
 
 /// A running apiserver's handles.
@@ -92,6 +95,7 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
             .with_options(config.token_options.clone()),
         limits: http::limits::Limits::new(&config.limits),
         started: tokio::sync::watch::channel(false).0,
+        kubelet_client: config.kubelet_client.map(Arc::new),
     });
     let started = app.started.subscribe();
     let router = axum::Router::new()

@@ -17,21 +17,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{Container, Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use serde_json::json;
 
+use super::registration::{self, LEASE_RENEW, NODE_LEASE_NS};
 use super::{ContainerOutcome, NodeResources, Placement, Runtime};
-
-/// Upstream's kubelet renews its Lease every 10 s (nodeLeaseDurationSeconds 40 / 4).
-const LEASE_RENEW: Duration = Duration::from_secs(10);
-const LEASE_DURATION_SECONDS: i32 = 40;
-const NODE_LEASE_NS: &str = "kube-node-lease";
 
 /// The runtime of a hollow node: nothing runs; every container starts at once and keeps running,
 /// except the ones whose command says how they end: `true` (or `sh -c "exit 0"`) exits 0, `false`
@@ -130,7 +125,7 @@ pub async fn run(
                 let n = i + 1;
                 let ip = format!("10.{}.{}.{}", 200 + (n >> 16) % 50, (n >> 8) & 255, n & 255);
                 let pod_cidr = register(&client, &name, i, &ip, &res, rt.as_ref()).await?;
-                create_lease(&client, &name).await?;
+                registration::create_lease(&client, &name).await?;
                 nodes
                     .lock()
                     .map_err(|_| anyhow::anyhow!("poisoned"))?
@@ -165,70 +160,14 @@ async fn register(
     res: &NodeResources,
     rt: &dyn Runtime,
 ) -> anyhow::Result<String> {
-    let api: Api<Node> = Api::all(client.clone());
-    let node = super::node_object(name, ip, &super::default_pod_cidr(index), res, rt);
-    let existing = match api.create(&PostParams::default(), &node).await {
-        Ok(created) => created,
-        Err(kube::Error::Api(e)) if e.code == 409 => api.get(name).await?,
-        Err(e) => return Err(e.into()),
-    };
-    let pod_cidr = existing
+    let info = super::hollow_node_info(name, rt);
+    let node = super::node_object(name, ip, &super::default_pod_cidr(index), res, &info);
+    let existing = registration::register(client, &node).await?;
+    Ok(existing
         .spec
         .as_ref()
         .and_then(|s| s.pod_cidr.clone())
-        .unwrap_or_else(|| super::default_pod_cidr(index));
-    // Status is the kubelet's to write (a create may drop it, an adopted node has an old one).
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": node.status})),
-    )
-    .await?;
-    Ok(pod_cidr)
-}
-
-fn micro_now() -> MicroTime {
-    MicroTime(Timestamp::now())
-}
-
-async fn create_lease(client: &kube::Client, name: &str) -> anyhow::Result<()> {
-    let api: Api<Lease> = Api::namespaced(client.clone(), NODE_LEASE_NS);
-    let node: Api<Node> = Api::all(client.clone());
-    let uid = node.get(name).await?.metadata.uid.unwrap_or_default();
-    let lease = Lease {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            owner_references: Some(vec![OwnerReference {
-                api_version: "v1".into(),
-                kind: "Node".into(),
-                name: name.into(),
-                uid,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        },
-        spec: Some(LeaseSpec {
-            holder_identity: Some(name.into()),
-            lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
-            renew_time: Some(micro_now()),
-            ..Default::default()
-        }),
-    };
-    match api.create(&PostParams::default(), &lease).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => renew(&api, name).await,
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn renew(api: &Api<Lease>, name: &str) -> anyhow::Result<()> {
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"renewTime": micro_now(), "holderIdentity": name}})),
-    )
-    .await?;
-    Ok(())
+        .unwrap_or_else(|| super::default_pod_cidr(index)))
 }
 
 /// Every node renews every [`LEASE_RENEW`]; node i's renewal is offset by i/N of the interval (plus a
@@ -244,7 +183,7 @@ async fn renew_leases(client: kube::Client, names: Vec<String>) {
             let api = api.clone();
             let name = name.clone();
             tokio::spawn(async move {
-                if let Err(e) = renew(&api, &name).await {
+                if let Err(e) = registration::renew(&api, &name).await {
                     tracing::warn!(node = %name, "lease renewal failed: {e}");
                 }
             });
@@ -420,30 +359,14 @@ fn handle(
 /// Grants group `system:nodes` the `system:node` role (what upstream's Node authorizer + RBAC give a
 /// kubelet, without the per-node restriction rkube does not implement yet).
 pub async fn grant_node_role(admin: &kube::Client) -> anyhow::Result<()> {
-    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
-    let api: Api<ClusterRoleBinding> = Api::all(admin.clone());
-    let binding = ClusterRoleBinding {
-        metadata: ObjectMeta {
-            name: Some("rkube:hollow-nodes".into()),
-            ..Default::default()
-        },
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name: "system:node".into(),
-        },
-        subjects: Some(vec![Subject {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "Group".into(),
-            name: "system:nodes".into(),
-            namespace: None,
-        }]),
-    };
-    match api.create(&PostParams::default(), &binding).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    registration::bind_cluster_role(
+        admin,
+        "rkube:hollow-nodes",
+        "system:node",
+        "Group",
+        "system:nodes",
+    )
+    .await
 }
 
 #[cfg(test)]

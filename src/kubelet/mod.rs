@@ -9,7 +9,16 @@
 //! Start with [`hollow::run`] (the loops: registration, Lease heartbeats, one shared pod watch), then
 //! [`pod_status`] and [`node_status`].
 
+pub mod agent;
+pub mod container_status;
+pub mod cri;
+pub mod env;
 pub mod hollow;
+pub mod pod_workers;
+pub mod registration;
+pub mod runtime_config;
+pub mod server;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 
@@ -97,26 +106,14 @@ pub fn node_object(
     ip: &str,
     pod_cidr: &str,
     res: &NodeResources,
-    rt: &dyn Runtime,
+    info: &NodeSystemInfo,
 ) -> Node {
     let labels: BTreeMap<String, String> = [
         ("kubernetes.io/hostname", name),
         ("kubernetes.io/os", "linux"),
-        (
-            "kubernetes.io/arch",
-            std::env::consts::ARCH
-                .replace("x86_64", "amd64")
-                .replace("aarch64", "arm64")
-                .as_str(),
-        ),
+        ("kubernetes.io/arch", arch().as_str()),
         ("beta.kubernetes.io/os", "linux"),
-        (
-            "beta.kubernetes.io/arch",
-            std::env::consts::ARCH
-                .replace("x86_64", "amd64")
-                .replace("aarch64", "arm64")
-                .as_str(),
-        ),
+        ("beta.kubernetes.io/arch", arch().as_str()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -137,12 +134,12 @@ pub fn node_object(
             pod_cidrs: Some(vec![pod_cidr.into()]),
             ..Default::default()
         }),
-        status: Some(node_status(name, ip, res, rt)),
+        status: Some(node_status(name, ip, res, info)),
     }
 }
 
 /// The status a healthy kubelet reports: conditions as upstream's setters write them.
-pub fn node_status(name: &str, ip: &str, res: &NodeResources, rt: &dyn Runtime) -> NodeStatus {
+pub fn node_status(name: &str, ip: &str, res: &NodeResources, info: &NodeSystemInfo) -> NodeStatus {
     let now = now();
     let cond = |type_: &str, status: &str, reason: &str, message: &str| NodeCondition {
         type_: type_.into(),
@@ -200,22 +197,44 @@ pub fn node_status(name: &str, ip: &str, res: &NodeResources, rt: &dyn Runtime) 
                 address: name.into(),
             },
         ]),
-        node_info: Some(NodeSystemInfo {
-            architecture: std::env::consts::ARCH
-                .replace("x86_64", "amd64")
-                .replace("aarch64", "arm64"),
-            boot_id: uuid::Uuid::new_v4().to_string(),
-            container_runtime_version: rt.version(),
-            kernel_version: "hollow".into(),
-            kube_proxy_version: String::new(),
-            kubelet_version: "v1.33.0".into(),
-            machine_id: format!("{:032x}", fnv(name)),
-            operating_system: "linux".into(),
-            os_image: "rkube hollow node".into(),
-            system_uuid: uuid::Uuid::new_v4().to_string(),
-            ..Default::default()
-        }),
+        node_info: Some(info.clone()),
         ..Default::default()
+    }
+}
+
+/// The `nodeInfo` of a hollow node: made-up IDs, the runtime's version.
+pub fn hollow_node_info(name: &str, rt: &dyn Runtime) -> NodeSystemInfo {
+    NodeSystemInfo {
+        architecture: arch(),
+        boot_id: uuid::Uuid::new_v4().to_string(),
+        container_runtime_version: rt.version(),
+        kernel_version: "hollow".into(),
+        kube_proxy_version: String::new(),
+        kubelet_version: KUBELET_VERSION.into(),
+        machine_id: format!("{:032x}", fnv(name)),
+        operating_system: "linux".into(),
+        os_image: "rkube hollow node".into(),
+        system_uuid: uuid::Uuid::new_v4().to_string(),
+        ..Default::default()
+    }
+}
+
+/// The version a kubelet reports (the API version rkube serves).
+pub const KUBELET_VERSION: &str = "v1.33.0";
+
+/// Go's GOARCH for this machine, as the `kubernetes.io/arch` label and nodeInfo carry it.
+pub fn arch() -> String {
+    std::env::consts::ARCH
+        .replace("x86_64", "amd64")
+        .replace("aarch64", "arm64")
+}
+
+/// A client error as a message: the apiserver's own message for an API error (what upstream's
+/// kubelet shows in events), the error's text otherwise.
+pub fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        e => e.to_string(),
     }
 }
 

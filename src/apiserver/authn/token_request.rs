@@ -64,7 +64,10 @@ pub(crate) async fn bound_object(
         let pod_sa = obj
             .pointer("/spec/serviceAccountName")
             .and_then(Value::as_str)
-            .unwrap_or("");
+            .filter(|s| !s.is_empty())
+            // What upstream's ServiceAccount admission sets on a pod that names none (rkube has no
+            // such admission yet, #20): the pod runs as "default".
+            .unwrap_or("default");
         if pod_sa != sa_name {
             return Err(ApiError::bad_request(format!(
                 "cannot bind token for serviceaccount {sa_name:?} to pod running with different serviceaccount name."

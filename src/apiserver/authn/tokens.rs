@@ -396,6 +396,7 @@ mod tests {
         let registry =
             crate::apiserver::registry::store::Registry::new(Arc::new(Down), catalog.clone());
         let app = App {
+            kubelet_client: None,
             authorizer: crate::apiserver::authz::Authorizer::new(registry.clone()),
             registry,
             catalog: catalog.clone(),

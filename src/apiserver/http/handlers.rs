@@ -51,6 +51,8 @@ pub struct App {
     pub limits: crate::apiserver::http::limits::Limits,
     /// Set once start-up work (system namespaces, default policy) is done; `/readyz` waits for it.
     pub started: tokio::sync::watch::Sender<bool>,
+    /// How this server calls kubelets (pods/log); `None`: it does not.
+    pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The one handler every request goes through.

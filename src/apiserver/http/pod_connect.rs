@@ -1,8 +1,13 @@
 //! `pods/log`, `exec`, `attach` and `portforward`: the part of these streams the apiserver answers
 //! itself, as upstream's pod REST does before it proxies to the kubelet: the pod must exist (404), the
 //! container must be named when the pod has several and must be one of its containers (400), and an
-//! unscheduled pod has no logs yet (an empty answer) and nothing to exec into (400). There is no kubelet
-//! to proxy to yet, so a scheduled pod's stream is refused with a 503 that says so.
+//! unscheduled pod has no logs yet (an empty answer) and nothing to exec into (400). A scheduled pod's
+//! log is then proxied to its node's kubelet ([`proxy_log`]: the node's InternalIP and
+//! `status.daemonEndpoints.kubeletEndpoint.Port`, over TLS with the apiserver's kubelet-client
+//! certificate). exec, attach and port-forward are not proxied yet: those, and nodes without a kubelet
+//! port (hollow nodes), answer 503 saying so.
+
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -91,11 +96,149 @@ pub fn answer(
             ))),
         };
     }
-    Err(ApiError::new(
+    Err(no_kubelet(node, subresource))
+}
+
+fn no_kubelet(node: &str, subresource: &str) -> ApiError {
+    ApiError::new(
         503,
         "ServiceUnavailable",
         format!("no kubelet serves node {node:?} yet: pods/{subresource} needs one"),
-    ))
+    )
+}
+
+/// Where a node's kubelet listens: its InternalIP (else first address) and its reported port.
+pub fn kubelet_address(node: &Value) -> Option<(String, u16)> {
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .filter(|p| *p > 0 && *p <= u64::from(u16::MAX))?;
+    let addresses = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)?;
+    let pick = |t: &str| {
+        addresses
+            .iter()
+            .find(|a| a.get("type").and_then(Value::as_str) == Some(t))
+            .and_then(|a| a.get("address").and_then(Value::as_str))
+    };
+    let ip = pick("InternalIP").or_else(|| pick("Hostname"))?;
+    Some((ip.to_string(), port as u16))
+}
+
+/// The kubelet's log URL query for the apiserver's: upstream's PodLogOptions, passed through.
+fn kubelet_log_query(query: &str) -> String {
+    let kept: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| {
+            matches!(
+                k.as_ref(),
+                "follow" | "previous" | "timestamps" | "tailLines" | "limitBytes" | "sinceSeconds"
+            )
+        })
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(kept)
+        .finish()
+}
+
+/// Proxies `pods/log` of a scheduled pod to its node's kubelet and streams the answer back.
+pub async fn proxy_log(
+    tls: Option<Arc<rustls::ClientConfig>>,
+    pod: &Value,
+    node: Option<&Value>,
+    container: Option<&str>,
+    query: &str,
+) -> ApiResult<axum::response::Response> {
+    let ns = pod
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let container = match container.filter(|c| !c.is_empty()) {
+        Some(c) => c.to_string(),
+        None => container_names(pod, "containers")
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
+    };
+    let (Some(tls), Some((ip, port))) = (tls, node.and_then(kubelet_address)) else {
+        return Err(no_kubelet(node_name, "log"));
+    };
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let path = format!(
+        "/containerLogs/{}/{}/{}?{}",
+        enc(ns),
+        enc(name),
+        enc(&container),
+        kubelet_log_query(query)
+    );
+    let unavailable = |e: String| {
+        ApiError::new(
+            502,
+            "InternalError",
+            format!("Get \"https://{ip}:{port}{path}\": {e}"),
+        )
+    };
+    let host: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| unavailable(format!("the node's address {ip:?} is not an IP")))?;
+    let tcp = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .map_err(|_| unavailable("dial tcp: i/o timeout".into()))?
+    .map_err(|e| unavailable(format!("dial tcp {ip}:{port}: {e}")))?;
+    let server_name = rustls::pki_types::ServerName::IpAddress(host.into());
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| unavailable(format!("tls: {e}")))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+    tokio::spawn(conn);
+    let req = http::Request::get(path.as_str())
+        .header(http::header::HOST, format!("{ip}:{port}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let status = resp.status();
+    if !status.is_success() {
+        // The kubelet's refusal, worded as upstream's apiserver relays it.
+        use http_body_util::BodyExt;
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default();
+        let code = if status.as_u16() == 404 { 404 } else { 400 };
+        let reason = if code == 404 {
+            "NotFound"
+        } else {
+            "BadRequest"
+        };
+        return Err(ApiError::new(code, reason, body.trim_end().to_string()));
+    }
+    let mut out = axum::response::Response::new(axum::body::Body::new(resp.into_body()));
+    out.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    Ok(out)
 }
 
 #[cfg(test)]

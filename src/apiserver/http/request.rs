@@ -106,6 +106,8 @@ pub struct Query {
     pub field_validation: FieldValidation,
     /// `container` of pods/log, exec and attach.
     pub container: Option<String>,
+    /// The query as sent (pods/log passes its options on to the kubelet).
+    pub raw: String,
 }
 
 /// The longest `timeoutSeconds` honoured (ten years): past it a deadline could overflow.
@@ -142,6 +144,7 @@ impl Query {
     pub fn parse(raw: Option<&str>) -> ApiResult<Query> {
         let mut q = Query::default();
         let Some(raw) = raw else { return Ok(q) };
+        q.raw = raw.to_string();
         for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
             let v = v.as_ref();
             match k.as_ref() {

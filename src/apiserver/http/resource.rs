@@ -109,6 +109,37 @@ pub(crate) async fn resource(
             }
             SubresourceHandler::Connect => {
                 let pod = app.registry.get(&info, ns, name).await?;
+                let scheduled = pod
+                    .pointer("/spec/nodeName")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|n| !n.is_empty());
+                if s.name == "log" && scheduled {
+                    pod_connect::answer(&pod, "exec", q.container.as_deref()).or_else(|e| {
+                        // Only the container checks matter here (the 503 is decided below).
+                        if e.code == 503 {
+                            Ok(None)
+                        } else {
+                            Err(e)
+                        }
+                    })?;
+                    let node_name = pod
+                        .pointer("/spec/nodeName")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default();
+                    let nodes = app.catalog.find("", "v1", "nodes");
+                    let node = match nodes {
+                        Some(nodes) => app.registry.get(&nodes, None, node_name).await.ok(),
+                        None => None,
+                    };
+                    return pod_connect::proxy_log(
+                        app.kubelet_client.clone(),
+                        &pod,
+                        node.as_ref(),
+                        q.container.as_deref(),
+                        &q.raw,
+                    )
+                    .await;
+                }
                 let body = pod_connect::answer(&pod, &s.name, q.container.as_deref())?;
                 return Ok(respond(
                     StatusCode::OK,

@@ -1,0 +1,302 @@
+"""The kubelet on containerd through CRI: a private containerd (conformance/node.py) and a server started
+with `--container-runtime-endpoint`, so this machine is a node that runs real pods (runc, a CNI bridge).
+Driven with stock kubectl: pods run, finish, fail, crash-loop, wait for missing images, get their
+environment and volumes, log through the apiserver → kubelet path, reach each other by pod IP, and are
+stopped and removed on deletion. Runs once (embedded backend): the store does not matter here."""
+
+from __future__ import annotations
+
+import atexit
+import ipaddress
+import json
+import tempfile
+from pathlib import Path
+
+from harness import Server, T, jget, poll, scenario, tail
+from node import Containerd
+
+NODE = "rkube-node"
+POD_CIDR = "10.88.0.0/24"
+
+_fixture: dict = {}
+
+
+def node_t(t: T) -> T | None:
+    """A T against the server with the kubelet (started on first use), or None on the etcd pass."""
+    if t.server.etcd is not None:
+        return None
+    if "t" not in _fixture:
+        workdir = Path(tempfile.mkdtemp(prefix="rkube-kubelet-"))
+        containerd = Containerd(workdir / "containerd")
+        containerd.workdir.mkdir(parents=True)
+        _fixture["containerd"] = containerd
+        containerd.start()
+        server = Server("embedded", workdir, None)
+        server.extra_args = ["--container-runtime-endpoint", containerd.endpoint, "--node-name", NODE,
+                             "--pod-cidr", POD_CIDR]
+        _fixture["server"] = server
+        atexit.register(_stop)
+        server.start()
+        _fixture["t"] = T(server, "kubelet")
+    nt = T(_fixture["server"], t.scenario)
+    return nt
+
+
+def _stop() -> None:
+    server = _fixture.get("server")
+    if server is not None:
+        server.stop()
+    containerd = _fixture.get("containerd")
+    if containerd is not None:
+        containerd.stop()
+
+
+def pod(name: str, command: list[str], restart: str = "Always", **spec) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"restartPolicy": restart, "terminationGracePeriodSeconds": 5, **spec,
+                     "containers": [{"name": "c", "image": "busybox:1.36", "command": command}]}}
+
+
+def phase(t: T, ns: str, name: str) -> str:
+    return t.run("get", "pod", name, "-n", ns, "-o", "jsonpath={.status.phase}").out
+
+
+def wait_phase(t: T, ns: str, name: str, want: str, timeout: float = 60) -> dict:
+    ok = poll(lambda: phase(t, ns, name) == want, timeout)
+    obj = t.json("get", "pod", name, "-n", ns)
+    t.true(ok, f"pod {name} reaches {want}", json.dumps(obj.get("status"), indent=1)[:1500])
+    return obj
+
+
+def server_log(t: T) -> str:
+    return tail(t.server.log, 40)
+
+
+@scenario
+def kubelet_node_registers(t: T) -> None:
+    """(embedded) `rkube server --container-runtime-endpoint` registers this machine as a Ready node with the
+    runtime's version, the standard labels, the pod CIDR and a kubelet port, and renews its Lease"""
+    t = node_t(t)
+    if t is None:
+        return
+    ready = lambda: t.run("get", "node", NODE, "-o",
+                          "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}").out == "True"
+    t.true(poll(ready, 60), "the node is Ready", server_log(t))
+    node = t.json("get", "node", NODE)
+    labels = node["metadata"]["labels"]
+    t.eq((labels.get("kubernetes.io/hostname"), labels.get("kubernetes.io/os")), (NODE, "linux"), "labels")
+    t.true(labels.get("kubernetes.io/arch") in ("amd64", "arm64"), "arch label", labels)
+    info = node["status"]["nodeInfo"]
+    t.true(info["containerRuntimeVersion"].startswith("containerd://1."), "runtime version from CRI", info)
+    t.true(info["kernelVersion"] not in ("", "hollow"), "the machine's kernel", info)
+    t.eq(node["spec"].get("podCIDR"), POD_CIDR, "podCIDR")
+    t.eq(jget(node, "status.daemonEndpoints.kubeletEndpoint.Port"), 10250, "kubelet port")
+    t.true(int(node["status"]["capacity"]["pods"]) == 110, "pods capacity", node["status"]["capacity"])
+    first = t.json("get", "lease", NODE, "-n", "kube-node-lease")["spec"]["renewTime"]
+    t.true(poll(lambda: t.json("get", "lease", NODE, "-n", "kube-node-lease")["spec"]["renewTime"] != first, 30),
+           "the Lease is renewed", first)
+    row = t.ok("get", "node", NODE, "-o", "wide")
+    t.match(row, rf"^{NODE}\s+Ready\s+<none>\s+\S+\s+v1\.33\.0\s+\S+\s+<none>\s+.+containerd://", "get node -o wide row")
+
+
+@scenario
+def kubelet_pod_runs(t: T) -> None:
+    """(embedded) `kubectl run` with a local image: Running and Ready on the node, a pod IP from its CIDR, a
+    containerd container ID the runtime really has; deleting it stops and removes the container and sandbox"""
+    t = node_t(t)
+    if t is None:
+        return
+    ns = t.namespace()
+    t.ok("run", "sleeper", "-n", ns, "--image=busybox", "--image-pull-policy=IfNotPresent", "--command", "--",
+         "sleep", "3600")
+    obj = wait_phase(t, ns, "sleeper", "Running")
+    st = obj["status"]
+    t.true(ipaddress.ip_address(st["podIP"]) in ipaddress.ip_network(POD_CIDR), "pod IP in the node's CIDR", st)
+    t.eq(st.get("hostIP", "") != "", True, "hostIP set")
+    cs = st["containerStatuses"][0]
+    t.eq((cs["ready"], cs["started"], cs["restartCount"]), (True, True, 0), "container ready, started, no restarts")
+    t.eq(cs["image"], "docker.io/library/busybox:latest", "the image as the pod names it, normalized")
+    t.true(cs["imageID"] != "", "imageID from the runtime", cs)
+    t.true("startedAt" in cs["state"]["running"], "running.startedAt", cs)
+    cid = cs["containerID"]
+    t.true(cid.startswith("containerd://"), "containerd container ID", cid)
+    containerd = _fixture["containerd"]
+    t.true(cid.removeprefix("containerd://") in containerd.containers(), "the container exists in containerd",
+           containerd.containers())
+    conds = {c["type"]: c["status"] for c in st["conditions"]}
+    t.eq(conds, {"PodReadyToStartContainers": "True", "Initialized": "True", "Ready": "True",
+                 "ContainersReady": "True", "PodScheduled": "True"}, "pod conditions")
+    t.match(t.ok("get", "pod", "sleeper", "-n", ns, "-o", "wide"),
+            rf"^sleeper\s+1/1\s+Running\s+0\s+\S+\s+{st['podIP']}\s+{NODE}\s", "get pod -o wide row")
+    events = t.ok("get", "events", "-n", ns, "--field-selector", "involvedObject.name=sleeper")
+    for reason in ("Scheduled", "Pulled", "Created", "Started"):
+        t.contains(events, reason, f"{reason} event")
+    before = len(containerd.containers())
+    t.ok("delete", "pod", "sleeper", "-n", ns, timeout=60)
+    t.true(t.run("get", "pod", "sleeper", "-n", ns).rc != 0, "the pod is gone once delete returns", "")
+    gone = poll(lambda: cid.removeprefix("containerd://") not in containerd.containers()
+                and len(containerd.containers()) <= before - 2, 30)
+    t.true(gone, "the container and its sandbox are removed from containerd", containerd.containers())
+    t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def kubelet_pod_completes(t: T) -> None:
+    """(embedded) restartPolicy Never: exit 0 → Succeeded (Completed), exit 3 → Failed (Error, exit code 3)"""
+    t = node_t(t)
+    if t is None:
+        return
+    ns = t.namespace()
+    t.create(pod("ok", ["sh", "-c", "echo done; exit 0"], "Never"), ns)
+    t.create(pod("bad", ["sh", "-c", "exit 3"], "Never"), ns)
+    ok = wait_phase(t, ns, "ok", "Succeeded")
+    term = ok["status"]["containerStatuses"][0]["state"]["terminated"]
+    t.eq((term["exitCode"], term["reason"]), (0, "Completed"), "terminated state of the succeeded pod")
+    bad = wait_phase(t, ns, "bad", "Failed")
+    term = bad["status"]["containerStatuses"][0]["state"]["terminated"]
+    t.eq((term["exitCode"], term["reason"]), (3, "Error"), "terminated state of the failed pod")
+    rows = t.ok("get", "pods", "-n", ns)
+    t.match(rows, r"^bad\s+0/1\s+Error\s+0\s", "the failed pod's row")
+    t.match(rows, r"^ok\s+0/1\s+Completed\s+0\s", "the succeeded pod's row")
+    ready = next(c for c in ok["status"]["conditions"] if c["type"] == "Ready")
+    t.eq((ready["status"], ready.get("reason")), ("False", "PodCompleted"), "Ready condition of a completed pod")
+    t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def kubelet_logs(t: T) -> None:
+    """(embedded) `kubectl logs` goes apiserver → kubelet (TLS, client certificate, SubjectAccessReview):
+    whole log, --tail, --timestamps, -f until the container exits, --previous refused with upstream's
+    message, a user without nodes/proxy cannot read the kubelet directly"""
+    t = node_t(t)
+    if t is None:
+        return
+    ns = t.namespace()
+    t.create(pod("talker", ["sh", "-c", "for i in 1 2 3 4 5; do echo line $i; done; sleep 3; echo last"],
+                 "Never"), ns)
+    t.true(poll(lambda: "line 5" in t.run("logs", "talker", "-n", ns).out, 60), "logs appear",
+           t.run("logs", "talker", "-n", ns).both())
+    t.eq(t.ok("logs", "talker", "-n", ns, "--tail=2"), "line 4\nline 5\n", "--tail=2")
+    t.match(t.ok("logs", "talker", "-n", ns, "--tail=1", "--timestamps"),
+            r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z line 5$", "--timestamps prefixes the runtime's time")
+    followed = t.run("logs", "-f", "talker", "-n", ns, timeout=60)
+    t.eq(followed.rc, 0, "-f ends when the container exits")
+    t.eq(followed.out, "".join(f"line {i}\n" for i in range(1, 6)) + "last\n", "-f streams to the end")
+    wait_phase(t, ns, "talker", "Succeeded")
+    err = t.fails("logs", "talker", "-n", ns, "--previous")
+    t.contains(err, 'previous terminated container "c" in pod "talker" not found', "--previous without one")
+    err = t.fails("logs", "talker", "-n", ns, "-c", "nope")
+    t.contains(err, "container nope is not valid for pod talker", "unknown container")
+    t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def kubelet_env_and_volumes(t: T) -> None:
+    """(embedded) an init container fills an emptyDir the app container reads; env from values, fieldRef and
+    a ConfigMap key with $(VAR) expansion; configMap, secret, downwardAPI and projected token volumes"""
+    t = node_t(t)
+    if t is None:
+        return
+    ns = t.namespace()
+    t.ok("create", "configmap", "cfg", "-n", ns, "--from-literal=key=from-configmap")
+    t.ok("create", "secret", "generic", "sec", "-n", ns, "--from-literal=password=s3cret")
+    script = ("cat /work/f; echo VAR=$MY_VAR; echo KEY=$CM_KEY; echo CFG=$(cat /etc/cfg/key); "
+              "echo SEC=$(cat /etc/sec/password); echo LABELS=$(cat /etc/info/labels); "
+              "test -s /var/run/secrets/tok/token && echo TOKEN=yes; echo SVC=$KUBERNETES_SERVICE_HOST")
+    manifest = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "vols", "labels": {"app": "v"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "initContainers": [{"name": "init", "image": "busybox:1.36",
+                                "command": ["sh", "-c", "echo written-by-init > /work/f"],
+                                "volumeMounts": [{"name": "work", "mountPath": "/work"}]}],
+            "containers": [{
+                "name": "c", "image": "busybox:1.36", "command": ["sh", "-c", script],
+                "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "MY_VAR", "value": "in-$(POD)"},
+                        {"name": "CM_KEY", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "key"}}}],
+                "volumeMounts": [{"name": "work", "mountPath": "/work"},
+                                 {"name": "cfg", "mountPath": "/etc/cfg"},
+                                 {"name": "sec", "mountPath": "/etc/sec"},
+                                 {"name": "info", "mountPath": "/etc/info"},
+                                 {"name": "tok", "mountPath": "/var/run/secrets/tok"}]}],
+            "volumes": [
+                {"name": "work", "emptyDir": {}},
+                {"name": "cfg", "configMap": {"name": "cfg"}},
+                {"name": "sec", "secret": {"secretName": "sec"}},
+                {"name": "info", "downwardAPI": {"items": [{"path": "labels",
+                                                            "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                {"name": "tok", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
+            ]}}
+    t.create(manifest, ns)
+    obj = wait_phase(t, ns, "vols", "Succeeded")
+    init = obj["status"]["initContainerStatuses"][0]["state"]["terminated"]
+    t.eq((init["exitCode"], init["reason"]), (0, "Completed"), "the init container completed")
+    out = t.ok("logs", "vols", "-n", ns, "-c", "c")
+    for line in ("written-by-init", "VAR=in-vols", "KEY=from-configmap", "CFG=from-configmap", "SEC=s3cret",
+                 'LABELS=app="v"', "TOKEN=yes", "SVC=10.96.0.1"):
+        t.contains(out, line, line)
+    # A missing ConfigMap holds the container with upstream's reason.
+    t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nocm"}, "spec": {"containers": [{
+        "name": "c", "image": "busybox:1.36", "command": ["sleep", "3600"],
+        "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k"}}}]}]}}, ns)
+    reason = lambda: t.run("get", "pod", "nocm", "-n", ns, "-o",
+                           "jsonpath={.status.containerStatuses[0].state.waiting.reason}").out
+    t.true(poll(lambda: reason() == "CreateContainerConfigError", 60), "CreateContainerConfigError", reason())
+    t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def kubelet_restarts_and_images(t: T) -> None:
+    """(embedded) a crashing container under restartPolicy Always is restarted and backs off
+    (CrashLoopBackOff, lastState, restartCount); a missing image with pull policy Never waits in
+    ErrImageNeverPull, with IfNotPresent (no registry) in ErrImagePull/ImagePullBackOff; pods stay Pending"""
+    t = node_t(t)
+    if t is None:
+        return
+    ns = t.namespace()
+    t.create(pod("crash", ["sh", "-c", "exit 1"]), ns)
+    waiting = lambda name: t.run("get", "pod", name, "-n", ns, "-o",
+                                 "jsonpath={.status.containerStatuses[0].state.waiting.reason}").out
+    t.true(poll(lambda: waiting("crash") == "CrashLoopBackOff", 60), "CrashLoopBackOff", waiting("crash"))
+    cs = t.json("get", "pod", "crash", "-n", ns)["status"]["containerStatuses"][0]
+    t.true(cs["restartCount"] >= 1, "restarted at least once", cs)
+    t.eq(cs["lastState"]["terminated"]["exitCode"], 1, "lastState holds the crash")
+    t.match(cs["state"]["waiting"]["message"],
+            r"^back-off \d+s restarting failed container=c pod=crash_" + ns + r"\(", "back-off message")
+    t.contains(t.ok("get", "events", "-n", ns, "--field-selector", "involvedObject.name=crash"), "BackOff",
+               "BackOff event")
+    for name, policy, reasons in (("never", "Never", ("ErrImageNeverPull",)),
+                                  ("absent", "IfNotPresent", ("ErrImagePull", "ImagePullBackOff"))):
+        t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [
+            {"name": "c", "image": "rkube.local/nothere:1", "imagePullPolicy": policy}]}}, ns)
+        t.true(poll(lambda: waiting(name) in reasons, 60), f"{policy}: waiting in {reasons}", waiting(name))
+        t.eq(phase(t, ns, name), "Pending", f"{policy}: the pod stays Pending")
+    msg = t.run("get", "pod", "never", "-n", ns, "-o",
+                "jsonpath={.status.containerStatuses[0].state.waiting.message}").out
+    t.eq(msg, 'Container image "rkube.local/nothere:1" is not present with pull policy of Never',
+         "ErrImageNeverPull message")
+    t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def kubelet_deployment_and_pod_network(t: T) -> None:
+    """(embedded) a Deployment becomes 2/2 on the real node with two pod IPs; a pod reaches a web server in
+    another pod by its IP over the CNI bridge"""
+    t = node_t(t)
+    if t is None:
+        return
+    ns = t.namespace()
+    t.ok("create", "deployment", "web", "-n", ns, "--image=busybox:1.36", "--replicas=2", "--",
+         "sh", "-c", "echo hello-from-$(hostname) > /tmp/index.html; exec httpd -f -p 8080 -h /tmp")
+    avail = lambda: t.run("get", "deployment", "web", "-n", ns, "-o", "jsonpath={.status.availableReplicas}").out
+    t.true(poll(lambda: avail() == "2", 90), "the Deployment becomes 2/2", t.run("get", "pods", "-n", ns).both())
+    pods = t.json("get", "pods", "-n", ns, "-l", "app=web")["items"]
+    ips = sorted(p["status"]["podIP"] for p in pods)
+    t.eq(len(set(ips)), 2, "two pod IPs")
+    target = pods[0]
+    t.create(pod("client", ["wget", "-qO-", f"http://{target['status']['podIP']}:8080/"], "Never"), ns)
+    wait_phase(t, ns, "client", "Succeeded")
+    t.eq(t.ok("logs", "client", "-n", ns).strip(), f"hello-from-{target['metadata']['name']}",
+         "the client pod fetched the page from the other pod")
+    t.ok("delete", "namespace", ns, "--wait=false")

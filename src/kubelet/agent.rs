@@ -1,0 +1,269 @@
+//! The kubelet of a real node: registers this machine as a Node, heartbeats its Lease, and runs the
+//! pods bound to it on a CRI runtime (containerd).
+//!
+//! Start at [`run`]: it connects to the runtime ([`super::cri`]), registers the Node with this
+//! machine's capacity and nodeInfo, hands the node's pod CIDR to the runtime (containerd renders its
+//! CNI config from it), then runs three loops: the Lease heartbeat, a watch of the pods bound to this
+//! node (`spec.nodeName=<node>`, one reflector cache), and the relist ([`relist`], upstream's generic
+//! PLEG: every second the runtime's sandboxes and containers are listed and the pods whose containers
+//! changed are woken). The per-pod work is in [`super::pod_workers`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{DaemonEndpoint, NodeDaemonEndpoints, NodeSystemInfo, Pod};
+use kube::api::Api;
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::ResourceExt;
+
+use super::cri::Cri;
+use super::pod_workers::Kubelet;
+use super::registration::{self, LEASE_RENEW, NODE_LEASE_NS};
+use super::runtime_config::LABEL_POD_UID;
+use super::NodeResources;
+
+/// Upstream's generic PLEG relists every second.
+const RELIST: Duration = Duration::from_secs(1);
+/// How often the node re-posts its status when nothing changed (upstream's nodeStatusReportFrequency
+/// is 5 minutes; the Lease carries liveness in between).
+const STATUS_REPORT: Duration = Duration::from_secs(300);
+
+pub struct Config {
+    pub node_name: String,
+    /// `unix:///run/containerd/containerd.sock`.
+    pub runtime_endpoint: String,
+    /// The pod CIDR to use when the cluster assigned none (upstream's --pod-cidr).
+    pub pod_cidr: String,
+    /// The kubelet's directory (volumes, pod logs).
+    pub root: PathBuf,
+    pub node_ip: String,
+    /// The kubelet's HTTPS port and its TLS config (serving certificate, client CA); `None`: the
+    /// kubelet serves nothing (`kubectl logs` then answers 503 for its pods).
+    pub serving: Option<(rustls::ServerConfig, std::net::SocketAddr)>,
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// This machine's capacity: CPUs, memory (MemTotal), the root dir's filesystem, 110 pods.
+fn machine_resources(root: &std::path::Path) -> NodeResources {
+    let cpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let storage = disk_bytes(root).unwrap_or(0);
+    NodeResources {
+        cpu: cpu.to_string(),
+        memory: format!("{mem_kib}Ki"),
+        pods: "110".into(),
+        ephemeral_storage: format!("{}Ki", storage / 1024),
+    }
+}
+
+fn disk_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_blocks as u64 * st.f_frsize as u64)
+}
+
+fn machine_info(runtime_version: String) -> NodeSystemInfo {
+    let os_image = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| "Linux".into());
+    let machine_id = read_trimmed("/etc/machine-id").unwrap_or_default();
+    NodeSystemInfo {
+        architecture: super::arch(),
+        boot_id: read_trimmed("/proc/sys/kernel/random/boot_id").unwrap_or_default(),
+        container_runtime_version: runtime_version,
+        kernel_version: read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default(),
+        kube_proxy_version: String::new(),
+        kubelet_version: super::KUBELET_VERSION.into(),
+        machine_id: machine_id.clone(),
+        operating_system: "linux".into(),
+        os_image,
+        system_uuid: read_trimmed("/sys/class/dmi/id/product_uuid").unwrap_or(machine_id),
+        ..Default::default()
+    }
+}
+
+/// Runs the kubelet until the process ends.
+pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
+    let cri = Cri::connect(&config.runtime_endpoint).await?;
+    let version = cri.version().await?;
+    std::fs::create_dir_all(&config.root)?;
+    let res = machine_resources(&config.root);
+    let info = machine_info(version.clone());
+    let mut node = super::node_object(
+        &config.node_name,
+        &config.node_ip,
+        &config.pod_cidr,
+        &res,
+        &info,
+    );
+    if let (Some((_, addr)), Some(status)) = (&config.serving, node.status.as_mut()) {
+        status.daemon_endpoints = Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(addr.port()),
+            }),
+        });
+    }
+    let stored = registration::register(&client, &node).await?;
+    let pod_cidr = stored
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.clone())
+        .unwrap_or(config.pod_cidr.clone());
+    cri.update_pod_cidr(&pod_cidr).await?;
+    registration::create_lease(&client, &config.node_name).await?;
+    tracing::info!(node = %config.node_name, runtime = %version, %pod_cidr, "kubelet registered");
+    tokio::spawn(heartbeat(client.clone(), node.clone()));
+
+    let pods: Api<Pod> = Api::all(client.clone());
+    let (store, writer) = reflector::store::<Pod>();
+    let watch = watcher::watcher(
+        pods,
+        watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name)),
+    )
+    .default_backoff();
+    let kubelet = Kubelet::new(
+        client,
+        cri,
+        config.node_name.clone(),
+        config.node_ip.clone(),
+        config.root.clone(),
+        store.clone(),
+    );
+    if let Some((tls, addr)) = config.serving {
+        let k = kubelet.clone();
+        tokio::spawn(async move {
+            if let Err(e) = super::server::serve(k, addr, tls).await {
+                tracing::error!("kubelet server on {addr}: {e:#}");
+            }
+        });
+    }
+    let k = kubelet.clone();
+    tokio::spawn(async move {
+        let _ = store.wait_until_ready().await;
+        relist(k).await;
+    });
+    let mut events = reflector::reflector(writer, watch)
+        .touched_objects()
+        .boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(pod) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                kubelet.notify(&pod.namespace().unwrap_or_default(), &pod.name_any(), &uid);
+            }
+            Err(e) => tracing::warn!("kubelet: pod watch: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Renews the Lease every 10 s and re-posts the node status every few minutes.
+async fn heartbeat(client: kube::Client, node: k8s_openapi::api::core::v1::Node) {
+    let name = node.name_any();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NODE_LEASE_NS);
+    let mut last_status = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(LEASE_RENEW).await;
+        if let Err(e) = registration::renew(&leases, &name).await {
+            tracing::warn!(node = %name, "kubelet: lease renewal failed: {e}");
+        }
+        if last_status.elapsed() >= STATUS_REPORT {
+            let mut fresh = node.clone();
+            if let Some(status) = fresh.status.as_mut() {
+                let now = super::now();
+                for c in status.conditions.iter_mut().flatten() {
+                    c.last_heartbeat_time = Some(now.clone());
+                }
+            }
+            if let Err(e) = registration::register(&client, &fresh).await {
+                tracing::warn!(node = %name, "kubelet: node status update failed: {e}");
+            }
+            last_status = tokio::time::Instant::now();
+        }
+    }
+}
+
+/// Upstream's generic PLEG: lists the runtime every second and wakes the worker of every pod whose
+/// sandboxes or containers changed state; runtime pods the API no longer has (and no worker handles)
+/// are stopped and removed.
+async fn relist(kubelet: Arc<Kubelet>) {
+    let mut previous: HashMap<String, Vec<(String, i32)>> = HashMap::new();
+    loop {
+        tokio::time::sleep(RELIST).await;
+        let (sandboxes, containers) =
+            match tokio::try_join!(kubelet.cri.list_sandboxes(), kubelet.cri.list_containers()) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("kubelet: relist: {e}");
+                    continue;
+                }
+            };
+        let mut now: HashMap<String, Vec<(String, i32)>> = HashMap::new();
+        for s in &sandboxes {
+            if let Some(uid) = s.labels.get(LABEL_POD_UID) {
+                now.entry(uid.clone())
+                    .or_default()
+                    .push((s.id.clone(), s.state));
+            }
+        }
+        for c in &containers {
+            if let Some(uid) = c.labels.get(LABEL_POD_UID) {
+                now.entry(uid.clone())
+                    .or_default()
+                    .push((c.id.clone(), 10 + c.state));
+            }
+        }
+        for v in now.values_mut() {
+            v.sort();
+        }
+        let pods: HashMap<String, Arc<Pod>> = kubelet
+            .pods
+            .state()
+            .into_iter()
+            .filter_map(|p| p.metadata.uid.clone().map(|u| (u, p)))
+            .collect();
+        for (uid, fingerprint) in &now {
+            if previous.get(uid) == Some(fingerprint) {
+                continue;
+            }
+            match pods.get(uid) {
+                Some(p) => kubelet.notify(&p.namespace().unwrap_or_default(), &p.name_any(), uid),
+                None if !kubelet.has_worker(uid) => {
+                    let k = kubelet.clone();
+                    let uid = uid.clone();
+                    tokio::spawn(async move { k.remove_orphan(&uid).await });
+                }
+                None => {}
+            }
+        }
+        previous = now;
+    }
+}

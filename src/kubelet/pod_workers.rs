@@ -1,0 +1,1003 @@
+//! Pod workers: one task per pod UID, syncing that pod with the runtime whenever something about it
+//! changes (the pod's watch event, a relist showing a container changed state, or a back-off ending),
+//! as upstream's podWorkers + kuberuntime SyncPod.
+//!
+//! A sync ([`Kubelet::sync`]) sets up the volumes, makes sure the sandbox runs, runs the init
+//! containers one after another, starts or restarts the containers as the restart policy says (with
+//! upstream's crash-loop back-off, 10 s doubling to 5 min), pulls images as the pull policy says, and
+//! writes the pod status when it differs. A pod being deleted is stopped with its grace period, its
+//! status written as terminal, its containers and sandbox removed, and it is then deleted for good
+//! ([`Kubelet::terminate`]). One task per pod keeps every pod's steps in order without locks; pods
+//! proceed in parallel.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_cri::v1::{ContainerState, PodSandboxState};
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::ResourceExt;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use super::container_status::{self, Attempt, Observed, Run};
+use super::cri::Cri;
+use super::runtime_config::{self, ContainerInputs, LABEL_CONTAINER_NAME, LABEL_POD_UID};
+use super::{env, volumes};
+use crate::controllers::events::{record, Recorder};
+
+const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// A sync with nothing pending still runs this often (upstream's resync interval is a minute).
+const RESYNC: Duration = Duration::from_secs(60);
+
+/// The node's kubelet: what every pod worker shares.
+pub struct Kubelet {
+    pub client: kube::Client,
+    pub cri: Cri,
+    pub node_name: String,
+    pub node_ip: String,
+    pub root: PathBuf,
+    pub pods: Store<Pod>,
+    pub recorder: Recorder,
+    workers: Mutex<HashMap<String, Arc<Notify>>>,
+    backoff: Mutex<HashMap<String, (Instant, Duration)>>,
+}
+
+/// What one worker remembers between syncs of its pod.
+#[derive(Default)]
+struct PodState {
+    /// Volume name → host path, once set up.
+    volumes: Option<BTreeMap<String, PathBuf>>,
+    /// Container name → why it is not running (shown as its waiting state).
+    waiting: HashMap<String, (String, String)>,
+    /// The last FailedMount message recorded (so a retry loop records it once).
+    mount_error: Option<String>,
+}
+
+/// The runtime's view of one pod.
+#[derive(Default)]
+struct RuntimePod {
+    /// Newest first.
+    sandboxes: Vec<k8s_cri::v1::PodSandbox>,
+    /// Container name → its attempts, newest first.
+    containers: HashMap<String, Vec<Attempt>>,
+}
+
+impl RuntimePod {
+    fn ready_sandbox(&self) -> Option<&k8s_cri::v1::PodSandbox> {
+        self.sandboxes
+            .iter()
+            .find(|s| s.state == PodSandboxState::SandboxReady as i32)
+    }
+    fn latest(&self, name: &str) -> Option<&Attempt> {
+        self.containers.get(name).and_then(|a| a.first())
+    }
+}
+
+fn run_of(state: i32) -> Run {
+    match state {
+        s if s == ContainerState::ContainerRunning as i32 => Run::Running,
+        s if s == ContainerState::ContainerExited as i32 => Run::Exited,
+        s if s == ContainerState::ContainerCreated as i32 => Run::Created,
+        _ => Run::Unknown,
+    }
+}
+
+/// Upstream's default pull policy: Always for `:latest` or an untagged image, else IfNotPresent.
+fn pull_policy(c: &Container) -> String {
+    if let Some(p) = c.image_pull_policy.clone() {
+        return p;
+    }
+    let image = c.image.as_deref().unwrap_or("");
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') || (last.contains(':') && !last.ends_with(":latest")) {
+        "IfNotPresent".into()
+    } else {
+        "Always".into()
+    }
+}
+
+/// Whether a container that exited with `code` runs again under `policy`.
+fn restarts(policy: &str, code: i32) -> bool {
+    match policy {
+        "Never" => false,
+        "OnFailure" => code != 0,
+        _ => true,
+    }
+}
+
+/// Why a container could not be started this sync: its waiting reason and message, and when to try
+/// again.
+struct NotStarted {
+    reason: String,
+    message: String,
+    retry: Option<Duration>,
+}
+
+impl Kubelet {
+    pub fn new(
+        client: kube::Client,
+        cri: Cri,
+        node_name: String,
+        node_ip: String,
+        root: PathBuf,
+        pods: Store<Pod>,
+    ) -> Arc<Kubelet> {
+        Arc::new(Kubelet {
+            recorder: crate::controllers::events::recorder(client.clone(), "kubelet"),
+            client,
+            cri,
+            node_name,
+            node_ip,
+            root,
+            pods,
+            workers: Mutex::default(),
+            backoff: Mutex::default(),
+        })
+    }
+
+    /// Wakes the worker of pod `uid` (starting one if it has none).
+    pub fn notify(self: &Arc<Self>, ns: &str, name: &str, uid: &str) {
+        let Ok(mut workers) = self.workers.lock() else {
+            return;
+        };
+        if let Some(n) = workers.get(uid) {
+            n.notify_one();
+            return;
+        }
+        let n = Arc::new(Notify::new());
+        workers.insert(uid.to_string(), n.clone());
+        let me = self.clone();
+        let (ns, name, uid) = (ns.to_string(), name.to_string(), uid.to_string());
+        tokio::spawn(async move {
+            me.work(&ns, &name, &uid, n).await;
+            if let Ok(mut w) = me.workers.lock() {
+                w.remove(&uid);
+            }
+        });
+    }
+
+    /// Whether a worker runs for `uid` (the relist leaves such pods to it).
+    pub fn has_worker(&self, uid: &str) -> bool {
+        self.workers.lock().is_ok_and(|w| w.contains_key(uid))
+    }
+
+    fn pod(&self, ns: &str, name: &str, uid: &str) -> Option<Arc<Pod>> {
+        self.pods
+            .get(&ObjectRef::new(name).within(ns))
+            .filter(|p| p.metadata.uid.as_deref() == Some(uid))
+    }
+
+    async fn work(self: &Arc<Self>, ns: &str, name: &str, uid: &str, notify: Arc<Notify>) {
+        let mut state = PodState::default();
+        loop {
+            let wake = match self.pod(ns, name, uid) {
+                None => {
+                    // Gone from the API (force-deleted, or deleted by us after termination).
+                    self.kill_runtime_pod(uid, None).await;
+                    volumes::tear_down(&self.root, uid);
+                    return;
+                }
+                Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+                    match self.terminate(&pod).await {
+                        Ok(()) => return,
+                        Err(e) => {
+                            tracing::warn!(pod = %name, "kubelet: terminating: {e}");
+                            Some(Duration::from_secs(2))
+                        }
+                    }
+                }
+                Some(pod) => self.sync(&pod, &mut state).await,
+            };
+            let wait = wake.unwrap_or(RESYNC).min(RESYNC);
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn event(&self, pod: &Pod, type_: EventType, reason: &str, message: String) {
+        record(&self.recorder, pod, type_, reason, "", message).await;
+    }
+
+    /// The runtime's sandboxes and containers of pod `uid`, with each container's status.
+    async fn runtime_pod(&self, uid: &str) -> Result<RuntimePod, super::cri::CriError> {
+        let mut out = RuntimePod::default();
+        let mut sandboxes: Vec<_> = self
+            .cri
+            .list_sandboxes()
+            .await?
+            .into_iter()
+            .filter(|s| s.labels.get(LABEL_POD_UID).map(String::as_str) == Some(uid))
+            .collect();
+        sandboxes.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        out.sandboxes = sandboxes;
+        for c in self.cri.list_containers().await? {
+            if c.labels.get(LABEL_POD_UID).map(String::as_str) != Some(uid) {
+                continue;
+            }
+            let name = c
+                .labels
+                .get(LABEL_CONTAINER_NAME)
+                .cloned()
+                .or_else(|| c.metadata.as_ref().map(|m| m.name.clone()))
+                .unwrap_or_default();
+            let Some(s) = self.cri.container_status(&c.id).await? else {
+                continue;
+            };
+            out.containers.entry(name).or_default().push(Attempt {
+                id: s.id,
+                attempt: s.metadata.map(|m| m.attempt).unwrap_or(0),
+                state: run_of(s.state),
+                started_at: s.started_at,
+                finished_at: s.finished_at,
+                exit_code: s.exit_code,
+                reason: s.reason,
+                message: s.message,
+                image: s.image.map(|i| i.image).unwrap_or_default(),
+                image_ref: s.image_ref,
+                log_path: s.log_path,
+            });
+        }
+        for attempts in out.containers.values_mut() {
+            attempts.sort_by_key(|a| std::cmp::Reverse(a.attempt));
+        }
+        Ok(out)
+    }
+
+    /// The attempts of container `name` of pod `uid`, newest first (for its logs).
+    pub async fn attempts(
+        &self,
+        uid: &str,
+        name: &str,
+    ) -> Result<Vec<Attempt>, super::cri::CriError> {
+        let mut rt = self.runtime_pod(uid).await?;
+        Ok(rt.containers.remove(name).unwrap_or_default())
+    }
+
+    fn observed(&self, rt: &RuntimePod, state: &PodState, pod_ip: Option<String>) -> Observed {
+        Observed {
+            sandbox_ready: rt.ready_sandbox().is_some(),
+            pod_ip,
+            host_ip: self.node_ip.clone(),
+            containers: rt
+                .containers
+                .iter()
+                .map(|(n, a)| (n.clone(), (a.first().cloned(), a.get(1).cloned())))
+                .collect(),
+            waiting: state.waiting.clone(),
+            ready: HashMap::new(),
+        }
+    }
+
+    async fn pod_ip(&self, rt: &RuntimePod, pod: &Pod) -> Option<String> {
+        if pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false)
+        {
+            return Some(self.node_ip.clone());
+        }
+        let sandbox = rt.ready_sandbox()?;
+        let status = self.cri.sandbox_status(&sandbox.id).await.ok()??;
+        status.network.map(|n| n.ip).filter(|ip| !ip.is_empty())
+    }
+
+    /// Writes `status` when it differs from what the pod shows.
+    async fn write_status(&self, pod: &Pod, status: PodStatus) {
+        let current = serde_json::to_value(&pod.status).unwrap_or_default();
+        let new = serde_json::to_value(Some(&status)).unwrap_or_default();
+        if current == new {
+            return;
+        }
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        // Lists are replaced whole by a merge patch, so the status goes as one piece.
+        let patch = Patch::Merge(json!({"status": status}));
+        if let Err(e) = api
+            .patch_status(&pod.name_any(), &PatchParams::default(), &patch)
+            .await
+        {
+            if !matches!(&e, kube::Error::Api(s) if s.code == 404) {
+                tracing::warn!(pod = %pod.name_any(), "kubelet: status update failed: {e}");
+            }
+        }
+    }
+
+    fn backoff_left(&self, key: &str) -> Option<(Duration, Duration)> {
+        let map = self.backoff.lock().ok()?;
+        let (until, period) = map.get(key)?;
+        let now = Instant::now();
+        (*until > now).then(|| (*until - now, *period))
+    }
+
+    fn backoff_bump(&self, key: &str) {
+        if let Ok(mut map) = self.backoff.lock() {
+            let period = match map.get(key) {
+                Some((_, p)) => (*p * 2).min(BACKOFF_MAX),
+                None => BACKOFF_INITIAL,
+            };
+            map.insert(key.to_string(), (Instant::now() + period, period));
+        }
+    }
+
+    fn backoff_known(&self, key: &str) -> bool {
+        self.backoff.lock().is_ok_and(|m| m.contains_key(key))
+    }
+
+    fn backoff_forget(&self, prefix: &str) {
+        if let Ok(mut map) = self.backoff.lock() {
+            map.retain(|k, _| !k.starts_with(prefix));
+        }
+    }
+
+    /// One sync of a live pod; returns when to sync again (besides events).
+    async fn sync(&self, pod: &Pod, state: &mut PodState) -> Option<Duration> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("Pending");
+        let terminal = phase == "Succeeded" || phase == "Failed";
+        let rt = match self.runtime_pod(&uid).await {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::warn!(pod = %pod.name_any(), "kubelet: listing the runtime: {e}");
+                return Some(Duration::from_secs(2));
+            }
+        };
+        if terminal {
+            // A finished pod keeps its containers (for logs) but not its sandbox.
+            for s in rt
+                .sandboxes
+                .iter()
+                .filter(|s| s.state == PodSandboxState::SandboxReady as i32)
+            {
+                let _ = self.cri.stop_sandbox(&s.id).await;
+            }
+            return None;
+        }
+        if state.volumes.is_none() {
+            match volumes::set_up(&self.client, &self.root, pod).await {
+                Ok(v) => {
+                    state.volumes = Some(v);
+                    state.mount_error = None;
+                }
+                Err(volumes::MountError(message)) => {
+                    if state.mount_error.as_ref() != Some(&message) {
+                        self.event(pod, EventType::Warning, "FailedMount", message.clone())
+                            .await;
+                        state.mount_error = Some(message);
+                    }
+                    let obs = self.observed(&rt, state, None);
+                    self.write_status(pod, container_status::pod_status(pod, &obs))
+                        .await;
+                    return Some(Duration::from_secs(5));
+                }
+            }
+        }
+        let spec = pod.spec.clone().unwrap_or_default();
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
+        let mut rt = rt;
+        let mut wake: Option<Duration> = None;
+        let mut soonest = |d: Duration| {
+            wake = Some(wake.map_or(d, |w: Duration| w.min(d)));
+        };
+        if rt.ready_sandbox().is_none() {
+            let ever_ran = rt.containers.values().any(|a| !a.is_empty());
+            if !(ever_ran && policy == "Never") {
+                match self.start_sandbox(pod, &rt).await {
+                    Ok(()) => {}
+                    Err(retry) => {
+                        let obs = self.observed(&rt, state, None);
+                        self.write_status(pod, container_status::pod_status(pod, &obs))
+                            .await;
+                        return Some(retry);
+                    }
+                }
+                match self.runtime_pod(&uid).await {
+                    Ok(fresh) => rt = fresh,
+                    Err(_) => return Some(Duration::from_secs(2)),
+                }
+            }
+        }
+        let sandbox = rt.ready_sandbox().cloned();
+        if let Some(sandbox) = sandbox {
+            let sandbox_config = runtime_config::sandbox_config(
+                &self.root,
+                pod,
+                sandbox.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
+            );
+            let vols = state.volumes.clone().unwrap_or_default();
+            let mut blocked = false;
+            // Init containers in order: each must succeed before the next (and the app
+            // containers) start.
+            for c in spec.init_containers.iter().flatten() {
+                let latest = rt.latest(&c.name).cloned();
+                match latest.as_ref().map(|a| (a.state, a.exit_code)) {
+                    Some((Run::Exited, 0)) => continue,
+                    Some((Run::Running, _)) | Some((Run::Created, _)) => {
+                        blocked = true;
+                        break;
+                    }
+                    Some((_, code)) if !restarts(&policy, code) || policy == "Never" => {
+                        blocked = true;
+                        break;
+                    }
+                    _ => {}
+                }
+                if let Some(d) = self
+                    .start_or_wait(
+                        pod,
+                        c,
+                        latest.as_ref(),
+                        &sandbox.id,
+                        &sandbox_config,
+                        &vols,
+                        state,
+                    )
+                    .await
+                {
+                    soonest(d);
+                }
+                blocked = true;
+                break;
+            }
+            if !blocked {
+                for c in &spec.containers {
+                    let latest = rt.latest(&c.name).cloned();
+                    match latest.as_ref().map(|a| (a.state, a.exit_code)) {
+                        Some((Run::Running, _)) => {
+                            state.waiting.remove(&c.name);
+                            continue;
+                        }
+                        Some((Run::Exited, code)) | Some((Run::Unknown, code))
+                            if !restarts(&policy, code) =>
+                        {
+                            state.waiting.remove(&c.name);
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    if let Some(d) = self
+                        .start_or_wait(
+                            pod,
+                            c,
+                            latest.as_ref(),
+                            &sandbox.id,
+                            &sandbox_config,
+                            &vols,
+                            state,
+                        )
+                        .await
+                    {
+                        soonest(d);
+                    }
+                }
+            }
+            if let Ok(fresh) = self.runtime_pod(&uid).await {
+                rt = fresh;
+            }
+        }
+        let pod_ip = self.pod_ip(&rt, pod).await;
+        let obs = self.observed(&rt, state, pod_ip);
+        let status = container_status::pod_status(pod, &obs);
+        let done = matches!(status.phase.as_deref(), Some("Succeeded") | Some("Failed"));
+        self.write_status(pod, status).await;
+        if done {
+            for s in &rt.sandboxes {
+                let _ = self.cri.stop_sandbox(&s.id).await;
+            }
+        }
+        wake
+    }
+
+    /// Runs a new sandbox for `pod` (after stopping what is left of an old one).
+    async fn start_sandbox(&self, pod: &Pod, rt: &RuntimePod) -> Result<(), Duration> {
+        for attempts in rt.containers.values() {
+            for a in attempts.iter().filter(|a| a.state == Run::Running) {
+                let _ = self.cri.stop_container(&a.id, 0).await;
+            }
+        }
+        for s in &rt.sandboxes {
+            let _ = self.cri.stop_sandbox(&s.id).await;
+        }
+        let attempt = rt
+            .sandboxes
+            .first()
+            .and_then(|s| s.metadata.as_ref())
+            .map(|m| m.attempt + 1)
+            .unwrap_or(0);
+        let config = runtime_config::sandbox_config(&self.root, pod, attempt);
+        if let Err(e) = std::fs::create_dir_all(&config.log_directory) {
+            tracing::warn!("kubelet: creating {}: {e}", config.log_directory);
+        }
+        match self.cri.run_sandbox(config).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.event(
+                    pod,
+                    EventType::Warning,
+                    "FailedCreatePodSandBox",
+                    format!("Failed to create pod sandbox: {e}"),
+                )
+                .await;
+                Err(Duration::from_secs(5))
+            }
+        }
+    }
+
+    /// Starts container `c` (a first run or a restart) unless a back-off or an error holds it;
+    /// records why in `state.waiting`. Returns when to try again.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_or_wait(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        latest: Option<&Attempt>,
+        sandbox_id: &str,
+        sandbox_config: &k8s_cri::v1::PodSandboxConfig,
+        vols: &BTreeMap<String, PathBuf>,
+        state: &mut PodState,
+    ) -> Option<Duration> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let key = format!("{uid}/{}", c.name);
+        let restart = latest.is_some_and(|a| a.state == Run::Exited || a.state == Run::Unknown);
+        if restart {
+            // The first restart is immediate; later ones wait out the back-off (upstream's
+            // crash loop: 10 s, doubling, at most 5 min).
+            if let Some((left, period)) = self.backoff_left(&key) {
+                let message = format!(
+                    "back-off {} restarting failed container={} pod={}_{}({uid})",
+                    go_duration(period),
+                    c.name,
+                    pod.name_any(),
+                    pod.namespace().unwrap_or_default()
+                );
+                if state.waiting.get(&c.name).map(|w| w.0.as_str()) != Some("CrashLoopBackOff") {
+                    self.event(
+                        pod,
+                        EventType::Warning,
+                        "BackOff",
+                        format!(
+                            "Back-off restarting failed container {} in pod {}_{}({uid})",
+                            c.name,
+                            pod.name_any(),
+                            pod.namespace().unwrap_or_default()
+                        ),
+                    )
+                    .await;
+                }
+                state
+                    .waiting
+                    .insert(c.name.clone(), ("CrashLoopBackOff".into(), message));
+                return Some(left);
+            }
+        }
+        let attempt = latest.map(|a| a.attempt + 1).unwrap_or(0);
+        match self
+            .start_container(pod, c, attempt, sandbox_id, sandbox_config, vols)
+            .await
+        {
+            Ok(()) => {
+                state.waiting.remove(&c.name);
+                if restart || self.backoff_known(&key) {
+                    self.backoff_bump(&key);
+                } else {
+                    // Known from now on: the next exit restarts at once, the one after backs off.
+                    if let Ok(mut m) = self.backoff.lock() {
+                        m.insert(key.clone(), (Instant::now(), BACKOFF_INITIAL / 2));
+                    }
+                }
+                // Keep the previous attempt (lastState, `kubectl logs --previous`); older ones go.
+                if let Ok(rt) = self.runtime_pod(&uid).await {
+                    for old in rt
+                        .containers
+                        .get(&c.name)
+                        .into_iter()
+                        .flatten()
+                        .filter(|a| a.attempt + 1 < attempt)
+                    {
+                        let _ = self.cri.remove_container(&old.id).await;
+                    }
+                }
+                None
+            }
+            Err(ns) => {
+                state
+                    .waiting
+                    .insert(c.name.clone(), (ns.reason, ns.message));
+                ns.retry
+            }
+        }
+    }
+
+    async fn start_container(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        attempt: u32,
+        sandbox_id: &str,
+        sandbox_config: &k8s_cri::v1::PodSandboxConfig,
+        vols: &BTreeMap<String, PathBuf>,
+    ) -> Result<(), NotStarted> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let image = c.image.clone().unwrap_or_default();
+        let image_ref = self.ensure_image(pod, c, &uid).await?;
+        let config_error = |message: String| NotStarted {
+            reason: "CreateContainerConfigError".into(),
+            message,
+            retry: Some(Duration::from_secs(10)),
+        };
+        let env = match env::environment(&self.client, pod, c).await {
+            Ok(env) => env,
+            Err(env::EnvError(e)) => {
+                self.event(pod, EventType::Warning, "Failed", format!("Error: {e}"))
+                    .await;
+                return Err(config_error(e));
+            }
+        };
+        let mounts = match volumes::mounts(c, vols) {
+            Ok(m) => m,
+            Err(e) => {
+                self.event(pod, EventType::Warning, "Failed", format!("Error: {e}"))
+                    .await;
+                return Err(config_error(e));
+            }
+        };
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
+        let config = runtime_config::container_config(
+            pod,
+            c,
+            ContainerInputs {
+                attempt,
+                env,
+                mounts,
+                image: image_ref,
+                grace,
+            },
+        );
+        let id = match self
+            .cri
+            .create_container(sandbox_id, config, sandbox_config.clone())
+            .await
+        {
+            Ok(id) => id,
+            Err(e) => {
+                self.event(pod, EventType::Warning, "Failed", format!("Error: {e}"))
+                    .await;
+                return Err(NotStarted {
+                    reason: "CreateContainerError".into(),
+                    message: e.to_string(),
+                    retry: Some(Duration::from_secs(10)),
+                });
+            }
+        };
+        self.event(
+            pod,
+            EventType::Normal,
+            "Created",
+            format!("Created container: {}", c.name),
+        )
+        .await;
+        if let Err(e) = self.cri.start_container(&id).await {
+            self.event(pod, EventType::Warning, "Failed", format!("Error: {e}"))
+                .await;
+            return Err(NotStarted {
+                reason: "RunContainerError".into(),
+                message: e.to_string(),
+                retry: Some(Duration::from_secs(10)),
+            });
+        }
+        self.event(
+            pod,
+            EventType::Normal,
+            "Started",
+            format!("Started container {}", c.name),
+        )
+        .await;
+        let _ = image;
+        Ok(())
+    }
+
+    /// Makes sure the container's image is there as its pull policy asks; returns the reference to
+    /// create the container from.
+    async fn ensure_image(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        uid: &str,
+    ) -> Result<String, NotStarted> {
+        let image = c.image.clone().unwrap_or_default();
+        let policy = pull_policy(c);
+        let present = self.cri.image_id(&image).await.ok().flatten();
+        if let Some(id) = &present {
+            if policy != "Always" {
+                self.event(
+                    pod,
+                    EventType::Normal,
+                    "Pulled",
+                    format!("Container image {image:?} already present on machine"),
+                )
+                .await;
+                return Ok(id.clone());
+            }
+        }
+        if policy == "Never" {
+            let message =
+                format!("Container image {image:?} is not present with pull policy of Never");
+            self.event(
+                pod,
+                EventType::Warning,
+                "ErrImageNeverPull",
+                message.clone(),
+            )
+            .await;
+            return Err(NotStarted {
+                reason: "ErrImageNeverPull".into(),
+                message,
+                retry: Some(Duration::from_secs(10)),
+            });
+        }
+        let key = format!("pull/{uid}/{}", c.name);
+        if let Some((left, _)) = self.backoff_left(&key) {
+            self.event(
+                pod,
+                EventType::Normal,
+                "BackOff",
+                format!("Back-off pulling image {image:?}"),
+            )
+            .await;
+            return Err(NotStarted {
+                reason: "ImagePullBackOff".into(),
+                message: format!("Back-off pulling image {image:?}"),
+                retry: Some(left),
+            });
+        }
+        self.event(
+            pod,
+            EventType::Normal,
+            "Pulling",
+            format!("Pulling image {image:?}"),
+        )
+        .await;
+        let started = Instant::now();
+        match self.cri.pull(&image).await {
+            Ok(image_ref) => {
+                self.event(
+                    pod,
+                    EventType::Normal,
+                    "Pulled",
+                    format!(
+                        "Successfully pulled image {image:?} in {}",
+                        go_duration(started.elapsed())
+                    ),
+                )
+                .await;
+                Ok(image_ref)
+            }
+            Err(e) => {
+                self.backoff_bump(&key);
+                self.event(
+                    pod,
+                    EventType::Warning,
+                    "Failed",
+                    format!("Failed to pull image {image:?}: {e}"),
+                )
+                .await;
+                Err(NotStarted {
+                    reason: "ErrImagePull".into(),
+                    message: e.to_string(),
+                    retry: self.backoff_left(&key).map(|(l, _)| l),
+                })
+            }
+        }
+    }
+
+    /// Stops and removes everything the runtime has of pod `uid`; `grace` overrides each
+    /// container's own (from its annotation).
+    async fn kill_runtime_pod(&self, uid: &str, grace: Option<i64>) {
+        let Ok(rt) = self.runtime_pod(uid).await else {
+            return;
+        };
+        let stops = rt
+            .containers
+            .values()
+            .flatten()
+            .filter(|a| a.state == Run::Running)
+            .map(|a| {
+                let cri = self.cri.clone();
+                let id = a.id.clone();
+                async move {
+                    let grace = match grace {
+                        Some(g) => g,
+                        None => cri
+                            .container_status(&id)
+                            .await
+                            .ok()
+                            .flatten()
+                            .and_then(|s| {
+                                s.annotations
+                                    .get(runtime_config::ANNOTATION_GRACE)
+                                    .and_then(|g| g.parse().ok())
+                            })
+                            .unwrap_or(30),
+                    };
+                    if let Err(e) = cri.stop_container(&id, grace).await {
+                        tracing::warn!("kubelet: stopping container {id}: {e}");
+                    }
+                }
+            });
+        futures::future::join_all(stops).await;
+        for s in &rt.sandboxes {
+            if let Err(e) = self.cri.stop_sandbox(&s.id).await {
+                tracing::warn!("kubelet: stopping sandbox {}: {e}", s.id);
+            }
+        }
+        for a in rt.containers.values().flatten() {
+            let _ = self.cri.remove_container(&a.id).await;
+        }
+        for s in &rt.sandboxes {
+            if let Err(e) = self.cri.remove_sandbox(&s.id).await {
+                tracing::warn!("kubelet: removing sandbox {}: {e}", s.id);
+            }
+        }
+        self.backoff_forget(&format!("{uid}/"));
+        self.backoff_forget(&format!("pull/{uid}/"));
+    }
+
+    /// A pod being deleted: its containers are stopped within the grace period its deletion asked
+    /// for, its final status written (terminal), everything removed from the runtime and the node,
+    /// and the pod deleted for good (grace 0, guarded by its UID), as upstream's kubelet ends it.
+    async fn terminate(&self, pod: &Pod) -> Result<(), kube::Error> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .unwrap_or(30)
+            .max(0);
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let was_terminal = matches!(phase, Some("Succeeded") | Some("Failed"));
+        if let Ok(rt) = self.runtime_pod(&uid).await {
+            let running: Vec<_> = rt
+                .containers
+                .values()
+                .flatten()
+                .filter(|a| a.state == Run::Running)
+                .cloned()
+                .collect();
+            if !running.is_empty() {
+                self.event(
+                    pod,
+                    EventType::Normal,
+                    "Killing",
+                    format!(
+                        "Stopping container {}",
+                        running
+                            .iter()
+                            .map(|a| a.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .await;
+            }
+            futures::future::join_all(
+                running
+                    .iter()
+                    .map(|a| self.cri.stop_container(&a.id, grace)),
+            )
+            .await;
+            if !was_terminal {
+                if let Ok(stopped) = self.runtime_pod(&uid).await {
+                    // Stopped for deletion: the pod ends in a terminal phase as upstream's kubelet
+                    // reports it (Succeeded only if every container exited 0).
+                    let mut as_never = pod.clone();
+                    if let Some(spec) = as_never.spec.as_mut() {
+                        spec.restart_policy = Some("Never".into());
+                    }
+                    let state = PodState::default();
+                    let mut obs = self.observed(&stopped, &state, None);
+                    obs.sandbox_ready = false;
+                    let mut status = container_status::pod_status(&as_never, &obs);
+                    if !matches!(status.phase.as_deref(), Some("Succeeded") | Some("Failed")) {
+                        status.phase = Some("Failed".into());
+                    }
+                    self.write_status(pod, status).await;
+                }
+            }
+        }
+        self.kill_runtime_pod(&uid, Some(0)).await;
+        volumes::tear_down(&self.root, &uid);
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&pod.name_any(), &dp).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Cleans up a pod the API no longer has (found by the relist, no worker).
+    pub async fn remove_orphan(&self, uid: &str) {
+        self.kill_runtime_pod(uid, None).await;
+        volumes::tear_down(&self.root, uid);
+    }
+}
+
+/// A duration as Go prints it (`10s`, `5m0s`, `1.5s`), as upstream's messages carry it.
+fn go_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 {
+        let (m, s) = (secs / 60, secs % 60);
+        if m >= 60 {
+            return format!("{}h{}m{s}s", m / 60, m % 60);
+        }
+        return format!("{m}m{s}s");
+    }
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{secs}s")
+    } else if secs > 0 {
+        format!("{}s", (ms as f64 / 1000.0 * 1000.0).round() / 1000.0)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_pull_policy_follows_the_tag() {
+        let c = |image: &str| Container {
+            image: Some(image.into()),
+            ..Default::default()
+        };
+        assert_eq!(pull_policy(&c("busybox")), "Always");
+        assert_eq!(pull_policy(&c("busybox:latest")), "Always");
+        assert_eq!(pull_policy(&c("busybox:1.36")), "IfNotPresent");
+        assert_eq!(pull_policy(&c("localhost:5000/busybox")), "Always");
+        assert_eq!(pull_policy(&c("b@sha256:abc")), "IfNotPresent");
+    }
+
+    #[test]
+    fn restart_policy() {
+        assert!(restarts("Always", 0));
+        assert!(!restarts("OnFailure", 0));
+        assert!(restarts("OnFailure", 2));
+        assert!(!restarts("Never", 1));
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration(Duration::from_millis(80)), "80ms");
+    }
+}
