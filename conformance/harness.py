@@ -173,13 +173,16 @@ class Server:
         self.creds: dict | None = None
         # more `rkube server` flags for the next start (scenarios that restart with other limits reset it)
         self.extra_args: list[str] = []
+        # False: never a node (even on a machine with containerd); True: `rkube server` decides, as
+        # README's one command does.
+        self.node = False
 
     def args(self, kubeconfig: Path) -> list[str]:
         a = [str(RKUBE_BIN), "server", "--data-dir", str(self.data_dir), "--secure-port", str(self.port),
              "--bind-address", "127.0.0.1", "--write-kubeconfig", str(kubeconfig)]
         if self.etcd is not None:
             a += ["--storage", "etcd", "--etcd-endpoints", self.etcd.endpoint]
-        if not any(x.startswith("--container-runtime-endpoint") for x in self.extra_args):
+        if not self.node and not any(x.startswith("--container-runtime-endpoint") for x in self.extra_args):
             # Never a node on a system containerd that may run here: scenarios that want one
             # (kubelet.py) start their own.
             a.append("--container-runtime-endpoint=")

@@ -29,7 +29,8 @@ from pathlib import Path
 BUSYBOX = Path("/bin/busybox")
 BUSYBOX_TAGS = ["docker.io/library/busybox:latest", "docker.io/library/busybox:1.36"]
 PAUSE_TAG = "registry.k8s.io/pause:3.10"
-BRIDGE = "rkube0"
+# Not rkube0 (what `rkube server` names the bridge of the containerd it runs itself).
+BRIDGE = "rkubet0"
 APPLETS = ("sh sleep echo cat ls env true false nc wget httpd hostname ip ps kill date id mkdir touch test "
            "head tail grep sed awk seq printf uname nslookup").split()
 
@@ -106,8 +107,9 @@ CNI_TEMPLATE = {
 
 
 class Containerd:
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, bridge: str = BRIDGE):
         self.workdir = workdir
+        self.bridge = bridge
         self.root = workdir / "root"
         self.state = workdir / "state"
         self.socket = workdir / "containerd.sock"
@@ -122,7 +124,9 @@ class Containerd:
     def start(self, timeout: float = 30) -> None:
         cni = self.workdir / "cni"
         (cni / "net.d").mkdir(parents=True, exist_ok=True)
-        (cni / "template.json").write_text(json.dumps(CNI_TEMPLATE, indent=1))
+        template = json.loads(json.dumps(CNI_TEMPLATE))
+        template["plugins"][0]["bridge"] = self.bridge
+        (cni / "template.json").write_text(json.dumps(template, indent=1))
         config = self.workdir / "containerd.toml"
         config.write_text(f"""version = 2
 root = "{self.root}"
@@ -166,9 +170,10 @@ state = "{self.state}"
         return r.stdout.split() if r.returncode == 0 else []
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
+        """Stops containerd (this one's, or the one `rkube server` started in `workdir`) and removes
+        what it ran."""
+        running = self.proc.poll() is None if self.proc is not None else self.socket.exists()
+        if running:
             for line in self.ctr("tasks", "ls", "-q").stdout.split():
                 self.ctr("tasks", "kill", "-s", "SIGKILL", line, timeout=15)
             time.sleep(0.5)
@@ -176,20 +181,23 @@ state = "{self.state}"
                 self.ctr("tasks", "rm", "-f", line, timeout=15)
             for c in self.containers():
                 self.ctr("containers", "rm", c, timeout=15)
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        else:
+            subprocess.run(["pkill", "-f", f"containerd --config {self.workdir}/"], capture_output=True)
+            time.sleep(0.5)
         # Shims outlive containerd; those of this instance name its socket.
         subprocess.run(["pkill", "-9", "-f", f"containerd-shim.*{self.socket}"], capture_output=True)
         for line in reversed(Path("/proc/mounts").read_text().splitlines()):
             mountpoint = line.split()[1]
             if mountpoint.startswith(str(self.workdir)):
                 subprocess.run(["umount", "-l", mountpoint], capture_output=True)
-        subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
+        subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True)
         self.proc = None
-
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "up":

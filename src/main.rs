@@ -151,17 +151,26 @@ fn primary_address(bind: IpAddr) -> IpAddr {
     }
 }
 
-/// containerd's default socket when it answers CRI, else `None` (the server then says it runs no node).
-async fn default_runtime() -> Option<String> {
+/// The runtime README's one command uses: containerd's default socket when it answers CRI, else a
+/// containerd this server runs itself under the data dir (when containerd is installed), else none
+/// (the server then says why and runs no node).
+async fn default_runtime(data_dir: &Path) -> Option<String> {
     const DEFAULT: &str = "unix:///run/containerd/containerd.sock";
-    if !Path::new("/run/containerd/containerd.sock").exists() {
-        println!("rkube runs no kubelet: containerd's socket /run/containerd/containerd.sock is absent (pods stay Pending; see README)");
-        return None;
+    if Path::new("/run/containerd/containerd.sock").exists()
+        && rkube::kubelet::cri::Cri::connect(DEFAULT).await.is_ok()
+    {
+        return Some(DEFAULT.to_string());
     }
-    match rkube::kubelet::cri::Cri::connect(DEFAULT).await {
-        Ok(_) => Some(DEFAULT.to_string()),
+    match rkube::kubelet::containerd::start(data_dir).await {
+        Ok(endpoint) => {
+            println!(
+                "rkube started containerd on {endpoint} (its files are under {}/containerd)",
+                data_dir.display()
+            );
+            Some(endpoint)
+        }
         Err(e) => {
-            println!("rkube runs no kubelet: {e:#}");
+            println!("rkube runs no kubelet: no containerd answers on {DEFAULT} and none could be started here: {e:#} (pods stay Pending; see README)");
             None
         }
     }
@@ -436,7 +445,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let mut node_args = args.kubelet.clone();
     if node_args.container_runtime_endpoint.is_none() {
         // README's one command: a machine with containerd running becomes a node.
-        node_args.container_runtime_endpoint = default_runtime().await;
+        node_args.container_runtime_endpoint = default_runtime(&data_dir).await;
     }
     if let Some(endpoint) = node_args
         .container_runtime_endpoint

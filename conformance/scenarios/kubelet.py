@@ -12,7 +12,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from harness import Server, T, jget, poll, scenario, tail
+from harness import Server, T, free_port, jget, poll, scenario, tail
 from node import Containerd
 
 NODE = "rkube-node"
@@ -32,8 +32,10 @@ def node_t(t: T) -> T | None:
         _fixture["containerd"] = containerd
         containerd.start()
         server = Server("embedded", workdir, None)
+        # A free kubelet port rather than 10250, which another node on this machine may hold.
+        _fixture["kubelet_port"] = free_port()
         server.extra_args = ["--container-runtime-endpoint", containerd.endpoint, "--node-name", NODE,
-                             "--pod-cidr", POD_CIDR]
+                             "--pod-cidr", POD_CIDR, "--kubelet-port", str(_fixture["kubelet_port"])]
         _fixture["server"] = server
         atexit.register(_stop)
         server.start()
@@ -90,7 +92,7 @@ def kubelet_node_registers(t: T) -> None:
     t.true(info["containerRuntimeVersion"].startswith("containerd://1."), "runtime version from CRI", info)
     t.true(info["kernelVersion"] not in ("", "hollow"), "the machine's kernel", info)
     t.eq(node["spec"].get("podCIDR"), POD_CIDR, "podCIDR")
-    t.eq(jget(node, "status.daemonEndpoints.kubeletEndpoint.Port"), 10250, "kubelet port")
+    t.eq(jget(node, "status.daemonEndpoints.kubeletEndpoint.Port"), _fixture["kubelet_port"], "kubelet port")
     t.true(int(node["status"]["capacity"]["pods"]) == 110, "pods capacity", node["status"]["capacity"])
     first = t.json("get", "lease", NODE, "-n", "kube-node-lease")["spec"]["renewTime"]
     t.true(poll(lambda: t.json("get", "lease", NODE, "-n", "kube-node-lease")["spec"]["renewTime"] != first, 30),
@@ -300,3 +302,35 @@ def kubelet_deployment_and_pod_network(t: T) -> None:
     t.eq(t.ok("logs", "client", "-n", ns).strip(), f"hello-from-{target['metadata']['name']}",
          "the client pod fetched the page from the other pod")
     t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def kubelet_one_command(t: T) -> None:
+    """(embedded) README's one command on a machine with containerd installed but not running: `rkube server`
+    starts its own containerd under the data dir (local busybox and sandbox images, a CNI bridge), says so,
+    and the cluster runs a pod and serves its log"""
+    if t.server.etcd is not None:
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="rkube-one-"))
+    server = Server("embedded", workdir, None)
+    server.node = True
+    server.extra_args = ["--node-name", "rkube-one", "--pod-cidr", "10.89.0.0/24", "--kubelet-port", str(free_port())]
+    managed = Containerd(server.data_dir / "containerd", bridge="rkube0")
+    try:
+        server.start()
+        t1 = T(server, t.scenario)
+        log = server.log.read_text()
+        t1.contains(log, f"rkube started containerd on unix://{server.data_dir}/containerd/containerd.sock",
+                    "the server says it started containerd")
+        t1.contains(log, "rkube runs a kubelet on", "the server says it runs a kubelet")
+        ready = lambda: t1.run("get", "node", "rkube-one", "-o",
+                               "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}").out == "True"
+        t1.true(poll(ready, 60), "the node is Ready", tail(server.log, 30))
+        t1.ok("run", "hello", "--image=busybox:1.36", "--restart=Never", "--command", "--", "echo", "hello, rkube")
+        wait_phase(t1, "default", "hello", "Succeeded")
+        t1.eq(t1.ok("logs", "hello"), "hello, rkube\n", "kubectl logs")
+        t1.true(ipaddress.ip_address(t1.json("get", "pod", "hello")["status"]["podIP"])
+                in ipaddress.ip_network("10.89.0.0/24"), "pod IP from the node's CIDR", "")
+    finally:
+        server.stop()
+        managed.stop()

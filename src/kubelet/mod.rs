@@ -11,9 +11,11 @@
 
 pub mod agent;
 pub mod container_status;
+pub mod containerd;
 pub mod cri;
 pub mod env;
 pub mod hollow;
+pub mod images;
 pub mod pod_workers;
 pub mod registration;
 pub mod runtime_config;
