@@ -44,6 +44,8 @@ state = "{d}/state"
   address = "{d}/containerd.sock"
 [plugins."io.containerd.grpc.v1.cri"]
   restrict_oom_score_adj = true
+  # Pod network namespaces under this containerd's state dir, not the shared /var/run/netns.
+  netns_mounts_under_state_dir = true
   sandbox_image = "{pause}"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -51,6 +53,7 @@ state = "{d}/state"
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = "{d}/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{cni_bin}"
     conf_dir = "{d}/cni/net.d"

@@ -128,20 +128,6 @@ pub fn sandbox_config(root: &Path, pod: &Pod, attempt: u32) -> PodSandboxConfig 
     } else {
         spec.hostname.clone().unwrap_or_else(|| pod.name_any())
     };
-    let node_or_pod = |node: bool| {
-        if node {
-            NamespaceMode::Node as i32
-        } else {
-            NamespaceMode::Pod as i32
-        }
-    };
-    let pid = if spec.host_pid.unwrap_or(false) {
-        NamespaceMode::Node as i32
-    } else if spec.share_process_namespace.unwrap_or(false) {
-        NamespaceMode::Pod as i32
-    } else {
-        NamespaceMode::Container as i32
-    };
     let sc = spec.security_context.clone().unwrap_or_default();
     PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
@@ -162,12 +148,7 @@ pub fn sandbox_config(root: &Path, pod: &Pod, attempt: u32) -> PodSandboxConfig 
             .collect(),
         linux: Some(LinuxPodSandboxConfig {
             security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: node_or_pod(host_network),
-                    pid,
-                    ipc: node_or_pod(spec.host_ipc.unwrap_or(false)),
-                    ..Default::default()
-                }),
+                namespace_options: Some(namespaces(pod)),
                 run_as_user: sc.run_as_user.map(|value| Int64Value { value }),
                 run_as_group: sc.run_as_group.map(|value| Int64Value { value }),
                 supplemental_groups: sc.supplemental_groups.clone().unwrap_or_default(),
@@ -181,6 +162,33 @@ pub fn sandbox_config(root: &Path, pod: &Pod, attempt: u32) -> PodSandboxConfig 
                 .collect(),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// Upstream's namespacesForPod: the pod's network and IPC namespaces are shared by its containers
+/// (the node's with hostNetwork/hostIPC); each container has its own PID namespace unless the pod
+/// shares one (shareProcessNamespace) or uses the node's (hostPID), so a container's command is PID 1.
+fn namespaces(pod: &Pod) -> NamespaceOption {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let node_or_pod = |node: Option<bool>| {
+        if node.unwrap_or(false) {
+            NamespaceMode::Node as i32
+        } else {
+            NamespaceMode::Pod as i32
+        }
+    };
+    let pid = if spec.host_pid.unwrap_or(false) {
+        NamespaceMode::Node as i32
+    } else if spec.share_process_namespace.unwrap_or(false) {
+        NamespaceMode::Pod as i32
+    } else {
+        NamespaceMode::Container as i32
+    };
+    NamespaceOption {
+        network: node_or_pod(spec.host_network),
+        pid,
+        ipc: node_or_pod(spec.host_ipc),
         ..Default::default()
     }
 }
@@ -239,6 +247,7 @@ fn security_context(pod: &Pod, c: &Container) -> LinuxContainerSecurityContext {
             .map(|value| Int64Value { value }),
         readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
         supplemental_groups: psc.supplemental_groups.unwrap_or_default(),
+        namespace_options: Some(namespaces(pod)),
         no_new_privs: sc.allow_privilege_escalation == Some(false),
         ..Default::default()
     }
@@ -340,5 +349,36 @@ mod tests {
         assert_eq!(s.log_directory, "/k/logs/n_p_u1");
         assert_eq!(s.labels.get(LABEL_POD_UID).map(String::as_str), Some("u1"));
         assert_eq!(s.port_mappings[0].host_port, 8080);
+        let ns = s
+            .linux
+            .unwrap()
+            .security_context
+            .unwrap()
+            .namespace_options
+            .unwrap();
+        assert_eq!(ns.pid, NamespaceMode::Container as i32);
+        let c = container_config(
+            &pod,
+            &pod.spec.clone().unwrap().containers[0],
+            ContainerInputs {
+                attempt: 0,
+                env: vec![],
+                mounts: vec![],
+                image: "busybox".into(),
+                grace: 30,
+            },
+        );
+        let ns = c
+            .linux
+            .unwrap()
+            .security_context
+            .unwrap()
+            .namespace_options
+            .unwrap();
+        assert_eq!(
+            ns.pid,
+            NamespaceMode::Container as i32,
+            "the command is PID 1 of its container"
+        );
     }
 }
