@@ -312,6 +312,15 @@ impl Pki {
         )
     }
 
+    /// The cluster CA as the only trust root.
+    fn ca_roots(&self) -> anyhow::Result<rustls::RootCertStore> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(pem_to_cert_der(&self.ca_cert_pem).context("parsing CA cert")?)
+            .context("adding CA to trust roots")?;
+        Ok(roots)
+    }
+
     /// A TLS config for a kubelet's own port (10250): a serving certificate for the node's name and
     /// IPs from the cluster CA, and client certificates from that CA *required* (the apiserver
     /// calls the kubelet with its kubelet-client certificate; anonymous access is refused, as
@@ -337,10 +346,7 @@ impl Pki {
             &issuer,
         )?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(pem_to_cert_der(&self.ca_cert_pem).context("parsing CA cert")?)
-            .context("adding CA to trust roots")?;
+        let roots = self.ca_roots()?;
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
             Arc::new(roots),
             provider.clone(),
@@ -365,10 +371,7 @@ impl Pki {
     pub fn kubelet_client_tls_config(&self) -> anyhow::Result<rustls::ClientConfig> {
         let (cert, key) = self.issue_client_cert(KUBELET_CLIENT_CN, &[])?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(pem_to_cert_der(&self.ca_cert_pem).context("parsing CA cert")?)
-            .context("adding CA to trust roots")?;
+        let roots = self.ca_roots()?;
         let chain = vec![pem_to_cert_der(&cert).context("parsing kubelet client cert")?];
         let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
             .map_err(|e| anyhow!("parsing kubelet client key: {e}"))?;
@@ -390,10 +393,7 @@ impl Pki {
     /// kube-apiserver does. A client that does present a cert must present one the CA signed.
     pub fn server_tls_config(&self) -> anyhow::Result<rustls::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(pem_to_cert_der(&self.ca_cert_pem).context("parsing CA cert")?)
-            .context("adding CA to trust roots")?;
+        let roots = self.ca_roots()?;
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
             Arc::new(roots),
             provider.clone(),

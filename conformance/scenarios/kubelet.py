@@ -1,5 +1,6 @@
-"""The kubelet on containerd through CRI: a private containerd (conformance/node.py) and a server started
-with `--container-runtime-endpoint`, so this machine is a node that runs real pods (runc, a CNI bridge).
+"""The kubelet on containerd through CRI: a server started as README's one command starts it on a machine
+with containerd installed (it runs its own containerd, with local images: conformance/node.py), so this
+machine is a node that runs real pods (runc, a CNI bridge).
 Driven with stock kubectl: pods run, finish, fail, crash-loop, wait for missing images, get their
 environment and volumes, log through the apiserver → kubelet path, reach each other by pod IP, and are
 stopped and removed on deletion. Runs once (embedded backend): the store does not matter here."""
@@ -13,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from harness import Server, T, free_port, jget, poll, scenario, tail
-from node import Containerd
+from node import ManagedContainerd
 
 NODE = "rkube-node"
 POD_CIDR = "10.88.0.0/24"
@@ -27,21 +28,18 @@ def node_t(t: T) -> T | None:
         return None
     if "t" not in _fixture:
         workdir = Path(tempfile.mkdtemp(prefix="rkube-kubelet-"))
-        containerd = Containerd(workdir / "containerd")
-        containerd.workdir.mkdir(parents=True)
-        _fixture["containerd"] = containerd
-        containerd.start()
         server = Server("embedded", workdir, None)
+        server.node = True
         # A free kubelet port rather than 10250, which another node on this machine may hold.
         _fixture["kubelet_port"] = free_port()
-        server.extra_args = ["--container-runtime-endpoint", containerd.endpoint, "--node-name", NODE,
-                             "--pod-cidr", POD_CIDR, "--kubelet-port", str(_fixture["kubelet_port"])]
+        server.extra_args = ["--node-name", NODE, "--pod-cidr", POD_CIDR,
+                             "--kubelet-port", str(_fixture["kubelet_port"])]
         _fixture["server"] = server
+        _fixture["containerd"] = ManagedContainerd(server.data_dir)
         atexit.register(_stop)
         server.start()
         _fixture["t"] = T(server, "kubelet")
-    nt = T(_fixture["server"], t.scenario)
-    return nt
+    return T(_fixture["server"], t.scenario)
 
 
 def _stop() -> None:
@@ -76,11 +74,16 @@ def server_log(t: T) -> str:
 
 @scenario
 def kubelet_node_registers(t: T) -> None:
-    """(embedded) `rkube server --container-runtime-endpoint` registers this machine as a Ready node with the
-    runtime's version, the standard labels, the pod CIDR and a kubelet port, and renews its Lease"""
+    """(embedded) `rkube server` on a machine with containerd installed starts it under the data dir, says so,
+    and registers this machine as a Ready node with the runtime's version, the standard labels, the pod
+    CIDR and a kubelet port, and renews its Lease"""
     t = node_t(t)
     if t is None:
         return
+    log = t.server.log.read_text()
+    t.contains(log, f"rkube started containerd on unix://{t.server.data_dir}/containerd/containerd.sock",
+               "with no containerd on the default socket, the server says it started its own")
+    t.contains(log, "rkube runs a kubelet on unix://", "the server says it runs a kubelet")
     ready = lambda: t.run("get", "node", NODE, "-o",
                           "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}").out == "True"
     t.true(poll(ready, 60), "the node is Ready", server_log(t))
@@ -304,33 +307,46 @@ def kubelet_deployment_and_pod_network(t: T) -> None:
     t.ok("delete", "namespace", ns, "--wait=false")
 
 
+
 @scenario
-def kubelet_one_command(t: T) -> None:
-    """(embedded) README's one command on a machine with containerd installed but not running: `rkube server`
-    starts its own containerd under the data dir (local busybox and sandbox images, a CNI bridge), says so,
-    and the cluster runs a pod and serves its log"""
-    if t.server.etcd is not None:
+def kubelet_probes(t: T) -> None:
+    """(embedded) probes: an exec readiness probe holds Ready until it passes, an httpGet readiness probe
+    makes a web server's pod Ready, a failing tcpSocket probe keeps a pod unready with an Unhealthy event,
+    a failing liveness probe gets the container killed and restarted"""
+    t = node_t(t)
+    if t is None:
         return
-    workdir = Path(tempfile.mkdtemp(prefix="rkube-one-"))
-    server = Server("embedded", workdir, None)
-    server.node = True
-    server.extra_args = ["--node-name", "rkube-one", "--pod-cidr", "10.89.0.0/24", "--kubelet-port", str(free_port())]
-    managed = Containerd(server.data_dir / "containerd", bridge="rkube0")
-    try:
-        server.start()
-        t1 = T(server, t.scenario)
-        log = server.log.read_text()
-        t1.contains(log, f"rkube started containerd on unix://{server.data_dir}/containerd/containerd.sock",
-                    "the server says it started containerd")
-        t1.contains(log, "rkube runs a kubelet on", "the server says it runs a kubelet")
-        ready = lambda: t1.run("get", "node", "rkube-one", "-o",
-                               "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}").out == "True"
-        t1.true(poll(ready, 60), "the node is Ready", tail(server.log, 30))
-        t1.ok("run", "hello", "--image=busybox:1.36", "--restart=Never", "--command", "--", "echo", "hello, rkube")
-        wait_phase(t1, "default", "hello", "Succeeded")
-        t1.eq(t1.ok("logs", "hello"), "hello, rkube\n", "kubectl logs")
-        t1.true(ipaddress.ip_address(t1.json("get", "pod", "hello")["status"]["podIP"])
-                in ipaddress.ip_network("10.89.0.0/24"), "pod IP from the node's CIDR", "")
-    finally:
-        server.stop()
-        managed.stop()
+    ns = t.namespace()
+    fast = {"periodSeconds": 1, "failureThreshold": 1}
+
+    def container(command: str, **probes) -> dict:
+        return {"name": "c", "image": "busybox:1.36", "command": ["sh", "-c", command], **probes}
+
+    def create(name: str, c: dict) -> None:
+        t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                  "spec": {"terminationGracePeriodSeconds": 2, "containers": [c]}}, ns)
+
+    create("later", container("sleep 4; touch /tmp/ready; exec sleep 3600",
+                              readinessProbe={"exec": {"command": ["test", "-f", "/tmp/ready"]}, **fast}))
+    create("web", container("echo ok > /tmp/index.html; exec httpd -f -p 8080 -h /tmp",
+                            readinessProbe={"httpGet": {"path": "/index.html", "port": 8080}, **fast}))
+    create("closed", container("exec sleep 3600", readinessProbe={"tcpSocket": {"port": 8081}, **fast}))
+    create("dies", container("touch /tmp/alive; sleep 3; rm /tmp/alive; exec sleep 3600",
+                             livenessProbe={"exec": {"command": ["test", "-f", "/tmp/alive"]}, **fast}))
+    ready = lambda name: t.run("get", "pod", name, "-n", ns, "-o",
+                               "jsonpath={.status.phase}/{.status.containerStatuses[0].ready}").out
+    t.true(poll(lambda: ready("later") == "Running/false", 30), "running but not ready before the probe passes",
+           ready("later"))
+    t.true(poll(lambda: ready("later") == "Running/true", 60), "ready once the exec probe passes", ready("later"))
+    t.true(poll(lambda: ready("web") == "Running/true", 60), "the httpGet probe makes the web pod ready",
+           ready("web"))
+    t.eq(ready("closed"), "Running/false", "a failing tcpSocket probe keeps the pod unready")
+    events = lambda name: t.run("get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}").out
+    t.true(poll(lambda: "Readiness probe failed: dial tcp" in events("closed"), 30), "Unhealthy event",
+           events("closed"))
+    restarts = lambda: t.run("get", "pod", "dies", "-n", ns, "-o",
+                             "jsonpath={.status.containerStatuses[0].restartCount}").out
+    t.true(poll(lambda: restarts() not in ("", "0"), 60), "the liveness probe's failure restarts the container",
+           restarts())
+    t.contains(events("dies"), "Container c failed liveness probe, will be restarted", "Killing event")
+    t.ok("delete", "namespace", ns, "--wait=false")

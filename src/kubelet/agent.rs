@@ -195,12 +195,28 @@ async fn heartbeat(client: kube::Client, node: k8s_openapi::api::core::v1::Node)
         if let Err(e) = registration::renew(&leases, &name).await {
             tracing::warn!(node = %name, "kubelet: lease renewal failed: {e}");
         }
-        if last_status.elapsed() >= STATUS_REPORT {
+        // Upstream's kubelet compares its status with the Node's every 10 s: a Ready condition the
+        // node lifecycle controller set to Unknown (after an outage) is put back at once, not after
+        // the 5-minute report interval.
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+        let drifted = match nodes.get(&name).await {
+            Ok(current) => !current
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True"),
+            Err(_) => false,
+        };
+        if drifted || last_status.elapsed() >= STATUS_REPORT {
             let mut fresh = node.clone();
             if let Some(status) = fresh.status.as_mut() {
                 let now = super::now();
                 for c in status.conditions.iter_mut().flatten() {
                     c.last_heartbeat_time = Some(now.clone());
+                    if drifted && c.type_ == "Ready" {
+                        c.last_transition_time = Some(now.clone());
+                    }
                 }
             }
             if let Err(e) = registration::register(&client, &fresh).await {

@@ -52,8 +52,10 @@ pub struct Observed {
     /// Container name → the reason and message it waits with (decided by the worker: image
     /// errors, back-offs, config errors).
     pub waiting: HashMap<String, (String, String)>,
-    /// Containers the readiness probe (or its absence) says are ready.
+    /// Running containers the readiness probe (or its absence) says are ready.
     pub ready: HashMap<String, bool>,
+    /// Running containers the startup probe (or its absence) says have started.
+    pub started: HashMap<String, bool>,
 }
 
 /// CRI timestamps are nanoseconds; Kubernetes times carry seconds.
@@ -127,8 +129,9 @@ fn container_status(c: &Container, obs: &Observed, default_waiting: &str) -> Con
             Run::Exited | Run::Unknown => terminated(a),
             Run::Created => waiting("ContainerCreating", ""),
         });
-        status.started = Some(a.state == Run::Running);
-        status.ready = a.state == Run::Running && obs.ready.get(&c.name).copied().unwrap_or(true);
+        let running = a.state == Run::Running;
+        status.started = Some(running && obs.started.get(&c.name).copied().unwrap_or(true));
+        status.ready = running && obs.ready.get(&c.name).copied().unwrap_or(true);
         if let Some(p) = previous.as_ref().filter(|p| p.state == Run::Exited) {
             status.last_state = Some(terminated(p));
         }

@@ -235,7 +235,7 @@ pub async fn environment(
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(r) = &from.config_map_ref {
-            match config_map(client, &ns, &r.name, &mut cms).await? {
+            match cached(client, &ns, &r.name, &mut cms).await? {
                 Some(cm) => {
                     for (k, v) in cm.data.clone().unwrap_or_default() {
                         vars.push((format!("{prefix}{k}"), v));
@@ -246,7 +246,7 @@ pub async fn environment(
             }
         }
         if let Some(r) = &from.secret_ref {
-            match secret(client, &ns, &r.name, &mut secrets).await? {
+            match cached(client, &ns, &r.name, &mut secrets).await? {
                 Some(s) => {
                     for (k, v) in s.data.clone().unwrap_or_default() {
                         vars.push((format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into()));
@@ -268,7 +268,7 @@ pub async fn environment(
                 resource_value(c, r).map_err(EnvError)?
             } else if let Some(k) = &from.config_map_key_ref {
                 let optional = k.optional.unwrap_or(false);
-                match config_map(client, &ns, &k.name, &mut cms).await? {
+                match cached(client, &ns, &k.name, &mut cms).await? {
                     Some(cm) => match cm.data.as_ref().and_then(|d| d.get(&k.key)) {
                         Some(v) => v.clone(),
                         None if optional => continue,
@@ -284,7 +284,7 @@ pub async fn environment(
                 }
             } else if let Some(k) = &from.secret_key_ref {
                 let optional = k.optional.unwrap_or(false);
-                match secret(client, &ns, &k.name, &mut secrets).await? {
+                match cached(client, &ns, &k.name, &mut secrets).await? {
                     Some(s) => match s.data.as_ref().and_then(|d| d.get(&k.key)) {
                         Some(v) => String::from_utf8_lossy(&v.0).into(),
                         None if optional => continue,
@@ -321,30 +321,21 @@ pub async fn environment(
     Ok(out)
 }
 
-async fn config_map<'a>(
+/// `name` of kind `K` in `ns`, fetched once per environment.
+async fn cached<'a, K>(
     client: &kube::Client,
     ns: &str,
     name: &str,
-    cache: &'a mut BTreeMap<String, Option<ConfigMap>>,
-) -> Result<&'a Option<ConfigMap>, EnvError> {
+    cache: &'a mut BTreeMap<String, Option<K>>,
+) -> Result<&'a Option<K>, EnvError>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     if !cache.contains_key(name) {
-        let got = Api::<ConfigMap>::namespaced(client.clone(), ns)
-            .get_opt(name)
-            .await
-            .map_err(|e| EnvError(super::api_message(&e)))?;
-        cache.insert(name.to_string(), got);
-    }
-    Ok(cache.get(name).unwrap_or(&None))
-}
-
-async fn secret<'a>(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    cache: &'a mut BTreeMap<String, Option<Secret>>,
-) -> Result<&'a Option<Secret>, EnvError> {
-    if !cache.contains_key(name) {
-        let got = Api::<Secret>::namespaced(client.clone(), ns)
+        let got = Api::<K>::namespaced(client.clone(), ns)
             .get_opt(name)
             .await
             .map_err(|e| EnvError(super::api_message(&e)))?;

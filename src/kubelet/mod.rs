@@ -17,6 +17,7 @@ pub mod env;
 pub mod hollow;
 pub mod images;
 pub mod pod_workers;
+pub mod probes;
 pub mod registration;
 pub mod runtime_config;
 pub mod server;

@@ -44,6 +44,7 @@ pub struct Kubelet {
     pub root: PathBuf,
     pub pods: Store<Pod>,
     pub recorder: Recorder,
+    pub probes: super::probes::Probes,
     workers: Mutex<HashMap<String, Arc<Notify>>>,
     backoff: Mutex<HashMap<String, (Instant, Duration)>>,
 }
@@ -111,6 +112,13 @@ fn restarts(policy: &str, code: i32) -> bool {
     }
 }
 
+/// Where a sync starts containers: the running sandbox and the pod's set-up volumes.
+struct Target<'a> {
+    sandbox_id: &'a str,
+    sandbox_config: &'a k8s_cri::v1::PodSandboxConfig,
+    volumes: BTreeMap<String, PathBuf>,
+}
+
 /// Why a container could not be started this sync: its waiting reason and message, and when to try
 /// again.
 struct NotStarted {
@@ -136,6 +144,7 @@ impl Kubelet {
             node_ip,
             root,
             pods,
+            probes: Default::default(),
             workers: Mutex::default(),
             backoff: Mutex::default(),
         })
@@ -202,7 +211,7 @@ impl Kubelet {
         }
     }
 
-    async fn event(&self, pod: &Pod, type_: EventType, reason: &str, message: String) {
+    pub(super) async fn event(&self, pod: &Pod, type_: EventType, reason: &str, message: String) {
         record(&self.recorder, pod, type_, reason, "", message).await;
     }
 
@@ -261,7 +270,22 @@ impl Kubelet {
         Ok(rt.containers.remove(name).unwrap_or_default())
     }
 
-    fn observed(&self, rt: &RuntimePod, state: &PodState, pod_ip: Option<String>) -> Observed {
+    fn observed(
+        &self,
+        pod: &Pod,
+        rt: &RuntimePod,
+        state: &PodState,
+        pod_ip: Option<String>,
+    ) -> Observed {
+        let mut ready = HashMap::new();
+        let mut started = HashMap::new();
+        for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+            if let Some(a) = rt.latest(&c.name).filter(|a| a.state == Run::Running) {
+                let (r, s) = self.probes.results(c, &a.id);
+                ready.insert(c.name.clone(), r);
+                started.insert(c.name.clone(), s);
+            }
+        }
         Observed {
             sandbox_ready: rt.ready_sandbox().is_some(),
             pod_ip,
@@ -272,7 +296,8 @@ impl Kubelet {
                 .map(|(n, a)| (n.clone(), (a.first().cloned(), a.get(1).cloned())))
                 .collect(),
             waiting: state.waiting.clone(),
-            ready: HashMap::new(),
+            ready,
+            started,
         }
     }
 
@@ -339,7 +364,7 @@ impl Kubelet {
     }
 
     /// One sync of a live pod; returns when to sync again (besides events).
-    async fn sync(&self, pod: &Pod, state: &mut PodState) -> Option<Duration> {
+    async fn sync(self: &Arc<Self>, pod: &Pod, state: &mut PodState) -> Option<Duration> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let phase = pod
             .status
@@ -377,7 +402,7 @@ impl Kubelet {
                             .await;
                         state.mount_error = Some(message);
                     }
-                    let obs = self.observed(&rt, state, None);
+                    let obs = self.observed(pod, &rt, state, None);
                     self.write_status(pod, container_status::pod_status(pod, &obs))
                         .await;
                     return Some(Duration::from_secs(5));
@@ -400,7 +425,7 @@ impl Kubelet {
                 match self.start_sandbox(pod, &rt).await {
                     Ok(()) => {}
                     Err(retry) => {
-                        let obs = self.observed(&rt, state, None);
+                        let obs = self.observed(pod, &rt, state, None);
                         self.write_status(pod, container_status::pod_status(pod, &obs))
                             .await;
                         return Some(retry);
@@ -419,7 +444,11 @@ impl Kubelet {
                 pod,
                 sandbox.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
             );
-            let vols = state.volumes.clone().unwrap_or_default();
+            let target = Target {
+                sandbox_id: &sandbox.id,
+                sandbox_config: &sandbox_config,
+                volumes: state.volumes.clone().unwrap_or_default(),
+            };
             let mut blocked = false;
             // Init containers in order: each must succeed before the next (and the app
             // containers) start.
@@ -438,15 +467,7 @@ impl Kubelet {
                     _ => {}
                 }
                 if let Some(d) = self
-                    .start_or_wait(
-                        pod,
-                        c,
-                        latest.as_ref(),
-                        &sandbox.id,
-                        &sandbox_config,
-                        &vols,
-                        state,
-                    )
+                    .start_or_wait(pod, c, latest.as_ref(), &target, state)
                     .await
                 {
                     soonest(d);
@@ -471,15 +492,7 @@ impl Kubelet {
                         _ => {}
                     }
                     if let Some(d) = self
-                        .start_or_wait(
-                            pod,
-                            c,
-                            latest.as_ref(),
-                            &sandbox.id,
-                            &sandbox_config,
-                            &vols,
-                            state,
-                        )
+                        .start_or_wait(pod, c, latest.as_ref(), &target, state)
                         .await
                     {
                         soonest(d);
@@ -491,7 +504,15 @@ impl Kubelet {
             }
         }
         let pod_ip = self.pod_ip(&rt, pod).await;
-        let obs = self.observed(&rt, state, pod_ip);
+        let mut running = Vec::new();
+        for c in &spec.containers {
+            if let Some(a) = rt.latest(&c.name).filter(|a| a.state == Run::Running) {
+                super::probes::ensure(self, pod, c, &a.id, pod_ip.clone());
+                running.push(a.id.clone());
+            }
+        }
+        self.probes.retain(&uid, &running);
+        let obs = self.observed(pod, &rt, state, pod_ip);
         let status = container_status::pod_status(pod, &obs);
         let done = matches!(status.phase.as_deref(), Some("Succeeded") | Some("Failed"));
         self.write_status(pod, status).await;
@@ -540,15 +561,12 @@ impl Kubelet {
 
     /// Starts container `c` (a first run or a restart) unless a back-off or an error holds it;
     /// records why in `state.waiting`. Returns when to try again.
-    #[allow(clippy::too_many_arguments)]
     async fn start_or_wait(
         &self,
         pod: &Pod,
         c: &Container,
         latest: Option<&Attempt>,
-        sandbox_id: &str,
-        sandbox_config: &k8s_cri::v1::PodSandboxConfig,
-        vols: &BTreeMap<String, PathBuf>,
+        target: &Target<'_>,
         state: &mut PodState,
     ) -> Option<Duration> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -586,10 +604,7 @@ impl Kubelet {
             }
         }
         let attempt = latest.map(|a| a.attempt + 1).unwrap_or(0);
-        match self
-            .start_container(pod, c, attempt, sandbox_id, sandbox_config, vols)
-            .await
-        {
+        match self.start_container(pod, c, attempt, target).await {
             Ok(()) => {
                 state.waiting.remove(&c.name);
                 if restart || self.backoff_known(&key) {
@@ -628,12 +643,9 @@ impl Kubelet {
         pod: &Pod,
         c: &Container,
         attempt: u32,
-        sandbox_id: &str,
-        sandbox_config: &k8s_cri::v1::PodSandboxConfig,
-        vols: &BTreeMap<String, PathBuf>,
+        target: &Target<'_>,
     ) -> Result<(), NotStarted> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let image = c.image.clone().unwrap_or_default();
         let image_ref = self.ensure_image(pod, c, &uid).await?;
         let config_error = |message: String| NotStarted {
             reason: "CreateContainerConfigError".into(),
@@ -648,7 +660,7 @@ impl Kubelet {
                 return Err(config_error(e));
             }
         };
-        let mounts = match volumes::mounts(c, vols) {
+        let mounts = match volumes::mounts(c, &target.volumes) {
             Ok(m) => m,
             Err(e) => {
                 self.event(pod, EventType::Warning, "Failed", format!("Error: {e}"))
@@ -674,7 +686,7 @@ impl Kubelet {
         );
         let id = match self
             .cri
-            .create_container(sandbox_id, config, sandbox_config.clone())
+            .create_container(target.sandbox_id, config, target.sandbox_config.clone())
             .await
         {
             Ok(id) => id,
@@ -711,7 +723,6 @@ impl Kubelet {
             format!("Started container {}", c.name),
         )
         .await;
-        let _ = image;
         Ok(())
     }
 
@@ -857,6 +868,7 @@ impl Kubelet {
                 tracing::warn!("kubelet: removing sandbox {}: {e}", s.id);
             }
         }
+        self.probes.retain(uid, &[]);
         self.backoff_forget(&format!("{uid}/"));
         self.backoff_forget(&format!("pull/{uid}/"));
     }
@@ -912,7 +924,7 @@ impl Kubelet {
                         spec.restart_policy = Some("Never".into());
                     }
                     let state = PodState::default();
-                    let mut obs = self.observed(&stopped, &state, None);
+                    let mut obs = self.observed(pod, &stopped, &state, None);
                     obs.sandbox_ready = false;
                     let mut status = container_status::pod_status(&as_never, &obs);
                     if !matches!(status.phase.as_deref(), Some("Succeeded") | Some("Failed")) {

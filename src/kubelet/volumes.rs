@@ -110,14 +110,18 @@ async fn set_up_one(
         plugin = "configmap";
         let mode = cm.default_mode.unwrap_or(0o644);
         let optional = cm.optional.unwrap_or(false);
-        files
-            .extend(config_map_files(client, ns, &cm.name, &cm.items, optional, mode, name).await?);
+        files.extend(
+            source_files::<ConfigMap>(client, ns, &cm.name, &cm.items, optional, mode, name)
+                .await?,
+        );
     } else if let Some(s) = &v.secret {
         plugin = "secret";
         let mode = s.default_mode.unwrap_or(0o644);
         let optional = s.optional.unwrap_or(false);
         let secret = s.secret_name.clone().unwrap_or_default();
-        files.extend(secret_files(client, ns, &secret, &s.items, optional, mode, name).await?);
+        files.extend(
+            source_files::<Secret>(client, ns, &secret, &s.items, optional, mode, name).await?,
+        );
     } else if let Some(d) = &v.downward_api {
         plugin = "downward-api";
         let mode = d.default_mode.unwrap_or(0o644);
@@ -131,13 +135,17 @@ async fn set_up_one(
             if let Some(cm) = &source.config_map {
                 let optional = cm.optional.unwrap_or(false);
                 files.extend(
-                    config_map_files(client, ns, &cm.name, &cm.items, optional, mode, name).await?,
+                    source_files::<ConfigMap>(
+                        client, ns, &cm.name, &cm.items, optional, mode, name,
+                    )
+                    .await?,
                 );
             }
             if let Some(s) = &source.secret {
                 let optional = s.optional.unwrap_or(false);
                 files.extend(
-                    secret_files(client, ns, &s.name, &s.items, optional, mode, name).await?,
+                    source_files::<Secret>(client, ns, &s.name, &s.items, optional, mode, name)
+                        .await?,
                 );
             }
             if let Some(d) = &source.downward_api {
@@ -221,48 +229,50 @@ fn pick(
     }
 }
 
-async fn config_map_files(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    items: &Option<Vec<KeyToPath>>,
-    optional: bool,
-    mode: i32,
-    volume: &str,
-) -> Result<Vec<(String, Vec<u8>, i32)>, MountError> {
-    let got = Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-        .map_err(|e| {
-            MountError(format!(
-                "MountVolume.SetUp failed for volume {volume:?} : {}",
-                super::api_message(&e)
-            ))
-        })?;
-    let Some(cm) = got else {
-        if optional {
-            return Ok(Vec::new());
-        }
-        return Err(MountError(format!(
-            "MountVolume.SetUp failed for volume {volume:?} : configmap {name:?} not found"
-        )));
-    };
-    let mut data: BTreeMap<String, Vec<u8>> = cm
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.into_bytes()))
-        .collect();
-    data.extend(
-        cm.binary_data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0)),
-    );
-    pick(data, items, mode, "configmap", volume)
+/// ConfigMaps and Secrets as volume sources: named keys to bytes.
+pub trait KeyedData:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+    /// How upstream's messages name the kind.
+    const WORD: &'static str;
+    fn into_data(self) -> BTreeMap<String, Vec<u8>>;
 }
 
-async fn secret_files(
+impl KeyedData for ConfigMap {
+    const WORD: &'static str = "configmap";
+    fn into_data(self) -> BTreeMap<String, Vec<u8>> {
+        let mut data: BTreeMap<String, Vec<u8>> = self
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect();
+        data.extend(
+            self.binary_data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0)),
+        );
+        data
+    }
+}
+
+impl KeyedData for Secret {
+    const WORD: &'static str = "secret";
+    fn into_data(self) -> BTreeMap<String, Vec<u8>> {
+        self.data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, ByteString(v))| (k, v))
+            .collect()
+    }
+}
+
+/// The files a ConfigMap or Secret source puts in a volume (all keys, or the listed `items`).
+async fn source_files<K: KeyedData>(
     client: &kube::Client,
     ns: &str,
     name: &str,
@@ -271,7 +281,7 @@ async fn secret_files(
     mode: i32,
     volume: &str,
 ) -> Result<Vec<(String, Vec<u8>, i32)>, MountError> {
-    let got = Api::<Secret>::namespaced(client.clone(), ns)
+    let got = Api::<K>::namespaced(client.clone(), ns)
         .get_opt(name)
         .await
         .map_err(|e| {
@@ -280,21 +290,14 @@ async fn secret_files(
                 super::api_message(&e)
             ))
         })?;
-    let Some(secret) = got else {
-        if optional {
-            return Ok(Vec::new());
-        }
-        return Err(MountError(format!(
-            "MountVolume.SetUp failed for volume {volume:?} : secret {name:?} not found"
-        )));
-    };
-    let data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, ByteString(v))| (k, v))
-        .collect();
-    pick(data, items, mode, "secret", volume)
+    match got {
+        Some(obj) => pick(obj.into_data(), items, mode, K::WORD, volume),
+        None if optional => Ok(Vec::new()),
+        None => Err(MountError(format!(
+            "MountVolume.SetUp failed for volume {volume:?} : {} {name:?} not found",
+            K::WORD
+        ))),
+    }
 }
 
 fn downward_file(
