@@ -111,6 +111,10 @@ struct KubeletArgs {
     /// The kubelet's HTTPS port (logs), served by the kubelet `rkube server` runs.
     #[arg(long, default_value_t = rkube::kubelet::server::KUBELET_PORT)]
     kubelet_port: u16,
+    /// Run this server's own containerd under the data dir even when one answers on the default
+    /// socket (without --container-runtime-endpoint).
+    #[arg(long)]
+    own_containerd: bool,
     /// The kubelet's directory for volumes and pod logs (default: `<data-dir>/kubelet` for
     /// `rkube server`, /var/lib/rkube-kubelet for `rkube kubelet`).
     #[arg(long)]
@@ -154,9 +158,10 @@ fn primary_address(bind: IpAddr) -> IpAddr {
 /// The runtime README's one command uses: containerd's default socket when it answers CRI, else a
 /// containerd this server runs itself under the data dir (when containerd is installed), else none
 /// (the server then says why and runs no node).
-async fn default_runtime(data_dir: &Path) -> Option<String> {
+async fn default_runtime(data_dir: &Path, own: bool) -> Option<String> {
     const DEFAULT: &str = "unix:///run/containerd/containerd.sock";
-    if Path::new("/run/containerd/containerd.sock").exists()
+    if !own
+        && Path::new("/run/containerd/containerd.sock").exists()
         && rkube::kubelet::cri::Cri::connect(DEFAULT).await.is_ok()
     {
         return Some(DEFAULT.to_string());
@@ -445,7 +450,8 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let mut node_args = args.kubelet.clone();
     if node_args.container_runtime_endpoint.is_none() {
         // README's one command: a machine with containerd running becomes a node.
-        node_args.container_runtime_endpoint = default_runtime(&data_dir).await;
+        node_args.container_runtime_endpoint =
+            default_runtime(&data_dir, node_args.own_containerd).await;
     }
     if let Some(endpoint) = node_args
         .container_runtime_endpoint

@@ -32,7 +32,9 @@ def node_t(t: T) -> T | None:
         server.node = True
         # A free kubelet port rather than 10250, which another node on this machine may hold.
         _fixture["kubelet_port"] = free_port()
-        server.extra_args = ["--node-name", NODE, "--pod-cidr", POD_CIDR,
+        # --own-containerd: as README's one command on a machine where containerd is installed but not
+        # running, even if some containerd runs here.
+        server.extra_args = ["--own-containerd", "--node-name", NODE, "--pod-cidr", POD_CIDR,
                              "--kubelet-port", str(_fixture["kubelet_port"])]
         _fixture["server"] = server
         _fixture["containerd"] = ManagedContainerd(server.data_dir)

@@ -434,7 +434,9 @@ async fn report_unschedulable(
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let name = pod.metadata.name.as_deref().unwrap_or("");
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let patch = json!({"status": {"conditions": [{
+    // Guarded by the resourceVersion the decision was made on: a pod bound meanwhile (by another
+    // scheduler or a manual pods/binding) keeps its PodScheduled=True (the write answers 409).
+    let patch = json!({"metadata": {"resourceVersion": pod.metadata.resource_version}, "status": {"conditions": [{
         "type": "PodScheduled",
         "status": "False",
         "reason": "Unschedulable",
