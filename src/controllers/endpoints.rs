@@ -28,9 +28,9 @@ use kube::ResourceExt;
 
 use super::common::{self, Recorder};
 use super::endpointslice::{
-    find_port, format_trigger_time, is_headless, is_pod_ready, pod_ref, selected_pods, selects,
-    service_selector, should_pod_be_in_endpoints, should_set_hostname, TriggerTimes,
-    LABEL_HEADLESS, LAST_CHANGE_TRIGGER_TIME,
+    find_port, format_trigger_time, is_headless, is_pod_ready, pod_ref, selected_pods,
+    selecting_services, service_selector, should_pod_be_in_endpoints, should_set_hostname,
+    TriggerTimes, LABEL_HEADLESS, LAST_CHANGE_TRIGGER_TIME,
 };
 use super::Clients;
 
@@ -156,13 +156,7 @@ fn services_for_pod(
 ) -> Vec<ObjectRef<Service>> {
     let ns = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
-    let mut out: Vec<ObjectRef<Service>> = services
-        .state()
-        .iter()
-        .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|s| service_selector(s).is_some_and(|sel| selects(sel, pod.labels())))
-        .map(|s| ObjectRef::from_obj(s.as_ref()))
-        .collect();
+    let mut out = selecting_services(services, pod);
     for ep in endpoints.state() {
         if ep.namespace().as_deref() != Some(ns.as_str()) {
             continue;

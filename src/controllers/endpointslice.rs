@@ -586,6 +586,19 @@ pub async fn run(clients: Clients) {
         .await;
 }
 
+/// The Services of the pod's namespace whose selector matches it now (shared with the Endpoints
+/// controller).
+pub fn selecting_services(services: &Store<Service>, pod: &Pod) -> Vec<ObjectRef<Service>> {
+    let ns = pod.namespace().unwrap_or_default();
+    services
+        .state()
+        .iter()
+        .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|s| service_selector(s).is_some_and(|sel| selects(sel, pod.labels())))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
 /// The Services a pod's change concerns: those whose selector matches it now, and those whose
 /// slices list it (it may have stopped matching or be gone).
 fn services_for_pod(
@@ -595,13 +608,7 @@ fn services_for_pod(
 ) -> Vec<ObjectRef<Service>> {
     let ns = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
-    let mut out: Vec<ObjectRef<Service>> = services
-        .state()
-        .iter()
-        .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|s| service_selector(s).is_some_and(|sel| selects(sel, pod.labels())))
-        .map(|s| ObjectRef::from_obj(s.as_ref()))
-        .collect();
+    let mut out = selecting_services(services, pod);
     for slice in slices.state() {
         if slice.namespace().as_deref() != Some(ns.as_str()) {
             continue;

@@ -13,6 +13,11 @@ use kube::ResourceExt;
 
 use crate::apiserver::wire::quantity::Quantity;
 
+/// A pod's IP list as the downward API gives it: comma-separated.
+fn join_ips(ips: Option<Vec<&str>>) -> String {
+    ips.map(|ips| ips.join(",")).unwrap_or_default()
+}
+
 /// A value of the downward API's fieldRef (upstream's podFieldSelectorRuntimeValue).
 pub fn field_value(pod: &Pod, path: &str) -> Result<String, String> {
     let meta = &pod.metadata;
@@ -44,25 +49,17 @@ pub fn field_value(pod: &Pod, path: &str) -> Result<String, String> {
             .and_then(|s| s.service_account_name.clone())
             .unwrap_or_default(),
         "status.hostIP" => status.and_then(|s| s.host_ip.clone()).unwrap_or_default(),
-        "status.hostIPs" => status
-            .and_then(|s| s.host_ips.as_ref())
-            .map(|ips| {
-                ips.iter()
-                    .map(|i| i.ip.clone())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default(),
+        "status.hostIPs" => join_ips(
+            status
+                .and_then(|s| s.host_ips.as_ref())
+                .map(|ips| ips.iter().map(|i| i.ip.as_str()).collect()),
+        ),
         "status.podIP" => status.and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
-        "status.podIPs" => status
-            .and_then(|s| s.pod_ips.as_ref())
-            .map(|ips| {
-                ips.iter()
-                    .map(|i| i.ip.clone())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default(),
+        "status.podIPs" => join_ips(
+            status
+                .and_then(|s| s.pod_ips.as_ref())
+                .map(|ips| ips.iter().map(|i| i.ip.as_str()).collect()),
+        ),
         _ => {
             if let Some(v) = in_map(&meta.labels, "metadata.labels['") {
                 v
