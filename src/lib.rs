@@ -6,9 +6,11 @@
 
 pub mod apiserver;
 pub mod controllers;
+pub mod dns;
 pub mod kubelet;
 pub mod leader_election;
 pub mod pki;
 pub mod private_files;
+pub mod proxy;
 pub mod scheduler;
 pub mod storage;

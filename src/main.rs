@@ -54,6 +54,13 @@ struct ServerArgs {
     /// this host's primary address.
     #[arg(long)]
     advertise_address: Option<IpAddr>,
+    /// The range Service cluster IPs come from (upstream's --service-cluster-ip-range); its first
+    /// address is the `kubernetes` Service's.
+    #[arg(long, default_value = "10.96.0.0/16", value_parser = apiserver::registry::service_alloc::Cidr::parse)]
+    service_cluster_ip_range: apiserver::registry::service_alloc::Cidr,
+    /// The range Service node ports come from (upstream's --service-node-port-range).
+    #[arg(long, default_value = "30000-32767", value_parser = apiserver::registry::service_alloc::PortRange::parse)]
+    service_node_port_range: apiserver::registry::service_alloc::PortRange,
     /// How long a node may go without a heartbeat (its Lease, its Ready condition) before the node
     /// lifecycle controller marks it Unknown and taints it (upstream's kube-controller-manager flag).
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
@@ -87,11 +94,64 @@ struct ServerArgs {
     /// shortened to it. Default: no cap beyond upstream's 2^32 s.
     #[arg(long, value_parser = parse_duration)]
     service_account_max_token_expiration: Option<std::time::Duration>,
+    /// The UDP/TCP port of the cluster DNS this server runs when it runs a node (on 0.0.0.0, behind
+    /// the kube-system/kube-dns Service at 10.96.0.10); 0: no cluster DNS.
+    #[arg(long, default_value_t = 53)]
+    cluster_dns_port: u16,
     /// Simulated nodes to run in this process (hollow kubelets named hollow-node-<i>); 0: none.
     #[arg(long, default_value_t = 0)]
     hollow_nodes: usize,
     #[command(flatten)]
     kubelet: KubeletArgs,
+    /// How the node's kube-proxy programs Services: iptables, nftables, ipvs, or none (no proxy).
+    #[arg(long, default_value = "iptables", value_parser = parse_proxy_mode)]
+    proxy_mode: ProxyMode,
+}
+
+/// `--proxy-mode` of `rkube server`: a mode, or `none`.
+#[derive(Debug, Clone, Copy)]
+struct ProxyMode(Option<rkube::proxy::Mode>);
+
+fn parse_proxy_mode(s: &str) -> Result<ProxyMode, String> {
+    use clap::ValueEnum;
+    if s == "none" {
+        return Ok(ProxyMode(None));
+    }
+    rkube::proxy::Mode::from_str(s, true)
+        .map(|m| ProxyMode(Some(m)))
+        .map_err(|_| format!("unknown proxy mode {s:?}: iptables, nftables, ipvs or none"))
+}
+
+/// kube-proxy's settings (`rkube proxy`).
+#[derive(clap::Args, Debug, Clone)]
+struct ProxyArgs {
+    #[arg(long, value_enum, default_value = "iptables")]
+    proxy_mode: rkube::proxy::Mode,
+    /// The node's name, for Local traffic policies (default: this host's name).
+    #[arg(long)]
+    hostname_override: Option<String>,
+    /// The cluster's pod range: traffic to cluster IPs from outside it is masqueraded.
+    #[arg(long)]
+    cluster_cidr: Option<String>,
+    /// Masquerade all traffic to cluster IPs.
+    #[arg(long)]
+    masquerade_all: bool,
+    /// The IPVS scheduler.
+    #[arg(long, default_value = "rr")]
+    ipvs_scheduler: String,
+    /// Program this named network namespace (`ip netns`) instead of the proxy's own, while
+    /// talking to the apiserver from here (tests give each proxy a node of its own this way).
+    #[arg(long)]
+    netns: Option<String>,
+    /// Remove every mode's rules and exit (upstream's --cleanup).
+    #[arg(long)]
+    cleanup: bool,
+}
+
+fn host_name() -> String {
+    hostname::get()
+        .map(|h| h.to_string_lossy().to_lowercase())
+        .unwrap_or_else(|_| "rkube-node".into())
 }
 
 /// The node side: a kubelet for this machine on a CRI runtime.
@@ -119,15 +179,19 @@ struct KubeletArgs {
     /// `rkube server`, /var/lib/rkube-kubelet for `rkube kubelet`).
     #[arg(long)]
     root_dir: Option<PathBuf>,
+    /// The cluster DNS addresses pods with dnsPolicy ClusterFirst get as nameservers, comma-separated
+    /// (default for `rkube server` running its DNS: 10.96.0.10; none: such pods get the host's
+    /// resolvers, as upstream's kubelet without --cluster-dns).
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<IpAddr>,
+    /// The cluster domain: pods' search path, and the names the cluster DNS answers.
+    #[arg(long, default_value = rkube::dns::DEFAULT_DOMAIN)]
+    cluster_domain: String,
 }
 
 impl KubeletArgs {
     fn config(&self, default_root: PathBuf, node_ip: IpAddr) -> rkube::kubelet::agent::Config {
-        let node_name = self.node_name.clone().unwrap_or_else(|| {
-            hostname::get()
-                .map(|h| h.to_string_lossy().to_lowercase())
-                .unwrap_or_else(|_| "rkube-node".into())
-        });
+        let node_name = self.node_name.clone().unwrap_or_else(host_name);
         rkube::kubelet::agent::Config {
             node_name,
             runtime_endpoint: self.container_runtime_endpoint.clone().unwrap_or_default(),
@@ -135,6 +199,11 @@ impl KubeletArgs {
             root: self.root_dir.clone().unwrap_or(default_root),
             node_ip: node_ip.to_string(),
             serving: None,
+            cluster_dns: rkube::kubelet::runtime_config::ClusterDns {
+                servers: self.cluster_dns.iter().map(|ip| ip.to_string()).collect(),
+                domain: self.cluster_domain.clone(),
+                ..Default::default()
+            },
         }
     }
 }
@@ -278,6 +347,60 @@ enum Command {
         #[command(flatten)]
         kubelet: KubeletArgs,
     },
+    /// Runs kube-proxy for this machine against a cluster (its kubeconfig should name the
+    /// `system:kube-proxy` identity).
+    Proxy {
+        #[arg(long, required_unless_present = "cleanup")]
+        kubeconfig: Option<PathBuf>,
+        #[command(flatten)]
+        proxy: ProxyArgs,
+    },
+    /// Benchmarks kube-proxy's rule syncs in a network namespace of its own: full sync of 1,000 and
+    /// 10,000 Services of 3 endpoints, and one endpoint change, per mode (needs root).
+    BenchProxy {
+        /// Service counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        services: Vec<usize>,
+        /// Modes to measure.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "iptables,nftables"
+        )]
+        modes: Vec<rkube::proxy::Mode>,
+    },
+    /// Runs the cluster DNS against a cluster (upstream's CoreDNS with kubeadm's Corefile): Service
+    /// and pod names under the cluster domain from the API (the kubeconfig's identity needs
+    /// list/watch of services, endpointslices and namespaces: ClusterRole system:coredns), other
+    /// names forwarded to the host's resolvers.
+    Dns {
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// UDP and TCP address to serve on.
+        #[arg(long, default_value = "0.0.0.0:53")]
+        listen: SocketAddr,
+        #[arg(long, default_value = rkube::dns::DEFAULT_DOMAIN)]
+        cluster_domain: String,
+        /// TTL of the cluster's records, seconds (CoreDNS's kubernetes plugin default).
+        #[arg(long, default_value_t = rkube::dns::records::DEFAULT_TTL)]
+        ttl: u32,
+        /// Resolvers for other names (ADDR:PORT, comma-separated; CoreDNS's `forward . ADDR`).
+        /// Default: the nameservers of /etc/resolv.conf.
+        #[arg(long, value_delimiter = ',')]
+        upstream: Vec<SocketAddr>,
+    },
+    /// Benchmarks the cluster DNS: answers/s for Service names from one UDP client, against the
+    /// real server on loopback with an index of N Services.
+    BenchDns {
+        #[arg(long, default_value_t = 10000)]
+        services: usize,
+        /// Queries per run (one run one at a time, one with --window in flight).
+        #[arg(long, default_value_t = 100000)]
+        queries: usize,
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+    },
     /// Benchmarks the scheduler through the real API: creates pods against a running cluster with
     /// hollow nodes and reports pods/s and create→bound latency.
     BenchSchedule {
@@ -404,6 +527,10 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             request_timeout: args.request_timeout,
         },
         kubelet_client: Some(pki.kubelet_client_tls_config()?),
+        service_ranges: apiserver::registry::service_alloc::ServiceRanges {
+            cidr: args.service_cluster_ip_range,
+            node_ports: args.service_node_port_range,
+        },
         token_options: apiserver::authn::tokens::TokenOptions {
             api_audiences: args.api_audiences.clone(),
             max_expiration: args
@@ -472,6 +599,43 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             rkube::pki::KUBELET_CLIENT_CN,
         )
         .await?;
+        if args.cluster_dns_port != 0 {
+            let listen = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), args.cluster_dns_port);
+            match rkube::dns::Sockets::bind(listen).await {
+                Ok(sockets) => {
+                    // CoreDNS's own identity (kubeadm binds ClusterRole system:coredns to the
+                    // kube-system/coredns service account): the DNS reads only what that role
+                    // grants, like the pod it stands in for.
+                    let dns_client = client_as(
+                        &pki,
+                        &url,
+                        &rkube::dns::addon::user(),
+                        &[
+                            "system:serviceaccounts",
+                            "system:serviceaccounts:kube-system",
+                        ],
+                    )
+                    .await?;
+                    let port = sockets.local_addr()?.port();
+                    let dns_config =
+                        rkube::dns::Config::with_host_resolvers(&node_args.cluster_domain);
+                    let (admin, node) = (admin.clone(), config.node_name.clone());
+                    tokio::spawn(async move {
+                        // The RBAC first, so the DNS's watches are allowed from their first list.
+                        rkube::dns::addon::ensure_with_retries(admin, node, advertise_address, port)
+                            .await;
+                        if let Err(e) = rkube::dns::run(dns_client, sockets, dns_config).await {
+                            tracing::error!("cluster DNS stopped: {e:#}");
+                        }
+                    });
+                    if config.cluster_dns.servers.is_empty() {
+                        config.cluster_dns.servers = vec![rkube::dns::addon::CLUSTER_DNS_IP.into()];
+                    }
+                    println!("rkube runs the cluster DNS on port {port} (kube-system/kube-dns, {})", rkube::dns::addon::CLUSTER_DNS_IP);
+                }
+                Err(e) => println!("rkube runs no cluster DNS: binding {listen}: {e} (pods with dnsPolicy ClusterFirst get the host's resolvers; see --cluster-dns-port)"),
+            }
+        }
         let tls = pki.kubelet_tls_config(&config.node_name, &[advertise_address])?;
         config.serving = Some((
             tls,
@@ -479,6 +643,25 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         ));
         let user = format!("system:node:{}", config.node_name);
         let client = client_as(&pki, &url, &user, &["system:nodes"]).await?;
+        if let ProxyMode(Some(mode)) = args.proxy_mode {
+            // kube-proxy as upstream's identity, bound to system:node-proxier by the bootstrap policy.
+            let proxy = client_as(&pki, &url, "system:kube-proxy", &[]).await?;
+            let proxy_config = rkube::proxy::Config {
+                mode,
+                node_name: config.node_name.clone(),
+                options: rkube::proxy::iptables::Options {
+                    cluster_cidr: Some(node_args.pod_cidr.clone()),
+                    masquerade_all: false,
+                },
+                netns: None,
+                ipvs_scheduler: "rr".into(),
+            };
+            tokio::spawn(async move {
+                if let Err(e) = rkube::proxy::run(proxy, proxy_config).await {
+                    tracing::error!("kube-proxy stopped: {e:#}");
+                }
+            });
+        }
         tokio::spawn(async move {
             if let Err(e) = rkube::kubelet::agent::run(client, config).await {
                 tracing::error!("kubelet stopped: {e:#}");
@@ -533,7 +716,8 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                // hickory-server logs every DNS request at info: the cluster DNS would drown the log.
+                .unwrap_or_else(|_| "info,hickory_server=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -615,6 +799,57 @@ fn main() -> anyhow::Result<()> {
             let config = kubelet.config(PathBuf::from("/var/lib/rkube-kubelet"), ip);
             rkube::kubelet::agent::run(client, config).await
         }),
+        Command::Proxy { kubeconfig, proxy } => rt.block_on(async {
+            let runner = rkube::proxy::exec::Runner {
+                netns: proxy.netns.clone(),
+            };
+            if proxy.cleanup {
+                rkube::proxy::cleanup_all(&runner).await;
+                return Ok(());
+            }
+            let kubeconfig = kubeconfig.context("--kubeconfig is required")?;
+            let config = rkube::proxy::Config {
+                mode: proxy.proxy_mode,
+                node_name: proxy.hostname_override.clone().unwrap_or_else(host_name),
+                options: rkube::proxy::iptables::Options {
+                    cluster_cidr: proxy.cluster_cidr.clone(),
+                    masquerade_all: proxy.masquerade_all,
+                },
+                netns: proxy.netns.clone(),
+                ipvs_scheduler: proxy.ipvs_scheduler.clone(),
+            };
+            rkube::proxy::run(client_from(&kubeconfig).await?, config).await
+        }),
+        Command::BenchProxy { services, modes } => {
+            rt.block_on(rkube::proxy::bench::run(&services, &modes))
+        }
+        Command::Dns {
+            kubeconfig,
+            listen,
+            cluster_domain,
+            ttl,
+            upstream,
+        } => rt.block_on(async {
+            let client = client_from(&kubeconfig).await?;
+            let sockets = rkube::dns::Sockets::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen} (UDP and TCP)"))?;
+            println!("rkube dns listening on {}", sockets.local_addr()?);
+            let mut config = rkube::dns::Config::with_host_resolvers(&cluster_domain);
+            config.ttl = ttl;
+            if !upstream.is_empty() {
+                config.upstreams = upstream;
+            }
+            tokio::select! {
+                r = rkube::dns::run(client, sockets, config) => r,
+                _ = shutdown_signal() => Ok(()),
+            }
+        }),
+        Command::BenchDns {
+            services,
+            queries,
+            window,
+        } => rt.block_on(rkube::dns::bench::run(services, queries, window)),
         Command::BenchSchedule {
             kubeconfig,
             pods,

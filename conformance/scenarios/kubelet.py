@@ -34,7 +34,8 @@ def node_t(t: T) -> T | None:
         _fixture["kubelet_port"] = free_port()
         # --own-containerd: as README's one command on a machine where containerd is installed but not
         # running, even if some containerd runs here.
-        server.extra_args = ["--own-containerd", "--node-name", NODE, "--pod-cidr", POD_CIDR,
+        # --proxy-mode none: the proxy scenarios run `rkube proxy` in each mode in turn on this node.
+        server.extra_args = ["--own-containerd", "--proxy-mode", "none", "--node-name", NODE, "--pod-cidr", POD_CIDR,
                              "--kubelet-port", str(_fixture["kubelet_port"])]
         _fixture["server"] = server
         _fixture["containerd"] = ManagedContainerd(server.data_dir)

@@ -49,6 +49,8 @@ pub struct ApiServerConfig {
     /// The TLS client config for calling kubelets (pods/log); `None`: logs of scheduled pods are
     /// not served.
     pub kubelet_client: Option<rustls::ClientConfig>,
+    /// Where Service cluster IPs and node ports come from.
+    pub service_ranges: registry::service_alloc::ServiceRanges,
 }
 
 /// A running apiserver's handles.
@@ -83,7 +85,11 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
         }
     }
     let catalog = Arc::new(catalog::SharedCatalog::new(builtin));
-    let registry = registry::store::Registry::new(store.clone(), catalog.clone());
+    let registry = registry::store::Registry::with_service_ranges(
+        store.clone(),
+        catalog.clone(),
+        config.service_ranges.clone(),
+    );
     tokio::spawn(registry.cache.clone().run(store.clone()));
     let app = Arc::new(http::handlers::App {
         authorizer: authz::Authorizer::new(registry.clone()),
@@ -132,6 +138,10 @@ async fn post_start(
     let mut delay = Duration::from_millis(200);
     loop {
         let done = async {
+            // The default ServiceCIDR and the allocations of Services stored before (or by an older
+            // apiserver) come first: the `kubernetes` Service's create allocates its address.
+            registry::service_alloc::ensure_default_service_cidr(&registry).await?;
+            registry::service_alloc::repair(&registry).await?;
             registry::bootstrap::bootstrap(&registry, advertise_address, port).await?;
             authz::reconcile::bootstrap(&registry).await
         };

@@ -44,6 +44,8 @@ pub struct Config {
     /// The kubelet's HTTPS port and its TLS config (serving certificate, client CA); `None`: the
     /// kubelet serves nothing (`kubectl logs` then answers 503 for its pods).
     pub serving: Option<(rustls::ServerConfig, std::net::SocketAddr)>,
+    /// Pods' DNS settings (--cluster-dns, --cluster-domain).
+    pub cluster_dns: super::runtime_config::ClusterDns,
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
@@ -155,6 +157,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         config.node_name.clone(),
         config.node_ip.clone(),
         config.root.clone(),
+        config.cluster_dns.clone(),
         store.clone(),
     );
     if let Some((tls, addr)) = config.serving {

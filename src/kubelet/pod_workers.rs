@@ -42,6 +42,8 @@ pub struct Kubelet {
     pub node_name: String,
     pub node_ip: String,
     pub root: PathBuf,
+    /// How pods' resolv.conf is made (cluster DNS, domain, host resolv.conf).
+    pub cluster_dns: runtime_config::ClusterDns,
     pub pods: Store<Pod>,
     pub recorder: Recorder,
     pub probes: super::probes::Probes,
@@ -134,6 +136,7 @@ impl Kubelet {
         node_name: String,
         node_ip: String,
         root: PathBuf,
+        cluster_dns: runtime_config::ClusterDns,
         pods: Store<Pod>,
     ) -> Arc<Kubelet> {
         Arc::new(Kubelet {
@@ -143,6 +146,7 @@ impl Kubelet {
             node_name,
             node_ip,
             root,
+            cluster_dns,
             pods,
             probes: Default::default(),
             workers: Mutex::default(),
@@ -443,6 +447,7 @@ impl Kubelet {
                 &self.root,
                 pod,
                 sandbox.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
+                &self.cluster_dns,
             );
             let target = Target {
                 sandbox_id: &sandbox.id,
@@ -540,7 +545,11 @@ impl Kubelet {
             .and_then(|s| s.metadata.as_ref())
             .map(|m| m.attempt + 1)
             .unwrap_or(0);
-        let config = runtime_config::sandbox_config(&self.root, pod, attempt);
+        let config = runtime_config::sandbox_config(&self.root, pod, attempt, &self.cluster_dns);
+        if let Some(message) = runtime_config::missing_cluster_dns(pod, &self.cluster_dns) {
+            self.event(pod, EventType::Warning, "MissingClusterDNS", message)
+                .await;
+        }
         if let Err(e) = std::fs::create_dir_all(&config.log_directory) {
             tracing::warn!("kubelet: creating {}: {e}", config.log_directory);
         }

@@ -93,7 +93,6 @@ pub async fn bind_cluster_role(
     subject: &str,
 ) -> anyhow::Result<()> {
     use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
-    let api: Api<ClusterRoleBinding> = Api::all(admin.clone());
     let binding = ClusterRoleBinding {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -111,7 +110,16 @@ pub async fn bind_cluster_role(
             namespace: None,
         }]),
     };
-    match api.create(&PostParams::default(), &binding).await {
+    create_if_absent(Api::all(admin.clone()), &binding).await
+}
+
+/// Creates `object` unless one of its name exists (kept as it is: the installer's "ensure exists",
+/// as kubeadm's bootstrap and addon phases do).
+pub async fn create_if_absent<K>(api: Api<K>, object: &K) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), object).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         Err(e) => Err(e.into()),

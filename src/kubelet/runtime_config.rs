@@ -62,47 +62,174 @@ fn pod_labels(pod: &Pod) -> HashMap<String, String> {
     labels
 }
 
-/// The host's resolver settings (dnsPolicy Default, and ClusterFirst while the cluster has no DNS
-/// service: upstream's kubelet falls back the same way without --cluster-dns).
-fn host_dns() -> DnsConfig {
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+/// The kubelet's DNS settings for pods (upstream's --cluster-dns, --cluster-domain, --resolv-conf).
+#[derive(Clone, Debug)]
+pub struct ClusterDns {
+    /// The cluster DNS addresses ClusterFirst pods get as their only nameservers; empty: the
+    /// cluster has no DNS, and ClusterFirst falls back to Default as upstream's kubelet does.
+    pub servers: Vec<String>,
+    /// The cluster domain (`cluster.local`), whose search path ClusterFirst pods get.
+    pub domain: String,
+    /// The host resolver configuration Default pods copy (and ClusterFirst pods take search
+    /// domains from).
+    pub resolv_conf: std::path::PathBuf,
+}
+
+impl Default for ClusterDns {
+    fn default() -> Self {
+        ClusterDns {
+            servers: Vec::new(),
+            domain: "cluster.local".into(),
+            resolv_conf: "/etc/resolv.conf".into(),
+        }
+    }
+}
+
+/// Upstream's limits (pkg/apis/core/validation: MaxDNSNameservers, and the ExpandedDNSConfig
+/// limits, GA since 1.28): 3 nameservers, 32 search domains of at most 253 characters, 2048
+/// characters of search line.
+const MAX_NAMESERVERS: usize = 3;
+const MAX_SEARCHES: usize = 32;
+const MAX_SEARCH_CHARS: usize = 2048;
+const MAX_DOMAIN_CHARS: usize = 253;
+
+/// upstream's parseResolvConf: `nameserver` lines accumulate, the last `search` and the last
+/// `options` line win, `#` starts a comment line.
+pub fn parse_resolv_conf(text: &str) -> DnsConfig {
     let mut dns = DnsConfig::default();
     for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
         let mut words = line.split_whitespace();
         match words.next() {
             Some("nameserver") => dns.servers.extend(words.next().map(String::from)),
-            Some("search") => dns.searches = words.map(String::from).collect(),
-            Some("options") => dns.options.extend(words.map(String::from)),
+            Some("search") => {
+                dns.searches = words.map(|w| w.trim_end_matches('.').to_string()).collect()
+            }
+            Some("options") => dns.options = words.map(String::from).collect(),
             _ => {}
         }
     }
     dns
 }
 
+fn omit_duplicates(items: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    items
+        .into_iter()
+        .filter(|i| seen.insert(i.clone()))
+        .collect()
+}
+
+/// Whether the pod's dnsPolicy asks for the cluster DNS (upstream's getPodDNSType → podDNSCluster):
+/// ClusterFirst unless on the host network, ClusterFirstWithHostNet, and (as upstream) anything
+/// invalid.
+pub fn wants_cluster_dns(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
+    match spec
+        .and_then(|s| s.dns_policy.as_deref())
+        .unwrap_or("ClusterFirst")
+    {
+        "None" | "Default" => false,
+        "ClusterFirst" => !host_network,
+        _ => true,
+    }
+}
+
+/// The Warning upstream's kubelet records on a pod that wants the cluster DNS when it has none
+/// (reason `MissingClusterDNS`), or None.
+pub fn missing_cluster_dns(pod: &Pod, cluster: &ClusterDns) -> Option<String> {
+    (wants_cluster_dns(pod) && cluster.servers.is_empty()).then(|| {
+        format!(
+            "pod: \"{}_{}({})\". kubelet does not have ClusterDNS IP configured and cannot create Pod using \"ClusterFirst\" policy. Falling back to \"Default\" policy.",
+            pod.name_any(),
+            pod.namespace().unwrap_or_default(),
+            pod.metadata.uid.as_deref().unwrap_or_default()
+        )
+    })
+}
+
+/// A pod's resolver configuration (upstream's dns.Configurer.GetPodDNS) from the kubelet's settings
+/// and the host's resolv.conf text: the dnsPolicy picks the base (None: empty; ClusterFirst, and
+/// ClusterFirstWithHostNet for host-network pods: the cluster DNS with the cluster search path and
+/// ndots:5; Default, and ClusterFirst for host-network pods: the host's), the pod's dnsConfig is
+/// appended, and the result is cut to upstream's limits.
+pub fn pod_dns(pod: &Pod, cluster: &ClusterDns, host_resolv_conf: &str) -> DnsConfig {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let policy = spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
+    let use_cluster = wants_cluster_dns(pod);
+    let mut dns = if policy == "None" {
+        DnsConfig::default()
+    } else {
+        parse_resolv_conf(host_resolv_conf)
+    };
+    if use_cluster && !cluster.servers.is_empty() {
+        dns.servers = cluster.servers.clone();
+        if !cluster.domain.is_empty() {
+            let d = &cluster.domain;
+            let ns = pod.namespace().unwrap_or_default();
+            let mut searches = vec![format!("{ns}.svc.{d}"), format!("svc.{d}"), d.clone()];
+            searches.append(&mut dns.searches);
+            dns.searches = omit_duplicates(searches);
+        }
+        dns.options = vec!["ndots:5".into()];
+    }
+    if let Some(cfg) = &spec.dns_config {
+        let mut servers = std::mem::take(&mut dns.servers);
+        servers.extend(cfg.nameservers.iter().flatten().cloned());
+        dns.servers = omit_duplicates(servers);
+        let mut searches = std::mem::take(&mut dns.searches);
+        searches.extend(cfg.searches.iter().flatten().cloned());
+        dns.searches = omit_duplicates(searches);
+        // upstream's mergeDNSOptions: one entry per option name, the pod's value winning (kept in
+        // first-seen order here, where upstream's map has none).
+        let mut options: Vec<(String, String)> = Vec::new();
+        let mut set = |name: &str, value: &str| match options.iter_mut().find(|(n, _)| n == name) {
+            Some(o) => o.1 = value.to_string(),
+            None => options.push((name.to_string(), value.to_string())),
+        };
+        for o in &dns.options {
+            match o.split_once(':') {
+                Some((n, v)) => set(n, v),
+                None => set(o, ""),
+            }
+        }
+        for o in cfg.options.iter().flatten() {
+            set(
+                o.name.as_deref().unwrap_or_default(),
+                o.value.as_deref().unwrap_or_default(),
+            );
+        }
+        dns.options = options
+            .into_iter()
+            .map(|(n, v)| if v.is_empty() { n } else { format!("{n}:{v}") })
+            .collect();
+    }
+    // upstream's formDNSConfigFitsLimits.
+    dns.servers.truncate(MAX_NAMESERVERS);
+    dns.searches.truncate(MAX_SEARCHES);
+    dns.searches.retain(|s| s.len() <= MAX_DOMAIN_CHARS);
+    while dns.searches.join(" ").len() > MAX_SEARCH_CHARS {
+        dns.searches.pop();
+    }
+    dns
+}
+
 /// The sandbox of `pod` (attempt: how many sandboxes it had before).
-pub fn sandbox_config(root: &Path, pod: &Pod, attempt: u32) -> PodSandboxConfig {
+pub fn sandbox_config(
+    root: &Path,
+    pod: &Pod,
+    attempt: u32,
+    cluster_dns: &ClusterDns,
+) -> PodSandboxConfig {
     let spec = pod.spec.clone().unwrap_or_default();
     let host_network = spec.host_network.unwrap_or(false);
-    let mut dns = host_dns();
-    if let Some(cfg) = &spec.dns_config {
-        dns.servers
-            .extend(cfg.nameservers.iter().flatten().cloned());
-        dns.searches.extend(cfg.searches.iter().flatten().cloned());
-        for o in cfg.options.iter().flatten() {
-            let name = o.name.clone().unwrap_or_default();
-            dns.options.push(match &o.value {
-                Some(v) => format!("{name}:{v}"),
-                None => name,
-            });
-        }
-    }
-    if spec.dns_policy.as_deref() == Some("None") {
-        dns = DnsConfig::default();
-        if let Some(cfg) = &spec.dns_config {
-            dns.servers = cfg.nameservers.clone().unwrap_or_default();
-            dns.searches = cfg.searches.clone().unwrap_or_default();
-        }
-    }
+    // An unreadable resolv.conf leaves the host part empty (upstream fails the sandbox instead).
+    let host = std::fs::read_to_string(&cluster_dns.resolv_conf).unwrap_or_default();
+    let dns = pod_dns(pod, cluster_dns, &host);
     let mut port_mappings = Vec::new();
     for c in &spec.containers {
         for p in c.ports.iter().flatten() {
@@ -344,7 +471,7 @@ mod tests {
             "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}
         }))
         .unwrap();
-        let s = sandbox_config(Path::new("/k"), &pod, 0);
+        let s = sandbox_config(Path::new("/k"), &pod, 0, &ClusterDns::default());
         assert_eq!(s.hostname, "p");
         assert_eq!(s.log_directory, "/k/logs/n_p_u1");
         assert_eq!(s.labels.get(LABEL_POD_UID).map(String::as_str), Some("u1"));
@@ -380,5 +507,120 @@ mod tests {
             NamespaceMode::Container as i32,
             "the command is PID 1 of its container"
         );
+    }
+
+    const HOST: &str = "# host\nnameserver 192.0.2.53\nnameserver 192.0.2.54\nsearch corp.example. lab.example\noptions edns0 timeout:2\n";
+
+    fn dns_pod(spec: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "team"}, "spec": spec
+        }))
+        .unwrap()
+    }
+
+    fn cluster() -> ClusterDns {
+        ClusterDns {
+            servers: vec!["10.96.0.10".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cluster_first_gets_the_cluster_dns_and_search_path() {
+        for spec in [
+            serde_json::json!({"containers": []}),
+            serde_json::json!({"dnsPolicy": "ClusterFirst", "containers": []}),
+            serde_json::json!({"dnsPolicy": "ClusterFirstWithHostNet", "hostNetwork": true, "containers": []}),
+        ] {
+            let d = pod_dns(&dns_pod(spec.clone()), &cluster(), HOST);
+            assert_eq!(d.servers, ["10.96.0.10"], "{spec}");
+            assert_eq!(
+                d.searches,
+                [
+                    "team.svc.cluster.local",
+                    "svc.cluster.local",
+                    "cluster.local",
+                    "corp.example",
+                    "lab.example"
+                ],
+                "{spec}"
+            );
+            assert_eq!(d.options, ["ndots:5"], "{spec}");
+        }
+    }
+
+    #[test]
+    fn default_and_host_network_get_the_host_resolvers() {
+        for spec in [
+            serde_json::json!({"dnsPolicy": "Default", "containers": []}),
+            serde_json::json!({"dnsPolicy": "ClusterFirst", "hostNetwork": true, "containers": []}),
+        ] {
+            let d = pod_dns(&dns_pod(spec.clone()), &cluster(), HOST);
+            assert_eq!(d.servers, ["192.0.2.53", "192.0.2.54"], "{spec}");
+            assert_eq!(d.searches, ["corp.example", "lab.example"], "{spec}");
+            assert_eq!(d.options, ["edns0", "timeout:2"], "{spec}");
+        }
+        // Without a cluster DNS, ClusterFirst falls back to Default.
+        let d = pod_dns(
+            &dns_pod(serde_json::json!({"containers": []})),
+            &ClusterDns::default(),
+            HOST,
+        );
+        assert_eq!(d.servers, ["192.0.2.53", "192.0.2.54"]);
+        assert_eq!(d.searches, ["corp.example", "lab.example"]);
+    }
+
+    #[test]
+    fn none_takes_only_the_pod_dns_config() {
+        let d = pod_dns(
+            &dns_pod(
+                serde_json::json!({"dnsPolicy": "None", "containers": [], "dnsConfig": {
+                "nameservers": ["1.1.1.1"], "searches": ["a.example"],
+                "options": [{"name": "ndots", "value": "2"}, {"name": "rotate"}]}}),
+            ),
+            &cluster(),
+            HOST,
+        );
+        assert_eq!(d.servers, ["1.1.1.1"]);
+        assert_eq!(d.searches, ["a.example"]);
+        assert_eq!(d.options, ["ndots:2", "rotate"]);
+    }
+
+    #[test]
+    fn dns_config_is_merged_and_cut_to_the_limits() {
+        let searches: Vec<String> = (0..40).map(|i| format!("s{i}.example")).collect();
+        let d = pod_dns(
+            &dns_pod(serde_json::json!({"containers": [], "dnsConfig": {
+                "nameservers": ["10.96.0.10", "192.0.2.1", "192.0.2.2", "192.0.2.3"],
+                "searches": searches,
+                "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}})),
+            &cluster(),
+            HOST,
+        );
+        // Duplicates dropped, then at most 3 nameservers.
+        assert_eq!(d.servers, ["10.96.0.10", "192.0.2.1", "192.0.2.2"]);
+        assert_eq!(d.searches.len(), 32);
+        assert_eq!(d.searches[0], "team.svc.cluster.local");
+        assert_eq!(d.searches[5], "s0.example");
+        // The pod's value wins; new options are appended.
+        assert_eq!(d.options, ["ndots:2", "edns0"]);
+        // A search line over 2048 characters loses domains from the end.
+        let long: Vec<String> = (0..20).map(|i| format!("{i}{}", "x".repeat(200))).collect();
+        let d = pod_dns(
+            &dns_pod(serde_json::json!({"dnsPolicy": "None", "containers": [],
+                "dnsConfig": {"searches": long}})),
+            &cluster(),
+            HOST,
+        );
+        assert!(d.searches.join(" ").len() <= 2048);
+        assert_eq!(d.searches.len(), 10);
+    }
+
+    #[test]
+    fn resolv_conf_parsing_follows_upstream() {
+        let d = parse_resolv_conf("nameserver 1.2.3.4\nsearch a b\n# nameserver 9.9.9.9\nsearch c.\noptions x\noptions y z\nnameserver 5.6.7.8\n");
+        assert_eq!(d.servers, ["1.2.3.4", "5.6.7.8"]);
+        assert_eq!(d.searches, ["c"]);
+        assert_eq!(d.options, ["y", "z"]);
     }
 }

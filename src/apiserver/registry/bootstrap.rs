@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 
 use crate::apiserver::registry::store::Registry;
 
-/// The first address of the service range, as upstream reserves it for `kubernetes`.
+/// The first address of the default service range, as upstream reserves it for `kubernetes` (the
+/// configured range's first address is used: `ServiceRanges::cidr`).
 pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 
 /// Namespaces that may not be deleted (upstream's NamespaceLifecycle admission).
@@ -49,10 +50,12 @@ pub async fn bootstrap(
         .await
         .is_err()
     {
+        let cidr = registry.service_ranges.cidr;
+        let kubernetes_ip = cidr.addr(cidr.first()).to_string();
         let svc = json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-            "spec": {"type": "ClusterIP", "clusterIP": KUBERNETES_SERVICE_IP,
+            "spec": {"type": "ClusterIP", "clusterIP": kubernetes_ip,
                      "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": secure_port}]}
         });
         match registry

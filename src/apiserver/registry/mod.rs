@@ -6,7 +6,7 @@
 //! holding upstream's defaulting and validation functions the strategies call. Patching ([`patch`]),
 //! server-side apply ([`managed_fields`] over [`fieldpath`], with merge facts from [`schema`]),
 //! selectors ([`selectors`]) and `fieldValidation` ([`field_validation`]) are the generic parts of a
-//! write or a list. [`reviews`] answers the create-only review kinds, [`eviction`] the `pods/eviction` subresource, [`bootstrap`] creates what a fresh cluster has.
+//! write or a list. [`reviews`] answers the create-only review kinds, [`eviction`] the `pods/eviction` subresource, [`bootstrap`] creates what a fresh cluster has, [`service_alloc`] gives Services their cluster IPs and node ports.
 
 pub mod bootstrap;
 pub mod conversion;
@@ -19,6 +19,7 @@ pub mod patch;
 pub mod reviews;
 pub mod schema;
 pub mod selectors;
+pub mod service_alloc;
 pub mod store;
 pub mod strategy;
 pub mod validation;

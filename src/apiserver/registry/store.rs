@@ -267,6 +267,9 @@ pub struct Registry {
     /// The served resources; CRD writes change it (see [`Registry::crd_changed`]).
     pub catalog: Arc<SharedCatalog>,
     pub cache: Arc<WatchCache>,
+    /// The Service cluster IP and node port ranges (`--service-cluster-ip-range`,
+    /// `--service-node-port-range`).
+    pub service_ranges: super::service_alloc::ServiceRanges,
 }
 
 /// Filters for lists and watches.
@@ -301,6 +304,15 @@ impl Filter {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, catalog: Arc<SharedCatalog>) -> Arc<Self> {
+        Self::with_service_ranges(store, catalog, Default::default())
+    }
+
+    /// A registry allocating Service addresses and node ports from `service_ranges`.
+    pub fn with_service_ranges(
+        store: Arc<dyn Store>,
+        catalog: Arc<SharedCatalog>,
+        service_ranges: super::service_alloc::ServiceRanges,
+    ) -> Arc<Self> {
         let cache = WatchCache::new(
             catalog
                 .load()
@@ -312,6 +324,7 @@ impl Registry {
             store,
             catalog,
             cache,
+            service_ranges,
         })
     }
 
@@ -602,6 +615,24 @@ impl Registry {
         }
         strategy.prepare_for_create(info, &mut obj);
         strategy.begin_create(self, info, &mut obj);
+        // Allocations first (as upstream's BeginCreate), given back if anything below fails.
+        let txn = match strategy.allocations() {
+            Some(a) => Some(a.allocate_create(self, &mut obj, dry_run).await?),
+            None => None,
+        };
+        let result = self.create_allocated(info, ns, obj, dry_run).await;
+        super::strategy::finish(txn, self, result.is_ok()).await;
+        result
+    }
+
+    /// The rest of a create, once allocations are made: validation, the namespace, the write.
+    async fn create_allocated(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        obj: Value,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
         let causes = validate(info, &obj, None);
         if !causes.is_empty() {
@@ -808,61 +839,74 @@ impl Registry {
             "resourceVersion".into(),
             json!(current.mod_revision.to_string()),
         );
-        // Checked on exactly what is stored below, and the store's write is guarded by
-        // `current.mod_revision`: a change made after `old` was read fails the write instead of
-        // slipping past the check.
-        if let Some(check) = check {
-            check(&new, Some(&old))?;
-        }
-        let causes = validate(info, &new, subresource.is_none().then_some(&old));
-        if !causes.is_empty() {
-            return Err(ApiError::invalid(info, name, causes));
-        }
-        if meta_str(&old, "deletionTimestamp").is_some() {
-            let old_f = finalizers(&old);
-            if finalizers(&new).iter().any(|f| !old_f.contains(f)) {
-                return Err(ApiError::invalid(
-                    info,
-                    name,
-                    vec![crate::apiserver::status::Cause::forbidden(
-                        "metadata.finalizers",
-                        "no new finalizers can be added if the object is being deleted",
-                    )],
-                ));
+        // Allocations (as upstream's BeginUpdate), committed or given back with the write's outcome.
+        let txn = match (subresource, strategy.allocations()) {
+            (None, Some(a)) => Some(a.allocate_update(self, &mut new, &old, dry_run).await?),
+            _ => None,
+        };
+        let result = async {
+            // Checked on exactly what is stored below, and the store's write is guarded by
+            // `current.mod_revision`: a change made after `old` was read fails the write instead of
+            // slipping past the check.
+            if let Some(check) = check {
+                check(&new, Some(&old))?;
             }
-        }
-        if dry_run {
-            return Ok((new, false));
-        }
-        if to_stored(&new)? == to_stored(&old)? {
-            return Ok((old, false));
-        }
-        // Removing the last finalizer of an object being deleted completes its deletion.
-        if self.deletion_complete(info, &new) {
-            return match self.store.delete(&key, Some(current.mod_revision)).await {
-                Ok((rev, _)) => {
-                    self.crd_changed(info, &new, true);
-                    Ok((with_rv(new, rev), false))
+            let causes = validate(info, &new, subresource.is_none().then_some(&old));
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(info, name, causes));
+            }
+            if meta_str(&old, "deletionTimestamp").is_some() {
+                let old_f = finalizers(&old);
+                if finalizers(&new).iter().any(|f| !old_f.contains(f)) {
+                    return Err(ApiError::invalid(
+                        info,
+                        name,
+                        vec![crate::apiserver::status::Cause::forbidden(
+                            "metadata.finalizers",
+                            "no new finalizers can be added if the object is being deleted",
+                        )],
+                    ));
+                }
+            }
+            if dry_run {
+                return Ok((new, false));
+            }
+            if to_stored(&new)? == to_stored(&old)? {
+                return Ok((old, false));
+            }
+            // Removing the last finalizer of an object being deleted completes its deletion.
+            if self.deletion_complete(info, &new) {
+                return match self.store.delete(&key, Some(current.mod_revision)).await {
+                    Ok((rev, _)) => {
+                        self.crd_changed(info, &new, true);
+                        if let Some(a) = info.strategy.allocations() {
+                            a.release(self, &old).await;
+                        }
+                        Ok((with_rv(new, rev), false))
+                    }
+                    Err(StoreError::Conflict { .. }) => Err(ApiError::modified(info, name)),
+                    Err(StoreError::NotFound) => Err(ApiError::not_found(info, name)),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            match self
+                .store
+                .update(&key, stored(info, &new)?, current.mod_revision)
+                .await
+            {
+                Ok(rev) => {
+                    let updated = with_rv(new, rev);
+                    self.crd_changed(info, &updated, false);
+                    Ok((updated, false))
                 }
                 Err(StoreError::Conflict { .. }) => Err(ApiError::modified(info, name)),
                 Err(StoreError::NotFound) => Err(ApiError::not_found(info, name)),
                 Err(e) => Err(e.into()),
-            };
-        }
-        match self
-            .store
-            .update(&key, stored(info, &new)?, current.mod_revision)
-            .await
-        {
-            Ok(rev) => {
-                let updated = with_rv(new, rev);
-                self.crd_changed(info, &updated, false);
-                Ok((updated, false))
             }
-            Err(StoreError::Conflict { .. }) => Err(ApiError::modified(info, name)),
-            Err(StoreError::NotFound) => Err(ApiError::not_found(info, name)),
-            Err(e) => Err(e.into()),
         }
+        .await;
+        super::strategy::finish(txn, self, result.is_ok()).await;
+        result
     }
 
     /// Upstream's naming controller's verdict on a CRD: Some(`"<plural>" is already in use`) when its
@@ -1193,6 +1237,10 @@ impl Registry {
             match self.store.delete(&key, Some(current.mod_revision)).await {
                 Ok((rev, _)) => {
                     self.crd_changed(info, &obj, true);
+                    // Upstream's service REST releases the allocations after the delete.
+                    if let Some(a) = strategy.allocations() {
+                        a.release(self, &obj).await;
+                    }
                     return Ok(Deleted::Gone(with_rv(obj, rev)));
                 }
                 Err(StoreError::Conflict { .. }) => continue,

@@ -102,6 +102,12 @@ pub trait Strategy: Send + Sync {
     /// Work on update that needs the registry's state (upstream's store `BeginUpdate` hook).
     fn begin_update(&self, _registry: &Registry, _new: &mut Value) {}
 
+    /// Cluster-wide resources a write of this kind takes and gives back (a Service's cluster IPs and
+    /// node ports), or `None`: see [`Allocations`].
+    fn allocations(&self) -> Option<&dyn Allocations> {
+        None
+    }
+
     /// The object a write to `subresource` stores, or `None` when the kind has no such writable
     /// subresource. By default only `status` is written: the status from the request, the rest from
     /// the stored object (`PrepareForUpdate` of the status strategy).
@@ -139,6 +145,46 @@ pub trait Strategy: Send + Sync {
     /// Whether an object marked for deletion, with no finalizers left, may now go.
     fn deletion_complete(&self, obj: &Value) -> bool {
         !self.holds_deletion(obj)
+    }
+}
+
+/// Allocations that live outside the object (upstream's service REST `beginCreate`/`beginUpdate`
+/// transactions). The store calls `allocate_*` after the strategy's preparation and before validation
+/// and the write, then [`AllocationTxn::commit`] when the write succeeded or
+/// [`AllocationTxn::revert`] when anything after the allocation failed; [`Allocations::release`] when
+/// the object is gone.
+#[async_trait::async_trait]
+pub trait Allocations: Send + Sync {
+    async fn allocate_create(
+        &self,
+        registry: &Registry,
+        obj: &mut Value,
+        dry_run: bool,
+    ) -> crate::apiserver::status::ApiResult<Box<dyn AllocationTxn>>;
+    async fn allocate_update(
+        &self,
+        registry: &Registry,
+        new: &mut Value,
+        old: &Value,
+        dry_run: bool,
+    ) -> crate::apiserver::status::ApiResult<Box<dyn AllocationTxn>>;
+    async fn release(&self, registry: &Registry, obj: &Value);
+}
+
+/// The open half of an allocation: what to give back on success (deferred releases) or failure (the
+/// new allocations).
+#[async_trait::async_trait]
+pub trait AllocationTxn: Send {
+    async fn commit(self: Box<Self>, registry: &Registry);
+    async fn revert(self: Box<Self>, registry: &Registry);
+}
+
+/// Finishes `txn` as `ok` says.
+pub async fn finish(txn: Option<Box<dyn AllocationTxn>>, registry: &Registry, ok: bool) {
+    match txn {
+        Some(t) if ok => t.commit(registry).await,
+        Some(t) => t.revert(registry).await,
+        None => {}
     }
 }
 

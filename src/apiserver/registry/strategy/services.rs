@@ -1,18 +1,18 @@
-//! Services and Endpoints (upstream's `pkg/registry/core/service/strategy.go` and its REST's
-//! allocators, `endpoint/strategy.go`).
+//! Services and Endpoints (upstream's `pkg/registry/core/service/strategy.go`, `endpoint/strategy.go`);
+//! a Service's cluster IPs and node ports are allocated by [`ServiceAllocations`].
 
-use rand::Rng;
 use serde_json::{json, Value};
 
-use super::{keep_status, Printer, Strategy};
+use super::{keep_status, Allocations, Printer, Strategy};
 use crate::apiserver::catalog::ResourceInfo;
 use crate::apiserver::registry::defaults;
-use crate::apiserver::registry::store::Registry;
+use crate::apiserver::registry::service_alloc::ServiceAllocations;
 use crate::apiserver::registry::validation::{resources, service, NameRule};
 use crate::apiserver::status::Cause;
 
-/// Services: DNS-1035 names, a cluster IP and node ports allocated on create and kept on update when
-/// the new spec omits them, an empty load-balancer status, the deleted Service returned.
+/// Services: DNS-1035 names, a cluster IP and node ports allocated (and released) by
+/// [`ServiceAllocations`] and kept on update when the new spec omits them, an empty load-balancer
+/// status, the deleted Service returned.
 pub struct Services;
 
 impl Strategy for Services {
@@ -31,8 +31,8 @@ impl Strategy for Services {
     fn prepare_for_create(&self, _info: &ResourceInfo, obj: &mut Value) {
         obj["status"] = json!({"loadBalancer": {}});
     }
-    fn begin_create(&self, registry: &Registry, info: &ResourceInfo, obj: &mut Value) {
-        allocate(registry, info, obj);
+    fn allocations(&self) -> Option<&dyn Allocations> {
+        Some(&ServiceAllocations)
     }
     fn prepare_for_update(&self, info: &ResourceInfo, new: &mut Value, old: &Value) {
         keep_status(info, new, old);
@@ -65,117 +65,87 @@ impl Strategy for Endpoints {
     }
 }
 
-/// Gives a new Service its cluster IP (from 10.96.0.0/16) and node ports (30000-32767), as upstream's
-/// allocators do, avoiding the ones in use.
-fn allocate(registry: &Registry, info: &ResourceInfo, svc: &mut Value) {
-    let Some(cache) = registry.cache.resource(&info.storage_prefix) else {
-        return;
+/// Upstream's `patchAllocatedValues`: on update a Service keeps the cluster IPs, node ports (matched
+/// by port name, unless another port now uses that number) and health check port it was allocated when
+/// the new spec omits them and its type still needs them.
+fn keep_allocations(new: &mut Value, old: &Value) {
+    let ty = |s: &Value| match s.pointer("/spec/type").and_then(Value::as_str) {
+        None | Some("") => "ClusterIP".to_string(),
+        Some(t) => t.to_string(),
     };
-    let (existing, _) = cache.list(&info.storage_prefix, 0);
-    let used_ips: std::collections::HashSet<String> = existing
-        .iter()
-        .filter_map(|s| {
-            s.pointer("/spec/clusterIP")
+    let (nt, ot) = (ty(new), ty(old));
+    let needs_ip = |t: &str| t != "ExternalName";
+    let needs_node_port = |t: &str| t == "NodePort" || t == "LoadBalancer";
+    let hc = |s: &Value, t: &str| {
+        t == "LoadBalancer"
+            && s.pointer("/spec/externalTrafficPolicy")
                 .and_then(Value::as_str)
-                .map(String::from)
-        })
-        .collect();
-    let used_ports: std::collections::HashSet<i64> = existing
-        .iter()
-        .flat_map(|s| {
-            s.pointer("/spec/ports")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
-        .collect();
-    let ty = svc
-        .pointer("/spec/type")
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP")
-        .to_string();
-    let Some(spec) = svc.get_mut("spec").and_then(Value::as_object_mut) else {
+                == Some("Local")
+    };
+    let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
-    if ty != "ExternalName" {
-        let ip = spec
-            .get("clusterIP")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let ip = if ip.is_empty() {
-            let mut rng = rand::rng();
-            let mut pick = String::new();
-            for _ in 0..1000 {
-                let n: u32 = rng.random_range(11..65534);
-                let candidate = format!("10.96.{}.{}", n / 256, n % 256);
-                if !used_ips.contains(&candidate) && !candidate.ends_with(".0") {
-                    pick = candidate;
-                    break;
+    if needs_ip(&ot) && needs_ip(&nt) {
+        let empty = |v: Option<&Value>| v.is_none_or(|v| v.is_null() || v == "" || v == &json!([]));
+        if empty(spec.get("clusterIP")) {
+            if let Some(v) = old.pointer("/spec/clusterIP") {
+                spec.insert("clusterIP".into(), v.clone());
+            }
+        }
+        // ipFamilies/ipFamilyPolicy: upstream's initIPFamilyFields adopts the old ones.
+        for f in ["clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            if empty(spec.get(f)) {
+                if let Some(v) = old
+                    .pointer(&format!("/spec/{f}"))
+                    .filter(|v| !empty(Some(v)))
+                {
+                    spec.insert(f.into(), v.clone());
                 }
             }
-            pick
-        } else {
-            ip
-        };
-        spec.insert("clusterIP".into(), json!(ip));
-        spec.insert("clusterIPs".into(), json!([ip]));
-        if ip != "None" {
-            spec.entry("ipFamilies").or_insert(json!(["IPv4"]));
         }
-        spec.entry("ipFamilyPolicy").or_insert(json!("SingleStack"));
     }
-    if ty == "NodePort" || ty == "LoadBalancer" {
-        let mut rng = rand::rng();
-        let mut taken = used_ports;
+    if needs_node_port(&ot) && needs_node_port(&nt) {
+        let ports_of = |s: Option<&Value>| -> Vec<Value> {
+            s.and_then(Value::as_array).cloned().unwrap_or_default()
+        };
+        let old_ports = ports_of(old.pointer("/spec/ports"));
+        let np = |p: &Value| p.get("nodePort").and_then(Value::as_i64).unwrap_or(0);
+        let new_used: Vec<i64> = ports_of(spec.get("ports")).iter().map(np).collect();
+        // Numbers in both old and new: they can't be patched in elsewhere.
+        let used: Vec<i64> = old_ports
+            .iter()
+            .map(np)
+            .filter(|n| *n != 0 && new_used.contains(n))
+            .collect();
+        let by_name: std::collections::HashMap<String, i64> = old_ports
+            .iter()
+            .map(|p| {
+                let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+                (name.to_string(), np(p))
+            })
+            .collect();
         if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
             for p in ports.iter_mut() {
-                if p.get("nodePort").and_then(Value::as_i64).is_some() {
+                if np(p) != 0 {
                     continue;
                 }
-                for _ in 0..5000 {
-                    let n: i64 = rng.random_range(30000..=32767);
-                    if taken.insert(n) {
-                        p["nodePort"] = json!(n);
-                        break;
-                    }
+                let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+                if let Some(old_val) = by_name.get(name).filter(|v| **v != 0 && !used.contains(v)) {
+                    p["nodePort"] = json!(old_val);
                 }
             }
         }
     }
-}
-
-/// On update a Service keeps the addresses and node ports it was allocated when the new spec omits them.
-fn keep_allocations(new: &mut Value, old: &Value) {
-    for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-        let missing = new
-            .pointer(&format!("/spec/{f}"))
-            .is_none_or(|v| v.is_null() || v == "");
+    let snapshot = Value::Object(spec.clone());
+    if hc(old, &ot) && hc(&json!({"spec": snapshot}), &nt) {
+        let missing = spec
+            .get("healthCheckNodePort")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            == 0;
         if missing {
-            if let (Some(v), Some(spec)) = (
-                old.pointer(&format!("/spec/{f}")),
-                new.get_mut("spec").and_then(Value::as_object_mut),
-            ) {
-                spec.insert(f.into(), v.clone());
-            }
-        }
-    }
-    let old_ports: Vec<Value> = old
-        .pointer("/spec/ports")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-        for p in ports.iter_mut() {
-            if p.get("nodePort").is_some_and(|n| !n.is_null()) {
-                continue;
-            }
-            let same = old_ports
-                .iter()
-                .find(|o| o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol"));
-            if let Some(np) = same.and_then(|o| o.get("nodePort")) {
-                p["nodePort"] = np.clone();
+            if let Some(v) = old.pointer("/spec/healthCheckNodePort") {
+                spec.insert("healthCheckNodePort".into(), v.clone());
             }
         }
     }

@@ -22,8 +22,6 @@ use crate::apiserver::registry::validation::{name_errors, qualified_name_errors,
 use crate::apiserver::status::Cause;
 
 const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
-/// The apiserver's default `--service-node-port-range`.
-const NODE_PORTS: std::ops::RangeInclusive<i64> = 30000..=32767;
 const MAX_AFFINITY_SECONDS: i64 = 86400;
 
 /// The service type, as defaulting leaves it ("" and absent are ClusterIP).
@@ -115,22 +113,7 @@ fn check(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
     let headless = is_headless(&ips);
     let ports = arr_at(s, "ports");
 
-    // The allocator runs before validation upstream and answers alone when a node port is out of range.
-    if needs_node_port(ty) {
-        for (i, p) in ports.iter().enumerate() {
-            let np = node_port(p);
-            if np != 0 && !NODE_PORTS.contains(&np) {
-                causes.clear();
-                causes.push(Cause::invalid(
-                    &format!("spec.ports[{i}].nodePort"),
-                    &json!(np),
-                    "provided port is not in the valid range. The range of valid ports is 30000-32767",
-                ));
-                return;
-            }
-        }
-    }
-
+    // Node port ranges and conflicts are the allocator's (`service_alloc`), which runs before this.
     if ports.is_empty() && !headless && ty != "ExternalName" {
         causes.push(Cause::required("spec.ports"));
     }
@@ -943,16 +926,6 @@ mod tests {
                 "spec.sessionAffinityConfig: Forbidden: must not be set when session affinity is None",
                 "spec.externalIPs[0]: Invalid value: \"127.0.0.1\": may not be in the loopback range (127.0.0.0/8, ::1/128)"
             ]
-        );
-        // An out-of-range node port is the allocator's answer, alone.
-        let mut c = vec![Cause::required("metadata.name")];
-        validate(
-            &json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}}),
-            &mut c,
-        );
-        assert_eq!(
-            c.iter().map(Cause::display).collect::<Vec<_>>(),
-            vec!["spec.ports[0].nodePort: Invalid value: 80: provided port is not in the valid range. The range of valid ports is 30000-32767"]
         );
     }
 
