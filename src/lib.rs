@@ -14,3 +14,4 @@ pub mod private_files;
 pub mod proxy;
 pub mod scheduler;
 pub mod storage;
+pub mod upgrade;

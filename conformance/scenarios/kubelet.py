@@ -10,10 +10,14 @@ from __future__ import annotations
 import atexit
 import ipaddress
 import json
+import re
+import shlex
+import subprocess
 import tempfile
+import urllib.request
 from pathlib import Path
 
-from harness import Server, T, free_port, jget, poll, scenario, tail
+from harness import Server, T, free_port, jget, kubectl_env, poll, scenario, tail
 from node import ManagedContainerd
 
 NODE = "rkube-node"
@@ -352,4 +356,87 @@ def kubelet_probes(t: T) -> None:
     t.true(poll(lambda: restarts() not in ("", "0"), 60), "the liveness probe's failure restarts the container",
            restarts())
     t.contains(events("dies"), "Container c failed liveness probe, will be restarted", "Killing event")
+    t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def kubelet_exec_attach_port_forward_cp(t: T) -> None:
+    """(embedded) the streams go apiserver → kubelet → containerd's streaming server, relayed as upgraded
+    connections: `kubectl exec` prints an env var from a ConfigMap and a Secret file, passes piped stdin,
+    returns the command's exit code, gives a TTY with -it; `kubectl cp` copies in and out; `kubectl attach -i`
+    feeds a container's stdin; `kubectl port-forward` reaches httpd in the pod; the Python client's
+    WebSocket exec works; errors as upstream (unknown container, missing command, a non-running container)"""
+    t = node_t(t)
+    if t is None:
+        return
+    ns = t.namespace()
+    t.ok("create", "configmap", "cfg", "-n", ns, "--from-literal=FOO=bar-from-configmap")
+    t.ok("create", "secret", "generic", "sec", "-n", ns, "--from-literal=password=s3cret")
+    t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "box"}, "spec": {
+        "terminationGracePeriodSeconds": 2,
+        "containers": [{"name": "c", "image": "busybox:1.36",
+                        "command": ["sh", "-c", "mkdir -p /www; echo served-from-pod > /www/index.html; "
+                                                "exec httpd -f -p 8080 -h /www"],
+                        "envFrom": [{"configMapRef": {"name": "cfg"}}],
+                        "volumeMounts": [{"name": "sec", "mountPath": "/etc/sec"}]}],
+        "volumes": [{"name": "sec", "secret": {"secretName": "sec"}}]}}, ns)
+    wait_phase(t, ns, "box", "Running")
+    t.eq(t.ok("exec", "box", "-n", ns, "--", "sh", "-c", "echo $FOO"), "bar-from-configmap\n",
+         "exec prints the ConfigMap's variable")
+    t.eq(t.ok("exec", "box", "-n", ns, "--", "cat", "/etc/sec/password"), "s3cret", "a Secret file")
+    t.eq(t.ok("exec", "-i", "box", "-n", ns, "--", "sh", "-c", "cat; echo done", stdin="line one\nline two\n"),
+         "line one\nline two\ndone\n", "exec -i passes stdin to its end")
+    r = t.run("exec", "box", "-n", ns, "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    t.eq((r.rc, r.out), (3, "out\n"), "the command's exit code and stdout")
+    t.contains(r.err, "err", "its stderr")
+    t.contains(r.err, "command terminated with exit code 3", "kubectl's report of the exit code")
+    # A TTY: kubectl needs a terminal for -it, which `script` gives it.
+    cmd = " ".join(shlex.quote(a) for a in t.base_cmd() + ["exec", "-it", "box", "-n", ns, "--", "tty"])
+    tty = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL, env=kubectl_env(t.server.cache_dir))
+    t.match(tty.stdout, r"^/dev/pts/\d+\s*$", "exec -it runs the command on a terminal")
+    err = t.fails("exec", "box", "-n", ns, "-c", "nope", "--", "true")
+    t.contains(err, "container nope is not valid for pod box", "an unknown container (the apiserver's check)")
+    err = t.fails("exec", "box", "-n", ns, "--", "no-such-command")
+    t.contains(err, 'exec: "no-such-command": executable file not found in $PATH', "the runtime's error")
+
+    # kubectl cp, both ways (tar in the container).
+    local = Path(tempfile.mkdtemp(prefix="rkube-cp-"))
+    (local / "in.txt").write_text("copied into the pod\n")
+    t.ok("cp", str(local / "in.txt"), f"{ns}/box:/tmp/in.txt")
+    t.eq(t.ok("exec", "box", "-n", ns, "--", "cat", "/tmp/in.txt"), "copied into the pod\n", "cp into the pod")
+    t.ok("cp", f"{ns}/box:/tmp/in.txt", str(local / "out.txt"))
+    t.eq((local / "out.txt").read_text(), "copied into the pod\n", "cp out of the pod")
+
+    # port-forward to httpd in the pod.
+    pf = t.bg("port-forward", "-n", ns, "pod/box", ":8080")
+    t.true(pf.wait_for(lambda out: "Forwarding from 127.0.0.1:" in out, 30), "port-forward listens",
+           pf.out + pf.err)
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", pf.out).group(1))
+    body = ""
+    for _ in range(2):  # two connections through one forward
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as resp:
+            body = resp.read().decode()
+        t.eq(body, "served-from-pod\n", "port-forward reaches httpd in the pod")
+    pf.stop()
+
+    # attach -i: the container reads one line from its stdin and answers on stdout.
+    t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "reader"}, "spec": {
+        "restartPolicy": "Never", "terminationGracePeriodSeconds": 2,
+        "containers": [{"name": "c", "image": "busybox:1.36", "stdin": True, "stdinOnce": True,
+                        "command": ["sh", "-c", "read line; echo got: $line"]}]}}, ns)
+    wait_phase(t, ns, "reader", "Running")
+    r = t.run("attach", "-i", "reader", "-n", ns, stdin="hello over attach\n", timeout=60)
+    t.contains(r.out, "got: hello over attach", "attach -i feeds stdin and streams stdout")
+    wait_phase(t, ns, "reader", "Succeeded")
+    err = t.fails("exec", "reader", "-n", ns, "--", "true")
+    t.contains(err, "cannot exec into a container in a completed pod", "a completed pod (kubectl's check)")
+
+    # The Python client's exec: WebSocket (v4.channel.k8s.io), relayed to containerd as it came.
+    from kubernetes import config as k8s_config, client as k8s
+    from kubernetes.stream import stream
+    api = k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(t.kubeconfig)))
+    out = stream(api.connect_get_namespaced_pod_exec, "box", ns, command=["sh", "-c", "echo py-$FOO"],
+                 stderr=True, stdin=False, stdout=True, tty=False, _request_timeout=30)
+    t.eq(out.strip(), "py-bar-from-configmap", "the Python client's WebSocket exec")
     t.ok("delete", "namespace", ns, "--wait=false")

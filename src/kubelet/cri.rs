@@ -303,6 +303,45 @@ impl Cri {
             .into_inner())
     }
 
+    /// A streaming URL for running `cmd` in a container (`kubectl exec`), served by the runtime.
+    pub async fn exec(&self, req: ExecRequest) -> Result<String> {
+        Ok(self
+            .runtime
+            .clone()
+            .exec(request(req, REQUEST_TIMEOUT))
+            .await?
+            .into_inner()
+            .url)
+    }
+
+    /// A streaming URL for attaching to a container's own streams (`kubectl attach`).
+    pub async fn attach(&self, req: AttachRequest) -> Result<String> {
+        Ok(self
+            .runtime
+            .clone()
+            .attach(request(req, REQUEST_TIMEOUT))
+            .await?
+            .into_inner()
+            .url)
+    }
+
+    /// A streaming URL for forwarding ports into a sandbox's network namespace (`kubectl port-forward`).
+    pub async fn port_forward(&self, sandbox_id: &str, ports: Vec<i32>) -> Result<String> {
+        Ok(self
+            .runtime
+            .clone()
+            .port_forward(request(
+                PortForwardRequest {
+                    pod_sandbox_id: sandbox_id.into(),
+                    port: ports,
+                },
+                REQUEST_TIMEOUT,
+            ))
+            .await?
+            .into_inner()
+            .url)
+    }
+
     /// The image's ID if the runtime has it (`None`: not present).
     pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
         Ok(self

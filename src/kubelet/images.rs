@@ -16,10 +16,11 @@ pub const BUSYBOX_TAGS: &[&str] = &[
     "docker.io/library/busybox:1.36",
 ];
 pub const PAUSE_TAG: &str = "rkube.local/pause:3.10";
+/// The applets linked when busybox cannot list its own (the real image links all of them).
 const APPLETS: &[&str] = &[
-    "sh", "sleep", "echo", "cat", "ls", "env", "true", "false", "nc", "wget", "httpd", "hostname",
-    "ip", "ps", "kill", "date", "id", "mkdir", "touch", "test", "head", "tail", "grep", "sed",
-    "awk", "seq", "printf", "uname", "nslookup",
+    "tar", "cp", "mv", "rm", "tty", "stty", "wc", "sh", "sleep", "echo", "cat", "ls", "env",
+    "true", "false", "nc", "wget", "httpd", "hostname", "ip", "ps", "kill", "date", "id", "mkdir",
+    "touch", "test", "head", "tail", "grep", "sed", "awk", "seq", "printf", "uname", "nslookup",
 ];
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -40,8 +41,39 @@ fn header(path: &str, size: u64, mode: u32, kind: tar::EntryType) -> tar::Header
     h
 }
 
+/// The applets `busybox --list` names (all of them, as in the real busybox image: `kubectl cp`
+/// needs `tar`), else [`APPLETS`].
+fn applets(busybox: &Path) -> Vec<String> {
+    let listed = std::process::Command::new(busybox)
+        .arg("--list")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::trim)
+                .filter(|a| {
+                    !a.is_empty()
+                        && *a != "busybox"
+                        && !a.contains('/')
+                        && a.chars().all(|c| c.is_ascii_graphic())
+                })
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if listed.contains(&"sh".to_string()) {
+        listed
+    } else {
+        APPLETS.iter().map(|a| a.to_string()).collect()
+    }
+}
+
 /// The root filesystem layer: busybox, its applet links, /etc/passwd and /etc/group.
-fn layer(busybox: &[u8]) -> anyhow::Result<Vec<u8>> {
+fn layer(busybox: &[u8], applets: &[String]) -> anyhow::Result<Vec<u8>> {
     let mut t = tar::Builder::new(Vec::new());
     for d in [
         "bin", "etc", "tmp", "root", "proc", "sys", "dev", "var", "var/run",
@@ -63,7 +95,7 @@ fn layer(busybox: &[u8]) -> anyhow::Result<Vec<u8>> {
     );
     h.set_cksum();
     t.append(&h, busybox)?;
-    for a in APPLETS {
+    for a in applets {
         let mut h = header(&format!("bin/{a}"), 0, 0o777, tar::EntryType::Symlink);
         h.set_link_name("busybox")?;
         h.set_cksum();
@@ -114,7 +146,7 @@ fn archive(path: &Path, layer: &[u8], tags: &[&str], cmd: &[&str]) -> anyhow::Re
 /// Builds the busybox and pause archives into `dir` from the static busybox at `busybox`.
 pub fn build(busybox: &Path, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let bin = std::fs::read(busybox).with_context(|| format!("reading {}", busybox.display()))?;
-    let layer = layer(&bin)?;
+    let layer = layer(&bin, &applets(busybox))?;
     std::fs::create_dir_all(dir)?;
     let busybox_tar = dir.join("busybox.tar");
     let pause_tar = dir.join("pause.tar");

@@ -21,6 +21,7 @@ pub mod probes;
 pub mod registration;
 pub mod runtime_config;
 pub mod server;
+pub mod streaming;
 pub mod volumes;
 
 use std::collections::BTreeMap;

@@ -274,6 +274,12 @@ impl Kubelet {
         Ok(rt.containers.remove(name).unwrap_or_default())
     }
 
+    /// The ID of pod `uid`'s ready sandbox, if it has one (for port forwarding).
+    pub async fn ready_sandbox(&self, uid: &str) -> Result<Option<String>, super::cri::CriError> {
+        let rt = self.runtime_pod(uid).await?;
+        Ok(rt.ready_sandbox().map(|s| s.id.clone()))
+    }
+
     fn observed(
         &self,
         pod: &Pod,

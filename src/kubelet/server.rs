@@ -1,9 +1,12 @@
-//! The kubelet's own HTTPS port (10250), which the apiserver calls for `kubectl logs`.
+//! The kubelet's own HTTPS port (10250), which the apiserver calls for `kubectl logs`, `exec`,
+//! `attach` and `port-forward`.
 //!
 //! Callers authenticate with a client certificate from the cluster CA (required: no anonymous
 //! access) and are authorized by a SubjectAccessReview against the apiserver, as upstream's kubelet
-//! does with webhook authorization: `/containerLogs` needs `get` on `nodes/proxy` of this node.
+//! does with webhook authorization: these paths are `nodes/proxy` of this node, with the verb of the
+//! HTTP method (`get` for GET, `create` for POST).
 //!
+//! The streams are in [`super::streaming`]; logs are served here:
 //! `GET /containerLogs/{namespace}/{pod}/{container}` reads the runtime's log file of that container
 //! (CRI format: `<RFC3339Nano> <stream> <P|F> <text>`, `P` marking a partial line) with upstream's
 //! options: `follow`, `previous`, `tailLines`, `limitBytes`, `sinceSeconds`, `timestamps`.
@@ -28,12 +31,12 @@ use tokio_rustls::TlsAcceptor;
 use super::container_status::Run;
 use super::pod_workers::Kubelet;
 
-type Body = BoxBody<Bytes, std::io::Error>;
+pub(super) type Body = BoxBody<Bytes, std::io::Error>;
 
 /// The port upstream's kubelet serves on.
 pub const KUBELET_PORT: u16 = 10250;
 
-fn text(code: StatusCode, body: impl Into<String>) -> Response<Body> {
+pub(super) fn text(code: StatusCode, body: impl Into<String>) -> Response<Body> {
     let mut r = Response::new(
         Full::new(Bytes::from(body.into()))
             .map_err(|never| match never {})
@@ -87,20 +90,25 @@ pub async fn serve(
                 async move { Ok::<_, Infallible>(handle(&kubelet, &user, req).await) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await;
         });
     }
 }
 
-/// Asks the apiserver whether `user` may `get` `nodes/<subresource>` of this node.
-async fn allowed(kubelet: &Kubelet, user: &crate::pki::CertUser, subresource: &str) -> bool {
+/// Asks the apiserver whether `user` may `verb` `nodes/<subresource>` of this node.
+async fn allowed(
+    kubelet: &Kubelet,
+    user: &crate::pki::CertUser,
+    verb: &str,
+    subresource: &str,
+) -> bool {
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
             user: Some(user.name.clone()),
             groups: Some(user.groups.clone()),
             resource_attributes: Some(ResourceAttributes {
-                verb: Some("get".into()),
+                verb: Some(verb.into()),
                 resource: Some("nodes".into()),
                 subresource: Some(subresource.into()),
                 name: Some(kubelet.node_name.clone()),
@@ -129,21 +137,32 @@ async fn handle(
     if path == "/healthz" {
         return text(StatusCode::OK, "ok");
     }
-    let Some(rest) = path.strip_prefix("/containerLogs/") else {
+    let stream = super::streaming::parse_path(&path);
+    let rest = path.strip_prefix("/containerLogs/");
+    if stream.is_none() && rest.is_none() {
         return text(StatusCode::NOT_FOUND, "404 page not found\n");
-    };
-    if req.method() != http::Method::GET {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed");
     }
-    if !allowed(kubelet, user, "proxy").await {
+    // Upstream's kubelet: GET and POST both serve the streams (WebSocket and SPDY); logs are GET.
+    let verb = match *req.method() {
+        http::Method::GET => "get",
+        http::Method::POST if stream.is_some() => "create",
+        _ => return text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed"),
+    };
+    if !allowed(kubelet, user, verb, "proxy").await {
         return text(
             StatusCode::FORBIDDEN,
             format!(
-                "Forbidden (user={}, verb=get, resource=nodes, subresource=proxy)",
+                "Forbidden (user={}, verb={verb}, resource=nodes, subresource=proxy)",
                 user.name
             ),
         );
     }
+    let Some(rest) = rest else {
+        return match stream {
+            Some(target) => super::streaming::handle(kubelet, target, req).await,
+            None => text(StatusCode::NOT_FOUND, "404 page not found\n"),
+        };
+    };
     let parts: Vec<&str> = rest.split('/').collect();
     let [ns, pod, container] = parts.as_slice() else {
         return text(

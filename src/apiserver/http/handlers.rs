@@ -12,11 +12,12 @@ use serde_json::json;
 
 use crate::apiserver::authn::bearer::*;
 use crate::apiserver::authz;
-use crate::apiserver::catalog::SharedCatalog;
+use crate::apiserver::catalog::{SharedCatalog, SubresourceHandler};
 use crate::apiserver::http::discovery;
 use crate::apiserver::http::discovery::*;
 use crate::apiserver::http::negotiate::*;
-use crate::apiserver::http::request::{parse_path, Query, Target};
+use crate::apiserver::http::pod_connect;
+use crate::apiserver::http::request::{parse_path, Query, ResourcePath, Target};
 use crate::apiserver::http::resource::*;
 use crate::apiserver::openapi::OpenApiV3;
 use crate::apiserver::registry::store::Registry;
@@ -84,7 +85,9 @@ fn is_custom_resource_path(app: &App, path: &str) -> bool {
 }
 
 async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // The client's half of an upgraded connection (exec, attach, port-forward).
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let path = parts.uri.path().to_string();
     let raw_query = parts.uri.query().map(str::to_string);
     let trimmed = path.trim_end_matches('/');
@@ -159,6 +162,7 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
         path,
         raw_query,
         body,
+        upgrade,
         user,
         target,
     };
@@ -183,6 +187,19 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
     }
 }
 
+/// Whether `rp` is a connect subresource (a pod's log and streams), served by [`pod_connect`].
+fn is_pod_connect(app: &App, rp: &ResourcePath) -> bool {
+    let Some(sub) = rp.subresource.as_deref() else {
+        return false;
+    };
+    rp.name.is_some()
+        && app
+            .catalog
+            .find(&rp.group, &rp.version, &rp.resource)
+            .and_then(|info| info.subresource(sub).map(|s| s.handler))
+            == Some(SubresourceHandler::Connect)
+}
+
 /// What is left of a request once it is authenticated, authorized and admitted.
 struct Dispatch {
     app: Arc<App>,
@@ -191,6 +208,7 @@ struct Dispatch {
     path: String,
     raw_query: Option<String>,
     body: Body,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
     user: User,
     target: Option<Target>,
 }
@@ -204,6 +222,7 @@ impl Dispatch {
             path,
             raw_query,
             body,
+            upgrade,
             user,
             target,
         } = self;
@@ -241,6 +260,9 @@ impl Dispatch {
             Target::GroupVersion(g, v) => discovery::api_resource_list(&catalog, &g, &v)
                 .map(|d| discovery_doc(headers, d))
                 .ok_or_else(ApiError::not_found_path),
+            Target::Resource(rp) if is_pod_connect(&app, &rp) => {
+                pod_connect::connect(&app, (&method, headers), &rp, &q, upgrade).await
+            }
             Target::Resource(rp) => {
                 resource(&app, method, headers, rp, q, body, user.as_ref()).await
             }

@@ -2,15 +2,21 @@
 //! itself, as upstream's pod REST does before it proxies to the kubelet: the pod must exist (404), the
 //! container must be named when the pod has several and must be one of its containers (400), and an
 //! unscheduled pod has no logs yet (an empty answer) and nothing to exec into (400). A scheduled pod's
-//! log is then proxied to its node's kubelet ([`proxy_log`]: the node's InternalIP and
+//! stream is then proxied to its node's kubelet (the node's InternalIP and
 //! `status.daemonEndpoints.kubeletEndpoint.Port`, over TLS with the apiserver's kubelet-client
-//! certificate). exec, attach and port-forward are not proxied yet: those, and nodes without a kubelet
-//! port (hollow nodes), answer 503 saying so.
+//! certificate, the kubelet's serving certificate checked against the cluster CA): [`proxy_log`] for
+//! logs, [`proxy_stream`] for exec, attach and port-forward, whose upgraded connection (SPDY or
+//! WebSocket) is relayed byte for byte ([`crate::upgrade`]). Nodes without a kubelet port (hollow
+//! nodes) answer 503 saying so.
 
 use std::sync::Arc;
 
+use http::StatusCode;
 use serde_json::Value;
 
+use crate::apiserver::http::handlers::App;
+use crate::apiserver::http::negotiate::respond;
+use crate::apiserver::http::request::{Query, ResourcePath};
 use crate::apiserver::status::{ApiError, ApiResult};
 
 /// The subresources served here.
@@ -70,8 +76,8 @@ fn validate_container(
     }
 }
 
-/// What to answer for `subresource` of `pod`: `Ok(Some(body))` is a plain-text answer (an unscheduled
-/// pod's empty log).
+/// What to answer for `subresource` of `pod` before any kubelet is asked: `Ok(Some(body))` is a
+/// plain-text answer (an unscheduled pod's empty log), `Ok(None)` means the pod's kubelet serves it.
 pub fn answer(
     pod: &Value,
     subresource: &str,
@@ -96,7 +102,7 @@ pub fn answer(
             ))),
         };
     }
-    Err(no_kubelet(node, subresource))
+    Ok(None)
 }
 
 fn no_kubelet(node: &str, subresource: &str) -> ApiError {
@@ -105,6 +111,59 @@ fn no_kubelet(node: &str, subresource: &str) -> ApiError {
         "ServiceUnavailable",
         format!("no kubelet serves node {node:?} yet: pods/{subresource} needs one"),
     )
+}
+
+/// Serves a connect subresource of a pod (`log`, `exec`, `attach`, `portforward`): the checks the
+/// apiserver makes itself, then the pod's kubelet.
+pub(crate) async fn connect(
+    app: &App,
+    request: (&http::Method, &http::HeaderMap),
+    rp: &ResourcePath,
+    q: &Query,
+    client: Option<hyper::upgrade::OnUpgrade>,
+) -> ApiResult<axum::response::Response> {
+    let info = app
+        .catalog
+        .find(&rp.group, &rp.version, &rp.resource)
+        .ok_or_else(ApiError::not_found_path)?;
+    let (Some(name), Some(sub)) = (rp.name.as_deref(), rp.subresource.as_deref()) else {
+        return Err(ApiError::not_found_path());
+    };
+    let pod = app
+        .registry
+        .get(&info, rp.namespace.as_deref(), name)
+        .await?;
+    let container = q.container.as_deref();
+    let node_name = pod_field(&pod, "/spec/nodeName");
+    // A scheduled pod's log names the init containers too when asking for a container, as its
+    // streams do.
+    let check_as = if sub == "log" && !node_name.is_empty() {
+        "exec"
+    } else {
+        sub
+    };
+    if let Some(body) = answer(&pod, check_as, container)? {
+        return Ok(respond(StatusCode::OK, "text/plain", body.into_bytes()));
+    }
+    let node = match app.catalog.find("", "v1", "nodes") {
+        Some(nodes) => app.registry.get(&nodes, None, node_name).await.ok(),
+        None => None,
+    };
+    let tls = app.kubelet_client.clone();
+    if sub == "log" {
+        return proxy_log(tls, &pod, node.as_ref(), container, &q.raw).await;
+    }
+    let (method, headers) = request;
+    proxy_stream(
+        tls,
+        &pod,
+        node.as_ref(),
+        sub,
+        container,
+        (method, headers, &q.raw),
+        client,
+    )
+    .await
 }
 
 /// Where a node's kubelet listens: its InternalIP (else first address) and its reported port.
@@ -180,32 +239,11 @@ pub async fn proxy_log(
         enc(&container),
         kubelet_log_query(query)
     );
-    let unavailable = |e: String| {
-        ApiError::new(
-            502,
-            "InternalError",
-            format!("Get \"https://{ip}:{port}{path}\": {e}"),
-        )
-    };
-    let host: std::net::IpAddr = ip
-        .parse()
-        .map_err(|_| unavailable(format!("the node's address {ip:?} is not an IP")))?;
-    let tcp = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        tokio::net::TcpStream::connect((host, port)),
-    )
-    .await
-    .map_err(|_| unavailable("dial tcp: i/o timeout".into()))?
-    .map_err(|e| unavailable(format!("dial tcp {ip}:{port}: {e}")))?;
-    let server_name = rustls::pki_types::ServerName::IpAddress(host.into());
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| unavailable(format!("tls: {e}")))?;
+    let stream = dial_kubelet(tls, &ip, port, &path).await?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| kubelet_unreachable(&ip, port, &path, e.to_string()))?;
     tokio::spawn(conn);
     let req = http::Request::get(path.as_str())
         .header(http::header::HOST, format!("{ip}:{port}"))
@@ -214,7 +252,7 @@ pub async fn proxy_log(
     let resp = sender
         .send_request(req)
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(|e| kubelet_unreachable(&ip, port, &path, e.to_string()))?;
     let status = resp.status();
     if !status.is_success() {
         // The kubelet's refusal, worded as upstream's apiserver relays it.
@@ -239,6 +277,124 @@ pub async fn proxy_log(
         http::HeaderValue::from_static("text/plain"),
     );
     Ok(out)
+}
+
+fn kubelet_unreachable(ip: &str, port: u16, path: &str, e: String) -> ApiError {
+    ApiError::new(
+        502,
+        "InternalError",
+        format!("Get \"https://{ip}:{port}{path}\": {e}"),
+    )
+}
+
+/// A TLS connection to a kubelet, as the apiserver's kubelet client (its serving certificate is
+/// checked against the cluster CA).
+async fn dial_kubelet(
+    tls: Arc<rustls::ClientConfig>,
+    ip: &str,
+    port: u16,
+    path: &str,
+) -> ApiResult<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let unavailable = |e: String| kubelet_unreachable(ip, port, path, e);
+    let host: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| unavailable(format!("the node's address {ip:?} is not an IP")))?;
+    let tcp = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .map_err(|_| unavailable("dial tcp: i/o timeout".into()))?
+    .map_err(|e| unavailable(format!("dial tcp {ip}:{port}: {e}")))?;
+    let server_name = rustls::pki_types::ServerName::IpAddress(host.into());
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio_rustls::TlsConnector::from(tls).connect(server_name, tcp),
+    )
+    .await
+    .map_err(|_| unavailable("tls: handshake timeout".into()))?
+    .map_err(|e| unavailable(format!("tls: {e}")))
+}
+
+fn pod_field<'a>(pod: &'a Value, pointer: &str) -> &'a str {
+    pod.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// The kubelet's path and query for `subresource` (upstream's ExecLocation, AttachLocation,
+/// PortForwardLocation and streamParams): the apiserver's options become the kubelet's
+/// `input`/`output`/`error`/`tty`/`command`/`port` parameters.
+fn kubelet_stream_path(pod: &Value, subresource: &str, container: &str, query: &str) -> String {
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let ns = enc(pod_field(pod, "/metadata/namespace"));
+    let name = enc(pod_field(pod, "/metadata/name"));
+    let mut params = form_urlencoded::Serializer::new(String::new());
+    let mut ports = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        let on = v == "true" || v == "1";
+        match (subresource, k.as_ref()) {
+            ("exec" | "attach", "stdin") if on => {
+                params.append_pair("input", "1");
+            }
+            ("exec" | "attach", "stdout") if on => {
+                params.append_pair("output", "1");
+            }
+            ("exec" | "attach", "stderr") if on => {
+                params.append_pair("error", "1");
+            }
+            ("exec" | "attach", "tty") if on => {
+                params.append_pair("tty", "1");
+            }
+            ("exec", "command") => {
+                params.append_pair("command", &v);
+            }
+            ("portforward", "ports") => ports.push(v.into_owned()),
+            _ => {}
+        }
+    }
+    if !ports.is_empty() {
+        params.append_pair("port", &ports.join(","));
+    }
+    let params = params.finish();
+    match subresource {
+        "portforward" => format!("/portForward/{ns}/{name}?{params}"),
+        _ => format!("/{subresource}/{ns}/{name}/{}?{params}", enc(container)),
+    }
+}
+
+/// Proxies `exec`, `attach` or `portforward` of a scheduled pod to its node's kubelet. The kubelet's
+/// answer comes back as it is: `101 Switching Protocols` and then the spliced stream, or its refusal
+/// (which kubectl prints as `unable to upgrade connection: ...`).
+pub async fn proxy_stream(
+    tls: Option<Arc<rustls::ClientConfig>>,
+    pod: &Value,
+    node: Option<&Value>,
+    subresource: &str,
+    container: Option<&str>,
+    request: (&http::Method, &http::HeaderMap, &str),
+    client: Option<hyper::upgrade::OnUpgrade>,
+) -> ApiResult<axum::response::Response> {
+    let (method, headers, query) = request;
+    let node_name = pod_field(pod, "/spec/nodeName");
+    let (Some(tls), Some((ip, port))) = (tls, node.and_then(kubelet_address)) else {
+        return Err(no_kubelet(node_name, subresource));
+    };
+    let container = match container.filter(|c| !c.is_empty()) {
+        Some(c) => c.to_string(),
+        None => container_names(pod, "containers")
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
+    };
+    let path = kubelet_stream_path(pod, subresource, &container, query);
+    let stream = dial_kubelet(tls, &ip, port, &path).await?;
+    let req = crate::upgrade::backend_request(method, &path, &format!("{ip}:{port}"), headers)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let answer = crate::upgrade::relay(stream, req, client)
+        .await
+        .map_err(|e| kubelet_unreachable(&ip, port, &path, e.to_string()))?;
+    Ok(answer.map(axum::body::Body::new))
 }
 
 #[cfg(test)]
@@ -269,6 +425,27 @@ mod tests {
             "a container name must be specified for pod p, choose one of: [a b] or one of the init containers: [i]"
         );
         let bound = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "containers": [{"name": "c"}]}});
-        assert_eq!(answer(&bound, "log", None).unwrap_err().code, 503);
+        assert_eq!(
+            answer(&bound, "exec", None).unwrap(),
+            None,
+            "its kubelet answers"
+        );
+    }
+
+    #[test]
+    fn kubelet_paths_as_upstream() {
+        let pod = json!({"metadata": {"name": "p", "namespace": "ns"}});
+        assert_eq!(
+            kubelet_stream_path(&pod, "exec", "c", "command=sh&command=-c&command=echo+%24A&stdin=true&stdout=true&stderr=true&tty=false&container=c"),
+            "/exec/ns/p/c?command=sh&command=-c&command=echo+%24A&input=1&output=1&error=1"
+        );
+        assert_eq!(
+            kubelet_stream_path(&pod, "attach", "c", "stdout=1&tty=true"),
+            "/attach/ns/p/c?output=1&tty=1"
+        );
+        assert_eq!(
+            kubelet_stream_path(&pod, "portforward", "", "ports=80&ports=8080"),
+            "/portForward/ns/p?port=80%2C8080"
+        );
     }
 }

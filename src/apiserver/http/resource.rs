@@ -13,9 +13,8 @@ use crate::apiserver::catalog::{ResourceHandler, ResourceInfo, SubresourceHandle
 use crate::apiserver::http::decode::{decode_body, read_body, typed_body};
 use crate::apiserver::http::handlers::App;
 use crate::apiserver::http::negotiate::{
-    encode_object, json_response, negotiate, protobuf_response, respond, with_warnings, Output,
+    encode_object, json_response, negotiate, protobuf_response, with_warnings, Output,
 };
-use crate::apiserver::http::pod_connect;
 use crate::apiserver::http::request::{Query, ResourcePath};
 use crate::apiserver::http::scale::scale_subresource;
 use crate::apiserver::http::verbs::{self, Call};
@@ -93,61 +92,17 @@ pub(crate) async fn resource(
     if info.handler == ResourceHandler::Review && method == Method::POST && name.is_none() {
         return review(app, headers, &info, ns, user, body, &q, pb).await;
     }
+    // Connect subresources (a pod's log and streams) never reach here: `pod_connect` serves them.
     if let (Some(s), Some(name)) = (sub, name) {
-        match s.handler {
-            SubresourceHandler::Scale => {
-                let paths = info
-                    .custom()
-                    .and_then(|c| c.scale.clone())
-                    .or_else(|| crate::apiserver::crd::scale::builtin(&info));
-                if let Some(paths) = paths {
-                    return scale_subresource(
-                        app, method, headers, &info, ns, name, &paths, body, &q,
-                    )
+        if s.handler == SubresourceHandler::Scale {
+            let paths = info
+                .custom()
+                .and_then(|c| c.scale.clone())
+                .or_else(|| crate::apiserver::crd::scale::builtin(&info));
+            if let Some(paths) = paths {
+                return scale_subresource(app, method, headers, &info, ns, name, &paths, body, &q)
                     .await;
-                }
             }
-            SubresourceHandler::Connect => {
-                let pod = app.registry.get(&info, ns, name).await?;
-                let scheduled = pod
-                    .pointer("/spec/nodeName")
-                    .and_then(serde_json::Value::as_str)
-                    .is_some_and(|n| !n.is_empty());
-                if s.name == "log" && scheduled {
-                    pod_connect::answer(&pod, "exec", q.container.as_deref()).or_else(|e| {
-                        // Only the container checks matter here (the 503 is decided below).
-                        if e.code == 503 {
-                            Ok(None)
-                        } else {
-                            Err(e)
-                        }
-                    })?;
-                    let node_name = pod
-                        .pointer("/spec/nodeName")
-                        .and_then(serde_json::Value::as_str)
-                        .unwrap_or_default();
-                    let nodes = app.catalog.find("", "v1", "nodes");
-                    let node = match nodes {
-                        Some(nodes) => app.registry.get(&nodes, None, node_name).await.ok(),
-                        None => None,
-                    };
-                    return pod_connect::proxy_log(
-                        app.kubelet_client.clone(),
-                        &pod,
-                        node.as_ref(),
-                        q.container.as_deref(),
-                        &q.raw,
-                    )
-                    .await;
-                }
-                let body = pod_connect::answer(&pod, &s.name, q.container.as_deref())?;
-                return Ok(respond(
-                    StatusCode::OK,
-                    "text/plain",
-                    body.unwrap_or_default().into_bytes(),
-                ));
-            }
-            _ => {}
         }
     }
     if let Some(s) = sub.filter(|s| s.handler != SubresourceHandler::Store) {
