@@ -401,6 +401,20 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         window: usize,
     },
+    /// Benchmarks pod start-up on a containerd node: creates busybox pods (image present) against a
+    /// running cluster and reports create→Running p50/p99, and the RSS of `--kubelet-pid` if given.
+    BenchPods {
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        #[arg(long, default_value_t = 50)]
+        pods: usize,
+        /// Pods created at once.
+        #[arg(long, default_value_t = 10)]
+        concurrency: usize,
+        /// The process whose RSS to report (a standalone `rkube kubelet`, or the server).
+        #[arg(long)]
+        kubelet_pid: Option<u32>,
+    },
     /// Benchmarks the scheduler through the real API: creates pods against a running cluster with
     /// hollow nodes and reports pods/s and create→bound latency.
     BenchSchedule {
@@ -850,6 +864,20 @@ fn main() -> anyhow::Result<()> {
             queries,
             window,
         } => rt.block_on(rkube::dns::bench::run(services, queries, window)),
+        Command::BenchPods {
+            kubeconfig,
+            pods,
+            concurrency,
+            kubelet_pid,
+        } => rt.block_on(async {
+            rkube::kubelet::bench::run(
+                client_from(&kubeconfig).await?,
+                pods,
+                concurrency,
+                kubelet_pid,
+            )
+            .await
+        }),
         Command::BenchSchedule {
             kubeconfig,
             pods,

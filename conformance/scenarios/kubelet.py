@@ -440,3 +440,60 @@ def kubelet_exec_attach_port_forward_cp(t: T) -> None:
                  stderr=True, stdin=False, stdout=True, tty=False, _request_timeout=30)
     t.eq(out.strip(), "py-bar-from-configmap", "the Python client's WebSocket exec")
     t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def kubelet_lifecycle_hooks_and_termination_messages(t: T) -> None:
+    """(embedded) postStart runs after the container starts (the container sees its file); preStop runs
+    before a deleted pod's container is stopped (it writes to a hostPath); a failing postStart kills the
+    container (FailedPostStartHook, restarts); a termination message comes from terminationMessagePath,
+    or from the log's tail under FallbackToLogsOnError"""
+    t = node_t(t)
+    if t is None:
+        return
+    ns = t.namespace()
+    host_dir = Path(tempfile.mkdtemp(prefix="rkube-hooks-"))
+    busybox = {"image": "busybox:1.36", "imagePullPolicy": "IfNotPresent"}
+    t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hooks"}, "spec": {
+        "terminationGracePeriodSeconds": 10,
+        "containers": [{"name": "c", **busybox,
+                        "command": ["sh", "-c", "while [ ! -f /tmp/started ]; do sleep 0.1; done; "
+                                                "echo saw $(cat /tmp/started); trap 'exit 0' TERM; sleep 3600 & wait"],
+                        "lifecycle": {
+                            "postStart": {"exec": {"command": ["sh", "-c", "echo post-start > /tmp/started"]}},
+                            "preStop": {"exec": {"command": ["sh", "-c", "echo pre-stop-ran > /host/prestop"]}}},
+                        "volumeMounts": [{"name": "host", "mountPath": "/host"}]}],
+        "volumes": [{"name": "host", "hostPath": {"path": str(host_dir)}}]}}, ns)
+    wait_phase(t, ns, "hooks", "Running")
+    t.true(poll(lambda: "saw post-start" in t.run("logs", "hooks", "-n", ns).out, 30),
+           "the container saw what its postStart hook wrote", t.run("logs", "hooks", "-n", ns).both())
+    t.ok("delete", "pod", "hooks", "-n", ns, "--timeout=60s")
+    t.eq((host_dir / "prestop").read_text() if (host_dir / "prestop").exists() else "", "pre-stop-ran\n",
+         "the preStop hook ran before the container was stopped")
+
+    t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "badhook"}, "spec": {
+        "terminationGracePeriodSeconds": 2,
+        "containers": [{"name": "c", **busybox, "command": ["sleep", "3600"],
+                        "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "exit 7"]}}}}]}}, ns)
+    events = lambda: t.run("get", "events", "-n", ns, "--field-selector", "involvedObject.name=badhook").out
+    t.true(poll(lambda: "FailedPostStartHook" in events(), 60), "a FailedPostStartHook event", events())
+    restarts = lambda: t.run("get", "pod", "badhook", "-n", ns, "-o",
+                             "jsonpath={.status.containerStatuses[0].restartCount}").out
+    t.true(poll(lambda: restarts() not in ("", "0"), 60), "the killed container is restarted", restarts())
+
+    never = {"restartPolicy": "Never", "terminationGracePeriodSeconds": 2}
+    t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "msg"}, "spec": {**never,
+        "containers": [{"name": "c", **busybox,
+                        "command": ["sh", "-c", "printf bye-from-file > /dev/termination-log"]}]}}, ns)
+    t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "custom"}, "spec": {**never,
+        "containers": [{"name": "c", **busybox, "terminationMessagePath": "/tmp/why",
+                        "command": ["sh", "-c", "printf custom-path > /tmp/why; exit 1"]}]}}, ns)
+    t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "fallback"}, "spec": {**never,
+        "containers": [{"name": "c", **busybox, "terminationMessagePolicy": "FallbackToLogsOnError",
+                        "command": ["sh", "-c", "echo log-line; echo failing >&2; exit 2"]}]}}, ns)
+    for name, phase, message in (("msg", "Succeeded", "bye-from-file"), ("custom", "Failed", "custom-path"),
+                                 ("fallback", "Failed", "log-line\nfailing\n")):
+        obj = wait_phase(t, ns, name, phase)
+        term = jget(obj, "status.containerStatuses.0.state.terminated") or {}
+        t.eq(term.get("message"), message, f"{name}: the terminated state's message")
+    t.ok("delete", "namespace", ns, "--wait=false")

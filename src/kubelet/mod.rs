@@ -10,12 +10,14 @@
 //! [`pod_status`] and [`node_status`].
 
 pub mod agent;
+pub mod bench;
 pub mod container_status;
 pub mod containerd;
 pub mod cri;
 pub mod env;
 pub mod hollow;
 pub mod images;
+pub mod lifecycle;
 pub mod pod_workers;
 pub mod probes;
 pub mod registration;

@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 use super::container_status::{self, Attempt, Observed, Run};
 use super::cri::Cri;
 use super::runtime_config::{self, ContainerInputs, LABEL_CONTAINER_NAME, LABEL_POD_UID};
-use super::{env, volumes};
+use super::{env, lifecycle, volumes};
 use crate::controllers::events::{record, Recorder};
 
 const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
@@ -244,6 +244,11 @@ impl Kubelet {
             let Some(s) = self.cri.container_status(&c.id).await? else {
                 continue;
             };
+            let message = if run_of(s.state) == Run::Exited {
+                super::lifecycle::termination_message(&s, &s.log_path).unwrap_or(s.message)
+            } else {
+                s.message
+            };
             out.containers.entry(name).or_default().push(Attempt {
                 id: s.id,
                 attempt: s.metadata.map(|m| m.attempt).unwrap_or(0),
@@ -252,7 +257,7 @@ impl Kubelet {
                 finished_at: s.finished_at,
                 exit_code: s.exit_code,
                 reason: s.reason,
-                message: s.message,
+                message,
                 image: s.image.map(|i| i.image).unwrap_or_default(),
                 image_ref: s.image_ref,
                 log_path: s.log_path,
@@ -645,6 +650,10 @@ impl Kubelet {
                 None
             }
             Err(ns) => {
+                if ns.reason == "PostStartHookError" {
+                    // It ran and was killed: its restarts back off as a crash loop's do.
+                    self.backoff_bump(&key);
+                }
                 state
                     .waiting
                     .insert(c.name.clone(), (ns.reason, ns.message));
@@ -675,7 +684,7 @@ impl Kubelet {
                 return Err(config_error(e));
             }
         };
-        let mounts = match volumes::mounts(c, &target.volumes) {
+        let mut mounts = match volumes::mounts(c, &target.volumes) {
             Ok(m) => m,
             Err(e) => {
                 self.event(pod, EventType::Warning, "Failed", format!("Error: {e}"))
@@ -683,6 +692,15 @@ impl Kubelet {
                 return Err(config_error(e));
             }
         };
+        match lifecycle::message_file(&volumes::pod_dir(&self.root, &uid), c, attempt) {
+            Ok(Some((host, path))) => mounts.push(k8s_cri::v1::Mount {
+                container_path: path,
+                host_path: host.to_string_lossy().into_owned(),
+                ..Default::default()
+            }),
+            Ok(None) => {}
+            Err(e) => return Err(config_error(format!("creating the termination log: {e}"))),
+        }
         let grace = pod
             .spec
             .as_ref()
@@ -738,7 +756,46 @@ impl Kubelet {
             format!("Started container {}", c.name),
         )
         .await;
+        if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            // The hook has the pod's grace period at most (upstream runs it without a deadline of
+            // its own; a bound keeps the worker from waiting forever).
+            let limit = Duration::from_secs(u64::try_from(grace.max(1)).unwrap_or(30));
+            let ran =
+                match tokio::time::timeout(limit, lifecycle::run(self, pod, c, &id, hook, limit))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(format!(
+                        "PostStartHook for Container {:?} did not finish within {grace}s",
+                        c.name
+                    )),
+                };
+            if let Err(message) = ran {
+                // The event does not carry the message (upstream: it may hold secrets).
+                self.event(
+                    pod,
+                    EventType::Warning,
+                    "FailedPostStartHook",
+                    "PostStartHook failed".into(),
+                )
+                .await;
+                self.stop_container(pod, c, &id, grace).await;
+                return Err(NotStarted {
+                    reason: "PostStartHookError".into(),
+                    message,
+                    retry: Some(Duration::from_secs(1)),
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// Stops container `id` (of `c`) within `grace` seconds, its preStop hook first.
+    pub(super) async fn stop_container(&self, pod: &Pod, c: &Container, id: &str, grace: i64) {
+        let grace = lifecycle::pre_stop(self, pod, c, id, grace).await;
+        if let Err(e) = self.cri.stop_container(id, grace).await {
+            tracing::warn!("kubelet: stopping container {id}: {e}");
+        }
     }
 
     /// Makes sure the container's image is there as its pull policy asks; returns the reference to
@@ -901,12 +958,12 @@ impl Kubelet {
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         let was_terminal = matches!(phase, Some("Succeeded") | Some("Failed"));
         if let Ok(rt) = self.runtime_pod(&uid).await {
-            let running: Vec<_> = rt
+            let running: Vec<(String, Attempt)> = rt
                 .containers
-                .values()
-                .flatten()
-                .filter(|a| a.state == Run::Running)
-                .cloned()
+                .iter()
+                .flat_map(|(name, attempts)| attempts.iter().map(move |a| (name.clone(), a)))
+                .filter(|(_, a)| a.state == Run::Running)
+                .map(|(name, a)| (name, a.clone()))
                 .collect();
             if !running.is_empty() {
                 self.event(
@@ -917,18 +974,27 @@ impl Kubelet {
                         "Stopping container {}",
                         running
                             .iter()
-                            .map(|a| a.id.as_str())
+                            .map(|(_, a)| a.id.as_str())
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
                 )
                 .await;
             }
-            futures::future::join_all(
-                running
-                    .iter()
-                    .map(|a| self.cri.stop_container(&a.id, grace)),
-            )
+            let specs: Vec<&Container> = pod
+                .spec
+                .iter()
+                .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+                .collect();
+            let specs = &specs;
+            futures::future::join_all(running.iter().map(|(name, a)| async move {
+                match specs.iter().find(|c| &c.name == name) {
+                    Some(c) => self.stop_container(pod, c, &a.id, grace).await,
+                    None => {
+                        let _ = self.cri.stop_container(&a.id, grace).await;
+                    }
+                }
+            }))
             .await;
             if !was_terminal {
                 if let Ok(stopped) = self.runtime_pod(&uid).await {

@@ -256,30 +256,10 @@ impl Worker {
                     .and_then(|s| s.termination_grace_period_seconds)
             })
             .unwrap_or(30);
-        if let Err(e) = self.kubelet.cri.stop_container(&self.id, grace).await {
-            tracing::warn!("kubelet: stopping {} after its failed probe: {e}", self.id);
-        }
+        self.kubelet
+            .stop_container(&self.pod, &self.container, &self.id, grace)
+            .await;
         self.wake();
-    }
-
-    /// The port a probe names: a number, or the name of one of the container's ports.
-    fn port(&self, port: &IntOrString) -> Result<u16, String> {
-        match port {
-            IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("invalid port {n}")),
-            IntOrString::String(name) => self
-                .container
-                .ports
-                .iter()
-                .flatten()
-                .find(|p| p.name.as_deref() == Some(name.as_str()))
-                .and_then(|p| u16::try_from(p.container_port).ok())
-                .ok_or_else(|| {
-                    format!(
-                        "cannot find port {name:?} in container {}",
-                        self.container.name
-                    )
-                }),
-        }
     }
 
     async fn probe_once(&self) -> Result<(), String> {
@@ -306,7 +286,7 @@ impl Worker {
         let ip = self.pod_ip.clone().unwrap_or_else(|| "127.0.0.1".into());
         if let Some(t) = &self.probe.tcp_socket {
             let host = t.host.clone().unwrap_or(ip);
-            let port = self.port(&t.port)?;
+            let port = named_port(&self.container, &t.port)?;
             return match tokio::time::timeout(
                 timeout,
                 tokio::net::TcpStream::connect((host.as_str(), port)),
@@ -320,7 +300,7 @@ impl Worker {
         }
         if let Some(h) = &self.probe.http_get {
             let host = h.host.clone().unwrap_or(ip);
-            let port = self.port(&h.port)?;
+            let port = named_port(&self.container, &h.port)?;
             let path = h.path.clone().unwrap_or_else(|| "/".into());
             let url = format!("http://{host}:{port}{path}");
             if h.scheme.as_deref() == Some("HTTPS") {
@@ -347,8 +327,22 @@ impl Worker {
     }
 }
 
+/// The port a probe or hook names: a number, or the name of one of the container's ports.
+pub(super) fn named_port(c: &Container, port: &IntOrString) -> Result<u16, String> {
+    match port {
+        IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("invalid port {n}")),
+        IntOrString::String(name) => c
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .and_then(|p| u16::try_from(p.container_port).ok())
+            .ok_or_else(|| format!("cannot find port {name:?} in container {}", c.name)),
+    }
+}
+
 /// One plain-HTTP GET; returns the status code.
-async fn http_get(
+pub(super) async fn http_get(
     host: &str,
     port: u16,
     path: &str,

@@ -406,6 +406,18 @@ pub fn container_config(pod: &Pod, c: &Container, inputs: ContainerInputs) -> Co
             inputs.attempt.to_string(),
         ),
         (ANNOTATION_GRACE.to_string(), inputs.grace.to_string()),
+        (
+            super::lifecycle::ANNOTATION_MESSAGE_PATH.to_string(),
+            c.termination_message_path
+                .clone()
+                .unwrap_or_else(|| "/dev/termination-log".into()),
+        ),
+        (
+            super::lifecycle::ANNOTATION_MESSAGE_POLICY.to_string(),
+            c.termination_message_policy
+                .clone()
+                .unwrap_or_else(|| "File".into()),
+        ),
     ]
     .into_iter()
     .collect();

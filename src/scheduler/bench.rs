@@ -15,7 +15,58 @@ use kube::Api;
 use serde_json::json;
 
 pub async fn run(client: kube::Client, count: usize, concurrency: usize) -> anyhow::Result<()> {
-    let ns = format!("bench-schedule-{}", std::process::id());
+    let m = measure(
+        client,
+        "bench-schedule",
+        count,
+        concurrency,
+        |i| {
+            json!({
+                "metadata": {"name": format!("p-{i}")},
+                "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "100m", "memory": "500Mi"}}}]}
+            })
+        },
+        |p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some(),
+    )
+    .await?;
+    println!(
+        "scheduled {}/{} pods in {:.2}s: {:.0} pods/s (creates took {:.2}s); create→bound p50 {:?} p99 {:?}",
+        m.reached,
+        m.created,
+        m.secs,
+        m.reached as f64 / m.secs.max(1e-9),
+        m.created_in.as_secs_f64(),
+        m.p50,
+        m.p99
+    );
+    Ok(())
+}
+
+/// What [`measure`] saw.
+pub struct Measured {
+    pub created: usize,
+    /// Pods that reached the awaited state.
+    pub reached: usize,
+    /// First create to the last pod reaching the state.
+    pub secs: f64,
+    pub created_in: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+/// Creates `count` pods (`pod(i)`, `concurrency` at once) in a fresh namespace `<prefix>-<pid>` and
+/// times each from its create to the first watch event where `reached(pod)` holds (at most 10
+/// minutes), then deletes the namespace. Shared by the scheduler's and the kubelet's benchmarks.
+pub async fn measure(
+    client: kube::Client,
+    prefix: &str,
+    count: usize,
+    concurrency: usize,
+    pod: impl Fn(usize) -> serde_json::Value,
+    reached: fn(&Pod) -> bool,
+) -> anyhow::Result<Measured> {
+    let ns = format!("{prefix}-{}", std::process::id());
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(
@@ -24,31 +75,28 @@ pub async fn run(client: kube::Client, count: usize, concurrency: usize) -> anyh
         )
         .await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    // The watch starts before the first create, so no binding is missed.
-    let (bound_tx, mut bound_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    // The watch starts before the first create, so no event is missed.
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
     let watch_api = pods.clone();
     let watch = tokio::spawn(async move {
         let mut stream = watcher::watcher(watch_api, watcher::Config::default()).boxed();
         while let Some(ev) = stream.next().await {
             if let Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) = ev {
-                if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
-                    let _ = bound_tx.send((p.metadata.name.unwrap_or_default(), Instant::now()));
+                if reached(&p) {
+                    let _ = seen_tx.send((p.metadata.name.unwrap_or_default(), Instant::now()));
                 }
             }
         }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let begin = Instant::now();
-    let created: Vec<(String, Instant)> = futures::stream::iter(0..count)
-        .map(|i| {
+    let manifests: Vec<serde_json::Value> = (0..count).map(pod).collect();
+    let created: Vec<(String, Instant)> = futures::stream::iter(manifests)
+        .map(|manifest| {
             let pods = pods.clone();
             async move {
-                let name = format!("p-{i}");
-                let pod: Pod = serde_json::from_value(json!({
-                    "metadata": {"name": name},
-                    "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
-                        "resources": {"requests": {"cpu": "100m", "memory": "500Mi"}}}]}
-                }))?;
+                let pod: Pod = serde_json::from_value(manifest)?;
+                let name = pod.metadata.name.clone().unwrap_or_default();
                 let at = Instant::now();
                 pods.create(&PostParams::default(), &pod).await?;
                 anyhow::Ok((name, at))
@@ -60,19 +108,19 @@ pub async fn run(client: kube::Client, count: usize, concurrency: usize) -> anyh
         .await;
     let created_in = begin.elapsed();
     let started: HashMap<String, Instant> = created.into_iter().collect();
-    let mut bound: HashMap<String, Instant> = HashMap::new();
+    let mut seen: HashMap<String, Instant> = HashMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-    while bound.len() < started.len() {
-        match tokio::time::timeout_at(deadline, bound_rx.recv()).await {
+    while seen.len() < started.len() {
+        match tokio::time::timeout_at(deadline, seen_rx.recv()).await {
             Ok(Some((name, at))) => {
-                bound.entry(name).or_insert(at);
+                seen.entry(name).or_insert(at);
             }
             _ => break,
         }
     }
     watch.abort();
-    let last = bound.values().max().copied().unwrap_or(begin);
-    let mut lat: Vec<Duration> = bound
+    let last = seen.values().max().copied().unwrap_or(begin);
+    let mut lat: Vec<Duration> = seen
         .iter()
         .filter_map(|(n, b)| started.get(n).map(|s| b.saturating_duration_since(*s)))
         .collect();
@@ -82,17 +130,14 @@ pub async fn run(client: kube::Client, count: usize, concurrency: usize) -> anyh
             .copied()
             .unwrap_or_default()
     };
-    let secs = last.duration_since(begin).as_secs_f64();
-    println!(
-        "scheduled {}/{} pods in {:.2}s: {:.0} pods/s (creates took {:.2}s); create→bound p50 {:?} p99 {:?}",
-        bound.len(),
-        started.len(),
-        secs,
-        bound.len() as f64 / secs.max(1e-9),
-        created_in.as_secs_f64(),
-        pct(0.50),
-        pct(0.99)
-    );
+    let measured = Measured {
+        created: started.len(),
+        reached: seen.len(),
+        secs: last.duration_since(begin).as_secs_f64(),
+        created_in,
+        p50: pct(0.50),
+        p99: pct(0.99),
+    };
     namespaces.delete(&ns, &DeleteParams::default()).await?;
-    Ok(())
+    Ok(measured)
 }
