@@ -95,6 +95,8 @@ pub enum ResourceHandler {
     Binding,
     /// The review kinds: create-only, answered from the request, nothing stored.
     Review,
+    /// `componentstatuses`: get and list, computed on request.
+    ComponentStatuses,
 }
 
 #[derive(Clone, Debug)]
@@ -250,9 +252,55 @@ fn strings(items: &[&str]) -> Vec<String> {
 
 /// Decodes `v` into `T` and encodes it back: the canonical form of the object (unknown fields dropped,
 /// type errors reported with serde's message).
-fn normalize<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, String> {
-    let typed: T = serde_json::from_value(v).map_err(|e| e.to_string())?;
-    serde_json::to_value(typed).map_err(|e| e.to_string())
+fn normalize<T: DeserializeOwned + Serialize>(mut v: Value) -> Result<Value, String> {
+    // A `bytes` field's base64 may be split over lines, as Go's decoder (which skips `\r` and `\n`)
+    // accepts it: each such field is found by the path of its error and joined, then decoding retries.
+    for _ in 0..64 {
+        match T::deserialize(&v) {
+            Ok(typed) => return serde_json::to_value(typed).map_err(|e| e.to_string()),
+            Err(e) if !line_break_in_base64(&e.to_string()) => return Err(e.to_string()),
+            Err(e) => {
+                let path: Vec<serde_path_to_error::Segment> =
+                    match serde_path_to_error::deserialize::<_, T>(&v) {
+                        Err(located) => located.path().iter().cloned().collect(),
+                        Ok(_) => return Err(e.to_string()),
+                    };
+                if !join_base64_lines(&mut v, &path) {
+                    return Err(e.to_string());
+                }
+            }
+        }
+    }
+    T::deserialize(&v)
+        .and_then(serde_json::to_value)
+        .map_err(|e| e.to_string())
+}
+
+/// Whether a decode error is the base64 decoder refusing a line break (`\n` is 10, `\r` 13).
+fn line_break_in_base64(message: &str) -> bool {
+    message.contains("Invalid symbol 10,") || message.contains("Invalid symbol 13,")
+}
+
+/// Removes `\r` and `\n` from the string at `path`; whether it changed anything.
+fn join_base64_lines(v: &mut Value, path: &[serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    let mut cur = v;
+    for segment in path {
+        let next = match segment {
+            Segment::Map { key } => cur.get_mut(key.as_str()),
+            Segment::Seq { index } => cur.get_mut(*index),
+            _ => None,
+        };
+        let Some(next) = next else { return false };
+        cur = next;
+    }
+    match cur {
+        Value::String(s) if s.contains(['\r', '\n']) => {
+            s.retain(|c| c != '\r' && c != '\n');
+            true
+        }
+        _ => false,
+    }
 }
 
 /// A row for `T` with group, version, kind, plural and scope taken from k8s-openapi, the full verb set,
@@ -393,6 +441,7 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
         row::<core::ComponentStatus>()
             .short(&["cs"])
             .verbs(GET_LIST)
+            .handler(ResourceHandler::ComponentStatuses)
             .strategy(Plain::new(Printer::ComponentStatus)),
         row::<core::ConfigMap>()
             .short(&["cm"])
@@ -963,6 +1012,24 @@ mod tests {
                 assert!(a == b || !a.starts_with(b.as_str()), "{a} is under {b}");
             }
         }
+    }
+
+    #[test]
+    fn base64_split_over_lines_decodes_as_go_does() {
+        use k8s_openapi::api::core::v1::Secret;
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                            "data": {"a": "aGVs\nbG8=", "tls.crt": "aGVs\r\nbG8=", "b": "aGVsbG8="}});
+        let out = normalize::<Secret>(secret).unwrap();
+        assert_eq!(out["data"]["a"], "aGVsbG8=");
+        assert_eq!(out["data"]["tls.crt"], "aGVsbG8=");
+        let bad = json!({"apiVersion": "v1", "kind": "Secret", "data": {"a": "a b\n"}});
+        assert!(normalize::<Secret>(bad)
+            .unwrap_err()
+            .contains("Invalid symbol"));
+        // Text fields keep their line breaks.
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "x\ny"}});
+        let out = normalize::<k8s_openapi::api::core::v1::ConfigMap>(cm).unwrap();
+        assert_eq!(out["data"]["a"], "x\ny");
     }
 
     #[test]

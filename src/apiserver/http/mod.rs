@@ -8,6 +8,7 @@
 //! [`pod_connect`] the pod streams (log, exec, attach, portforward).
 
 pub mod body;
+pub mod component_status;
 pub mod decode;
 pub mod discovery;
 pub mod handlers;

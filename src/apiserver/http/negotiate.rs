@@ -164,7 +164,12 @@ pub(crate) fn table_doc(
 }
 
 pub(crate) fn list_metadata(l: &ListResult) -> Value {
-    let mut m = json!({"resourceVersion": l.revision.to_string()});
+    // Revision 0: a computed list (componentstatuses), which upstream sends without one.
+    let mut m = if l.revision == 0 {
+        json!({})
+    } else {
+        json!({"resourceVersion": l.revision.to_string()})
+    };
     if let Some(c) = &l.continue_token {
         m["continue"] = json!(c);
     }

@@ -10,10 +10,11 @@ use serde_json::{json, Value};
 use crate::apiserver::authn::token_request::token_request;
 use crate::apiserver::authz::User;
 use crate::apiserver::catalog::{ResourceHandler, ResourceInfo, SubresourceHandler};
+use crate::apiserver::http::component_status;
 use crate::apiserver::http::decode::{decode_body, read_body, typed_body};
 use crate::apiserver::http::handlers::App;
 use crate::apiserver::http::negotiate::{
-    encode_object, json_response, negotiate, protobuf_response, with_warnings, Output,
+    encode_list, encode_object, json_response, negotiate, protobuf_response, with_warnings, Output,
 };
 use crate::apiserver::http::request::{Query, ResourcePath};
 use crate::apiserver::http::scale::scale_subresource;
@@ -88,6 +89,26 @@ pub(crate) async fn resource(
     }
     if method == Method::POST && handler == Some(SubresourceHandler::Token) {
         return service_account_token(app, headers, ns, name, body).await;
+    }
+    // componentstatuses are computed on request (other methods and watches fall through to the
+    // generic path, which refuses them as verbs the row does not have).
+    if info.handler == ResourceHandler::ComponentStatuses
+        && sub.is_none()
+        && method == Method::GET
+        && !q.watch
+    {
+        let out = negotiate(headers, pb)?;
+        let answer = match name {
+            None => encode_list(out, &info, &component_status::list(app).await, &q),
+            Some(name) => {
+                let obj = component_status::get(app, name).await?;
+                encode_object(StatusCode::OK, out, &info, &obj, &q)
+            }
+        };
+        return Ok(with_warnings(
+            answer,
+            &[component_status::DEPRECATED.into()],
+        ));
     }
     if info.handler == ResourceHandler::Review && method == Method::POST && name.is_none() {
         return review(app, headers, &info, ns, user, body, &q, pb).await;
