@@ -79,12 +79,7 @@ pub async fn run(
         };
         let port = super::probes::named_port(c, &h.port)?;
         let path = h.path.clone().unwrap_or_else(|| "/".into());
-        let headers: Vec<(String, String)> = h
-            .http_headers
-            .iter()
-            .flatten()
-            .map(|hh| (hh.name.clone(), hh.value.clone()))
-            .collect();
+        let headers = super::probes::header_pairs(h);
         let failed = |e: String| {
             format!(
                 "HTTP lifecycle hook ({path}) for Container {:?} in Pod {pod_desc:?} failed - error: {e}",

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
@@ -308,12 +308,7 @@ impl Worker {
                     "Get {url:?}: HTTPS probes are not supported by this kubelet"
                 ));
             }
-            let headers: Vec<(String, String)> = h
-                .http_headers
-                .iter()
-                .flatten()
-                .map(|hh| (hh.name.clone(), hh.value.clone()))
-                .collect();
+            let headers = header_pairs(h);
             return match tokio::time::timeout(timeout, http_get(&host, port, &path, &headers)).await {
                 Ok(Ok(code)) if (200..400).contains(&code) => Ok(()),
                 Ok(Ok(code)) => Err(format!("HTTP probe failed with statuscode: {code}")),
@@ -339,6 +334,15 @@ pub(super) fn named_port(c: &Container, port: &IntOrString) -> Result<u16, Strin
             .and_then(|p| u16::try_from(p.container_port).ok())
             .ok_or_else(|| format!("cannot find port {name:?} in container {}", c.name)),
     }
+}
+
+/// An httpGet action's headers as (name, value) pairs (probes and hooks).
+pub(super) fn header_pairs(h: &HTTPGetAction) -> Vec<(String, String)> {
+    h.http_headers
+        .iter()
+        .flatten()
+        .map(|hh| (hh.name.clone(), hh.value.clone()))
+        .collect()
 }
 
 /// One plain-HTTP GET; returns the status code.

@@ -33,6 +33,17 @@ fn container_names(pod: &Value, field: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The named container, else the pod's first (the one there is once [`validate_container`] passed).
+fn container_or_default(pod: &Value, container: Option<&str>) -> String {
+    match container.filter(|c| !c.is_empty()) {
+        Some(c) => c.to_string(),
+        None => container_names(pod, "containers")
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
+    }
+}
+
 /// Upstream's container check: the one container when there is one, else the named one, which must exist.
 fn validate_container(
     pod: &Value,
@@ -221,13 +232,7 @@ pub async fn proxy_log(
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let container = match container.filter(|c| !c.is_empty()) {
-        Some(c) => c.to_string(),
-        None => container_names(pod, "containers")
-            .into_iter()
-            .next()
-            .unwrap_or_default(),
-    };
+    let container = container_or_default(pod, container);
     let (Some(tls), Some((ip, port))) = (tls, node.and_then(kubelet_address)) else {
         return Err(no_kubelet(node_name, "log"));
     };
@@ -380,13 +385,7 @@ pub async fn proxy_stream(
     let (Some(tls), Some((ip, port))) = (tls, node.and_then(kubelet_address)) else {
         return Err(no_kubelet(node_name, subresource));
     };
-    let container = match container.filter(|c| !c.is_empty()) {
-        Some(c) => c.to_string(),
-        None => container_names(pod, "containers")
-            .into_iter()
-            .next()
-            .unwrap_or_default(),
-    };
+    let container = container_or_default(pod, container);
     let path = kubelet_stream_path(pod, subresource, &container, query);
     let stream = dial_kubelet(tls, &ip, port, &path).await?;
     let req = crate::upgrade::backend_request(method, &path, &format!("{ip}:{port}"), headers)
