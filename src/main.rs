@@ -61,6 +61,13 @@ struct ServerArgs {
     /// The range Service node ports come from (upstream's --service-node-port-range).
     #[arg(long, default_value = "30000-32767", value_parser = apiserver::registry::service_alloc::PortRange::parse)]
     service_node_port_range: apiserver::registry::service_alloc::PortRange,
+    /// The `tolerationSeconds` of the `node.kubernetes.io/not-ready:NoExecute` toleration the
+    /// DefaultTolerationSeconds admission plugin adds to pods that have none (upstream's flag).
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// The same for `node.kubernetes.io/unreachable:NoExecute`.
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
     /// How long a node may go without a heartbeat (its Lease, its Ready condition) before the node
     /// lifecycle controller marks it Unknown and taints it (upstream's kube-controller-manager flag).
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
@@ -544,6 +551,10 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         service_ranges: apiserver::registry::service_alloc::ServiceRanges {
             cidr: args.service_cluster_ip_range,
             node_ports: args.service_node_port_range,
+        },
+        admission: apiserver::admission::Options {
+            not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
+            unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
         },
         token_options: apiserver::authn::tokens::TokenOptions {
             api_audiences: args.api_audiences.clone(),

@@ -312,6 +312,47 @@ impl Pki {
         )
     }
 
+    /// Signs a PEM certificate signing request with the cluster CA (the CSR signing controller's
+    /// signer): the request's subject and subject alternative names, the given key usages and
+    /// extended key usages, valid for `validity` (backdated as every leaf). The request's own
+    /// signature is checked first.
+    pub fn sign_csr(
+        &self,
+        csr_pem: &str,
+        key_usages: Vec<KeyUsagePurpose>,
+        extended: Vec<ExtendedKeyUsagePurpose>,
+        validity: Duration,
+    ) -> anyhow::Result<String> {
+        use x509_parser::prelude::FromDer;
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| anyhow!("{e}"))?;
+        let der =
+            rustls::pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+                .map_err(|e| anyhow!("parsing CSR PEM: {e}"))?;
+        let (_, parsed) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
+                .map_err(|e| anyhow!("parsing CSR: {e}"))?;
+        let subject = parsed.certification_request_info.subject.as_raw().to_vec();
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem).context("parsing CA key")?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&self.ca_cert_pem, &ca_key).context("parsing CA cert")?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, "csr");
+        params.subject_alt_names = csr.params.subject_alt_names.clone();
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = key_usages;
+        params.extended_key_usages = extended;
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial());
+        set_validity(&mut params, validity);
+        let cert = params
+            .signed_by(&csr.public_key, &issuer)
+            .context("signing the request")?;
+        let der = replace_subject_and_resign(cert.der(), &subject, issuer.key())?;
+        Ok(cert_der_to_pem(&der))
+    }
+
     /// The cluster CA as the only trust root.
     fn ca_roots(&self) -> anyhow::Result<rustls::RootCertStore> {
         let mut roots = rustls::RootCertStore::empty();

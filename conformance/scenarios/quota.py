@@ -22,13 +22,13 @@ def quota_status_used(t: T) -> None:
                 "spec": {"terminationGracePeriodSeconds": 0,
                          "containers": [{"name": "c", "image": "nginx", "resources": res}]}}
     t.create(pod("p1", {"cpu": "250m", "memory": "64Mi"}, {"memory": "128Mi"}), ns)
-    t.create(pod("p2", {"cpu": "500m", "memory": "64Mi"}), ns)
+    t.create(pod("p2", {"cpu": "500m", "memory": "64Mi"}, {"memory": "64Mi"}), ns)
     t.ok("create", "service", "clusterip", "s1", "--tcp=80:80", "-n", ns)
     t.ok("create", "deployment", "d", "--image=nginx", "--replicas=0", "-n", ns)
 
     def used() -> dict:
         return (t.json("get", "quota", "q", "-n", ns).get("status") or {}).get("used") or {}
-    want = {"pods": "2", "requests.cpu": "750m", "requests.memory": "128Mi", "limits.memory": "128Mi",
+    want = {"pods": "2", "requests.cpu": "750m", "requests.memory": "128Mi", "limits.memory": "192Mi",
             "services": "1", "configmaps": "1", "count/deployments.apps": "1"}
     t.true(poll(lambda: used() == want, 30), "status.used counts the namespace's objects", (want, used()))
     hard = t.json("get", "quota", "q", "-n", ns)["status"]["hard"]

@@ -75,7 +75,7 @@ pub enum SubresourceHandler {
 impl SubresourceHandler {
     fn for_name(name: &str) -> Self {
         match name {
-            "status" | "finalize" => SubresourceHandler::Store,
+            "status" | "finalize" | "approval" => SubresourceHandler::Store,
             "scale" => SubresourceHandler::Scale,
             "binding" => SubresourceHandler::Binding,
             "token" => SubresourceHandler::Token,
@@ -634,7 +634,7 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
                 status::<certificates::CertificateSigningRequest>(),
             ])
             .fields(&["spec.signerName"])
-            .strategy(Plain::new(Printer::CertificateSigningRequest).status_on_create()),
+            .strategy(s::certificates::CertificateSigningRequests),
         // ---- networking.k8s.io/v1 ----
         row::<networking::IngressClass>().strategy(s::networking::IngressClasses),
         row::<networking::Ingress>()

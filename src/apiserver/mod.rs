@@ -13,6 +13,7 @@
 //! ([`crd`]); [`openapi`] and discovery are derived from it. Errors are upstream's `metav1.Status`
 //! ([`status`]).
 
+pub mod admission;
 pub mod authn;
 pub mod authz;
 pub mod catalog;
@@ -51,6 +52,8 @@ pub struct ApiServerConfig {
     pub kubelet_client: Option<rustls::ClientConfig>,
     /// Where Service cluster IPs and node ports come from.
     pub service_ranges: registry::service_alloc::ServiceRanges,
+    /// The admission plugins' settings.
+    pub admission: admission::Options,
 }
 
 /// A running apiserver's handles.
@@ -102,6 +105,7 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
         limits: http::limits::Limits::new(&config.limits),
         started: tokio::sync::watch::channel(false).0,
         kubelet_client: config.kubelet_client.map(Arc::new),
+        admission: admission::Chain::standard(&config.admission),
     });
     let started = app.started.subscribe();
     let router = axum::Router::new()

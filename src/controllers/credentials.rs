@@ -96,6 +96,15 @@ impl Credentials {
         }
     }
 
+    /// The CA that signs approved CertificateSigningRequests: the server's own, inside `rkube server`;
+    /// none standalone (upstream's `--cluster-signing-*-file` flags are not offered).
+    pub fn signing_pki(&self) -> Option<Pki> {
+        match self {
+            Credentials::Pki { pki, .. } => Some(pki.clone()),
+            Credentials::Kubeconfig { .. } => None,
+        }
+    }
+
     /// A client as the manager itself (watches, leader election).
     pub async fn manager(&self) -> anyhow::Result<kube::Client> {
         match self {

@@ -5,6 +5,7 @@
 //! controller's service account in kube-system (as upstream's `--use-service-account-credentials`), so
 //! the default `system:controller:*` roles decide what each may do.
 
+pub mod certificate_signer;
 pub mod common;
 pub mod credentials;
 pub mod cron_schedule;
@@ -107,6 +108,12 @@ async fn run_all(credentials: &Credentials, options: Options) -> anyhow::Result<
     controllers.spawn(resource_quota::run(
         c.clients("resourcequota-controller").await?,
     ));
+    if let Some(pki) = c.signing_pki() {
+        controllers.spawn(certificate_signer::run(
+            c.clients("certificate-controller").await?,
+            pki,
+        ));
+    }
     while controllers.join_next().await.is_some() {}
     Ok(())
 }

@@ -3,9 +3,10 @@
 //! objects its scopes select), so `kubectl describe quota` shows usage. Enforcement at create time is
 //! admission's (the apiserver), not this controller's.
 //!
-//! Start at [`reconcile`]. Usage is computed from watched caches of the kinds upstream's evaluators
+//! Start at [`reconcile`]. Usage is counted with consistent lists of the kinds upstream's evaluators
 //! know (pods, services, persistentvolumeclaims, configmaps, secrets, replicationcontrollers,
-//! resourcequotas); a change of any of them wakes the quotas of its namespace (upstream's replenishment),
+//! resourcequotas; the pod evaluator is admission's), never from watch caches, which trail
+//! admission's charges; a change of any of them wakes the quotas of its namespace (upstream's replenishment),
 //! and every quota is recomputed every 5 minutes (upstream's --resource-quota-sync-period). Other
 //! `count/<resource>.<group>` names are counted with a live metadata list, and from the first such
 //! count on, that resource's metadata is watched too so its changes wake the quotas (upstream's quota
@@ -25,29 +26,20 @@ use kube::api::{Api, ListParams};
 use kube::core::{DynamicObject, PartialObjectMeta};
 use kube::discovery::{ApiResource, Discovery};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::ResourceExt;
 
 use super::common;
 use super::Clients;
+use crate::apiserver::admission::resource_quota::{pod_counts, pod_in_scope, pod_total};
 use crate::apiserver::wire::quantity::{Format, Quantity};
 
 /// Upstream's --resource-quota-sync-period.
 const RESYNC: Duration = Duration::from_secs(300);
 
-struct Caches {
-    pods: Store<Pod>,
-    services: Store<Service>,
-    claims: Store<PersistentVolumeClaim>,
-    configmaps: Store<ConfigMap>,
-    secrets: Store<Secret>,
-    controllers: Store<ReplicationController>,
-}
-
 struct Ctx {
     clients: Clients,
-    caches: Caches,
     /// Resources counted generically that are already watched, and where their changes go.
     monitored: std::sync::Mutex<std::collections::HashSet<String>>,
     changed: tokio::sync::mpsc::UnboundedSender<String>,
@@ -61,14 +53,12 @@ pub async fn run(clients: Clients) {
     );
     let quotas = controller.store();
     // Namespaces whose objects changed, from every watched kind.
-    let (pods, pod_changes) = common::watched(Api::<Pod>::all(reader.clone()));
-    let (services, service_changes) = common::watched(Api::<Service>::all(reader.clone()));
-    let (claims, claim_changes) =
-        common::watched(Api::<PersistentVolumeClaim>::all(reader.clone()));
-    let (configmaps, cm_changes) = common::watched(Api::<ConfigMap>::all(reader.clone()));
-    let (secrets, secret_changes) = common::watched(Api::<Secret>::all(reader.clone()));
-    let (controllers, rc_changes) =
-        common::watched(Api::<ReplicationController>::all(reader.clone()));
+    let (_, pod_changes) = common::watched(Api::<Pod>::all(reader.clone()));
+    let (_, service_changes) = common::watched(Api::<Service>::all(reader.clone()));
+    let (_, claim_changes) = common::watched(Api::<PersistentVolumeClaim>::all(reader.clone()));
+    let (_, cm_changes) = common::watched(Api::<ConfigMap>::all(reader.clone()));
+    let (_, secret_changes) = common::watched(Api::<Secret>::all(reader.clone()));
+    let (_, rc_changes) = common::watched(Api::<ReplicationController>::all(reader.clone()));
     let (changed, generic_changes) = tokio::sync::mpsc::unbounded_channel::<String>();
     let changes = futures::stream::select_all([
         tokio_stream::wrappers::UnboundedReceiverStream::new(generic_changes).boxed(),
@@ -90,14 +80,6 @@ pub async fn run(clients: Clients) {
     });
     let ctx = Arc::new(Ctx {
         clients,
-        caches: Caches {
-            pods,
-            services,
-            claims,
-            configmaps,
-            secrets,
-            controllers,
-        },
         monitored: Default::default(),
         changed,
     });
@@ -121,71 +103,9 @@ fn namespaces_of<K: kube::Resource + Send + 'static>(
         .boxed()
 }
 
-/// Whether a pod counts: upstream's quota ignores pods that are finished.
-fn counts(pod: &Pod) -> bool {
-    !matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
-}
-
-/// Upstream's quota scopes for pods: Terminating (activeDeadlineSeconds set), BestEffort (no requests
-/// or limits anywhere), and their negations. Scopes a pod evaluator does not know select nothing.
-fn in_scopes(pod: &Pod, scopes: &[String]) -> bool {
-    let spec = pod.spec.as_ref();
-    let terminating = spec.and_then(|s| s.active_deadline_seconds).is_some();
-    let best_effort = spec.is_none_or(|s| {
-        s.containers
-            .iter()
-            .chain(s.init_containers.iter().flatten())
-            .all(|c| {
-                c.resources.as_ref().is_none_or(|r| {
-                    r.requests.as_ref().is_none_or(|m| m.is_empty())
-                        && r.limits.as_ref().is_none_or(|m| m.is_empty())
-                })
-            })
-    });
-    scopes.iter().all(|s| match s.as_str() {
-        "Terminating" => terminating,
-        "NotTerminating" => !terminating,
-        "BestEffort" => best_effort,
-        "NotBestEffort" => !best_effort,
-        _ => false,
-    })
-}
-
-/// A pod's total of `resource` in `which` ("requests" or "limits"): its containers' sum, at least the
-/// largest init container, plus the overhead (upstream's resourcehelper), in milli-units.
+/// A pod's total of `resource` in `which`, in milli-units (the evaluator is admission's).
 fn pod_amount(pod: &Pod, which: &str, resource: &str) -> i128 {
-    let Some(spec) = pod.spec.as_ref() else {
-        return 0;
-    };
-    let of = |c: &k8s_openapi::api::core::v1::Container| -> i128 {
-        let r = c.resources.as_ref();
-        let list = if which == "limits" {
-            r.and_then(|r| r.limits.as_ref())
-        } else {
-            r.and_then(|r| r.requests.as_ref())
-        };
-        list.and_then(|l| l.get(resource))
-            .and_then(|q| Quantity::parse(&q.0).ok())
-            .map_or(0, |q| q.milli_value())
-    };
-    let sum: i128 = spec.containers.iter().map(of).sum();
-    let init = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .map(of)
-        .max()
-        .unwrap_or(0);
-    let overhead = spec
-        .overhead
-        .as_ref()
-        .and_then(|o| o.get(resource))
-        .and_then(|q| Quantity::parse(&q.0).ok())
-        .map_or(0, |q| q.milli_value());
-    sum.max(init) + overhead
+    pod_total(pod, which, resource).map_or(0, |q| q.milli_value())
 }
 
 /// A sum in milli-units, printed as upstream prints a sum of quantities in `format`.
@@ -210,29 +130,44 @@ fn count(n: usize) -> K8sQuantity {
 
 async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
     let ns = quota.namespace().unwrap_or_default();
+    // The quota and what it counts are read live, in that order, and the status is written only if
+    // the quota did not change in between: admission charges `used` before the object it admits is
+    // stored, and a count from watch caches (which trail that write) would take the charge back and
+    // let the next create past the limit.
+    let qapi = Api::<ResourceQuota>::namespaced(ctx.clients.reader.clone(), &ns);
+    // A list, not a get: upstream's role for this controller lists and watches, it does not get.
+    let by_name = ListParams::default().fields(&format!("metadata.name={}", quota.name_any()));
+    let Some(quota) = qapi.list(&by_name).await?.items.into_iter().next() else {
+        return Ok(Action::await_change());
+    };
     let spec = quota.spec.clone().unwrap_or_default();
     let hard = spec.hard.clone().unwrap_or_default();
-    let scopes = spec.scopes.clone().unwrap_or_default();
-    let c = &ctx.caches;
-    let in_ns = |o: &Option<String>| o.as_deref() == Some(ns.as_str());
-    let pods: Vec<Arc<Pod>> = c
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| in_ns(&p.metadata.namespace) && counts(p) && in_scopes(p, &scopes))
-        .collect();
-    let services: Vec<Arc<Service>> = c
-        .services
-        .state()
-        .into_iter()
-        .filter(|s| in_ns(&s.metadata.namespace))
-        .collect();
-    let claims: Vec<Arc<PersistentVolumeClaim>> = c
-        .claims
-        .state()
-        .into_iter()
-        .filter(|p| in_ns(&p.metadata.namespace))
-        .collect();
+    let reader = ctx.clients.reader.clone();
+    let pods = tokio::sync::OnceCell::new();
+    let pods = || async {
+        pods.get_or_try_init(|| async {
+            Ok::<_, kube::Error>(
+                live::<Pod>(&reader, &ns)
+                    .await?
+                    .into_iter()
+                    .filter(|p| pod_counts(p) && pod_in_scope(p, &spec))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await
+    };
+    let services = tokio::sync::OnceCell::new();
+    let services = || async {
+        services
+            .get_or_try_init(|| live::<Service>(&reader, &ns))
+            .await
+    };
+    let claims = tokio::sync::OnceCell::new();
+    let claims = || async {
+        claims
+            .get_or_try_init(|| live::<PersistentVolumeClaim>(&reader, &ns))
+            .await
+    };
     let mut used = BTreeMap::new();
     for (name, limit) in &hard {
         // Sums print in the format the limit was written in (cpu decimal, memory usually binary).
@@ -244,7 +179,7 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, k
             _ => ("requests", name.as_str()),
         };
         let value = match name.as_str() {
-            "pods" | "count/pods" => Some(count(pods.len())),
+            "pods" | "count/pods" => Some(count(pods().await?.len())),
             "cpu"
             | "memory"
             | "ephemeral-storage"
@@ -254,12 +189,17 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, k
             | "limits.cpu"
             | "limits.memory"
             | "limits.ephemeral-storage" => Some(quantity(
-                pods.iter().map(|p| pod_amount(p, which, resource)).sum(),
+                pods()
+                    .await?
+                    .iter()
+                    .map(|p| pod_amount(p, which, resource))
+                    .sum(),
                 format,
             )),
-            "services" | "count/services" => Some(count(services.len())),
+            "services" | "count/services" => Some(count(services().await?.len())),
             "services.loadbalancers" => Some(count(
-                services
+                services()
+                    .await?
                     .iter()
                     .filter(|s| {
                         s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
@@ -267,7 +207,8 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, k
                     .count(),
             )),
             "services.nodeports" => Some(count(
-                services
+                services()
+                    .await?
                     .iter()
                     .filter_map(|s| s.spec.as_ref())
                     .filter(|s| matches!(s.type_.as_deref(), Some("NodePort" | "LoadBalancer")))
@@ -275,9 +216,12 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, k
                     .filter(|p| p.node_port.is_some())
                     .count(),
             )),
-            "persistentvolumeclaims" | "count/persistentvolumeclaims" => Some(count(claims.len())),
+            "persistentvolumeclaims" | "count/persistentvolumeclaims" => {
+                Some(count(claims().await?.len()))
+            }
             "requests.storage" => Some(quantity(
-                claims
+                claims()
+                    .await?
                     .iter()
                     .filter_map(|p| p.spec.as_ref()?.resources.as_ref()?.requests.as_ref())
                     .filter_map(|r| r.get("storage"))
@@ -286,26 +230,12 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, k
                     .sum(),
                 format,
             )),
-            "configmaps" | "count/configmaps" => Some(count(
-                c.configmaps
-                    .state()
-                    .iter()
-                    .filter(|o| in_ns(&o.metadata.namespace))
-                    .count(),
-            )),
-            "secrets" | "count/secrets" => Some(count(
-                c.secrets
-                    .state()
-                    .iter()
-                    .filter(|o| in_ns(&o.metadata.namespace))
-                    .count(),
-            )),
+            "configmaps" | "count/configmaps" => {
+                Some(count(live_names::<ConfigMap>(&reader, &ns).await?))
+            }
+            "secrets" | "count/secrets" => Some(count(live_names::<Secret>(&reader, &ns).await?)),
             "replicationcontrollers" | "count/replicationcontrollers" => Some(count(
-                c.controllers
-                    .state()
-                    .iter()
-                    .filter(|o| in_ns(&o.metadata.namespace))
-                    .count(),
+                live_names::<ReplicationController>(&reader, &ns).await?,
             )),
             "resourcequotas" | "count/resourcequotas" => {
                 let api = Api::<ResourceQuota>::namespaced(ctx.clients.reader.clone(), &ns);
@@ -328,9 +258,51 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, k
     };
     if quota.status.as_ref() != Some(&status) {
         let api = Api::<ResourceQuota>::namespaced(ctx.clients.writer.clone(), &ns);
-        common::write_status(&api, quota.as_ref(), status, |q, s| q.status = Some(s)).await?;
+        let mut updated = quota.clone();
+        updated.status = Some(status);
+        match api
+            .replace_status(&quota.name_any(), &Default::default(), &updated)
+            .await
+        {
+            Ok(_) => {}
+            // Changed since it was read (a charge, most likely): count again.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                return Ok(Action::requeue(Duration::from_millis(100)))
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Action::await_change()),
+            Err(e) => return Err(e),
+        }
     }
     Ok(Action::requeue(RESYNC))
+}
+
+/// The objects of kind `K` in `ns`, from a consistent list.
+async fn live<K>(client: &kube::Client, ns: &str) -> Result<Vec<K>, kube::Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Ok(Api::<K>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items)
+}
+
+/// How many objects of kind `K` are in `ns` (a consistent metadata list).
+async fn live_names<K>(client: &kube::Client, ns: &str) -> Result<usize, kube::Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Ok(Api::<K>::namespaced(client.clone(), ns)
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .len())
 }
 
 /// Counts `<plural>.<group>` (or a core `<plural>`) objects in `ns`; None when the cluster does not

@@ -397,6 +397,7 @@ mod tests {
             crate::apiserver::registry::store::Registry::new(Arc::new(Down), catalog.clone());
         let app = App {
             kubelet_client: None,
+            admission: crate::apiserver::admission::Chain::empty(),
             authorizer: crate::apiserver::authz::Authorizer::new(registry.clone()),
             registry,
             catalog: catalog.clone(),

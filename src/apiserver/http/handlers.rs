@@ -54,6 +54,8 @@ pub struct App {
     pub started: tokio::sync::watch::Sender<bool>,
     /// How this server calls kubelets (pods/log); `None`: it does not.
     pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
+    /// The admission plugins writes pass through.
+    pub admission: crate::apiserver::admission::Chain,
 }
 
 /// The one handler every request goes through.

@@ -142,6 +142,7 @@ pub(crate) async fn resource(
         q: &q,
         user,
         protobuf: pb,
+        warnings: Default::default(),
     };
     match (method, name) {
         (Method::GET, None) => verbs::list(&call).await,

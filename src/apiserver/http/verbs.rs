@@ -7,6 +7,7 @@ use axum::response::Response;
 use http::{header, HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
+use crate::apiserver::admission;
 use crate::apiserver::authz::{self, User};
 use crate::apiserver::catalog::ResourceInfo;
 use crate::apiserver::http::decode::{delete_options, read_body, typed_body};
@@ -18,7 +19,7 @@ use crate::apiserver::http::request::Query;
 use crate::apiserver::http::watch::watch_response;
 use crate::apiserver::registry::managed_fields::manager_name;
 use crate::apiserver::registry::patch::PatchType;
-use crate::apiserver::registry::store::{Deleted, Ownership, PatchOptions};
+use crate::apiserver::registry::store::{Deleted, Ownership, PatchOptions, WriteHooks};
 use crate::apiserver::status::{ApiError, ApiResult};
 
 /// A request on one resource, as the verb handlers see it.
@@ -33,6 +34,8 @@ pub(crate) struct Call<'a> {
     pub user: Option<&'a User>,
     /// Whether the kind has a protobuf form (custom resources have none).
     pub protobuf: bool,
+    /// What admission warned about, for the answer's `Warning` headers.
+    pub warnings: std::sync::Mutex<Vec<String>>,
 }
 
 impl Call<'_> {
@@ -59,15 +62,46 @@ impl Call<'_> {
         )
     }
 
-    /// The answer to a PUT or PATCH: 201 when it created the object, else 200, with the decoder's
-    /// warnings.
+    /// The answer to a write: 201 when it created the object, else 200, with the decoder's and
+    /// admission's warnings.
     fn written(&self, out: Output, obj: &Value, created: bool, warnings: &[String]) -> Response {
         let status = if created {
             StatusCode::CREATED
         } else {
             StatusCode::OK
         };
-        with_warnings(encode_object(status, out, self.info, obj, self.q), warnings)
+        let mut all = warnings.to_vec();
+        all.extend(self.take_warnings());
+        with_warnings(encode_object(status, out, self.info, obj, self.q), &all)
+    }
+
+    /// Admission's warnings, sent with the response.
+    fn keep_warnings(&self, warnings: Vec<String>) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(warnings);
+    }
+
+    fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The admission attributes of this request's write (an update when there is a stored object).
+    fn attributes(&self, old: Option<&Value>) -> admission::Attributes<'_> {
+        admission::Attributes {
+            info: self.info,
+            ns: self.ns,
+            sub: self.sub,
+            op: if old.is_some() {
+                admission::Operation::Update
+            } else {
+                admission::Operation::Create
+            },
+            user: self.user,
+            authorizer: Some(&self.app.authorizer),
+            dry_run: self.q.dry_run,
+        }
     }
 
     /// RBAC's escalation check on a role or binding write (nothing for other kinds), run by the store
@@ -79,6 +113,46 @@ impl Call<'_> {
             }
             None => Ok(()),
         }
+    }
+}
+
+/// The store runs the request's checks and admission on the object it writes.
+#[async_trait::async_trait]
+impl WriteHooks for Call<'_> {
+    fn check(&self, new: &Value, old: Option<&Value>) -> ApiResult<()> {
+        self.escalation_check(new, old)
+    }
+
+    async fn admit(&self, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
+        let mut warnings = Vec::new();
+        let chain = &self.app.admission;
+        let result = chain
+            .admit(
+                &self.app.registry,
+                &self.attributes(old),
+                obj,
+                old,
+                &mut warnings,
+            )
+            .await;
+        self.keep_warnings(warnings);
+        result
+    }
+
+    async fn validate(&self, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+        let mut warnings = Vec::new();
+        let chain = &self.app.admission;
+        let result = chain
+            .validate(
+                &self.app.registry,
+                &self.attributes(old),
+                obj,
+                old,
+                &mut warnings,
+            )
+            .await;
+        self.keep_warnings(warnings);
+        result
     }
 }
 
@@ -120,23 +194,20 @@ pub(crate) async fn create(call: &Call<'_>, body: Body) -> ApiResult<Response> {
     let out = call.output()?;
     let bytes = read_body(body).await?;
     let (obj, warnings) = typed_body(call.info, call.headers, &bytes, call.q).await?;
-    call.escalation_check(&obj, None)?;
     let manager = call.manager();
     let created = call
         .app
         .registry
-        .create_owned(
+        .create_checked(
             call.info,
             call.ns,
             obj,
             call.q.dry_run,
             Ownership::Update(&manager),
+            Some(call),
         )
         .await?;
-    Ok(with_warnings(
-        encode_object(StatusCode::CREATED, out, call.info, &created, call.q),
-        &warnings,
-    ))
+    Ok(call.written(out, &created, true, &warnings))
 }
 
 /// PUT on an object (or its status/finalize subresource); creates where the kind allows.
@@ -146,7 +217,6 @@ pub(crate) async fn update(call: &Call<'_>, name: &str, body: Body) -> ApiResult
     let bytes = read_body(body).await?;
     let (obj, warnings) = typed_body(call.info, call.headers, &bytes, call.q).await?;
     let manager = call.manager();
-    let escalation = |new: &Value, old: Option<&Value>| call.escalation_check(new, old);
     let (obj, created) = call
         .app
         .registry
@@ -158,7 +228,7 @@ pub(crate) async fn update(call: &Call<'_>, name: &str, body: Body) -> ApiResult
             call.sub,
             call.q.dry_run,
             Ownership::Update(&manager),
-            Some(&escalation),
+            Some(call),
         )
         .await?;
     Ok(call.written(out, &obj, created, &warnings))
@@ -182,12 +252,11 @@ pub(crate) async fn patch(call: &Call<'_>, name: &str, body: Body) -> ApiResult<
     }
     let bytes = read_body(body).await?;
     let manager = call.manager();
-    // RBAC's escalation check runs on the patched object inside the guarded write.
-    let escalation = |new: &Value, old: Option<&Value>| call.escalation_check(new, old);
+    // RBAC's escalation check and admission run on the patched object inside the guarded write.
     let opts = PatchOptions {
         manager: &manager,
         force: call.q.force,
-        check: Some(&escalation),
+        check: Some(call),
     };
     let (obj, warnings, created) = call
         .app

@@ -454,8 +454,9 @@ fn pod_only_defaults(spec: &mut Map<String, Value>) {
     }
 }
 
-/// All of a Pod's defaults: `SetDefaults_Pod`, the spec's, and what the Priority admission plugin
-/// fills in. Idempotent, so it also brings an older stored pod up to date for comparisons.
+/// All of a Pod's defaults: `SetDefaults_Pod` and the spec's. (`priority` and `preemptionPolicy` are
+/// the Priority admission plugin's.) Idempotent, so it also brings an older stored pod up to date for
+/// comparisons.
 pub fn pod_defaults(pod: &mut Value) {
     let Some(spec) = pod.get_mut("spec") else {
         return;
@@ -464,10 +465,6 @@ pub fn pod_defaults(pod: &mut Value) {
         pod_only_defaults(m);
     }
     pod_spec_defaults(spec);
-    if let Some(m) = obj(spec) {
-        default(m, "preemptionPolicy", json!("PreemptLowerPriority"));
-        default(m, "priority", json!(0));
-    }
 }
 
 fn template_defaults(v: &mut Value, path: &[&str]) {
@@ -1112,7 +1109,11 @@ mod tests {
         assert_eq!(s["serviceAccountName"], "builder");
         assert_eq!(s["serviceAccount"], "builder");
         assert_eq!(s["enableServiceLinks"], true);
-        assert_eq!(s["priority"], 0);
+        assert_eq!(
+            s.get("priority"),
+            None,
+            "the Priority admission plugin sets it"
+        );
         let c = &s["containers"][0];
         assert_eq!(c["imagePullPolicy"], "Always");
         assert_eq!(

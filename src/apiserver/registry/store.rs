@@ -600,8 +600,8 @@ impl Registry {
             m.remove("generation");
         }
         strategy.defaults(&mut obj);
-        if let Some(check) = check {
-            check(&obj, None)?;
+        if let Some(hooks) = check {
+            hooks.check(&obj, None)?;
         }
         if let Ownership::Update(manager) = ownership {
             let managed = managed_fields::live_or_new(None, &obj);
@@ -613,6 +613,9 @@ impl Registry {
                 manager,
             );
         }
+        if let Some(hooks) = check {
+            hooks.admit(&mut obj, None).await?;
+        }
         strategy.prepare_for_create(info, &mut obj);
         strategy.begin_create(self, info, &mut obj);
         // Allocations first (as upstream's BeginCreate), given back if anything below fails.
@@ -620,18 +623,20 @@ impl Registry {
             Some(a) => Some(a.allocate_create(self, &mut obj, dry_run).await?),
             None => None,
         };
-        let result = self.create_allocated(info, ns, obj, dry_run).await;
+        let result = self.create_allocated(info, ns, obj, dry_run, check).await;
         super::strategy::finish(txn, self, result.is_ok()).await;
         result
     }
 
-    /// The rest of a create, once allocations are made: validation, the namespace, the write.
+    /// The rest of a create, once allocations are made: validation, the namespace, validating
+    /// admission, the write.
     async fn create_allocated(
         &self,
         info: &ResourceInfo,
         ns: Option<&str>,
         obj: Value,
         dry_run: bool,
+        hooks: Option<WriteCheck<'_>>,
     ) -> ApiResult<Value> {
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
         let causes = validate(info, &obj, None);
@@ -655,6 +660,9 @@ impl Registry {
                 }
                 Some(_) => {}
             }
+        }
+        if let Some(hooks) = hooks {
+            hooks.validate(&obj, None).await?;
         }
         let key = Self::key(info, ns, &name);
         if dry_run {
@@ -848,12 +856,16 @@ impl Registry {
             // Checked on exactly what is stored below, and the store's write is guarded by
             // `current.mod_revision`: a change made after `old` was read fails the write instead of
             // slipping past the check.
-            if let Some(check) = check {
-                check(&new, Some(&old))?;
+            if let Some(hooks) = check {
+                hooks.check(&new, Some(&old))?;
+                hooks.admit(&mut new, Some(&old)).await?;
             }
             let causes = validate(info, &new, subresource.is_none().then_some(&old));
             if !causes.is_empty() {
                 return Err(ApiError::invalid(info, name, causes));
+            }
+            if let Some(hooks) = check {
+                hooks.validate(&new, Some(&old)).await?;
             }
             if meta_str(&old, "deletionTimestamp").is_some() {
                 let old_f = finalizers(&old);
@@ -1615,7 +1627,27 @@ pub enum Ownership<'a> {
 /// against the live one (`old`, None on create): RBAC's escalation prevention. It runs inside the
 /// guarded write, so what it approved is what is stored (the write fails with a conflict if the object
 /// changed since it was read, and a retry checks again).
-pub type WriteCheck<'a> = &'a (dyn Fn(&Value, Option<&Value>) -> ApiResult<()> + Send + Sync);
+pub type WriteCheck<'a> = &'a dyn WriteHooks;
+
+/// What a request adds to the store's write path (upstream's `rest.ValidateObjectFunc`s and the
+/// admission chain around a create or update): RBAC's escalation check, then mutating admission
+/// before the kind's validation, then validating admission on exactly what will be stored, inside the
+/// guarded write. Writes the server makes for itself pass no hooks.
+#[async_trait::async_trait]
+pub trait WriteHooks: Send + Sync {
+    /// A synchronous check of the object as the client sent it (`old`: the stored object on update).
+    fn check(&self, _new: &Value, _old: Option<&Value>) -> ApiResult<()> {
+        Ok(())
+    }
+    /// Mutating admission.
+    async fn admit(&self, _obj: &mut Value, _old: Option<&Value>) -> ApiResult<()> {
+        Ok(())
+    }
+    /// Validating admission, after the kind's own validation; a denial stores nothing.
+    async fn validate(&self, _obj: &Value, _old: Option<&Value>) -> ApiResult<()> {
+        Ok(())
+    }
+}
 
 /// PATCH options (upstream's PatchOptions): `fieldManager` (else the User-Agent's product), `force`,
 /// and the write check to run on the patched object.

@@ -151,12 +151,44 @@ impl Quantity {
         self.round_up(-3)
     }
 
-    /// Whether the quantity is zero.
     /// The format it prints in (how it was written).
     pub fn format(&self) -> Format {
         self.format
     }
 
+    /// Zero, printing in `format` once something is added (upstream's zero `Quantity`).
+    pub fn zero(format: Format) -> Quantity {
+        Quantity {
+            mantissa: 0,
+            exponent: 0,
+            format,
+        }
+    }
+
+    /// `self + other` (saturating), in `self`'s format unless `self` is zero, when it takes
+    /// `other`'s (upstream's `Quantity.Add`: sums print as what was summed was written).
+    pub fn plus(self, other: Quantity) -> Quantity {
+        let format = if self.is_zero() {
+            other.format
+        } else {
+            self.format
+        };
+        let exponent = self.exponent.min(other.exponent);
+        let scaled = |q: Quantity| {
+            10i128
+                .checked_pow((q.exponent - exponent) as u32)
+                .and_then(|p| q.mantissa.checked_mul(p))
+                .unwrap_or(if q.mantissa < 0 { i128::MIN } else { i128::MAX })
+        };
+        Quantity {
+            mantissa: scaled(self).saturating_add(scaled(other)),
+            exponent,
+            format,
+        }
+        .normalized()
+    }
+
+    /// Whether the quantity is zero.
     pub fn is_zero(&self) -> bool {
         self.mantissa == 0
     }
@@ -345,6 +377,20 @@ pub fn first_unparsable(t: TypeRef, v: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sums_print_as_upstream() {
+        let q = |s: &str| Quantity::parse(s).unwrap();
+        let sum = |a: &str, b: &str| q(a).plus(q(b)).to_string();
+        assert_eq!(sum("250m", "500m"), "750m");
+        assert_eq!(sum("64Mi", "64Mi"), "128Mi");
+        assert_eq!(sum("1", "1500m"), "2500m");
+        assert_eq!(
+            Quantity::zero(Format::DecimalSI).plus(q("1Gi")).to_string(),
+            "1Gi"
+        );
+        assert_eq!(sum("1Gi", "-1Gi"), "0");
+    }
 
     #[test]
     fn quantity_fields_exist_in_the_schema() {

@@ -16,6 +16,7 @@
 pub mod admission;
 pub mod apiextensions;
 pub mod batch;
+pub mod certificates;
 pub mod config;
 pub mod coordination;
 pub mod events;
@@ -195,14 +196,13 @@ impl std::fmt::Debug for dyn Strategy {
 }
 
 /// The strategy of a kind with no code of its own: only flags differ (names, generation, PUT creating,
-/// whether a create keeps the status it is given, its printer).
+/// its printer).
 #[derive(Clone, Copy, Debug)]
 pub struct Plain {
     printer: Printer,
     name_rule: NameRule,
     generation: bool,
     create_on_update: bool,
-    status_on_create: bool,
 }
 
 impl Default for Plain {
@@ -218,7 +218,6 @@ impl Plain {
             name_rule: NameRule::Subdomain,
             generation: false,
             create_on_update: false,
-            status_on_create: false,
         }
     }
     /// Spec changes bump `metadata.generation`.
@@ -234,11 +233,6 @@ impl Plain {
     /// Names are path segments (RBAC, flow control), not DNS subdomains.
     pub const fn path_segment_names(mut self) -> Self {
         self.name_rule = NameRule::PathSegment;
-        self
-    }
-    /// A create keeps the status the request carries (CSRs, trust bundles).
-    pub const fn status_on_create(mut self) -> Self {
-        self.status_on_create = true;
         self
     }
 }
@@ -257,9 +251,7 @@ impl Strategy for Plain {
         self.printer
     }
     fn prepare_for_create(&self, info: &ResourceInfo, obj: &mut Value) {
-        if !self.status_on_create {
-            reset_status(info, obj);
-        }
+        reset_status(info, obj);
     }
 }
 

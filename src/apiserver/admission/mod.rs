@@ -1,0 +1,200 @@
+//! Admission: the plugins every create and update passes through after authorization, in upstream's
+//! order (`kube-apiserver --enable-admission-plugins` defaults), as `plugin/pkg/admission/*` does.
+//!
+//! Where to start: [`Chain::standard`] lists the plugins; each is one file with upstream's name. A
+//! request's writes reach the chain through the store's [`WriteHooks`](crate::apiserver::registry::store::WriteHooks)
+//! (implemented by the verb handlers' `Call`): every plugin's [`Plugin::admit`] (mutating) runs after
+//! the kind's defaulting and before its validation, then every [`Plugin::validate`] on exactly the
+//! object the store is about to write, so a denial stores nothing, on dry runs too.
+//!
+//! Namespace lifecycle (creating in a missing or terminating namespace) is checked by the store itself.
+//! Writes the server makes for itself (bootstrap, bindings, evictions) do not pass through here.
+
+pub mod certificates;
+pub mod default_tolerations;
+pub mod limit_ranger;
+pub mod pod_security;
+pub mod priority;
+pub mod resource_quota;
+
+use serde_json::Value;
+
+use crate::apiserver::authz::User;
+use crate::apiserver::catalog::ResourceInfo;
+use crate::apiserver::http::request::Query;
+use crate::apiserver::registry::store::Registry;
+use crate::apiserver::status::{ApiError, ApiResult};
+
+/// What is being done (upstream's `admission.Operation`; deletes are not admitted here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+}
+
+/// One write as the plugins see it (upstream's `admission.Attributes`).
+pub struct Attributes<'a> {
+    pub info: &'a ResourceInfo,
+    pub ns: Option<&'a str>,
+    /// `status`, `approval`, ... for writes to a subresource.
+    pub sub: Option<&'a str>,
+    pub op: Operation,
+    /// Who asks; `None` when the server was started without authentication.
+    pub user: Option<&'a User>,
+    /// For plugins that ask what the user may do (approving a CSR needs `approve` on its signer).
+    pub authorizer: Option<&'a crate::apiserver::authz::Authorizer>,
+    pub dry_run: bool,
+}
+
+impl Attributes<'_> {
+    /// Whether this is a write of the core (`""` group) `plural`, not a subresource.
+    pub fn is_core(&self, plural: &str) -> bool {
+        self.sub.is_none() && self.info.group.is_empty() && self.info.plural == plural
+    }
+
+    /// Upstream's `admission.NewForbidden`: `<resource> "<name>" is forbidden: <why>`.
+    pub fn forbidden(&self, obj: &Value, why: &str) -> ApiError {
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        ApiError::forbidden(self.info, name, why)
+    }
+}
+
+/// One admission plugin. Both hooks default to admitting.
+#[async_trait::async_trait]
+pub trait Plugin: Send + Sync {
+    /// Mutating admission: may change `obj`.
+    async fn admit(
+        &self,
+        _reg: &Registry,
+        _a: &Attributes<'_>,
+        _obj: &mut Value,
+        _old: Option<&Value>,
+        _warnings: &mut Vec<String>,
+    ) -> ApiResult<()> {
+        Ok(())
+    }
+
+    /// Validating admission on the object as it will be stored.
+    async fn validate(
+        &self,
+        _reg: &Registry,
+        _a: &Attributes<'_>,
+        _obj: &Value,
+        _old: Option<&Value>,
+        _warnings: &mut Vec<String>,
+    ) -> ApiResult<()> {
+        Ok(())
+    }
+}
+
+/// Settings of the plugins that have flags (upstream's `--default-not-ready-toleration-seconds`,
+/// `--default-unreachable-toleration-seconds`).
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub not_ready_toleration_seconds: i64,
+    pub unreachable_toleration_seconds: i64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            not_ready_toleration_seconds: 300,
+            unreachable_toleration_seconds: 300,
+        }
+    }
+}
+
+/// The plugins in the order they run.
+pub struct Chain {
+    plugins: Vec<Box<dyn Plugin>>,
+}
+
+impl Chain {
+    /// Upstream's default set, in its order: LimitRanger, PodSecurity, Priority,
+    /// DefaultTolerationSeconds, CertificateApproval/Signing/SubjectRestriction, ResourceQuota (last,
+    /// so what it charges is what is stored).
+    pub fn standard(opts: &Options) -> Chain {
+        Chain {
+            plugins: vec![
+                Box::new(limit_ranger::LimitRanger),
+                Box::new(pod_security::PodSecurity),
+                Box::new(priority::Priority),
+                Box::new(default_tolerations::DefaultTolerationSeconds::new(opts)),
+                Box::new(certificates::Certificates),
+                Box::<resource_quota::ResourceQuota>::default(),
+            ],
+        }
+    }
+
+    /// No plugins (tests of the store alone).
+    pub fn empty() -> Chain {
+        Chain { plugins: vec![] }
+    }
+
+    pub async fn admit(
+        &self,
+        reg: &Registry,
+        a: &Attributes<'_>,
+        obj: &mut Value,
+        old: Option<&Value>,
+        warnings: &mut Vec<String>,
+    ) -> ApiResult<()> {
+        for p in &self.plugins {
+            p.admit(reg, a, obj, old, warnings).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn validate(
+        &self,
+        reg: &Registry,
+        a: &Attributes<'_>,
+        obj: &Value,
+        old: Option<&Value>,
+        warnings: &mut Vec<String>,
+    ) -> ApiResult<()> {
+        for p in &self.plugins {
+            p.validate(reg, a, obj, old, warnings).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The objects of a built-in resource in `ns` (all namespaces for `None`), read consistently through
+/// the watch cache.
+pub(crate) async fn list(
+    reg: &Registry,
+    group: &str,
+    version: &str,
+    plural: &str,
+    ns: Option<&str>,
+) -> ApiResult<Vec<std::sync::Arc<Value>>> {
+    let info = reg
+        .catalog
+        .find(group, version, plural)
+        .ok_or_else(|| ApiError::internal(format!("no {plural} resource")))?;
+    Ok(reg.list(&info, ns, &Query::default()).await?.items)
+}
+
+/// One built-in object, or `None` when it does not exist.
+pub(crate) async fn get(
+    reg: &Registry,
+    group: &str,
+    version: &str,
+    plural: &str,
+    ns: Option<&str>,
+    name: &str,
+) -> ApiResult<Option<Value>> {
+    let info = reg
+        .catalog
+        .find(group, version, plural)
+        .ok_or_else(|| ApiError::internal(format!("no {plural} resource")))?;
+    match reg.get(&info, ns, name).await {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.code == 404 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
