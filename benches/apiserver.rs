@@ -2,7 +2,8 @@
 //!
 //! For each backend (embedded, then a real etcd started here) it starts the real `rkube server` binary
 //! and measures, in one run: cold start to `/readyz`, ConfigMap creates/s through the API with 1, 8 and
-//! 64 concurrent clients beside the same backend's raw put rate, the same as a user RBAC judges, list latency of 10,000 pods (one
+//! 64 concurrent clients beside the same backend's raw put rate, the same as a user RBAC judges, pod creates/s
+//! in a bare namespace and in one where every admission plugin has work, list latency of 10,000 pods (one
 //! consistent list, and kubectl-style pages of 500), and the server's RSS idle and holding 10,000 pods.
 //! `RKUBE_BENCH_PODS` and `RKUBE_BENCH_CREATES` shrink the workload for a quick look; `RKUBE_BENCH_BIN`
 //! runs another build of the server (before/after comparisons with the same harness).
@@ -98,11 +99,37 @@ async fn wait_ready(kubeconfig: &Path, deadline: Duration) -> anyhow::Result<Cli
 
 async fn create_rate(client: &Client, ns: &str, clients: usize, total: usize) -> f64 {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    create_rate_of(api, clients, total, move |c, i| {
+        json!({
+            "metadata": {"name": format!("cm-{clients}-{c}-{i}")},
+            "data": {"payload": "x".repeat(512)}
+        })
+    })
+    .await
+}
+
+/// Creates/s of the objects `make(client, i)` builds, `clients` at a time (failed creates not counted).
+async fn create_rate_of<K>(
+    api: Api<K>,
+    clients: usize,
+    total: usize,
+    make: impl Fn(usize, usize) -> serde_json::Value + Clone + Send + 'static,
+) -> f64
+where
+    K: kube::Resource
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
-            let (api, next) = (api.clone(), next.clone());
+            let (api, next, make) = (api.clone(), next.clone(), make.clone());
             tokio::spawn(async move {
                 let mut ok = 0usize;
                 loop {
@@ -110,12 +137,8 @@ async fn create_rate(client: &Client, ns: &str, clients: usize, total: usize) ->
                     if i >= total {
                         return ok;
                     }
-                    let cm: ConfigMap = serde_json::from_value(json!({
-                        "metadata": {"name": format!("cm-{clients}-{c}-{i}")},
-                        "data": {"payload": "x".repeat(512)}
-                    }))
-                    .expect("static fixture");
-                    if api.create(&PostParams::default(), &cm).await.is_ok() {
+                    let obj: K = serde_json::from_value(make(c, i)).expect("static fixture");
+                    if api.create(&PostParams::default(), &obj).await.is_ok() {
                         ok += 1;
                     }
                 }
@@ -127,6 +150,77 @@ async fn create_rate(client: &Client, ns: &str, clients: usize, total: usize) ->
         ok += t.await.unwrap_or(0);
     }
     ok as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Pod creates/s (8 clients) in a bare namespace, and in one where every admission plugin has work:
+/// a LimitRange (defaults and bounds), a ResourceQuota on pods and compute, PodSecurity `baseline` enforced
+/// and `restricted` warned, and a default PriorityClass. A server without the admission chain (an older
+/// build through `RKUBE_BENCH_BIN`) shows what the chain costs.
+async fn admission_rate(admin: &Client, total: usize) -> anyhow::Result<(f64, f64)> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+    let pp = PostParams::default();
+    namespaces
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": "bench-adm-bare"}}))?,
+        )
+        .await?;
+    namespaces
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": "bench-adm-full", "labels": {
+            "pod-security.kubernetes.io/enforce": "baseline",
+            "pod-security.kubernetes.io/warn": "restricted"}}}))?,
+        )
+        .await?;
+    Api::<k8s_openapi::api::core::v1::LimitRange>::namespaced(admin.clone(), "bench-adm-full")
+        .create(&pp, &serde_json::from_value(json!({"metadata": {"name": "limits"}, "spec": {"limits": [
+            {"type": "Container", "default": {"cpu": "50m", "memory": "32Mi"},
+             "defaultRequest": {"cpu": "10m", "memory": "16Mi"}, "max": {"cpu": "1", "memory": "1Gi"}}]}}))?)
+        .await?;
+    Api::<k8s_openapi::api::core::v1::ResourceQuota>::namespaced(admin.clone(), "bench-adm-full")
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": "quota"}, "spec": {"hard": {
+            "pods": "1000000", "requests.cpu": "100000", "requests.memory": "100000Gi",
+            "limits.cpu": "100000", "limits.memory": "100000Gi"}}}))?,
+        )
+        .await?;
+    Api::<k8s_openapi::api::scheduling::v1::PriorityClass>::all(admin.clone())
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": "bench-default"},
+            "value": 1000, "globalDefault": true}))?,
+        )
+        .await?;
+    // Let the quota controller fill in status.used: until then the quota plugin refuses creates.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pod = |ns: &'static str| {
+        move |c: usize, i: usize| {
+            json!({
+                "metadata": {"name": format!("{ns}-{c}-{i}")},
+                "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "command": ["sleep", "3600"]}]}
+            })
+        }
+    };
+    let bare = create_rate_of(
+        Api::<Pod>::namespaced(admin.clone(), "bench-adm-bare"),
+        8,
+        total,
+        pod("bare"),
+    )
+    .await;
+    let full = create_rate_of(
+        Api::<Pod>::namespaced(admin.clone(), "bench-adm-full"),
+        8,
+        total,
+        pod("full"),
+    )
+    .await;
+    Api::<k8s_openapi::api::scheduling::v1::PriorityClass>::all(admin.clone())
+        .delete("bench-default", &Default::default())
+        .await?;
+    Ok((bare, full))
 }
 
 /// ConfigMap creates/s as a user whom RBAC has to judge on every request (bound to `edit` in the
@@ -354,6 +448,12 @@ async fn bench_backend(name: &str, pods: usize, creates: usize) -> anyhow::Resul
     println!(
         "[{name}] ConfigMap creates/s with  8 clients as an RBAC-judged user (edit): {user:>8.0}   as system:masters {admin:>8.0}   user/masters {:.2}",
         user / admin.max(1e-9)
+    );
+
+    let (bare, full) = admission_rate(&client, creates / 2).await?;
+    println!(
+        "[{name}] pod creates/s with  8 clients: bare namespace {bare:>8.0}   every admission plugin at work {full:>8.0}   full/bare {:.2}",
+        full / bare.max(1e-9)
     );
 
     let t = Instant::now();

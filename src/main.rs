@@ -68,6 +68,10 @@ struct ServerArgs {
     /// The same for `node.kubernetes.io/unreachable:NoExecute`.
     #[arg(long, default_value_t = 300)]
     default_unreachable_toleration_seconds: i64,
+    /// Admission plugins not to run, comma-separated upstream names (LimitRanger, ServiceAccount,
+    /// PodSecurity, Priority, DefaultTolerationSeconds, CertificateApproval, ResourceQuota).
+    #[arg(long, value_delimiter = ',', value_parser = admission_plugin_name)]
+    disable_admission_plugins: Vec<String>,
     /// How long a node may go without a heartbeat (its Lease, its Ready condition) before the node
     /// lifecycle controller marks it Unknown and taints it (upstream's kube-controller-manager flag).
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
@@ -259,6 +263,18 @@ async fn default_runtime(data_dir: &Path, own: bool) -> Option<String> {
 
 /// A Go-style duration as upstream's flags take them: a number with a unit (`ms`, `s`, `m`, `h`),
 /// units concatenated (`1m30s`).
+/// One of the admission plugins `--disable-admission-plugins` may name (upstream's message otherwise).
+fn admission_plugin_name(text: &str) -> Result<String, String> {
+    if apiserver::admission::PLUGIN_NAMES.contains(&text) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a valid admission plugin name (one of {})",
+            apiserver::admission::PLUGIN_NAMES.join(", ")
+        ))
+    }
+}
+
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let mut total = 0f64;
     let mut rest = text.trim();
@@ -555,6 +571,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         admission: apiserver::admission::Options {
             not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
             unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
+            disabled: args.disable_admission_plugins.clone(),
         },
         token_options: apiserver::authn::tokens::TokenOptions {
             api_audiences: args.api_audiences.clone(),

@@ -1,5 +1,5 @@
-"""Admission plugins as upstream's kube-apiserver runs them by default: LimitRanger, ResourceQuota, Priority,
-DefaultTolerationSeconds and PodSecurity, each checked by its effect on the stored object and by upstream's
+"""Admission plugins as upstream's kube-apiserver runs them by default: LimitRanger, ServiceAccount, ResourceQuota,
+Priority, DefaultTolerationSeconds and PodSecurity, each checked by its effect on the stored object and by upstream's
 exact refusal (or warning) text."""
 
 from __future__ import annotations
@@ -315,3 +315,65 @@ def pod_security_restricted(t: T) -> None:
            not in labels, "refused labels are not stored", labels)
     for n in (ns, ns2):
         t.ok("delete", "namespace", n, "--wait=false")
+
+
+@scenario
+def service_account_admission(t: T) -> None:
+    """ServiceAccount admission: a pod runs as `default` unless it names an account, gets upstream's projected
+    kube-api-access-* volume mounted read-only at /var/run/secrets/kubernetes.io/serviceaccount in every
+    container (not when the pod or its account opts out), its account's image pull secrets; a missing account is
+    refused with upstream's text; the kubelet's 3607 s pod token is extended to a year with a warnafter claim."""
+    import base64
+    ns = t.namespace()
+    t.true(poll(lambda: t.run("get", "serviceaccount", "default", "-n", ns).rc == 0, 30), "default SA appears",
+           t.last_cmd)
+    t.create(_pod("plain", initContainers=[{"name": "init", "image": "registry.k8s.io/pause:3.10"}]), ns)
+    p = t.json("get", "pod", "plain", "-n", ns)
+    t.eq((jget(p, "spec.serviceAccountName"), jget(p, "spec.serviceAccount")), ("default", "default"),
+         "the default service account")
+    vols = jget(p, "spec.volumes", [])
+    t.eq(len(vols), 1, "one volume added")
+    name = vols[0]["name"]
+    t.true(re.fullmatch(r"kube-api-access-[bcdfghjklmnpqrstvwxz2456789]{5}", name) is not None,
+           "named kube-api-access-<5 chars>", name)
+    t.eq(vols[0]["projected"], {
+        "defaultMode": 420,
+        "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace",
+                                        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+        ]}, "upstream's token volume source")
+    mount = {"name": name, "readOnly": True, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}
+    t.eq(jget(p, "spec.containers.0.volumeMounts"), [mount], "mounted in the container")
+    t.eq(jget(p, "spec.initContainers.0.volumeMounts"), [mount], "and in the init container")
+
+    err = t.fails("create", "-f", "-", "-n", ns, stdin=json.dumps(_pod("lost", serviceAccountName="missing")))
+    t.eq(err, _create_err("pods", "lost", f'error looking up service account {ns}/missing: '
+                                          f'serviceaccount "missing" not found'), "a missing account is refused")
+    t.eq(t.run("get", "pod", "lost", "-n", ns).rc, 1, "nothing stored")
+
+    t.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "quiet"},
+              "automountServiceAccountToken": False, "imagePullSecrets": [{"name": "regcred"}]}, ns)
+    t.create(_pod("quiet", serviceAccountName="quiet"), ns)
+    p = t.json("get", "pod", "quiet", "-n", ns)
+    t.eq(jget(p, "spec.volumes"), None, "the account opts out: no token volume")
+    t.eq(jget(p, "spec.imagePullSecrets"), [{"name": "regcred"}], "the account's image pull secrets")
+    t.create(_pod("loud", serviceAccountName="quiet", automountServiceAccountToken=True), ns)
+    t.eq(len(t.json("get", "pod", "loud", "-n", ns)["spec"]["volumes"]), 1, "the pod's own choice wins")
+    t.create(_pod("off", automountServiceAccountToken=False), ns)
+    t.eq(jget(t.json("get", "pod", "off", "-n", ns), "spec.volumes"), None, "the pod opts out")
+
+    def claims_of(tok: str) -> dict:
+        part = tok.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+    tok = t.ok("create", "token", "default", "-n", ns, "--bound-object-kind=Pod", "--bound-object-name=plain",
+               "--duration=3607s").strip()
+    c = claims_of(tok)
+    t.eq(c["exp"] - c["iat"], 365 * 24 * 3600, "a pod's 3607 s token lives a year")
+    t.eq(c["kubernetes.io"].get("warnafter"), c["iat"] + 3607, "and says when it was due for a refresh")
+    tok = t.ok("create", "token", "default", "-n", ns, "--duration=3607s").strip()
+    c = claims_of(tok)
+    t.eq((c["exp"] - c["iat"], "warnafter" in c["kubernetes.io"]), (3607, False), "not extended without a pod")
+    t.ok("delete", "namespace", ns, "--wait=false")

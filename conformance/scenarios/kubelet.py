@@ -205,7 +205,8 @@ def kubelet_logs(t: T) -> None:
 @scenario
 def kubelet_env_and_volumes(t: T) -> None:
     """(embedded) an init container fills an emptyDir the app container reads; env from values, fieldRef and
-    a ConfigMap key with $(VAR) expansion; configMap, secret, downwardAPI and projected token volumes"""
+    a ConfigMap key with $(VAR) expansion; configMap, secret, downwardAPI and projected token volumes, and the
+    kube-api-access volume ServiceAccount admission adds (token, ca.crt, namespace)"""
     t = node_t(t)
     if t is None:
         return
@@ -214,7 +215,9 @@ def kubelet_env_and_volumes(t: T) -> None:
     t.ok("create", "secret", "generic", "sec", "-n", ns, "--from-literal=password=s3cret")
     script = ("cat /work/f; echo VAR=$MY_VAR; echo KEY=$CM_KEY; echo CFG=$(cat /etc/cfg/key); "
               "echo SEC=$(cat /etc/sec/password); echo LABELS=$(cat /etc/info/labels); "
-              "test -s /var/run/secrets/tok/token && echo TOKEN=yes; echo SVC=$KUBERNETES_SERVICE_HOST")
+              "test -s /var/run/secrets/tok/token && echo TOKEN=yes; echo SVC=$KUBERNETES_SERVICE_HOST; "
+              "cd /var/run/secrets/kubernetes.io/serviceaccount && echo SA-NS=$(cat namespace) && "
+              "grep -q 'BEGIN CERTIFICATE' ca.crt && test -s token && echo SA-FILES=yes")
     manifest = {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "vols", "labels": {"app": "v"}},
         "spec": {
@@ -246,7 +249,7 @@ def kubelet_env_and_volumes(t: T) -> None:
     t.eq((init["exitCode"], init["reason"]), (0, "Completed"), "the init container completed")
     out = t.ok("logs", "vols", "-n", ns, "-c", "c")
     for line in ("written-by-init", "VAR=in-vols", "KEY=from-configmap", "CFG=from-configmap", "SEC=s3cret",
-                 'LABELS=app="v"', "TOKEN=yes", "SVC=10.96.0.1"):
+                 'LABELS=app="v"', "TOKEN=yes", "SVC=10.96.0.1", f"SA-NS={ns}", "SA-FILES=yes"):
         t.contains(out, line, line)
     # A missing ConfigMap holds the container with upstream's reason.
     t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nocm"}, "spec": {"containers": [{

@@ -37,6 +37,8 @@ use crate::apiserver::wire::quantity::{Format, Quantity};
 
 /// Upstream's --resource-quota-sync-period.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How long a count that would lower `used` waits for a second opinion (see [`reconcile`]).
+const SETTLE: Duration = Duration::from_secs(1);
 
 struct Ctx {
     clients: Clients,
@@ -130,15 +132,71 @@ fn count(n: usize) -> K8sQuantity {
 
 async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
     let ns = quota.namespace().unwrap_or_default();
-    // The quota and what it counts are read live, in that order, and the status is written only if
-    // the quota did not change in between: admission charges `used` before the object it admits is
-    // stored, and a count from watch caches (which trail that write) would take the charge back and
-    // let the next create past the limit.
-    let qapi = Api::<ResourceQuota>::namespaced(ctx.clients.reader.clone(), &ns);
-    // A list, not a get: upstream's role for this controller lists and watches, it does not get.
-    let by_name = ListParams::default().fields(&format!("metadata.name={}", quota.name_any()));
-    let Some(quota) = qapi.list(&by_name).await?.items.into_iter().next() else {
+    let name = quota.name_any();
+    // Admission charges `used` before the object it admits is stored, so a count taken in between
+    // is short by that object, and writing it would take the charge back and let the next create past
+    // the limit. A count that raises `used` (or keeps it) is written at once; one that lowers it only
+    // once a second count, SETTLE later, agrees and the quota was not charged meanwhile: by then the
+    // charged objects are stored (or failed, and their charge is rightly released).
+    let Some((quota, status)) = measure(&ctx, &ns, &name).await? else {
         return Ok(Action::await_change());
+    };
+    let (quota, status) = if lowers(&quota, &status) {
+        tokio::time::sleep(SETTLE).await;
+        let Some((again, status)) = measure(&ctx, &ns, &name).await? else {
+            return Ok(Action::await_change());
+        };
+        if again.metadata.resource_version != quota.metadata.resource_version {
+            return Ok(Action::requeue(Duration::from_millis(100)));
+        }
+        (again, status)
+    } else {
+        (quota, status)
+    };
+    if quota.status.as_ref() != Some(&status) {
+        let api = Api::<ResourceQuota>::namespaced(ctx.clients.writer.clone(), &ns);
+        let mut updated = quota.clone();
+        updated.status = Some(status);
+        match api
+            .replace_status(&name, &Default::default(), &updated)
+            .await
+        {
+            Ok(_) => {}
+            // Changed since it was read (a charge, most likely): count again.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                return Ok(Action::requeue(Duration::from_millis(100)))
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Action::await_change()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Whether `status` has a lower `used` than the quota's for some resource.
+fn lowers(quota: &ResourceQuota, status: &ResourceQuotaStatus) -> bool {
+    let old = quota.status.as_ref().and_then(|s| s.used.as_ref());
+    let milli = |q: &K8sQuantity| Quantity::parse(&q.0).map(|q| q.milli_value()).ok();
+    status.used.iter().flatten().any(|(name, new)| {
+        old.and_then(|o| o.get(name))
+            .and_then(milli)
+            .zip(milli(new))
+            .is_some_and(|(was, now)| now < was)
+    })
+}
+
+/// The quota `name` as stored now (read live) and the status it should have: its spec's `hard`, and
+/// what the namespace uses, counted with consistent lists after reading the quota.
+async fn measure(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+) -> Result<Option<(ResourceQuota, ResourceQuotaStatus)>, kube::Error> {
+    let qapi = Api::<ResourceQuota>::namespaced(ctx.clients.reader.clone(), ns);
+    // A list, not a get: upstream's role for this controller lists and watches, it does not get.
+    let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+    let Some(quota) = qapi.list(&by_name).await?.items.into_iter().next() else {
+        return Ok(None);
     };
     let spec = quota.spec.clone().unwrap_or_default();
     let hard = spec.hard.clone().unwrap_or_default();
@@ -147,7 +205,7 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, k
     let pods = || async {
         pods.get_or_try_init(|| async {
             Ok::<_, kube::Error>(
-                live::<Pod>(&reader, &ns)
+                live::<Pod>(&reader, ns)
                     .await?
                     .into_iter()
                     .filter(|p| pod_counts(p) && pod_in_scope(p, &spec))
@@ -159,13 +217,13 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, k
     let services = tokio::sync::OnceCell::new();
     let services = || async {
         services
-            .get_or_try_init(|| live::<Service>(&reader, &ns))
+            .get_or_try_init(|| live::<Service>(&reader, ns))
             .await
     };
     let claims = tokio::sync::OnceCell::new();
     let claims = || async {
         claims
-            .get_or_try_init(|| live::<PersistentVolumeClaim>(&reader, &ns))
+            .get_or_try_init(|| live::<PersistentVolumeClaim>(&reader, ns))
             .await
     };
     let mut used = BTreeMap::new();
@@ -231,20 +289,20 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, k
                 format,
             )),
             "configmaps" | "count/configmaps" => {
-                Some(count(live_names::<ConfigMap>(&reader, &ns).await?))
+                Some(count(live_names::<ConfigMap>(&reader, ns).await?))
             }
-            "secrets" | "count/secrets" => Some(count(live_names::<Secret>(&reader, &ns).await?)),
+            "secrets" | "count/secrets" => Some(count(live_names::<Secret>(&reader, ns).await?)),
             "replicationcontrollers" | "count/replicationcontrollers" => Some(count(
-                live_names::<ReplicationController>(&reader, &ns).await?,
+                live_names::<ReplicationController>(&reader, ns).await?,
             )),
             "resourcequotas" | "count/resourcequotas" => {
-                let api = Api::<ResourceQuota>::namespaced(ctx.clients.reader.clone(), &ns);
+                let api = Api::<ResourceQuota>::namespaced(ctx.clients.reader.clone(), ns);
                 Some(count(
                     api.list_metadata(&ListParams::default()).await?.items.len(),
                 ))
             }
             other => match other.strip_prefix("count/") {
-                Some(resource) => generic_count(&ctx, &ns, resource).await?.map(count),
+                Some(resource) => generic_count(ctx, ns, resource).await?.map(count),
                 None => None,
             },
         };
@@ -256,24 +314,7 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, k
         hard: (!hard.is_empty()).then_some(hard),
         used: Some(used),
     };
-    if quota.status.as_ref() != Some(&status) {
-        let api = Api::<ResourceQuota>::namespaced(ctx.clients.writer.clone(), &ns);
-        let mut updated = quota.clone();
-        updated.status = Some(status);
-        match api
-            .replace_status(&quota.name_any(), &Default::default(), &updated)
-            .await
-        {
-            Ok(_) => {}
-            // Changed since it was read (a charge, most likely): count again.
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                return Ok(Action::requeue(Duration::from_millis(100)))
-            }
-            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Action::await_change()),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(Action::requeue(RESYNC))
+    Ok(Some((quota, status)))
 }
 
 /// The objects of kind `K` in `ns`, from a consistent list.

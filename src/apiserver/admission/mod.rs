@@ -16,6 +16,7 @@ pub mod limit_ranger;
 pub mod pod_security;
 pub mod priority;
 pub mod resource_quota;
+pub mod service_account;
 
 use serde_json::Value;
 
@@ -91,11 +92,13 @@ pub trait Plugin: Send + Sync {
 }
 
 /// Settings of the plugins that have flags (upstream's `--default-not-ready-toleration-seconds`,
-/// `--default-unreachable-toleration-seconds`).
+/// `--default-unreachable-toleration-seconds`, `--disable-admission-plugins`).
 #[derive(Clone, Debug)]
 pub struct Options {
     pub not_ready_toleration_seconds: i64,
     pub unreachable_toleration_seconds: i64,
+    /// Upstream names of plugins not to run (e.g. `ServiceAccount`).
+    pub disabled: Vec<String>,
 }
 
 impl Default for Options {
@@ -103,9 +106,22 @@ impl Default for Options {
         Options {
             not_ready_toleration_seconds: 300,
             unreachable_toleration_seconds: 300,
+            disabled: vec![],
         }
     }
 }
+
+/// The plugins `--disable-admission-plugins` may name, in the order they run. (NamespaceLifecycle is
+/// the store's own check and cannot be turned off here.)
+pub const PLUGIN_NAMES: &[&str] = &[
+    "LimitRanger",
+    "ServiceAccount",
+    "PodSecurity",
+    "Priority",
+    "DefaultTolerationSeconds",
+    "CertificateApproval",
+    "ResourceQuota",
+];
 
 /// The plugins in the order they run.
 pub struct Chain {
@@ -113,19 +129,31 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Upstream's default set, in its order: LimitRanger, PodSecurity, Priority,
-    /// DefaultTolerationSeconds, CertificateApproval/Signing/SubjectRestriction, ResourceQuota (last,
-    /// so what it charges is what is stored).
+    /// Upstream's default set, in its order: LimitRanger, ServiceAccount, PodSecurity, Priority,
+    /// DefaultTolerationSeconds, CertificateApproval/Signing/SubjectRestriction (one plugin here, named
+    /// by the first), ResourceQuota (last, so what it charges is what is stored); less the disabled.
     pub fn standard(opts: &Options) -> Chain {
-        Chain {
-            plugins: vec![
-                Box::new(limit_ranger::LimitRanger),
-                Box::new(pod_security::PodSecurity),
-                Box::new(priority::Priority),
+        let all: Vec<(&str, Box<dyn Plugin>)> = vec![
+            ("LimitRanger", Box::new(limit_ranger::LimitRanger)),
+            ("ServiceAccount", Box::new(service_account::ServiceAccount)),
+            ("PodSecurity", Box::new(pod_security::PodSecurity)),
+            ("Priority", Box::new(priority::Priority)),
+            (
+                "DefaultTolerationSeconds",
                 Box::new(default_tolerations::DefaultTolerationSeconds::new(opts)),
-                Box::new(certificates::Certificates),
+            ),
+            ("CertificateApproval", Box::new(certificates::Certificates)),
+            (
+                "ResourceQuota",
                 Box::<resource_quota::ResourceQuota>::default(),
-            ],
+            ),
+        ];
+        Chain {
+            plugins: all
+                .into_iter()
+                .filter(|(name, _)| !opts.disabled.iter().any(|d| d == name))
+                .map(|(_, p)| p)
+                .collect(),
         }
     }
 

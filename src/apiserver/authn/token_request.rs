@@ -89,6 +89,11 @@ pub(crate) async fn bound_object(
     Ok(bound)
 }
 
+/// The lifetime of the token ServiceAccount admission's projected volume asks for (upstream's
+/// `WarnOnlyBoundTokenExpirationSeconds`), and what such a token for a pod really gets (a year).
+pub const EXTENDABLE_EXPIRATION: i64 = 3607;
+const EXTENDED_EXPIRATION: i64 = 365 * 24 * 3600;
+
 /// `serviceaccounts/<name>/token`: a TokenRequest answered with a signed token, and the warnings to send.
 pub(crate) async fn token_request(
     app: &App,
@@ -151,11 +156,36 @@ pub(crate) async fn token_request(
         }
         _ => expiration,
     };
-    let (token, exp) = app
+    // Upstream's `--service-account-extend-token-expiration` (on by default): the kubelet asks for
+    // 3607 s for a pod's projected token (what ServiceAccount admission writes); such a token for the
+    // API's own audiences is valid a year so clients that never re-read it keep working, while the answer
+    // reports the lifetime asked for and the token carries when a refresh was due.
+    let extended = bound.pod.is_some()
+        && expiration == EXTENDABLE_EXPIRATION
+        && audiences
+            .iter()
+            .all(|a| app.tokens.options.api_audiences.contains(a));
+    let (token, _) = app
         .tokens
-        .issue(ns, name, &uid, &audiences, expiration, &bound)
+        .issue_extended(
+            ns,
+            name,
+            &uid,
+            &audiences,
+            if extended {
+                EXTENDED_EXPIRATION
+            } else {
+                expiration
+            },
+            &bound,
+            extended.then_some(expiration),
+        )
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let expires = chrono::DateTime::from_timestamp(exp, 0).unwrap_or_default();
+    let expires = chrono::DateTime::from_timestamp(
+        chrono::Utc::now().timestamp().saturating_add(expiration),
+        0,
+    )
+    .unwrap_or_default();
     let mut spec = json!({"audiences": audiences, "expirationSeconds": expiration, "boundObjectRef": request.pointer("/spec/boundObjectRef").cloned()});
     if let Some(r) = &bound.pod.as_ref().or(bound.secret.as_ref()) {
         spec["boundObjectRef"]["uid"] = json!(r.uid);

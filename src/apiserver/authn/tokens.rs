@@ -166,6 +166,22 @@ impl TokenIssuer {
         expiration: i64,
         bound: &Bound,
     ) -> anyhow::Result<(String, i64)> {
+        self.issue_extended(namespace, name, uid, audiences, expiration, bound, None)
+    }
+
+    /// [`issue`](Self::issue), with upstream's `kubernetes.io.warnafter` claim when `warn_after` (the
+    /// lifetime the client asked for) is shorter than `expiration` (an extended pod token).
+    #[allow(clippy::too_many_arguments)]
+    pub fn issue_extended(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        audiences: &[String],
+        expiration: i64,
+        bound: &Bound,
+        warn_after: Option<i64>,
+    ) -> anyhow::Result<(String, i64)> {
         let now = chrono::Utc::now().timestamp();
         let exp = now.saturating_add(expiration.clamp(0, MAX_EXPIRATION));
         let aud: Vec<String> = if audiences.is_empty() {
@@ -180,6 +196,9 @@ impl TokenIssuer {
         }
         if let Some(s) = &bound.secret {
             k8s["secret"] = bound_claim(s);
+        }
+        if let Some(w) = warn_after {
+            k8s["warnafter"] = json!(now.saturating_add(w));
         }
         let claims = json!({
             "aud": aud, "exp": exp, "iat": now, "nbf": now, "iss": ISSUER,
