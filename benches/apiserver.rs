@@ -410,6 +410,8 @@ async fn bench_backend(name: &str, pods: usize, creates: usize) -> anyhow::Resul
             "127.0.0.1",
         ])
         .args(["--write-kubeconfig", &kubeconfig.to_string_lossy()])
+        // No node: on a machine with containerd the server would otherwise run the benchmark's pods.
+        .arg("--container-runtime-endpoint=")
         .args(&args)
         .env("RKUBE_LOG", "warn")
         .stdout(Stdio::null())

@@ -493,7 +493,8 @@ def kubelet_lifecycle_hooks_and_termination_messages(t: T) -> None:
                         "command": ["sh", "-c", "printf custom-path > /tmp/why; exit 1"]}]}}, ns)
     t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "fallback"}, "spec": {**never,
         "containers": [{"name": "c", **busybox, "terminationMessagePolicy": "FallbackToLogsOnError",
-                        "command": ["sh", "-c", "echo log-line; echo failing >&2; exit 2"]}]}}, ns)
+                        # stdout and stderr reach the log through two pipes: the pause keeps their order.
+                        "command": ["sh", "-c", "echo log-line; sleep 0.5; echo failing >&2; exit 2"]}]}}, ns)
     for name, phase, message in (("msg", "Succeeded", "bye-from-file"), ("custom", "Failed", "custom-path"),
                                  ("fallback", "Failed", "log-line\nfailing\n")):
         obj = wait_phase(t, ns, name, phase)
