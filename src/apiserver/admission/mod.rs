@@ -22,7 +22,6 @@ use serde_json::Value;
 
 use crate::apiserver::authz::User;
 use crate::apiserver::catalog::ResourceInfo;
-use crate::apiserver::http::request::Query;
 use crate::apiserver::registry::store::Registry;
 use crate::apiserver::status::{ApiError, ApiResult};
 
@@ -188,41 +187,5 @@ impl Chain {
             p.validate(reg, a, obj, old, warnings).await?;
         }
         Ok(())
-    }
-}
-
-/// The objects of a built-in resource in `ns` (all namespaces for `None`), read consistently through
-/// the watch cache.
-pub(crate) async fn list(
-    reg: &Registry,
-    group: &str,
-    version: &str,
-    plural: &str,
-    ns: Option<&str>,
-) -> ApiResult<Vec<std::sync::Arc<Value>>> {
-    let info = reg
-        .catalog
-        .find(group, version, plural)
-        .ok_or_else(|| ApiError::internal(format!("no {plural} resource")))?;
-    Ok(reg.list(&info, ns, &Query::default()).await?.items)
-}
-
-/// One built-in object, or `None` when it does not exist.
-pub(crate) async fn get(
-    reg: &Registry,
-    group: &str,
-    version: &str,
-    plural: &str,
-    ns: Option<&str>,
-    name: &str,
-) -> ApiResult<Option<Value>> {
-    let info = reg
-        .catalog
-        .find(group, version, plural)
-        .ok_or_else(|| ApiError::internal(format!("no {plural} resource")))?;
-    match reg.get(&info, ns, name).await {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.code == 404 => Ok(None),
-        Err(e) => Err(e),
     }
 }

@@ -17,7 +17,9 @@ const GROUP: &str = "scheduling.k8s.io";
 
 /// The global default class: of several (a race), the one with the lowest value, as upstream.
 async fn global_default(reg: &Registry) -> ApiResult<Option<Arc<Value>>> {
-    let classes = super::list(reg, GROUP, "v1", "priorityclasses", None).await?;
+    let classes = reg
+        .list_builtin(GROUP, "v1", "priorityclasses", None)
+        .await?;
     Ok(classes
         .into_iter()
         .filter(|c| c.get("globalDefault").and_then(Value::as_bool) == Some(true))
@@ -81,7 +83,10 @@ impl Plugin for Priority {
                 None => (String::new(), 0, Some(json!("PreemptLowerPriority"))),
             }
         } else {
-            match super::get(reg, GROUP, "v1", "priorityclasses", None, &class_name).await? {
+            match reg
+                .get_builtin(GROUP, "v1", "priorityclasses", None, &class_name)
+                .await?
+            {
                 Some(c) => (
                     class_name.clone(),
                     c.get("value").and_then(Value::as_i64).unwrap_or(0),

@@ -443,7 +443,9 @@ impl Plugin for ResourceQuota {
         else {
             return Ok(());
         };
-        let quotas = super::list(reg, "", "v1", "resourcequotas", Some(ns)).await?;
+        let quotas = reg
+            .list_builtin("", "v1", "resourcequotas", Some(ns))
+            .await?;
         if quotas.is_empty() {
             return Ok(());
         }
@@ -472,8 +474,9 @@ impl Plugin for ResourceQuota {
             // Fresh from storage: the swap below must start from the latest status.
             let mut pending = Vec::new();
             for name in names.iter().filter(|n| !charged.contains(*n)) {
-                let Some(quota) =
-                    super::get(reg, "", "v1", "resourcequotas", Some(ns), name).await?
+                let Some(quota) = reg
+                    .get_builtin("", "v1", "resourcequotas", Some(ns), name)
+                    .await?
                 else {
                     continue;
                 };

@@ -153,7 +153,10 @@ async fn lookup(reg: &Registry, a: &Attributes<'_>, pod: &Value, name: &str) -> 
             let pause = rand::rng().random_range(100..200);
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
-        if let Some(sa) = super::get(reg, "", "v1", "serviceaccounts", Some(ns), name).await? {
+        if let Some(sa) = reg
+            .get_builtin("", "v1", "serviceaccounts", Some(ns), name)
+            .await?
+        {
             return Ok(sa);
         }
     }

@@ -4,7 +4,7 @@
 use crate::apiserver::authz;
 pub use crate::apiserver::authz::User;
 use crate::apiserver::http::handlers::*;
-use crate::apiserver::status::{ApiError, ApiResult};
+use crate::apiserver::status::ApiResult;
 use http::{header, HeaderMap};
 use serde_json::Value;
 
@@ -40,15 +40,9 @@ pub(crate) async fn token_object(
     ns: &str,
     name: &str,
 ) -> ApiResult<Option<Value>> {
-    let info = app
-        .catalog
-        .find("", "v1", plural)
-        .ok_or_else(|| ApiError::internal(format!("no {plural} resource")))?;
-    match app.registry.get(&info, Some(ns), name).await {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.code == 404 => Ok(None),
-        Err(e) => Err(e),
-    }
+    app.registry
+        .get_builtin("", "v1", plural, Some(ns), name)
+        .await
 }
 
 pub(crate) fn uid_of(v: &Value) -> &str {

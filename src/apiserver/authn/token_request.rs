@@ -65,8 +65,8 @@ pub(crate) async fn bound_object(
             .pointer("/spec/serviceAccountName")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            // What upstream's ServiceAccount admission sets on a pod that names none (rkube has no
-            // such admission yet, #20): the pod runs as "default".
+            // What ServiceAccount admission sets on a pod that names none (pods admitted with the
+            // plugin disabled may still have it empty): the pod runs as "default".
             .unwrap_or("default");
         if pod_sa != sa_name {
             return Err(ApiError::bad_request(format!(

@@ -343,9 +343,7 @@ impl Registry {
     }
 
     fn namespaces(&self) -> ApiResult<ResourceInfo> {
-        self.catalog
-            .find("", "v1", "namespaces")
-            .ok_or_else(|| ApiError::internal("no namespaces resource"))
+        self.builtin_info("", "v1", "namespaces")
     }
 
     pub async fn get(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Value> {
@@ -354,6 +352,43 @@ impl Registry {
             Some(kv) => served(info, &kv),
             None => Err(ApiError::not_found(info, name)),
         }
+    }
+
+    /// One built-in object by group, version and plural, or `None` when it does not exist (for the
+    /// server's own lookups: admission, token checks).
+    pub async fn get_builtin(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<Option<Value>> {
+        let info = self.builtin_info(group, version, plural)?;
+        match self.get(&info, ns, name).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.code == 404 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The objects of a built-in resource in `ns` (all namespaces for `None`), read consistently
+    /// through the watch cache.
+    pub async fn list_builtin(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+        ns: Option<&str>,
+    ) -> ApiResult<Vec<Arc<Value>>> {
+        let info = self.builtin_info(group, version, plural)?;
+        Ok(self.list(&info, ns, &Query::default()).await?.items)
+    }
+
+    fn builtin_info(&self, group: &str, version: &str, plural: &str) -> ApiResult<ResourceInfo> {
+        self.catalog
+            .find(group, version, plural)
+            .ok_or_else(|| ApiError::internal(format!("no {plural} resource")))
     }
 
     /// A namespace's current state: from the cache when it has it, else from storage (a namespace created
