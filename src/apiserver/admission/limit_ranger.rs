@@ -32,7 +32,7 @@ impl Plugin for LimitRanger {
         if !applies(a) {
             return Ok(());
         }
-        for range in reg.list_builtin("", "v1", "limitranges", a.ns).await? {
+        for range in reg.lookup_list("", "v1", "limitranges", a.ns).await? {
             set_defaults(&range, pod);
         }
         Ok(())
@@ -50,7 +50,7 @@ impl Plugin for LimitRanger {
             return Ok(());
         }
         let mut errors = Vec::new();
-        for range in reg.list_builtin("", "v1", "limitranges", a.ns).await? {
+        for range in reg.lookup_list("", "v1", "limitranges", a.ns).await? {
             check(&range, pod, &mut errors);
         }
         match errors.len() {

@@ -90,7 +90,7 @@ impl Plugin for PodSecurity {
         if a.op != Operation::Create {
             return Ok(());
         }
-        let Some(namespace) = reg.get_builtin("", "v1", "namespaces", None, ns).await? else {
+        let Some(namespace) = reg.lookup("", "v1", "namespaces", None, ns).await? else {
             return Ok(());
         };
         let (enforce, warn) = (policy(&namespace, "enforce"), policy(&namespace, "warn"));
@@ -198,7 +198,7 @@ async fn namespace(
     }
     // Pods grouped by the reasons they fail, in the order first seen.
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-    for pod in reg.list_builtin("", "v1", "pods", Some(name)).await? {
+    for pod in reg.lookup_list("", "v1", "pods", Some(name)).await? {
         let reasons: Vec<String> = violations(&pod, level)
             .iter()
             .map(|v| v.split(" (").next().unwrap_or(v).to_string())

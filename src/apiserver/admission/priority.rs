@@ -18,7 +18,7 @@ const GROUP: &str = "scheduling.k8s.io";
 /// The global default class: of several (a race), the one with the lowest value, as upstream.
 async fn global_default(reg: &Registry) -> ApiResult<Option<Arc<Value>>> {
     let classes = reg
-        .list_builtin(GROUP, "v1", "priorityclasses", None)
+        .lookup_list(GROUP, "v1", "priorityclasses", None)
         .await?;
     Ok(classes
         .into_iter()
@@ -84,7 +84,7 @@ impl Plugin for Priority {
             }
         } else {
             match reg
-                .get_builtin(GROUP, "v1", "priorityclasses", None, &class_name)
+                .lookup(GROUP, "v1", "priorityclasses", None, &class_name)
                 .await?
             {
                 Some(c) => (

@@ -444,7 +444,7 @@ impl Plugin for ResourceQuota {
             return Ok(());
         };
         let quotas = reg
-            .list_builtin("", "v1", "resourcequotas", Some(ns))
+            .lookup_list("", "v1", "resourcequotas", Some(ns))
             .await?;
         if quotas.is_empty() {
             return Ok(());

@@ -154,7 +154,7 @@ async fn lookup(reg: &Registry, a: &Attributes<'_>, pod: &Value, name: &str) -> 
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
         if let Some(sa) = reg
-            .get_builtin("", "v1", "serviceaccounts", Some(ns), name)
+            .lookup("", "v1", "serviceaccounts", Some(ns), name)
             .await?
         {
             return Ok(sa);

@@ -40,9 +40,7 @@ pub(crate) async fn token_object(
     ns: &str,
     name: &str,
 ) -> ApiResult<Option<Value>> {
-    app.registry
-        .get_builtin("", "v1", plural, Some(ns), name)
-        .await
+    app.registry.lookup("", "v1", plural, Some(ns), name).await
 }
 
 pub(crate) fn uid_of(v: &Value) -> &str {

@@ -6,7 +6,7 @@
 //! holding upstream's defaulting and validation functions the strategies call. Patching ([`patch`]),
 //! server-side apply ([`managed_fields`] over [`fieldpath`], with merge facts from [`schema`]),
 //! selectors ([`selectors`]) and `fieldValidation` ([`field_validation`]) are the generic parts of a
-//! write or a list. [`reviews`] answers the create-only review kinds, [`eviction`] the `pods/eviction` subresource, [`bootstrap`] creates what a fresh cluster has, [`service_alloc`] gives Services their cluster IPs and node ports.
+//! write or a list. [`reviews`] answers the create-only review kinds, [`eviction`] the `pods/eviction` subresource, [`bootstrap`] creates what a fresh cluster has, [`service_alloc`] gives Services their cluster IPs and node ports, [`write_mark`] lets the server's own lookups read the cache and still see its acknowledged writes.
 
 pub mod bootstrap;
 pub mod conversion;
@@ -24,3 +24,4 @@ pub mod store;
 pub mod strategy;
 pub mod validation;
 pub mod watch_cache;
+pub mod write_mark;

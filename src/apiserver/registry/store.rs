@@ -25,8 +25,9 @@ use crate::apiserver::registry::managed_fields;
 use crate::apiserver::registry::selectors::{FieldSelector, LabelSelector};
 use crate::apiserver::registry::validation::validate_object_meta;
 use crate::apiserver::registry::watch_cache::{
-    decode_object, CacheEvent, EventKind, LiveFeed, WatchCache, WatchStartError,
+    decode_object, CacheEvent, EventKind, LiveFeed, ResourceCache, WatchCache, WatchStartError,
 };
+use crate::apiserver::registry::write_mark::WriteMark;
 use crate::apiserver::status::Cause;
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::storage::{KeyValue, Store, StoreError};
@@ -263,7 +264,9 @@ fn with_rv(mut obj: Value, rv: i64) -> Value {
 }
 
 pub struct Registry {
+    /// The storage backend, behind [`WriteMark`] (which is `written`).
     pub store: Arc<dyn Store>,
+    written: Arc<WriteMark>,
     /// The served resources; CRD writes change it (see [`Registry::crd_changed`]).
     pub catalog: Arc<SharedCatalog>,
     pub cache: Arc<WatchCache>,
@@ -320,8 +323,10 @@ impl Registry {
                 .iter()
                 .map(|r| r.storage_prefix.clone()),
         );
+        let written = WriteMark::new(store);
         Arc::new(Registry {
-            store,
+            store: written.clone(),
+            written,
             catalog,
             cache,
             service_ranges,
@@ -354,8 +359,8 @@ impl Registry {
         }
     }
 
-    /// One built-in object by group, version and plural, or `None` when it does not exist (for the
-    /// server's own lookups: admission, token checks).
+    /// One built-in object by group, version and plural, read from storage, or `None` when it does not
+    /// exist (for a lookup that must see other servers' writes too: the quota charge's compare-and-swap).
     pub async fn get_builtin(
         &self,
         group: &str,
@@ -372,9 +377,33 @@ impl Registry {
         }
     }
 
-    /// The objects of a built-in resource in `ns` (all namespaces for `None`), read consistently
-    /// through the watch cache.
-    pub async fn list_builtin(
+    /// The server's own lookup of one built-in object (admission, token checks): from the watch cache
+    /// once it holds every write this server acknowledged ([`WriteMark`]), as upstream's plugins read
+    /// their listers; from storage when the cache does not have it (created through another server a
+    /// moment ago) or is behind.
+    pub async fn lookup(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<Option<Value>> {
+        let info = self.builtin_info(group, version, plural)?;
+        if let Some(cache) = self.caught_up_cache(&info).await {
+            if let Some(obj) = cache.get(&Self::key(&info, ns, name)) {
+                return Ok(Some(match info.conversion {
+                    None => (*obj).clone(),
+                    Some(c) => (c.from_storage)((*obj).clone()),
+                }));
+            }
+        }
+        self.get_builtin(group, version, plural, ns, name).await
+    }
+
+    /// The server's own list of a built-in resource in `ns` (all namespaces for `None`): from the watch
+    /// cache once it holds every write this server acknowledged, else a consistent list.
+    pub async fn lookup_list(
         &self,
         group: &str,
         version: &str,
@@ -382,7 +411,28 @@ impl Registry {
         ns: Option<&str>,
     ) -> ApiResult<Vec<Arc<Value>>> {
         let info = self.builtin_info(group, version, plural)?;
-        Ok(self.list(&info, ns, &Query::default()).await?.items)
+        let Some(cache) = self.caught_up_cache(&info).await else {
+            return Ok(self.list(&info, ns, &Query::default()).await?.items);
+        };
+        let (items, _) = cache.list(&Self::list_prefix(&info, ns), 0);
+        Ok(match info.conversion {
+            None => items,
+            Some(c) => items
+                .into_iter()
+                .map(|o| Arc::new((c.from_storage)((*o).clone())))
+                .collect(),
+        })
+    }
+
+    /// The resource's watch cache once it has caught up with this server's newest write (`None` if it
+    /// has not within [`FRESHNESS_TIMEOUT`], or is not loaded).
+    async fn caught_up_cache(&self, info: &ResourceInfo) -> Option<Arc<ResourceCache>> {
+        if !self.cache.is_loaded() {
+            return None;
+        }
+        let cache = self.cache.resource(&info.storage_prefix)?;
+        let mark = self.written.revision();
+        (mark == 0 || self.cache.wait_for(mark, FRESHNESS_TIMEOUT).await).then_some(cache)
     }
 
     fn builtin_info(&self, group: &str, version: &str, plural: &str) -> ApiResult<ResourceInfo> {

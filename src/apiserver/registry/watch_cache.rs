@@ -319,6 +319,11 @@ impl ResourceCache {
         self.read().revision
     }
 
+    /// The object stored under `key`, if any.
+    pub fn get(&self, key: &str) -> Option<Arc<Value>> {
+        self.read().objects.get(key).cloned()
+    }
+
     /// The objects whose keys start with `prefix`, and the revision they are current at.
     pub fn list(&self, prefix: &str, progress: i64) -> (Vec<Arc<Value>>, i64) {
         let st = self.read();
