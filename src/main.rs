@@ -82,6 +82,8 @@ struct ServerArgs {
     /// lifecycle controller marks it Unknown and taints it (upstream's kube-controller-manager flag).
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     node_monitor_grace_period: std::time::Duration,
+    #[command(flatten)]
+    node_ipam: NodeIpamArgs,
     /// Run the controller manager in this process (`--controller-manager=false` to run it apart, as
     /// `rkube controller-manager --kubeconfig F`).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -139,6 +141,32 @@ fn parse_proxy_mode(s: &str) -> Result<ProxyMode, String> {
         .map_err(|_| format!("unknown proxy mode {s:?}: iptables, nftables, ipvs or none"))
 }
 
+/// Node IPAM's settings (upstream's kube-controller-manager flags of the same names).
+#[derive(clap::Args, Debug, Clone)]
+struct NodeIpamArgs {
+    /// Give every Node without a podCIDR a subnet of --cluster-cidr (upstream's default is false;
+    /// rkube's nodes, real and hollow, rely on it, as kubeadm's clusters do).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    allocate_node_cidrs: bool,
+    /// The pods' address range, cut into one subnet per node.
+    #[arg(long, default_value = rkube::controllers::node_ipam::DEFAULT_CLUSTER_CIDR)]
+    cluster_cidr: String,
+    /// The size of each node's subnet (prefix length).
+    #[arg(long, default_value_t = rkube::controllers::node_ipam::DEFAULT_NODE_MASK)]
+    node_cidr_mask_size: u8,
+}
+
+impl NodeIpamArgs {
+    fn cidr_set(&self) -> anyhow::Result<Option<rkube::controllers::node_ipam::CidrSet>> {
+        if !self.allocate_node_cidrs {
+            return Ok(None);
+        }
+        rkube::controllers::node_ipam::CidrSet::new(&self.cluster_cidr, self.node_cidr_mask_size)
+            .map(Some)
+            .map_err(anyhow::Error::msg)
+    }
+}
+
 /// kube-proxy's settings (`rkube proxy`).
 #[derive(clap::Args, Debug, Clone)]
 struct ProxyArgs {
@@ -182,9 +210,10 @@ struct KubeletArgs {
     /// The node's name (default: this host's name).
     #[arg(long)]
     node_name: Option<String>,
-    /// The pod CIDR the node uses when the cluster assigned it none.
-    #[arg(long, default_value = "10.88.0.0/16")]
-    pod_cidr: String,
+    /// The node's pod CIDR, registered as its podCIDR (upstream's kubelet --pod-cidr). Not given: the
+    /// node takes the one node IPAM assigns from --cluster-cidr.
+    #[arg(long)]
+    pod_cidr: Option<String>,
     /// The kubelet's HTTPS port (logs), served by the kubelet `rkube server` runs.
     #[arg(long, default_value_t = rkube::kubelet::server::KUBELET_PORT)]
     kubelet_port: u16,
@@ -348,6 +377,8 @@ enum Command {
         /// How long a node may go without a heartbeat before it is marked Unknown and tainted.
         #[arg(long, default_value = "40s", value_parser = parse_duration)]
         node_monitor_grace_period: std::time::Duration,
+        #[command(flatten)]
+        node_ipam: NodeIpamArgs,
     },
     /// Runs simulated nodes (hollow kubelets) against a cluster.
     HollowNodes {
@@ -593,6 +624,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let options = rkube::controllers::Options {
         identity: identity.clone(),
         node_monitor_grace_period: args.node_monitor_grace_period,
+        node_cidrs: args.node_ipam.cidr_set()?,
     };
     if args.controller_manager {
         let credentials = rkube::controllers::Credentials::Pki {
@@ -698,7 +730,13 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
                 mode,
                 node_name: config.node_name.clone(),
                 options: rkube::proxy::iptables::Options {
-                    cluster_cidr: Some(node_args.pod_cidr.clone()),
+                    // The pods' range: traffic from outside it to a cluster IP is masqueraded.
+                    cluster_cidr: Some(
+                        node_args
+                            .pod_cidr
+                            .clone()
+                            .unwrap_or_else(|| args.node_ipam.cluster_cidr.clone()),
+                    ),
                     masquerade_all: false,
                 },
                 netns: None,
@@ -807,6 +845,7 @@ fn main() -> anyhow::Result<()> {
             kubeconfig,
             root_ca_file,
             node_monitor_grace_period,
+            node_ipam,
         } => rt.block_on(async {
             let credentials = rkube::controllers::Credentials::from_kubeconfig(
                 &kubeconfig,
@@ -816,6 +855,7 @@ fn main() -> anyhow::Result<()> {
             let options = rkube::controllers::Options {
                 identity: standalone_identity(),
                 node_monitor_grace_period,
+                node_cidrs: node_ipam.cidr_set()?,
             };
             rkube::controllers::start(credentials, options).await?;
             shutdown_signal().await;

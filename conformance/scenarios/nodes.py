@@ -8,6 +8,7 @@ cordon/label/taint nodes and undo it before they end.
 from __future__ import annotations
 
 import atexit
+import ipaddress
 import json
 import subprocess
 
@@ -76,7 +77,7 @@ def nodes_ready_with_leases(t: T):
     t.eq(labels.get("kubernetes.io/hostname"), names[0], "hostname label")
     t.eq(labels.get("kubernetes.io/os"), "linux", "os label")
     t.true("kubernetes.io/arch" in labels, "arch label present", labels)
-    t.true(node["spec"].get("podCIDR", "").startswith("10.24"), "podCIDR set", node["spec"])
+    t.true(in_cluster_cidr(node["spec"].get("podCIDR", "")), "podCIDR from node IPAM", node["spec"])
     for res in ("cpu", "memory", "pods", "ephemeral-storage"):
         t.true(res in node["status"]["allocatable"], f"allocatable {res}", node["status"]["allocatable"])
     types = [c["type"] for c in node["status"]["conditions"]]
@@ -84,6 +85,49 @@ def nodes_ready_with_leases(t: T):
     first = t.json("get", "lease", names[0], "-n", "kube-node-lease")["spec"]["renewTime"]
     renewed = poll(lambda: t.json("get", "lease", names[0], "-n", "kube-node-lease")["spec"]["renewTime"] != first, 30)
     t.true(renewed, "lease renewTime moves within 30 s (renewed every 10 s)", first)
+
+
+CLUSTER_CIDR = ipaddress.ip_network("10.128.0.0/11")  # rkube server's default --cluster-cidr
+
+
+def in_cluster_cidr(cidr: str) -> bool:
+    try:
+        net = ipaddress.ip_network(cidr)
+    except ValueError:
+        return False
+    return net.prefixlen == 24 and net.subnet_of(CLUSTER_CIDR)
+
+
+@scenario
+def nodes_ipam_assigns_pod_cidrs(t: T):
+    """node IPAM (as node-controller): each Node without a podCIDR gets its own /24 of --cluster-cidr
+    (podCIDR and podCIDRs), a Node created with a podCIDR keeps it, and a hand-made Node's podCIDR can't
+    be changed afterwards (upstream's 422)"""
+    names = nodes(t)
+    cidrs = {n: t.json("get", "node", n)["spec"].get("podCIDR", "") for n in names}
+    t.true(all(in_cluster_cidr(c) for c in cidrs.values()), "hollow nodes' podCIDRs are /24s of 10.128.0.0/11",
+           cidrs)
+    t.eq(len(set(cidrs.values())), len(names), f"no two nodes share a podCIDR: {cidrs}")
+    manifest = lambda name, spec: json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+                                             "spec": spec})
+    fresh, fixed = f"ipam-{t.server.port}-a", f"ipam-{t.server.port}-b"
+    try:
+        t.ok("create", "-f", "-", stdin=manifest(fresh, {}))
+        t.ok("create", "-f", "-", stdin=manifest(fixed, {"podCIDR": "192.168.7.0/24", "podCIDRs": ["192.168.7.0/24"]}))
+        got = lambda: t.json("get", "node", fresh)["spec"]
+        t.true(poll(lambda: "podCIDR" in got(), 20), "a new Node gets a podCIDR", got())
+        spec = got()
+        t.true(in_cluster_cidr(spec["podCIDR"]) and spec["podCIDR"] not in cidrs.values(),
+               "a free /24 of the cluster range", (spec, cidrs))
+        t.eq(spec.get("podCIDRs"), [spec["podCIDR"]], "podCIDRs matches podCIDR")
+        events = t.ok("get", "events", "-n", "default", "--field-selector", f"involvedObject.name={fresh}")
+        t.not_contains(events, "CIDRNotAvailable", "no CIDRNotAvailable event for a range with room")
+        t.eq(t.json("get", "node", fixed)["spec"].get("podCIDR"), "192.168.7.0/24", "a given podCIDR is kept")
+        r = t.run("patch", "node", fixed, "-p", '{"spec":{"podCIDR":"192.168.8.0/24","podCIDRs":["192.168.8.0/24"]}}')
+        t.true(r.rc != 0, "changing a set podCIDR is refused", r.both())
+        t.contains(r.err, 'node updates may not change podCIDR except from "" to valid', "upstream's message")
+    finally:
+        t.run("delete", "node", fresh, fixed, "--ignore-not-found")
 
 
 @scenario

@@ -20,6 +20,7 @@ pub mod gc;
 pub mod history;
 pub mod job;
 pub mod namespace;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod per_namespace;
 pub mod replicaset;
@@ -39,6 +40,9 @@ pub struct Options {
     /// How long a node may go without a heartbeat before it is marked Unknown
     /// (`--node-monitor-grace-period`).
     pub node_monitor_grace_period: std::time::Duration,
+    /// The node subnets node IPAM hands out (`--allocate-node-cidrs`, `--cluster-cidr`,
+    /// `--node-cidr-mask-size`); `None`: no node IPAM.
+    pub node_cidrs: Option<node_ipam::CidrSet>,
 }
 
 impl Default for Options {
@@ -46,6 +50,11 @@ impl Default for Options {
         Options {
             identity: format!("rkube_{}", uuid::Uuid::new_v4()),
             node_monitor_grace_period: node_lifecycle::DEFAULT_GRACE_PERIOD,
+            node_cidrs: node_ipam::CidrSet::new(
+                node_ipam::DEFAULT_CLUSTER_CIDR,
+                node_ipam::DEFAULT_NODE_MASK,
+            )
+            .ok(),
         }
     }
 }
@@ -87,6 +96,10 @@ async fn run_all(credentials: &Credentials, options: Options) -> anyhow::Result<
         c.clients("node-controller").await?,
         options.node_monitor_grace_period,
     ));
+    if let Some(set) = options.node_cidrs {
+        // Upstream's nodeipam controller runs as node-controller too.
+        controllers.spawn(node_ipam::run(c.clients("node-controller").await?, set));
+    }
     controllers.spawn(replicaset::run(c.clients("replicaset-controller").await?));
     controllers.spawn(replicaset::run_for::<
         k8s_openapi::api::core::v1::ReplicationController,

@@ -8,7 +8,7 @@
 //! PLEG: every second the runtime's sandboxes and containers are listed and the pods whose containers
 //! changed are woken). The per-pod work is in [`super::pod_workers`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,12 +32,16 @@ const RELIST: Duration = Duration::from_secs(1);
 /// is 5 minutes; the Lease carries liveness in between).
 const STATUS_REPORT: Duration = Duration::from_secs(300);
 
+/// The pod range a node uses when neither --pod-cidr nor node IPAM gave it one: containerd's default.
+const FALLBACK_POD_CIDR: &str = "10.88.0.0/16";
+
 pub struct Config {
     pub node_name: String,
     /// `unix:///run/containerd/containerd.sock`.
     pub runtime_endpoint: String,
-    /// The pod CIDR to use when the cluster assigned none (upstream's --pod-cidr).
-    pub pod_cidr: String,
+    /// The node's pod CIDR when given (upstream's --pod-cidr): registered as the Node's podCIDR.
+    /// `None`: the kubelet waits for the one node IPAM assigns.
+    pub pod_cidr: Option<String>,
     /// The kubelet's directory (volumes, pod logs).
     pub root: PathBuf,
     pub node_ip: String,
@@ -122,7 +126,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let mut node = super::node_object(
         &config.node_name,
         &config.node_ip,
-        &config.pod_cidr,
+        config.pod_cidr.as_deref(),
         &res,
         &info,
     );
@@ -134,11 +138,27 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         });
     }
     let stored = registration::register(&client, &node).await?;
-    let pod_cidr = stored
+    let assigned = stored
         .spec
         .as_ref()
         .and_then(|s| s.pod_cidr.clone())
-        .unwrap_or(config.pod_cidr.clone());
+        .filter(|c| !c.is_empty());
+    let pod_cidr = match assigned {
+        Some(cidr) => cidr,
+        None => {
+            let wanted = HashSet::from([config.node_name.clone()]);
+            let mut got =
+                registration::wait_for_pod_cidrs(&client, &wanted, registration::POD_CIDR_WAIT)
+                    .await;
+            got.remove(&config.node_name).unwrap_or_else(|| {
+                tracing::warn!(
+                    "node IPAM gave this node no podCIDR within {:?} (is --allocate-node-cidrs off?); pods get addresses from {FALLBACK_POD_CIDR}, containerd's default",
+                    registration::POD_CIDR_WAIT
+                );
+                FALLBACK_POD_CIDR.to_string()
+            })
+        }
+    };
     cri.update_pod_cidr(&pod_cidr).await?;
     registration::create_lease(&client, &config.node_name).await?;
     tracing::info!(node = %config.node_name, runtime = %version, %pod_cidr, "kubelet registered");

@@ -1,6 +1,6 @@
 //! Hollow nodes: many simulated kubelets in one process, sharing one pod watch and one Lease loop.
 //!
-//! Each node registers a Node (podCIDR picked from 10.244.0.0/16 when it has none, as node IPAM would),
+//! Each node registers a Node and waits for the podCIDR node IPAM gives it (its pods' addresses),
 //! renews its Lease in `kube-node-lease` every 10 s (renewals spread over the interval so thousands of
 //! nodes make a steady trickle, not a burst), and reports the pods bound to it through the shared
 //! status logic in [`super`]. One watch of all bound pods (`spec.nodeName!=`) serves every node in the
@@ -12,7 +12,7 @@
 //! `rkube:hollow-nodes` ClusterRoleBinding, upstream's pre-1.8 arrangement): a certificate and a
 //! connection pool per simulated node would cost more than the nodes themselves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -119,55 +119,83 @@ pub async fn run(
             let client = client.clone();
             let rt = rt.clone();
             let res = res.clone();
-            let nodes = nodes.clone();
             async move {
                 // Node addresses 10.200.0.1 upward (never the .0 network address of the first /24).
                 let n = i + 1;
                 let ip = format!("10.{}.{}.{}", 200 + (n >> 16) % 50, (n >> 8) & 255, n & 255);
-                let pod_cidr = register(&client, &name, i, &ip, &res, rt.as_ref()).await?;
+                let pod_cidr = register(&client, &name, &ip, &res, rt.as_ref()).await?;
                 registration::create_lease(&client, &name).await?;
-                nodes
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("poisoned"))?
-                    .insert(
-                        name.clone(),
-                        NodeState {
-                            ip,
-                            pod_cidr,
-                            ips: HashMap::new(),
-                            next_ip: 0,
-                        },
-                    );
-                anyhow::Ok(())
+                anyhow::Ok((name, i, ip, pod_cidr))
             }
         }))
         .buffer_unordered(32)
-        .try_collect::<Vec<()>>()
-        .await;
-    registered?;
+        .try_collect::<Vec<_>>()
+        .await?;
+    // Node IPAM gives each new Node its podCIDR; a node without one can't give its pods addresses.
+    let waiting: HashSet<String> = registered
+        .iter()
+        .filter(|(_, _, _, cidr)| cidr.is_none())
+        .map(|(name, ..)| name.clone())
+        .collect();
+    let mut assigned = if waiting.is_empty() {
+        HashMap::new()
+    } else {
+        registration::wait_for_pod_cidrs(&client, &waiting, registration::POD_CIDR_WAIT).await
+    };
+    if assigned.len() < waiting.len() {
+        tracing::warn!(
+            missing = waiting.len() - assigned.len(),
+            "hollow nodes: node IPAM gave no podCIDR within {:?} (is --allocate-node-cidrs off?); those nodes use one of 10.244.0.0/14 by their index",
+            registration::POD_CIDR_WAIT
+        );
+    }
+    {
+        let mut nodes = nodes.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        for (name, i, ip, cidr) in registered {
+            let pod_cidr = cidr
+                .or_else(|| assigned.remove(&name))
+                .unwrap_or_else(|| fallback_pod_cidr(i));
+            nodes.insert(
+                name,
+                NodeState {
+                    ip,
+                    pod_cidr,
+                    ips: HashMap::new(),
+                    next_ip: 0,
+                },
+            );
+        }
+    }
     tracing::info!(count, "hollow nodes registered");
     tokio::spawn(renew_leases(client.clone(), names));
     run_pods(client, nodes, rt).await;
     Ok(())
 }
 
-/// Creates the Node (or adopts an existing one, keeping its podCIDR) and reports its status.
+/// Creates the Node (or adopts an existing one, keeping its podCIDR) and reports its status; returns
+/// the podCIDR it already has.
 async fn register(
     client: &kube::Client,
     name: &str,
-    index: usize,
     ip: &str,
     res: &NodeResources,
     rt: &dyn Runtime,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Option<String>> {
     let info = super::hollow_node_info(name, rt);
-    let node = super::node_object(name, ip, &super::default_pod_cidr(index), res, &info);
+    let node = super::node_object(name, ip, None, res, &info);
     let existing = registration::register(client, &node).await?;
     Ok(existing
         .spec
-        .as_ref()
-        .and_then(|s| s.pod_cidr.clone())
-        .unwrap_or_else(|| super::default_pod_cidr(index)))
+        .and_then(|s| s.pod_cidr)
+        .filter(|c| !c.is_empty()))
+}
+
+/// The /24 a hollow node uses when node IPAM gave it none: one of 10.244.0.0/14 by the node's index
+/// (what the nodes used before rkube had node IPAM).
+fn fallback_pod_cidr(index: usize) -> String {
+    let third = index % 256;
+    let second = 244 + (index / 256) % 4;
+    format!("10.{second}.{third}.0/24")
 }
 
 /// Every node renews every [`LEASE_RENEW`]; node i's renewal is offset by i/N of the interval (plus a

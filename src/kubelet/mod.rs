@@ -85,16 +85,6 @@ pub fn now() -> Time {
     Time(Timestamp::from_second(ts.as_second()).unwrap_or(ts))
 }
 
-/// The /24 a node without a podCIDR takes from 10.244.0.0/16 (what upstream's node IPAM controller
-/// would assign; until rkube has one, the node picks deterministically from its index).
-pub fn default_pod_cidr(index: usize) -> String {
-    let index = index % (256 * 256 / 256 * 256);
-    // 10.244.0.0/16 holds 256 /24s; beyond that, continue into 10.245.. and so on (10.244.0.0/14 range).
-    let third = index % 256;
-    let second = 244 + (index / 256) % 12;
-    format!("10.{second}.{third}.0/24")
-}
-
 /// The IP of the `n`-th pod (n from 0) of a node with `pod_cidr` (a /24): .2 upward, .1 is the gateway.
 pub fn pod_ip(pod_cidr: &str, n: u32) -> Option<String> {
     let base = pod_cidr.split('/').next()?;
@@ -106,11 +96,12 @@ pub fn pod_ip(pod_cidr: &str, n: u32) -> Option<String> {
     Some(format!("{}.{}.{}.{host}", octets[0], octets[1], octets[2]))
 }
 
-/// The Node object a kubelet registers: labels, podCIDR, and its initial status.
+/// The Node object a kubelet registers: labels, podCIDR (when the kubelet was given one; node IPAM
+/// assigns it otherwise), and its initial status.
 pub fn node_object(
     name: &str,
     ip: &str,
-    pod_cidr: &str,
+    pod_cidr: Option<&str>,
     res: &NodeResources,
     info: &NodeSystemInfo,
 ) -> Node {
@@ -136,8 +127,8 @@ pub fn node_object(
             ..Default::default()
         },
         spec: Some(NodeSpec {
-            pod_cidr: Some(pod_cidr.into()),
-            pod_cidrs: Some(vec![pod_cidr.into()]),
+            pod_cidr: pod_cidr.map(String::from),
+            pod_cidrs: pod_cidr.map(|c| vec![c.to_string()]),
             ..Default::default()
         }),
         status: Some(node_status(name, ip, res, info)),

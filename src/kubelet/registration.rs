@@ -1,15 +1,18 @@
 //! Registration and heartbeats, shared by hollow nodes and the CRI kubelet: the Node object is
 //! created (or adopted, keeping what the cluster set on it such as its podCIDR and taints) with the
-//! kubelet's status, and the node's Lease in `kube-node-lease` is renewed every 10 s, which is what the
+//! kubelet's status, its podCIDR is waited for from node IPAM ([`wait_for_pod_cidrs`]), and the node's Lease in `kube-node-lease` is renewed every 10 s, which is what the
 //! node lifecycle controller watches.
 
+use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use serde_json::json;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// Upstream's kubelet renews its Lease every 10 s (nodeLeaseDurationSeconds 40 / 4).
@@ -37,6 +40,51 @@ pub async fn register(client: &kube::Client, node: &Node) -> anyhow::Result<Node
         .await
         .unwrap_or(existing);
     Ok(stored)
+}
+
+/// How long a kubelet waits for node IPAM to give its Node a podCIDR before it falls back (a cluster
+/// without `--allocate-node-cidrs`).
+pub const POD_CIDR_WAIT: Duration = Duration::from_secs(60);
+
+/// The podCIDRs node IPAM gives the Nodes named in `wanted`, as they appear (one watch: of the one Node
+/// when there is one, of all Nodes for many hollow ones); returns when every one has a podCIDR or after
+/// `timeout`, with those it saw.
+pub async fn wait_for_pod_cidrs(
+    client: &kube::Client,
+    wanted: &HashSet<String>,
+    timeout: Duration,
+) -> HashMap<String, String> {
+    let api: Api<Node> = Api::all(client.clone());
+    let config = match wanted.iter().next() {
+        Some(only) if wanted.len() == 1 => {
+            watcher::Config::default().fields(&format!("metadata.name={only}"))
+        }
+        _ => watcher::Config::default(),
+    };
+    let mut found = HashMap::new();
+    let mut events = watcher::watcher(api, config)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    let _ = tokio::time::timeout(timeout, async {
+        while let Some(node) = events.next().await {
+            let Ok(node) = node else { continue };
+            let (Some(name), Some(cidr)) = (
+                node.metadata.name.as_ref(),
+                node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()),
+            ) else {
+                continue;
+            };
+            if wanted.contains(name) && !cidr.is_empty() {
+                found.insert(name.clone(), cidr.clone());
+                if found.len() == wanted.len() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    found
 }
 
 fn micro_now() -> MicroTime {
