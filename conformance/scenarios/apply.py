@@ -273,6 +273,36 @@ def apply_server_side_conflicts(t: T) -> None:
 
 
 @scenario
+def apply_client_side_then_server_side(t: T) -> None:
+    """`kubectl apply -f pod.yaml`, then with the file changed `kubectl apply --server-side -f pod.yaml`: upgraded
+    without conflicts (upstream's lastAppliedManager lets kubectl take over what the last-applied annotation
+    lists), the annotation kept and synced to the applied config, kubectl's own managedFields migration
+    accepted (kubectl-last-applied owns the annotation); another field manager still conflicts"""
+    ns = t.namespace()
+    pod = ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: test-pod\n  labels:\n    app: {app}\nspec:\n"
+           "  containers:\n  - name: c\n    image: {image}\n")
+    t.eq(t.ok("apply", "-n", ns, "-f", "-", stdin=pod.format(app="a", image="busybox:1.35")).strip(),
+         "pod/test-pod created", "client-side apply")
+    changed = pod.format(app="b", image="busybox:1.36")
+    err = t.fails("apply", "--server-side", "--field-manager=other", "-n", ns, "-f", "-", stdin=changed)
+    t.contains(err, '"kubectl-client-side-apply" using v1', "a non-kubectl manager conflicts")
+    t.eq(t.ok("apply", "--server-side", "-n", ns, "-f", "-", stdin=changed).strip(),
+         "pod/test-pod serverside-applied", "kubectl's server-side apply upgrades")
+    o = t.json("get", "pod", "test-pod", "-n", ns, "--show-managed-fields")
+    t.eq((jget(o, "metadata.labels.app"), o["spec"]["containers"][0]["image"]), ("b", "busybox:1.36"),
+         "the changed fields applied")
+    last = json.loads(jget(o, "metadata.annotations", {}).get("kubectl.kubernetes.io/last-applied-configuration",
+                                                              "null"))
+    t.eq((jget(last, "metadata.labels.app"), jget(last, "spec.containers", [{}])[0].get("image")),
+         ("b", "busybox:1.36"), "the last-applied annotation is kept, now the server-side config")
+    managers = {mf["manager"]: mf["operation"] for mf in o["metadata"]["managedFields"]}
+    t.eq(managers.get("kubectl"), "Apply", f"kubectl applies: {managers}")
+    csa = [json.dumps(mf.get("fieldsV1", {})) for mf in o["metadata"]["managedFields"]
+           if mf["manager"] == "kubectl-client-side-apply"]
+    t.true(not any("f:image" in f or "f:app" in f for f in csa), "kubectl took the applied fields over", csa)
+
+
+@scenario
 def diff_manifest(t: T) -> None:
     """kubectl diff -f shows -/+ lines for a change (exit 1) and nothing for an identical one (exit 0)."""
     ns = t.namespace()

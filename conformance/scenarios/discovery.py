@@ -86,6 +86,29 @@ def api_resources(t: T) -> None:
 
 
 @scenario
+def discovery_storage_version_hash(t: T) -> None:
+    """`get --raw /api/v1` and `/apis/G/V` list each stored resource with upstream's storageVersionHash, fields
+    in upstream's order (compared as raw text); events.k8s.io Events share core Events' hash (one store),
+    bindings (nothing stored) and subresources carry none"""
+    core = t.ok("get", "--raw", "/api/v1")
+    t.contains(core, '{"name":"configmaps","singularName":"configmap","namespaced":true,"kind":"ConfigMap",'
+               '"verbs":["create","delete","deletecollection","get","list","patch","update","watch"],'
+               '"shortNames":["cm"],"storageVersionHash":"qFsyl6wFWjQ="}', "configmaps, byte for byte")
+    t.contains(core, '{"name":"replicationcontrollers/scale","singularName":"","namespaced":true,'
+               '"group":"autoscaling","version":"v1","kind":"Scale","verbs":["get","patch","update"]}',
+               "a subresource of another group: group and version before kind")
+    by_name = {r["name"]: r for r in json.loads(core)["resources"]}
+    t.eq(by_name["pods"].get("storageVersionHash"), "xPOwRZ+Yhw8=", "pods")
+    t.eq(by_name["events"].get("storageVersionHash"), "r2yiGXH7wu8=", "core events")
+    t.true("storageVersionHash" not in by_name["bindings"], "bindings: none", by_name["bindings"])
+    t.true("storageVersionHash" not in by_name["pods/log"], "subresources: none", by_name["pods/log"])
+    events = {r["name"]: r for r in json.loads(t.ok("get", "--raw", "/apis/events.k8s.io/v1"))["resources"]}
+    t.eq(events["events"].get("storageVersionHash"), "r2yiGXH7wu8=", "events.k8s.io events: core Events' hash")
+    apps = {r["name"]: r for r in json.loads(t.ok("get", "--raw", "/apis/apps/v1"))["resources"]}
+    t.eq(apps["deployments"].get("storageVersionHash"), "8aSe+NMegvE=", "deployments")
+
+
+@scenario
 def explain(t: T) -> None:
     """kubectl explain reads the server's OpenAPI v3 schema."""
     out = t.ok("explain", "configmap.data")

@@ -84,6 +84,38 @@ def watch_resume_and_timeout(t: T) -> None:
 
 
 @scenario
+def watch_bookmarks_and_duration(t: T) -> None:
+    """allowWatchBookmarks=true: a BOOKMARK (kind, apiVersion, metadata.resourceVersion) comes 2 s before
+    the watch's timeoutSeconds ends it, at a resourceVersion no older than the events sent; without it none;
+    the generic `timeout` parameter does not cut a watch short (upstream applies it to short requests only),
+    so `kubectl get --watch --request-timeout=1` ends on kubectl's side"""
+    ns = t.namespace()
+    t.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}, "data": {"v": "1"}}, ns)
+    rv = int(t.ok("get", "cm", "b", "-n", ns, "-o", "jsonpath={.metadata.resourceVersion}"))
+    base = f"/api/v1/namespaces/{ns}/configmaps?watch=true"
+    start = time.time()
+    events = parse_json_stream(t.ok("get", "--raw", f"{base}&allowWatchBookmarks=true&timeoutSeconds=4&timeout=1s",
+                                    timeout=30))
+    took = time.time() - start
+    types = [e.get("type") for e in events]
+    t.eq(types[0], "ADDED", f"the existing ConfigMap first: {types}")
+    t.eq(types[-1], "BOOKMARK", f"a bookmark before the deadline: {types}")
+    mark = events[-1]["object"]
+    t.eq((mark.get("kind"), mark.get("apiVersion"), "resourceVersion" in mark.get("metadata", {})),
+         ("ConfigMap", "v1", True), "a bookmark carries kind, apiVersion and a resourceVersion")
+    t.true(int(mark["metadata"]["resourceVersion"]) >= rv, "the bookmark is not older than the events sent",
+           (mark, rv))
+    t.true(took >= 3.5, "timeoutSeconds=4 holds although timeout=1s was given", f"{took:.1f}s")
+    plain = parse_json_stream(t.ok("get", "--raw", f"{base}&timeoutSeconds=3", timeout=30))
+    t.eq({e.get("type") for e in plain}, {"ADDED"}, "no bookmarks unless asked for")
+    # kubectl's client gives up (Go's http client: "Timeout exceeded while reading body" in older releases,
+    # "Client.Timeout or context cancellation while reading body" since), not a clean close by the server.
+    r = t.run("get", "cm", "b", "-n", ns, "--watch", "--request-timeout=1", "-v=6", timeout=30)
+    t.true("Client.Timeout" in r.err or "Timeout exceeded while reading body" in r.err,
+           "kubectl's own timeout ends the watch", r.err[-600:])
+
+
+@scenario
 def watch_selector_transitions(t: T) -> None:
     """a watch with -l sees DELETED when an object stops matching and ADDED when it matches again."""
     ns = t.namespace()

@@ -269,27 +269,34 @@ impl ApiError {
     }
 
     /// The `metav1.Status` body.
+    /// The `metav1.Status` body, fields in upstream's (Go struct) order: kind, apiVersion, metadata,
+    /// status, message, reason, details, code; clients print and compare it as text.
     pub fn to_status(&self) -> Value {
-        let mut s = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        });
-        if let Some(d) = &self.details {
-            s["details"] = d.clone();
+        let mut s = serde_json::Map::new();
+        s.insert("kind".into(), json!("Status"));
+        s.insert("apiVersion".into(), json!("v1"));
+        s.insert("metadata".into(), json!({}));
+        s.insert("status".into(), json!("Failure"));
+        if !self.message.is_empty() {
+            s.insert("message".into(), json!(self.message));
         }
-        s
+        if !self.reason.is_empty() {
+            s.insert("reason".into(), json!(self.reason));
+        }
+        if let Some(d) = &self.details {
+            s.insert("details".into(), d.clone());
+        }
+        s.insert("code".into(), json!(self.code));
+        Value::Object(s)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        let mut body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        // As Go's encoder ends every upstream answer.
+        body.push(b'\n');
         (
             code,
             [(http::header::CONTENT_TYPE, "application/json")],

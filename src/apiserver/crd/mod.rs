@@ -58,6 +58,8 @@ pub struct ScalePaths {
 pub struct CustomVersion {
     /// The CRD's name (`<plural>.<group>`).
     pub crd_name: String,
+    /// The version its objects are stored as (the one marked `storage: true`).
+    pub storage_version: String,
     /// `openAPIV3Schema`, if given.
     pub schema: Option<Value>,
     /// `None`: upstream's default columns (Name, Age).
@@ -131,6 +133,14 @@ pub fn rows(crd: &Value) -> Vec<ResourceInfo> {
     };
     let namespaced = str_at(crd, "/spec/scope") != "Cluster";
     let crd_name = str_at(crd, "/metadata/name").to_string();
+    let storage_version = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|v| v.get("storage") == Some(&Value::Bool(true)))
+        .map(|v| str_at(v, "/name").to_string())
+        .unwrap_or_default();
     let mut out = Vec::new();
     for v in crd
         .pointer("/spec/versions")
@@ -199,6 +209,7 @@ pub fn rows(crd: &Value) -> Vec<ResourceInfo> {
             .cloned();
         let custom = Arc::new(CustomVersion {
             crd_name: crd_name.clone(),
+            storage_version: storage_version.clone(),
             schema,
             columns,
             scale,

@@ -105,6 +105,7 @@ mod tests {
         };
         let c = CustomVersion {
             crd_name: "x".into(),
+            storage_version: "v1".into(),
             schema: None,
             columns: Some(vec![
                 col("Spec", "string", ".spec.cronSpec", 0),

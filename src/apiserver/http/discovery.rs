@@ -2,9 +2,10 @@
 //! `/api/v1`, `/apis/<g>/<v>`) and aggregated (`apidiscovery.k8s.io` v2 and v2beta1), which kubectl 1.30+
 //! asks for first.
 
-use serde_json::{json, Value};
+use base64::Engine;
+use serde_json::{json, Map, Value};
 
-use crate::apiserver::catalog::{Catalog, ResourceInfo};
+use crate::apiserver::catalog::{Catalog, ResourceHandler, ResourceInfo};
 
 fn scope(r: &ResourceInfo) -> &'static str {
     if r.namespaced {
@@ -67,34 +68,37 @@ pub fn api_resource_list(catalog: &Catalog, group: &str, version: &str) -> Optio
         return None;
     }
     let mut resources = Vec::new();
+    // Fields in upstream's APIResource order: name, singularName, namespaced, group, version, kind,
+    // verbs, shortNames, categories, storageVersionHash (clients diff these documents as text).
     for r in rows {
-        let mut doc = json!({
-            "name": r.plural,
-            "singularName": r.singular,
-            "namespaced": r.namespaced,
-            "kind": r.kind,
-            "verbs": r.verbs,
-        });
+        let mut doc = Map::new();
+        doc.insert("name".into(), json!(r.plural));
+        doc.insert("singularName".into(), json!(r.singular));
+        doc.insert("namespaced".into(), json!(r.namespaced));
+        doc.insert("kind".into(), json!(r.kind));
+        doc.insert("verbs".into(), json!(r.verbs));
         if !r.short_names.is_empty() {
-            doc["shortNames"] = json!(r.short_names);
+            doc.insert("shortNames".into(), json!(r.short_names));
         }
         if !r.categories.is_empty() {
-            doc["categories"] = json!(r.categories);
+            doc.insert("categories".into(), json!(r.categories));
         }
-        resources.push(doc);
+        if let Some(hash) = storage_version_hash(catalog, r) {
+            doc.insert("storageVersionHash".into(), json!(hash));
+        }
+        resources.push(Value::Object(doc));
         for s in &r.subresources {
-            let mut sub = json!({
-                "name": format!("{}/{}", r.plural, s.name),
-                "singularName": "",
-                "namespaced": r.namespaced,
-                "kind": s.kind,
-                "verbs": s.verbs,
-            });
+            let mut sub = Map::new();
+            sub.insert("name".into(), json!(format!("{}/{}", r.plural, s.name)));
+            sub.insert("singularName".into(), json!(""));
+            sub.insert("namespaced".into(), json!(r.namespaced));
             if s.group != r.group || s.version != r.version {
-                sub["group"] = json!(s.group);
-                sub["version"] = json!(s.version);
+                sub.insert("group".into(), json!(s.group));
+                sub.insert("version".into(), json!(s.version));
             }
-            resources.push(sub);
+            sub.insert("kind".into(), json!(s.kind));
+            sub.insert("verbs".into(), json!(s.verbs));
+            resources.push(Value::Object(sub));
         }
     }
     let gv = if group.is_empty() {
@@ -105,6 +109,43 @@ pub fn api_resource_list(catalog: &Catalog, group: &str, version: &str) -> Optio
     Some(
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
     )
+}
+
+/// Upstream's `storageVersionHash` of a stored resource: base64 of the first 8 bytes of the sha256 of
+/// `group/version/kind` of the version its objects are stored as (so every served version of one
+/// resource, and core and events.k8s.io Events, which share one store, carry the same hash). Resources
+/// with nothing stored (bindings, reviews, componentstatuses) carry none, as upstream's.
+fn storage_version_hash(catalog: &Catalog, r: &ResourceInfo) -> Option<String> {
+    if !matches!(r.handler, ResourceHandler::Store) {
+        return None;
+    }
+    let (group, version, kind) = match r.custom() {
+        Some(c) if !c.storage_version.is_empty() => (&r.group, &c.storage_version, &r.kind),
+        Some(_) => (&r.group, &r.version, &r.kind),
+        None => {
+            // The row stored as itself that shares this one's store: for a converted row (events.k8s.io
+            // Events) the one it converts to; otherwise the first, preferred, version of the resource
+            // (autoscaling/v2 for both HorizontalPodAutoscaler versions, as upstream stores them).
+            let stored = catalog
+                .all()
+                .iter()
+                .find(|o| {
+                    o.conversion.is_none()
+                        && if r.conversion.is_some() {
+                            o.storage_prefix == r.storage_prefix
+                        } else {
+                            o.group == r.group && o.plural == r.plural
+                        }
+                })
+                .unwrap_or(r);
+            (&stored.group, &stored.version, &stored.kind)
+        }
+    };
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{group}/{version}/{kind}").as_bytes(),
+    );
+    Some(base64::engine::general_purpose::STANDARD.encode(&digest.as_ref()[..8]))
 }
 
 /// The aggregated discovery document for the legacy group (`legacy = true`, served at `/api`) or for
@@ -258,4 +299,97 @@ pub(crate) fn discovery_doc(headers: &HeaderMap, mut doc: Value) -> Response {
         return protobuf_response(StatusCode::OK, &doc);
     }
     json_response(StatusCode::OK, &doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(doc: &Value, name: &str) -> Value {
+        doc["resources"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["name"] == name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn storage_version_hashes_are_upstreams() {
+        let catalog = Catalog::builtin();
+        let core = api_resource_list(&catalog, "", "v1").expect("/api/v1");
+        // Values read off upstream v1.33's discovery.
+        assert_eq!(
+            resource(&core, "pods")["storageVersionHash"],
+            "xPOwRZ+Yhw8="
+        );
+        assert_eq!(
+            resource(&core, "configmaps")["storageVersionHash"],
+            "qFsyl6wFWjQ="
+        );
+        assert_eq!(
+            resource(&core, "events")["storageVersionHash"],
+            "r2yiGXH7wu8="
+        );
+        assert!(resource(&core, "bindings")
+            .get("storageVersionHash")
+            .is_none());
+        assert!(resource(&core, "pods/status")
+            .get("storageVersionHash")
+            .is_none());
+        let events = api_resource_list(&catalog, "events.k8s.io", "v1").expect("events.k8s.io");
+        assert_eq!(
+            resource(&events, "events")["storageVersionHash"],
+            "r2yiGXH7wu8=",
+            "stored as core Events"
+        );
+        let apps = api_resource_list(&catalog, "apps", "v1").expect("apps/v1");
+        assert_eq!(
+            resource(&apps, "deployments")["storageVersionHash"],
+            "8aSe+NMegvE="
+        );
+        let v1 = api_resource_list(&catalog, "autoscaling", "v1").expect("autoscaling/v1");
+        let v2 = api_resource_list(&catalog, "autoscaling", "v2").expect("autoscaling/v2");
+        assert_eq!(
+            resource(&v1, "horizontalpodautoscalers")["storageVersionHash"],
+            resource(&v2, "horizontalpodautoscalers")["storageVersionHash"],
+        );
+    }
+
+    #[test]
+    fn api_resource_fields_in_upstreams_order() {
+        let catalog = Catalog::builtin();
+        let core = api_resource_list(&catalog, "", "v1").expect("/api/v1");
+        let keys: Vec<String> = resource(&core, "configmaps")
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        assert_eq!(
+            keys,
+            [
+                "name",
+                "singularName",
+                "namespaced",
+                "kind",
+                "verbs",
+                "shortNames",
+                "storageVersionHash"
+            ]
+        );
+        let keys: Vec<String> = resource(&core, "replicationcontrollers/scale")
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        assert_eq!(
+            keys,
+            [
+                "name",
+                "singularName",
+                "namespaced",
+                "group",
+                "version",
+                "kind",
+                "verbs"
+            ]
+        );
+    }
 }

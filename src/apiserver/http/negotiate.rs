@@ -71,7 +71,12 @@ pub(crate) fn negotiate(headers: &HeaderMap, protobuf: bool) -> ApiResult<Output
     Err(ApiError::not_acceptable())
 }
 
-pub(crate) fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
+/// A response body as is; a JSON one ends with a newline, as Go's encoder writes every upstream answer
+/// (clients that print or compare the raw body see the same bytes).
+pub(crate) fn respond(status: StatusCode, content_type: &str, mut body: Vec<u8>) -> Response {
+    if content_type.starts_with("application/json") && body.last() != Some(&b'\n') {
+        body.push(b'\n');
+    }
     (
         status,
         [(header::CONTENT_TYPE, content_type.to_string())],

@@ -331,6 +331,7 @@ pub fn apply(
 ) -> ApiResult<Value> {
     let live_obj = live.map(strip).unwrap_or_else(|| json!({}));
     let managed = live.map(decode).unwrap_or_default();
+    let applied = config;
     let config = strip(config);
     let mut merged = fieldpath::apply_merge(&live_obj, &config, &ctx.pos);
     let new_set = ctx.clean(&fieldpath::set_of(&config, &ctx.pos));
@@ -387,7 +388,21 @@ pub fn apply(
         entries.push(e);
     }
     if !conflicts.is_empty() && !force {
-        return Err(conflict_error(&conflicts));
+        // Upstream's lastAppliedManager: kubectl's server-side apply may take over what the object's
+        // client-side apply config (its last-applied annotation) set, so `kubectl apply --server-side`
+        // after `kubectl apply` upgrades instead of conflicting. Other managers opt out by their name.
+        let allowed = live
+            .filter(|_| manager == KUBECTL)
+            .and_then(|l| last_applied_set(ctx, l));
+        if let Some(allowed) = allowed {
+            for (_, paths) in conflicts.iter_mut() {
+                paths.retain(|p| !allowed.contains(p));
+            }
+            conflicts.retain(|(_, paths)| !paths.is_empty());
+        }
+        if !conflicts.is_empty() {
+            return Err(conflict_error(&conflicts));
+        }
     }
     for e in entries.iter_mut() {
         e.set = e.set.difference(&changed).difference(&removed);
@@ -405,8 +420,85 @@ pub fn apply(
     if !merged.get("metadata").is_some_and(Value::is_object) {
         merged["metadata"] = json!({});
     }
+    if manager == KUBECTL && !last_applied(&merged).is_empty() {
+        sync_last_applied(&mut merged, applied);
+    }
     set_entries(&mut merged, &entries);
     Ok(merged)
+}
+
+/// The field manager name `kubectl apply --server-side` uses by default.
+const KUBECTL: &str = "kubectl";
+/// Client-side apply's record of what it applied.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+fn last_applied(obj: &Value) -> &str {
+    obj.pointer("/metadata/annotations")
+        .and_then(|a| a.get(LAST_APPLIED))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// The fields the object's last-applied configuration sets (`None` without a readable one).
+fn last_applied_set(ctx: &Ctx, live: &Value) -> Option<FieldSet> {
+    let config: Value = serde_json::from_str(last_applied(live)).ok()?;
+    config
+        .is_object()
+        .then(|| ctx.clean(&fieldpath::set_of(&strip(&config), &ctx.pos)))
+}
+
+/// Upstream's lastAppliedUpdater: when kubectl applies server-side to an object that has a last-applied
+/// annotation, the annotation becomes this apply's configuration (without the annotation itself, keys
+/// sorted and a trailing newline as Go's encoder writes it), so a later client-side apply diffs against
+/// what was really applied. Dropped when it would break the annotations' size limit, as upstream.
+fn sync_last_applied(obj: &mut Value, config: &Value) {
+    let mut config = config.clone();
+    if let Some(annotations) = config
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        annotations.remove(LAST_APPLIED);
+    }
+    let sorted: serde_json::Value = sort_keys(config);
+    let mut text = serde_json::to_string(&sorted).unwrap_or_default();
+    text.push('\n');
+    let Some(annotations) = obj
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let others: usize = annotations
+        .iter()
+        .filter(|(k, _)| k.as_str() != LAST_APPLIED)
+        .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+        .sum();
+    if others + LAST_APPLIED.len() + text.len() > ANNOTATIONS_SIZE_LIMIT {
+        annotations.remove(LAST_APPLIED);
+    } else {
+        annotations.insert(LAST_APPLIED.into(), Value::String(text));
+    }
+}
+
+/// Upstream's TotalAnnotationSizeLimitB.
+const ANNOTATIONS_SIZE_LIMIT: usize = 256 * 1024;
+
+/// `v` with every object's keys in sorted order (Go marshals maps that way).
+fn sort_keys(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sort_keys(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sort_keys).collect()),
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -542,6 +634,44 @@ mod tests {
         .unwrap();
         assert_eq!(shared["data"], live["data"]);
         assert_eq!(owners(&shared).len(), 2);
+    }
+
+    /// `kubectl apply` then `kubectl apply --server-side` with a changed file: upstream's
+    /// lastAppliedManager lets kubectl take over what the last-applied annotation lists, and syncs it.
+    #[test]
+    fn server_side_apply_upgrades_client_side_apply() {
+        let mut live = base();
+        live["data"] = json!({"a": "1", "x": "9"});
+        live["metadata"]["annotations"] = json!({LAST_APPLIED:
+            "{\"apiVersion\":\"v1\",\"data\":{\"a\":\"1\"},\"kind\":\"ConfigMap\",\"metadata\":{\"annotations\":{},\"name\":\"c\"}}\n"});
+        record_update(
+            &cm_ctx(),
+            None,
+            &mut live,
+            Vec::new(),
+            "kubectl-client-side-apply",
+        );
+        let config = cfg(json!({"a": "2", "b": "3"}));
+        let out = apply(&cm_ctx(), Some(&live), &config, "kubectl", false).expect("no conflict");
+        assert_eq!(out["data"], json!({"a": "2", "b": "3", "x": "9"}));
+        assert_eq!(
+            out["metadata"]["annotations"][LAST_APPLIED],
+            "{\"apiVersion\":\"v1\",\"data\":{\"a\":\"2\",\"b\":\"3\"},\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"}}\n"
+        );
+        // A field the last-applied config did not set (x, by client-side apply's updates) still conflicts.
+        let err = apply(
+            &cm_ctx(),
+            Some(&live),
+            &cfg(json!({"x": "0"})),
+            "kubectl",
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 409);
+        assert!(err.message.contains(".data.x"), "{}", err.message);
+        // Another manager gets no such leave.
+        let err = apply(&cm_ctx(), Some(&live), &config, "someone", false).unwrap_err();
+        assert_eq!(err.code, 409);
     }
 
     #[test]

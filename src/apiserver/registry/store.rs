@@ -38,6 +38,8 @@ const FRESHNESS_TIMEOUT: Duration = Duration::from_secs(3);
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
 /// Watches without `timeoutSeconds` end after this long (clients re-watch), as upstream's min-request-timeout.
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
+/// How long before a watch's deadline its last bookmark goes out (upstream's cacher: 2 s).
+const PRE_DEADLINE_BOOKMARK: Duration = Duration::from_secs(2);
 
 pub fn now_rfc3339() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -1428,10 +1430,14 @@ impl Registry {
                 return Ok(stream::iter(vec![item]).boxed());
             }
         };
+        // Upstream spreads watches without timeoutSeconds over [min-request-timeout, 2x) so that
+        // clients do not all re-watch at once.
         let timeout = q
             .timeout_seconds
             .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_WATCH_TIMEOUT);
+            .unwrap_or_else(|| {
+                DEFAULT_WATCH_TIMEOUT.mul_f64(1.0 + rand::rng().random_range(0.0..1.0))
+            });
         let bookmarks = q.allow_watch_bookmarks;
         let api_version = info.api_version();
         let kind = info.kind.clone();
@@ -1458,15 +1464,23 @@ impl Registry {
             live: LiveFeed,
             last: i64,
             deadline: tokio::time::Instant,
+            /// Upstream's cacher sends one more bookmark 2 s before a watch's deadline, so the client
+            /// resumes from a fresh resourceVersion; `None` once sent (or for watches too short for it).
+            pre_deadline: Option<tokio::time::Instant>,
             ticker: tokio::time::Interval,
             progress: tokio::sync::watch::Receiver<i64>,
         }
         let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
         ticker.reset();
+        let now = tokio::time::Instant::now();
         let state = State {
             live: sub.live,
             last: sub.revision,
-            deadline: tokio::time::Instant::now() + timeout,
+            deadline: now + timeout,
+            pre_deadline: timeout
+                .checked_sub(PRE_DEADLINE_BOOKMARK)
+                .filter(|t| !t.is_zero())
+                .map(|t| now + t),
             ticker,
             progress,
         };
@@ -1479,6 +1493,11 @@ impl Registry {
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep_until(st.deadline) => return None,
+                        _ = sleep_until_some(st.pre_deadline), if bookmarks && st.pre_deadline.is_some() => {
+                            st.pre_deadline = None;
+                            let rv = bookmark_revision(&st.progress, &st.live, st.last);
+                            return Some((bookmark(rv, false), st));
+                        }
                         _ = st.ticker.tick(), if bookmarks => {
                             let rv = bookmark_revision(&st.progress, &st.live, st.last);
                             return Some((bookmark(rv, false), st));
@@ -1503,6 +1522,13 @@ impl Registry {
             }
         });
         Ok(stream::iter(initial).chain(live).boxed())
+    }
+}
+
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
