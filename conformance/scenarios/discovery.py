@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 
-from harness import T, jget, scenario
+import subprocess
+
+from harness import RKUBE_BIN, T, jget, scenario
 
 
 @scenario
@@ -106,6 +108,40 @@ def discovery_storage_version_hash(t: T) -> None:
     t.eq(events["events"].get("storageVersionHash"), "r2yiGXH7wu8=", "events.k8s.io events: core Events' hash")
     apps = {r["name"]: r for r in json.loads(t.ok("get", "--raw", "/apis/apps/v1"))["resources"]}
     t.eq(apps["deployments"].get("storageVersionHash"), "8aSe+NMegvE=", "deployments")
+
+
+@scenario
+def metrics_endpoint(t: T) -> None:
+    """`get --raw /metrics`: Prometheus text with apiserver_request_total by upstream's labels (LIST of pods
+    counted after a `kubectl get pods`), the duration histogram, apiserver_storage_objects and process
+    metrics; RBAC's non-resource rule: a user in system:monitoring may read it, one without may not"""
+    ns = t.namespace()
+    t.ok("get", "pods", "-n", ns)
+    out = t.ok("get", "--raw", "/metrics")
+    t.match(out, r'^apiserver_request_total\{code="200",component="apiserver",dry_run="",group="",resource="pods",'
+                 r'scope="namespace",subresource="",verb="LIST",version="v1"\} [1-9][0-9]*$', "the LIST of pods counted")
+    t.match(out, r'^apiserver_request_duration_seconds_bucket\{.*resource="pods".*verb="LIST".*le="\+Inf"\} [1-9]',
+            "the duration histogram")
+    t.match(out, r'^apiserver_storage_objects\{resource="namespaces"\} [1-9][0-9]*$', "stored objects per resource")
+    t.match(out, r"^# TYPE apiserver_request_total counter$", "TYPE lines")
+    t.match(out, r"^process_resident_memory_bytes [1-9]", "process metrics")
+    admin = t.kubeconfig
+    for user, group, allowed in (("prom", "system:monitoring", True), ("nobody", "devs", False)):
+        p = subprocess.run([str(RKUBE_BIN), "kubeconfig", "--data-dir", str(t.server.data_dir), "--server",
+                            t.server.creds["server"], "--user", user, "--group", group],
+                           capture_output=True, text=True, timeout=30)
+        t.eq(p.returncode, 0, f"rkube kubeconfig --user {user} ({p.stderr[-300:]})")
+        kc = t.server.workdir / f"{user}.kubeconfig"
+        kc.write_text(p.stdout)
+        t.kubeconfig = kc
+        try:
+            r = t.run("get", "--raw", "/metrics")
+        finally:
+            t.kubeconfig = admin
+        if allowed:
+            t.true(r.rc == 0 and "apiserver_request_total" in r.out, "system:monitoring reads /metrics", r.err)
+        else:
+            t.true(r.rc != 0 and "Forbidden" in r.err, "others may not", r.err)
 
 
 @scenario

@@ -106,6 +106,7 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
         started: tokio::sync::watch::channel(false).0,
         kubelet_client: config.kubelet_client.map(Arc::new),
         admission: admission::Chain::standard(&config.admission),
+        metrics: http::metrics::Metrics::new(),
     });
     let started = app.started.subscribe();
     let router = axum::Router::new()

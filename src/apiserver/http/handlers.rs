@@ -15,6 +15,7 @@ use crate::apiserver::authz;
 use crate::apiserver::catalog::{SharedCatalog, SubresourceHandler};
 use crate::apiserver::http::discovery;
 use crate::apiserver::http::discovery::*;
+use crate::apiserver::http::metrics::{Labels, Tracked};
 use crate::apiserver::http::negotiate::*;
 use crate::apiserver::http::pod_connect;
 use crate::apiserver::http::request::{parse_path, Query, ResourcePath, Target};
@@ -56,10 +57,35 @@ pub struct App {
     pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
     /// The admission plugins writes pass through.
     pub admission: crate::apiserver::admission::Chain,
+    /// What `/metrics` reports.
+    pub metrics: Arc<crate::apiserver::http::metrics::Metrics>,
 }
 
 /// The one handler every request goes through.
 pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+    let started = std::time::Instant::now();
+    let labels = Labels::of(
+        req.method(),
+        req.uri().path(),
+        req.uri().query(),
+        req.headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    let metrics = app.metrics.clone();
+    let response = answer(app, req).await;
+    metrics.observe(&labels, response.status().as_u16(), started.elapsed());
+    if labels.long_running() && response.status().is_success()
+        || response.status() == StatusCode::SWITCHING_PROTOCOLS
+    {
+        let open = metrics.open(labels);
+        return Tracked::wrap(response, open);
+    }
+    response
+}
+
+async fn answer(app: Arc<App>, req: Request) -> Response {
     // Errors go out in protobuf when the client prefers it, except for custom resources (no protobuf).
     let protobuf_errors = matches!(negotiate(req.headers(), true), Ok(Output::Protobuf))
         && !is_custom_resource_path(&app, req.uri().path());
@@ -231,6 +257,13 @@ impl Dispatch {
         let trimmed = path.trim_end_matches('/');
         let headers = &headers;
         let user = Some(user);
+        if trimmed == "/metrics" && method == Method::GET {
+            return Ok(respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                app.metrics.render(&app.registry).into_bytes(),
+            ));
+        }
         if trimmed == "/openapi/v2"
             || trimmed == "/openapi/v3"
             || trimmed.starts_with("/openapi/v3/")

@@ -4,7 +4,7 @@
 //! in-flight limits) → `Dispatch::run`, which names the resource from the [`request`] path and calls
 //! the verb's handler. [`server`] accepts TLS connections (client certificates), [`body`] decodes
 //! request bodies with upstream's bounds, [`limits`] holds the in-flight caps and the request deadline,
-//! [`health`] answers `/livez` and `/readyz`, [`discovery`] the discovery documents, and
+//! [`health`] answers `/livez` and `/readyz`, [`metrics`] counts every request and answers `/metrics`, [`discovery`] the discovery documents, and
 //! [`pod_connect`] the pod streams (log, exec, attach, portforward).
 
 pub mod body;
@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod handlers;
 pub mod health;
 pub mod limits;
+pub mod metrics;
 pub mod negotiate;
 pub mod pod_connect;
 pub mod request;
