@@ -77,6 +77,34 @@ fn cni_template() -> serde_json::Value {
     })
 }
 
+/// Removes a [`BRIDGE`] no pod is attached to. One left by an earlier server may carry the gateway of
+/// another pod CIDR (another data dir, or a node IPAM range since changed), and the bridge plugin then
+/// refuses every sandbox (`"rkube0" already has an IP address different from ...`); the plugin makes
+/// the bridge anew with the right address. A bridge with pods attached (containers outlive a restart
+/// of the server) is left alone.
+async fn remove_idle_bridge() {
+    let ports = Path::new("/sys/class/net").join(BRIDGE).join("brif");
+    let idle = std::fs::read_dir(&ports).is_ok_and(|mut d| d.next().is_none());
+    if !idle {
+        return;
+    }
+    let del = tokio::process::Command::new("ip")
+        .args(["link", "del", BRIDGE])
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(Duration::from_secs(10), del).await {
+        Ok(Ok(out)) if out.status.success() => {
+            tracing::info!("removed the idle {BRIDGE} bridge an earlier server left")
+        }
+        Ok(Ok(out)) => tracing::warn!(
+            "removing the idle {BRIDGE} bridge: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Ok(Err(e)) => tracing::warn!("removing the idle {BRIDGE} bridge: {e}"),
+        Err(_) => tracing::warn!("removing the idle {BRIDGE} bridge: `ip link del` took over 10 s"),
+    }
+}
+
 /// Starts a containerd under `data_dir` if this machine can run one; returns its endpoint, or why not.
 pub async fn start(data_dir: &Path) -> anyhow::Result<String> {
     let containerd = which("containerd").context("no containerd binary on PATH")?;
@@ -94,6 +122,7 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<String> {
         // Still running from an earlier start of the server.
         return Ok(endpoint);
     }
+    remove_idle_bridge().await;
     std::fs::create_dir_all(dir.join("cni/net.d"))?;
     std::fs::write(dir.join("config.toml"), config(&dir, cni_bin))?;
     std::fs::write(
