@@ -268,7 +268,6 @@ impl ApiError {
         Self::new(504, "Timeout", message)
     }
 
-    /// The `metav1.Status` body.
     /// The `metav1.Status` body, fields in upstream's (Go struct) order: kind, apiVersion, metadata,
     /// status, message, reason, details, code; clients print and compare it as text.
     pub fn to_status(&self) -> Value {
@@ -294,15 +293,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
-        // As Go's encoder ends every upstream answer.
-        body.push(b'\n');
-        (
-            code,
-            [(http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response()
+        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        crate::apiserver::http::negotiate::respond(code, "application/json", body)
     }
 }
 

@@ -62,12 +62,8 @@ impl CidrSet {
     }
 
     /// How many node subnets the range holds.
-    pub fn len(&self) -> u32 {
+    fn len(&self) -> u32 {
         1 << (self.node_bits - self.cluster_bits)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// The `i`-th subnet as `a.b.c.d/n`.

@@ -1,7 +1,7 @@
 //! Registration and heartbeats, shared by hollow nodes and the CRI kubelet: the Node object is
 //! created (or adopted, keeping what the cluster set on it such as its podCIDR and taints) with the
-//! kubelet's status, its podCIDR is waited for from node IPAM ([`wait_for_pod_cidrs`]), and the node's Lease in `kube-node-lease` is renewed every 10 s, which is what the
-//! node lifecycle controller watches.
+//! kubelet's status, its podCIDR is waited for from node IPAM ([`wait_for_pod_cidrs`]), and the node's
+//! Lease in `kube-node-lease` is renewed every 10 s, which is what the node lifecycle controller watches.
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};

@@ -295,12 +295,11 @@ impl Metrics {
             let Some(cache) = registry.cache.resource(&r.storage_prefix) else {
                 continue;
             };
-            let (items, _) = cache.list(&r.storage_prefix, 0);
             let _ = writeln!(
                 out,
                 "apiserver_storage_objects{{resource=\"{}\"}} {}",
                 esc(&r.group_resource()),
-                items.len()
+                cache.len()
             );
         }
         process_metrics(&mut out, self.started.load(Ordering::Relaxed));

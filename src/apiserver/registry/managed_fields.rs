@@ -430,7 +430,7 @@ pub fn apply(
 /// The field manager name `kubectl apply --server-side` uses by default.
 const KUBECTL: &str = "kubectl";
 /// Client-side apply's record of what it applied.
-pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 fn last_applied(obj: &Value) -> &str {
     obj.pointer("/metadata/annotations")

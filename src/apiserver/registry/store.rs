@@ -394,10 +394,7 @@ impl Registry {
         let info = self.builtin_info(group, version, plural)?;
         if let Some(cache) = self.caught_up_cache(&info).await {
             if let Some(obj) = cache.get(&Self::key(&info, ns, name)) {
-                return Ok(Some(match info.conversion {
-                    None => (*obj).clone(),
-                    Some(c) => (c.from_storage)((*obj).clone()),
-                }));
+                return Ok(Some(Conversion::served(info.conversion, (*obj).clone())));
             }
         }
         self.get_builtin(group, version, plural, ns, name).await
@@ -417,13 +414,14 @@ impl Registry {
             return Ok(self.list(&info, ns, &Query::default()).await?.items);
         };
         let (items, _) = cache.list(&Self::list_prefix(&info, ns), 0);
-        Ok(match info.conversion {
-            None => items,
-            Some(c) => items
-                .into_iter()
-                .map(|o| Arc::new((c.from_storage)((*o).clone())))
-                .collect(),
-        })
+        if info.conversion.is_none() {
+            // Shared as cached: no copy.
+            return Ok(items);
+        }
+        Ok(items
+            .into_iter()
+            .map(|o| Arc::new(Conversion::served(info.conversion, (*o).clone())))
+            .collect())
     }
 
     /// The resource's watch cache once it has caught up with this server's newest write (`None` if it

@@ -319,6 +319,15 @@ impl ResourceCache {
         self.read().revision
     }
 
+    /// How many objects the resource has.
+    pub fn len(&self) -> usize {
+        self.read().objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The object stored under `key`, if any.
     pub fn get(&self, key: &str) -> Option<Arc<Value>> {
         self.read().objects.get(key).cloned()
