@@ -191,3 +191,68 @@ def wl_cascade_orphan_and_foreground(t: T) -> None:
     t.ok("delete", "rs", rs, "-n", ns, "--cascade=foreground", "--timeout=40s", timeout=60)
     t.fails("get", "rs", rs, "-n", ns)
     t.true(poll(lambda: len(_items(t, ns, "pods")) == 0, 30), "foreground deletion removed the pods", t.last_cmd)
+
+
+
+RACE_CRD = """apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: races.scale.example.com}
+spec:
+  group: scale.example.com
+  scope: Namespaced
+  names: {plural: races, singular: race, kind: Race}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, properties: {replicas: {type: integer}}}
+          status: {type: object, properties: {replicas: {type: integer}, writes: {type: integer}}}
+"""
+
+
+@scenario
+def wl_scale_races_status_writes(t: T) -> None:
+    """A scale patch naming no resourceVersion succeeds while status writes race it (upstream re-applies
+    it to the fresh object, as a controller's status updates race `kubectl scale`), and never
+    overwrites the status those writes made. A custom resource, so that no controller writes too."""
+    import threading
+    ns = t.namespace()
+    t.ok("apply", "-f", "-", stdin=RACE_CRD)
+    try:
+        t.ok("wait", "--for", "condition=established", "--timeout=20s", "crd/races.scale.example.com")
+        t.ok("apply", "-n", ns, "-f", "-",
+             stdin="apiVersion: scale.example.com/v1\nkind: Race\nmetadata: {name: r}\nspec: {replicas: 1}\n")
+        base = f"/apis/scale.example.com/v1/namespaces/{ns}/races/r"
+        merge = {"Content-Type": "application/merge-patch+json"}
+        stop = threading.Event()
+        codes: list[int] = []
+
+        def write_status() -> None:
+            while not stop.is_set() and len(codes) < 400:
+                body = json.dumps({"status": {"writes": len(codes) + 1}}).encode()
+                codes.append(t.https("PATCH", base + "/status", body, headers=merge)[0])
+
+        writer = threading.Thread(target=write_status)
+        writer.start()
+        try:
+            for n in range(2, 32):
+                code, out = t.https("PATCH", base + "/scale", json.dumps({"spec": {"replicas": n}}).encode(),
+                                    headers=merge)
+                t.eq((code, (json.loads(out).get("spec") or {}).get("replicas")), (200, n),
+                     f"scale patch to {n} during status writes")
+        finally:
+            stop.set()
+            writer.join(timeout=60)
+        t.true(bool(codes) and all(c == 200 for c in codes), "every status write succeeded", sorted(set(codes)))
+        obj = json.loads(t.https("GET", base)[1])
+        t.eq((obj["spec"]["replicas"], obj["status"].get("writes")), (31, len(codes)),
+             "the last scale and the last status write both stand")
+    finally:
+        t.run("delete", "crd", "races.scale.example.com", "--wait=false")
