@@ -178,10 +178,9 @@ impl Proxier {
                 r
             }
             Applied::Nftables(last) => {
-                let new = nftables::render(ports, &self.options);
                 let old = if full { None } else { last.take() };
                 stats.full = old.is_none();
-                let text = nftables::transaction(&new, old.as_ref());
+                let (new, text) = nftables::sync(ports, &self.options, old);
                 stats.render = started.elapsed();
                 stats.bytes = text.len();
                 let r = if text.is_empty() {

@@ -4,9 +4,11 @@
 //! - Base chains hook prerouting/output (`services`: DNAT), postrouting (`masquerading`) and the
 //!   filter hooks (`service-endpoints-check`, `nodeport-endpoints-check`, `cluster-ips-check`: reject
 //!   or drop traffic for ports without endpoints).
-//! - Lookups are verdict maps, not rule lists: `service-ips` (`ip . proto . port` → `goto
+//! - Lookups are verdict maps and sets, not rule lists: `service-ips` (`ip . proto . port` → `goto
 //!   service-…`) and `service-nodeports` (`proto . port` → `goto external-…`), so a packet costs one
 //!   hash lookup whatever the number of Services (the iptables mode walks `KUBE-SERVICES` linearly).
+//!   Traffic from outside the pod network to a ClusterIP is marked for masquerade by one rule over
+//!   the `masq-service-ips` set, where upstream writes that rule in every Service's chain.
 //! - A port's `service-<hash>-ns/name/proto/port` chain picks an endpoint with `numgen random` and
 //!   DNATs to it in the same rule; `external-…` chains handle node ports, `local-…` the Local traffic
 //!   policies, and `affinity-…` sets (dynamic, with timeout) ClientIP affinity. Where upstream has
@@ -14,11 +16,16 @@
 //!   [`endpoint_picks`]): a pod reaching itself through its Service is masqueraded by the
 //!   `hairpin-endpoints` set in postrouting instead of a per-endpoint rule.
 //!
-//! A sync diffs the new state against the last applied one and sends only the difference (chains
-//! flushed and rewritten, map elements added and deleted, stale chains deleted), so one endpoint
-//! change is a handful of commands whatever the cluster's size; a full sync recreates the table.
+//! Each Service port renders to a [`Fragment`] (its chains, sets and map elements), kept with the
+//! port it came from. A sync ([`sync`]) re-renders only the ports that changed and sends only the
+//! difference (chains flushed and rewritten, map elements added and deleted, stale chains
+//! deleted), so one endpoint change costs a handful of commands and no re-rendering of the others,
+//! whatever the cluster's size; a full sync recreates the table.
+//!
+//! Why so few rules: `nft`'s cost is per rule and per chain (about 20 µs each on this machine's
+//! kernel, parsing and commit), so 10,000 Services are 10,000 chains of one rule per endpoint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use super::iptables::Options;
@@ -27,15 +34,73 @@ use super::service_map::{Endpoint, ServicePort};
 pub const TABLE: &str = "ip kube-proxy";
 const MASQ_MARK: &str = "0x4000";
 
-/// The table's per-Service content (the fixed skeleton is written on full syncs only).
+/// The fixed maps and sets Service ports add elements to, in the order a transaction writes them.
+const MAPS: [&str; 7] = [
+    "cluster-ips",
+    "masq-service-ips",
+    "hairpin-endpoints",
+    "service-ips",
+    "service-nodeports",
+    "no-endpoint-services",
+    "no-endpoint-nodeports",
+];
+
+/// One Service port's share of the table (pure; the unit tests pin it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fragment {
+    /// Regular chains: name and rules.
+    pub chains: Vec<(String, Vec<String>)>,
+    /// Affinity sets: name and declaration.
+    pub sets: Vec<(String, String)>,
+    /// Elements of the fixed maps and sets: map, key, value ("" in a set).
+    pub elements: Vec<(&'static str, String, String)>,
+}
+
+/// A fixed map's element key.
+type ElementKey = (&'static str, String);
+
+/// A hash map with a fast hasher: a 10,000-Service sync hashes 50,000 keys, and the keys are
+/// the cluster's own names, not an attacker's choice.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The values fragments give one element key, each with how many fragments give it, by value
+/// (nearly always one).
+#[derive(Debug, Default)]
+struct Holders(Vec<(String, usize)>);
+
+impl Holders {
+    /// The value the table holds: the smallest, when fragments disagree.
+    fn effective(&self) -> Option<&String> {
+        self.0.first().map(|(v, _)| v)
+    }
+
+    fn add(&mut self, value: &str) {
+        match self.0.binary_search_by(|(v, _)| v.as_str().cmp(value)) {
+            Ok(i) => self.0[i].1 += 1,
+            Err(i) => self.0.insert(i, (value.to_string(), 1)),
+        }
+    }
+
+    fn remove(&mut self, value: &str) {
+        if let Ok(i) = self.0.binary_search_by(|(v, _)| v.as_str().cmp(value)) {
+            self.0[i].1 -= 1;
+            if self.0[i].1 == 0 {
+                self.0.remove(i);
+            }
+        }
+    }
+}
+
+/// The table's per-Service content as last applied (the fixed skeleton is written on full syncs).
+#[derive(Debug, Default)]
 pub struct State {
-    /// Regular chains: name → rules.
-    pub chains: BTreeMap<String, Vec<String>>,
-    /// Affinity sets: name → declaration.
-    pub sets: BTreeMap<String, String>,
-    /// Elements of the fixed maps and sets: map → key → value ("" in a set).
-    pub elements: BTreeMap<&'static str, BTreeMap<String, String>>,
+    /// Per Service port (by `ns/name/proto/port`): the port as rendered and its fragment.
+    ports: FastMap<String, (ServicePort, Fragment)>,
+    /// For each element key, the values fragments give it and how many give each. Keys are shared
+    /// (a ClusterIP of several ports, an endpoint of several Services in `hairpin-endpoints`, an
+    /// external IP two Services claim): the key is in the table while any fragment holds it, with
+    /// the smallest value when they disagree.
+    elements: FastMap<ElementKey, Holders>,
 }
 
 /// upstream's `hashAndTruncate`: the first 8 characters of base32(sha256(name)), a dash, the name.
@@ -59,30 +124,27 @@ fn endpoint_base(p: &ServicePort, e: &Endpoint) -> String {
     format!("{}__{}/{}", base(p), e.ip, e.port)
 }
 
-/// The per-Service state for `ports` (pure; the unit tests pin it).
-pub fn render(ports: &[ServicePort], opts: &Options) -> State {
-    let mut st = State::default();
-    for m in [
-        "cluster-ips",
-        "service-ips",
-        "service-nodeports",
-        "no-endpoint-services",
-        "no-endpoint-nodeports",
-        "hairpin-endpoints",
-    ] {
-        st.elements.insert(m, BTreeMap::new());
-    }
+/// Whether traffic from outside the pod network to a ClusterIP is masqueraded (upstream's
+/// `masqueradeAll`, else a known cluster CIDR).
+fn masquerades(opts: &Options) -> bool {
+    opts.masquerade_all || opts.cluster_cidr.is_some()
+}
+
+/// The table's per-Service content for `ports` by map, chain and set (for tests and reading).
+pub fn render(ports: &[ServicePort], opts: &Options) -> Fragment {
+    let mut all = Fragment::default();
     for p in ports {
-        service_port(&mut st, p, opts);
+        let f = fragment(p, opts);
+        all.chains.extend(f.chains);
+        all.sets.extend(f.sets);
+        all.elements.extend(f.elements);
     }
-    st
+    all
 }
 
-fn elem(st: &mut State, map: &'static str, key: String, value: String) {
-    st.elements.entry(map).or_default().insert(key, value);
-}
-
-fn service_port(st: &mut State, p: &ServicePort, opts: &Options) {
+/// One Service port's chains, sets and elements.
+pub fn fragment(p: &ServicePort, opts: &Options) -> Fragment {
+    let mut f = Fragment::default();
     let b = hashed(&base(p));
     let svc = format!("service-{b}");
     let local_chain = format!("local-{b}");
@@ -102,68 +164,60 @@ fn service_port(st: &mut State, p: &ServicePort, opts: &Options) {
             "goto reject-chain".to_string()
         }
     };
+    let mut elem = |map: &'static str, key: String, value: String| {
+        f.elements.push((map, key, value));
+    };
 
-    elem(st, "cluster-ips", p.cluster_ip.to_string(), String::new());
+    elem("cluster-ips", p.cluster_ip.to_string(), String::new());
     let key = format!("{} . {proto} . {}", p.cluster_ip, p.port);
     if !internal.is_empty() {
-        elem(st, "service-ips", key, format!("goto {internal_chain}"));
+        // Upstream marks in the cluster policy chain: a Local internal policy is not masqueraded.
+        if !p.internal_local && masquerades(opts) {
+            elem("masq-service-ips", key.clone(), String::new());
+        }
+        elem("service-ips", key, format!("goto {internal_chain}"));
     } else {
-        elem(
-            st,
-            "no-endpoint-services",
-            key,
-            no_endpoints(p.internal_local),
-        );
+        elem("no-endpoint-services", key, no_endpoints(p.internal_local));
     }
     for ip in &p.external_ips {
         let key = format!("{ip} . {proto} . {}", p.port);
         if !external.is_empty() {
-            elem(st, "service-ips", key, format!("goto {ext}"));
+            elem("service-ips", key, format!("goto {ext}"));
         } else {
-            elem(
-                st,
-                "no-endpoint-services",
-                key,
-                no_endpoints(p.external_local),
-            );
+            elem("no-endpoint-services", key, no_endpoints(p.external_local));
         }
     }
     if let Some(np) = p.node_port {
         let key = format!("{proto} . {np}");
         if !external.is_empty() {
-            elem(st, "service-nodeports", key, format!("goto {ext}"));
+            elem("service-nodeports", key, format!("goto {ext}"));
         } else {
-            elem(
-                st,
-                "no-endpoint-nodeports",
-                key,
-                no_endpoints(p.external_local),
-            );
+            elem("no-endpoint-nodeports", key, no_endpoints(p.external_local));
+        }
+    }
+    for e in p.reachable_endpoints() {
+        elem(
+            "hairpin-endpoints",
+            format!("{} . {}", e.ip, e.ip),
+            String::new(),
+        );
+        if let Some(seconds) = p.affinity_seconds {
+            f.sets.push((
+                affinity_set(p, e),
+                format!("{{ type ipv4_addr ; flags dynamic,timeout ; timeout {seconds}s ; }}"),
+            ));
         }
     }
 
     if !cluster.is_empty() {
         let mut rules = Vec::new();
-        let masq = if opts.masquerade_all {
-            Some(String::new())
-        } else {
-            opts.cluster_cidr
-                .as_ref()
-                .map(|c| format!(" ip saddr != {c}"))
-        };
-        if let Some(source) = masq {
-            rules.push(format!(
-                "ip daddr {} {proto} dport {}{source} jump mark-for-masquerade",
-                p.cluster_ip, p.port
-            ));
-        }
         endpoint_picks(&mut rules, p, &cluster);
-        st.chains.insert(svc.clone(), rules);
+        f.chains.push((svc.clone(), rules));
     }
     if !local.is_empty() {
         let mut rules = Vec::new();
         endpoint_picks(&mut rules, p, &local);
-        st.chains.insert(local_chain.clone(), rules);
+        f.chains.push((local_chain.clone(), rules));
     }
     if p.has_external() && !external.is_empty() {
         let mut rules = Vec::new();
@@ -186,22 +240,9 @@ fn service_port(st: &mut State, p: &ServicePort, opts: &Options) {
             }
         }
         rules.push(format!("goto {external_chain}"));
-        st.chains.insert(ext, rules);
+        f.chains.push((ext, rules));
     }
-    for e in p.reachable_endpoints() {
-        elem(
-            st,
-            "hairpin-endpoints",
-            format!("{} . {}", e.ip, e.ip),
-            String::new(),
-        );
-        if let Some(seconds) = p.affinity_seconds {
-            st.sets.insert(
-                affinity_set(p, e),
-                format!("{{ type ipv4_addr ; flags dynamic,timeout ; timeout {seconds}s ; }}"),
-            );
-        }
-    }
+    f
 }
 
 fn affinity_set(p: &ServicePort, e: &Endpoint) -> String {
@@ -216,7 +257,9 @@ fn affinity_set(p: &ServicePort, e: &Endpoint) -> String {
 /// cost too much at 10,000 Services here: every anonymous vmap is a kernel set whose name
 /// allocation scans all the table's sets (a full sync took 17 s), and every `nft` run loads the
 /// table's chain list into its cache, so 40,000 chains made one endpoint change take 160 ms against
-/// 60 ms with one chain per Service port.
+/// 60 ms with one chain per Service port. One shared map of endpoints (`numgen random mod n offset
+/// k map @endpoints`) is worse still: every element added is checked against every rule bound to
+/// the map (6 s for 30,000 endpoints), and a named map per Service costs 13 s.
 fn endpoint_picks(rules: &mut Vec<String>, p: &ServicePort, endpoints: &[&Endpoint]) {
     let dnat = |e: &Endpoint| format!("meta l4proto {} dnat to {}", p.protocol, e.addr());
     if p.affinity_seconds.is_some() {
@@ -241,11 +284,12 @@ fn endpoint_picks(rules: &mut Vec<String>, p: &ServicePort, endpoints: &[&Endpoi
 }
 
 /// The fixed part of the table: base chains, maps and the chains that consult them.
-fn skeleton(out: &mut String) {
+fn skeleton(out: &mut String, opts: &Options) {
     let t = TABLE;
-    let lines = [
+    let mut lines = vec![
         format!("add table {t} {{ comment \"rules for kube-proxy\" ; }}"),
         format!("add set {t} cluster-ips {{ type ipv4_addr ; comment \"Active ClusterIPs\" ; }}"),
+        format!("add set {t} masq-service-ips {{ type ipv4_addr . inet_proto . inet_service ; comment \"ClusterIP ports whose traffic from outside the pod network is masqueraded\" ; }}"),
         format!("add set {t} hairpin-endpoints {{ type ipv4_addr . ipv4_addr ; comment \"endpoint . endpoint: a pod reaching itself through a Service\" ; }}"),
         format!("add map {t} service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict ; comment \"ClusterIP, ExternalIP and LoadBalancer IP traffic\" ; }}"),
         format!("add map {t} service-nodeports {{ type inet_proto . inet_service : verdict ; comment \"NodePort traffic\" ; }}"),
@@ -261,6 +305,13 @@ fn skeleton(out: &mut String) {
         format!("add rule {t} masquerading mark set mark xor {MASQ_MARK}"),
         format!("add rule {t} masquerading masquerade fully-random"),
         format!("add chain {t} services"),
+    ];
+    if opts.masquerade_all {
+        lines.push(format!("add rule {t} services ip daddr . meta l4proto . th dport @masq-service-ips jump mark-for-masquerade"));
+    } else if let Some(cidr) = &opts.cluster_cidr {
+        lines.push(format!("add rule {t} services ip saddr != {cidr} ip daddr . meta l4proto . th dport @masq-service-ips jump mark-for-masquerade"));
+    }
+    lines.extend([
         format!("add rule {t} services ip daddr . meta l4proto . th dport vmap @service-ips"),
         format!("add rule {t} services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports"),
         format!("add chain {t} service-endpoints-check"),
@@ -285,99 +336,217 @@ fn skeleton(out: &mut String) {
         format!("add rule {t} nat-output jump services"),
         format!("add chain {t} nat-postrouting {{ type nat hook postrouting priority 100 ; }}"),
         format!("add rule {t} nat-postrouting jump masquerading"),
-    ];
+    ]);
     for l in lines {
         out.push_str(&l);
         out.push('\n');
     }
 }
 
-/// `key` in a set, `key : verdict` in a map.
-fn element(key: &str, value: &str) -> String {
-    if value.is_empty() {
-        key.to_string()
-    } else {
-        format!("{key} : {value}")
+/// A transaction in the making: what changed, gathered over the fragments that changed, written
+/// out in the order `nft` needs.
+#[derive(Default)]
+struct Changes<'a> {
+    sets_added: Vec<&'a (String, String)>,
+    sets_gone: Vec<&'a str>,
+    /// Chains to create (`true`) or flush (`false`) and rewrite.
+    chains: Vec<(bool, &'a (String, Vec<String>))>,
+    chains_gone: Vec<&'a str>,
+    /// Element keys touched, with the value the table held before (`None`: a full sync, where the
+    /// table held none and every key is written).
+    touched: Option<FastMap<ElementKey, Option<String>>>,
+}
+
+impl<'a> Changes<'a> {
+    /// Records `before` → `after` for one port (an empty fragment: added or removed) and adjusts the
+    /// element counts.
+    fn replace(
+        &mut self,
+        before: &'a Fragment,
+        after: &'a Fragment,
+        elements: &mut FastMap<ElementKey, Holders>,
+    ) {
+        for s in &after.sets {
+            if !before.sets.contains(s) {
+                self.sets_added.push(s);
+            }
+        }
+        for (name, _) in &before.sets {
+            if !after.sets.iter().any(|(n, _)| n == name) {
+                self.sets_gone.push(name);
+            }
+        }
+        for c in &after.chains {
+            match before.chains.iter().find(|(n, _)| *n == c.0) {
+                Some(old) if old.1 == c.1 => {}
+                Some(_) => self.chains.push((false, c)),
+                None => self.chains.push((true, c)),
+            }
+        }
+        for (name, _) in &before.chains {
+            if !after.chains.iter().any(|(n, _)| n == name) {
+                self.chains_gone.push(name);
+            }
+        }
+        for (add, frag) in [(false, before), (true, after)] {
+            for (map, key, value) in &frag.elements {
+                let k: ElementKey = (map, key.clone());
+                let holders = elements.entry(k).or_default();
+                if let Some(touched) = &mut self.touched {
+                    touched
+                        .entry((map, key.clone()))
+                        .or_insert_with(|| holders.effective().cloned());
+                }
+                if add {
+                    holders.add(value);
+                } else {
+                    holders.remove(value);
+                }
+            }
+        }
+    }
+
+    /// The `nft -f` input; drops keys no fragment holds any more from `elements`.
+    fn write(self, out: &mut String, elements: &mut FastMap<ElementKey, Holders>) {
+        let t = TABLE;
+        for (name, decl) in &self.sets_added {
+            let _ = writeln!(out, "add set {t} {name} {decl}");
+        }
+        for (create, (name, _)) in &self.chains {
+            let verb = if *create { "add" } else { "flush" };
+            let _ = writeln!(out, "{verb} chain {t} {name}");
+        }
+        for (_, (name, rules)) in &self.chains {
+            for r in rules {
+                let _ = writeln!(out, "add rule {t} {name} {r}");
+            }
+        }
+        // One statement per map and direction: parsing 10,000 one-element statements costs more.
+        let mut removed: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut added: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let element = |key: &str, value: &str| {
+            if value.is_empty() {
+                key.to_string()
+            } else {
+                format!("{key} : {value}")
+            }
+        };
+        match self.touched {
+            None => {
+                for ((map, key), holders) in elements.iter() {
+                    if let Some(value) = holders.effective() {
+                        added.entry(map).or_default().push(element(key, value));
+                    }
+                }
+                elements.retain(|_, h| h.effective().is_some());
+            }
+            Some(touched) => {
+                for (k, before) in touched {
+                    let after = elements.get(&k).and_then(|h| h.effective().cloned());
+                    if after.is_none() {
+                        elements.remove(&k);
+                    }
+                    if before == after {
+                        continue;
+                    }
+                    let (map, key) = k;
+                    if let Some(value) = after {
+                        added.entry(map).or_default().push(element(&key, &value));
+                    }
+                    if before.is_some() {
+                        removed.entry(map).or_default().push(key);
+                    }
+                }
+            }
+        }
+        for map in MAPS {
+            for (verb, list) in [
+                ("delete", removed.get_mut(map)),
+                ("add", added.get_mut(map)),
+            ] {
+                if let Some(list) = list {
+                    list.sort();
+                    let _ = writeln!(out, "{verb} element {t} {map} {{ {} }}", list.join(", "));
+                }
+            }
+        }
+        // Chains that are gone: flushed first, deleted once nothing points at them, then the
+        // affinity sets their rules used.
+        for name in &self.chains_gone {
+            let _ = writeln!(out, "flush chain {t} {name}");
+        }
+        for name in &self.chains_gone {
+            let _ = writeln!(out, "delete chain {t} {name}");
+        }
+        for name in &self.sets_gone {
+            let _ = writeln!(out, "delete set {t} {name}");
+        }
     }
 }
 
-/// The `nft -f` input that brings the table from `old` (the last state applied; `None`: recreate the
-/// table) to `new`. Order matters inside the transaction: chains exist before rules and map
-/// elements point at them, and a chain is deleted only after the elements and rules that jumped to it.
-pub fn transaction(new: &State, old: Option<&State>) -> String {
-    let t = TABLE;
+/// The `nft -f` input that brings the table from `old` (the state last applied; `None`: recreate
+/// the table) to `ports`, and the state it leaves. Only ports that differ from the ones `old` was
+/// rendered from are rendered again. Order matters inside the transaction: chains exist before
+/// rules and map elements point at them, and a chain is deleted only after the elements and rules
+/// that jumped to it.
+pub fn sync(ports: &[ServicePort], opts: &Options, old: Option<State>) -> (State, String) {
     let mut out = String::new();
-    let empty = State::default();
-    let old = match old {
+    let mut changes = Changes {
+        touched: old.is_some().then(FastMap::default),
+        ..Changes::default()
+    };
+    let mut old = match old {
         Some(o) => o,
         None => {
             // Recreate: `add` first so that `delete` cannot fail on a missing table.
-            let _ = writeln!(out, "add table {t}");
-            let _ = writeln!(out, "delete table {t}");
-            skeleton(&mut out);
-            &empty
+            let _ = writeln!(out, "add table {TABLE}");
+            let _ = writeln!(out, "delete table {TABLE}");
+            skeleton(&mut out, opts);
+            State::default()
         }
     };
-    for (name, decl) in &new.sets {
-        if old.sets.get(name) != Some(decl) {
-            let _ = writeln!(out, "add set {t} {name} {decl}");
+    let mut elements = std::mem::take(&mut old.elements);
+    // Fragments rendered for changed ports, and the ones they replace.
+    let mut rendered: Vec<(String, ServicePort, Fragment, Fragment)> = Vec::new();
+    let mut kept = FastMap::with_capacity_and_hasher(ports.len(), Default::default());
+    let mut seen = std::collections::HashSet::with_capacity_and_hasher(
+        ports.len(),
+        foldhash::fast::RandomState::default(),
+    );
+    for p in ports {
+        let key = base(p);
+        if !seen.insert(key.clone()) {
+            continue; // the same port twice: the first wins
+        }
+        match old.ports.remove(&key) {
+            Some((prev, frag)) if prev == *p => {
+                kept.insert(key, (prev, frag));
+            }
+            prev => {
+                let before = prev.map(|(_, f)| f).unwrap_or_default();
+                rendered.push((key, p.clone(), fragment(p, opts), before));
+            }
         }
     }
-    let changed: Vec<(&String, &Vec<String>)> = new
-        .chains
-        .iter()
-        .filter(|(name, rules)| old.chains.get(*name) != Some(*rules))
-        .collect();
-    for (name, _) in &changed {
-        if old.chains.contains_key(*name) {
-            let _ = writeln!(out, "flush chain {t} {name}");
-        } else {
-            let _ = writeln!(out, "add chain {t} {name}");
-        }
+    let gone: Vec<Fragment> = old.ports.into_values().map(|(_, f)| f).collect();
+    let empty = Fragment::default();
+    for (_, _, after, before) in &rendered {
+        changes.replace(before, after, &mut elements);
     }
-    for (name, rules) in &changed {
-        for r in rules.iter() {
-            let _ = writeln!(out, "add rule {t} {name} {r}");
-        }
+    for before in &gone {
+        changes.replace(before, &empty, &mut elements);
     }
-    // One statement per map and direction: parsing 10,000 one-element statements costs more.
-    let no_elements = BTreeMap::new();
-    for (map, elements) in &new.elements {
-        let before = old.elements.get(map).unwrap_or(&no_elements);
-        let removed: Vec<&str> = before
-            .iter()
-            .filter(|(key, value)| elements.get(*key) != Some(*value))
-            .map(|(key, _)| key.as_str())
-            .collect();
-        if !removed.is_empty() {
-            let _ = writeln!(out, "delete element {t} {map} {{ {} }}", removed.join(", "));
-        }
-        let added: Vec<String> = elements
-            .iter()
-            .filter(|(key, value)| before.get(*key) != Some(*value))
-            .map(|(key, value)| element(key, value))
-            .collect();
-        if !added.is_empty() {
-            let _ = writeln!(out, "add element {t} {map} {{ {} }}", added.join(", "));
-        }
+    changes.write(&mut out, &mut elements);
+    for (key, port, after, _) in rendered {
+        kept.insert(key, (port, after));
     }
-    // Chains that are gone: flushed first, deleted once nothing points at them, then the affinity
-    // sets their rules used.
-    let gone: Vec<&String> = old
-        .chains
-        .keys()
-        .filter(|c| !new.chains.contains_key(*c))
-        .collect();
-    for name in &gone {
-        let _ = writeln!(out, "flush chain {t} {name}");
-    }
-    for name in &gone {
-        let _ = writeln!(out, "delete chain {t} {name}");
-    }
-    for name in old.sets.keys().filter(|s| !new.sets.contains_key(*s)) {
-        let _ = writeln!(out, "delete set {t} {name}");
-    }
-    out
+    (
+        State {
+            ports: kept,
+            elements,
+        },
+        out,
+    )
 }
 
 #[cfg(test)]
@@ -385,6 +554,8 @@ mod tests {
     use super::*;
     use crate::proxy::service_map::build;
     use crate::proxy::service_map::tests::{opts, service, slice};
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
     use serde_json::json;
 
     #[test]
@@ -396,6 +567,19 @@ mod tests {
         );
         // upstream's nftables proxier tests name ns1/svc1's p80 chain service-ULMVA6XW-ns1/svc1/tcp/p80.
         assert_eq!(hashed("ns1/svc1/tcp/p80"), "ULMVA6XW-ns1/svc1/tcp/p80");
+    }
+
+    /// A fragment's elements of one map, as key → value.
+    fn elements(f: &Fragment, map: &str) -> BTreeMap<String, String> {
+        f.elements
+            .iter()
+            .filter(|(m, ..)| *m == map)
+            .map(|(_, k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn chain<'a>(f: &'a Fragment, name: &str) -> &'a [String] {
+        &f.chains.iter().find(|(n, _)| n == name).expect(name).1
     }
 
     #[test]
@@ -420,50 +604,58 @@ mod tests {
         let st = render(&build(&[&svc, &empty], &[&eps], "n1"), &opts());
         let b = hashed("ns1/svc1/tcp/http");
         assert_eq!(
-            st.elements["service-ips"],
+            elements(&st, "service-ips"),
             BTreeMap::from([(
                 "172.30.0.41 . tcp . 80".to_string(),
                 format!("goto service-{b}")
             )])
         );
+        // Masqueraded by the one rule over this set, not a rule in the Service's chain.
         assert_eq!(
-            st.elements["service-nodeports"],
+            elements(&st, "masq-service-ips"),
+            BTreeMap::from([("172.30.0.41 . tcp . 80".to_string(), String::new())])
+        );
+        assert_eq!(
+            elements(&st, "service-nodeports"),
             BTreeMap::from([("tcp . 30080".to_string(), format!("goto external-{b}"))])
         );
         assert_eq!(
-            st.elements["no-endpoint-services"],
+            elements(&st, "no-endpoint-services"),
             BTreeMap::from([(
                 "172.30.0.42 . tcp . 80".to_string(),
                 "goto reject-chain".to_string()
             )])
         );
         assert_eq!(
-            st.chains[&format!("service-{b}")],
-            vec![
-                "ip daddr 172.30.0.41 tcp dport 80 ip saddr != 10.88.0.0/16 jump mark-for-masquerade".to_string(),
+            chain(&st, &format!("service-{b}")),
+            [
                 "numgen random mod 2 == 0 meta l4proto tcp dnat to 10.88.0.2:8080".to_string(),
                 "meta l4proto tcp dnat to 10.88.0.3:8080".to_string(),
             ]
         );
         assert_eq!(
-            st.elements["hairpin-endpoints"].keys().collect::<Vec<_>>(),
+            elements(&st, "hairpin-endpoints")
+                .keys()
+                .collect::<Vec<_>>(),
             vec!["10.88.0.2 . 10.88.0.2", "10.88.0.3 . 10.88.0.3"]
         );
         assert_eq!(
-            st.chains[&format!("external-{b}")],
-            vec![
+            chain(&st, &format!("external-{b}")),
+            [
                 "jump mark-for-masquerade".to_string(),
                 format!("goto service-{b}")
             ]
         );
+        let (_, full) = sync(&build(&[&svc, &empty], &[&eps], "n1"), &opts(), None);
+        assert!(full.contains("add rule ip kube-proxy services ip saddr != 10.88.0.0/16 ip daddr . meta l4proto . th dport @masq-service-ips jump mark-for-masquerade\n"), "{full}");
     }
 
-    #[test]
-    fn one_endpoint_change_is_a_small_transaction() {
-        let svcs: Vec<_> = (0..50)
+    /// `n` Services of one port, each with endpoints 10.88.0.2 and 10.88.0.3.
+    fn fleet(n: usize) -> (Vec<Service>, Vec<EndpointSlice>) {
+        let svcs = (0..n)
             .map(|i| service("ns", &format!("s{i}"), json!({"clusterIP": format!("10.96.1.{i}"), "ports": [{"name": "http", "port": 80}]})))
             .collect();
-        let slices: Vec<_> = (0..50)
+        let slices = (0..n)
             .map(|i| {
                 slice(
                     "ns",
@@ -473,33 +665,67 @@ mod tests {
                 )
             })
             .collect();
+        (svcs, slices)
+    }
+
+    #[test]
+    fn one_endpoint_change_is_a_small_transaction() {
+        let (svcs, slices) = fleet(50);
         let refs: Vec<_> = svcs.iter().collect();
         let mut srefs: Vec<_> = slices.iter().collect();
-        let before = render(&build(&refs, &srefs, "n1"), &opts());
+        let (before, full) = sync(&build(&refs, &srefs, "n1"), &opts(), None);
+        assert!(full.starts_with("add table ip kube-proxy\ndelete table ip kube-proxy\n"));
+        // All of a map's elements in one statement.
+        let statements: Vec<&str> = full
+            .lines()
+            .filter(|l| l.starts_with("add element ip kube-proxy service-ips { "))
+            .collect();
+        assert_eq!(statements.len(), 1, "{full}");
+        assert!(statements[0].contains(", 10.96.1.7 . tcp . 80 : goto service-"));
+
         let one = slice("ns", "s7", 80, &[("10.88.0.2", true, "n1")]);
         srefs[7] = &one;
-        let after = render(&build(&refs, &srefs, "n1"), &opts());
-        let tx = transaction(&after, Some(&before));
+        let ports = build(&refs, &srefs, "n1");
+        let (after, tx) = sync(&ports, &opts(), Some(before));
         let b = hashed("ns/s7/tcp/http");
         // The other Services still use 10.88.0.3, so the hairpin set keeps it.
         assert_eq!(
             tx,
             format!(
                 "flush chain ip kube-proxy service-{b}\n\
-                 add rule ip kube-proxy service-{b} ip daddr 10.96.1.7 tcp dport 80 ip saddr != 10.88.0.0/16 jump mark-for-masquerade\n\
                  add rule ip kube-proxy service-{b} meta l4proto tcp dnat to 10.88.0.2:80\n"
             )
         );
-        assert_eq!(transaction(&after, Some(&after)), "");
-        let full = transaction(&after, None);
-        assert!(full.starts_with("add table ip kube-proxy\ndelete table ip kube-proxy\n"));
-        // All of a map's elements in one statement.
-        let elements: Vec<&str> = full
-            .lines()
-            .filter(|l| l.starts_with("add element ip kube-proxy service-ips { "))
-            .collect();
-        assert_eq!(elements.len(), 1, "{full}");
-        assert!(elements[0].contains(", 10.96.1.7 . tcp . 80 : goto service-"));
+        let (_, again) = sync(&ports, &opts(), Some(after));
+        assert_eq!(again, "");
+    }
+
+    #[test]
+    fn shared_elements_leave_with_their_last_holder() {
+        let (svcs, slices) = fleet(2);
+        let refs: Vec<_> = svcs.iter().collect();
+        let srefs: Vec<_> = slices.iter().collect();
+        let (st, _) = sync(&build(&refs, &srefs, "n1"), &opts(), None);
+        // s0 goes: its chain and map entries leave, the endpoints s1 still uses stay.
+        let (st, tx) = sync(&build(&refs[1..], &srefs[1..], "n1"), &opts(), Some(st));
+        let b = hashed("ns/s0/tcp/http");
+        assert_eq!(
+            tx,
+            format!(
+                "delete element ip kube-proxy cluster-ips {{ 10.96.1.0 }}\n\
+                 delete element ip kube-proxy masq-service-ips {{ 10.96.1.0 . tcp . 80 }}\n\
+                 delete element ip kube-proxy service-ips {{ 10.96.1.0 . tcp . 80 }}\n\
+                 flush chain ip kube-proxy service-{b}\n\
+                 delete chain ip kube-proxy service-{b}\n"
+            )
+        );
+        // s1 goes too: now the endpoints leave the hairpin set.
+        let (st, tx) = sync(&[], &opts(), Some(st));
+        assert!(
+            tx.contains("delete element ip kube-proxy hairpin-endpoints { 10.88.0.2 . 10.88.0.2, 10.88.0.3 . 10.88.0.3 }\n"),
+            "{tx}"
+        );
+        assert!(st.ports.is_empty() && st.elements.is_empty());
     }
 
     #[test]
@@ -511,15 +737,19 @@ mod tests {
                    "ports": [{"name": "http", "port": 80}]}),
         );
         let eps = slice("ns", "sticky", 80, &[("10.88.0.2", true, "n1")]);
-        let st = render(&build(&[&svc], &[&eps], "n1"), &opts());
+        let ports = build(&[&svc], &[&eps], "n1");
+        let st = render(&ports, &opts());
         let e = hashed("ns/sticky/tcp/http__10.88.0.2/80");
         assert_eq!(
-            st.sets[&format!("affinity-{e}")],
-            "{ type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }"
+            st.sets,
+            [(
+                format!("affinity-{e}"),
+                "{ type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }".to_string()
+            )]
         );
         let b = hashed("ns/sticky/tcp/http");
         assert_eq!(
-            st.chains[&format!("service-{b}")][1..],
+            chain(&st, &format!("service-{b}")),
             [
                 format!("ip saddr @affinity-{e} meta l4proto tcp dnat to 10.88.0.2:80"),
                 format!(
@@ -527,7 +757,8 @@ mod tests {
                 ),
             ]
         );
-        let tx = transaction(&State::default(), Some(&st));
+        let (applied, _) = sync(&ports, &opts(), None);
+        let (_, tx) = sync(&[], &opts(), Some(applied));
         assert!(
             tx.ends_with(&format!("delete set ip kube-proxy affinity-{e}\n")),
             "{tx}"
