@@ -169,7 +169,8 @@ impl PodInfo {
     }
 }
 
-/// A node and what is placed on it.
+/// A node and what is placed on it (cloned by preemption to simulate evictions).
+#[derive(Clone)]
 pub struct NodeInfo {
     pub node: Arc<Node>,
     pub name: String,

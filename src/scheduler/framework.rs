@@ -1,21 +1,36 @@
 //! One scheduling cycle: filter the nodes (in parallel, stopping once enough feasible nodes are found
 //! as upstream's percentageOfNodesToScore), score the feasible ones with the default weights, pick the
-//! best (ties broken at random); or explain the failure in upstream's FitError words.
+//! best (ties broken at random); or, when none fits, try preemption ([`super::preemption`]) and explain
+//! the failure in upstream's FitError words.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::cache::{Cache, NodeInfo, PodInfo};
-use super::plugins::{self, inter_pod_affinity, Code, FilterResult, Rejection};
+use super::plugins::{self, inter_pod_affinity, pod_topology_spread, FilterResult, Rejection};
+use super::preemption::{self, Verdict};
 
 pub enum Outcome {
     Fits(String),
-    /// The FitError message and the condition reason (always Unschedulable here).
+    /// The FitError message (upstream's words, with preemption's verdict).
     Unschedulable(String),
+    /// No node fits, but evicting `victims` from `node` makes room (the message omits preemption,
+    /// as upstream's when its PostFilter succeeds).
+    Preempt {
+        message: String,
+        node: String,
+        victims: Vec<std::sync::Arc<PodInfo>>,
+    },
 }
 
-fn run_filters(pod: &PodInfo, ipa: &inter_pod_affinity::State, node: &NodeInfo) -> FilterResult {
+/// What the PreFilter plugins computed for one pod.
+struct PreFiltered {
+    spread: pod_topology_spread::State,
+    ipa: inter_pod_affinity::State,
+}
+
+fn run_filters(pod: &PodInfo, pre: &PreFiltered, node: &NodeInfo) -> FilterResult {
     // The default profile's filter order.
     plugins::node_unschedulable::filter(pod, node)?;
     plugins::node_name::filter(pod, node)?;
@@ -23,7 +38,8 @@ fn run_filters(pod: &PodInfo, ipa: &inter_pod_affinity::State, node: &NodeInfo) 
     plugins::node_affinity::filter(pod, node)?;
     plugins::node_ports::filter(pod, node)?;
     plugins::node_resources_fit::filter(pod, node)?;
-    inter_pod_affinity::filter(ipa, node)
+    pod_topology_spread::filter(&pre.spread, node)?;
+    inter_pod_affinity::filter(&pre.ipa, node)
 }
 
 /// upstream's numFeasibleNodesToFind with the adaptive percentage (50% − nodes/125, at least 5%),
@@ -59,7 +75,10 @@ impl Framework {
         if n == 0 {
             return Outcome::Unschedulable("no nodes available to schedule pods".into());
         }
-        let ipa = inter_pod_affinity::pre_filter(pod, cache);
+        let pre = PreFiltered {
+            spread: pod_topology_spread::pre_filter(pod, cache),
+            ipa: inter_pod_affinity::pre_filter(pod, cache),
+        };
         let want = num_feasible_to_find(n);
         let start = self.next_start % n;
         let next = AtomicUsize::new(0);
@@ -78,7 +97,7 @@ impl Framework {
                     break;
                 }
                 let idx = (start + i) % n;
-                match run_filters(pod, &ipa, nodes[idx]) {
+                match run_filters(pod, &pre, nodes[idx]) {
                     Ok(()) => {
                         found.fetch_add(1, Ordering::Relaxed);
                         ok.push((i, idx));
@@ -110,16 +129,39 @@ impl Framework {
         self.next_start = (start + processed) % n;
         let feasible: Vec<usize> = feasible.into_iter().map(|(_, idx)| idx).collect();
         if feasible.is_empty() {
-            let rejected = rejected.into_inner().unwrap_or_default();
-            return Outcome::Unschedulable(fit_error(pod, n, &rejected, cache));
+            let mut rejected = rejected.into_inner().unwrap_or_default();
+            rejected.sort_by_key(|(idx, _)| *idx);
+            let message = format!(
+                "0/{n} nodes are available: {}.",
+                histogram(
+                    rejected
+                        .iter()
+                        .flat_map(|(_, r)| r.reasons.iter().map(String::as_str))
+                )
+            );
+            let fits = |node: &NodeInfo| run_filters(pod, &pre, node);
+            return match preemption::find(pod, cache, &nodes, &rejected, fits) {
+                Verdict::Preempt(c) => Outcome::Preempt {
+                    message,
+                    node: c.node,
+                    victims: c.victims,
+                },
+                Verdict::NotEligible(why) => {
+                    Outcome::Unschedulable(format!("{message} preemption: {why}"))
+                }
+                Verdict::Unhelpful(reasons) => Outcome::Unschedulable(format!(
+                    "{message} preemption: 0/{n} nodes are available: {}.",
+                    histogram(reasons.iter().map(String::as_str))
+                )),
+            };
         }
         if feasible.len() == 1 {
             return Outcome::Fits(nodes[feasible[0]].name.clone());
         }
-        Outcome::Fits(nodes[self.pick(pod, &nodes, &feasible)].name.clone())
+        Outcome::Fits(nodes[self.pick(pod, cache, &nodes, &feasible)].name.clone())
     }
 
-    fn pick(&self, pod: &PodInfo, nodes: &[&NodeInfo], feasible: &[usize]) -> usize {
+    fn pick(&self, pod: &PodInfo, cache: &Cache, nodes: &[&NodeInfo], feasible: &[usize]) -> usize {
         let mut taint: Vec<i64> = feasible
             .iter()
             .map(|&i| plugins::taint_toleration::score(pod, nodes[i]))
@@ -130,6 +172,8 @@ impl Framework {
             .map(|&i| plugins::node_affinity::score(pod, nodes[i]))
             .collect();
         plugins::default_normalize(&mut affinity, false);
+        let feasible_nodes: Vec<&NodeInfo> = feasible.iter().map(|&i| nodes[i]).collect();
+        let spread = pod_topology_spread::scores(pod, cache, &feasible_nodes);
         let mut best = (i64::MIN, feasible[0]);
         let mut ties = 0u32;
         for (k, &i) in feasible.iter().enumerate() {
@@ -138,7 +182,8 @@ impl Framework {
                 + plugins::balanced_allocation::score(pod, nodes[i])
                     * plugins::balanced_allocation::WEIGHT
                 + taint[k] * plugins::taint_toleration::WEIGHT
-                + affinity[k] * plugins::node_affinity::WEIGHT;
+                + affinity[k] * plugins::node_affinity::WEIGHT
+                + spread.as_ref().map_or(0, |s| s[k]) * pod_topology_spread::WEIGHT;
             if total > best.0 {
                 best = (total, i);
                 ties = 1;
@@ -172,48 +217,4 @@ fn histogram<'a>(reasons: impl Iterator<Item = &'a str>) -> String {
         .collect();
     parts.sort();
     parts.join(", ")
-}
-
-/// upstream's FitError.Error() followed by DefaultPreemption's PostFilter message. Preemption itself is
-/// not implemented: the message says what upstream's dry run finds when no node has lower-priority pods
-/// whose removal would make room.
-fn fit_error(pod: &PodInfo, all: usize, rejected: &[(usize, Rejection)], cache: &Cache) -> String {
-    let mut msg = format!(
-        "0/{all} nodes are available: {}.",
-        histogram(
-            rejected
-                .iter()
-                .flat_map(|(_, r)| r.reasons.iter().map(String::as_str))
-        )
-    );
-    let spec = pod.pod.spec.as_ref();
-    if spec.and_then(|s| s.preemption_policy.as_deref()) == Some("Never") {
-        msg.push_str(" preemption: not eligible due to preemptionPolicy=Never.");
-        return msg;
-    }
-    let priority = spec.and_then(|s| s.priority).unwrap_or(0);
-    let nodes: Vec<&NodeInfo> = cache.nodes.values().collect();
-    let preemption: Vec<String> = rejected
-        .iter()
-        .map(|(idx, r)| {
-            if r.code == Code::UnschedulableAndUnresolvable {
-                return "Preemption is not helpful for scheduling".to_string();
-            }
-            let lower = nodes[*idx]
-                .pods
-                .values()
-                .any(|p| p.pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0) < priority);
-            if lower {
-                // Upstream would re-run the filters without the victims; rkube does not preempt yet.
-                r.reasons.first().cloned().unwrap_or_default()
-            } else {
-                "No preemption victims found for incoming pod".to_string()
-            }
-        })
-        .collect();
-    msg.push_str(&format!(
-        " preemption: 0/{all} nodes are available: {}.",
-        histogram(preemption.iter().map(String::as_str))
-    ));
-    msg
 }

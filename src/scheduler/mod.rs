@@ -7,12 +7,15 @@
 //! sees its resources before the watch catches up) and the binding (`pods/binding`) is sent in the
 //! background. A pod that fits nowhere gets the `FailedScheduling` event and `PodScheduled=False`
 //! (reason Unschedulable, upstream's message) and waits in the unschedulable set until a cluster event
-//! (node added/changed, pod deleted) moves it back, after its backoff (1 s doubling to 10 s).
+//! (node added/changed, pod deleted) moves it back, after its backoff (1 s doubling to 10 s). When
+//! evicting lower-priority pods would make room, [`preemption`] names them: the pod is nominated to
+//! that node and waits while they are deleted.
 
 pub mod bench;
 pub mod cache;
 pub mod framework;
 pub mod plugins;
+pub mod preemption;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -314,6 +317,14 @@ impl Scheduler {
         }
     }
 
+    /// Parks a pod that fits nowhere until a cluster event.
+    fn wait(&mut self, key: &str) {
+        if let Some(p) = self.pending.get_mut(key) {
+            p.unschedulable_since.get_or_insert_with(Instant::now);
+        }
+        self.unschedulable.insert(key.to_string());
+    }
+
     fn schedule_one(&mut self, key: String) {
         let Some(p) = self.pending.get_mut(&key) else {
             return;
@@ -352,14 +363,27 @@ impl Scheduler {
                 });
             }
             Outcome::Unschedulable(message) => {
-                if let Some(p) = self.pending.get_mut(&key) {
-                    p.unschedulable_since.get_or_insert_with(Instant::now);
-                }
-                self.unschedulable.insert(key.clone());
+                self.wait(&key);
                 let client = self.client.clone();
                 let recorder = self.recorder.clone();
                 tokio::spawn(async move {
-                    report_unschedulable(&client, &recorder, &pod, &message).await;
+                    report_unschedulable(&client, &recorder, &pod, &message, None).await;
+                });
+            }
+            Outcome::Preempt {
+                message,
+                node,
+                victims,
+            } => {
+                // The pod waits for the victims' deletions, which move it back to the queue.
+                self.wait(&key);
+                let client = self.client.clone();
+                let recorder = self.recorder.clone();
+                tokio::spawn(async move {
+                    for v in &victims {
+                        preempt(&client, &recorder, &pod, &v.pod, &node).await;
+                    }
+                    report_unschedulable(&client, &recorder, &pod, &message, Some(&node)).await;
                 });
             }
         }
@@ -403,12 +427,73 @@ async fn event(
     }
 }
 
-/// The FailedScheduling event and the PodScheduled=False condition (written only when it changes).
+/// Evicts one preemption victim as upstream's preparePreemption: a `DisruptionTarget` condition
+/// first (so its controllers know why it goes), then the deletion (with its grace period), and a
+/// `Preempted` event naming the preemptor.
+async fn preempt(
+    client: &kube::Client,
+    recorder: &Recorder,
+    preemptor: &Pod,
+    victim: &Pod,
+    node: &str,
+) {
+    let ns = victim.metadata.namespace.as_deref().unwrap_or("default");
+    let name = victim.metadata.name.as_deref().unwrap_or("");
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let condition = json!({"status": {"conditions": [{
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": "PreemptionByScheduler",
+        "message": format!("{SCHEDULER_NAME}: preempting to accommodate a higher priority pod"),
+        "lastTransitionTime": crate::kubelet::now(),
+    }]}});
+    if let Err(e) = api
+        .patch_status(name, &PatchParams::default(), &Patch::Strategic(condition))
+        .await
+    {
+        tracing::debug!(pod = name, "scheduler: DisruptionTarget not written: {e}");
+    }
+    let dp = kube::api::DeleteParams {
+        preconditions: victim
+            .metadata
+            .uid
+            .clone()
+            .map(|uid| kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+        ..Default::default()
+    };
+    match api.delete(name, &dp).await {
+        Ok(_) => {
+            let note = format!(
+                "Preempted by pod {} on node {node}",
+                preemptor.metadata.uid.as_deref().unwrap_or("")
+            );
+            let reference: ObjectReference = victim.object_ref(&());
+            let ev = Event {
+                type_: EventType::Normal,
+                reason: "Preempted".into(),
+                note: Some(note),
+                action: "Preempting".into(),
+                secondary: Some(preemptor.object_ref(&())),
+            };
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                tracing::debug!("scheduler: event not recorded: {e}");
+            }
+        }
+        Err(e) => tracing::warn!(pod = name, "scheduler: preemption victim not deleted: {e}"),
+    }
+}
+
+/// The FailedScheduling event and the PodScheduled=False condition (written only when it changes),
+/// with the node preemption nominated.
 async fn report_unschedulable(
     client: &kube::Client,
     recorder: &Recorder,
     pod: &Pod,
     message: &str,
+    nominated: Option<&str>,
 ) {
     event(
         recorder,
@@ -424,11 +509,13 @@ async fn report_unschedulable(
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
-    if current.is_some_and(|c| {
-        c.status == "False"
-            && c.reason.as_deref() == Some("Unschedulable")
-            && c.message.as_deref() == Some(message)
-    }) {
+    if nominated.is_none()
+        && current.is_some_and(|c| {
+            c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+                && c.message.as_deref() == Some(message)
+        })
+    {
         return;
     }
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
@@ -436,7 +523,7 @@ async fn report_unschedulable(
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     // Guarded by the resourceVersion the decision was made on: a pod bound meanwhile (by another
     // scheduler or a manual pods/binding) keeps its PodScheduled=True (the write answers 409).
-    let patch = json!({"metadata": {"resourceVersion": pod.metadata.resource_version}, "status": {"conditions": [{
+    let mut patch = json!({"metadata": {"resourceVersion": pod.metadata.resource_version}, "status": {"conditions": [{
         "type": "PodScheduled",
         "status": "False",
         "reason": "Unschedulable",
@@ -444,6 +531,9 @@ async fn report_unschedulable(
         "lastProbeTime": null,
         "lastTransitionTime": crate::kubelet::now(),
     }]}});
+    if let Some(node) = nominated {
+        patch["status"]["nominatedNodeName"] = json!(node);
+    }
     if let Err(e) = api
         .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
         .await
