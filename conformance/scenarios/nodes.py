@@ -354,3 +354,31 @@ def nodes_preemption(t: T):
     finally:
         t.run("delete", "namespace", ns, "--wait=false")
         t.run("delete", "priorityclass", *classes)
+
+
+@scenario
+def nodes_preferred_pod_affinity(t: T):
+    """preferred pod affinity draws pods to the node of the pods they name, preferred anti-affinity keeps
+    them off it (InterPodAffinity's score, weight 2)"""
+    names = nodes(t)
+    ns = t.namespace()
+
+    def pod(name: str, spec: dict, labels: dict | None = None) -> None:
+        spec = {**spec, "containers": [{"name": "c", "image": "busybox"}]}
+        t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}},
+                  "spec": spec}, ns)
+
+    def term(kind: str) -> dict:
+        return {kind: {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
+            "labelSelector": {"matchLabels": {"app": "anchor"}}, "topologyKey": "kubernetes.io/hostname"}}]}}
+
+    pod("anchor", {"nodeSelector": {"kubernetes.io/hostname": names[1]}}, {"app": "anchor"})
+    wait_phase(t, ns, "anchor", "Running")
+    for i in range(3):
+        pod(f"near{i}", {"affinity": term("podAffinity")})
+        pod(f"far{i}", {"affinity": term("podAntiAffinity")})
+    for i in range(3):
+        t.eq(wait_phase(t, ns, f"near{i}", "Running")["spec"]["nodeName"], names[1], f"near{i} beside the anchor")
+        t.true(wait_phase(t, ns, f"far{i}", "Running")["spec"]["nodeName"] != names[1], f"far{i} away from it",
+               t.last_cmd)
+    t.run("delete", "namespace", ns, "--wait=false")

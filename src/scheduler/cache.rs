@@ -241,6 +241,8 @@ pub struct Cache {
     pub placed: HashMap<String, (String, Arc<PodInfo>)>,
     /// Keys of placed pods with required anti-affinity terms (checked against every incoming pod).
     pub with_anti_affinity: HashSet<String>,
+    /// Keys of placed pods with any inter-pod affinity or anti-affinity term (visited when scoring).
+    pub with_affinity: HashSet<String>,
 }
 
 impl Cache {
@@ -267,6 +269,9 @@ impl Cache {
         if p.has_required_anti_affinity() {
             self.with_anti_affinity.insert(p.key.clone());
         }
+        if crate::scheduler::plugins::inter_pod_affinity::has_terms(&p) {
+            self.with_affinity.insert(p.key.clone());
+        }
         if let Some(info) = self.nodes.get_mut(node) {
             info.add_pod(p.clone());
         }
@@ -279,5 +284,6 @@ impl Cache {
             }
         }
         self.with_anti_affinity.remove(key);
+        self.with_affinity.remove(key);
     }
 }

@@ -174,6 +174,7 @@ impl Framework {
         plugins::default_normalize(&mut affinity, false);
         let feasible_nodes: Vec<&NodeInfo> = feasible.iter().map(|&i| nodes[i]).collect();
         let spread = pod_topology_spread::scores(pod, cache, &feasible_nodes);
+        let pod_affinity = inter_pod_affinity::scores(pod, cache, &feasible_nodes);
         let mut best = (i64::MIN, feasible[0]);
         let mut ties = 0u32;
         for (k, &i) in feasible.iter().enumerate() {
@@ -183,7 +184,8 @@ impl Framework {
                     * plugins::balanced_allocation::WEIGHT
                 + taint[k] * plugins::taint_toleration::WEIGHT
                 + affinity[k] * plugins::node_affinity::WEIGHT
-                + spread.as_ref().map_or(0, |s| s[k]) * pod_topology_spread::WEIGHT;
+                + spread.as_ref().map_or(0, |s| s[k]) * pod_topology_spread::WEIGHT
+                + pod_affinity.as_ref().map_or(0, |s| s[k]) * inter_pod_affinity::WEIGHT;
             if total > best.0 {
                 best = (total, i);
                 ties = 1;
