@@ -130,20 +130,8 @@ fn masquerades(opts: &Options) -> bool {
     opts.masquerade_all || opts.cluster_cidr.is_some()
 }
 
-/// The table's per-Service content for `ports` by map, chain and set (for tests and reading).
-pub fn render(ports: &[ServicePort], opts: &Options) -> Fragment {
-    let mut all = Fragment::default();
-    for p in ports {
-        let f = fragment(p, opts);
-        all.chains.extend(f.chains);
-        all.sets.extend(f.sets);
-        all.elements.extend(f.elements);
-    }
-    all
-}
-
 /// One Service port's chains, sets and elements.
-pub fn fragment(p: &ServicePort, opts: &Options) -> Fragment {
+fn fragment(p: &ServicePort, opts: &Options) -> Fragment {
     let mut f = Fragment::default();
     let b = hashed(&base(p));
     let svc = format!("service-{b}");
@@ -567,6 +555,18 @@ mod tests {
         );
         // upstream's nftables proxier tests name ns1/svc1's p80 chain service-ULMVA6XW-ns1/svc1/tcp/p80.
         assert_eq!(hashed("ns1/svc1/tcp/p80"), "ULMVA6XW-ns1/svc1/tcp/p80");
+    }
+
+    /// Every port's fragment in one.
+    fn render(ports: &[ServicePort], opts: &Options) -> Fragment {
+        let mut all = Fragment::default();
+        for p in ports {
+            let f = fragment(p, opts);
+            all.chains.extend(f.chains);
+            all.sets.extend(f.sets);
+            all.elements.extend(f.elements);
+        }
+        all
     }
 
     /// A fragment's elements of one map, as key → value.

@@ -214,10 +214,6 @@ pub fn scores(pod: &PodInfo, cache: &Cache, feasible: &[&NodeInfo]) -> Option<Ve
         .iter()
         .map(|d| ((d.len() + 2) as f64).ln())
         .collect();
-    let domains: Vec<std::collections::HashSet<String>> = domains
-        .into_iter()
-        .map(|d| d.into_iter().map(String::from).collect())
-        .collect();
     s.count(pod, cache.nodes.values(), |i, v| domains[i].contains(v));
     // Raw scores; None for nodes missing a key (upstream's IgnoredNodes, scored 0).
     let raw: Vec<Option<i64>> = feasible
