@@ -58,14 +58,18 @@ pub async fn run(clients: Clients) {
     let controller = Controller::new(services.clone(), Default::default());
     let svc_store = controller.store();
     let triggers = Arc::new(TriggerTimes::default());
+    let (deletions, deletions_writer) = reflector::store::<Service>();
     tokio::spawn(follow_deletions(
         services,
+        deletions_writer,
+        deletions.clone(),
         clients.writer.clone(),
         endpoints.clone(),
         triggers.clone(),
     ));
     let orphans = Orphans {
         services: svc_store.clone(),
+        deletions,
         client: clients.writer.clone(),
     };
     let ctx = Arc::new(Ctx {
@@ -84,7 +88,7 @@ pub async fn run(clients: Clients) {
         .watches_stream(endpoint_events, move |ep: Endpoints| {
             let ns = ep.namespace().unwrap_or_default();
             let svc = ObjectRef::<Service>::new(&ep.name_any()).within(&ns);
-            if is_ours(&ep) && orphans.services.get(&svc).is_none() {
+            if is_ours(&ep) && orphans.may_be_orphaned(&svc) {
                 tokio::spawn(delete_if_orphaned(orphans.clone(), ep));
             }
             Some(svc)
@@ -102,9 +106,19 @@ pub async fn run(clients: Clients) {
 #[derive(Clone)]
 struct Orphans {
     services: Store<Service>,
+    /// [`follow_deletions`]' own cache: it forgets a Service before it deletes the Endpoints, so an
+    /// Endpoints event that follows that deletion always sees the Service missing here, even while
+    /// the controller's cache (a separate watch) still holds it.
+    deletions: Store<Service>,
     /// The controller's own identity (`get` on services is in its role; the shared reader may
     /// only list and watch).
     client: kube::Client,
+}
+
+impl Orphans {
+    fn may_be_orphaned(&self, svc: &ObjectRef<Service>) -> bool {
+        self.services.get(svc).is_none() || self.deletions.get(svc).is_none()
+    }
 }
 
 fn is_ours(ep: &Endpoints) -> bool {
@@ -114,7 +128,8 @@ fn is_ours(ep: &Endpoints) -> bool {
 /// Closes the race between a sync and the Service's deletion: a sync that read the Service just
 /// before it went may (re)create its Endpoints after [`follow_deletions`] deleted them. Upstream
 /// serializes both through one work queue; here every event of one of our Endpoints whose Service is
-/// not in the cache is checked against the apiserver (the cache may merely lag a new Service), and
+/// missing from either cache ([`Orphans::may_be_orphaned`]) is checked against the apiserver (a cache
+/// may merely lag a new Service), and
 /// the Endpoints are deleted, guarded by their UID, only if the Service is really gone.
 async fn delete_if_orphaned(o: Orphans, ep: Endpoints) {
     let ns = ep.namespace().unwrap_or_default();
@@ -185,11 +200,12 @@ fn services_for_pod(
 /// (re)list, Endpoints whose Service is gone are deleted as upstream's checkLeftoverEndpoints does.
 async fn follow_deletions(
     services: Api<Service>,
+    w: reflector::store::Writer<Service>,
+    store: Store<Service>,
     client: kube::Client,
     endpoints: Store<Endpoints>,
     triggers: Arc<TriggerTimes>,
 ) {
-    let (store, w) = reflector::store::<Service>();
     let mut events = reflector::reflector(w, watcher(services, watcher::Config::default()))
         .default_backoff()
         .boxed();
