@@ -30,6 +30,7 @@ use crate::apiserver::registry::watch_cache::{
 use crate::apiserver::registry::write_mark::WriteMark;
 use crate::apiserver::status::Cause;
 use crate::apiserver::status::{ApiError, ApiResult};
+use crate::apiserver::wire::protobuf::canonicalize;
 use crate::storage::{KeyValue, Store, StoreError};
 
 /// How long a request waits for the watch cache to reach a resourceVersion it asked for.
@@ -232,12 +233,32 @@ fn random_suffix() -> String {
         .collect()
 }
 
-/// Serialized form stored: the object without its resourceVersion (the store's revision is the truth).
+/// Puts an object in upstream's field order (see `wire::protobuf::canonicalize`), with an empty
+/// `resourceVersion` holding its place so that the revision set on every read lands where upstream
+/// lists it.
+fn canonical(obj: &mut Value) {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.entry("resourceVersion")
+            .or_insert_with(|| Value::String(String::new()));
+    }
+    canonicalize(obj);
+}
+
+/// Serialized form stored: the object in upstream's field order without the value of its
+/// resourceVersion (the store's revision is the truth).
 fn to_stored(obj: &Value) -> ApiResult<Vec<u8>> {
     let mut v = obj.clone();
+    canonical(&mut v);
+    encode_stored(v)
+}
+
+/// [`to_stored`] of an object already [`canonical`].
+fn encode_stored(mut v: Value) -> ApiResult<Vec<u8>> {
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-        m.remove("selfLink");
+        if let Some(rv) = m.get_mut("resourceVersion") {
+            *rv = Value::String(String::new());
+        }
+        m.shift_remove("selfLink");
     }
     serde_json::to_vec(&v).map_err(|e| ApiError::internal(e.to_string()))
 }
@@ -253,10 +274,12 @@ fn served(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
 }
 
 /// What is stored for an object of `info`'s version (converted to its storage version if it has one).
-fn stored(info: &ResourceInfo, obj: &Value) -> ApiResult<Vec<u8>> {
+/// `obj` itself is put in upstream's field order, as the response that returns it must be.
+fn stored(info: &ResourceInfo, obj: &mut Value) -> ApiResult<Vec<u8>> {
+    canonical(obj);
     match info.conversion {
         Some(c) => to_stored(&(c.to_storage)(obj.clone())),
-        None => to_stored(obj),
+        None => encode_stored(obj.clone()),
     }
 }
 
@@ -719,7 +742,7 @@ impl Registry {
         &self,
         info: &ResourceInfo,
         ns: Option<&str>,
-        obj: Value,
+        mut obj: Value,
         dry_run: bool,
         hooks: Option<WriteCheck<'_>>,
     ) -> ApiResult<Value> {
@@ -756,9 +779,10 @@ impl Registry {
                 return Err(ApiError::already_exists(info, &name));
             }
             let _ = rev;
+            canonicalize(&mut obj);
             return Ok(obj);
         }
-        match self.store.create(&key, stored(info, &obj)?).await {
+        match self.store.create(&key, stored(info, &mut obj)?).await {
             Ok(rev) => {
                 let created = with_rv(obj, rev);
                 self.crd_changed(info, &created, false);
@@ -945,7 +969,11 @@ impl Registry {
                 hooks.check(&new, Some(&old))?;
                 hooks.admit(&mut new, Some(&old)).await?;
             }
-            let causes = validate(info, &new, subresource.is_none().then_some(&old));
+            let mut causes = validate(info, &new, subresource.is_none().then_some(&old));
+            if let Some(sub) = subresource {
+                info.strategy
+                    .validate_subresource_update(sub, &new, &old, &mut causes);
+            }
             if !causes.is_empty() {
                 return Err(ApiError::invalid(info, name, causes));
             }
@@ -966,6 +994,7 @@ impl Registry {
                 }
             }
             if dry_run {
+                canonicalize(&mut new);
                 return Ok((new, false));
             }
             if to_stored(&new)? == to_stored(&old)? {
@@ -988,7 +1017,7 @@ impl Registry {
             }
             match self
                 .store
-                .update(&key, stored(info, &new)?, current.mod_revision)
+                .update(&key, stored(info, &mut new)?, current.mod_revision)
                 .await
             {
                 Ok(rev) => {
@@ -1318,7 +1347,7 @@ impl Registry {
                     }
                     match self
                         .store
-                        .update(&key, stored(info, &new)?, current.mod_revision)
+                        .update(&key, stored(info, &mut new)?, current.mod_revision)
                         .await
                     {
                         Ok(rev) => return Ok(Deleted::Pending(with_rv(new, rev))),

@@ -116,6 +116,17 @@ pub trait Strategy: Send + Sync {
         (subresource == "status").then(|| status_update(obj, old))
     }
 
+    /// What a write to `subresource` may not change, beyond [`Strategy::validate`]'s rules (the
+    /// subresource strategy's `ValidateUpdate`).
+    fn validate_subresource_update(
+        &self,
+        _subresource: &str,
+        _new: &Value,
+        _old: &Value,
+        _causes: &mut Vec<Cause>,
+    ) {
+    }
+
     /// The kind's own rules for an object being written (`Validate`); metadata is checked by the
     /// store.
     fn validate(&self, _obj: &Value, _causes: &mut Vec<Cause>) {}

@@ -535,9 +535,25 @@ pub fn generate(pb_root: &Path, openapi_root: &Path) -> Result<String, String> {
         let wrapper = is_wrapper(m, o);
         let mut fields = m.fields.clone();
         fields.sort_by_key(|f| f.tag);
+        // The declaration order (Go's struct order, which JSON follows), as indices into `fields`.
+        let json_order = m
+            .fields
+            .iter()
+            .map(|d| {
+                fields
+                    .iter()
+                    .position(|f| f.tag == d.tag)
+                    .unwrap_or(0)
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        if m.fields.len() > 255 {
+            return Err(format!("{fname}: more than 255 fields"));
+        }
         let _ = write!(
             s,
-            "    Message {{ name: \"{fname}\", wrapper: {wrapper}, fields: &["
+            "    Message {{ name: \"{fname}\", wrapper: {wrapper}, json_order: &[{json_order}], fields: &["
         );
         let mut seen = HashMap::new();
         for fl in &fields {

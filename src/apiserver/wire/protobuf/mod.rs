@@ -36,9 +36,12 @@
 
 #[cfg(test)]
 mod gen;
+mod order;
 mod table;
 #[cfg(test)]
 mod tests;
+
+pub use order::canonicalize;
 
 use std::sync::OnceLock;
 
@@ -160,6 +163,9 @@ pub(crate) struct Message {
     pub name: &'static str,
     /// A Go named slice (`type ExtraValue []string`): JSON is the bare array of its `items`.
     pub wrapper: bool,
+    /// Indices into `fields` in the order the Go struct declares them: the order upstream writes
+    /// JSON in (see [`order`]).
+    pub json_order: &'static [u8],
     /// Sorted by tag.
     pub fields: &'static [Field],
 }
