@@ -203,3 +203,50 @@ def duplicate_fields(t: T) -> None:
           'Warning: duplicate field "data"'], "warn create warnings")
     cm = t.json("get", "cm", "dup", "-n", ns)
     t.eq((cm.get("data"), jget(cm, "metadata.labels")), ({"y": "2"}, {"a": "2"}), "the last value of a key wins")
+
+
+@scenario
+def undecodable_bodies(t: T) -> None:
+    """A body that cannot be read as the URL's kind answers 400 with upstream's words: Go's JSON syntax
+    error, wrapped as `the object provided is unrecognized (must be of type K): ... (<first 30 bytes>)`;
+    another built-in kind `Pod in version "v1" cannot be handled as a Namespace: converting (v1.Pod) to
+    (core.Namespace): unknown conversion`; an unknown kind `no kind "Foo" is registered ...`. Upstream's
+    kubectl test posts a Pod manifest to /api/v1/namespaces with `kubectl create --raw`."""
+    ns = t.namespace()
+    js = {"Content-Type": "application/json"}
+    pod_yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: raw-pod\n"
+    err = t.fails("create", "--raw", "/api/v1/namespaces", "-f", "-", stdin=pod_yaml)
+    t.eq(err, "Error from server (BadRequest): the object provided is unrecognized (must be of type Namespace): "
+         "couldn't get version/kind; json parse error: invalid character 'a' looking for beginning of value "
+         f"({pod_yaml.encode()[:30].hex()} ...)", "kubectl create --raw of a YAML Pod to namespaces")
+    cases = [
+        (b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}',
+         "the object provided is unrecognized (must be of type ConfigMap): couldn't get version/kind; json parse "
+         'error: unexpected end of JSON input ({"apiVersion":"v1","kind":"Con ...)'),
+        (b'{"apiVersion":"v1" "kind":"ConfigMap"}',
+         "the object provided is unrecognized (must be of type ConfigMap): couldn't get version/kind; json parse "
+         """error: invalid character '"' after object key:value pair ({"apiVersion":"v1" "kind":"Con ...)"""),
+        (b'[1,2]',
+         "the object provided is unrecognized (must be of type ConfigMap): couldn't get version/kind; json parse "
+         'error: json: cannot unmarshal array into Go value of type struct { APIVersion string '
+         '"json:\\"apiVersion,omitempty\\""; Kind string "json:\\"kind,omitempty\\"" } (5b312c325d)'),
+        (b'{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}}',
+         'Pod in version "v1" cannot be handled as a ConfigMap: converting (v1.Pod) to (core.ConfigMap): '
+         "unknown conversion"),
+        (b'{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"}}',
+         'Deployment in version "v1" cannot be handled as a ConfigMap: converting (v1.Deployment) to '
+         "(core.ConfigMap): unknown conversion"),
+        (b'{"apiVersion":"v1","kind":"Foo","metadata":{"name":"x"}}',
+         'Foo in version "v1" cannot be handled as a ConfigMap: no kind "Foo" is registered for version "v1" in '
+         'scheme "pkg/api/legacyscheme/scheme.go:30"'),
+    ]
+    for body, message in cases:
+        status, text = t.https("POST", f"/api/v1/namespaces/{ns}/configmaps", body=body, headers=js)
+        st = t.status_error(text, 400, "BadRequest", f"POST {body!r}")
+        t.eq(st.get("message"), message, f"POST {body!r}: message")
+    status, text = t.https("POST", f"/apis/apps/v1/namespaces/{ns}/deployments",
+                           body=b'{"apiVersion":"v1","kind":"Service","metadata":{"name":"x"}}', headers=js)
+    st = t.status_error(text, 400, "BadRequest", "POST a Service to deployments")
+    t.eq(st.get("message"), 'Service in version "v1" cannot be handled as a Deployment: converting (v1.Service) '
+         "to (apps.Deployment): unknown conversion", "another group's internal package")
+    t.eq(t.ok("get", "cm", "-n", ns, "-o", "name").split(), [f"configmap/{ROOT_CA}"], "nothing was created")

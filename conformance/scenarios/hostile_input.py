@@ -62,6 +62,16 @@ def cm_body(name: str, **extra) -> bytes:
     return json.dumps(obj).encode()
 
 
+def unrecognized(kind: str, message: str, body: bytes) -> str:
+    """Upstream's transformDecodeError for a created body whose kind could not be read: the message
+    and the body's first 30 bytes (summarizeData: as text for a JSON object, else hex)."""
+    head = body[:30]
+    shown = head.decode() if body[:1] == b"{" else head.hex()
+    if len(body) > 30:
+        shown += " ..."
+    return f"the object provided is unrecognized (must be of type {kind}): {message} ({shown})"
+
+
 def make_cm(t: T, ns: str, name: str, labels: dict | None = None) -> None:
     obj = json.loads(cm_body(name))
     if labels is not None:
@@ -77,7 +87,8 @@ def hostile_deep_bodies(t: T) -> None:
     path = CM.format(ns=ns)
     deep_json = b"[" * 100_000 + b"]" * 100_000
     refused(t, "POST", path, deep_json, JSON, 400, "BadRequest", "JSON nested 100,000 deep",
-            "couldn't get version/kind; json parse error: invalid character '[' exceeded max depth")
+            unrecognized("ConfigMap", "couldn't get version/kind; json parse error: invalid character '[' "
+                         "exceeded max depth", deep_json))
     # 500 KB of YAML flow mappings nested 100,000 deep (libyaml's scanner is quadratic in that depth).
     deep_yaml = b"{a: " * 100_000 + b"}" * 100_000
     # /readyz from another thread while the deep YAML is being refused: it must keep answering.
@@ -99,7 +110,8 @@ def hostile_deep_bodies(t: T) -> None:
     try:
         for _ in range(3):
             refused(t, "POST", path, deep_yaml, YAML, 400, "BadRequest", "YAML nested 100,000 deep (500 KB)",
-                    "error converting YAML to JSON: yaml: exceeded max depth of 10000")
+                    unrecognized("ConfigMap", "error converting YAML to JSON: yaml: exceeded max depth of 10000",
+                                 deep_yaml))
     finally:
         time.sleep(0.1)
         stop.set()
@@ -295,9 +307,11 @@ def hostile_seven_malformed(t: T) -> None:
     t.eq(status, 200, "the object survives the refused delete")
     # 6, 7. `kind` and `apiVersion` that are not strings: upstream's decoder reads them into strings first.
     refused(t, "POST", base, cm_body("kind5", kind=5), JSON, 400, "BadRequest", '"kind": 5 in a created body',
-            "couldn't get version/kind; json parse error: json: cannot unmarshal number into Go struct field .kind of type string")
+            unrecognized("ConfigMap", "couldn't get version/kind; json parse error: json: cannot unmarshal number "
+                         "into Go struct field .kind of type string", cm_body("kind5", kind=5)))
     refused(t, "POST", base, cm_body("apiv", apiVersion=["v1"]), JSON, 400, "BadRequest",
             '"apiVersion": ["v1"] in a created body',
-            "couldn't get version/kind; json parse error: json: cannot unmarshal array into Go struct field .apiVersion of type string")
+            unrecognized("ConfigMap", "couldn't get version/kind; json parse error: json: cannot unmarshal array "
+                         "into Go struct field .apiVersion of type string", cm_body("apiv", apiVersion=["v1"])))
     names = sorted(i["metadata"]["name"] for i in json.loads(t.https("GET", base)[1])["items"])
     t.true("kind5" not in names and "apiv" not in names, "nothing was created by the refused bodies", names)

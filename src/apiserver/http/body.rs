@@ -267,7 +267,8 @@ pub fn decode_json(body: &[u8]) -> Result<Value, String> {
             c as char
         ));
     }
-    serde_json::from_slice(body).map_err(|e| e.to_string())
+    serde_json::from_slice(body)
+        .map_err(|e| super::go_json::syntax_error(body).unwrap_or_else(|| e.to_string()))
 }
 
 /// Decodes a YAML body into JSON, refusing nesting deeper than upstream's go-yaml allows (with its
@@ -397,6 +398,15 @@ pub fn decode(format: BodyFormat, content_type: &str, body: &[u8]) -> ApiResult<
     };
     if format != BodyFormat::Protobuf {
         check_type_meta(&v).map_err(ApiError::bad_request)?;
+        if !v.is_object() && !v.is_null() {
+            // Upstream reads apiVersion and kind into this anonymous struct first.
+            let kind = go_json_kind(&v);
+            let kind = kind.split(' ').next().unwrap_or_default();
+            return Err(ApiError::bad_request(format!(
+                "couldn't get version/kind; json parse error: json: cannot unmarshal {kind} into Go value of type \
+                 struct {{ APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; Kind string \"json:\\\"kind,omitempty\\\"\" }}"
+            )));
+        }
     }
     if !v.is_object() {
         return Err(ApiError::bad_request(

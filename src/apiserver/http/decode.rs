@@ -4,11 +4,13 @@
 pub use crate::apiserver::authz::User;
 use crate::apiserver::catalog::ResourceInfo;
 use crate::apiserver::http::body::{self, BodyFormat};
+use crate::apiserver::http::go_json;
 use crate::apiserver::http::handlers::*;
 use crate::apiserver::http::request::{FieldValidation, Query};
 use crate::apiserver::registry::field_validation::check_fields;
 use crate::apiserver::registry::store::{normalize, DeleteOptions};
 use crate::apiserver::status::{ApiError, ApiResult};
+use crate::apiserver::wire::protobuf;
 use axum::body::Body;
 use http::{header, HeaderMap};
 use serde_json::{json, Value};
@@ -43,7 +45,7 @@ pub(crate) async fn typed_body(
     body::off_reactor(bytes.len(), move || {
         let format = BodyFormat::from_content_type(&ct)
             .ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
-        let v = body::decode(format, &ct, &bytes)?;
+        let v = body::decode(format, &ct, &bytes).map_err(|e| unrecognized(&info, e, &bytes))?;
         let original = v.clone();
         let normalized = checked_kind(&info, v)?;
         // Repeated keys are only visible in the raw text, and only JSON bodies are scanned for them.
@@ -55,9 +57,65 @@ pub(crate) async fn typed_body(
     .await
 }
 
+/// Upstream's transformDecodeError for a body whose kind could not be read: the kind the URL wants
+/// and the body's first bytes ([`go_json::summarize`]). Other refusals (size, media type) pass.
+fn unrecognized(info: &ResourceInfo, e: ApiError, bytes: &[u8]) -> ApiError {
+    if e.code != 400 {
+        return e;
+    }
+    ApiError::bad_request(format!(
+        "the object provided is unrecognized (must be of type {}): {} ({})",
+        info.kind,
+        e.message,
+        go_json::summarize(bytes)
+    ))
+}
+
+/// Upstream's decode error for a body of another built-in kind than the URL's: the body's kind is
+/// decoded, then converting it to the URL's internal type fails (or the scheme has no such kind).
+fn other_kind(info: &ResourceInfo, api_version: &str, kind: &str) -> String {
+    let version = api_version.rsplit('/').next().unwrap_or(api_version);
+    let cause = if protobuf::message_for(api_version, kind).is_some() {
+        format!(
+            "converting ({version}.{kind}) to ({}.{}): unknown conversion",
+            internal_package(&info.group),
+            info.kind
+        )
+    } else {
+        format!(
+            "no kind {kind:?} is registered for version {api_version:?} in scheme \"pkg/api/legacyscheme/scheme.go:30\""
+        )
+    };
+    format!(
+        "{kind} in version {version:?} cannot be handled as a {}: {cause}",
+        info.kind
+    )
+}
+
+/// The Go package of a group's internal types (`core.Pod`, `rbac.Role`, `apps.Deployment`).
+fn internal_package(group: &str) -> &str {
+    match group {
+        "" | "events.k8s.io" => "core",
+        "internal.apiserver.k8s.io" => "apiserverinternal",
+        g => g.split('.').next().unwrap_or(g),
+    }
+}
+
 pub(crate) fn checked_kind(info: &ResourceInfo, mut v: Value) -> ApiResult<Value> {
     let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
     let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if !kind.is_empty() && protobuf::message_for(&info.api_version(), &info.kind).is_some() {
+        // A body without apiVersion takes the URL's (upstream's gvkWithDefaults).
+        let av = match api_version {
+            "" => info.api_version(),
+            av => av.to_string(),
+        };
+        if kind != info.kind
+            || (av != info.api_version() && protobuf::message_for(&av, kind).is_none())
+        {
+            return Err(ApiError::bad_request(other_kind(info, &av, kind)));
+        }
+    }
     if !kind.is_empty() && kind != info.kind {
         return Err(ApiError::bad_request(format!(
             "the kind in the body ({kind}) does not match the kind of the resource ({}) the request is for",

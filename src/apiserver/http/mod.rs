@@ -11,6 +11,7 @@ pub mod body;
 pub mod component_status;
 pub mod decode;
 pub mod discovery;
+pub mod go_json;
 pub mod handlers;
 pub mod health;
 pub mod limits;
