@@ -530,3 +530,37 @@ def pod_streams_unscheduled(t: T) -> None:
          "Error from server (BadRequest): pod p does not have a host assigned", "exec")
     st, body = t.https("GET", f"/api/v1/namespaces/{ns}/pods/missing/log")
     t.eq((st, json.loads(body).get("message")), (404, 'pods "missing" not found'), "log of a missing pod")
+
+
+@scenario
+def pod_ephemeral_containers(t: T) -> None:
+    """`kubectl debug POD --image=...` adds an ephemeral container through pods/ephemeralcontainers (defaulted
+    as a pod's containers are); that subresource changes nothing else; once added, an ephemeral container
+    can be neither changed nor removed, and ports are refused, with upstream's messages."""
+    ns = t.namespace()
+    t.ok("run", "target", "--image=busybox", "--restart=Never", "-n", ns)
+    t.ok("debug", "target", "-n", ns, "--image=busybox", "-c", "dbg", "--profile=general")
+    o = t.json("get", "pod", "target", "-n", ns)
+    eph = jget(o, "spec.ephemeralContainers", [])
+    t.eq([(c.get("name"), c.get("image"), c.get("terminationMessagePolicy")) for c in eph],
+         [("dbg", "busybox", "File")], "the debug container is in the pod, defaulted")
+    t.eq(json.loads(t.ok("get", "--raw", f"/api/v1/namespaces/{ns}/pods/target/ephemeralcontainers")).get("kind"),
+         "Pod", "GET pods/ephemeralcontainers answers the Pod")
+    # Only spec.ephemeralContainers is taken from a write to the subresource.
+    t.ok("patch", "pod", "target", "-n", ns, "--subresource=ephemeralcontainers", "--type=merge",
+         "-p", '{"metadata":{"labels":{"sneaked":"in"}},"spec":{"activeDeadlineSeconds":5}}')
+    o = t.json("get", "pod", "target", "-n", ns)
+    t.eq((jget(o, "metadata.labels", {}).get("sneaked"), jget(o, "spec.activeDeadlineSeconds")), (None, None),
+         "labels and other spec fields are not written through the subresource")
+    err = t.fails("patch", "pod", "target", "-n", ns, "--subresource=ephemeralcontainers", "--type=json",
+                  "-p", '[{"op":"replace","path":"/spec/ephemeralContainers/0/image","value":"nginx"}]')
+    t.eq(err, f'The Pod "target" is invalid: spec.ephemeralContainers: Forbidden: existing ephemeral containers '
+         f'"dbg" may not be changed', "an existing ephemeral container may not change")
+    err = t.fails("patch", "pod", "target", "-n", ns, "--subresource=ephemeralcontainers", "--type=json",
+                  "-p", '[{"op":"remove","path":"/spec/ephemeralContainers/0"}]')
+    t.contains(err, 'existing ephemeral containers "dbg" may not be removed', "nor be removed")
+    err = t.fails("patch", "pod", "target", "-n", ns, "--subresource=ephemeralcontainers", "--type=json", "-p",
+                  '[{"op":"add","path":"/spec/ephemeralContainers/-","value":'
+                  '{"name":"web","image":"nginx","ports":[{"containerPort":80}]}}]')
+    t.eq(err, 'The Pod "target" is invalid: spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an '
+         "Ephemeral Container", "ports are refused")

@@ -75,7 +75,7 @@ pub enum SubresourceHandler {
 impl SubresourceHandler {
     fn for_name(name: &str) -> Self {
         match name {
-            "status" | "finalize" | "approval" => SubresourceHandler::Store,
+            "status" | "finalize" | "approval" | "ephemeralcontainers" => SubresourceHandler::Store,
             "scale" => SubresourceHandler::Scale,
             "binding" => SubresourceHandler::Binding,
             "token" => SubresourceHandler::Token,

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{Printer, Strategy};
+use super::{status_update, Printer, Strategy};
 use crate::apiserver::catalog::ResourceInfo;
 use crate::apiserver::registry::{defaults, validation::pod};
 use crate::apiserver::status::Cause;
@@ -29,6 +29,42 @@ impl Strategy for Pods {
     }
     fn validate_update(&self, new: &Value, old: &Value, causes: &mut Vec<Cause>) {
         pod::pod_update(new, old, causes);
+    }
+    /// `status` as every kind; `ephemeralcontainers` (what `kubectl debug` writes) takes only
+    /// `spec.ephemeralContainers` from the request, defaulted as a pod's containers are (upstream's
+    /// dropNonEphemeralContainerUpdates).
+    fn subresource_update(&self, subresource: &str, obj: &Value, old: &Value) -> Option<Value> {
+        match subresource {
+            "status" => Some(status_update(obj, old)),
+            "ephemeralcontainers" => {
+                let mut requested = obj.clone();
+                defaults::pod_defaults(&mut requested);
+                let mut out = old.clone();
+                match requested.pointer("/spec/ephemeralContainers") {
+                    Some(e) if out.get("spec").is_some_and(Value::is_object) => {
+                        out["spec"]["ephemeralContainers"] = e.clone();
+                    }
+                    _ => {
+                        if let Some(spec) = out.get_mut("spec").and_then(Value::as_object_mut) {
+                            spec.remove("ephemeralContainers");
+                        }
+                    }
+                }
+                Some(out)
+            }
+            _ => None,
+        }
+    }
+    fn validate_subresource_update(
+        &self,
+        subresource: &str,
+        new: &Value,
+        old: &Value,
+        causes: &mut Vec<Cause>,
+    ) {
+        if subresource == "ephemeralcontainers" {
+            pod::ephemeral_containers_update(new, old, causes);
+        }
     }
     fn graceful_delete_period(&self, obj: &Value, requested: Option<i64>) -> Option<i64> {
         let default = obj

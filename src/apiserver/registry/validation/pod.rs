@@ -1072,6 +1072,38 @@ const EPHEMERAL_FORBIDDEN: &[&str] = &[
     "restartPolicy",
 ];
 
+/// Upstream's ValidatePodEphemeralContainersUpdate beyond the pod's own rules: ephemeral containers,
+/// once added, are neither removed nor changed, and static (mirror) pods take none. The messages end
+/// with a newline, as upstream's do.
+pub fn ephemeral_containers_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    if old
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get("kubernetes.io/config.mirror"))
+        .is_some()
+    {
+        causes.clear();
+        causes.push(Cause::forbidden(
+            "[]",
+            "static pods do not support ephemeral containers",
+        ));
+        return;
+    }
+    let empty = json!({});
+    let new_list = items(new.get("spec").unwrap_or(&empty), "ephemeralContainers");
+    for o in items(old.get("spec").unwrap_or(&empty), "ephemeralContainers") {
+        let name = str_at(o, "name");
+        let detail = match new_list.iter().find(|n| str_at(n, "name") == name) {
+            None => "removed",
+            Some(n) if normalized(n) != normalized(o) => "changed",
+            Some(_) => continue,
+        };
+        causes.push(Cause::forbidden(
+            "spec.ephemeralContainers",
+            &format!("existing ephemeral containers {name:?} may not be {detail}\n"),
+        ));
+    }
+}
+
 fn validate_ephemeral_containers(spec: &Value, ctx: &Ctx, path: &str, causes: &mut Vec<Cause>) {
     let list = items(spec, "ephemeralContainers");
     if list.is_empty() {
