@@ -15,3 +15,4 @@ pub mod proxy;
 pub mod scheduler;
 pub mod storage;
 pub mod upgrade;
+pub mod user_agent;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use rkube::apiserver::{self, ApiServerConfig};
 use rkube::pki::Pki;
 use rkube::storage::{embedded::EmbeddedStore, etcd::EtcdStore, Store};
+use rkube::user_agent::agent;
 
 /// mimalloc rather than glibc's malloc: the server's work is mostly short-lived JSON trees allocated and
 /// freed across many threads, where glibc's arenas spent about a third of the server's CPU (perf, 2,000
@@ -489,10 +490,12 @@ enum Command {
 }
 
 /// A client authenticated by the kubeconfig at `path`.
-async fn client_from(path: &Path) -> anyhow::Result<kube::Client> {
+async fn client_from(path: &Path, agent: &str) -> anyhow::Result<kube::Client> {
     use kube::config::{KubeConfigOptions, Kubeconfig};
     let kc = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    rkube::user_agent::set(&mut config, agent);
     Ok(kube::Client::try_from(config)?)
 }
 
@@ -502,11 +505,14 @@ async fn client_as(
     url: &str,
     user: &str,
     groups: &[&str],
+    agent: &str,
 ) -> anyhow::Result<kube::Client> {
     use kube::config::{KubeConfigOptions, Kubeconfig};
     let (cert, key) = pki.issue_client_cert(user, groups)?;
     let kc = Kubeconfig::from_yaml(&pki.kubeconfig(url, &cert, &key))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    rkube::user_agent::set(&mut config, agent);
     Ok(kube::Client::try_from(config)?)
 }
 
@@ -636,16 +642,37 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     if args.scheduler {
         // The scheduler, as its own identity (bound to system:kube-scheduler by the bootstrap policy),
         // leading through the kube-system/kube-scheduler Lease as upstream's.
-        let scheduler = client_as(&pki, &url, "system:kube-scheduler", &[]).await?;
+        let scheduler = client_as(
+            &pki,
+            &url,
+            "system:kube-scheduler",
+            &[],
+            &agent("kube-scheduler", Some("scheduler")),
+        )
+        .await?;
         let candidate =
             rkube::leader_election::Candidate::new(scheduler.clone(), "kube-scheduler", &identity);
         tokio::spawn(candidate.lead(move || rkube::scheduler::run(scheduler.clone())));
     }
     if args.hollow_nodes > 0 {
-        let admin = client_as(&pki, &url, "system:admin", &["system:masters"]).await?;
+        let admin = client_as(
+            &pki,
+            &url,
+            "system:admin",
+            &["system:masters"],
+            &agent("rkube", None),
+        )
+        .await?;
         rkube::kubelet::hollow::grant_node_role(&admin).await?;
         // One shared identity for all in-process hollow nodes: see kubelet::hollow's module doc.
-        let nodes = client_as(&pki, &url, "system:node:hollow-nodes", &["system:nodes"]).await?;
+        let nodes = client_as(
+            &pki,
+            &url,
+            "system:node:hollow-nodes",
+            &["system:nodes"],
+            &agent("kubelet", None),
+        )
+        .await?;
         let count = args.hollow_nodes;
         tokio::spawn(async move {
             let res = rkube::kubelet::NodeResources::default();
@@ -668,7 +695,14 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         println!("rkube runs a kubelet on {endpoint}: this machine is a node that runs pods");
         let config = node_args.config(data_dir.join("kubelet"), advertise_address);
         let mut config = config;
-        let admin = client_as(&pki, &url, "system:admin", &["system:masters"]).await?;
+        let admin = client_as(
+            &pki,
+            &url,
+            "system:admin",
+            &["system:masters"],
+            &agent("rkube", None),
+        )
+        .await?;
         rkube::kubelet::hollow::grant_node_role(&admin).await?;
         // The apiserver calls kubelets as kube-apiserver-kubelet-client (kubeadm's binding).
         rkube::kubelet::registration::bind_cluster_role(
@@ -694,6 +728,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
                             "system:serviceaccounts",
                             "system:serviceaccounts:kube-system",
                         ],
+                        &agent("coredns", None),
                     )
                     .await?;
                     let port = sockets.local_addr()?.port();
@@ -722,10 +757,24 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             SocketAddr::new(IpAddr::from([0, 0, 0, 0]), node_args.kubelet_port),
         ));
         let user = format!("system:node:{}", config.node_name);
-        let client = client_as(&pki, &url, &user, &["system:nodes"]).await?;
+        let client = client_as(
+            &pki,
+            &url,
+            &user,
+            &["system:nodes"],
+            &agent("kubelet", None),
+        )
+        .await?;
         if let ProxyMode(Some(mode)) = args.proxy_mode {
             // kube-proxy as upstream's identity, bound to system:node-proxier by the bootstrap policy.
-            let proxy = client_as(&pki, &url, "system:kube-proxy", &[]).await?;
+            let proxy = client_as(
+                &pki,
+                &url,
+                "system:kube-proxy",
+                &[],
+                &agent("kube-proxy", None),
+            )
+            .await?;
             let proxy_config = rkube::proxy::Config {
                 mode,
                 node_name: config.node_name.clone(),
@@ -833,7 +882,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Scheduler { kubeconfig } => rt.block_on(async {
-            let client = client_from(&kubeconfig).await?;
+            let client =
+                client_from(&kubeconfig, &agent("kube-scheduler", Some("scheduler"))).await?;
             let identity = standalone_identity();
             let candidate =
                 rkube::leader_election::Candidate::new(client.clone(), "kube-scheduler", &identity);
@@ -869,7 +919,7 @@ fn main() -> anyhow::Result<()> {
             memory,
             max_pods,
         } => rt.block_on(async {
-            let client = client_from(&kubeconfig).await?;
+            let client = client_from(&kubeconfig, &agent("kubelet", None)).await?;
             let res = rkube::kubelet::NodeResources {
                 cpu,
                 memory,
@@ -882,7 +932,7 @@ fn main() -> anyhow::Result<()> {
             kubeconfig,
             kubelet,
         } => rt.block_on(async {
-            let client = client_from(&kubeconfig).await?;
+            let client = client_from(&kubeconfig, &agent("kubelet", None)).await?;
             let ip = primary_address(IpAddr::from([0, 0, 0, 0]));
             let config = kubelet.config(PathBuf::from("/var/lib/rkube-kubelet"), ip);
             rkube::kubelet::agent::run(client, config).await
@@ -906,7 +956,11 @@ fn main() -> anyhow::Result<()> {
                 netns: proxy.netns.clone(),
                 ipvs_scheduler: proxy.ipvs_scheduler.clone(),
             };
-            rkube::proxy::run(client_from(&kubeconfig).await?, config).await
+            rkube::proxy::run(
+                client_from(&kubeconfig, &agent("kube-proxy", None)).await?,
+                config,
+            )
+            .await
         }),
         Command::BenchProxy { services, modes } => {
             rt.block_on(rkube::proxy::bench::run(&services, &modes))
@@ -918,7 +972,7 @@ fn main() -> anyhow::Result<()> {
             ttl,
             upstream,
         } => rt.block_on(async {
-            let client = client_from(&kubeconfig).await?;
+            let client = client_from(&kubeconfig, &agent("coredns", None)).await?;
             let sockets = rkube::dns::Sockets::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen} (UDP and TCP)"))?;
@@ -945,7 +999,7 @@ fn main() -> anyhow::Result<()> {
             kubelet_pid,
         } => rt.block_on(async {
             rkube::kubelet::bench::run(
-                client_from(&kubeconfig).await?,
+                client_from(&kubeconfig, &agent("rkube-bench", None)).await?,
                 pods,
                 concurrency,
                 kubelet_pid,
@@ -957,7 +1011,12 @@ fn main() -> anyhow::Result<()> {
             pods,
             concurrency,
         } => rt.block_on(async {
-            rkube::scheduler::bench::run(client_from(&kubeconfig).await?, pods, concurrency).await
+            rkube::scheduler::bench::run(
+                client_from(&kubeconfig, &agent("rkube-bench", None)).await?,
+                pods,
+                concurrency,
+            )
+            .await
         }),
     }
 }

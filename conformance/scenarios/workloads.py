@@ -256,3 +256,27 @@ def wl_scale_races_status_writes(t: T) -> None:
              "the last scale and the last status write both stand")
     finally:
         t.run("delete", "crd", "races.scale.example.com", "--wait=false")
+
+
+@scenario
+def wl_component_writes_name_their_manager(t: T) -> None:
+    """Writes by the control plane's components are recorded under upstream's manager names (the first
+    segment of their User-Agent): the ReplicaSet a Deployment makes and the Deployment's status are
+    `kube-controller-manager`'s, never an empty manager."""
+    ns = t.namespace()
+    t.create({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "managed"}, "spec": {
+        "replicas": 0, "selector": {"matchLabels": {"app": "managed"}},
+        "template": {"metadata": {"labels": {"app": "managed"}},
+                     "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}, ns)
+
+    def managers(kind: str, selector: list[str]) -> list[tuple[str, str]]:
+        items = t.json("get", kind, "-n", ns, *selector, "--show-managed-fields").get("items", [])
+        return sorted((m.get("manager", ""), m.get("subresource", "")) for o in items
+                      for m in o["metadata"].get("managedFields", []))
+
+    t.true(poll(lambda: ("kube-controller-manager", "") in managers("rs", ["-l", "app=managed"]), 30),
+           "the ReplicaSet is kube-controller-manager's", managers("rs", ["-l", "app=managed"]))
+    t.true(poll(lambda: ("kube-controller-manager", "status") in managers("deploy", []), 30),
+           "the Deployment's status is kube-controller-manager's", managers("deploy", []))
+    every = managers("rs", []) + managers("deploy", [])
+    t.true(all(m for m, _ in every), "no write recorded under an empty manager", every)

@@ -24,6 +24,7 @@ use kube::api::{Api, PostParams};
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
 
 use crate::pki::Pki;
+use crate::user_agent;
 
 /// The manager's own identity, which upstream's shared informers list and watch with.
 pub const MANAGER_USER: &str = "system:kube-controller-manager";
@@ -109,10 +110,12 @@ impl Credentials {
     pub async fn manager(&self) -> anyhow::Result<kube::Client> {
         match self {
             Credentials::Pki { pki, server_url } => {
-                client_as(pki, server_url, MANAGER_USER, &[]).await
+                client_as(pki, server_url, MANAGER_USER, &[], None).await
             }
             Credentials::Kubeconfig { config, .. } => {
-                Ok(kube::Client::try_from(config.as_ref().clone())?)
+                let mut config = config.as_ref().clone();
+                user_agent::set(&mut config, &user_agent::agent(COMPONENT, None));
+                Ok(kube::Client::try_from(config)?)
             }
         }
     }
@@ -129,6 +132,7 @@ impl Credentials {
                         "system:serviceaccounts",
                         "system:serviceaccounts:kube-system",
                     ],
+                    Some(account),
                 )
                 .await?
             }
@@ -138,7 +142,7 @@ impl Credentials {
                 renewing,
                 ..
             } => {
-                let manager = kube::Client::try_from(config.as_ref().clone())?;
+                let manager = self.manager().await?;
                 let file = tokens.join(account);
                 let ttl = write_token(&manager, account, &file).await?;
                 let first = renewing
@@ -153,6 +157,7 @@ impl Credentials {
                     token_file: Some(file.to_string_lossy().into_owned()),
                     ..Default::default()
                 };
+                user_agent::set(&mut config, &user_agent::agent(COMPONENT, Some(account)));
                 kube::Client::try_from(config)?
             }
         };
@@ -163,17 +168,23 @@ impl Credentials {
     }
 }
 
-/// A client authenticated by a fresh certificate for `user` in `groups`.
+/// The component name the manager's clients carry in their User-Agent (see `user_agent`).
+const COMPONENT: &str = "kube-controller-manager";
+
+/// A client authenticated by a fresh certificate for `user` in `groups`, its agent naming the
+/// controller (`account`) as upstream's controller clients do.
 async fn client_as(
     pki: &Pki,
     server_url: &str,
     user: &str,
     groups: &[&str],
+    account: Option<&str>,
 ) -> anyhow::Result<kube::Client> {
     let (cert, key) = pki.issue_client_cert(user, groups)?;
     let kubeconfig = Kubeconfig::from_yaml(&pki.kubeconfig(server_url, &cert, &key))?;
-    let config =
+    let mut config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    user_agent::set(&mut config, &user_agent::agent(COMPONENT, account));
     Ok(kube::Client::try_from(config)?)
 }
 
