@@ -277,6 +277,11 @@ fn served(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
 /// `obj` itself is put in upstream's field order, as the response that returns it must be.
 fn stored(info: &ResourceInfo, obj: &mut Value) -> ApiResult<Vec<u8>> {
     canonical(obj);
+    stored_canonical(info, obj)
+}
+
+/// [`stored`] of an object already [`canonical`].
+fn stored_canonical(info: &ResourceInfo, obj: &Value) -> ApiResult<Vec<u8>> {
     match info.conversion {
         Some(c) => to_stored(&(c.to_storage)(obj.clone())),
         None => encode_stored(obj.clone()),
@@ -997,7 +1002,10 @@ impl Registry {
                 canonicalize(&mut new);
                 return Ok((new, false));
             }
-            if to_stored(&new)? == to_stored(&old)? {
+            // Ordered once here; `old` was ordered when it was stored (one stored before objects
+            // were ordered compares unequal and is rewritten in order, which is harmless).
+            canonical(&mut new);
+            if encode_stored(new.clone())? == encode_stored(old.clone())? {
                 return Ok((old, false));
             }
             // Removing the last finalizer of an object being deleted completes its deletion.
@@ -1017,7 +1025,7 @@ impl Registry {
             }
             match self
                 .store
-                .update(&key, stored(info, &mut new)?, current.mod_revision)
+                .update(&key, stored_canonical(info, &new)?, current.mod_revision)
                 .await
             {
                 Ok(rev) => {
