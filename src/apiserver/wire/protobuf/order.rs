@@ -13,7 +13,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{message, message_index_for, specials, Label, Special, Ty, MAX_DEPTH};
+use super::{message, message_index_for, specials, Field, Label, Special, Ty, MAX_DEPTH};
 
 /// Puts `obj` (a whole object with `apiVersion` and `kind`) in upstream's field order: a built-in
 /// kind's struct order, or sorted keys for kinds the table does not know (custom resources).
@@ -27,6 +27,20 @@ pub fn canonicalize(obj: &mut Value) {
     match message_index_for(api_version, kind) {
         Some(mi) => {
             let Value::Object(map) = obj else { return };
+            let keys: Vec<&String> = map.keys().collect();
+            let mut at = 0;
+            for k in ["kind", "apiVersion"] {
+                if keys.get(at).is_some_and(|x| x.as_str() == k) {
+                    at += 1;
+                }
+            }
+            let type_meta_first = !keys[at..]
+                .iter()
+                .any(|k| k.as_str() == "kind" || k.as_str() == "apiVersion");
+            walk_in_order(mi, &keys, &mut at, 0);
+            if type_meta_first && keys[at..].iter().all(|k| !is_field(mi, k, 0)) {
+                return reorder_in_place(mi, map, 0);
+            }
             let mut old = std::mem::take(map);
             // TypeMeta is embedded first in every Go kind (and is not in the proto message).
             for k in ["kind", "apiVersion"] {
@@ -63,39 +77,100 @@ fn fields_in_order(
             }
             continue;
         }
-        let Some(mut v) = old.remove(f.json) else {
+        // shift_remove: the keys left over keep their order.
+        let Some(mut v) = old.shift_remove(f.json) else {
             continue;
         };
-        match (f.label, f.ty) {
-            (Label::Opt, Ty::Msg(inner)) => reorder(inner, &mut v, depth + 1),
-            (Label::Rep, Ty::Msg(inner)) => {
-                for item in v.as_array_mut().into_iter().flatten() {
-                    reorder(inner, item, depth + 1);
-                }
-            }
-            (Label::Map, ty) => {
-                if let Value::Object(entries) = &mut v {
-                    entries.sort_keys();
-                    if let Ty::Msg(inner) = ty {
-                        for item in entries.values_mut() {
-                            reorder(inner, item, depth + 1);
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
+        reorder_field(f, &mut v, depth);
         out.insert(f.json.to_string(), v);
     }
 }
 
+/// Reorders what a field of message type holds: the message, each item, or each map value (the
+/// map's keys sorted).
+fn reorder_field(f: &Field, v: &mut Value, depth: usize) {
+    match (f.label, f.ty) {
+        (Label::Opt, Ty::Msg(inner)) => reorder(inner, v, depth + 1),
+        (Label::Rep, Ty::Msg(inner)) => {
+            for item in v.as_array_mut().into_iter().flatten() {
+                reorder(inner, item, depth + 1);
+            }
+        }
+        (Label::Map, ty) => {
+            if let Value::Object(entries) = v {
+                entries.sort_keys();
+                if let Ty::Msg(inner) = ty {
+                    for item in entries.values_mut() {
+                        reorder(inner, item, depth + 1);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Walks message `mi`'s fields in declaration order past the keys of `keys` (from `*at`) that come
+/// in that order; the map is in order when no known field is left behind the walk.
+fn walk_in_order(mi: u16, keys: &[&String], at: &mut usize, depth: usize) {
+    let Ok(m) = message(mi) else { return };
+    if depth > MAX_DEPTH {
+        return;
+    }
+    for &i in m.json_order {
+        let Some(f) = m.fields.get(i as usize) else {
+            continue;
+        };
+        if f.label == Label::Inline {
+            if let Ty::Msg(inner) = f.ty {
+                walk_in_order(inner, keys, at, depth + 1);
+            }
+        } else if keys.get(*at).is_some_and(|k| k.as_str() == f.json) {
+            *at += 1;
+        }
+    }
+}
+
+/// Whether `key` is one of message `mi`'s fields (its inline messages' included).
+fn is_field(mi: u16, key: &str, depth: usize) -> bool {
+    let Ok(m) = message(mi) else { return false };
+    depth <= MAX_DEPTH
+        && m.fields.iter().any(|f| match (f.label, f.ty) {
+            (Label::Inline, Ty::Msg(inner)) => is_field(inner, key, depth + 1),
+            _ => f.json == key,
+        })
+}
+
+/// Visits each field of message `mi` present in `map`, in place (the map already in order).
+fn reorder_in_place(mi: u16, map: &mut Map<String, Value>, depth: usize) {
+    let Ok(m) = message(mi) else { return };
+    if depth > MAX_DEPTH {
+        return;
+    }
+    for f in m.fields {
+        if let (Label::Inline, Ty::Msg(inner)) = (f.label, f.ty) {
+            reorder_in_place(inner, map, depth + 1);
+        } else if let Some(v) = map.get_mut(f.json) {
+            reorder_field(f, v, depth);
+        }
+    }
+}
+
 /// Reorders a value of message `mi`; messages with a JSON form of their own are left alone (embedded
-/// JSON too: a RawExtension or a FieldsV1 is raw bytes upstream, written back as it came).
+/// JSON too: a RawExtension or a FieldsV1 is raw bytes upstream, written back as it came). A map
+/// already in order (most writes of an object read from the server) is not rebuilt.
 fn reorder(mi: u16, v: &mut Value, depth: usize) {
     if specials().get(mi as usize) != Some(&Special::No) {
         return;
     }
     let Value::Object(map) = v else { return };
+    let keys: Vec<&String> = map.keys().collect();
+    let mut at = 0;
+    walk_in_order(mi, &keys, &mut at, depth);
+    let in_order = keys[at..].iter().all(|k| !is_field(mi, k, depth));
+    if in_order {
+        return reorder_in_place(mi, map, depth);
+    }
     let mut old = std::mem::take(map);
     fields_in_order(mi, &mut old, map, depth);
     map.append(&mut old);
@@ -171,6 +246,26 @@ mod tests {
     }
 
     #[test]
+    fn an_ordered_map_is_kept_and_its_children_still_ordered() {
+        // metadata and spec in order (an unknown key last), the container inside out.
+        let mut pod = json!({"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": "p", "uid": "u", "labels": {"b": "1", "a": "2"}, "zz": 1},
+            "spec": {"volumes": [], "containers": [{"image": "x", "name": "c"}], "restartPolicy": "Never"}});
+        canonicalize(&mut pod);
+        assert_eq!(keys(&pod["metadata"]), ["name", "uid", "labels", "zz"]);
+        assert_eq!(keys(&pod["metadata"]["labels"]), ["a", "b"]);
+        assert_eq!(
+            keys(&pod["spec"]),
+            ["volumes", "containers", "restartPolicy"]
+        );
+        assert_eq!(keys(&pod["spec"]["containers"][0]), ["name", "image"]);
+        // An unknown key before known ones: rebuilt, the unknown key last.
+        let mut pod = json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"zz": 1, "name": "p", "uid": "u"}});
+        canonicalize(&mut pod);
+        assert_eq!(keys(&pod["metadata"]), ["name", "uid", "zz"]);
+    }
+
+    #[test]
     fn inline_fields_sit_at_their_parent_level() {
         // A Volume embeds VolumeSource: `name` first, then the source's fields.
         let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "spec": {"volumes": [
@@ -219,6 +314,15 @@ mod tests {
                 std::hint::black_box(obj.clone());
             }
             let clone = start.elapsed();
+            let mut ordered = obj.clone();
+            canonicalize(&mut ordered);
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                let mut o = ordered.clone();
+                canonicalize(&mut o);
+                std::hint::black_box(&o);
+            }
+            let again = start.elapsed();
             let json_len = serde_json::to_vec(&obj).map(|v| v.len()).unwrap_or(0);
             let start = std::time::Instant::now();
             for _ in 0..n {
@@ -226,8 +330,9 @@ mod tests {
             }
             let encode = start.elapsed();
             println!(
-                "{what}: canonicalize {:.1} us/object (clone alone {:.1} us, encoding its {json_len} B {:.1} us)",
+                "{what}: canonicalize {:.1} us/object, {:.1} us when already in order (clone alone {:.1} us, encoding its {json_len} B {:.1} us)",
                 (with - clone).as_secs_f64() * 1e6 / n as f64,
+                (again.saturating_sub(clone)).as_secs_f64() * 1e6 / n as f64,
                 clone.as_secs_f64() * 1e6 / n as f64,
                 encode.as_secs_f64() * 1e6 / n as f64
             );
