@@ -25,44 +25,19 @@ pub fn canonicalize(obj: &mut Value) {
         return;
     };
     match message_index_for(api_version, kind) {
+        // TypeMeta is embedded first in every Go kind (and is not in the proto message).
         Some(mi) => {
-            let Value::Object(map) = obj else { return };
-            let keys: Vec<&String> = map.keys().collect();
-            let mut at = 0;
-            for k in ["kind", "apiVersion"] {
-                if keys.get(at).is_some_and(|x| x.as_str() == k) {
-                    at += 1;
-                }
+            if let Value::Object(map) = obj {
+                order_message(mi, map, &["kind", "apiVersion"], 0);
             }
-            let type_meta_first = !keys[at..]
-                .iter()
-                .any(|k| k.as_str() == "kind" || k.as_str() == "apiVersion");
-            walk_in_order(mi, &keys, &mut at, 0);
-            if type_meta_first && keys[at..].iter().all(|k| !is_field(mi, k, 0)) {
-                return reorder_in_place(mi, map, 0);
-            }
-            let mut old = std::mem::take(map);
-            // TypeMeta is embedded first in every Go kind (and is not in the proto message).
-            for k in ["kind", "apiVersion"] {
-                if let Some(v) = old.remove(k) {
-                    map.insert(k.to_string(), v);
-                }
-            }
-            fields_in_order(mi, &mut old, map, 0);
-            map.append(&mut old);
         }
         None => sort_all(obj, 0),
     }
 }
 
-/// Moves the fields of message `mi` from `old` into `out` in declaration order, each reordered in
-/// turn; inline (embedded) messages contribute their fields at this level.
-fn fields_in_order(
-    mi: u16,
-    old: &mut Map<String, Value>,
-    out: &mut Map<String, Value>,
-    depth: usize,
-) {
+/// Calls `visit` with each field of message `mi` in declaration order (the Go struct's) and the depth
+/// it sits at; an inline (embedded) message's fields come in its place, at the parent's level.
+fn for_each_in_order(mi: u16, depth: usize, visit: &mut dyn FnMut(&'static Field, usize)) {
     let Ok(m) = message(mi) else { return };
     if depth > MAX_DEPTH {
         return;
@@ -71,18 +46,11 @@ fn fields_in_order(
         let Some(f) = m.fields.get(i as usize) else {
             continue;
         };
-        if f.label == Label::Inline {
-            if let Ty::Msg(inner) = f.ty {
-                fields_in_order(inner, old, out, depth + 1);
-            }
-            continue;
+        match (f.label, f.ty) {
+            (Label::Inline, Ty::Msg(inner)) => for_each_in_order(inner, depth + 1, visit),
+            (Label::Inline, _) => {}
+            _ => visit(f, depth),
         }
-        // shift_remove: the keys left over keep their order.
-        let Some(mut v) = old.shift_remove(f.json) else {
-            continue;
-        };
-        reorder_field(f, &mut v, depth);
-        out.insert(f.json.to_string(), v);
     }
 }
 
@@ -110,69 +78,64 @@ fn reorder_field(f: &Field, v: &mut Value, depth: usize) {
     }
 }
 
-/// Walks message `mi`'s fields in declaration order past the keys of `keys` (from `*at`) that come
-/// in that order; the map is in order when no known field is left behind the walk.
-fn walk_in_order(mi: u16, keys: &[&String], at: &mut usize, depth: usize) {
-    let Ok(m) = message(mi) else { return };
-    if depth > MAX_DEPTH {
-        return;
-    }
-    for &i in m.json_order {
-        let Some(f) = m.fields.get(i as usize) else {
-            continue;
-        };
-        if f.label == Label::Inline {
-            if let Ty::Msg(inner) = f.ty {
-                walk_in_order(inner, keys, at, depth + 1);
-            }
-        } else if keys.get(*at).is_some_and(|k| k.as_str() == f.json) {
-            *at += 1;
-        }
-    }
-}
-
-/// Whether `key` is one of message `mi`'s fields (its inline messages' included).
-fn is_field(mi: u16, key: &str, depth: usize) -> bool {
-    let Ok(m) = message(mi) else { return false };
-    depth <= MAX_DEPTH
-        && m.fields.iter().any(|f| match (f.label, f.ty) {
-            (Label::Inline, Ty::Msg(inner)) => is_field(inner, key, depth + 1),
-            _ => f.json == key,
-        })
-}
-
-/// Visits each field of message `mi` present in `map`, in place (the map already in order).
-fn reorder_in_place(mi: u16, map: &mut Map<String, Value>, depth: usize) {
-    let Ok(m) = message(mi) else { return };
-    if depth > MAX_DEPTH {
-        return;
-    }
-    for f in m.fields {
-        if let (Label::Inline, Ty::Msg(inner)) = (f.label, f.ty) {
-            reorder_in_place(inner, map, depth + 1);
-        } else if let Some(v) = map.get_mut(f.json) {
-            reorder_field(f, v, depth);
-        }
-    }
-}
-
 /// Reorders a value of message `mi`; messages with a JSON form of their own are left alone (embedded
-/// JSON too: a RawExtension or a FieldsV1 is raw bytes upstream, written back as it came). A map
-/// already in order (most writes of an object read from the server) is not rebuilt.
+/// JSON too: a RawExtension or a FieldsV1 is raw bytes upstream, written back as it came).
 fn reorder(mi: u16, v: &mut Value, depth: usize) {
     if specials().get(mi as usize) != Some(&Special::No) {
         return;
     }
-    let Value::Object(map) = v else { return };
-    let keys: Vec<&String> = map.keys().collect();
-    let mut at = 0;
-    walk_in_order(mi, &keys, &mut at, depth);
-    let in_order = keys[at..].iter().all(|k| !is_field(mi, k, depth));
+    if let Value::Object(map) = v {
+        order_message(mi, map, &[], depth);
+    }
+}
+
+/// Puts `map`, a value of message `mi`, in order: the `lead` keys first, then the fields in
+/// declaration order, each reordered in turn, then the keys the table does not know, in their
+/// order. A map already in order (most writes carry an object read from the server) is not
+/// rebuilt; only its fields are visited.
+fn order_message(mi: u16, map: &mut Map<String, Value>, lead: &[&str], depth: usize) {
+    let in_order = {
+        let keys: Vec<&String> = map.keys().collect();
+        let mut at = 0;
+        for k in lead {
+            if keys.get(at).is_some_and(|x| x.as_str() == *k) {
+                at += 1;
+            }
+        }
+        let lead_first = !keys[at..].iter().any(|k| lead.contains(&k.as_str()));
+        // Walk the fields past the keys that come in their order; none may be left behind.
+        for_each_in_order(mi, depth, &mut |f, _| {
+            if keys.get(at).is_some_and(|k| k.as_str() == f.json) {
+                at += 1;
+            }
+        });
+        let mut known_left = false;
+        for_each_in_order(mi, depth, &mut |f, _| {
+            known_left |= keys[at..].iter().any(|k| k.as_str() == f.json);
+        });
+        lead_first && !known_left
+    };
     if in_order {
-        return reorder_in_place(mi, map, depth);
+        for_each_in_order(mi, depth, &mut |f, d| {
+            if let Some(v) = map.get_mut(f.json) {
+                reorder_field(f, v, d);
+            }
+        });
+        return;
     }
     let mut old = std::mem::take(map);
-    fields_in_order(mi, &mut old, map, depth);
+    for k in lead {
+        if let Some(v) = old.shift_remove(*k) {
+            map.insert(k.to_string(), v);
+        }
+    }
+    for_each_in_order(mi, depth, &mut |f, d| {
+        // shift_remove: the keys left over keep their order.
+        if let Some(mut v) = old.shift_remove(f.json) {
+            reorder_field(f, &mut v, d);
+            map.insert(f.json.to_string(), v);
+        }
+    });
     map.append(&mut old);
 }
 
