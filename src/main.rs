@@ -76,7 +76,8 @@ struct ServerArgs {
     #[arg(long, default_value_t = 300)]
     default_unreachable_toleration_seconds: i64,
     /// Admission plugins not to run, comma-separated upstream names (LimitRanger, ServiceAccount,
-    /// PodSecurity, Priority, DefaultTolerationSeconds, CertificateApproval, ResourceQuota).
+    /// NodeRestriction, PodSecurity, Priority, DefaultTolerationSeconds, CertificateApproval,
+    /// ResourceQuota).
     #[arg(long, value_delimiter = ',', value_parser = admission_plugin_name)]
     disable_admission_plugins: Vec<String>,
     /// How long a node may go without a heartbeat (its Lease, its Ready condition) before the node
@@ -626,6 +627,16 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let server = apiserver::start(config, store).await?;
     let url = format!("https://{host}:{}", server.local_addr.port());
     server.wait_started().await;
+    // The server's own admin client, for the objects its in-process nodes need.
+    let admin = client_as(
+        &pki,
+        &url,
+        "system:admin",
+        &["system:masters"],
+        &agent("rkube", None),
+    )
+    .await?;
+    rkube::kubelet::hollow::retire_group_grant(&admin).await?;
     let identity = rkube::leader_election::identity(&data_dir)?;
     let options = rkube::controllers::Options {
         identity: identity.clone(),
@@ -655,21 +666,13 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         tokio::spawn(candidate.lead(move || rkube::scheduler::run(scheduler.clone())));
     }
     if args.hollow_nodes > 0 {
-        let admin = client_as(
-            &pki,
-            &url,
-            "system:admin",
-            &["system:masters"],
-            &agent("rkube", None),
-        )
-        .await?;
         rkube::kubelet::hollow::grant_node_role(&admin).await?;
         // One shared identity for all in-process hollow nodes: see kubelet::hollow's module doc.
         let nodes = client_as(
             &pki,
             &url,
-            "system:node:hollow-nodes",
-            &["system:nodes"],
+            rkube::kubelet::hollow::HOLLOW_NODES_USER,
+            &[],
             &agent("kubelet", None),
         )
         .await?;
@@ -695,16 +698,8 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         println!("rkube runs a kubelet on {endpoint}: this machine is a node that runs pods");
         let config = node_args.config(data_dir.join("kubelet"), advertise_address);
         let mut config = config;
-        let admin = client_as(
-            &pki,
-            &url,
-            "system:admin",
-            &["system:masters"],
-            &agent("rkube", None),
-        )
-        .await?;
-        rkube::kubelet::hollow::grant_node_role(&admin).await?;
-        // The apiserver calls kubelets as kube-apiserver-kubelet-client (kubeadm's binding).
+        // The kubelet acts as system:node:<name>: the Node authorizer and NodeRestriction decide
+        // what it may do, no RBAC binding. The apiserver calls kubelets as kube-apiserver-kubelet-client (kubeadm's binding).
         rkube::kubelet::registration::bind_cluster_role(
             &admin,
             "rkube:kube-apiserver-kubelet-client",

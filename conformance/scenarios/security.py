@@ -539,3 +539,171 @@ def sec_api_audiences_flag(t: T) -> None:
         server.stop()
         server.args = plain_args  # type: ignore[method-assign]
         server.start()
+
+
+def node_fixture(t: T) -> tuple[str, str, str, Path, dict]:
+    """Two Nodes (unschedulable: nothing else lands there; no kubelet runs them), a pod bound to each
+    (p1 on n1 uses Secret s1 and ConfigMap c1; p2 on n2 uses s2), an unused Secret and ConfigMap, and a
+    client certificate for n1's kubelet (`system:node:n1` in `system:nodes`)."""
+    ns = t.namespace()
+    n1, n2 = f"{ns}-n1", f"{ns}-n2"
+    for n in (n1, n2):
+        t.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n, "labels": {"kubernetes.io/hostname": n}},
+                  "spec": {"unschedulable": True}})
+    for s in ("s1", "s2", "unused"):
+        t.ok("create", "secret", "generic", s, "--from-literal=a=b", "-n", ns)
+    for c in ("c1", "unused"):
+        t.ok("create", "configmap", c, "-n", ns)
+
+    def pod(name: str, node: str, secret: str, **container) -> dict:
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                "spec": {"nodeName": node, "volumes": [{"name": "s", "secret": {"secretName": secret}}],
+                         "containers": [{"name": "c", "image": "busybox", **container}]}}
+    t.create(pod("p1", n1, "s1", envFrom=[{"configMapRef": {"name": "c1"}}]), ns)
+    t.create(pod("p2", n2, "s2"), ns)
+    kc, creds = user_creds(t, f"system:node:{n1}", ("system:nodes",))
+    return ns, n1, n2, kc, creds
+
+
+def forbidden_as_node(node: str, verb: str, resource: str, ns: str | None, reason: str, name: str = "",
+                      group: str = "") -> str:
+    """kubectl's line for a request the authorizers refused (the Node authorizer's reason last)."""
+    subject = (f"{resource}.{group}" if group else resource) + (f' "{name}"' if name else "")
+    where = f'in the namespace "{ns}"' if ns else "at the cluster scope"
+    line = (f'Error from server (Forbidden): {subject} is forbidden: User "system:node:{node}" cannot {verb} '
+            f'resource "{resource}" in API group "{group}" {where}')
+    return f"{line}: {reason}" if reason else line
+
+
+@scenario
+def sec_node_authorizer(t: T) -> None:
+    """A kubelet (`system:node:<name>`, x509) reads only what its own pods use, as upstream's Node
+    authorizer allows: the Secret and ConfigMap of a pod bound to it, never another node's or an unused
+    one, and no lists of them; its own pods only through the `spec.nodeName` field selector; its own
+    Node, not others; tokens only for a service account its pods run as. Each refusal carries the Node
+    authorizer's reason. No RBAC binding gives `system:nodes` anything."""
+    ns, n1, n2, kc, _ = node_fixture(t)
+    none = f"no relationship found between node '{n1}' and this object"
+    try:
+        bindings = t.json("get", "clusterrolebindings")["items"]
+        t.eq([b["metadata"]["name"] for b in bindings
+              if any(s.get("name") == "system:nodes" for s in b.get("subjects") or [])], [],
+             "no ClusterRoleBinding grants the system:nodes group anything")
+        with As(t, kc):
+            t.eq(t.ok("get", "secret", "s1", "-n", ns, "-o", "name").strip(), "secret/s1",
+                 "the Secret of a pod bound to the node is readable")
+            t.eq(t.ok("get", "configmap", "c1", "-n", ns, "-o", "name").strip(), "configmap/c1",
+                 "the ConfigMap of a pod bound to the node is readable")
+            for kind, name in (("secrets", "s2"), ("secrets", "unused"), ("configmaps", "unused")):
+                t.eq(t.fails("get", kind, name, "-n", ns), forbidden_as_node(n1, "get", kind, ns, none, name),
+                     f"{kind} {name} (another node's pod, or no pod's) is refused")
+            t.eq(t.fails("get", "secrets", "-n", ns),
+                 forbidden_as_node(n1, "list", "secrets", ns, "No Object name found"), "listing Secrets is refused")
+            t.eq(t.ok("get", "secret", "-n", ns, "--field-selector", "metadata.name=s1", "-o", "name").strip(),
+                 "secret/s1", "a list of one related Secret by name is allowed (as the kubelet's watches)")
+            t.eq(t.ok("get", "pod", "p1", "-n", ns, "-o", "name").strip(), "pod/p1", "its own pod is readable")
+            t.eq(t.fails("get", "pod", "p2", "-n", ns), forbidden_as_node(n1, "get", "pods", ns, none, "p2"),
+                 "another node's pod is refused")
+            t.eq(t.fails("get", "pods", "-n", ns),
+                 forbidden_as_node(n1, "list", "pods", ns, "can only list/watch pods with spec.nodeName field selector"),
+                 "listing pods without the node's field selector is refused")
+            out = t.ok("get", "pods", "-A", "--field-selector", f"spec.nodeName={n1}", "-o", "name")
+            t.eq(out.split(), ["pod/p1"], "its pods, listed with spec.nodeName=<node>")
+            t.eq(t.ok("get", "node", n1, "-o", "name").strip(), f"node/{n1}", "its own Node is readable")
+            t.eq(t.fails("get", "node", n2),
+                 forbidden_as_node(n1, "get", "nodes", None, f"node '{n1}' cannot read '{n2}', only its own Node object", n2),
+                 "another Node is refused")
+            t.eq(t.fails("get", "nodes"),
+                 forbidden_as_node(n1, "list", "nodes", None, f"node '{n1}' cannot read all nodes, only its own Node object"),
+                 "listing Nodes is refused")
+            err = t.fails("get", "deployments", "-n", ns)
+            t.eq(err, forbidden_as_node(n1, "list", "deployments", ns, "", group="apps"),
+                 "what the system:node role does not name is refused without a reason")
+            t.eq(t.ok("auth", "can-i", "create", "events", "-n", ns).strip(), "yes",
+                 "what the system:node role grants every node (events) is allowed")
+    finally:
+        t.run("delete", "node", n1, n2, "--ignore-not-found", "--wait=false")
+
+
+@scenario
+def sec_node_restriction(t: T) -> None:
+    """NodeRestriction admission holds a kubelet to its own objects, with upstream's messages: its Node's
+    labels (not `node-role.kubernetes.io/*` or `node-restriction.kubernetes.io/*`), never its taints or
+    another Node; only mirror pods bound to itself (referencing no secrets); deletes, evictions and
+    status updates only of pods bound to it; its own Lease; tokens only bound to a pod on it (by UID)."""
+    ns, n1, n2, kc, creds = node_fixture(t)
+    uid = {p: t.json("get", "pod", p, "-n", ns)["metadata"]["uid"] for p in ("p1", "p2")}
+    node_uid = t.json("get", "node", n1)["metadata"]["uid"]
+
+    def node_https(method: str, path: str, body: dict, ctype: str = "application/merge-patch+json") -> tuple[int, dict]:
+        t.last_cmd = f"HTTPS {method} {path} as system:node:{n1}"
+        code, text = https(creds, method, path, body=json.dumps(body).encode(), headers={"Content-Type": ctype})
+        return code, json.loads(text)
+
+    def mirror(name: str, **container) -> str:
+        return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": name, "annotations": {"kubernetes.io/config.mirror": "hash"},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": n1, "uid": node_uid, "controller": True}]},
+            "spec": {"nodeName": n1, "containers": [{"name": "c", "image": "busybox", **container}]}})
+    try:
+        with As(t, kc):
+            t.eq(t.ok("label", "node", n1, "team=a").strip(), f"node/{n1} labeled", "a node may label itself")
+            t.eq(t.fails("label", "node", n1, "node-role.kubernetes.io/control-plane="),
+                 f'Error from server (Forbidden): nodes "{n1}" is forbidden: is not allowed to modify labels: '
+                 f'node-role.kubernetes.io/control-plane', "but not with a node-role label")
+            t.eq(t.fails("taint", "node", n1, "k=v:NoSchedule"),
+                 f'Error from server (Forbidden): nodes "{n1}" is forbidden: node "{n1}" is not allowed to modify taints',
+                 "nor change its taints")
+            code, status = node_https("PATCH", f"/api/v1/nodes/{n2}", {"metadata": {"labels": {"team": "a"}}})
+            t.eq((code, status.get("message")), (403, f'nodes "{n2}" is forbidden: node "{n1}" is not allowed to modify node "{n2}"'),
+                 "nor patch another Node")
+            code, status = node_https("PATCH", f"/api/v1/namespaces/{ns}/pods/p2/status", {"status": {"message": "x"}})
+            t.eq((code, status.get("message")), (403, f'pods "p2" is forbidden: node "{n1}" can only update pod status '
+                                                      f'for pods with spec.nodeName set to itself'),
+                 "a status update of another node's pod is refused")
+            code, status = node_https("PATCH", f"/api/v1/namespaces/{ns}/pods/p1/status",
+                                      {"metadata": {"labels": {"x": "y"}}, "status": {"message": "x"}})
+            t.eq((code, status.get("message")), (403, f'pods "p1" is forbidden: node "{n1}" cannot update labels through pod status'),
+                 "a status update may not relabel the pod")
+            code, status = node_https("PATCH", f"/api/v1/namespaces/{ns}/pods/p1/status", {"status": {"message": "x"}})
+            t.eq((code, status.get("status", {}).get("message")), (200, "x"), "its own pod's status is updated")
+            code, status = node_https("POST", f"/api/v1/namespaces/{ns}/pods/p2/eviction",
+                                      {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p2"}},
+                                      "application/json")
+            t.eq((code, status.get("message")), (403, f'pods "p2" is forbidden: node {n1} can only evict pods with spec.nodeName set to itself'),
+                 "evicting another node's pod is refused")
+            t.eq(t.fails("delete", "pod", "p2", "-n", ns),
+                 f'Error from server (Forbidden): pods "p2" is forbidden: node "{n1}" can only delete pods with '
+                 f'spec.nodeName set to itself', "deleting another node's pod is refused")
+            t.eq(t.fails("run", "x", "--image=busybox", "-n", ns),
+                 f'Error from server (Forbidden): pods "x" is forbidden: pod does not have "kubernetes.io/config.mirror" '
+                 f'annotation, node "{n1}" can only create mirror pods', "a node creates no ordinary pods")
+            t.eq(t.fails("create", "-n", ns, "-f", "-", stdin=mirror("m2", env=[{"name": "A", "valueFrom": {
+                "secretKeyRef": {"name": "s2", "key": "a"}}}])),
+                 f'Error from server (Forbidden): error when creating "STDIN": pods "m2" is forbidden: node "{n1}" '
+                 f'can not create pods that reference secrets', "a mirror pod may not reference a Secret")
+            t.eq(t.ok("create", "-n", ns, "-f", "-", stdin=mirror("m1")).strip(), "pod/m1 created",
+                 "a mirror pod bound to itself and owned by its Node is created")
+            t.eq(t.ok("delete", "pod", "m1", "-n", ns, "--wait=false").strip(), 'pod "m1" deleted',
+                 "and deleted by the node")
+            lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                     "metadata": {"name": n2, "namespace": "kube-node-lease"}}
+            t.eq(t.fails("create", "-f", "-", stdin=json.dumps(lease)),
+                 f'Error from server (Forbidden): error when creating "STDIN": leases.coordination.k8s.io "{n2}" is '
+                 f'forbidden: can only access node lease with the same name as the requesting node',
+                 "another node's Lease is refused")
+            token = ("create", "token", "default", "-n", ns, "--bound-object-kind", "Pod", "--bound-object-name")
+            refused = 'error: failed to create token: serviceaccounts "default" is forbidden: '
+            t.eq(t.fails("create", "token", "default", "-n", ns), refused + "node requested token not bound to a pod",
+                 "a token not bound to a pod is refused")
+            t.eq(t.fails(*token, "p2", "--bound-object-uid", uid["p2"]),
+                 refused + "node requested token bound to a pod scheduled on a different node",
+                 "a token bound to another node's pod is refused")
+            t.true(t.ok(*token, "p1", "--bound-object-uid", uid["p1"]).startswith("ey"),
+                   "a token bound to its own pod is issued", t.last_cmd)
+            t.eq(t.ok("delete", "pod", "p1", "-n", ns, "--wait=false").strip(), 'pod "p1" deleted',
+                 "its own pod may be deleted")
+        t.eq(t.json("get", "node", n1)["metadata"]["labels"].get("node-role.kubernetes.io/control-plane"), None,
+             "the refused label was not stored")
+    finally:
+        t.run("delete", "node", n1, n2, "--ignore-not-found", "--wait=false")

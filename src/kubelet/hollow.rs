@@ -7,10 +7,12 @@
 //! process: a watch per node would be thousands of connections.
 //!
 //! Identity: a real kubelet is `system:node:<name>` in `system:nodes`, limited to its own objects by the
-//! Node authorizer. rkube has no Node authorizer yet, so thousands of in-process nodes share ONE client
-//! (one identity `system:node:hollow-nodes` in group `system:nodes`, granted the `system:node` role by a
-//! `rkube:hollow-nodes` ClusterRoleBinding, upstream's pre-1.8 arrangement): a certificate and a
-//! connection pool per simulated node would cost more than the nodes themselves.
+//! Node authorizer and NodeRestriction. Thousands of in-process nodes share ONE client instead (a
+//! certificate and a connection pool per simulated node would cost more than the nodes themselves),
+//! so they cannot be one node each: they act as [`HOLLOW_NODES_USER`], outside `system:nodes`, granted
+//! the `system:node` role by the `rkube:hollow-nodes` ClusterRoleBinding (upstream's pre-1.8
+//! arrangement, as kubemark's hollow nodes share one kubeconfig). A hollow node runs no containers and
+//! reads no secrets, so the wider reach is a test cluster's, never a real node's.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -26,6 +28,11 @@ use kube::Api;
 use serde_json::json;
 
 use super::registration::{self, LEASE_RENEW, NODE_LEASE_NS};
+
+/// The one identity every in-process hollow node shares (see the module doc).
+pub const HOLLOW_NODES_USER: &str = "system:hollow-nodes";
+/// The ClusterRoleBinding that grants it the `system:node` role.
+const HOLLOW_NODES_BINDING: &str = "rkube:hollow-nodes";
 use super::{ContainerOutcome, NodeResources, Placement, Runtime};
 
 /// The runtime of a hollow node: nothing runs; every container starts at once and keeps running,
@@ -386,13 +393,41 @@ fn handle(
 
 /// Grants group `system:nodes` the `system:node` role (what upstream's Node authorizer + RBAC give a
 /// kubelet, without the per-node restriction rkube does not implement yet).
+/// Before the Node authorizer, this binding granted the `system:node` role to the whole
+/// `system:nodes` group: every kubelet could read every Secret. A server started on such a data dir
+/// removes it (hollow nodes get it back bound to their own user).
+pub async fn retire_group_grant(admin: &kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    let api: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    let Some(binding) = api.get_opt(HOLLOW_NODES_BINDING).await? else {
+        return Ok(());
+    };
+    let grants_group = binding
+        .subjects
+        .iter()
+        .flatten()
+        .any(|s| s.kind == "Group" && s.name == crate::apiserver::authz::node::NODES_GROUP);
+    if grants_group {
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: binding.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        api.delete(HOLLOW_NODES_BINDING, &dp).await?;
+        tracing::info!("removed ClusterRoleBinding {HOLLOW_NODES_BINDING}, which granted system:node to every node");
+    }
+    Ok(())
+}
+
 pub async fn grant_node_role(admin: &kube::Client) -> anyhow::Result<()> {
     registration::bind_cluster_role(
         admin,
-        "rkube:hollow-nodes",
+        HOLLOW_NODES_BINDING,
         "system:node",
-        "Group",
-        "system:nodes",
+        "User",
+        HOLLOW_NODES_USER,
     )
     .await
 }

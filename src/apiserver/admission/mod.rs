@@ -7,12 +7,15 @@
 //! the kind's defaulting and before its validation, then every [`Plugin::validate`] on exactly the
 //! object the store is about to write, so a denial stores nothing, on dry runs too.
 //!
-//! Namespace lifecycle (creating in a missing or terminating namespace) is checked by the store itself.
-//! Writes the server makes for itself (bootstrap, bindings, evictions) do not pass through here.
+//! Deletes, evictions and TokenRequests pass [`Chain::admit_delete`] / [`Chain::admit`] from their
+//! handlers (only NodeRestriction judges them). Namespace lifecycle (creating in a missing or
+//! terminating namespace) is checked by the store itself. Writes the server makes for itself
+//! (bootstrap, bindings, the eviction's own delete) do not pass through here.
 
 pub mod certificates;
 pub mod default_tolerations;
 pub mod limit_ranger;
+pub mod node_restriction;
 pub mod pod_security;
 pub mod priority;
 pub mod resource_quota;
@@ -25,17 +28,21 @@ use crate::apiserver::catalog::ResourceInfo;
 use crate::apiserver::registry::store::Registry;
 use crate::apiserver::status::{ApiError, ApiResult};
 
-/// What is being done (upstream's `admission.Operation`; deletes are not admitted here).
+/// What is being done (upstream's `admission.Operation`). Deletes reach only
+/// [`Plugin::admit_delete`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
     Create,
     Update,
+    Delete,
 }
 
 /// One write as the plugins see it (upstream's `admission.Attributes`).
 pub struct Attributes<'a> {
     pub info: &'a ResourceInfo,
     pub ns: Option<&'a str>,
+    /// The object the URL names (`""` on a create, which names none).
+    pub name: &'a str,
     /// `status`, `approval`, ... for writes to a subresource.
     pub sub: Option<&'a str>,
     pub op: Operation,
@@ -88,6 +95,11 @@ pub trait Plugin: Send + Sync {
     ) -> ApiResult<()> {
         Ok(())
     }
+
+    /// Admission of a delete of the object `a.name` (only NodeRestriction has a say).
+    async fn admit_delete(&self, _reg: &Registry, _a: &Attributes<'_>) -> ApiResult<()> {
+        Ok(())
+    }
 }
 
 /// Settings of the plugins that have flags (upstream's `--default-not-ready-toleration-seconds`,
@@ -115,6 +127,7 @@ impl Default for Options {
 pub const PLUGIN_NAMES: &[&str] = &[
     "LimitRanger",
     "ServiceAccount",
+    "NodeRestriction",
     "PodSecurity",
     "Priority",
     "DefaultTolerationSeconds",
@@ -128,13 +141,18 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Upstream's default set, in its order: LimitRanger, ServiceAccount, PodSecurity, Priority,
+    /// Upstream's default set (with kubeadm's NodeRestriction), in its order: LimitRanger,
+    /// ServiceAccount, NodeRestriction, PodSecurity, Priority,
     /// DefaultTolerationSeconds, CertificateApproval/Signing/SubjectRestriction (one plugin here, named
     /// by the first), ResourceQuota (last, so what it charges is what is stored); less the disabled.
     pub fn standard(opts: &Options) -> Chain {
         let all: Vec<(&str, Box<dyn Plugin>)> = vec![
             ("LimitRanger", Box::new(limit_ranger::LimitRanger)),
             ("ServiceAccount", Box::new(service_account::ServiceAccount)),
+            (
+                "NodeRestriction",
+                Box::new(node_restriction::NodeRestriction),
+            ),
             ("PodSecurity", Box::new(pod_security::PodSecurity)),
             ("Priority", Box::new(priority::Priority)),
             (
@@ -171,6 +189,14 @@ impl Chain {
     ) -> ApiResult<()> {
         for p in &self.plugins {
             p.admit(reg, a, obj, old, warnings).await?;
+        }
+        Ok(())
+    }
+
+    /// A delete's admission (`a.op` is [`Operation::Delete`]).
+    pub async fn admit_delete(&self, reg: &Registry, a: &Attributes<'_>) -> ApiResult<()> {
+        for p in &self.plugins {
+            p.admit_delete(reg, a).await?;
         }
         Ok(())
     }

@@ -52,7 +52,7 @@ impl Target {
             resource: resource.into(),
             subresource: subresource.into(),
             name: name.into(),
-            path: String::new(),
+            ..Default::default()
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod bootstrap_policy;
 pub mod escalation;
 pub mod impersonation;
+pub mod node;
 pub mod rbac;
 pub mod reconcile;
 
@@ -62,6 +63,9 @@ pub struct Attributes {
     pub name: String,
     /// The URL path of a non-resource request.
     pub path: String,
+    /// A list's or watch's `fieldSelector` as sent (the Node authorizer lets a kubelet list the pods
+    /// selected by `spec.nodeName=<its node>`).
+    pub field_selector: String,
 }
 
 impl Attributes {
@@ -81,7 +85,9 @@ impl Attributes {
             _ => "list",
         };
         let mut name = rp.name.clone().unwrap_or_default();
+        let mut field_selector = String::new();
         if matches!(verb, "list" | "watch") {
+            field_selector = q.field_selector.clone().unwrap_or_default();
             if let Some(n) = q
                 .field_selector
                 .as_deref()
@@ -105,6 +111,7 @@ impl Attributes {
             subresource: rp.subresource.clone().unwrap_or_default(),
             name,
             path: String::new(),
+            field_selector,
         }
     }
 
@@ -119,6 +126,17 @@ impl Attributes {
             path: path.to_string(),
             ..Default::default()
         }
+    }
+
+    /// The value an exact `field=value` (or `==`) term of the field selector requires.
+    pub fn field_equals(&self, field: &str) -> Option<&str> {
+        self.field_selector.split(',').find_map(|term| {
+            let value = term.trim().strip_prefix(field)?;
+            let value = value
+                .strip_prefix("==")
+                .or_else(|| value.strip_prefix('='))?;
+            Some(value.trim())
+        })
     }
 
     /// `resource` or `resource/subresource`, as rules name it.
@@ -203,12 +221,13 @@ pub struct Decision {
     pub reason: String,
 }
 
-/// The authorizer chain (privileged group first, then RBAC) and what it keeps between requests: the
-/// RBAC objects parsed into a snapshot, rebuilt only when one of them changes. It reads the registry's
-/// watch cache and never writes.
+/// The authorizer chain (privileged group, then Node, then RBAC: kubeadm's `--authorization-mode=
+/// Node,RBAC`) and what it keeps between requests: the RBAC objects parsed into a snapshot, rebuilt
+/// only when one of them changes. It reads the registry's watch cache and never writes.
 pub struct Authorizer {
     registry: std::sync::Arc<crate::apiserver::registry::store::Registry>,
     rbac: rbac::SnapshotCache,
+    node: node::NodeAuthorizer,
 }
 
 impl Authorizer {
@@ -216,10 +235,13 @@ impl Authorizer {
         Authorizer {
             registry,
             rbac: Default::default(),
+            node: Default::default(),
         }
     }
 
-    /// Asks the chain: privileged group first, then RBAC.
+    /// Asks the chain: privileged group first, then the Node authorizer (kubelets only), then RBAC.
+    /// As upstream's union authorizer, the first to allow decides; a denial carries every reason given,
+    /// one per line.
     pub fn authorize(&self, user: &User, attrs: &Attributes) -> Decision {
         if user.in_group(SYSTEM_MASTERS) {
             return Decision {
@@ -227,7 +249,23 @@ impl Authorizer {
                 reason: String::new(),
             };
         }
-        self.rbac().authorize(user, attrs)
+        let mut reasons = Vec::new();
+        if let Some(d) = self.node.authorize(&self.registry, user, attrs) {
+            if d.allowed {
+                return d;
+            }
+            reasons.push(d.reason);
+        }
+        let d = self.rbac().authorize(user, attrs);
+        if d.allowed {
+            return d;
+        }
+        reasons.push(d.reason);
+        reasons.retain(|r| !r.is_empty());
+        Decision {
+            allowed: false,
+            reason: reasons.join("\n"),
+        }
     }
 
     /// The current RBAC snapshot.

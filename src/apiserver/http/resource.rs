@@ -7,6 +7,7 @@ use axum::response::Response;
 use http::{header, HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::apiserver::admission;
 use crate::apiserver::authn::token_request::token_request;
 use crate::apiserver::authz::User;
 use crate::apiserver::catalog::{ResourceHandler, ResourceInfo, SubresourceHandler};
@@ -71,7 +72,8 @@ pub(crate) async fn resource(
     }
     if method == Method::POST && handler == Some(SubresourceHandler::Eviction) {
         let bytes = read_body(body).await?;
-        let eviction = decode_body(headers, &bytes)?;
+        let mut eviction = decode_body(headers, &bytes)?;
+        admit_create(app, &info, ns, name, "eviction", user, &mut eviction, &q).await?;
         let evicted = crate::apiserver::registry::eviction::evict(
             &app.registry,
             &info,
@@ -88,7 +90,7 @@ pub(crate) async fn resource(
         ));
     }
     if method == Method::POST && handler == Some(SubresourceHandler::Token) {
-        return service_account_token(app, headers, ns, name, body).await;
+        return service_account_token(app, headers, &info, ns, name, body, user, &q).await;
     }
     // componentstatuses are computed on request (other methods and watches fall through to the
     // generic path, which refuses them as verbs the row does not have).
@@ -188,19 +190,57 @@ async fn binding(
 }
 
 /// `serviceaccounts/token`: a TokenRequest answered with a bound token.
+/// Admission of a create on a subresource that is not stored as itself (an eviction, a
+/// TokenRequest): the chain's plugins see it as upstream's do (NodeRestriction is the one that judges
+/// them).
+#[allow(clippy::too_many_arguments)]
+async fn admit_create(
+    app: &App,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: Option<&str>,
+    sub: &str,
+    user: Option<&User>,
+    obj: &mut Value,
+    q: &Query,
+) -> ApiResult<()> {
+    let a = admission::Attributes {
+        info,
+        ns,
+        name: name.unwrap_or(""),
+        sub: Some(sub),
+        op: admission::Operation::Create,
+        user,
+        authorizer: Some(&app.authorizer),
+        dry_run: q.dry_run,
+    };
+    let mut warnings = Vec::new();
+    app.admission
+        .admit(&app.registry, &a, obj, None, &mut warnings)
+        .await?;
+    app.admission
+        .validate(&app.registry, &a, obj, None, &mut warnings)
+        .await
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn service_account_token(
     app: &App,
     headers: &HeaderMap,
+    info: &ResourceInfo,
     ns: Option<&str>,
     name: Option<&str>,
     body: Body,
+    user: Option<&User>,
+    q: &Query,
 ) -> ApiResult<Response> {
     let bytes = read_body(body).await?;
-    let request = if bytes.is_empty() {
+    let mut request = if bytes.is_empty() {
         json!({})
     } else {
         decode_body(headers, &bytes)?
     };
+    admit_create(app, info, ns, name, "token", user, &mut request, q).await?;
     let (answer, warnings) =
         token_request(app, ns.unwrap_or("default"), name.unwrap_or(""), request).await?;
     let resp = match negotiate(headers, true)? {

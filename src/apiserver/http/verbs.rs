@@ -88,10 +88,14 @@ impl Call<'_> {
     }
 
     /// The admission attributes of this request's write (an update when there is a stored object).
-    fn attributes(&self, old: Option<&Value>) -> admission::Attributes<'_> {
+    fn attributes<'s>(&'s self, old: Option<&'s Value>) -> admission::Attributes<'s> {
         admission::Attributes {
             info: self.info,
             ns: self.ns,
+            name: old
+                .and_then(|o| o.pointer("/metadata/name"))
+                .and_then(Value::as_str)
+                .unwrap_or(""),
             sub: self.sub,
             op: if old.is_some() {
                 admission::Operation::Update
@@ -275,6 +279,15 @@ pub(crate) async fn delete(call: &Call<'_>, name: &str, body: Body) -> ApiResult
     let out = call.output()?;
     let opts = delete_options(call.headers, body, call.q).await?;
     let info = call.info;
+    let a = admission::Attributes {
+        name,
+        op: admission::Operation::Delete,
+        ..call.attributes(None)
+    };
+    call.app
+        .admission
+        .admit_delete(&call.app.registry, &a)
+        .await?;
     match call.app.registry.delete(info, call.ns, name, &opts).await? {
         Deleted::Pending(obj) => Ok(encode_object(StatusCode::OK, out, info, &obj, call.q)),
         Deleted::Gone(obj) if info.strategy.returns_deleted_object() => {

@@ -907,32 +907,25 @@ impl Registry {
         let strategy = info.strategy.clone();
         let mut new = match subresource {
             Some(sub) => match strategy.subresource_update(sub, &obj, &old) {
-                Some(n) => n,
+                // Most kinds' subresources keep the stored metadata whole; pods/status takes the
+                // request's labels and annotations, but never the fields only the server sets.
+                Some(mut n) => {
+                    keep_server_fields(&mut n, &old);
+                    n
+                }
                 None => return Err(ApiError::not_found_path().with_details(json!({"name": sub}))),
             },
             None => {
                 let mut n = obj;
                 strategy.defaults(&mut n);
                 strategy.prepare_for_update(info, &mut n, &old);
-                // Fields only the server sets.
-                let om = meta(&old).cloned().unwrap_or_default();
-                let m = meta_mut(&mut n);
-                for f in [
-                    "uid",
-                    "creationTimestamp",
-                    "deletionTimestamp",
-                    "deletionGracePeriodSeconds",
-                    "generation",
-                ] {
-                    match om.get(f) {
-                        Some(v) => m.insert(f.into(), v.clone()),
-                        None => m.remove(f),
-                    };
-                }
-                m.remove("generateName")
-                    .map(|g| m.insert("generateName".into(), g));
+                keep_server_fields(&mut n, &old);
                 if strategy.tracks_generation() && spec_of(&n) != spec_of(&old) {
-                    let g = om.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+                    let g = meta(&old)
+                        .and_then(|m| m.get("generation"))
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                        + 1;
                     meta_mut(&mut n).insert("generation".into(), json!(g));
                 }
                 strategy.begin_update(self, &mut n);
@@ -1773,6 +1766,26 @@ pub enum Ownership<'a> {
 /// against the live one (`old`, None on create): RBAC's escalation prevention. It runs inside the
 /// guarded write, so what it approved is what is stored (the write fails with a conflict if the object
 /// changed since it was read, and a retry checks again).
+/// An update keeps the metadata only the server sets (uid, timestamps, generation) as stored.
+fn keep_server_fields(new: &mut Value, old: &Value) {
+    let om = meta(old).cloned().unwrap_or_default();
+    let m = meta_mut(new);
+    for f in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        match om.get(f) {
+            Some(v) => m.insert(f.into(), v.clone()),
+            None => m.remove(f),
+        };
+    }
+    m.remove("generateName")
+        .map(|g| m.insert("generateName".into(), g));
+}
+
 pub type WriteCheck<'a> = &'a dyn WriteHooks;
 
 /// What a request adds to the store's write path (upstream's `rest.ValidateObjectFunc`s and the

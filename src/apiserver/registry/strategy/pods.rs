@@ -2,10 +2,28 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{status_update, Printer, Strategy};
+use super::{keep_field, Printer, Strategy};
 use crate::apiserver::catalog::ResourceInfo;
 use crate::apiserver::registry::{defaults, validation::pod};
 use crate::apiserver::status::Cause;
+
+/// A pods/status write (upstream's podStatusStrategy): the request's status and metadata (labels
+/// and annotations may change there, which is why NodeRestriction refuses a kubelet's label changes),
+/// the stored spec, and the stored owner references (old kubelets corrupted them).
+fn pod_status_update(new: &Value, old: &Value) -> Value {
+    let mut out = new.clone();
+    keep_field(&mut out, old, "spec");
+    if let (Some(m), Some(om)) = (
+        out.get_mut("metadata").and_then(Value::as_object_mut),
+        old.get("metadata"),
+    ) {
+        match om.get("ownerReferences") {
+            Some(refs) => m.insert("ownerReferences".into(), refs.clone()),
+            None => m.remove("ownerReferences"),
+        };
+    }
+    out
+}
 
 /// Pods: start `Pending` with their QoS class, are deleted gracefully once a node runs them, and
 /// answer a delete with the deleted pod.
@@ -30,12 +48,12 @@ impl Strategy for Pods {
     fn validate_update(&self, new: &Value, old: &Value, causes: &mut Vec<Cause>) {
         pod::pod_update(new, old, causes);
     }
-    /// `status` as every kind; `ephemeralcontainers` (what `kubectl debug` writes) takes only
+    /// `status` with the request's metadata ([`pod_status_update`]); `ephemeralcontainers` (what `kubectl debug` writes) takes only
     /// `spec.ephemeralContainers` from the request, defaulted as a pod's containers are (upstream's
     /// dropNonEphemeralContainerUpdates).
     fn subresource_update(&self, subresource: &str, obj: &Value, old: &Value) -> Option<Value> {
         match subresource {
-            "status" => Some(status_update(obj, old)),
+            "status" => Some(pod_status_update(obj, old)),
             "ephemeralcontainers" => {
                 let mut requested = obj.clone();
                 defaults::pod_defaults(&mut requested);
