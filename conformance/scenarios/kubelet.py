@@ -14,6 +14,7 @@ import re
 import shlex
 import subprocess
 import tempfile
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -360,6 +361,57 @@ def kubelet_probes(t: T) -> None:
            restarts())
     t.contains(events("dies"), "Container c failed liveness probe, will be restarted", "Killing event")
     t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def kubelet_https_and_grpc_probes(t: T) -> None:
+    """(embedded) an httpGet probe with scheme HTTPS passes against a server whose certificate the node
+    does not verify (the apiserver's /readyz: upstream's prober skips verification) and fails against a
+    plain-HTTP server; a grpc probe passes against a server of the gRPC health protocol (an etcd on the
+    node, for a hostNetwork pod, whose IP is the node's) and fails with upstream's message where nothing
+    listens"""
+    t = node_t(t)
+    if t is None:
+        return
+    ns = t.namespace()
+    api_port = urllib.parse.urlparse(t.server.creds["server"]).port
+    grpc_port, peer_port = free_port(), free_port()
+    etcd_dir = Path(tempfile.mkdtemp(prefix="rkube-grpc-probe-"))
+    etcd = subprocess.Popen(
+        ["etcd", "--name=probe", f"--data-dir={etcd_dir / 'data'}",
+         f"--listen-client-urls=http://0.0.0.0:{grpc_port}", f"--advertise-client-urls=http://127.0.0.1:{grpc_port}",
+         f"--listen-peer-urls=http://127.0.0.1:{peer_port}", f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+         f"--initial-cluster=probe=http://127.0.0.1:{peer_port}"],
+        stdout=subprocess.DEVNULL, stderr=open(etcd_dir / "etcd.log", "w"))
+    fast = {"periodSeconds": 1, "failureThreshold": 1}
+    try:
+        def create(name: str, command: str, probe: dict, **spec) -> None:
+            t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                      "spec": {"terminationGracePeriodSeconds": 1, **spec, "containers": [
+                          {"name": "c", "image": "busybox:1.36", "command": ["sh", "-c", command],
+                           "readinessProbe": {**probe, **fast}}]}}, ns)
+        create("tls", "exec sleep 3600",
+               {"httpGet": {"host": "127.0.0.1", "port": api_port, "path": "/readyz", "scheme": "HTTPS"}})
+        create("plain", "echo ok > /tmp/index.html; exec httpd -f -p 8080 -h /tmp",
+               {"httpGet": {"path": "/index.html", "port": 8080, "scheme": "HTTPS"}})
+        create("grpc", "exec sleep 3600", {"grpc": {"port": grpc_port}}, hostNetwork=True)
+        create("nogrpc", "exec sleep 3600", {"grpc": {"port": 9}})
+        ready = lambda name: t.run("get", "pod", name, "-n", ns, "-o",
+                                   "jsonpath={.status.phase}/{.status.containerStatuses[0].ready}").out
+        t.true(poll(lambda: ready("tls") == "Running/true", 60),
+               "an HTTPS probe passes against a certificate the node does not verify", ready("tls"))
+        t.true(poll(lambda: ready("grpc") == "Running/true", 60),
+               "a grpc probe passes against a gRPC health server", ready("grpc"))
+        events = lambda name: t.run("get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}").out
+        t.true(poll(lambda: "Readiness probe failed: Get \"https://" in events("plain"), 30),
+               "an HTTPS probe of a plain-HTTP server fails", events("plain"))
+        t.true(poll(lambda: "Readiness probe failed: timeout: failed to connect service" in events("nogrpc"), 30),
+               "a grpc probe where nothing listens fails with upstream's message", events("nogrpc"))
+        t.eq((ready("plain"), ready("nogrpc")), ("Running/false", "Running/false"), "both stay unready")
+    finally:
+        etcd.kill()
+        etcd.wait()
+        t.ok("delete", "namespace", ns, "--wait=false")
 
 
 @scenario

@@ -88,7 +88,13 @@ pub async fn run(
         };
         return match tokio::time::timeout(
             timeout,
-            super::probes::http_get(&host, port, &path, &headers),
+            super::probe_client::http_get(
+                &host,
+                port,
+                &path,
+                &headers,
+                h.scheme.as_deref() == Some("HTTPS"),
+            ),
         )
         .await
         {

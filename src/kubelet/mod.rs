@@ -19,6 +19,7 @@ pub mod hollow;
 pub mod images;
 pub mod lifecycle;
 pub mod pod_workers;
+pub mod probe_client;
 pub mod probes;
 pub mod registration;
 pub mod runtime_config;

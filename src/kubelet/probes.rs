@@ -8,8 +8,9 @@
 //! - liveness kills the container when it fails for good ("Container c failed liveness probe, will be
 //!   restarted"); the restart policy and back-off do the rest.
 //!
-//! Handlers: exec (CRI ExecSync), httpGet (HTTP only; success is 200-399, as upstream) and
-//! tcpSocket. A changed result wakes the pod's worker, which writes the status.
+//! Handlers: exec (CRI ExecSync), httpGet (HTTP or HTTPS; success is 200-399, as upstream),
+//! tcpSocket and grpc (the gRPC health protocol): the network ones are in [`super::probe_client`].
+//! A changed result wakes the pod's worker, which writes the status.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use kube::runtime::events::EventType;
 use kube::ResourceExt;
 
 use super::pod_workers::Kubelet;
+use super::probe_client::{grpc_check, http_get};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -302,14 +304,14 @@ impl Worker {
             let host = h.host.clone().unwrap_or(ip);
             let port = named_port(&self.container, &h.port)?;
             let path = h.path.clone().unwrap_or_else(|| "/".into());
-            let url = format!("http://{host}:{port}{path}");
-            if h.scheme.as_deref() == Some("HTTPS") {
-                return Err(format!(
-                    "Get {url:?}: HTTPS probes are not supported by this kubelet"
-                ));
-            }
+            let https = h.scheme.as_deref() == Some("HTTPS");
+            let url = format!(
+                "{}://{host}:{port}{path}",
+                if https { "https" } else { "http" }
+            );
             let headers = header_pairs(h);
-            return match tokio::time::timeout(timeout, http_get(&host, port, &path, &headers)).await {
+            let get = http_get(&host, port, &path, &headers, https);
+            return match tokio::time::timeout(timeout, get).await {
                 Ok(Ok(code)) if (200..400).contains(&code) => Ok(()),
                 Ok(Ok(code)) => Err(format!("HTTP probe failed with statuscode: {code}")),
                 Ok(Err(e)) => Err(format!("Get {url:?}: {e}")),
@@ -318,7 +320,12 @@ impl Worker {
                 )),
             };
         }
-        Err("this kubelet runs exec, httpGet and tcpSocket probes only".into())
+        if let Some(g) = &self.probe.grpc {
+            let port = u16::try_from(g.port).map_err(|_| format!("invalid port {}", g.port))?;
+            let service = g.service.clone().unwrap_or_default();
+            return grpc_check(&ip, port, &service, timeout).await;
+        }
+        Err("the probe names no handler (exec, httpGet, tcpSocket or grpc)".into())
     }
 }
 
@@ -343,34 +350,6 @@ pub(super) fn header_pairs(h: &HTTPGetAction) -> Vec<(String, String)> {
         .flatten()
         .map(|hh| (hh.name.clone(), hh.value.clone()))
         .collect()
-}
-
-/// One plain-HTTP GET; returns the status code.
-pub(super) async fn http_get(
-    host: &str,
-    port: u16,
-    path: &str,
-    headers: &[(String, String)],
-) -> Result<u16, String> {
-    let tcp = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| format!("dial tcp {host}:{port}: connect: {e}"))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let mut req = http::Request::get(path)
-        .header(http::header::HOST, format!("{host}:{port}"))
-        .header(http::header::USER_AGENT, "kube-probe/1.33");
-    for (k, v) in headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    let req = req
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    Ok(resp.status().as_u16())
 }
 
 #[cfg(test)]

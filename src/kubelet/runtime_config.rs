@@ -248,10 +248,10 @@ pub fn sandbox_config(
             });
         }
     }
+    // A host-network pod shares the node's UTS namespace: upstream's kubelet sets no hostname for it
+    // (runc refuses to set one without a private UTS namespace).
     let hostname = if host_network {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default()
+        String::new()
     } else {
         spec.hostname.clone().unwrap_or_else(|| pod.name_any())
     };

@@ -11,7 +11,7 @@ pub mod bench;
 pub mod embedded;
 pub mod etcd;
 #[cfg(test)]
-mod suite;
+pub(crate) mod suite;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;

@@ -31,7 +31,7 @@ async fn embedded() -> Backend {
 }
 
 /// A running etcd, killed (and its data dir removed) when dropped.
-struct EtcdProcess {
+pub(crate) struct EtcdProcess {
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -50,7 +50,9 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn spawn_etcd() -> (EtcdProcess, String) {
+/// An etcd on free loopback ports (also a gRPC server for the kubelet's gRPC probe tests), and its
+/// client URL.
+pub(crate) fn spawn_etcd() -> (EtcdProcess, String) {
     assert!(
         Path::new(ETCD_BINARY).exists(),
         "{ETCD_BINARY} is missing: the etcd storage tests need a real etcd (apt-get install etcd-server)"
