@@ -189,7 +189,6 @@ async fn binding(
     ))
 }
 
-/// `serviceaccounts/token`: a TokenRequest answered with a bound token.
 /// Admission of a create on a subresource that is not stored as itself (an eviction, a
 /// TokenRequest): the chain's plugins see it as upstream's do (NodeRestriction is the one that judges
 /// them).
@@ -223,6 +222,7 @@ async fn admit_create(
         .await
 }
 
+/// `serviceaccounts/token`: a TokenRequest answered with a bound token.
 #[allow(clippy::too_many_arguments)]
 async fn service_account_token(
     app: &App,
