@@ -300,12 +300,15 @@ impl Relations<'_> {
         cache.get(&format!("{prefix}{name}"))
     }
 
-    /// The pods in `ns` bound to this node.
-    fn pods(&self, ns: &str) -> Vec<Arc<Value>> {
-        self.objects("", "pods", Some(ns))
-            .into_iter()
-            .filter(|p| text(p, "/spec/nodeName") == self.node)
-            .collect()
+    /// Whether a pod in `ns` bound to this node satisfies `f`. The pods are visited in the cache,
+    /// not copied: this runs on every related read a kubelet makes (benches/node_authorizer_bench.py).
+    fn any_pod(&self, ns: &str, f: impl Fn(&Value) -> bool) -> bool {
+        let Some((cache, prefix, _)) = self.resource("", "pods") else {
+            return false;
+        };
+        cache.any(&format!("{prefix}{ns}/"), |p| {
+            node_name(p) == self.node && f(p)
+        })
     }
 
     fn has_path(&self, kind: Kind, ns: &str, name: &str) -> bool {
@@ -314,16 +317,17 @@ impl Relations<'_> {
                 .object("storage.k8s.io", "volumeattachments", name)
                 .is_some_and(|va| text(&va, "/spec/nodeName") == self.node),
             Kind::Pv => self.pv_related(name),
-            Kind::Pod => self
-                .pods(ns)
-                .iter()
-                .any(|p| text(p, "/metadata/name") == name),
+            Kind::Pod => self.resource("", "pods").is_some_and(|(cache, prefix, _)| {
+                cache
+                    .get(&format!("{prefix}{ns}/{name}"))
+                    .is_some_and(|p| node_name(&p) == self.node)
+            }),
             Kind::Secret | Kind::ConfigMap => {
-                self.pods(ns).iter().any(|p| pod_references(p, kind, name))
+                self.any_pod(ns, |p| pod_references(p, kind, name))
                     || (kind == Kind::ConfigMap && self.node_config_source(ns, name))
                     || (kind == Kind::Secret && self.pv_secret_related(ns, name))
             }
-            _ => self.pods(ns).iter().any(|p| pod_references(p, kind, name)),
+            _ => self.any_pod(ns, |p| pod_references(p, kind, name)),
         }
     }
 
@@ -338,11 +342,7 @@ impl Relations<'_> {
             text(pv, "/spec/claimRef/namespace"),
             text(pv, "/spec/claimRef/name"),
         );
-        !claim.is_empty()
-            && self
-                .pods(ns)
-                .iter()
-                .any(|p| pod_references(p, Kind::Pvc, claim))
+        !claim.is_empty() && self.any_pod(ns, |p| pod_references(p, Kind::Pvc, claim))
     }
 
     /// `node <- pod <- pvc <- pv <- secret`: a secret a PV's source names, for a PV the node uses.
@@ -368,6 +368,13 @@ impl Relations<'_> {
                 && text(&n, "/spec/configSource/configMap/name") == name
         })
     }
+}
+
+fn node_name(pod: &Value) -> &str {
+    pod.get("spec")
+        .and_then(|s| s.get("nodeName"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {

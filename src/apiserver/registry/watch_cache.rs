@@ -345,6 +345,16 @@ impl ResourceCache {
         (items, st.revision.max(progress))
     }
 
+    /// Whether an object whose key starts with `prefix` satisfies `f`. The objects are visited under
+    /// the read lock, not copied: for checks that look at many objects and keep none.
+    pub fn any(&self, prefix: &str, mut f: impl FnMut(&Value) -> bool) -> bool {
+        let st = self.read();
+        st.objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .any(|(_, v)| f(v))
+    }
+
     /// Starts a watch. `from: None` replays the current objects as ADDED events first (upstream's
     /// "most recent" / "any" watch); `Some(rv)` replays the events after `rv`.
     pub fn subscribe(
