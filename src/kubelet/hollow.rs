@@ -28,12 +28,12 @@ use kube::Api;
 use serde_json::json;
 
 use super::registration::{self, LEASE_RENEW, NODE_LEASE_NS};
+use super::{ContainerOutcome, NodeResources, Placement, Runtime};
 
 /// The one identity every in-process hollow node shares (see the module doc).
 pub const HOLLOW_NODES_USER: &str = "system:hollow-nodes";
 /// The ClusterRoleBinding that grants it the `system:node` role.
 const HOLLOW_NODES_BINDING: &str = "rkube:hollow-nodes";
-use super::{ContainerOutcome, NodeResources, Placement, Runtime};
 
 /// The runtime of a hollow node: nothing runs; every container starts at once and keeps running,
 /// except the ones whose command says how they end: `true` (or `sh -c "exit 0"`) exits 0, `false`
@@ -391,8 +391,6 @@ fn handle(
     });
 }
 
-/// Grants group `system:nodes` the `system:node` role (what upstream's Node authorizer + RBAC give a
-/// kubelet, without the per-node restriction rkube does not implement yet).
 /// Before the Node authorizer, this binding granted the `system:node` role to the whole
 /// `system:nodes` group: every kubelet could read every Secret. A server started on such a data dir
 /// removes it (hollow nodes get it back bound to their own user).
@@ -421,6 +419,7 @@ pub async fn retire_group_grant(admin: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Grants [`HOLLOW_NODES_USER`] the `system:node` role (what every hollow node may do).
 pub async fn grant_node_role(admin: &kube::Client) -> anyhow::Result<()> {
     registration::bind_cluster_role(
         admin,
