@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use futures::FutureExt;
 use rkube::apiserver::{self, ApiServerConfig};
 use rkube::pki::Pki;
 use rkube::storage::{embedded::EmbeddedStore, etcd::EtcdStore, Store};
@@ -343,6 +344,29 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 }
 
 #[derive(Subcommand)]
+enum TokenAction {
+    /// Creates a bootstrap token and prints it.
+    Create {
+        /// How long the token is valid (0: forever), e.g. `24h`, `30m`.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        ttl: std::time::Duration,
+        /// A human-readable note stored with the token.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Print the whole `rkube agent` command a machine joins with, not just the token.
+        #[arg(long)]
+        print_join_command: bool,
+    },
+    /// Lists the bootstrap tokens.
+    List,
+    /// Deletes bootstrap tokens, by token or token id.
+    Delete {
+        #[arg(required = true)]
+        tokens: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Runs the control plane: the apiserver on the chosen store, and the controller manager.
     Server(Box<ServerArgs>),
@@ -408,6 +432,34 @@ enum Command {
         kubeconfig: PathBuf,
         #[command(flatten)]
         kubelet: KubeletArgs,
+    },
+    /// Joins this machine to a cluster as a node and runs its kubelet (kubeadm's TLS bootstrap): with
+    /// a bootstrap token the first time (`rkube token create --print-join-command` on the server
+    /// prints the whole command), then with the client certificate it got, kept under --root-dir.
+    Agent {
+        /// The apiserver, `https://host:port`.
+        #[arg(long)]
+        server: Option<String>,
+        /// A bootstrap token (`<6>.<16>` of [a-z0-9]), used once to get the node's certificate.
+        #[arg(long)]
+        token: Option<String>,
+        /// The cluster CA's public key hash, `sha256:<hex>` (kubeadm's
+        /// --discovery-token-ca-cert-hash): the server is trusted only if it presents that CA.
+        #[arg(long)]
+        ca_cert_hash: Option<String>,
+        /// The cluster CA's certificate file, instead of --ca-cert-hash.
+        #[arg(long, conflicts_with = "ca_cert_hash")]
+        certificate_authority: Option<PathBuf>,
+        #[command(flatten)]
+        kubelet: KubeletArgs,
+    },
+    /// Manages bootstrap tokens, with which machines join as nodes (`rkube agent`), as `kubeadm token`.
+    Token {
+        /// The admin's kubeconfig (default: $KUBECONFIG or ~/.kube/config, as kubectl).
+        #[arg(long, global = true)]
+        kubeconfig: Option<PathBuf>,
+        #[command(subcommand)]
+        action: TokenAction,
     },
     /// Runs kube-proxy for this machine against a cluster (its kubeconfig should name the
     /// `system:kube-proxy` identity).
@@ -526,6 +578,174 @@ fn standalone_identity() -> String {
     format!("{host}_{}", uuid::Uuid::new_v4())
 }
 
+/// `rkube agent`: join (or rejoin with the stored certificate), then run the kubelet as the node.
+async fn run_agent(
+    server: Option<String>,
+    token: Option<String>,
+    ca_cert_hash: Option<String>,
+    certificate_authority: Option<PathBuf>,
+    kubelet: KubeletArgs,
+) -> anyhow::Result<()> {
+    use rkube::kubelet::join;
+    let root = kubelet
+        .root_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/var/lib/rkube-agent"));
+    let node_name = kubelet.node_name.clone().unwrap_or_else(host_name);
+    let ca = match (ca_cert_hash, certificate_authority) {
+        (Some(pin), _) => Some(join::CaSource::Pin(pin)),
+        (None, Some(file)) => Some(join::CaSource::Pem(
+            std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?,
+        )),
+        (None, None) => None,
+    };
+    let options = match (server, token, ca) {
+        (Some(server), Some(token), Some(ca)) => Some(join::JoinOptions {
+            server,
+            token,
+            ca,
+            node_name: node_name.clone(),
+        }),
+        (None, None, None) => None,
+        _ => anyhow::bail!(
+            "joining needs --server, --token and --ca-cert-hash (or --certificate-authority) together"
+        ),
+    };
+    let kubeconfig = join::kubeconfig(&root, options.as_ref()).await?;
+    println!(
+        "rkube agent: node {node_name} uses the credentials in {}",
+        kubeconfig.display()
+    );
+    let client = client_from(&kubeconfig, &agent("kubelet", None)).await?;
+    let ca_pem = join::kubeconfig_ca(&kubeconfig)?;
+    let ip = primary_address(IpAddr::from([0, 0, 0, 0]));
+    let mut args = kubelet;
+    if args.container_runtime_endpoint.is_none() {
+        args.container_runtime_endpoint = default_runtime(&root, args.own_containerd).await;
+    }
+    let Some(_) = args
+        .container_runtime_endpoint
+        .as_ref()
+        .filter(|e| !e.is_empty())
+    else {
+        anyhow::bail!("rkube agent needs a container runtime (--container-runtime-endpoint)");
+    };
+    let mut config = args.config(root.join("kubelet"), ip);
+    config.node_name = node_name.clone();
+    let serving = join::serving_config(client.clone(), root.clone(), node_name, vec![ip], ca_pem);
+    config.serving = Some((
+        serving.boxed(),
+        SocketAddr::new(IpAddr::from([0, 0, 0, 0]), args.kubelet_port),
+    ));
+    rkube::kubelet::agent::run(client, config).await
+}
+
+/// `rkube token create|list|delete`, as the kubeconfig's user (an administrator).
+async fn token_command(kubeconfig: Option<PathBuf>, action: TokenAction) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Secret;
+    use rkube::apiserver::authn::bootstrap_token as bt;
+    let mut config = match &kubeconfig {
+        Some(path) => {
+            kube::Config::from_custom_kubeconfig(
+                kube::config::Kubeconfig::read_from(path)?,
+                &Default::default(),
+            )
+            .await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    rkube::user_agent::set(&mut config, &agent("rkube", None));
+    let server = config.cluster_url.to_string();
+    // The CA the admin trusts is the one a joining node pins.
+    let ca = config.root_cert.as_ref().and_then(|c| c.first()).cloned();
+    let client = kube::Client::try_from(config)?;
+    let secrets = kube::Api::<Secret>::namespaced(client.clone(), bt::NAMESPACE);
+    match action {
+        TokenAction::Create {
+            ttl,
+            description,
+            print_join_command,
+        } => {
+            let token = rkube::kubelet::join::create_token(&client, ttl, &description).await?;
+            if !print_join_command {
+                println!("{token}");
+                return Ok(());
+            }
+            let server = advertised_server(&client).await.unwrap_or(server);
+            let ca = ca.ok_or_else(|| {
+                anyhow::anyhow!("the kubeconfig names no certificate authority to pin")
+            })?;
+            let pin = rkube::pki::public_key_pin(&ca)?;
+            println!(
+                "rkube agent --server {} --token {token} --ca-cert-hash {pin}",
+                server.trim_end_matches('/')
+            );
+        }
+        TokenAction::List => {
+            let list = secrets
+                .list(
+                    &kube::api::ListParams::default().fields(&format!("type={}", bt::SECRET_TYPE)),
+                )
+                .await?;
+            println!(
+                "{:<24}{:<22}{:<44}DESCRIPTION",
+                "TOKEN", "EXPIRES", "EXTRA GROUPS"
+            );
+            for s in list.items {
+                let data = |k: &str| {
+                    s.data
+                        .as_ref()
+                        .and_then(|d| d.get(k))
+                        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                        .unwrap_or_default()
+                };
+                let token = format!("{}.{}", data("token-id"), data("token-secret"));
+                let expires = Some(data("expiration"))
+                    .filter(|e| !e.is_empty())
+                    .unwrap_or_else(|| "<forever>".into());
+                println!(
+                    "{token:<24}{expires:<22}{:<44}{}",
+                    data("auth-extra-groups"),
+                    data("description")
+                );
+            }
+        }
+        TokenAction::Delete { tokens } => {
+            for t in tokens {
+                let id = bt::parse(&t).map_or(t.as_str(), |(id, _)| id);
+                let name = format!("{}{id}", bt::SECRET_PREFIX);
+                secrets
+                    .delete(&name, &Default::default())
+                    .await
+                    .with_context(|| format!("deleting bootstrap token {id}"))?;
+                println!("bootstrap token {id:?} deleted");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The address other machines reach the apiserver at: the `kubernetes` Service's endpoint (the
+/// server's advertise address), when it has one that answers (a server bound to loopback advertises
+/// an address it does not listen on).
+async fn advertised_server(client: &kube::Client) -> Option<String> {
+    use k8s_openapi::api::core::v1::Endpoints;
+    let ep = kube::Api::<Endpoints>::namespaced(client.clone(), "default")
+        .get("kubernetes")
+        .await
+        .ok()?;
+    let subset = ep.subsets?.into_iter().next()?;
+    let ip = subset.addresses?.into_iter().next()?.ip;
+    let port = subset.ports?.into_iter().next()?.port;
+    let addr = SocketAddr::new(ip.parse().ok()?, u16::try_from(port).ok()?);
+    let connect = tokio::net::TcpStream::connect(addr);
+    match tokio::time::timeout(std::time::Duration::from_secs(2), connect).await {
+        Ok(Ok(_)) => Some(format!("https://{addr}")),
+        _ => None,
+    }
+}
+
 fn home() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
@@ -637,6 +857,17 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     )
     .await?;
     rkube::kubelet::hollow::retire_group_grant(&admin).await?;
+    // Machines join as nodes with bootstrap tokens (`rkube agent`); the apiserver calls every
+    // kubelet as kube-apiserver-kubelet-client (kubeadm's binding).
+    rkube::kubelet::join::ensure_bindings(&admin).await?;
+    rkube::kubelet::registration::bind_cluster_role(
+        &admin,
+        "rkube:kube-apiserver-kubelet-client",
+        "system:kubelet-api-admin",
+        "User",
+        rkube::pki::KUBELET_CLIENT_CN,
+    )
+    .await?;
     let identity = rkube::leader_election::identity(&data_dir)?;
     let options = rkube::controllers::Options {
         identity: identity.clone(),
@@ -699,15 +930,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         let config = node_args.config(data_dir.join("kubelet"), advertise_address);
         let mut config = config;
         // The kubelet acts as system:node:<name>: the Node authorizer and NodeRestriction decide
-        // what it may do, no RBAC binding. The apiserver calls kubelets as kube-apiserver-kubelet-client (kubeadm's binding).
-        rkube::kubelet::registration::bind_cluster_role(
-            &admin,
-            "rkube:kube-apiserver-kubelet-client",
-            "system:kubelet-api-admin",
-            "User",
-            rkube::pki::KUBELET_CLIENT_CN,
-        )
-        .await?;
+        // what it may do, no RBAC binding.
         if args.cluster_dns_port != 0 {
             let listen = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), args.cluster_dns_port);
             match rkube::dns::Sockets::bind(listen).await {
@@ -748,7 +971,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         }
         let tls = pki.kubelet_tls_config(&config.node_name, &[advertise_address])?;
         config.serving = Some((
-            tls,
+            futures::future::ready(Ok(tls)).boxed(),
             SocketAddr::new(IpAddr::from([0, 0, 0, 0]), node_args.kubelet_port),
         ));
         let user = format!("system:node:{}", config.node_name);
@@ -932,6 +1155,20 @@ fn main() -> anyhow::Result<()> {
             let config = kubelet.config(PathBuf::from("/var/lib/rkube-kubelet"), ip);
             rkube::kubelet::agent::run(client, config).await
         }),
+        Command::Agent {
+            server,
+            token,
+            ca_cert_hash,
+            certificate_authority,
+            kubelet,
+        } => rt.block_on(run_agent(
+            server,
+            token,
+            ca_cert_hash,
+            certificate_authority,
+            kubelet,
+        )),
+        Command::Token { kubeconfig, action } => rt.block_on(token_command(kubeconfig, action)),
         Command::Proxy { kubeconfig, proxy } => rt.block_on(async {
             let runner = rkube::proxy::exec::Runner {
                 netns: proxy.netns.clone(),

@@ -355,11 +355,7 @@ impl Pki {
 
     /// The cluster CA as the only trust root.
     fn ca_roots(&self) -> anyhow::Result<rustls::RootCertStore> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(pem_to_cert_der(&self.ca_cert_pem).context("parsing CA cert")?)
-            .context("adding CA to trust roots")?;
-        Ok(roots)
+        roots_of(&self.ca_cert_pem)
     }
 
     /// A TLS config for a kubelet's own port (10250): a serving certificate for the node's name and
@@ -386,25 +382,7 @@ impl Pki {
             ExtendedKeyUsagePurpose::ServerAuth,
             &issuer,
         )?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = self.ca_roots()?;
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .build()
-        .context("building client certificate verifier")?;
-        let chain = vec![pem_to_cert_der(&cert).context("parsing kubelet serving cert")?];
-        let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
-            .map_err(|e| anyhow!("parsing kubelet serving key: {e}"))?;
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .context("selecting TLS protocol versions")?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .context("installing kubelet serving certificate")?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(config)
+        kubelet_serving_config(&cert, &key, &self.ca_cert_pem)
     }
 
     /// The TLS config the apiserver calls kubelets with: its `kube-apiserver-kubelet-client`
@@ -442,7 +420,13 @@ impl Pki {
         .allow_unauthenticated()
         .build()
         .context("building client certificate verifier")?;
-        let chain = vec![pem_to_cert_der(&self.server_cert_pem).context("parsing serving cert")?];
+        // The CA goes out after the serving certificate: a joining node pins it by the hash
+        // `rkube token create --print-join-command` prints (kubeadm's --discovery-token-ca-cert-hash)
+        // before it sends its token.
+        let chain = vec![
+            pem_to_cert_der(&self.server_cert_pem).context("parsing serving cert")?,
+            pem_to_cert_der(&self.ca_cert_pem).context("parsing CA cert")?,
+        ];
         let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())
             .map_err(|e| anyhow!("parsing serving key: {e}"))?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -467,33 +451,108 @@ impl Pki {
     /// component's identity, from [`Pki::issue_client_cert`]).
     pub fn kubeconfig(&self, server_url: &str, cert_pem: &str, key_pem: &str) -> String {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-        let config = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{
-                "name": KUBECONFIG_NAME,
-                "cluster": {
-                    "server": server_url,
-                    "certificate-authority-data": b64(&self.ca_cert_pem),
-                },
-            }],
-            "users": [{
-                "name": KUBECONFIG_NAME,
-                "user": {
-                    "client-certificate-data": b64(cert_pem),
-                    "client-key-data": b64(key_pem),
-                },
-            }],
-            "contexts": [{
-                "name": KUBECONFIG_NAME,
-                "context": { "cluster": KUBECONFIG_NAME, "user": KUBECONFIG_NAME },
-            }],
-            "current-context": KUBECONFIG_NAME,
-            "preferences": {},
-        });
-        // Serializing a JSON value to YAML cannot really fail; JSON is valid YAML as a fallback.
-        serde_yaml::to_string(&config).unwrap_or_else(|_| config.to_string())
+        kubeconfig_yaml(
+            server_url,
+            &self.ca_cert_pem,
+            serde_json::json!({
+                "client-certificate-data": b64(cert_pem),
+                "client-key-data": b64(key_pem),
+            }),
+        )
     }
+}
+
+/// The CA certificate as trust root.
+fn roots_of(ca_pem: &str) -> anyhow::Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(pem_to_cert_der(ca_pem).context("parsing CA cert")?)
+        .context("adding CA to trust roots")?;
+    Ok(roots)
+}
+
+/// A TLS config for a kubelet's own port (10250) with serving certificate `cert_pem`: client
+/// certificates from `client_ca_pem` are *required* (the apiserver calls the kubelet with its
+/// kubelet-client certificate; anonymous access is refused, as upstream's kubelet with
+/// `--anonymous-auth=false`).
+pub fn kubelet_serving_config(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: &str,
+) -> anyhow::Result<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots_of(client_ca_pem)?),
+        provider.clone(),
+    )
+    .build()
+    .context("building client certificate verifier")?;
+    let chain = vec![pem_to_cert_der(cert_pem).context("parsing kubelet serving cert")?];
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| anyhow!("parsing kubelet serving key: {e}"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("selecting TLS protocol versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .context("installing kubelet serving certificate")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// kubeadm's CA pin: `sha256:` and the hex SHA-256 of a certificate's SubjectPublicKeyInfo (DER).
+pub fn public_key_pin(cert_der: &[u8]) -> anyhow::Result<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| anyhow!("parsing certificate: {e}"))?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.tbs_certificate.subject_pki.raw);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("sha256:{hex}"))
+}
+
+/// [`public_key_pin`] of a PEM certificate.
+pub fn public_key_pin_pem(cert_pem: &str) -> anyhow::Result<String> {
+    public_key_pin(pem_to_cert_der(cert_pem)?.as_ref())
+}
+
+/// Seconds until a PEM certificate expires (negative once it has); None when it does not parse.
+pub fn pem_seconds_left(cert_pem: &str) -> Option<i64> {
+    let der = pem_to_cert_der(cert_pem).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(seconds_left(&cert))
+}
+
+/// PEM of a DER certificate.
+pub fn der_to_pem(der: &[u8]) -> String {
+    cert_der_to_pem(der)
+}
+
+/// A kubeconfig YAML for `server_url` trusting `ca_pem`, with `user` as its user entry (client
+/// certificate data, or a `token`); cluster, context and user are all named "rkube".
+pub fn kubeconfig_yaml(server_url: &str, ca_pem: &str, user: serde_json::Value) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{
+            "name": KUBECONFIG_NAME,
+            "cluster": {
+                "server": server_url,
+                "certificate-authority-data": b64(ca_pem),
+            },
+        }],
+        "users": [{
+            "name": KUBECONFIG_NAME,
+            "user": user,
+        }],
+        "contexts": [{
+            "name": KUBECONFIG_NAME,
+            "context": { "cluster": KUBECONFIG_NAME, "user": KUBECONFIG_NAME },
+        }],
+        "current-context": KUBECONFIG_NAME,
+        "preferences": {},
+    });
+    // Serializing a JSON value to YAML cannot really fail; JSON is valid YAML as a fallback.
+    serde_yaml::to_string(&config).unwrap_or_else(|_| config.to_string())
 }
 
 /// The SANs the serving cert must carry: loopback, the names in-cluster clients use, the machine

@@ -187,3 +187,132 @@ def csr_approve_and_login(t: T) -> None:
         t.run("delete", "clusterrolebinding", binding, role2, "--ignore-not-found")
         t.run("delete", "clusterrole", role, role2, "--ignore-not-found")
     t.ok("delete", "namespace", ns, "--wait=false")
+
+
+NODE_TOKEN_GROUP = "system:bootstrappers:rkube:default-node-token"
+KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+
+
+def _rkube_token(t: T, *args: str) -> str:
+    """`rkube token ARGS` as the admin; requires exit 0, returns stdout."""
+    from harness import RKUBE_BIN
+    t.last_cmd = "rkube token " + " ".join(args)
+    p = subprocess.run([str(RKUBE_BIN), "token", *args, "--kubeconfig", str(t.kubeconfig)], capture_output=True,
+                       text=True, timeout=60)
+    t.eq(p.returncode, 0, f"rkube token {' '.join(args)} exit code ({p.stderr[-400:]})")
+    return p.stdout
+
+
+def _bearer(t: T, method: str, path: str, token: str, body: dict | None = None) -> tuple[int, str]:
+    from harness import https
+    t.last_cmd = f"HTTPS {method} {path} with bearer token {token[:6]}.…"
+    data = json.dumps(body).encode() if body is not None else None
+    return https(t.server.creds, method, path, body=data, client_cert=False,
+                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                          "Accept": "application/json"})
+
+
+def _who(t: T, token: str) -> tuple[int, dict]:
+    status, body = _bearer(t, "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", token,
+                           {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    try:
+        return status, json.loads(body)
+    except json.JSONDecodeError:
+        return status, {"raw": body}
+
+
+@scenario
+def bootstrap_tokens_and_node_csr_approval(t: T) -> None:
+    """Joining nodes' bootstrap tokens (kubeadm's TLS bootstrap): `rkube token create` stores a
+    bootstrap.kubernetes.io/token Secret in kube-system (24 h expiration, the node-join group) and the token
+    authenticates as system:bootstrap:<id> in system:bootstrappers and that group (also in a TokenReview), may
+    read no Secrets, and with a wrong secret part is a 401. A kubelet client CSR it posts for
+    system:node:<name> in system:nodes is approved by the csrapproving controller (AutoApproved, upstream's
+    message, after a SubjectAccessReview) and issued, and the certificate logs in as that node; requests with
+    another subject are left pending. `rkube token list` shows the token, `rkube token delete` revokes it, and an
+    expired token is refused and deleted by the token cleaner."""
+    d = Path(tempfile.mkdtemp(prefix="bootstrap-", dir=str(t.server.workdir)))
+    ns = t.namespace()  # a unique prefix for cluster-scoped names
+    node = f"{ns}-n1"
+    good, bad_subject, extra_org = f"{ns}-node", f"{ns}-not-a-node", f"{ns}-masters"
+    try:
+        token = _rkube_token(t, "create", "--description", "conformance").strip()
+        t.match(token, r"^[a-z0-9]{6}\.[a-z0-9]{16}$", "rkube token create prints a bootstrap token")
+        tid = token[:6]
+        secret = t.json("get", "secret", f"bootstrap-token-{tid}", "-n", "kube-system")
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        t.eq((secret.get("type"), data.get("token-id"), data.get("token-secret"), data.get("auth-extra-groups"),
+              data.get("usage-bootstrap-authentication"), data.get("description")),
+             ("bootstrap.kubernetes.io/token", tid, token[7:], NODE_TOKEN_GROUP, "true", "conformance"),
+             "the token's Secret")
+        expires = dt.datetime.fromisoformat(data.get("expiration", "").replace("Z", "+00:00"))
+        left = (expires - dt.datetime.now(dt.timezone.utc)).total_seconds()
+        t.true(23 * 3600 < left <= 24 * 3600 + 60, "the token expires in 24 h", data.get("expiration"))
+        listed = _rkube_token(t, "list")
+        t.true(any(line.startswith(token) and "conformance" in line for line in listed.splitlines()),
+               "rkube token list shows the token", listed)
+
+        status, review = _who(t, token)
+        t.eq((status, jget(review, "status.userInfo.username"), jget(review, "status.userInfo.groups")),
+             (201, f"system:bootstrap:{tid}", ["system:bootstrappers", NODE_TOKEN_GROUP, "system:authenticated"]),
+             "the token's user")
+        wrong = token[:-1] + ("a" if token[-1] != "a" else "b")
+        t.eq(_bearer(t, "GET", "/api/v1/namespaces", wrong)[0], 401, "a token with a wrong secret is a 401")
+        status, body = _bearer(t, "GET", "/api/v1/secrets", token)
+        t.eq(status, 403, "the token may not list secrets")
+        t.contains(body, f'User \\"system:bootstrap:{tid}\\" cannot list resource \\"secrets\\"', "forbidden message")
+        tr = json.loads(t.ok("create", "-o", "json", "-f", "-", stdin=json.dumps(
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}})))
+        t.eq((jget(tr, "status.authenticated"), jget(tr, "status.user.username")),
+             (True, f"system:bootstrap:{tid}"), "a TokenReview of the token")
+
+        # Requests with the wrong subject first: by the time the node's is approved, these were seen too.
+        _, req_bad = _key_and_csr(t, d, "bad", f"/CN={ns}-mallory/O=system:nodes")
+        _, req_org = _key_and_csr(t, d, "org", f"/O=system:nodes/O=system:masters/CN=system:node:{node}")
+        usages = ["digital signature", "client auth"]
+        for name, req in ((bad_subject, req_bad), (extra_org, req_org)):
+            status, body = _bearer(t, "POST", "/apis/certificates.k8s.io/v1/certificatesigningrequests", token,
+                                   _csr(name, req, usages, signerName=KUBELET_CLIENT_SIGNER))
+            t.eq(status, 201, f"the token may create CSR {name} ({body[:200]})")
+        key, req = _key_and_csr(t, d, "node", f"/O=system:nodes/CN=system:node:{node}")
+        status, body = _bearer(t, "POST", "/apis/certificates.k8s.io/v1/certificatesigningrequests", token,
+                               _csr(good, req, usages, signerName=KUBELET_CLIENT_SIGNER))
+        t.eq(status, 201, f"the token may create a kubelet client CSR ({body[:200]})")
+        got: list = [None]
+
+        def issued() -> bool:
+            got[0] = t.json("get", "csr", good)
+            return bool(jget(got[0], "status.certificate"))
+        t.true(poll(issued, 60), "the node's CSR is approved and issued without an administrator", got[0])
+        c = _cond(got[0], "Approved") or {}
+        t.eq((jget(got[0], "spec.username"), c.get("status"), c.get("reason"), c.get("message")),
+             (f"system:bootstrap:{tid}", "True", "AutoApproved",
+              "Auto approving kubelet client certificate after SubjectAccessReview."), "the approval")
+        cert = d / "node.crt"
+        cert.write_bytes(base64.b64decode(got[0]["status"]["certificate"]))
+        subject = _openssl(t, "x509", "-in", str(cert), "-noout", "-subject", "-nameopt", "RFC2253").strip()
+        t.eq(subject, f"subject=CN=system:node:{node},O=system:nodes", "the certificate's subject")
+        from harness import https
+        creds = dict(t.server.creds, cert=cert, key=key)
+        status, body = https(creds, "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                             body=b'{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}',
+                             headers={"Content-Type": "application/json"})
+        t.eq((status, jget(json.loads(body), "status.userInfo.username")), (201, f"system:node:{node}"),
+             "the issued certificate logs in as the node")
+        for name in (bad_subject, extra_org):
+            csr = t.json("get", "csr", name)
+            t.eq((_cond(csr, "Approved"), jget(csr, "status.certificate")), (None, None),
+                 f"CSR {name} (not a node client request) is left for an administrator")
+
+        t.eq(_rkube_token(t, "delete", token).strip(), f'bootstrap token "{tid}" deleted', "rkube token delete")
+        t.true(poll(lambda: _who(t, token)[0] == 401, 15), "a deleted token no longer authenticates",
+               _who(t, token))
+
+        short = _rkube_token(t, "create", "--ttl", "2s").strip()
+        t.eq(_who(t, short)[0], 201, "a fresh short-lived token authenticates")
+        t.true(poll(lambda: _who(t, short)[0] == 401, 15), "an expired token is refused", _who(t, short))
+        gone = lambda: t.run("get", "secret", f"bootstrap-token-{short[:6]}", "-n", "kube-system").rc != 0
+        t.true(poll(gone, 30), "the token cleaner deletes the expired token's Secret",
+               t.run("get", "secret", "-n", "kube-system", "--field-selector", "type=bootstrap.kubernetes.io/token").out)
+    finally:
+        t.run("delete", "csr", good, bad_subject, extra_org, "--ignore-not-found")

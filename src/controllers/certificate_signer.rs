@@ -56,10 +56,134 @@ fn condition(csr: &CertificateSigningRequest, kind: &str) -> bool {
 /// A certificate's key usages and extended key usages.
 type Usages = (Vec<KeyUsagePurpose>, Vec<ExtendedKeyUsagePurpose>);
 
+/// What an x509 certificate request asks for: its subject and subject alternative names.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Request {
+    pub common_name: String,
+    pub organizations: Vec<String>,
+    pub dns_names: usize,
+    pub ip_addresses: usize,
+    pub emails: usize,
+    pub uris: usize,
+}
+
+/// Parses a CSR's PEM `spec.request` (upstream's `ParseCSR`).
+pub(crate) fn parse_request(csr: &CertificateSigningRequest) -> Result<Request, String> {
+    use rustls::pki_types::pem::PemObject;
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    use x509_parser::prelude::FromDer;
+    let der = rustls::pki_types::CertificateSigningRequestDer::from_pem_slice(&csr.spec.request.0)
+        .map_err(|_| "PEM block type must be CERTIFICATE REQUEST".to_string())?;
+    let (_, parsed) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
+            .map_err(|e| format!("{e}"))?;
+    let subject = &parsed.certification_request_info.subject;
+    let text = |a: &x509_parser::x509::AttributeTypeAndValue| a.as_str().unwrap_or("").to_string();
+    let mut req = Request {
+        common_name: subject
+            .iter_common_name()
+            .next()
+            .map(text)
+            .unwrap_or_default(),
+        organizations: subject.iter_organization().map(text).collect(),
+        ..Default::default()
+    };
+    for ext in parsed.requested_extensions().into_iter().flatten() {
+        if let ParsedExtension::SubjectAlternativeName(san) = ext {
+            for name in &san.general_names {
+                match name {
+                    GeneralName::DNSName(_) => req.dns_names += 1,
+                    GeneralName::IPAddress(_) => req.ip_addresses += 1,
+                    GeneralName::RFC822Name(_) => req.emails += 1,
+                    GeneralName::URI(_) => req.uris += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(req)
+}
+
+/// Whether `usages` is exactly one of the two sets upstream allows a kubelet certificate (with or
+/// without `key encipherment`, which only RSA keys need).
+fn kubelet_usages(usages: &[String], purpose: &str) -> Result<(), String> {
+    let got: std::collections::BTreeSet<&str> = usages.iter().map(String::as_str).collect();
+    let full = std::collections::BTreeSet::from(["digital signature", "key encipherment", purpose]);
+    let no_rsa = std::collections::BTreeSet::from(["digital signature", purpose]);
+    if got == full || got == no_rsa {
+        return Ok(());
+    }
+    let listed: Vec<&str> = full.into_iter().collect();
+    Err(format!("usages did not match [{}]", listed.join(" ")))
+}
+
+const NOT_SYSTEM_NODES: &str = "subject organization is not system:nodes";
+const NOT_SYSTEM_NODE: &str = "subject common name does not begin with system:node:";
+
+/// Upstream's `ValidateKubeletClientCSR`: `system:node:<name>` in exactly `system:nodes`, no
+/// subject alternative names, a client certificate's usages.
+pub(crate) fn validate_kubelet_client(req: &Request, usages: &[String]) -> Result<(), String> {
+    if req.organizations != ["system:nodes"] {
+        return Err(NOT_SYSTEM_NODES.into());
+    }
+    for (n, kind) in [
+        (req.dns_names, "DNS"),
+        (req.emails, "Email"),
+        (req.ip_addresses, "IP"),
+        (req.uris, "URI"),
+    ] {
+        if n > 0 {
+            return Err(format!("{kind} subjectAltNames are not allowed"));
+        }
+    }
+    if !req.common_name.starts_with("system:node:") {
+        return Err(NOT_SYSTEM_NODE.into());
+    }
+    kubelet_usages(usages, "client auth")
+}
+
+/// Upstream's `ValidateKubeletServingCSR`: `system:node:<name>` in exactly `system:nodes`, at least
+/// one DNS or IP name and no others, a serving certificate's usages.
+fn validate_kubelet_serving(req: &Request, usages: &[String]) -> Result<(), String> {
+    if req.organizations != ["system:nodes"] {
+        return Err(NOT_SYSTEM_NODES.into());
+    }
+    if req.dns_names == 0 && req.ip_addresses == 0 {
+        return Err("DNS or IP subjectAltName is required".into());
+    }
+    if req.emails > 0 {
+        return Err("Email subjectAltNames are not allowed".into());
+    }
+    if req.uris > 0 {
+        return Err("URI subjectAltNames are not allowed".into());
+    }
+    kubelet_usages(usages, "server auth")?;
+    if !req.common_name.starts_with("system:node:") {
+        return Err(NOT_SYSTEM_NODE.into());
+    }
+    Ok(())
+}
+
 /// What a signer issues: key usages and extended key usages, from the request's `usages`; or
-/// upstream's reason to refuse.
+/// upstream's reason to refuse (the kubelet signers also check the subject, as upstream's
+/// `isKubeletClient`/`isKubeletServing`).
 fn check(csr: &CertificateSigningRequest) -> Option<Result<Usages, String>> {
     let spec = &csr.spec;
+    let kubelet_rules = match spec.signer_name.as_str() {
+        "kubernetes.io/kube-apiserver-client-kubelet" => {
+            Some(validate_kubelet_client as fn(&Request, &[String]) -> Result<(), String>)
+        }
+        "kubernetes.io/kubelet-serving" => {
+            Some(validate_kubelet_serving as fn(&Request, &[String]) -> Result<(), String>)
+        }
+        _ => None,
+    };
+    if let Some(rules) = kubelet_rules {
+        let usages = spec.usages.clone().unwrap_or_default();
+        if let Err(e) = parse_request(csr).and_then(|req| rules(&req, &usages)) {
+            return Some(Err(e));
+        }
+    }
     let (kind, allowed, required): (&str, &[&str], &str) = match spec.signer_name.as_str() {
         "kubernetes.io/kube-apiserver-client" | "kubernetes.io/kube-apiserver-client-kubelet" => (
             "client",

@@ -10,6 +10,7 @@ pub mod common;
 pub mod credentials;
 pub mod cron_schedule;
 pub mod cronjob;
+pub mod csr_approving;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
@@ -28,6 +29,7 @@ pub mod resource_quota;
 pub mod root_ca;
 pub mod service_accounts;
 pub mod statefulset;
+pub mod token_cleaner;
 pub mod ttl_after_finished;
 
 pub use credentials::{Clients, Credentials};
@@ -121,6 +123,11 @@ async fn run_all(credentials: &Credentials, options: Options) -> anyhow::Result<
     controllers.spawn(resource_quota::run(
         c.clients("resourcequota-controller").await?,
     ));
+    // Upstream's csrapproving runs as certificate-controller too.
+    controllers.spawn(csr_approving::run(
+        c.clients("certificate-controller").await?,
+    ));
+    controllers.spawn(token_cleaner::run(c.clients("token-cleaner").await?));
     if let Some(pki) = c.signing_pki() {
         controllers.spawn(certificate_signer::run(
             c.clients("certificate-controller").await?,

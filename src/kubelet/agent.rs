@@ -35,6 +35,9 @@ const STATUS_REPORT: Duration = Duration::from_secs(300);
 /// The pod range a node uses when neither --pod-cidr nor node IPAM gave it one: containerd's default.
 const FALLBACK_POD_CIDR: &str = "10.88.0.0/16";
 
+/// The kubelet's serving TLS config, once there is one.
+pub type ServingTls = futures::future::BoxFuture<'static, anyhow::Result<rustls::ServerConfig>>;
+
 pub struct Config {
     pub node_name: String,
     /// `unix:///run/containerd/containerd.sock`.
@@ -45,9 +48,10 @@ pub struct Config {
     /// The kubelet's directory (volumes, pod logs).
     pub root: PathBuf,
     pub node_ip: String,
-    /// The kubelet's HTTPS port and its TLS config (serving certificate, client CA); `None`: the
+    /// The kubelet's HTTPS port and its TLS config (serving certificate, client CA), which may be
+    /// still to come (a joined node serves once its serving certificate is approved); `None`: the
     /// kubelet serves nothing (`kubectl logs` then answers 503 for its pods).
-    pub serving: Option<(rustls::ServerConfig, std::net::SocketAddr)>,
+    pub serving: Option<(ServingTls, std::net::SocketAddr)>,
     /// Pods' DNS settings (--cluster-dns, --cluster-domain).
     pub cluster_dns: super::runtime_config::ClusterDns,
 }
@@ -183,7 +187,11 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     if let Some((tls, addr)) = config.serving {
         let k = kubelet.clone();
         tokio::spawn(async move {
-            if let Err(e) = super::server::serve(k, addr, tls).await {
+            let served = match tls.await {
+                Ok(tls) => super::server::serve(k, addr, tls).await,
+                Err(e) => Err(e.context("the kubelet's serving certificate")),
+            };
+            if let Err(e) = served {
                 tracing::error!("kubelet server on {addr}: {e:#}");
             }
         });

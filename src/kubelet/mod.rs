@@ -17,6 +17,7 @@ pub mod cri;
 pub mod env;
 pub mod hollow;
 pub mod images;
+pub mod join;
 pub mod lifecycle;
 pub mod pod_workers;
 pub mod probe_client;

@@ -59,6 +59,28 @@ pub(crate) fn deleted_long_ago(v: &Value) -> bool {
         .is_some_and(|t| t < now - chrono::Duration::seconds(60))
 }
 
+/// Authenticates a bearer token for `wanted` audiences, as upstream's union of token authenticators:
+/// a bootstrap token (`<id>.<secret>`, audience-agnostic: it answers for this server's own
+/// audiences) or a service account token.
+pub async fn authenticate_token(app: &App, token: &str, wanted: &[String]) -> ApiResult<TokenAuth> {
+    match super::bootstrap_token::authenticate(app, token).await? {
+        None => token_user(app, token, wanted).await,
+        Some(Err(why)) => Ok(TokenAuth::Invalid(why)),
+        Some(Ok(user)) => {
+            let matched = crate::apiserver::authn::tokens::intersect(
+                &app.tokens.options.api_audiences,
+                wanted,
+            );
+            if matched.is_empty() {
+                return Ok(TokenAuth::Invalid(
+                    "token audiences are invalid for the target audiences".into(),
+                ));
+            }
+            Ok(TokenAuth::User(user, matched))
+        }
+    }
+}
+
 /// Authenticates a service account token for `wanted` audiences (the apiserver's own for a request,
 /// a TokenReview's `spec.audiences`): the signature, the audience, and that the service account and
 /// any bound Pod or Secret still exist with the uids the token names.

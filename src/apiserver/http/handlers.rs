@@ -131,7 +131,7 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
         (Some(u), _) => Some(u),
         (None, _) if cert_rejected => return Err(ApiError::unauthorized()),
         (None, Some(token)) => {
-            match token_user(&app, &token, &app.tokens.options.api_audiences).await? {
+            match authenticate_token(&app, &token, &app.tokens.options.api_audiences).await? {
                 TokenAuth::User(u, _) => Some(u),
                 TokenAuth::Invalid(why) => {
                     tracing::debug!("bearer token refused: {why}");

@@ -167,7 +167,7 @@ pub async fn review(
             // Upstream: the audiences asked about, else the apiserver's own; the answer names those
             // the token matched.
             let wanted: Vec<String> = app.tokens.options.audiences_of(&obj);
-            match crate::apiserver::authn::bearer::token_user(app, &token, &wanted).await? {
+            match crate::apiserver::authn::bearer::authenticate_token(app, &token, &wanted).await? {
                 TokenAuth::User(u, matched) => {
                     json!({"authenticated": true, "user": user_info(&u), "audiences": matched})
                 }

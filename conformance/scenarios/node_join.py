@@ -1,0 +1,161 @@
+"""A machine joins the cluster as a node with `rkube agent` (kubeadm's TLS bootstrap): the join command that
+`rkube token create --print-join-command` prints pins the cluster CA and carries a bootstrap token; the agent
+gets its client certificate through an auto-approved CSR, registers its Node on its own containerd (started
+under its directory, as README's one command does), runs pods, and serves `kubectl logs` once an administrator
+approves its serving certificate. Runs once (embedded backend): the store does not matter here, containerd
+does."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import signal
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+from harness import RKUBE_BIN, Server, T, free_port, jget, poll, scenario, tail
+from node import ManagedContainerd
+
+NODE = "joined-node"
+
+_fixture: dict = {}
+
+
+def _stop() -> None:
+    agent = _fixture.get("agent")
+    if agent is not None and agent.poll() is None:
+        agent.send_signal(signal.SIGTERM)
+        try:
+            agent.wait(15)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+    server = _fixture.get("server")
+    if server is not None:
+        server.stop()
+    containerd = _fixture.get("containerd")
+    if containerd is not None:
+        containerd.stop()
+
+
+def _start_agent(root: Path, *args: str) -> subprocess.Popen:
+    log = open(root.parent / "agent.log", "ab")
+    env = dict(os.environ, RUST_LOG="info")
+    cmd = [str(RKUBE_BIN), "agent", *args, "--root-dir", str(root), "--own-containerd", "--node-name", NODE,
+           "--kubelet-port", str(_fixture["kubelet_port"])]
+    log.write(f"\n===== {' '.join(cmd)}\n".encode())
+    log.flush()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    _fixture["agent"] = proc
+    return proc
+
+
+def _csrs_by(t: T, requestor: str, signer: str) -> list[dict]:
+    items = t.json("get", "csr").get("items", [])
+    return [c for c in items if jget(c, "spec.username") == requestor and jget(c, "spec.signerName") == signer]
+
+
+def _ready(t: T) -> bool:
+    r = t.run("get", "node", NODE, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
+    return r.rc == 0 and r.out == "True"
+
+
+@scenario
+def node_joins_with_bootstrap_token(t: T) -> None:
+    """(embedded) `rkube token create --print-join-command` prints `rkube agent --server URL --token T
+    --ca-cert-hash sha256:H`; with a wrong hash the agent refuses the server before sending its token. With the
+    printed command the machine joins: its client CSR (requestor system:bootstrap:<id>) is AutoApproved and
+    issued, the Node becomes Ready, the agent's kubeconfig (mode 0600) is system:node:<name> and may not list
+    Secrets, a pod bound to it runs to Succeeded; `kubectl logs` works once `kubectl certificate approve`
+    approves the pending kubelet-serving CSR. Restarted without a token, the agent uses its stored credentials
+    and serving certificate (no new CSR)."""
+    if t.server.etcd is not None:
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="rkube-join-"))
+    server = Server("embedded", workdir, None)
+    _fixture["server"] = server
+    _fixture["kubelet_port"] = free_port()
+    root = workdir / "agent"
+    _fixture["containerd"] = ManagedContainerd(root)
+    atexit.register(_stop)
+    server.start()
+    t = T(server, t.scenario)
+
+    t.last_cmd = "rkube token create --print-join-command"
+    p = subprocess.run([str(RKUBE_BIN), "token", "create", "--print-join-command", "--kubeconfig",
+                        str(server.kubeconfig)], capture_output=True, text=True, timeout=60)
+    t.eq(p.returncode, 0, f"rkube token create exit code ({p.stderr[-300:]})")
+    m = t.match(p.stdout.strip(), r"^rkube agent --server (https://\S+) --token ([a-z0-9]{6})\.([a-z0-9]{16}) "
+                r"--ca-cert-hash (sha256:[0-9a-f]{64})$", "the join command")
+    url, tid, token, pin = m.group(1), m.group(2), f"{m.group(2)}.{m.group(3)}", m.group(4)
+    t.eq(url, server.creds["server"], "the join command names the server (it listens on loopback only)")
+
+    bad = _start_agent(root, "--server", url, "--token", token, "--ca-cert-hash", "sha256:" + "0" * 64)
+    try:
+        rc = bad.wait(60)
+    except subprocess.TimeoutExpired:
+        bad.kill()
+        rc = None
+    t.true(rc not in (None, 0), "with a wrong CA hash the agent exits with an error", rc)
+    log = (workdir / "agent.log").read_text()
+    t.contains(log, "the server sent no CA certificate whose public key hash is sha256:000", "why it refused")
+    t.eq(_csrs_by(t, f"system:bootstrap:{tid}", "kubernetes.io/kube-apiserver-client-kubelet"), [],
+         "the token was never used")
+
+    agent = _start_agent(root, "--server", url, "--token", token, "--ca-cert-hash", pin)
+    t.true(poll(lambda: _ready(t) or agent.poll() is not None, 120) and agent.poll() is None,
+           "the joined node becomes Ready", tail(workdir / "agent.log", 40))
+    client = _csrs_by(t, f"system:bootstrap:{tid}", "kubernetes.io/kube-apiserver-client-kubelet")
+    t.eq(len(client), 1, "one client CSR from the bootstrap token")
+    approved = next((c for c in jget(client[0], "status.conditions", []) if c.get("type") == "Approved"), {})
+    t.eq((approved.get("reason"), bool(jget(client[0], "status.certificate"))), ("AutoApproved", True),
+         "the client CSR was approved automatically and issued")
+
+    kubeconfig = root / "kubelet.kubeconfig"
+    t.eq(stat.S_IMODE(kubeconfig.stat().st_mode), 0o600, "the agent's kubeconfig is private")
+    admin, t.kubeconfig = t.kubeconfig, kubeconfig
+    try:
+        who = t.json("auth", "whoami")
+        t.eq((jget(who, "status.userInfo.username"), jget(who, "status.userInfo.groups")),
+             (f"system:node:{NODE}", ["system:nodes", "system:authenticated"]), "the agent's identity")
+        t.contains(t.fails("get", "secrets", "-A"), 'User "system:node:joined-node" cannot list resource "secrets"',
+                   "the node may not list Secrets")
+    finally:
+        t.kubeconfig = admin
+
+    serving_csrs = lambda: _csrs_by(t, f"system:node:{NODE}", "kubernetes.io/kubelet-serving")
+    t.true(poll(lambda: bool(serving_csrs()), 30), "the kubelet asks for a serving certificate", t.ok("get", "csr"))
+    serving = serving_csrs()
+    t.eq(len(serving), 1, "one serving CSR")
+    t.eq(jget(serving[0], "status.conditions"), None, "serving certificates are not approved automatically")
+
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "joined", "namespace": "default"},
+           "spec": {"nodeName": NODE, "hostNetwork": True, "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [{"name": "c", "image": "busybox:1.36", "imagePullPolicy": "Never",
+                                    "command": ["sh", "-c", "echo hello from the joined node"]}]}}
+    t.create(json.dumps(pod))
+    phase = lambda: t.run("get", "pod", "joined", "-o", "jsonpath={.status.phase}").out
+    t.true(poll(lambda: phase() == "Succeeded", 90), "the pod runs to Succeeded on the joined node",
+           t.run("get", "pod", "joined", "-o", "json").out[-1500:])
+    t.true(t.run("logs", "joined").rc != 0, "no logs before the serving certificate is approved", "exit 0")
+    name = serving[0]["metadata"]["name"]
+    t.eq(t.ok("certificate", "approve", name).strip(),
+         f"certificatesigningrequest.certificates.k8s.io/{name} approved", "approve the serving CSR")
+    logs = lambda: t.run("logs", "joined").out.strip() == "hello from the joined node"
+    t.true(poll(logs, 60), "kubectl logs reaches the joined node", t.run("logs", "joined").both())
+
+    agent.send_signal(signal.SIGTERM)
+    agent.wait(30)
+    again = _start_agent(root)
+    t.true(poll(lambda: "uses the credentials in" in (workdir / "agent.log").read_text().split("=====")[-1], 60)
+           and again.poll() is None, "restarted without a token, the agent uses its stored credentials",
+           tail(workdir / "agent.log", 30))
+    t.true(poll(lambda: t.run("logs", "joined").out.strip() == "hello from the joined node", 60),
+           "the restarted kubelet serves logs with its stored serving certificate", tail(workdir / "agent.log", 30))
+    t.eq((len(_csrs_by(t, f"system:bootstrap:{tid}", "kubernetes.io/kube-apiserver-client-kubelet")),
+          len(_csrs_by(t, f"system:node:{NODE}", "kubernetes.io/kubelet-serving"))), (1, 1),
+         "no new CSRs after the restart")
+    t.run("delete", "pod", "joined", "--wait=false")
