@@ -236,6 +236,10 @@ struct KubeletArgs {
     /// The cluster domain: pods' search path, and the names the cluster DNS answers.
     #[arg(long, default_value = rkube::dns::DEFAULT_DOMAIN)]
     cluster_domain: String,
+    /// A directory of pod manifests the node runs as static pods (mirrored in the API), as
+    /// upstream's kubelet `--pod-manifest-path` (read every 20 s).
+    #[arg(long)]
+    pod_manifest_path: Option<PathBuf>,
 }
 
 impl KubeletArgs {
@@ -253,6 +257,7 @@ impl KubeletArgs {
                 domain: self.cluster_domain.clone(),
                 ..Default::default()
             },
+            pod_manifest_path: self.pod_manifest_path.clone(),
         }
     }
 }

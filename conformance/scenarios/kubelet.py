@@ -40,8 +40,11 @@ def node_t(t: T) -> T | None:
         # --own-containerd: as README's one command on a machine where containerd is installed but not
         # running, even if some containerd runs here.
         # --proxy-mode none: the proxy scenarios run `rkube proxy` in each mode in turn on this node.
+        manifests = workdir / "manifests"
+        manifests.mkdir()
+        _fixture["manifests"] = manifests
         server.extra_args = ["--own-containerd", "--proxy-mode", "none", "--node-name", NODE, "--pod-cidr", POD_CIDR,
-                             "--kubelet-port", str(_fixture["kubelet_port"])]
+                             "--kubelet-port", str(_fixture["kubelet_port"]), "--pod-manifest-path", str(manifests)]
         _fixture["server"] = server
         _fixture["containerd"] = ManagedContainerd(server.data_dir)
         atexit.register(_stop)
@@ -553,3 +556,112 @@ def kubelet_lifecycle_hooks_and_termination_messages(t: T) -> None:
         term = jget(obj, "status.containerStatuses.0.state.terminated") or {}
         t.eq(term.get("message"), message, f"{name}: the terminated state's message")
     t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def kubelet_ephemeral_debug_containers(t: T) -> None:
+    """(embedded) `kubectl debug POD --image=busybox --target=app` adds an ephemeral container the kubelet
+    starts in the running pod, in the target's PID namespace (its `ps` shows the target's command as PID 1);
+    `kubectl logs|exec -c` reach it; its status is in ephemeralContainerStatuses, never ready, and does not
+    change the pod's readiness. One without a target has its own PID namespace, runs once and is not restarted
+    when it exits; one whose image is missing waits with ErrImageNeverPull"""
+    t = node_t(t)
+    if t is None:
+        return
+    ns = t.namespace()
+    t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "target"}, "spec": {
+        "terminationGracePeriodSeconds": 2,
+        "containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"]}]}}, ns)
+    wait_phase(t, ns, "target", "Running")
+
+    def eph(name: str) -> dict:
+        obj = t.json("get", "pod", "target", "-n", ns)
+        return next((s for s in jget(obj, "status.ephemeralContainerStatuses", []) or [] if s["name"] == name), {})
+
+    out = t.run("debug", "target", "-n", ns, "--image=busybox:1.36", "-c", "dbg", "--target=app",
+                "--profile=general", "--", "sh", "-c", "ps; sleep 3600")
+    t.eq(out.rc, 0, f"kubectl debug exit code ({out.both()})")
+    t.contains(out.both(), 'Targeting container "app"', "kubectl debug names the target")
+    t.true(poll(lambda: "running" in (eph("dbg").get("state") or {}), 60), "the debug container runs",
+           json.dumps(eph("dbg")) + "\n" + server_log(t))
+    s = eph("dbg")
+    t.eq((s.get("ready"), s.get("restartCount"), s.get("containerID", "").startswith("containerd://"),
+          s.get("image")), (False, 0, True, "docker.io/library/busybox:1.36"), "the debug container's status")
+    t.match(t.ok("logs", "target", "-c", "dbg", "-n", ns), r"^\s*1\s+\S+\s+sleep 3600\s*$",
+            "the debug container sees the target's command as PID 1")
+    t.contains(t.ok("exec", "target", "-c", "dbg", "-n", ns, "--", "cat", "/proc/1/cmdline"), "sleep",
+               "kubectl exec into the debug container")
+    row = t.row(t.table(t.ok("get", "pod", "target", "-n", ns)), "target", "get pod")
+    t.eq((row.get("READY"), row.get("STATUS")), ("1/1", "Running"), "the pod's readiness is the app's alone")
+
+    t.ok("debug", "target", "-n", ns, "--image=busybox:1.36", "-c", "alone", "--profile=general", "--",
+         "sh", "-c", "echo alone; ps")
+    done = lambda: (eph("alone").get("state") or {}).get("terminated", {}).get("reason") == "Completed"
+    t.true(poll(done, 60), "a debug container without a target runs to completion", eph("alone"))
+    alone = t.ok("logs", "target", "-c", "alone", "-n", ns)
+    t.match(alone, r"^\s*1\s+\S+\s+.*sh -c echo alone", "without a target its own command is PID 1")
+    t.not_contains(alone, "sleep 3600", "without a target it does not see the app's processes")
+    first = eph("alone")
+
+    t.ok("debug", "target", "-n", ns, "--image=rkube.invalid/missing:1", "--image-pull-policy=Never", "-c",
+         "missing", "--profile=general", "--", "true")
+    waiting = lambda: (eph("missing").get("state") or {}).get("waiting", {}).get("reason") == "ErrImageNeverPull"
+    t.true(poll(waiting, 60), "a debug container whose image is missing waits with ErrImageNeverPull",
+           eph("missing"))
+    # The pod was synced again meanwhile (the new debug container): an exited one would have restarted.
+    t.eq((eph("alone").get("restartCount"), eph("alone").get("containerID"), eph("alone").get("state")),
+         (0, first.get("containerID"), first.get("state")), "an exited debug container is not restarted")
+    t.ok("delete", "pod", "target", "-n", ns, "--wait=false")
+
+
+@scenario
+def kubelet_static_pods(t: T) -> None:
+    """(embedded) A manifest in the kubelet's --pod-manifest-path runs as a static pod: its mirror pod
+    `<name>-<node>` appears in the API (kubernetes.io/config.mirror = the config hash, a controller reference to
+    the Node) with the running pod's status and logs; `kubectl delete` of the mirror pod does not stop the static
+    pod (the mirror comes back, the container is not restarted); removing the manifest stops the pod and its
+    mirror goes"""
+    t = node_t(t)
+    if t is None:
+        return
+    ns = t.namespace()
+    manifest = _fixture["manifests"] / "static-web.yaml"
+    manifest.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "static-web", "namespace": ns,
+                                                        "labels": {"app": "static-web"}},
+        "spec": {"terminationGracePeriodSeconds": 2, "containers": [
+            {"name": "c", "image": "busybox:1.36", "command": ["sh", "-c", "echo static-hello; sleep 3600"]}]}}))
+    name = f"static-web-{NODE}"
+    try:
+        t.true(poll(lambda: phase(t, ns, name) == "Running", 90), "the static pod's mirror shows it Running",
+               t.run("get", "pods", "-n", ns, "-o", "wide").both() + "\n" + server_log(t))
+        mirror = t.json("get", "pod", name, "-n", ns)
+        ann = mirror["metadata"].get("annotations", {})
+        t.eq((ann.get("kubernetes.io/config.source"), ann.get("kubernetes.io/config.mirror") == ann.get(
+            "kubernetes.io/config.hash"), len(ann.get("kubernetes.io/config.hash", ""))), ("file", True, 32),
+            "the mirror pod's annotations")
+        owner = (mirror["metadata"].get("ownerReferences") or [{}])[0]
+        node_uid = t.ok("get", "node", NODE, "-o", "jsonpath={.metadata.uid}")
+        t.eq((owner.get("kind"), owner.get("name"), owner.get("uid"), owner.get("controller")),
+             ("Node", NODE, node_uid, True), "the mirror pod is owned by the Node")
+        t.eq(jget(mirror, "spec.nodeName"), NODE, "bound to the node")
+        t.eq(t.ok("logs", name, "-n", ns).strip(), "static-hello", "kubectl logs of the static pod")
+        first = jget(mirror, "status.containerStatuses")[0]
+
+        t.ok("delete", "pod", name, "-n", ns, "--wait=false")
+        back = lambda: (t.run("get", "pod", name, "-n", ns, "-o", "jsonpath={.metadata.uid}").out
+                        not in ("", mirror["metadata"]["uid"]))
+        t.true(poll(back, 60), "a deleted mirror pod is recreated", t.run("get", "pods", "-n", ns).both())
+        t.true(poll(lambda: phase(t, ns, name) == "Running", 60), "the recreated mirror shows the pod Running",
+               t.run("get", "pod", name, "-n", ns, "-o", "yaml").out[-1200:])
+        again = t.json("get", "pod", name, "-n", ns)
+        now = jget(again, "status.containerStatuses")[0]
+        t.eq((now.get("containerID"), now.get("restartCount")), (first.get("containerID"), 0),
+             "deleting the mirror pod did not restart the static pod")
+    finally:
+        manifest.unlink(missing_ok=True)
+    gone = lambda: t.run("get", "pod", name, "-n", ns).rc != 0
+    t.true(poll(gone, 90), "removing the manifest removes the mirror pod", t.run("get", "pods", "-n", ns).both())
+    containers = lambda: [c for c in _fixture["containerd"].containers()
+                          if c in (first.get("containerID") or "").removeprefix("containerd://")]
+    t.true(poll(lambda: not containers(), 60), "and the static pod's container", containers())

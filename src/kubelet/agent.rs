@@ -54,6 +54,8 @@ pub struct Config {
     pub serving: Option<(ServingTls, std::net::SocketAddr)>,
     /// Pods' DNS settings (--cluster-dns, --cluster-domain).
     pub cluster_dns: super::runtime_config::ClusterDns,
+    /// Where static pod manifests are read from (--pod-manifest-path).
+    pub pod_manifest_path: Option<PathBuf>,
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
@@ -197,8 +199,18 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         });
     }
     let k = kubelet.clone();
+    let mirrors_changed = Arc::new(tokio::sync::Notify::new());
+    let statics = config
+        .pod_manifest_path
+        .clone()
+        .map(|dir| (dir, mirrors_changed.clone()));
     tokio::spawn(async move {
+        // One task waits for the store: its readiness wakes only the last task that polled it
+        // (kube-runtime's DelayedInit keeps one waker), so a second waiter would stall the first.
         let _ = store.wait_until_ready().await;
+        if let Some((dir, changed)) = statics {
+            tokio::spawn(super::static_pods::run(k.clone(), dir, changed));
+        }
         relist(k).await;
     });
     let mut events = reflector::reflector(writer, watch)
@@ -206,6 +218,15 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         .boxed();
     while let Some(event) = events.next().await {
         match event {
+            Ok(pod) if super::static_pods::is_mirror(&pod) => {
+                // Not a pod to run: the static pod it mirrors is (its status is kept there).
+                mirrors_changed.notify_one();
+                if let Some(hash) = pod.annotations().get(super::static_pods::ANNOTATION_MIRROR) {
+                    if kubelet.all_pods().contains_key(hash) {
+                        kubelet.notify(&pod.namespace().unwrap_or_default(), &pod.name_any(), hash);
+                    }
+                }
+            }
             Ok(pod) => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 kubelet.notify(&pod.namespace().unwrap_or_default(), &pod.name_any(), &uid);
@@ -291,12 +312,7 @@ async fn relist(kubelet: Arc<Kubelet>) {
         for v in now.values_mut() {
             v.sort();
         }
-        let pods: HashMap<String, Arc<Pod>> = kubelet
-            .pods
-            .state()
-            .into_iter()
-            .filter_map(|p| p.metadata.uid.clone().map(|u| (u, p)))
-            .collect();
+        let pods = kubelet.all_pods();
         for (uid, fingerprint) in &now {
             if previous.get(uid) == Some(fingerprint) {
                 continue;

@@ -148,6 +148,23 @@ fn container_status(c: &Container, obs: &Observed, default_waiting: &str) -> Con
     status
 }
 
+/// The ephemeral containers' statuses: like the others', but never ready and without `started`
+/// (upstream's prober tracks neither for them); they do not count toward the pod's phase or
+/// conditions.
+fn ephemeral_statuses(pod: &Pod, obs: &Observed) -> Option<Vec<ContainerStatus>> {
+    let specs = pod.spec.as_ref()?.ephemeral_containers.as_ref()?;
+    let statuses: Vec<ContainerStatus> = specs
+        .iter()
+        .map(|e| {
+            let mut s = container_status(&super::ephemeral_container(e), obs, "ContainerCreating");
+            s.ready = false;
+            s.started = None;
+            s
+        })
+        .collect();
+    (!statuses.is_empty()).then_some(statuses)
+}
+
 /// Upstream's getPhase over the statuses built here.
 pub fn phase(pod: &Pod, init: &[ContainerStatus], regular: &[ContainerStatus]) -> &'static str {
     let spec = pod.spec.as_ref();
@@ -364,6 +381,7 @@ pub fn pod_status(pod: &Pod, obs: &Observed) -> PodStatus {
         qos_class: previous.and_then(|s| s.qos_class.clone()),
         init_container_statuses: (!init.is_empty()).then_some(init),
         container_statuses: Some(regular),
+        ephemeral_container_statuses: ephemeral_statuses(pod, obs),
         conditions: Some(conditions),
         ..Default::default()
     }
@@ -418,6 +436,58 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn ephemeral_containers_are_reported_apart() {
+        let mut p = pod("Always", &["a"], &[]);
+        p.spec.as_mut().unwrap().ephemeral_containers = Some(vec![
+            k8s_openapi::api::core::v1::EphemeralContainer {
+                name: "dbg".into(),
+                image: Some("busybox".into()),
+                ..Default::default()
+            },
+            k8s_openapi::api::core::v1::EphemeralContainer {
+                name: "later".into(),
+                image: Some("busybox".into()),
+                ..Default::default()
+            },
+        ]);
+        let s = pod_status(
+            &p,
+            &observed(&[
+                ("a", Some(attempt(0, Run::Running, 0)), None),
+                ("dbg", Some(attempt(0, Run::Exited, 1)), None),
+            ]),
+        );
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(s.container_statuses.as_ref().unwrap().len(), 1);
+        let eph = s.ephemeral_container_statuses.as_ref().unwrap();
+        assert_eq!(eph[0].name, "dbg");
+        assert_eq!(
+            eph[0]
+                .state
+                .as_ref()
+                .unwrap()
+                .terminated
+                .as_ref()
+                .unwrap()
+                .exit_code,
+            1
+        );
+        assert!(!eph[0].ready && eph[0].started.is_none());
+        let waiting = eph[1].state.as_ref().unwrap().waiting.as_ref().unwrap();
+        assert_eq!(waiting.reason.as_deref(), Some("ContainerCreating"));
+        let ready = s
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(
+            ready.status, "True",
+            "a failed debug container leaves the pod Ready"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod probes;
 pub mod registration;
 pub mod runtime_config;
 pub mod server;
+pub mod static_pods;
 pub mod streaming;
 pub mod volumes;
 
@@ -38,6 +39,31 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
+
+/// An ephemeral container as the container it runs as: the fields the two share (upstream's kubelet
+/// likewise runs `EphemeralContainerCommon` through its container code). Ports, probes, resources
+/// and lifecycle are refused for ephemeral containers by the apiserver, so none is lost.
+pub fn ephemeral_container(e: &k8s_openapi::api::core::v1::EphemeralContainer) -> Container {
+    Container {
+        name: e.name.clone(),
+        image: e.image.clone(),
+        image_pull_policy: e.image_pull_policy.clone(),
+        command: e.command.clone(),
+        args: e.args.clone(),
+        working_dir: e.working_dir.clone(),
+        env: e.env.clone(),
+        env_from: e.env_from.clone(),
+        volume_mounts: e.volume_mounts.clone(),
+        volume_devices: e.volume_devices.clone(),
+        security_context: e.security_context.clone(),
+        stdin: e.stdin,
+        stdin_once: e.stdin_once,
+        tty: e.tty,
+        termination_message_path: e.termination_message_path.clone(),
+        termination_message_policy: e.termination_message_policy.clone(),
+        ..Default::default()
+    }
+}
 
 /// What a runtime says about one container of a pod it was asked to run.
 #[derive(Clone, Debug, PartialEq)]

@@ -49,6 +49,8 @@ pub struct Kubelet {
     pub probes: super::probes::Probes,
     workers: Mutex<HashMap<String, Arc<Notify>>>,
     backoff: Mutex<HashMap<String, (Instant, Duration)>>,
+    /// The static pods (`--pod-manifest-path`), by UID: [`super::static_pods`] keeps them.
+    static_pods: Mutex<HashMap<String, Arc<Pod>>>,
 }
 
 /// What one worker remembers between syncs of its pod.
@@ -151,6 +153,7 @@ impl Kubelet {
             probes: Default::default(),
             workers: Mutex::default(),
             backoff: Mutex::default(),
+            static_pods: Mutex::default(),
         })
     }
 
@@ -181,9 +184,76 @@ impl Kubelet {
     }
 
     fn pod(&self, ns: &str, name: &str, uid: &str) -> Option<Arc<Pod>> {
+        if let Some(p) = self.static_pod(uid) {
+            return Some(p);
+        }
         self.pods
             .get(&ObjectRef::new(name).within(ns))
             .filter(|p| p.metadata.uid.as_deref() == Some(uid))
+    }
+
+    /// Static pod `uid` with the status its mirror pod shows (what the worker compares its new
+    /// status with, and where the pod's start time and terminal phase are kept).
+    fn static_pod(&self, uid: &str) -> Option<Arc<Pod>> {
+        let pod = self.static_pods.lock().ok()?.get(uid).cloned()?;
+        let mirror = self
+            .pods
+            .get(&ObjectRef::new(&pod.name_any()).within(&pod.namespace().unwrap_or_default()))
+            .filter(|m| {
+                m.annotations()
+                    .get(super::static_pods::ANNOTATION_MIRROR)
+                    .is_some_and(|h| h == uid)
+            });
+        let mut pod = (*pod).clone();
+        pod.status = mirror.and_then(|m| m.status.clone());
+        Some(Arc::new(pod))
+    }
+
+    /// Replaces the static pods; returns those added or removed (their workers are to be woken:
+    /// a new one starts, a removed one stops its containers).
+    pub fn set_static_pods(&self, pods: HashMap<String, Arc<Pod>>) -> Vec<(String, Arc<Pod>)> {
+        let Ok(mut current) = self.static_pods.lock() else {
+            return Vec::new();
+        };
+        let mut changed: Vec<(String, Arc<Pod>)> = pods
+            .iter()
+            .filter(|(uid, _)| !current.contains_key(*uid))
+            .map(|(u, p)| (u.clone(), p.clone()))
+            .collect();
+        changed.extend(
+            current
+                .iter()
+                .filter(|(uid, _)| !pods.contains_key(*uid))
+                .map(|(u, p)| (u.clone(), p.clone())),
+        );
+        *current = pods;
+        changed
+    }
+
+    /// The UID the runtime knows pod `ns/name` by (for logs and streams): a mirror pod's is its
+    /// static pod's.
+    pub fn runtime_uid(&self, ns: &str, name: &str) -> Option<String> {
+        let pod = self.pods.get(&ObjectRef::new(name).within(ns))?;
+        match pod.annotations().get(super::static_pods::ANNOTATION_MIRROR) {
+            Some(hash) => Some(hash.clone()),
+            None => pod.metadata.uid.clone(),
+        }
+    }
+
+    /// Every pod this kubelet runs, by UID: those bound to it in the API (mirror pods excluded) and
+    /// its static pods.
+    pub fn all_pods(&self) -> HashMap<String, Arc<Pod>> {
+        let mut pods: HashMap<String, Arc<Pod>> = self
+            .pods
+            .state()
+            .into_iter()
+            .filter(|p| !super::static_pods::is_mirror(p))
+            .filter_map(|p| p.metadata.uid.clone().map(|u| (u, p)))
+            .collect();
+        if let Ok(statics) = self.static_pods.lock() {
+            pods.extend(statics.iter().map(|(u, p)| (u.clone(), p.clone())));
+        }
+        pods
     }
 
     async fn work(self: &Arc<Self>, ns: &str, name: &str, uid: &str, notify: Arc<Notify>) {
@@ -191,9 +261,17 @@ impl Kubelet {
         loop {
             let wake = match self.pod(ns, name, uid) {
                 None => {
-                    // Gone from the API (force-deleted, or deleted by us after termination).
+                    // Gone from the API (force-deleted, or deleted by us after termination), or
+                    // a static pod whose manifest went. Its logs go too: a static pod put back
+                    // has the same UID and must not show the old run's lines.
                     self.kill_runtime_pod(uid, None).await;
                     volumes::tear_down(&self.root, uid);
+                    let logs = runtime_config::pod_log_directory(&self.root, ns, name, uid);
+                    if let Err(e) = std::fs::remove_dir_all(&logs) {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            tracing::warn!("kubelet: removing {logs}: {e}");
+                        }
+                    }
                     return;
                 }
                 Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
@@ -465,6 +543,17 @@ impl Kubelet {
                 sandbox_config: &sandbox_config,
                 volumes: state.volumes.clone().unwrap_or_default(),
             };
+            // Ephemeral containers first (upstream starts them before init containers, so a pod
+            // stuck in an init container can still be debugged); each runs once, never restarted.
+            for e in spec.ephemeral_containers.iter().flatten() {
+                if rt.latest(&e.name).is_some() {
+                    continue;
+                }
+                let c = super::ephemeral_container(e);
+                if let Some(d) = self.start_or_wait(pod, &c, None, &target, state).await {
+                    soonest(d);
+                }
+            }
             let mut blocked = false;
             // Init containers in order: each must succeed before the next (and the app
             // containers) start.
@@ -706,6 +795,7 @@ impl Kubelet {
             .as_ref()
             .and_then(|s| s.termination_grace_period_seconds)
             .unwrap_or(30);
+        let pid_target = self.pid_target(pod, &c.name).await?;
         let config = runtime_config::container_config(
             pod,
             c,
@@ -715,6 +805,7 @@ impl Kubelet {
                 mounts,
                 image: image_ref,
                 grace,
+                pid_target,
             },
         );
         let id = match self
@@ -788,6 +879,31 @@ impl Kubelet {
             }
         }
         Ok(())
+    }
+
+    /// For ephemeral container `name` with a `targetContainerName`: the runtime ID of that target,
+    /// which must be running (as upstream's kubelet, which otherwise fails the start and retries).
+    async fn pid_target(&self, pod: &Pod, name: &str) -> Result<Option<String>, NotStarted> {
+        let target = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.ephemeral_containers.iter().flatten())
+            .find(|e| e.name == name)
+            .and_then(|e| e.target_container_name.clone());
+        let Some(target) = target else {
+            return Ok(None);
+        };
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let running = self.runtime_pod(&uid).await.ok().and_then(|rt| {
+            rt.latest(&target)
+                .filter(|a| a.state == Run::Running)
+                .map(|a| a.id.clone())
+        });
+        running.map(Some).ok_or_else(|| NotStarted {
+            reason: "CreateContainerConfigError".into(),
+            message: format!("target container {target:?} is not running"),
+            retry: Some(Duration::from_secs(2)),
+        })
     }
 
     /// Stops container `id` (of `c`) within `grace` seconds, its preStop hook first.

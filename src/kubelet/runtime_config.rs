@@ -28,13 +28,18 @@ pub const ANNOTATION_GRACE: &str = "io.kubernetes.pod.terminationGracePeriod";
 
 /// Where the runtime writes a pod's container logs (upstream: /var/log/pods/<ns>_<name>_<uid>).
 pub fn log_directory(root: &Path, pod: &Pod) -> String {
+    pod_log_directory(
+        root,
+        &pod.namespace().unwrap_or_default(),
+        &pod.name_any(),
+        pod.metadata.uid.as_deref().unwrap_or(""),
+    )
+}
+
+/// [`log_directory`] of pod `ns/name` with UID `uid`.
+pub fn pod_log_directory(root: &Path, ns: &str, name: &str, uid: &str) -> String {
     root.join("logs")
-        .join(format!(
-            "{}_{}_{}",
-            pod.namespace().unwrap_or_default(),
-            pod.name_any(),
-            pod.metadata.uid.as_deref().unwrap_or("")
-        ))
+        .join(format!("{ns}_{name}_{uid}"))
         .to_string_lossy()
         .into_owned()
 }
@@ -349,7 +354,11 @@ fn resources(c: &Container) -> LinuxContainerResources {
     }
 }
 
-fn security_context(pod: &Pod, c: &Container) -> LinuxContainerSecurityContext {
+fn security_context(
+    pod: &Pod,
+    c: &Container,
+    pid_target: Option<String>,
+) -> LinuxContainerSecurityContext {
     let psc = pod
         .spec
         .as_ref()
@@ -374,7 +383,14 @@ fn security_context(pod: &Pod, c: &Container) -> LinuxContainerSecurityContext {
             .map(|value| Int64Value { value }),
         readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
         supplemental_groups: psc.supplemental_groups.unwrap_or_default(),
-        namespace_options: Some(namespaces(pod)),
+        namespace_options: Some(match pid_target {
+            Some(target_id) => NamespaceOption {
+                pid: NamespaceMode::Target as i32,
+                target_id,
+                ..namespaces(pod)
+            },
+            None => namespaces(pod),
+        }),
         no_new_privs: sc.allow_privilege_escalation == Some(false),
         ..Default::default()
     }
@@ -387,6 +403,9 @@ pub struct ContainerInputs {
     pub mounts: Vec<Mount>,
     pub image: String,
     pub grace: i64,
+    /// An ephemeral container's target (`targetContainerName`): the runtime ID of the container
+    /// whose process namespace it joins, so `kubectl debug --target` sees that container's processes.
+    pub pid_target: Option<String>,
 }
 
 pub fn container_config(pod: &Pod, c: &Container, inputs: ContainerInputs) -> ContainerConfig {
@@ -448,7 +467,7 @@ pub fn container_config(pod: &Pod, c: &Container, inputs: ContainerInputs) -> Co
         tty: c.tty.unwrap_or(false),
         linux: Some(LinuxContainerConfig {
             resources: Some(resources(c)),
-            security_context: Some(security_context(pod, c)),
+            security_context: Some(security_context(pod, c, inputs.pid_target)),
         }),
         ..Default::default()
     }
@@ -496,28 +515,38 @@ mod tests {
             .namespace_options
             .unwrap();
         assert_eq!(ns.pid, NamespaceMode::Container as i32);
-        let c = container_config(
-            &pod,
-            &pod.spec.clone().unwrap().containers[0],
-            ContainerInputs {
+        // The container's namespaces, with or without an ephemeral container's PID target.
+        let namespaces_of = |pid_target: Option<String>| {
+            let inputs = ContainerInputs {
                 attempt: 0,
                 env: vec![],
                 mounts: vec![],
                 image: "busybox".into(),
                 grace: 30,
-            },
-        );
-        let ns = c
-            .linux
-            .unwrap()
-            .security_context
-            .unwrap()
-            .namespace_options
-            .unwrap();
+                pid_target,
+            };
+            let c = container_config(&pod, &pod.spec.clone().unwrap().containers[0], inputs);
+            c.linux
+                .unwrap()
+                .security_context
+                .unwrap()
+                .namespace_options
+                .unwrap()
+        };
         assert_eq!(
-            ns.pid,
+            namespaces_of(None).pid,
             NamespaceMode::Container as i32,
             "the command is PID 1 of its container"
+        );
+        let ns = namespaces_of(Some("abc".into()));
+        assert_eq!(
+            (ns.pid, ns.target_id.as_str(), ns.network),
+            (
+                NamespaceMode::Target as i32,
+                "abc",
+                NamespaceMode::Pod as i32
+            ),
+            "an ephemeral container with a target joins that container's PID namespace"
         );
     }
 

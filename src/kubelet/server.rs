@@ -247,16 +247,12 @@ async fn logs(
     container: &str,
     opts: LogOptions,
 ) -> Response<Body> {
-    let Some(p) = kubelet
-        .pods
-        .get(&kube::runtime::reflector::ObjectRef::new(pod).within(ns))
-    else {
+    let Some(uid) = kubelet.runtime_uid(ns, pod) else {
         return text(
             StatusCode::NOT_FOUND,
             format!("pod {ns}/{pod} is not known to this kubelet"),
         );
     };
-    let uid = p.metadata.uid.clone().unwrap_or_default();
     let attempts = match kubelet.attempts(&uid, container).await {
         Ok(a) => a,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

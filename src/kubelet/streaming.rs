@@ -133,13 +133,9 @@ pub async fn handle(
             "you must specify at least 1 of stdin, stdout, stderr",
         );
     }
-    let Some(pod) = kubelet
-        .pods
-        .get(&kube::runtime::reflector::ObjectRef::new(&target.pod).within(&target.namespace))
-    else {
+    let Some(uid) = kubelet.runtime_uid(&target.namespace, &target.pod) else {
         return text(StatusCode::NOT_FOUND, "pod does not exist");
     };
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
     let url = match runtime_url(kubelet, &target, &uid, opts).await {
         Ok(url) => url,
         Err((code, message)) => return text(code, message),
