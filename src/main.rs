@@ -225,7 +225,8 @@ struct KubeletArgs {
     #[arg(long)]
     own_containerd: bool,
     /// The kubelet's directory for volumes and pod logs (default: `<data-dir>/kubelet` for
-    /// `rkube server`, /var/lib/rkube-kubelet for `rkube kubelet`).
+    /// `rkube server`, /var/lib/rkube-kubelet for `rkube kubelet`); for `rkube agent`, the agent's
+    /// directory (default /var/lib/rkube-agent: its credentials, its containerd, `kubelet/`).
     #[arg(long)]
     root_dir: Option<PathBuf>,
     /// The cluster DNS addresses pods with dnsPolicy ClusterFirst get as nameservers, comma-separated
