@@ -450,16 +450,27 @@ impl Pki {
     /// A kubeconfig like [`Pki::admin_kubeconfig`] for another client certificate (an in-cluster
     /// component's identity, from [`Pki::issue_client_cert`]).
     pub fn kubeconfig(&self, server_url: &str, cert_pem: &str, key_pem: &str) -> String {
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-        kubeconfig_yaml(
-            server_url,
-            &self.ca_cert_pem,
-            serde_json::json!({
-                "client-certificate-data": b64(cert_pem),
-                "client-key-data": b64(key_pem),
-            }),
-        )
+        client_cert_kubeconfig(server_url, &self.ca_cert_pem, cert_pem, key_pem)
     }
+}
+
+/// A kubeconfig for `server_url` trusting `ca_pem`, authenticating with a client certificate (both
+/// embedded, base64).
+pub fn client_cert_kubeconfig(
+    server_url: &str,
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    kubeconfig_yaml(
+        server_url,
+        ca_pem,
+        serde_json::json!({
+            "client-certificate-data": b64(cert_pem),
+            "client-key-data": b64(key_pem),
+        }),
+    )
 }
 
 /// The CA certificate as trust root.

@@ -117,6 +117,9 @@ fn kubelet_usages(usages: &[String], purpose: &str) -> Result<(), String> {
     Err(format!("usages did not match [{}]", listed.join(" ")))
 }
 
+/// A kubelet signer's rules for a request's subject and usages.
+type SubjectRules = fn(&Request, &[String]) -> Result<(), String>;
+
 const NOT_SYSTEM_NODES: &str = "subject organization is not system:nodes";
 const NOT_SYSTEM_NODE: &str = "subject common name does not begin with system:node:";
 
@@ -169,13 +172,9 @@ fn validate_kubelet_serving(req: &Request, usages: &[String]) -> Result<(), Stri
 /// `isKubeletClient`/`isKubeletServing`).
 fn check(csr: &CertificateSigningRequest) -> Option<Result<Usages, String>> {
     let spec = &csr.spec;
-    let kubelet_rules = match spec.signer_name.as_str() {
-        "kubernetes.io/kube-apiserver-client-kubelet" => {
-            Some(validate_kubelet_client as fn(&Request, &[String]) -> Result<(), String>)
-        }
-        "kubernetes.io/kubelet-serving" => {
-            Some(validate_kubelet_serving as fn(&Request, &[String]) -> Result<(), String>)
-        }
+    let kubelet_rules: Option<SubjectRules> = match spec.signer_name.as_str() {
+        "kubernetes.io/kube-apiserver-client-kubelet" => Some(validate_kubelet_client),
+        "kubernetes.io/kubelet-serving" => Some(validate_kubelet_serving),
         _ => None,
     };
     if let Some(rules) = kubelet_rules {

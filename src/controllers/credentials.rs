@@ -188,8 +188,8 @@ async fn client_as(
     Ok(kube::Client::try_from(config)?)
 }
 
-/// The current context's cluster CA, PEM.
-fn kubeconfig_ca(kc: &Kubeconfig) -> Option<String> {
+/// The current context's cluster CA, PEM (its `certificate-authority-data`, else the file it names).
+pub fn kubeconfig_ca(kc: &Kubeconfig) -> Option<String> {
     use base64::Engine;
     let context = kc.current_context.as_deref()?;
     let cluster_name = kc

@@ -31,13 +31,9 @@ pub async fn run(clients: Clients) {
 
 /// How long until `secret`'s token expires: `None` when it never does, zero when it has.
 fn time_left(secret: &Secret, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-    let value = serde_json::to_value(secret).ok()?;
-    if bootstrap_token::expired(&value, now) {
-        return Some(Duration::ZERO);
-    }
-    let at = secret.data.as_ref()?.get("expiration")?;
-    let at = chrono::DateTime::parse_from_rfc3339(&String::from_utf8_lossy(&at.0)).ok()?;
-    (at.with_timezone(&chrono::Utc) - now).to_std().ok()
+    let text = secret.data.as_ref()?.get("expiration")?;
+    let at = bootstrap_token::expires_at(&String::from_utf8_lossy(&text.0))?;
+    Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
 async fn reconcile(secret: Arc<Secret>, clients: Arc<Clients>) -> Result<Action, kube::Error> {

@@ -222,7 +222,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
                 // Not a pod to run: the static pod it mirrors is (its status is kept there).
                 mirrors_changed.notify_one();
                 if let Some(hash) = pod.annotations().get(super::static_pods::ANNOTATION_MIRROR) {
-                    if kubelet.all_pods().contains_key(hash) {
+                    if kubelet.has_static_pod(hash) {
                         kubelet.notify(&pod.namespace().unwrap_or_default(), &pod.name_any(), hash);
                     }
                 }

@@ -30,6 +30,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use kube::api::{Api, PostParams};
+use kube::ResourceExt;
 use rand::Rng;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -306,10 +307,9 @@ async fn request_certificate(
         .push(rcgen::DnType::CommonName, wanted.common_name.clone());
     params.subject_alt_names = wanted.sans;
     let request = params.serialize_request(&key)?.pem()?;
-    let name = format!("node-csr-{}", random_text(12));
     let csr = CertificateSigningRequest {
         metadata: ObjectMeta {
-            name: Some(name.clone()),
+            generate_name: Some("node-csr-".into()),
             ..Default::default()
         },
         spec: CertificateSigningRequestSpec {
@@ -321,9 +321,11 @@ async fn request_certificate(
         status: None,
     };
     let api = Api::<CertificateSigningRequest>::all(client.clone());
-    api.create(&PostParams::default(), &csr)
+    let name = api
+        .create(&PostParams::default(), &csr)
         .await
-        .with_context(|| format!("creating CertificateSigningRequest for {}", wanted.signer))?;
+        .with_context(|| format!("creating CertificateSigningRequest for {}", wanted.signer))?
+        .name_any();
     tracing::info!(
         "requested a {} certificate: CertificateSigningRequest {name}",
         wanted.signer
@@ -403,15 +405,7 @@ pub async fn kubeconfig(dir: &Path, join: Option<&JoinOptions>) -> anyhow::Resul
     };
     let (cert, key) =
         client_certificate(&join.server, &ca_pem, &join.token, &join.node_name).await?;
-    let b64 = |s: &str| {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
-    };
-    let yaml = crate::pki::kubeconfig_yaml(
-        &join.server,
-        &ca_pem,
-        serde_json::json!({"client-certificate-data": b64(&cert), "client-key-data": b64(&key)}),
-    );
+    let yaml = crate::pki::client_cert_kubeconfig(&join.server, &ca_pem, &cert, &key);
     crate::private_files::private_dir(dir)?;
     crate::private_files::write_private(&path, yaml.as_bytes())?;
     Ok(path)
@@ -488,18 +482,11 @@ pub async fn serving_config(
     crate::pki::kubelet_serving_config(&cert, &key, &ca_pem)
 }
 
-/// The CA a kubeconfig trusts (its first cluster's `certificate-authority-data`).
+/// The CA the kubeconfig at `path` trusts.
 pub fn kubeconfig_ca(path: &Path) -> anyhow::Result<String> {
-    use base64::Engine;
     let kc = kube::config::Kubeconfig::read_from(path)?;
-    let data = kc
-        .clusters
-        .first()
-        .and_then(|c| c.cluster.as_ref())
-        .and_then(|c| c.certificate_authority_data.clone())
-        .ok_or_else(|| anyhow!("{} names no certificate-authority-data", path.display()))?;
-    let pem = base64::engine::general_purpose::STANDARD.decode(data)?;
-    Ok(String::from_utf8(pem)?)
+    crate::controllers::credentials::kubeconfig_ca(&kc)
+        .ok_or_else(|| anyhow!("{} names no certificate authority", path.display()))
 }
 
 #[cfg(test)]

@@ -209,6 +209,13 @@ impl Kubelet {
         Some(Arc::new(pod))
     }
 
+    /// Whether `uid` is one of the static pods.
+    pub fn has_static_pod(&self, uid: &str) -> bool {
+        self.static_pods
+            .lock()
+            .is_ok_and(|pods| pods.contains_key(uid))
+    }
+
     /// Replaces the static pods; returns those added or removed (their workers are to be woken:
     /// a new one starts, a removed one stops its containers).
     pub fn set_static_pods(&self, pods: HashMap<String, Arc<Pod>>) -> Vec<(String, Arc<Pod>)> {

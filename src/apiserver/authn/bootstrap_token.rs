@@ -68,13 +68,21 @@ pub fn valid_group(group: &str) -> bool {
             .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-/// Upstream's `HasExpired`: an `expiration` that does not parse counts as expired.
-pub fn expired(secret: &Value, now: chrono::DateTime<chrono::Utc>) -> bool {
-    let at = data(secret, "expiration");
-    if at.is_empty() {
-        return false;
+/// When a token whose `expiration` is `text` expires: never when empty; an `expiration` that does
+/// not parse has already expired (upstream's `HasExpired`).
+pub fn expires_at(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    if text.is_empty() {
+        return None;
     }
-    chrono::DateTime::parse_from_rfc3339(&at).map_or(true, |t| t <= now)
+    Some(
+        chrono::DateTime::parse_from_rfc3339(text).map_or(chrono::DateTime::UNIX_EPOCH, |t| {
+            t.with_timezone(&chrono::Utc)
+        }),
+    )
+}
+
+fn expired(secret: &Value, now: chrono::DateTime<chrono::Utc>) -> bool {
+    expires_at(&data(secret, "expiration")).is_some_and(|t| t <= now)
 }
 
 /// Why a token's Secret does not authenticate it, or its user. Pure, for tests.
