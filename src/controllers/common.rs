@@ -36,6 +36,22 @@ where
     (store, stream)
 }
 
+/// Waits until `store` holds its first complete list (at once if its watch has ended).
+///
+/// kube-runtime's readiness future keeps the waker of only the task that polled it last: when
+/// several reconciles wait on one store at once, all but one would sleep until something else
+/// polled them. Each waiter here therefore polls a fresh future every 100 ms.
+pub async fn ready<K>(store: &Store<K>)
+where
+    K: reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    while tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready())
+        .await
+        .is_err()
+    {}
+}
+
 /// A cache of every object of kind `K`, kept current by its own watch (for lookups that trigger no
 /// reconcile).
 pub fn store<K>(api: Api<K>) -> Store<K>

@@ -346,12 +346,12 @@ impl Ctx {
 }
 
 async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
-    let _ = tokio::join!(
-        ctx.pods.wait_until_ready(),
-        ctx.replica_sets.wait_until_ready(),
-        ctx.deployments.wait_until_ready(),
-        ctx.stateful_sets.wait_until_ready(),
-        ctx.controllers.wait_until_ready(),
+    tokio::join!(
+        common::ready(&ctx.pods),
+        common::ready(&ctx.replica_sets),
+        common::ready(&ctx.deployments),
+        common::ready(&ctx.stateful_sets),
+        common::ready(&ctx.controllers),
     );
     if pdb.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());

@@ -221,7 +221,7 @@ async fn follow_deletions(
                 delete_endpoints(&client, &ns, &svc.name_any()).await;
             }
             Ok(watcher::Event::InitDone) => {
-                let _ = endpoints.wait_until_ready().await;
+                common::ready(&endpoints).await;
                 for ep in endpoints.state() {
                     let ns = ep.namespace().unwrap_or_default();
                     let name = ep.name_any();
@@ -448,10 +448,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, kube::Err
     {
         return Ok(Action::await_change());
     }
-    let (_, _) = tokio::join!(
-        ctx.pods.wait_until_ready(),
-        ctx.endpoints.wait_until_ready()
-    );
+    tokio::join!(common::ready(&ctx.pods), common::ready(&ctx.endpoints));
     let pods = selected_pods(&svc, &ctx.pods);
     let trigger = ctx.triggers.compute(&svc, &pods);
     let mut subsets = subsets(&svc, &pods);

@@ -733,10 +733,10 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, kube::Err
         return Ok(Action::await_change());
     }
     // Reconciles run while the caches fill; acting on a half-filled one would drop endpoints.
-    let (_, _, _) = tokio::join!(
-        ctx.pods.wait_until_ready(),
-        ctx.nodes.wait_until_ready(),
-        ctx.slices.wait_until_ready()
+    tokio::join!(
+        common::ready(&ctx.pods),
+        common::ready(&ctx.nodes),
+        common::ready(&ctx.slices)
     );
     let existing: Vec<Arc<EndpointSlice>> = ctx
         .slices

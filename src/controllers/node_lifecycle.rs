@@ -57,8 +57,8 @@ pub async fn run(clients: Clients, grace: Duration) {
         "kube-node-lease",
     ));
     let pods = super::common::store(Api::<Pod>::all(clients.reader.clone()));
-    let (_, _) = tokio::join!(nodes.wait_until_ready(), leases.wait_until_ready());
-    let _ = pods.wait_until_ready().await;
+    use super::common::ready;
+    tokio::join!(ready(&nodes), ready(&leases), ready(&pods));
     let mut beats = Heartbeats::default();
     let mut tick = tokio::time::interval(MONITOR_PERIOD);
     loop {
