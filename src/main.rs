@@ -874,6 +874,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         rkube::pki::KUBELET_CLIENT_CN,
     )
     .await?;
+    rkube::apiserver::http::resource_metrics::ensure_reader_role(&admin).await?;
     let identity = rkube::leader_election::identity(&data_dir)?;
     let options = rkube::controllers::Options {
         identity: identity.clone(),

@@ -8,6 +8,7 @@ stopped and removed on deletion. Runs once (embedded backend): the store does no
 from __future__ import annotations
 
 import atexit
+import base64
 import ipaddress
 import json
 import re
@@ -665,3 +666,115 @@ def kubelet_static_pods(t: T) -> None:
     containers = lambda: [c for c in _fixture["containerd"].containers()
                           if c in (first.get("containerID") or "").removeprefix("containerd://")]
     t.true(poll(lambda: not containers(), 60), "and the static pod's container", containers())
+
+
+def _millicores(q: str) -> float:
+    """A CPU quantity as kubectl top prints it (`123m`, `1`) in millicores."""
+    return float(q[:-1]) if q.endswith("m") else float(q) * 1000
+
+
+@scenario
+def kubelet_top_and_hpa(t: T) -> None:
+    """(embedded) metrics.k8s.io from the kubelet's CRI stats: discovery lists NodeMetrics and PodMetrics;
+    `kubectl top node` shows the node, `kubectl top pod` a CPU-bound pod near its 200m limit and an idle one near
+    zero (also by label and per container); a PodMetrics object carries the pod's labels; a missing pod is
+    upstream's 404; reading metrics needs RBAC (view grants it through metrics-server's aggregated role); the
+    kubelet's own /stats/summary and /metrics/resource answer only its authorized callers. Then a
+    HorizontalPodAutoscaler on 50% CPU scales the busy Deployment from 1 to its maximum 3 with upstream's
+    SuccessfulRescale event and TARGETS, and back to 1 once the pods are idle"""
+    t = node_t(t)
+    if t is None:
+        return
+    ns = t.namespace()
+    resources = t.ok("api-resources", "--api-group=metrics.k8s.io", "--no-headers")
+    t.match(resources, r"^nodes\s+metrics\.k8s\.io/v1beta1\s+false\s+NodeMetrics$", "NodeMetrics discovered")
+    t.match(resources, r"^pods\s+metrics\.k8s\.io/v1beta1\s+true\s+PodMetrics$", "PodMetrics discovered")
+    t.contains(t.ok("explain", "podmetrics.containers"), "Metrics for all containers are collected",
+               "kubectl explain reads metrics-server's definitions from the OpenAPI documents")
+
+    def deployment(name: str, command: str) -> dict:
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                         "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                             "terminationGracePeriodSeconds": 1,
+                             "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sh", "-c", command],
+                                             "resources": {"requests": {"cpu": "100m"},
+                                                           "limits": {"cpu": "200m"}}}]}}}}
+
+    t.create(deployment("burn", "while :; do :; done"), ns)
+    t.create(pod("idle", ["sleep", "3600"]), ns)
+    wait_phase(t, ns, "idle", "Running")
+
+    top_nodes = lambda: t.run("top", "node", NODE)
+    t.true(poll(lambda: top_nodes().rc == 0, 60), "kubectl top node answers once the kubelet has two samples",
+           top_nodes().both())
+    row = t.row(t.table(top_nodes().out), NODE, "top node")
+    t.match(row.get("CPU(cores)", ""), r"^\d+m?$", "the node's CPU")
+    t.match(row.get("MEMORY(bytes)", ""), r"^\d+Mi$", "the node's memory")
+    t.match(row.get("CPU(%)", ""), r"^\d+%$", "the node's CPU share of allocatable")
+
+    def top_pods(*args: str) -> dict:
+        r = t.run("top", "pod", "-n", ns, *args)
+        return {row["NAME"]: row for row in t.table(r.out)} if r.rc == 0 and r.out.strip() else {}
+
+    busy = lambda: next((r for n, r in top_pods().items() if n.startswith("burn-")), None)
+    t.true(poll(lambda: busy() is not None and _millicores(busy()["CPU(cores)"]) >= 120, 60),
+           "the CPU-bound pod shows its usage", t.run("top", "pod", "-n", ns).both())
+    cpu = _millicores(busy()["CPU(cores)"])
+    t.true(cpu <= 260, "the CPU-bound pod stays near its 200m limit", cpu)
+    t.true(poll(lambda: "idle" in top_pods(), 30), "the idle pod has metrics", top_pods())
+    t.true(_millicores(top_pods()["idle"]["CPU(cores)"]) < 20, "the idle pod uses almost no CPU", top_pods())
+    t.eq([n.split("-")[0] for n in top_pods("-l", "app=burn")], ["burn"], "top pod -l selects by label")
+    containers = t.ok("top", "pod", "idle", "-n", ns, "--containers")
+    t.match(containers, r"^idle\s+c\s+\d+m\s+\d+Mi\s*$", "top pod --containers")
+    metrics = json.loads(t.ok("get", "--raw", f"/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/idle"))
+    t.eq((metrics["kind"], metrics["apiVersion"], metrics["metadata"]["name"], metrics["window"],
+          [c["name"] for c in metrics["containers"]]),
+         ("PodMetrics", "metrics.k8s.io/v1beta1", "idle", "10s", ["c"]), "a PodMetrics object")
+    missing = t.fails("get", "--raw", f"/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/nope")
+    t.contains(missing, 'pods "nope" not found', "metrics of a pod that does not exist")
+
+    user = f"system:serviceaccount:{ns}:default"
+    t.contains(t.fails("top", "pod", "-n", ns, "--as", user),
+               'cannot list resource "pods" in API group "metrics.k8s.io"', "reading metrics needs RBAC")
+    t.ok("create", "rolebinding", "viewers", "-n", ns, "--clusterrole=view", f"--serviceaccount={ns}:default")
+    t.true(poll(lambda: t.run("top", "pod", "idle", "-n", ns, "--as", user).rc == 0, 15),
+           "view grants reading metrics (system:aggregated-metrics-reader)",
+           t.run("top", "pod", "idle", "-n", ns, "--as", user).both())
+
+    # The kubelet's own endpoints on its HTTPS port: an administrator's certificate reads them (the kubelet
+    # asks the apiserver whether it may get nodes/stats and nodes/metrics); no certificate, no answer.
+    creds = Path(tempfile.mkdtemp(prefix="rkube-kubelet-client-"))
+    for key, name in (("client-certificate-data", "crt"), ("client-key-data", "key")):
+        data = t.ok("config", "view", "--raw", "-o", f"jsonpath={{.users[0].user.{key}}}")
+        (creds / name).write_bytes(base64.b64decode(data))
+    url = f"https://127.0.0.1:{_fixture['kubelet_port']}"
+    curl = lambda path, *args: subprocess.run(["curl", "-sk", "--max-time", "10", *args, url + path],
+                                              capture_output=True, text=True, timeout=20).stdout
+    auth = ("--cert", str(creds / "crt"), "--key", str(creds / "key"))
+    summary = json.loads(curl("/stats/summary", *auth) or "{}")
+    t.eq(jget(summary, "node.nodeName"), NODE, "the kubelet's /stats/summary")
+    t.true(any(p["podRef"]["name"] == "idle" for p in summary.get("pods", [])), "the summary lists the pods",
+           summary.get("pods"))
+    t.contains(curl("/metrics/resource", *auth), "\nnode_cpu_usage_seconds_total ", "/metrics/resource")
+    t.eq(curl("/stats/summary"), "", "no answer without a client certificate")
+
+    t.ok("autoscale", "deployment", "burn", "-n", ns, "--cpu-percent=50", "--min=1", "--max=3")
+    replicas = lambda: t.run("get", "deployment", "burn", "-n", ns, "-o", "jsonpath={.spec.replicas}").out
+    t.true(poll(lambda: replicas() == "3", 120), "the HPA scales the busy Deployment to its maximum",
+           t.run("describe", "hpa", "burn", "-n", ns).both())
+    events = t.ok("get", "events", "-n", ns, "--field-selector", "involvedObject.kind=HorizontalPodAutoscaler")
+    t.contains(events, "New size: 3; reason: cpu resource utilization (percentage of request) above target",
+               "SuccessfulRescale event")
+    row = t.row(t.table(t.ok("get", "hpa", "burn", "-n", ns)), "burn", "get hpa")
+    t.match(row.get("TARGETS", ""), r"^cpu: \d+%/50%$", "TARGETS shows the measured utilization")
+    t.eq((row.get("MINPODS"), row.get("MAXPODS")), ("1", "3"), "get hpa bounds")
+    # Idle pods: down to the minimum once scale-down needs no stabilization window.
+    t.ok("patch", "hpa", "burn", "-n", ns, "--type=merge", "-p",
+         json.dumps({"spec": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}}))
+    t.ok("set", "resources", "deployment", "burn", "-n", ns, "--requests=cpu=200m")
+    t.ok("patch", "deployment", "burn", "-n", ns, "--type=json", "-p", json.dumps(
+        [{"op": "replace", "path": "/spec/template/spec/containers/0/command", "value": ["sleep", "3600"]}]))
+    t.true(poll(lambda: replicas() == "1", 150), "the HPA scales the idle Deployment back to its minimum",
+           t.run("describe", "hpa", "burn", "-n", ns).both())
+    t.ok("delete", "namespace", ns, "--wait=false")

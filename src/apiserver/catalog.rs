@@ -97,6 +97,8 @@ pub enum ResourceHandler {
     Review,
     /// `componentstatuses`: get and list, computed on request.
     ComponentStatuses,
+    /// `metrics.k8s.io` NodeMetrics and PodMetrics: get and list, asked of the kubelets on request.
+    ResourceMetrics,
 }
 
 #[derive(Clone, Debug)]
@@ -326,6 +328,29 @@ where
         normalize: Some(Normalizer::Typed(normalize::<T>)),
         strategy: Arc::new(Plain::default()),
         handler: ResourceHandler::Store,
+        conversion: None,
+    }
+}
+
+/// A `metrics.k8s.io/v1beta1` resource: read-only, served by
+/// [`crate::apiserver::http::resource_metrics`]. k8s-openapi has no types for these kinds.
+fn resource_metrics_row(kind: &str, plural: &str, namespaced: bool) -> ResourceInfo {
+    ResourceInfo {
+        group: crate::apiserver::http::resource_metrics::GROUP.to_string(),
+        version: crate::apiserver::http::resource_metrics::VERSION.to_string(),
+        kind: kind.to_string(),
+        plural: plural.to_string(),
+        singular: kind.to_lowercase(),
+        namespaced,
+        short_names: Vec::new(),
+        categories: Vec::new(),
+        verbs: strings(GET_LIST),
+        subresources: Vec::new(),
+        storage_prefix: format!("/registry/metrics.k8s.io/{plural}/"),
+        field_selectors: Vec::new(),
+        normalize: None,
+        strategy: Arc::new(Plain::new(Printer::ResourceMetrics)),
+        handler: ResourceHandler::ResourceMetrics,
         conversion: None,
     }
 }
@@ -720,6 +745,10 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
                     .path_segment_names()
                     .generation(),
             ),
+        // ---- metrics.k8s.io/v1beta1 ----
+        // Upstream's aggregated metrics-server API; this server answers it (`kubectl top`, the HPA).
+        resource_metrics_row("NodeMetrics", "nodes", false),
+        resource_metrics_row("PodMetrics", "pods", true),
     ]
 }
 
@@ -935,7 +964,10 @@ mod tests {
 
     #[test]
     fn every_normalizer_accepts_a_minimal_object() {
-        for r in builtin_resources() {
+        for r in builtin_resources()
+            .into_iter()
+            .filter(|r| r.handler != ResourceHandler::ResourceMetrics)
+        {
             let obj =
                 json!({"apiVersion": r.api_version(), "kind": r.kind, "metadata": {"name": "x"}});
             let n = r
@@ -1126,7 +1158,10 @@ mod tests {
     fn groups_order() {
         let groups = Catalog::builtin().groups();
         let names: Vec<&str> = groups.iter().map(|(g, _)| g.as_str()).collect();
-        assert_eq!(names, GROUP_ORDER.to_vec());
+        // metrics.k8s.io, upstream's aggregated API, comes last (its APIService's group priority is 100).
+        let mut expected = GROUP_ORDER.to_vec();
+        expected.push("metrics.k8s.io");
+        assert_eq!(names, expected);
         let autoscaling = groups
             .iter()
             .find(|(g, _)| g == "autoscaling")

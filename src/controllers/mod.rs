@@ -19,6 +19,7 @@ pub mod endpointslice;
 pub mod events;
 pub mod gc;
 pub mod history;
+pub mod horizontal;
 pub mod job;
 pub mod namespace;
 pub mod node_ipam;
@@ -119,6 +120,9 @@ async fn run_all(credentials: &Credentials, options: Options) -> anyhow::Result<
     ));
     controllers.spawn(endpoints::run(c.clients("endpoint-controller").await?));
     controllers.spawn(disruption::run(c.clients("disruption-controller").await?));
+    controllers.spawn(horizontal::run(
+        c.clients("horizontal-pod-autoscaler").await?,
+    ));
     controllers.spawn(gc::run(c.clients("generic-garbage-collector").await?));
     controllers.spawn(resource_quota::run(
         c.clients("resourcequota-controller").await?,

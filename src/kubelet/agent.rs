@@ -186,6 +186,10 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         config.cluster_dns.clone(),
         store.clone(),
     );
+    tokio::spawn(super::stats::sample_forever(
+        kubelet.cri.clone(),
+        kubelet.stats.clone(),
+    ));
     if let Some((tls, addr)) = config.serving {
         let k = kubelet.clone();
         tokio::spawn(async move {

@@ -201,6 +201,20 @@ impl Cri {
             .containers)
     }
 
+    /// The usage of every container that has a task (`ListContainerStats`).
+    pub async fn container_stats(&self) -> Result<Vec<ContainerStats>> {
+        Ok(self
+            .runtime
+            .clone()
+            .list_container_stats(request(
+                ListContainerStatsRequest { filter: None },
+                REQUEST_TIMEOUT,
+            ))
+            .await?
+            .into_inner()
+            .stats)
+    }
+
     pub async fn container_status(&self, id: &str) -> Result<Option<ContainerStatus>> {
         Ok(self
             .runtime

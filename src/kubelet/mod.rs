@@ -26,6 +26,7 @@ pub mod registration;
 pub mod runtime_config;
 pub mod server;
 pub mod static_pods;
+pub mod stats;
 pub mod streaming;
 pub mod volumes;
 

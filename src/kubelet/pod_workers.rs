@@ -47,6 +47,8 @@ pub struct Kubelet {
     pub pods: Store<Pod>,
     pub recorder: Recorder,
     pub probes: super::probes::Probes,
+    /// The latest resource usage sample ([`super::stats`]).
+    pub stats: super::stats::Stats,
     workers: Mutex<HashMap<String, Arc<Notify>>>,
     backoff: Mutex<HashMap<String, (Instant, Duration)>>,
     /// The static pods (`--pod-manifest-path`), by UID: [`super::static_pods`] keeps them.
@@ -151,6 +153,7 @@ impl Kubelet {
             cluster_dns,
             pods,
             probes: Default::default(),
+            stats: Default::default(),
             workers: Mutex::default(),
             backoff: Mutex::default(),
             static_pods: Mutex::default(),

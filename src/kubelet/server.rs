@@ -6,7 +6,8 @@
 //! does with webhook authorization: these paths are `nodes/proxy` of this node, with the verb of the
 //! HTTP method (`get` for GET, `create` for POST).
 //!
-//! The streams are in [`super::streaming`]; logs are served here:
+//! The streams are in [`super::streaming`]; resource usage (`/stats/summary`, `/metrics/resource`)
+//! in [`super::stats`]; logs are served here:
 //! `GET /containerLogs/{namespace}/{pod}/{container}` reads the runtime's log file of that container
 //! (CRI format: `<RFC3339Nano> <stream> <P|F> <text>`, `P` marking a partial line) with upstream's
 //! options: `follow`, `previous`, `tailLines`, `limitBytes`, `sinceSeconds`, `timestamps`.
@@ -128,6 +129,16 @@ async fn allowed(
     }
 }
 
+fn forbidden(user: &crate::pki::CertUser, verb: &str, subresource: &str) -> Response<Body> {
+    text(
+        StatusCode::FORBIDDEN,
+        format!(
+            "Forbidden (user={}, verb={verb}, resource=nodes, subresource={subresource})",
+            user.name
+        ),
+    )
+}
+
 async fn handle(
     kubelet: &Kubelet,
     user: &crate::pki::CertUser,
@@ -136,6 +147,40 @@ async fn handle(
     let path = req.uri().path().to_string();
     if path == "/healthz" {
         return text(StatusCode::OK, "ok");
+    }
+    // Upstream's kubelet authorizes `/stats/*` as `nodes/stats` and `/metrics/*` as `nodes/metrics`.
+    if path == "/stats/summary" || path == "/metrics/resource" {
+        if *req.method() != http::Method::GET {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed");
+        }
+        let sub = if path.starts_with("/stats/") {
+            "stats"
+        } else {
+            "metrics"
+        };
+        if !allowed(kubelet, user, "get", sub).await {
+            return forbidden(user, "get", sub);
+        }
+        let sample = kubelet.stats.latest();
+        return if sub == "stats" {
+            let summary = super::stats::summary(&kubelet.node_name, sample.as_ref());
+            let mut r = text(StatusCode::OK, summary.to_string());
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            r
+        } else {
+            let mut r = text(
+                StatusCode::OK,
+                super::stats::resource_metrics(sample.as_ref()),
+            );
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        };
     }
     let stream = super::streaming::parse_path(&path);
     let rest = path.strip_prefix("/containerLogs/");
@@ -149,13 +194,7 @@ async fn handle(
         _ => return text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed"),
     };
     if !allowed(kubelet, user, verb, "proxy").await {
-        return text(
-            StatusCode::FORBIDDEN,
-            format!(
-                "Forbidden (user={}, verb={verb}, resource=nodes, subresource=proxy)",
-                user.name
-            ),
-        );
+        return forbidden(user, verb, "proxy");
     }
     let Some(rest) = rest else {
         return match stream {

@@ -20,6 +20,7 @@ pub mod negotiate;
 pub mod pod_connect;
 pub mod request;
 pub mod resource;
+pub mod resource_metrics;
 pub mod scale;
 pub mod server;
 pub mod verbs;

@@ -294,7 +294,7 @@ fn kubelet_unreachable(ip: &str, port: u16, path: &str, e: String) -> ApiError {
 
 /// A TLS connection to a kubelet, as the apiserver's kubelet client (its serving certificate is
 /// checked against the cluster CA).
-async fn dial_kubelet(
+pub(crate) async fn dial_kubelet(
     tls: Arc<rustls::ClientConfig>,
     ip: &str,
     port: u16,

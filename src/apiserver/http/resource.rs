@@ -18,6 +18,7 @@ use crate::apiserver::http::negotiate::{
     encode_list, encode_object, json_response, negotiate, protobuf_response, with_warnings, Output,
 };
 use crate::apiserver::http::request::{Query, ResourcePath};
+use crate::apiserver::http::resource_metrics;
 use crate::apiserver::http::scale::scale_subresource;
 use crate::apiserver::http::verbs::{self, Call};
 use crate::apiserver::status::{ApiError, ApiResult};
@@ -111,6 +112,27 @@ pub(crate) async fn resource(
             answer,
             &[component_status::DEPRECATED.into()],
         ));
+    }
+    // metrics.k8s.io is asked of the kubelets on request (watches and writes fall through to the
+    // generic path, which refuses verbs the rows do not have).
+    if info.handler == ResourceHandler::ResourceMetrics
+        && sub.is_none()
+        && method == Method::GET
+        && !q.watch
+    {
+        let out = negotiate(headers, false)?;
+        return Ok(match name {
+            None => encode_list(
+                out,
+                &info,
+                &resource_metrics::list(app, &info, ns, &q).await?,
+                &q,
+            ),
+            Some(name) => {
+                let obj = resource_metrics::get(app, &info, ns, name).await?;
+                encode_object(StatusCode::OK, out, &info, &obj, &q)
+            }
+        });
     }
     if info.handler == ResourceHandler::Review && method == Method::POST && name.is_none() {
         return review(app, headers, &info, ns, user, body, &q, pb).await;

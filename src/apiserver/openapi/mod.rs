@@ -169,6 +169,17 @@ fn definitions(resources: &[ResourceInfo]) -> Map<String, Value> {
         }
     }
     for r in resources {
+        if r.handler == crate::apiserver::catalog::ResourceHandler::ResourceMetrics {
+            let name = format!("{METRICS}{}", r.kind);
+            let mut def = metrics_schema(&r.kind);
+            def["x-kubernetes-group-version-kind"] = json!([gvk(&r.group, &r.version, &r.kind)]);
+            defs.insert(name.clone(), def);
+            let mut list = list_schema(&name, &r.kind);
+            list["x-kubernetes-group-version-kind"] =
+                json!([gvk(&r.group, &r.version, &format!("{}List", r.kind))]);
+            defs.insert(format!("{name}List"), list);
+            defs.insert(format!("{METRICS}ContainerMetrics"), container_metrics_schema());
+        }
         if let Some(c) = r.custom() {
             let name = custom_definition_name(r);
             defs.insert(name.clone(), custom_schema(r, c.schema.as_ref()));
@@ -182,6 +193,55 @@ fn definitions(resources: &[ResourceInfo]) -> Map<String, Value> {
     }
     defs.sort_keys();
     defs
+}
+
+/// metrics-server's definitions (k8s.io/metrics), for its NodeMetrics and PodMetrics.
+const METRICS: &str = "io.k8s.metrics.pkg.apis.metrics.v1beta1.";
+
+fn usage_schema() -> Value {
+    json!({"type": "object", "additionalProperties": {"$ref": format!("#/definitions/{QUANTITY}")},
+           "description": "The memory usage is the memory working set."})
+}
+
+fn container_metrics_schema() -> Value {
+    json!({
+        "description": "ContainerMetrics sets resource usage metrics of a container.",
+        "type": "object",
+        "required": ["name", "usage"],
+        "properties": {
+            "name": {"type": "string", "description": "Container name corresponding to the one from pod.spec.containers."},
+            "usage": usage_schema(),
+        },
+    })
+}
+
+/// NodeMetrics or PodMetrics as k8s.io/metrics publishes them.
+fn metrics_schema(kind: &str) -> Value {
+    let (what, field, measured) = if kind == "NodeMetrics" {
+        ("node", "usage", usage_schema())
+    } else {
+        (
+            "pod",
+            "containers",
+            json!({"type": "array", "items": {"$ref": format!("#/definitions/{METRICS}ContainerMetrics")},
+                   "description": "Metrics for all containers are collected within the same time window."}),
+        )
+    };
+    json!({
+        "description": format!("{kind} sets resource usage metrics of a {what}."),
+        "type": "object",
+        "required": ["timestamp", "window", field],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources"},
+            "kind": {"type": "string", "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"},
+            "metadata": {"$ref": format!("#/definitions/{META}ObjectMeta"), "default": {},
+                         "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"},
+            "timestamp": {"$ref": format!("#/definitions/{META}Time"),
+                          "description": "The following fields define time interval from which metrics were collected from the interval [Timestamp-Window, Timestamp]."},
+            "window": {"type": "string"},
+            field: measured,
+        },
+    })
 }
 
 /// Upstream's definition name of a custom resource: the group reversed, the version, the kind

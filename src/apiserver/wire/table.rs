@@ -218,6 +218,8 @@ pub enum Printer {
     IpAddress,
     StorageVersionMigration,
     ApiService,
+    /// metrics-server's NodeMetrics and PodMetrics: Name, cpu, memory, Window.
+    ResourceMetrics,
     /// apiserver's `rest.NewDefaultTableConvertor`: Name, Created At.
     Default,
 }
@@ -615,6 +617,12 @@ pub fn column_definitions(printer: Printer) -> Vec<Value> {
             s("Service", "The reference to the service that hosts this API endpoint."),
             s("Available", "Whether this service is available."),
             age_col(),
+        ],
+        ResourceMetrics => vec![
+            col("Name", "string", "name", "Name of the resource", 0),
+            col("cpu", "string", "quantity", "", 0),
+            col("memory", "string", "quantity", "", 0),
+            col("Window", "string", "duration", "", 0),
         ],
         Default => vec![name_col(), col("Created At", "date", "", META_CREATION, 0)],
     }
@@ -1683,6 +1691,31 @@ pub fn row_cells(printer: Printer, obj: &Value, now: DateTime<Utc>) -> Vec<Value
                 }
             };
             vec![name(), service.into(), available.into(), age()]
+        }
+        ResourceMetrics => {
+            // A pod's row sums its containers, as metrics-server's table does.
+            let usages: Vec<&Value> = match get(obj, &["usage"]) {
+                Some(u) => vec![u],
+                None => ga(obj, &["containers"])
+                    .iter()
+                    .filter_map(|c| get(c, &["usage"]))
+                    .collect(),
+            };
+            let sum = |resource: &str| {
+                usages
+                    .iter()
+                    .filter_map(|u| u.get(resource).and_then(Value::as_str))
+                    .filter_map(|q| crate::apiserver::wire::quantity::Quantity::parse(q).ok())
+                    .reduce(|a, b| a.plus(b))
+                    .map(|q| q.to_string())
+                    .unwrap_or_else(|| "0".into())
+            };
+            vec![
+                name(),
+                sum("cpu").into(),
+                sum("memory").into(),
+                gs(obj, &["window"]).into(),
+            ]
         }
         Default => {
             let created = parse_time(get(obj, &["metadata", "creationTimestamp"]))
