@@ -2,8 +2,9 @@
 with containerd installed (it runs its own containerd, with local images: conformance/node.py), so this
 machine is a node that runs real pods (runc, a CNI bridge).
 Driven with stock kubectl: pods run, finish, fail, crash-loop, wait for missing images, get their
-environment and volumes, log through the apiserver → kubelet path, reach each other by pod IP, and are
-stopped and removed on deletion. Runs once (embedded backend): the store does not matter here."""
+environment and volumes, log through the apiserver → kubelet path, reach each other by pod IP, pull from a
+registry that wants credentials (their imagePullSecrets), and are stopped and removed on deletion. Runs once
+(embedded backend): the store does not matter here."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ import ipaddress
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import tempfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from harness import Server, T, free_port, jget, kubectl_env, poll, scenario, tail
+from harness import Server, T, free_port, jget, kubectl_env, poll, scenario, stop_process, tail
 from node import ManagedContainerd
 
 NODE = "rkube-node"
@@ -778,3 +780,159 @@ def kubelet_top_and_hpa(t: T) -> None:
     t.true(poll(lambda: replicas() == "1", 150), "the HPA scales the idle Deployment back to its minimum",
            t.run("describe", "hpa", "burn", "-n", ns).both())
     t.ok("delete", "namespace", ns, "--wait=false")
+
+
+REGISTRY_USER, REGISTRY_PASSWORD = "user", "pass"
+
+
+def _registry(t: T) -> tuple[subprocess.Popen, str, Path]:
+    """A distribution registry (v2; Debian's docker-registry) on 127.0.0.1:<free port>, plain HTTP, that wants
+    a user and password (htpasswd, bcrypt): the process, its host:port and its directory."""
+    binary = shutil.which("docker-registry") or shutil.which("registry")
+    t.true(binary is not None, "the distribution registry is installed (apt-get install docker-registry)", binary)
+    workdir = Path(tempfile.mkdtemp(prefix="rkube-registry-"))
+    hashed = subprocess.run(["htpasswd", "-Bbn", REGISTRY_USER, REGISTRY_PASSWORD], capture_output=True,
+                            text=True, timeout=30)
+    t.eq(hashed.returncode, 0, f"htpasswd -Bbn (apache2-utils): {hashed.stderr}")
+    (workdir / "htpasswd").write_text(hashed.stdout)
+    host = f"127.0.0.1:{free_port()}"
+    (workdir / "config.yml").write_text(json.dumps({  # JSON is YAML
+        "version": 0.1,
+        "log": {"level": "info"},
+        "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")}},
+        "http": {"addr": host},
+        "auth": {"htpasswd": {"realm": "rkube", "path": str(workdir / "htpasswd")}},
+    }))
+    proc = subprocess.Popen([binary, "serve", str(workdir / "config.yml")], stderr=subprocess.STDOUT,
+                            stdout=open(workdir / "registry.log", "wb"), start_new_session=True, cwd=str(workdir))
+    atexit.register(stop_process, proc)
+
+    def answers() -> str:
+        return subprocess.run(["curl", "-s", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}",
+                               f"http://{host}/v2/"], capture_output=True, text=True, timeout=10).stdout
+
+    t.true(poll(lambda: proc.poll() is None and answers() == "401", 30),
+           "the registry answers /v2/ with 401 without credentials",
+           answers() + "\n" + tail(workdir / "registry.log"))
+    return proc, host, workdir
+
+
+@scenario
+def kubelet_registry_pulls(t: T) -> None:
+    """(embedded) the kubelet pulls from a real registry that wants credentials (the distribution registry on
+    127.0.0.1 with htpasswd, plain HTTP by containerd's certs.d/<host>/hosts.toml, the node's busybox pushed
+    with skopeo as :1, :2, :3): without a pull secret the pull is refused (ErrImagePull/ImagePullBackOff, a
+    Failed event with the registry's 401); with a `kubectl create secret docker-registry` secret in
+    imagePullSecrets the pod runs (Pulling and Successfully pulled events, the image in containerd); a
+    ServiceAccount's imagePullSecrets are copied into a pod that names it and its pull succeeds; a secret with a
+    wrong password fails to pull under imagePullPolicy Always; the refused pod stays refused"""
+    t = node_t(t)
+    if t is None:
+        return
+    data = t.server.data_dir
+    registry, host, workdir = _registry(t)
+    certs = data / "containerd" / "certs.d" / host
+    try:
+        # The node's busybox archive (docker save format, built from busybox-static) into the registry.
+        archive = data / "containerd" / "images" / "busybox.tar"
+        if not archive.is_file():
+            archive = next(iter(sorted(data.rglob("busybox.tar"))), archive)
+        t.true(archive.is_file(), "the managed containerd's busybox archive", str(archive))
+        for tag in ("1", "2", "3"):
+            push = subprocess.run(["skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false",
+                                   "--dest-creds", f"{REGISTRY_USER}:{REGISTRY_PASSWORD}", f"docker-archive:{archive}",
+                                   f"docker://{host}/rkube/busybox:{tag}"],
+                                  capture_output=True, text=True, timeout=120)
+            t.eq(push.returncode, 0, f"skopeo copy to {host}/rkube/busybox:{tag}: {push.stdout}{push.stderr}")
+        tags = subprocess.run(["curl", "-s", "--max-time", "10", "-u", f"{REGISTRY_USER}:{REGISTRY_PASSWORD}",
+                               f"http://{host}/v2/rkube/busybox/tags/list"],
+                              capture_output=True, text=True, timeout=20)
+        t.eq(sorted(json.loads(tags.stdout or "{}").get("tags") or []), ["1", "2", "3"], "the registry's tags")
+        # containerd (1.6, config_path = DATA_DIR/containerd/certs.d) reads hosts.toml at each pull: plain HTTP.
+        # (It would use HTTP for a loopback registry anyway; a registry elsewhere needs this file.)
+        certs.mkdir(parents=True, exist_ok=True)
+        (certs / "hosts.toml").write_text(f'server = "http://{host}"\n\n[host."http://{host}"]\n'
+                                          f'  capabilities = ["pull", "resolve"]\n')
+
+        ns = t.namespace()
+        image = lambda tag: f"{host}/rkube/busybox:{tag}"
+
+        def create(name: str, tag: str, policy: str = "IfNotPresent", **spec) -> None:
+            t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                      "spec": {"terminationGracePeriodSeconds": 1, **spec, "containers": [
+                          {"name": "c", "image": image(tag), "imagePullPolicy": policy,
+                           "command": ["sleep", "3600"]}]}}, ns)
+
+        waiting = lambda name: t.run("get", "pod", name, "-n", ns, "-o",
+                                     "jsonpath={.status.containerStatuses[0].state.waiting.reason}").out
+        refused = ("ErrImagePull", "ImagePullBackOff")
+
+        def events(name: str) -> list[dict]:
+            r = t.run("get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}", "-o", "json")
+            return json.loads(r.out).get("items", []) if r.rc == 0 and r.out else []
+
+        def failed(name: str, tag: str) -> str:
+            """The message of the pod's Warning Failed event for its image, once there is one."""
+            prefix = f'Failed to pull image "{image(tag)}"'
+            found = lambda: next((e["message"] for e in events(name) if e.get("type") == "Warning"
+                                  and e.get("reason") == "Failed" and e.get("message", "").startswith(prefix)), "")
+            t.true(poll(lambda: found() != "", 60), f"{name}: a Warning Failed event `{prefix}: ...`",
+                   json.dumps([(e.get("type"), e.get("reason"), e.get("message")) for e in events(name)], indent=1))
+            return found()
+
+        def running(name: str) -> None:
+            ok = poll(lambda: phase(t, ns, name) == "Running", 90)
+            t.true(ok, f"{name} reaches Running", json.dumps(jget(t.json("get", "pod", name, "-n", ns),
+                                                                  "status.containerStatuses"), indent=1)
+                   + "\n" + "\n".join(f"{e.get('reason')}: {e.get('message')}" for e in events(name))
+                   + "\nthe registry's log:\n" + tail(workdir / "registry.log", 6))
+
+        # a. No credentials: the registry refuses; containerd says so (containerd 1.6:
+        # `... failed to resolve reference "IMAGE": pulling from host HOST failed with status code
+        # [manifests 1]: 401 Unauthorized`).
+        create("anonymous", "1")
+        t.true(poll(lambda: waiting("anonymous") in refused, 60), f"no pull secret: waiting in {refused}",
+               waiting("anonymous") + "\n" + server_log(t))
+        msg = failed("anonymous", "1")
+        print(f"    containerd on a pull without credentials: {msg}", flush=True)
+        t.contains(msg, f'failed to resolve reference "{image(1)}"', "the runtime's error names the reference")
+        t.contains(msg, "401 Unauthorized", "the registry's 401 (unauthorized)")
+        t.eq(phase(t, ns, "anonymous"), "Pending", "the refused pod stays Pending")
+
+        # b. A docker-registry secret in the pod's imagePullSecrets: the kubelet passes its credentials.
+        t.ok("create", "secret", "docker-registry", "regcred", f"--docker-server={host}",
+             f"--docker-username={REGISTRY_USER}", f"--docker-password={REGISTRY_PASSWORD}", "-n", ns)
+        create("withsecret", "2", imagePullSecrets=[{"name": "regcred"}])
+        running("withsecret")
+        said = " | ".join(e.get("message", "") for e in events("withsecret"))
+        t.contains(said, f'Pulling image "{image(2)}"', "a Pulling event")
+        t.contains(said, f'Successfully pulled image "{image(2)}"', "a Pulled event")
+        t.contains(_fixture["containerd"].ctr("images", "ls", "-q").stdout, image(2), "containerd has the image")
+
+        # c. A ServiceAccount's imagePullSecrets: the ServiceAccount admission copies them into the pod.
+        t.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "puller"},
+                  "imagePullSecrets": [{"name": "regcred"}]}, ns)
+        create("viaaccount", "3", serviceAccountName="puller")
+        t.eq(t.json("get", "pod", "viaaccount", "-n", ns)["spec"].get("imagePullSecrets"), [{"name": "regcred"}],
+             "the ServiceAccount admission copied the account's imagePullSecrets into the pod")
+        running("viaaccount")
+        said = " | ".join(e.get("message", "") for e in events("viaaccount"))
+        t.contains(said, f'Successfully pulled image "{image(3)}"', "pulled with the account's secret")
+
+        # d. A wrong password: refused, even for an image the node has, under imagePullPolicy Always.
+        t.ok("create", "secret", "docker-registry", "badcred", f"--docker-server={host}",
+             f"--docker-username={REGISTRY_USER}", "--docker-password=wrong", "-n", ns)
+        create("wrongpass", "2", "Always", imagePullSecrets=[{"name": "badcred"}])
+        t.true(poll(lambda: waiting("wrongpass") in refused, 60), f"a wrong password: waiting in {refused}",
+               waiting("wrongpass"))
+        t.contains(failed("wrongpass", "2"), "401 Unauthorized", "the registry's 401 for the wrong password")
+        t.eq(phase(t, ns, "wrongpass"), "Pending", "the pod with the wrong password stays Pending")
+
+        # e. The secrets do not fix the first pod retroactively: it names none.
+        t.true(waiting("anonymous") in refused, "the pod without a pull secret is still refused",
+               waiting("anonymous"))
+        t.ok("delete", "namespace", ns, "--wait=false")
+    finally:
+        stop_process(registry)
+        shutil.rmtree(certs, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)

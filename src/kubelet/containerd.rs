@@ -54,6 +54,10 @@ state = "{d}/state"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
         Root = "{d}/runc"
+  # Registries are configured as containerd documents it: <dir>/certs.d/<host[:port]>/hosts.toml
+  # (a plain-HTTP or private registry, mirrors, CAs).
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{d}/certs.d"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{cni_bin}"
     conf_dir = "{d}/cni/net.d"

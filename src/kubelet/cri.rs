@@ -378,7 +378,8 @@ impl Cri {
     }
 
     /// Pulls `image`; returns the image reference the runtime resolved.
-    pub async fn pull(&self, image: &str) -> Result<String> {
+    /// Pulls `image`, with registry credentials when given.
+    pub async fn pull(&self, image: &str, auth: Option<AuthConfig>) -> Result<String> {
         Ok(self
             .images
             .clone()
@@ -388,7 +389,7 @@ impl Cri {
                         image: image.into(),
                         ..Default::default()
                     }),
-                    auth: None,
+                    auth,
                     sandbox_config: None,
                 },
                 PULL_TIMEOUT,

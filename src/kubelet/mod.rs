@@ -22,6 +22,7 @@ pub mod lifecycle;
 pub mod pod_workers;
 pub mod probe_client;
 pub mod probes;
+pub mod pull_secrets;
 pub mod registration;
 pub mod runtime_config;
 pub mod server;

@@ -986,7 +986,7 @@ impl Kubelet {
         )
         .await;
         let started = Instant::now();
-        match self.cri.pull(&image).await {
+        match self.pull(pod, &image).await {
             Ok(image_ref) => {
                 self.event(
                     pod,
@@ -1016,6 +1016,80 @@ impl Kubelet {
                 })
             }
         }
+    }
+
+    /// Pulls `image` as upstream's kubelet does: with each credential the pod's pull secrets hold for
+    /// its registry in turn until one works ([`super::pull_secrets`]), anonymously when none match.
+    /// Fails with every attempt's error (upstream's aggregate: `[e1, e2]` when there are several).
+    async fn pull(&self, pod: &Pod, image: &str) -> Result<String, super::cri::CriError> {
+        let secrets = self.pull_secrets(pod).await;
+        let credentials = super::pull_secrets::credentials(&secrets, image);
+        if credentials.is_empty() {
+            return self.cri.pull(image, None).await;
+        }
+        let mut errors = Vec::new();
+        for auth in credentials {
+            match self.cri.pull(image, Some(auth)).await {
+                Ok(image_ref) => return Ok(image_ref),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.len() == 1 {
+            return Err(errors.remove(0));
+        }
+        let message = errors
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(super::cri::CriError {
+            code: errors[0].code,
+            message: format!("[{message}]"),
+        })
+    }
+
+    /// The pod's `imagePullSecrets` that can be read; the others are named in a
+    /// `FailedToRetrieveImagePullSecret` event, as upstream's kubelet records, and the pull goes on.
+    async fn pull_secrets(&self, pod: &Pod) -> Vec<k8s_openapi::api::core::v1::Secret> {
+        let names: Vec<String> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.name)
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() {
+            return Vec::new();
+        }
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+            kube::Api::namespaced(self.client.clone(), &ns);
+        let mut found = Vec::new();
+        let mut failed = Vec::new();
+        for name in names {
+            match api.get(&name).await {
+                Ok(secret) => found.push(secret),
+                Err(e) => {
+                    tracing::warn!("kubelet: pull secret {ns}/{name}: {e}");
+                    failed.push(name);
+                }
+            }
+        }
+        if !failed.is_empty() {
+            self.event(
+                pod,
+                EventType::Warning,
+                "FailedToRetrieveImagePullSecret",
+                format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    failed.join(", ")
+                ),
+            )
+            .await;
+        }
+        found
     }
 
     /// Stops and removes everything the runtime has of pod `uid`; `grace` overrides each
