@@ -142,7 +142,10 @@ fn entries(secret: &Secret) -> Vec<(String, AuthConfig)> {
                 .decode(field("auth"))
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())))
+                .and_then(|s| {
+                    s.split_once(':')
+                        .map(|(u, p)| (u.to_string(), p.to_string()))
+                })
             {
                 (username, password) = (u, p);
             }
@@ -204,7 +207,10 @@ mod tests {
         );
         assert_eq!(repository("localhost/x"), "localhost/x");
         assert_eq!(repository("index.docker.io/me/app:1"), "docker.io/me/app");
-        assert_eq!(repository("registry.example:443/a"), "registry.example:443/a");
+        assert_eq!(
+            repository("registry.example:443/a"),
+            "registry.example:443/a"
+        );
     }
 
     #[test]
@@ -243,7 +249,10 @@ mod tests {
         let got = credentials(&[json, cfg, opaque], "quay.io/team/app:1");
         let users: Vec<&str> = got.iter().map(|a| a.username.as_str()).collect();
         assert_eq!(users, ["narrow", "broad", "old"]);
-        assert_eq!((got[0].password.as_str(), got[0].server_address.as_str()), ("n", ""));
+        assert_eq!(
+            (got[0].password.as_str(), got[0].server_address.as_str()),
+            ("n", "")
+        );
         let none: Vec<Secret> = Vec::new();
         assert!(credentials(&none, "busybox").is_empty());
     }

@@ -178,7 +178,10 @@ fn definitions(resources: &[ResourceInfo]) -> Map<String, Value> {
             list["x-kubernetes-group-version-kind"] =
                 json!([gvk(&r.group, &r.version, &format!("{}List", r.kind))]);
             defs.insert(format!("{name}List"), list);
-            defs.insert(format!("{METRICS}ContainerMetrics"), container_metrics_schema());
+            defs.insert(
+                format!("{METRICS}ContainerMetrics"),
+                container_metrics_schema(),
+            );
         }
         if let Some(c) = r.custom() {
             let name = custom_definition_name(r);
