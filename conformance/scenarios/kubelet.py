@@ -681,7 +681,8 @@ def kubelet_top_and_hpa(t: T) -> None:
     `kubectl top node` shows the node, `kubectl top pod` a CPU-bound pod near its 200m limit and an idle one near
     zero (also by label and per container); a PodMetrics object carries the pod's labels; a missing pod is
     upstream's 404; reading metrics needs RBAC (view grants it through metrics-server's aggregated role); the
-    kubelet's own /stats/summary and /metrics/resource answer only its authorized callers. Then a
+    kubelet's own /stats/summary and /metrics/resource answer only its authorized callers, also through the
+    apiserver's nodes/proxy (which view does not grant). Then a
     HorizontalPodAutoscaler on 50% CPU scales the busy Deployment from 1 to its maximum 3 with upstream's
     SuccessfulRescale event and TARGETS, and back to 1 once the pods are idle"""
     t = node_t(t)
@@ -760,6 +761,13 @@ def kubelet_top_and_hpa(t: T) -> None:
            summary.get("pods"))
     t.contains(curl("/metrics/resource", *auth), "\nnode_cpu_usage_seconds_total ", "/metrics/resource")
     t.eq(curl("/stats/summary"), "", "no answer without a client certificate")
+    # The same through the apiserver's node proxy, which needs nodes/proxy (view does not grant it).
+    proxied = json.loads(t.ok("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/stats/summary"))
+    t.eq(jget(proxied, "node.nodeName"), NODE, "nodes/proxy reaches the kubelet's summary")
+    t.contains(t.ok("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/metrics/resource"),
+               "# TYPE container_cpu_usage_seconds_total counter", "nodes/proxy reaches /metrics/resource")
+    t.contains(t.fails("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/stats/summary", "--as", user),
+               "forbidden", "nodes/proxy needs its own grant")
 
     t.ok("autoscale", "deployment", "burn", "-n", ns, "--cpu-percent=50", "--min=1", "--max=3")
     replicas = lambda: t.run("get", "deployment", "burn", "-n", ns, "-o", "jsonpath={.spec.replicas}").out

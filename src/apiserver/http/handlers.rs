@@ -17,6 +17,7 @@ use crate::apiserver::http::discovery;
 use crate::apiserver::http::discovery::*;
 use crate::apiserver::http::metrics::{Labels, Tracked};
 use crate::apiserver::http::negotiate::*;
+use crate::apiserver::http::node_proxy;
 use crate::apiserver::http::pod_connect;
 use crate::apiserver::http::request::{parse_path, Query, ResourcePath, Target};
 use crate::apiserver::http::resource::*;
@@ -295,6 +296,14 @@ impl Dispatch {
             Target::GroupVersion(g, v) => discovery::api_resource_list(&catalog, &g, &v)
                 .map(|d| discovery_doc(headers, d))
                 .ok_or_else(ApiError::not_found_path),
+            Target::Resource(rp)
+                if rp.group.is_empty()
+                    && rp.resource == "nodes"
+                    && rp.subresource.as_deref() == Some("proxy") =>
+            {
+                let name = rp.name.as_deref().unwrap_or_default();
+                node_proxy::proxy(&app, &method, name, &path, raw_query.as_deref()).await
+            }
             Target::Resource(rp) if is_pod_connect(&app, &rp) => {
                 pod_connect::connect(&app, (&method, headers), &rp, &q, upgrade).await
             }

@@ -17,6 +17,7 @@ pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod negotiate;
+pub mod node_proxy;
 pub mod pod_connect;
 pub mod request;
 pub mod resource;

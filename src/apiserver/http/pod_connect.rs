@@ -244,20 +244,7 @@ pub async fn proxy_log(
         enc(&container),
         kubelet_log_query(query)
     );
-    let stream = dial_kubelet(tls, &ip, port, &path).await?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| kubelet_unreachable(&ip, port, &path, e.to_string()))?;
-    tokio::spawn(conn);
-    let req = http::Request::get(path.as_str())
-        .header(http::header::HOST, format!("{ip}:{port}"))
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| kubelet_unreachable(&ip, port, &path, e.to_string()))?;
+    let resp = kubelet_request(tls, &ip, port, http::Method::GET, &path).await?;
     let status = resp.status();
     if !status.is_success() {
         // The kubelet's refusal, worded as upstream's apiserver relays it.
@@ -292,9 +279,36 @@ fn kubelet_unreachable(ip: &str, port: u16, path: &str, e: String) -> ApiError {
     )
 }
 
+/// Sends one bodiless request to a kubelet on a connection of its own and returns the answer, its
+/// body still streaming.
+pub(crate) async fn kubelet_request(
+    tls: Arc<rustls::ClientConfig>,
+    ip: &str,
+    port: u16,
+    method: http::Method,
+    path: &str,
+) -> ApiResult<http::Response<hyper::body::Incoming>> {
+    let stream = dial_kubelet(tls, ip, port, path).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| kubelet_unreachable(ip, port, path, e.to_string()))?;
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, format!("{ip}:{port}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| kubelet_unreachable(ip, port, path, e.to_string()))
+}
+
 /// A TLS connection to a kubelet, as the apiserver's kubelet client (its serving certificate is
 /// checked against the cluster CA).
-pub(crate) async fn dial_kubelet(
+async fn dial_kubelet(
     tls: Arc<rustls::ClientConfig>,
     ip: &str,
     port: u16,

@@ -188,19 +188,9 @@ async fn fetch_report(tls: Arc<rustls::ClientConfig>, node: &Value) -> Option<No
     let (ip, port) = super::pod_connect::kubelet_address(node)?;
     let path = "/stats/summary";
     let fetch = async {
-        let stream = super::pod_connect::dial_kubelet(tls, &ip, port, path)
+        let resp = super::pod_connect::kubelet_request(tls, &ip, port, http::Method::GET, path)
             .await
             .map_err(|e| e.message)?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let req = http::Request::get(path)
-            .header(http::header::HOST, format!("{ip}:{port}"))
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status();
         let body = http_body_util::Limited::new(resp.into_body(), SUMMARY_LIMIT)
             .collect()
