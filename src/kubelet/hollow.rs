@@ -156,6 +156,10 @@ pub async fn run(
             registration::POD_CIDR_WAIT
         );
     }
+    let addresses: HashMap<String, String> = registered
+        .iter()
+        .map(|(name, _, ip, _)| (name.clone(), ip.clone()))
+        .collect();
     {
         let mut nodes = nodes.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         for (name, i, ip, cidr) in registered {
@@ -175,6 +179,7 @@ pub async fn run(
     }
     tracing::info!(count, "hollow nodes registered");
     tokio::spawn(renew_leases(client.clone(), names));
+    tokio::spawn(keep_ready(client.clone(), addresses, res, rt.clone()));
     run_pods(client, nodes, rt).await;
     Ok(())
 }
@@ -224,6 +229,49 @@ async fn renew_leases(client: kube::Client, names: Vec<String>) {
             });
         }
         tokio::time::sleep_until(round + LEASE_RENEW).await;
+    }
+}
+
+/// Reports a node's status again whenever its Ready condition is not True, as upstream's kubelet does
+/// at its next status update (it writes its status whenever the stored one differs): the node
+/// lifecycle controller marks a node `Unknown` after missed heartbeats (an apiserver restart, a slow
+/// leader change), and only the node itself may say it is Ready again. One watch of all Nodes serves
+/// every hollow node of the process.
+async fn keep_ready(
+    client: kube::Client,
+    addresses: HashMap<String, String>,
+    res: NodeResources,
+    rt: Arc<dyn Runtime>,
+) {
+    let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    while let Some(event) = stream.next().await {
+        let node = match event {
+            Ok(node) => node,
+            Err(e) => {
+                tracing::warn!("hollow nodes: node watch: {e}");
+                continue;
+            }
+        };
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let Some(ip) = addresses.get(&name) else {
+            continue;
+        };
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.as_str());
+        if ready.is_some_and(|s| s != "True") {
+            match register(&client, &name, ip, &res, rt.as_ref()).await {
+                Ok(_) => tracing::info!(node = %name, "hollow node: reported Ready again"),
+                Err(e) => tracing::warn!(node = %name, "hollow node: status update failed: {e}"),
+            }
+        }
     }
 }
 
