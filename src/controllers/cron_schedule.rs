@@ -188,8 +188,9 @@ fn descriptor(spec: &str, tz: TimeZone) -> Result<Schedule, String> {
     })
 }
 
-/// Go's `time.ParseDuration` for what `@every` takes: a sequence of decimal numbers with units.
-fn go_duration(s: &str) -> Result<SignedDuration, String> {
+/// Go's `time.ParseDuration` (what `@every` takes, what metav1.Duration prints): a sequence of
+/// decimal numbers with units, with Go's error messages.
+pub fn go_duration(s: &str) -> Result<SignedDuration, String> {
     let invalid = || format!("time: invalid duration \"{s}\"");
     let (neg, mut rest) = match s.strip_prefix('-') {
         Some(r) => (true, r),

@@ -44,6 +44,7 @@ use kube::ResourceExt;
 use serde_json::{Map, Value};
 
 use super::common::{self, Recorder};
+use super::cron_schedule::go_duration;
 use super::Clients;
 use crate::apiserver::registry::selectors::LabelSelector;
 use crate::apiserver::wire::quantity::Quantity;
@@ -914,48 +915,12 @@ pub fn pod_metrics(
                 window: item
                     .get("window")
                     .and_then(Value::as_str)
-                    .and_then(go_duration)
+                    .and_then(|w| go_duration(w).ok())
                     .unwrap_or(SignedDuration::ZERO),
             },
         );
     }
     Ok(out)
-}
-
-/// Go's `time.ParseDuration` as metav1.Duration prints windows (`10s`, `1m0s`, `1.5s`).
-pub fn go_duration(s: &str) -> Option<SignedDuration> {
-    let (negative, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Some(SignedDuration::ZERO);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut nanos = 0f64;
-    while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let value: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..u] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        nanos += value * scale;
-        rest = &rest[u..];
-    }
-    let d = SignedDuration::from_nanos(nanos as i64);
-    Some(if negative { -d } else { d })
 }
 
 fn labels_of(pod: &Pod) -> Map<String, Value> {
@@ -2176,6 +2141,7 @@ mod tests {
 
     #[test]
     fn go_durations_parse() {
+        let go_duration = |s| go_duration(s).ok();
         assert_eq!(go_duration("10s"), Some(SignedDuration::from_secs(10)));
         assert_eq!(go_duration("1m0s"), Some(SignedDuration::from_secs(60)));
         assert_eq!(go_duration("1.5s"), Some(SignedDuration::from_millis(1500)));

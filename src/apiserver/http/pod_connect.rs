@@ -335,7 +335,8 @@ async fn dial_kubelet(
     .map_err(|e| unavailable(format!("tls: {e}")))
 }
 
-fn pod_field<'a>(pod: &'a Value, pointer: &str) -> &'a str {
+/// The string at `pointer` in `pod` (or any object), "" when absent.
+pub(super) fn pod_field<'a>(pod: &'a Value, pointer: &str) -> &'a str {
     pod.pointer(pointer)
         .and_then(Value::as_str)
         .unwrap_or_default()

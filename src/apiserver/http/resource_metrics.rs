@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value};
 
 use crate::apiserver::catalog::ResourceInfo;
 use crate::apiserver::http::handlers::App;
+use crate::apiserver::http::pod_connect::pod_field;
 use crate::apiserver::http::request::Query;
 use crate::apiserver::registry::store::ListResult;
 use crate::apiserver::status::{ApiError, ApiResult};
@@ -176,15 +177,9 @@ fn pod_metrics(pod: &Value, containers: &[(String, Usage)]) -> Value {
     })
 }
 
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
 /// Asks one node's kubelet for its summary; `None` (logged) when it cannot answer.
 async fn fetch_report(tls: Arc<rustls::ClientConfig>, node: &Value) -> Option<NodeReport> {
-    let name = str_at(node, "/metadata/name");
+    let name = pod_field(node, "/metadata/name");
     let (ip, port) = super::pod_connect::kubelet_address(node)?;
     let path = "/stats/summary";
     let fetch = async {
@@ -230,7 +225,7 @@ async fn reports(app: &App, nodes: &[&Value]) -> HashMap<String, NodeReport> {
         let tls = tls.clone();
         async move {
             let report = fetch_report(tls, node).await?;
-            Some((str_at(node, "/metadata/name").to_string(), report))
+            Some((pod_field(node, "/metadata/name").to_string(), report))
         }
     });
     futures::future::join_all(asked)
@@ -301,11 +296,11 @@ async fn nodes_metrics(app: &App, nodes: Vec<Arc<Value>>) -> Vec<Value> {
     let mut items: Vec<Value> = nodes
         .iter()
         .filter_map(|node| {
-            let report = reports.get(str_at(node, "/metadata/name"))?;
+            let report = reports.get(pod_field(node, "/metadata/name"))?;
             Some(node_metrics(node, report.node.as_ref()?))
         })
         .collect();
-    items.sort_by(|a, b| str_at(a, "/metadata/name").cmp(str_at(b, "/metadata/name")));
+    items.sort_by(|a, b| pod_field(a, "/metadata/name").cmp(pod_field(b, "/metadata/name")));
     items
 }
 
@@ -313,7 +308,7 @@ async fn nodes_metrics(app: &App, nodes: Vec<Arc<Value>>) -> Vec<Value> {
 async fn pods_metrics(app: &App, pods: Vec<Arc<Value>>) -> ApiResult<Vec<Value>> {
     let node_names: std::collections::BTreeSet<&str> = pods
         .iter()
-        .map(|p| str_at(p, "/spec/nodeName"))
+        .map(|p| pod_field(p, "/spec/nodeName"))
         .filter(|n| !n.is_empty())
         .collect();
     if node_names.is_empty() {
@@ -327,17 +322,17 @@ async fn pods_metrics(app: &App, pods: Vec<Arc<Value>>) -> ApiResult<Vec<Value>>
         .items
         .iter()
         .map(|n| &**n)
-        .filter(|n| node_names.contains(str_at(n, "/metadata/name")))
+        .filter(|n| node_names.contains(pod_field(n, "/metadata/name")))
         .collect();
     let reports = reports(app, &nodes).await;
     let mut sorted: BTreeMap<(&str, &str), Value> = BTreeMap::new();
     for pod in &pods {
         let (ns, name) = (
-            str_at(pod, "/metadata/namespace"),
-            str_at(pod, "/metadata/name"),
+            pod_field(pod, "/metadata/namespace"),
+            pod_field(pod, "/metadata/name"),
         );
         let containers = reports
-            .get(str_at(pod, "/spec/nodeName"))
+            .get(pod_field(pod, "/spec/nodeName"))
             .and_then(|r| r.pods.get(&(ns.to_string(), name.to_string())));
         if let Some(containers) = containers {
             sorted.insert((ns, name), pod_metrics(pod, containers));
