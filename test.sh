@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs all of rkube's tests:
 #   build once, clippy, unit tests + the storage suite (which starts its own throwaway etcd per test from
-#   /usr/bin/etcd), then the kubectl conformance suite against a real `rkube server` on both backends.
+#   /usr/bin/etcd), then the kubectl conformance suite against a real `rkube server` on both backends
+#   (the two passes side by side; `--serial` in run.py runs them one after the other).
 # A failing clippy or cargo test does not stop the conformance run; the script still exits non-zero.
 # The last line is the conformance suite's `N passed, N failed`.
 set -euo pipefail

@@ -430,6 +430,10 @@ enum Command {
         /// Pods each node takes.
         #[arg(long, default_value = "110")]
         max_pods: String,
+        /// What each container uses (`kubectl top`, the HorizontalPodAutoscaler) unless its pod's
+        /// `hollow.rkube.io/usage` annotation says otherwise: `cpu=<quantity>,memory=<quantity>`.
+        #[arg(long, default_value = "cpu=10m,memory=32Mi")]
+        container_usage: rkube::kubelet::hollow::usage::Demand,
     },
     /// Runs a kubelet for this machine against a cluster (its kubeconfig should name a
     /// `system:node:<name>` identity in `system:nodes`).
@@ -915,9 +919,16 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         )
         .await?;
         let count = args.hollow_nodes;
+        let issuer = pki.clone();
+        let serving = rkube::kubelet::hollow::usage::Serving::Issue(Box::new(move |ips| {
+            issuer.kubelet_tls_config("hollow-node", ips)
+        }));
         tokio::spawn(async move {
             let res = rkube::kubelet::NodeResources::default();
-            if let Err(e) = rkube::kubelet::hollow::run(nodes, count, "hollow-node", res).await {
+            let usage = rkube::kubelet::hollow::usage::Demand::default();
+            if let Err(e) =
+                rkube::kubelet::hollow::run(nodes, count, "hollow-node", res, usage, serving).await
+            {
                 tracing::error!("hollow nodes stopped: {e:#}");
             }
         });
@@ -1143,6 +1154,7 @@ fn main() -> anyhow::Result<()> {
             cpu,
             memory,
             max_pods,
+            container_usage,
         } => rt.block_on(async {
             let client = client_from(&kubeconfig, &agent("kubelet", None)).await?;
             let res = rkube::kubelet::NodeResources {
@@ -1151,7 +1163,10 @@ fn main() -> anyhow::Result<()> {
                 pods: max_pods,
                 ..Default::default()
             };
-            rkube::kubelet::hollow::run(client, count, &prefix, res).await
+            let serving = rkube::kubelet::hollow::usage::Serving::Request {
+                ca_pem: rkube::kubelet::join::kubeconfig_ca(&kubeconfig)?,
+            };
+            rkube::kubelet::hollow::run(client, count, &prefix, res, container_usage, serving).await
         }),
         Command::Kubelet {
             kubeconfig,

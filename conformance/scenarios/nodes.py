@@ -382,3 +382,62 @@ def nodes_preferred_pod_affinity(t: T):
         t.true(wait_phase(t, ns, f"far{i}", "Running")["spec"]["nodeName"] != names[1], f"far{i} away from it",
                t.last_cmd)
     t.run("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def nodes_top_and_hpa(t: T):
+    """hollow nodes report usage on a kubelet endpoint of their own: `kubectl top node` lists them (a base of 50m
+    and 256Mi plus their pods), `kubectl top pod` shows what the pods' hollow.rkube.io/usage annotation says,
+    nodes/proxy reaches a hollow node's /stats/summary, and an HPA scales a Deployment whose pods use twice their
+    CPU request to its maximum"""
+    names = nodes(t)
+    ns = t.namespace()
+
+    def top_nodes() -> dict:
+        r = t.run("top", "node")
+        return {row["NAME"]: row for row in t.table(r.out)} if r.rc == 0 and r.out.strip() else {}
+
+    t.true(poll(lambda: set(names) <= set(top_nodes()), 60), "kubectl top node lists the hollow nodes",
+           t.run("top", "node").both())
+    for name in names:
+        row = top_nodes()[name]
+        t.true(_millicores(row["CPU(cores)"]) >= 50 and int(row["MEMORY(bytes)"].removesuffix("Mi")) >= 256,
+               f"{name} uses at least its base", row)
+
+    t.create({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "busy"}, "spec": {
+        "replicas": 1, "selector": {"matchLabels": {"app": "busy"}},
+        "template": {"metadata": {"labels": {"app": "busy"},
+                                  "annotations": {"hollow.rkube.io/usage": "cpu=200m,memory=48Mi"}},
+                     "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+                         {"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "100m"}}}]}}}}, ns)
+
+    def top_pods() -> dict:
+        r = t.run("top", "pod", "-n", ns)
+        return {row["NAME"]: row for row in t.table(r.out)} if r.rc == 0 and r.out.strip() else {}
+
+    t.true(poll(lambda: len(top_pods()) == 1, 60), "kubectl top pod lists the Running pod",
+           t.run("top", "pod", "-n", ns).both())
+    (pod, row), = top_pods().items()
+    t.eq((row["CPU(cores)"], row["MEMORY(bytes)"]), ("200m", "48Mi"), "the pod's usage is its annotation's")
+    node = t.json("get", "pod", pod, "-n", ns)["spec"]["nodeName"]
+    summary = json.loads(t.ok("get", "--raw", f"/api/v1/nodes/{node}/proxy/stats/summary"))
+    t.eq(summary.get("node", {}).get("nodeName"), node, "nodes/proxy reaches the hollow node's /stats/summary")
+    entry = next((p for p in summary.get("pods", []) if p["podRef"]["name"] == pod), {})
+    t.eq(entry.get("cpu", {}).get("usageNanoCores"), 200_000_000, "the summary's pod CPU rate")
+
+    t.ok("autoscale", "deployment", "busy", "-n", ns, "--cpu-percent=50", "--min=1", "--max=3")
+    replicas = lambda: t.run("get", "deployment", "busy", "-n", ns, "-o", "jsonpath={.spec.replicas}").out
+    t.true(poll(lambda: replicas() == "3", 90), "the HPA scales the Deployment to its maximum",
+           t.run("describe", "hpa", "busy", "-n", ns).both())
+    events = t.ok("get", "events", "-n", ns, "--field-selector", "involvedObject.kind=HorizontalPodAutoscaler")
+    t.contains(events, "New size: 3; reason: cpu resource utilization (percentage of request) above target",
+               "SuccessfulRescale event")
+    row = lambda: t.row(t.table(t.ok("get", "hpa", "busy", "-n", ns)), "busy", "get hpa")
+    t.true(poll(lambda: row().get("TARGETS") == "cpu: 200%/50%", 45), "TARGETS shows 200% of the request",
+           row())
+    t.run("delete", "namespace", ns, "--wait=false")
+
+
+def _millicores(q: str) -> float:
+    """A CPU quantity as kubectl top prints it (`123m`, `1`) in millicores."""
+    return float(q[:-1]) if q.endswith("m") else float(q) * 1000

@@ -30,7 +30,7 @@ use super::Clients;
 
 /// The pods' range: 8,192 node subnets of /24, enough for the 5,000 hollow nodes of the scheduling
 /// benchmark (upstream has no default; kind's 10.244.0.0/16 holds 256 nodes), clear of the Service range
-/// (10.96.0.0/12), containerd's own 10.88.0.0/16 and the hollow nodes' addresses (10.200.0.0 up).
+/// (10.96.0.0/12) and containerd's own 10.88.0.0/16.
 pub const DEFAULT_CLUSTER_CIDR: &str = "10.128.0.0/11";
 /// upstream's `--node-cidr-mask-size` for IPv4.
 pub const DEFAULT_NODE_MASK: u8 = 24;

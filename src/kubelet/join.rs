@@ -287,6 +287,32 @@ struct Wanted<'a> {
     common_name: String,
     sans: Vec<rcgen::SanType>,
     usages: &'a [&'a str],
+    /// Approve the request with the requester's own client (allowed only to identities that may
+    /// approve for the signer; a refusal just leaves it to an administrator).
+    approve: bool,
+}
+
+/// Approves CSR `name` as this client, as `kubectl certificate approve` would; logs why not otherwise.
+async fn approve_own(api: &Api<CertificateSigningRequest>, name: &str) {
+    let patch = serde_json::json!({"status": {"conditions": [{
+        "type": "Approved",
+        "status": "True",
+        "reason": "RkubeSelfApprove",
+        "message": "approved by its requester, which may approve for this signer",
+        "lastUpdateTime": k8s_openapi::jiff::Timestamp::now().to_string(),
+    }]}});
+    let result = api
+        .patch_approval(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await;
+    if let Err(e) = result {
+        tracing::info!(
+            "could not approve CertificateSigningRequest {name} myself ({e}): waiting for an administrator (kubectl certificate approve {name})"
+        );
+    }
 }
 
 /// Posts a CSR for a fresh ECDSA P-256 key (as upstream's kubelet makes) and waits up to `wait`
@@ -330,6 +356,9 @@ async fn request_certificate(
         "requested a {} certificate: CertificateSigningRequest {name}",
         wanted.signer
     );
+    if wanted.approve {
+        approve_own(&api, &name).await;
+    }
     let issued = |csr: Option<&CertificateSigningRequest>| {
         csr.and_then(|c| c.status.as_ref()).is_some_and(|s| {
             s.certificate.as_ref().is_some_and(|c| !c.0.is_empty())
@@ -442,6 +471,7 @@ pub async fn client_certificate(
         common_name: format!("system:node:{node_name}"),
         sans: Vec::new(),
         usages: &["digital signature", "client auth"],
+        approve: false,
     };
     request_certificate(&client, wanted, Some(CLIENT_CERT_WAIT)).await
 }
@@ -471,6 +501,7 @@ pub async fn serving_config(
                 common_name: format!("system:node:{node_name}"),
                 sans,
                 usages: &["digital signature", "server auth"],
+                approve: false,
             };
             let (cert, key) = request_certificate(&client, wanted, None).await?;
             crate::private_files::private_dir(&dir.join("pki"))?;
@@ -480,6 +511,30 @@ pub async fn serving_config(
         }
     };
     crate::pki::kubelet_serving_config(&cert, &key, &ca_pem)
+}
+
+/// One serving certificate for several nodes' kubelet endpoints that share a listener (hollow nodes):
+/// common name `system:node:<name>`, every address in `ips`, from the `kubernetes.io/kubelet-serving`
+/// signer. Upstream approves no serving certificate by itself, so this process approves its own
+/// request when its identity may (`approve` on that signer, as an administrator's may), and otherwise
+/// waits for someone to; client certificates must chain to `ca_pem`.
+pub async fn shared_serving_config(
+    client: &kube::Client,
+    name: &str,
+    ips: &[IpAddr],
+    ca_pem: &str,
+) -> anyhow::Result<rustls::ServerConfig> {
+    let mut sans = vec![rcgen::SanType::DnsName(name.try_into()?)];
+    sans.extend(ips.iter().copied().map(rcgen::SanType::IpAddress));
+    let wanted = Wanted {
+        signer: "kubernetes.io/kubelet-serving",
+        common_name: format!("system:node:{name}"),
+        sans,
+        usages: &["digital signature", "server auth"],
+        approve: true,
+    };
+    let (cert, key) = request_certificate(client, wanted, None).await?;
+    crate::pki::kubelet_serving_config(&cert, &key, ca_pem)
 }
 
 /// The CA the kubeconfig at `path` trusts.

@@ -69,37 +69,51 @@ pub async fn serve(
                 continue;
             }
         };
-        let acceptor = acceptor.clone();
         let kubelet = kubelet.clone();
-        tokio::spawn(async move {
-            let Ok(Ok(stream)) =
-                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-            else {
-                return;
-            };
-            let user = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|c| crate::pki::user_from_cert(c.as_ref()));
-            let Some(user) = user else { return };
-            let user = Arc::new(user);
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let kubelet = kubelet.clone();
-                let user = user.clone();
-                async move { Ok::<_, Infallible>(handle(&kubelet, &user, req).await) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await;
-        });
+        tokio::spawn(serve_connection(acceptor.clone(), tcp, move |user, req| {
+            let kubelet = kubelet.clone();
+            async move { handle(&kubelet, &user, req).await }
+        }));
     }
 }
 
-/// Asks the apiserver whether `user` may `verb` `nodes/<subresource>` of this node.
-async fn allowed(
-    kubelet: &Kubelet,
+/// One accepted connection: the TLS handshake (10 s at most), the caller's identity from its client
+/// certificate (a connection without one is dropped), then HTTP/1 or HTTP/2 with upgrades, each
+/// request answered by `handle`.
+pub(super) async fn serve_connection<F, Fut>(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    handle: F,
+) where
+    F: Fn(Arc<crate::pki::CertUser>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
+    let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+    else {
+        return;
+    };
+    let user = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| crate::pki::user_from_cert(c.as_ref()));
+    let Some(user) = user else { return };
+    let user = Arc::new(user);
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let (handle, user) = (handle.clone(), user.clone());
+        async move { Ok::<_, Infallible>(handle(user, req).await) }
+    });
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .await;
+}
+
+/// Asks the apiserver whether `user` may `verb` `nodes/<subresource>` of node `node` (upstream's
+/// webhook authorization), with the kubelet's own client.
+pub(super) async fn allowed(
+    client: &kube::Client,
+    node: &str,
     user: &crate::pki::CertUser,
     verb: &str,
     subresource: &str,
@@ -112,14 +126,14 @@ async fn allowed(
                 verb: Some(verb.into()),
                 resource: Some("nodes".into()),
                 subresource: Some(subresource.into()),
-                name: Some(kubelet.node_name.clone()),
+                name: Some(node.to_string()),
                 ..Default::default()
             }),
             ..Default::default()
         },
         ..Default::default()
     };
-    let api: Api<SubjectAccessReview> = Api::all(kubelet.client.clone());
+    let api: Api<SubjectAccessReview> = Api::all(client.clone());
     match api.create(&PostParams::default(), &review).await {
         Ok(r) => r.status.is_some_and(|s| s.allowed),
         Err(e) => {
@@ -148,39 +162,12 @@ async fn handle(
     if path == "/healthz" {
         return text(StatusCode::OK, "ok");
     }
-    // Upstream's kubelet authorizes `/stats/*` as `nodes/stats` and `/metrics/*` as `nodes/metrics`.
-    if path == "/stats/summary" || path == "/metrics/resource" {
-        if *req.method() != http::Method::GET {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed");
-        }
-        let sub = if path.starts_with("/stats/") {
-            "stats"
-        } else {
-            "metrics"
-        };
-        if !allowed(kubelet, user, "get", sub).await {
-            return forbidden(user, "get", sub);
-        }
-        let sample = kubelet.stats.latest();
-        return if sub == "stats" {
-            let summary = super::stats::summary(&kubelet.node_name, sample.as_ref());
-            let mut r = text(StatusCode::OK, summary.to_string());
-            r.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            r
-        } else {
-            let mut r = text(
-                StatusCode::OK,
-                super::stats::resource_metrics(sample.as_ref()),
-            );
-            r.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            r
-        };
+    if let Some(r) = stats_endpoint(&kubelet.client, &kubelet.node_name, user, &req, || {
+        kubelet.stats.latest()
+    })
+    .await
+    {
+        return r;
     }
     let stream = super::streaming::parse_path(&path);
     let rest = path.strip_prefix("/containerLogs/");
@@ -193,7 +180,7 @@ async fn handle(
         http::Method::POST if stream.is_some() => "create",
         _ => return text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed"),
     };
-    if !allowed(kubelet, user, verb, "proxy").await {
+    if !allowed(&kubelet.client, &kubelet.node_name, user, verb, "proxy").await {
         return forbidden(user, verb, "proxy");
     }
     let Some(rest) = rest else {
@@ -214,6 +201,50 @@ async fn handle(
         Err(e) => return text(StatusCode::BAD_REQUEST, e),
     };
     logs(kubelet, ns, pod, container, opts).await
+}
+
+/// `GET /stats/summary` and `GET /metrics/resource` of node `node` (None for any other path), from the
+/// usage `sample` gives. Upstream's kubelet authorizes `/stats/*` as `nodes/stats` and `/metrics/*` as
+/// `nodes/metrics`. Hollow nodes serve the same answers from their simulated usage.
+pub(super) async fn stats_endpoint(
+    client: &kube::Client,
+    node: &str,
+    user: &crate::pki::CertUser,
+    req: &Request<Incoming>,
+    sample: impl FnOnce() -> Option<super::stats::Sample>,
+) -> Option<Response<Body>> {
+    let sub = match req.uri().path() {
+        "/stats/summary" => "stats",
+        "/metrics/resource" => "metrics",
+        _ => return None,
+    };
+    if *req.method() != http::Method::GET {
+        return Some(text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405: Method Not Allowed",
+        ));
+    }
+    if !allowed(client, node, user, "get", sub).await {
+        return Some(forbidden(user, "get", sub));
+    }
+    let sample = sample();
+    let (body, content_type) = if sub == "stats" {
+        (
+            super::stats::summary(node, sample.as_ref()).to_string(),
+            "application/json",
+        )
+    } else {
+        (
+            super::stats::resource_metrics(sample.as_ref()),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    };
+    let mut r = text(StatusCode::OK, body);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    Some(r)
 }
 
 #[derive(Default, Debug, PartialEq)]

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, DaemonEndpoint, NodeDaemonEndpoints, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -29,6 +29,10 @@ use serde_json::json;
 
 use super::registration::{self, LEASE_RENEW, NODE_LEASE_NS};
 use super::{ContainerOutcome, NodeResources, Placement, Runtime};
+
+pub mod usage;
+
+use usage::{Demand, RunningPod, Serving};
 
 /// The one identity every in-process hollow node shares (see the module doc).
 pub const HOLLOW_NODES_USER: &str = "system:hollow-nodes";
@@ -107,19 +111,29 @@ struct NodeState {
     /// Pod UID → the index of its IP in the podCIDR.
     ips: HashMap<String, u32>,
     next_ip: u32,
+    /// Pod UID → what the running pod uses ([`usage`]).
+    running: HashMap<String, RunningPod>,
+    /// When the node registered, in nanoseconds since the epoch (its CPU counter's start).
+    started_ns: i64,
 }
 
 type Nodes = Arc<Mutex<HashMap<String, NodeState>>>;
 
-/// Registers `count` nodes named `<prefix>-<i>` and runs them until the process ends.
+/// Registers `count` nodes named `<prefix>-<i>` and runs them until the process ends; their containers
+/// use `container_usage` unless their pods say otherwise, reported on an endpoint whose certificate
+/// comes from `serving` ([`usage`]).
 pub async fn run(
     client: kube::Client,
     count: usize,
     prefix: &str,
     res: NodeResources,
+    container_usage: Demand,
+    serving: Serving,
 ) -> anyhow::Result<()> {
     let rt: Arc<dyn Runtime> = Arc::new(HollowRuntime);
     let nodes: Nodes = Arc::default();
+    let listener = usage::bind().await?;
+    let port = listener.local_addr()?.port();
     let names: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
     let registered =
         futures::stream::iter(names.clone().into_iter().enumerate().map(|(i, name)| {
@@ -127,10 +141,8 @@ pub async fn run(
             let rt = rt.clone();
             let res = res.clone();
             async move {
-                // Node addresses 10.200.0.1 upward (never the .0 network address of the first /24).
-                let n = i + 1;
-                let ip = format!("10.{}.{}.{}", 200 + (n >> 16) % 50, (n >> 8) & 255, n & 255);
-                let pod_cidr = register(&client, &name, &ip, &res, rt.as_ref()).await?;
+                let ip = usage::node_ip(i).to_string();
+                let pod_cidr = register(&client, &name, &ip, port, &res, rt.as_ref()).await?;
                 registration::create_lease(&client, &name).await?;
                 anyhow::Ok((name, i, ip, pod_cidr))
             }
@@ -162,6 +174,7 @@ pub async fn run(
         .collect();
     {
         let mut nodes = nodes.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let started_ns = Timestamp::now().as_nanosecond() as i64;
         for (name, i, ip, cidr) in registered {
             let pod_cidr = cidr
                 .or_else(|| assigned.remove(&name))
@@ -173,14 +186,30 @@ pub async fn run(
                     pod_cidr,
                     ips: HashMap::new(),
                     next_ip: 0,
+                    running: HashMap::new(),
+                    started_ns,
                 },
             );
         }
     }
     tracing::info!(count, "hollow nodes registered");
+    let endpoint = usage::Endpoint {
+        client: client.clone(),
+        nodes: nodes.clone(),
+        by_ip: addresses
+            .iter()
+            .filter_map(|(name, ip)| Some((ip.parse().ok()?, name.clone())))
+            .collect(),
+        memory_capacity: crate::apiserver::wire::quantity::Quantity::parse(&res.memory)
+            .ok()
+            .and_then(|q| u64::try_from(q.value()).ok())
+            .unwrap_or(0),
+        name: prefix.to_string(),
+    };
+    tokio::spawn(usage::serve(listener, serving, endpoint));
     tokio::spawn(renew_leases(client.clone(), names));
-    tokio::spawn(keep_ready(client.clone(), addresses, res, rt.clone()));
-    run_pods(client, nodes, rt).await;
+    tokio::spawn(keep_ready(client.clone(), addresses, port, res, rt.clone()));
+    run_pods(client, nodes, rt, container_usage).await;
     Ok(())
 }
 
@@ -190,11 +219,19 @@ async fn register(
     client: &kube::Client,
     name: &str,
     ip: &str,
+    port: u16,
     res: &NodeResources,
     rt: &dyn Runtime,
 ) -> anyhow::Result<Option<String>> {
     let info = super::hollow_node_info(name, rt);
-    let node = super::node_object(name, ip, None, res, &info);
+    let mut node = super::node_object(name, ip, None, res, &info);
+    if let Some(status) = node.status.as_mut() {
+        status.daemon_endpoints = Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(port),
+            }),
+        });
+    }
     let existing = registration::register(client, &node).await?;
     Ok(existing
         .spec
@@ -240,6 +277,7 @@ async fn renew_leases(client: kube::Client, names: Vec<String>) {
 async fn keep_ready(
     client: kube::Client,
     addresses: HashMap<String, String>,
+    port: u16,
     res: NodeResources,
     rt: Arc<dyn Runtime>,
 ) {
@@ -267,7 +305,7 @@ async fn keep_ready(
             .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
             .map(|c| c.status.as_str());
         if ready.is_some_and(|s| s != "True") {
-            match register(&client, &name, ip, &res, rt.as_ref()).await {
+            match register(&client, &name, ip, port, &res, rt.as_ref()).await {
                 Ok(_) => tracing::info!(node = %name, "hollow node: reported Ready again"),
                 Err(e) => tracing::warn!(node = %name, "hollow node: status update failed: {e}"),
             }
@@ -276,7 +314,7 @@ async fn keep_ready(
 }
 
 /// The shared pod watch: every bound pod event is routed to its node (if it is one of ours).
-async fn run_pods(client: kube::Client, nodes: Nodes, rt: Arc<dyn Runtime>) {
+async fn run_pods(client: kube::Client, nodes: Nodes, rt: Arc<dyn Runtime>, usage: Demand) {
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().fields("spec.nodeName!=");
     let mut stream = watcher::watcher(pods, config).default_backoff().boxed();
@@ -295,7 +333,7 @@ async fn run_pods(client: kube::Client, nodes: Nodes, rt: Arc<dyn Runtime>) {
                 continue;
             }
         };
-        handle(&client, &nodes, rt.as_ref(), &deleting, pod);
+        handle(&client, &nodes, rt.as_ref(), &deleting, usage, pod);
     }
 }
 
@@ -305,6 +343,7 @@ fn forget(nodes: &Nodes, pod: &Pod) {
     if let (Some(node), Some(uid), Ok(mut nodes)) = (node, uid, nodes.lock()) {
         if let Some(state) = nodes.get_mut(node) {
             state.ips.remove(uid);
+            state.running.remove(uid);
         }
     }
 }
@@ -314,6 +353,7 @@ fn handle(
     nodes: &Nodes,
     rt: &dyn Runtime,
     deleting: &Arc<Mutex<std::collections::HashSet<String>>>,
+    usage: Demand,
     pod: Pod,
 ) {
     let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
@@ -390,14 +430,19 @@ fn handle(
         });
         return;
     }
-    if phase == "Succeeded" || phase == "Failed" {
-        return;
-    }
     let (host_ip, pod_ip) = {
         let Ok(mut nodes) = nodes.lock() else { return };
         let Some(state) = nodes.get_mut(&node) else {
             return;
         };
+        // What it uses, once the pod is reported Running (and no longer once it has finished).
+        match RunningPod::of(&pod, usage) {
+            Some(running) => state.running.insert(uid.clone(), running),
+            None => state.running.remove(&uid),
+        };
+        if phase == "Succeeded" || phase == "Failed" {
+            return;
+        }
         let existing_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
         let ip = match existing_ip {
             Some(ip) => ip,
