@@ -25,6 +25,7 @@ pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod per_namespace;
+pub mod persistent_volume;
 pub mod replicaset;
 pub mod resource_quota;
 pub mod root_ca;
@@ -132,6 +133,9 @@ async fn run_all(credentials: &Credentials, options: Options) -> anyhow::Result<
         c.clients("certificate-controller").await?,
     ));
     controllers.spawn(token_cleaner::run(c.clients("token-cleaner").await?));
+    controllers.spawn(persistent_volume::run(
+        c.clients("persistent-volume-binder").await?,
+    ));
     if let Some(pki) = c.signing_pki() {
         controllers.spawn(certificate_signer::run(
             c.clients("certificate-controller").await?,
