@@ -136,10 +136,19 @@ def sets_daemonset_per_node(t: T):
 
 @scenario
 def sets_statefulset_ordered(t: T):
-    """a StatefulSet creates db-0, db-1, db-2 in order with their claims, and scale-down removes db-2 then db-1"""
-    nodes(t)
+    """a StatefulSet creates db-0, db-1, db-2 in order with their claims, which the PersistentVolume controller
+    binds to the volumes an administrator made (one per hollow node, local to it), each pod scheduled to its
+    volume's node (VolumeBinding); scale-down removes db-2 then db-1"""
+    names = nodes(t)
     ns = t.namespace()
+    volumes = [f"{ns}-pv-{i}" for i in range(3)]
     try:
+        for name, node in zip(volumes, names):
+            t.create({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name}, "spec": {
+                "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": f"/tmp/{name}"},
+                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}}})
         w = t.bg("get", "pods", "-n", ns, "-l", "app=db", "-w", "--output-watch-events", "-o", "json")
         t.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"}, "spec": {
             "clusterIP": "None", "selector": {"app": "db"}, "ports": [{"port": 5432}]}}, ns)
@@ -179,6 +188,14 @@ def sets_statefulset_ordered(t: T):
         t.eq({p["metadata"]["labels"][HASH] for p in pods.values()}, {st["currentRevision"]}, "pods at the revision")
         pvcs = {c["metadata"]["name"]: c for c in t.json("get", "pvc", "-n", ns)["items"]}
         t.eq(sorted(pvcs), ["data-db-0", "data-db-1", "data-db-2"], "claims from the template")
+        pvs = {v["metadata"]["name"]: v for v in t.json("get", "pv")["items"] if v["metadata"]["name"] in volumes}
+        for i in range(3):
+            claim = pvcs[f"data-db-{i}"]
+            t.eq(claim.get("status", {}).get("phase"), "Bound", f"data-db-{i} is bound")
+            volume = pvs.get(claim["spec"].get("volumeName", ""), {})
+            node = volume.get("spec", {}).get("nodeAffinity", {}).get("required", {}).get(
+                "nodeSelectorTerms", [{}])[0].get("matchExpressions", [{}])[0].get("values", [None])[0]
+            t.eq(pods[f"db-{i}"]["spec"].get("nodeName"), node, f"db-{i} runs on its volume's node")
         t.eq(pvcs["data-db-0"]["metadata"]["labels"], {"app": "db"}, "claim labels")
         t.true(not pvcs["data-db-0"]["metadata"].get("ownerReferences"), "Retain policy: claims not owned",
                pvcs["data-db-0"]["metadata"])
@@ -205,6 +222,7 @@ def sets_statefulset_ordered(t: T):
         t.ok("rollout", "status", "sts/db", "-n", ns, "--timeout=30s")
     finally:
         t.run("delete", "namespace", ns, "--wait=false")
+        t.run("delete", "pv", *volumes, "--wait=false")
 
 
 @scenario

@@ -9,11 +9,22 @@
 //! (reason Unschedulable, upstream's message) and waits in the unschedulable set until a cluster event
 //! (node added/changed, pod deleted) moves it back, after its backoff (1 s doubling to 10 s). When
 //! evicting lower-priority pods would make room, [`preemption`] names them: the pod is nominated to
-//! that node and waits while they are deleted.
+//! that node and waits while they are deleted; the [`nominator`] holds that room for it (and pods of
+//! lower priority nominated there lose their nomination, as upstream).
+//!
+//! More watches feed [`objects`]: Services, ReplicationControllers, ReplicaSets and StatefulSets
+//! (the default topology spread selector), PodDisruptionBudgets (preemption), and
+//! PersistentVolumeClaims, PersistentVolumes and StorageClasses (VolumeBinding; a change to one of
+//! these moves the unschedulable pods back, as upstream's VolumeBinding events). Scheduling starts
+//! once every watch has listed. A pod whose claims wait for their first consumer has them bound
+//! (volume `claimRef`, or the claim's selected node for a provisioner) before its own binding, in
+//! the same background task.
 
 pub mod bench;
 pub mod cache;
 pub mod framework;
+pub mod nominator;
+pub mod objects;
 pub mod plugins;
 pub mod preemption;
 
@@ -21,8 +32,15 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::stream::BoxStream;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController,
+    Service,
+};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -31,7 +49,10 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use cache::{Cache, PodInfo};
-use framework::{Framework, Outcome};
+use framework::{Framework, Outcome, Snapshot};
+use nominator::Nominator;
+use objects::{ObjectEvent, Objects};
+use plugins::volume_binding;
 
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
@@ -93,7 +114,64 @@ struct Scheduler {
     unschedulable: HashSet<String>,
     /// Pods assumed and being bound.
     binding: HashSet<String>,
+    nominator: Nominator,
+    objects: Objects,
     tx: mpsc::UnboundedSender<Msg>,
+}
+
+/// What an unschedulable pod's status write does with `nominatedNodeName`.
+enum Nomination<'a> {
+    Keep,
+    Set(&'a str),
+    Clear,
+}
+
+/// One stream of the watches behind [`Objects`].
+fn watch_objects(client: &kube::Client) -> BoxStream<'static, Result<ObjectEvent, watcher::Error>> {
+    fn one<K>(
+        api: Api<K>,
+        wrap: fn(watcher::Event<K>) -> ObjectEvent,
+    ) -> BoxStream<'static, Result<ObjectEvent, watcher::Error>>
+    where
+        K: Resource<DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + 'static,
+    {
+        watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .map(move |r| r.map(wrap))
+            .boxed()
+    }
+    let c = client;
+    futures::stream::select_all([
+        one(Api::<Service>::all(c.clone()), ObjectEvent::Service),
+        one(
+            Api::<ReplicationController>::all(c.clone()),
+            ObjectEvent::ReplicationController,
+        ),
+        one(Api::<ReplicaSet>::all(c.clone()), ObjectEvent::ReplicaSet),
+        one(Api::<StatefulSet>::all(c.clone()), ObjectEvent::StatefulSet),
+        one(
+            Api::<PodDisruptionBudget>::all(c.clone()),
+            ObjectEvent::PodDisruptionBudget,
+        ),
+        one(
+            Api::<PersistentVolumeClaim>::all(c.clone()),
+            ObjectEvent::PersistentVolumeClaim,
+        ),
+        one(
+            Api::<PersistentVolume>::all(c.clone()),
+            ObjectEvent::PersistentVolume,
+        ),
+        one(
+            Api::<StorageClass>::all(c.clone()),
+            ObjectEvent::StorageClass,
+        ),
+    ])
+    .boxed()
 }
 
 /// Runs the scheduler until the process ends.
@@ -123,6 +201,8 @@ pub async fn run(client: kube::Client) {
         queued: HashSet::new(),
         unschedulable: HashSet::new(),
         binding: HashSet::new(),
+        nominator: Nominator::default(),
+        objects: Objects::default(),
         tx,
     };
     let nodes = watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
@@ -132,13 +212,14 @@ pub async fn run(client: kube::Client) {
         .default_backoff()
         .boxed();
     let (mut nodes, mut pods) = (nodes, pods);
+    let mut objects = watch_objects(&client);
     // Caches must be synced before the first cycle (upstream's WaitForCacheSync).
     let (mut nodes_synced, mut pods_synced) = (false, false);
     let mut seen_nodes: HashSet<String> = HashSet::new();
     let mut seen_pods: HashSet<String> = HashSet::new();
     let mut flush = tokio::time::interval(Duration::from_secs(30));
     loop {
-        let ready = nodes_synced && pods_synced && !s.active.is_empty();
+        let ready = nodes_synced && pods_synced && s.objects.synced() && !s.active.is_empty();
         tokio::select! {
             biased;
             ev = nodes.next() => match ev {
@@ -172,10 +253,20 @@ pub async fn run(client: kube::Client) {
                 Some(Err(e)) => tracing::warn!("scheduler: pod watch: {e}"),
                 None => return,
             },
+            ev = objects.next() => match ev {
+                Some(Ok(e)) => {
+                    if s.objects.apply(e) {
+                        s.move_all();
+                    }
+                }
+                Some(Err(e)) => tracing::warn!("scheduler: watch: {e}"),
+                None => return,
+            },
             Some(msg) = rx.recv() => match msg {
                 Msg::BindFailed(key) => {
                     s.binding.remove(&key);
                     s.cache.unplace(&key);
+                    s.objects.restore(&key);
                     s.backoff(key);
                 }
                 Msg::BackoffDone(key) => s.activate(key),
@@ -200,6 +291,8 @@ impl Scheduler {
             .and_then(|s| s.node_name.clone())
             .unwrap_or_default();
         if !node.is_empty() {
+            self.nominator.remove(&key);
+            self.objects.forget(&key);
             self.pending.remove(&key);
             self.unschedulable.remove(&key);
             self.binding.remove(&key);
@@ -220,6 +313,7 @@ impl Scheduler {
             return;
         }
         if !is_ours(&pod) || is_terminal(&pod) {
+            self.nominator.remove(&key);
             if self.pending.remove(&key).is_some() {
                 self.unschedulable.remove(&key);
             }
@@ -232,12 +326,14 @@ impl Scheduler {
                 // status write must not loop it back.
                 let changed =
                     p.pod.spec != pod.spec || p.pod.metadata.labels != pod.metadata.labels;
-                p.pod = pod;
+                let old = std::mem::replace(&mut p.pod, pod.clone());
+                self.nominate_from_watch(&key, Some(&old), pod);
                 if changed && self.unschedulable.remove(&key) {
                     self.activate(key);
                 }
             }
             None => {
+                self.nominate_from_watch(&key, None, pod.clone());
                 self.pending.insert(
                     key.clone(),
                     Pending {
@@ -252,7 +348,20 @@ impl Scheduler {
         }
     }
 
+    /// Keeps the nominator in step with a pending pod's `status.nominatedNodeName`.
+    fn nominate_from_watch(&mut self, key: &str, old: Option<&Pod>, pod: Arc<Pod>) {
+        let nominated = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+            .is_some_and(|n| !n.is_empty());
+        if nominated || self.nominator.node_of(key).is_some() {
+            self.nominator.update(old, Arc::new(PodInfo::new(pod)));
+        }
+    }
+
     fn on_pod_deleted(&mut self, key: &str) {
+        self.nominator.remove(key);
         self.pending.remove(key);
         self.unschedulable.remove(key);
         if self.cache.placed.contains_key(key) {
@@ -333,16 +442,44 @@ impl Scheduler {
         p.last_attempt = Some(Instant::now());
         let pod = p.pod.clone();
         let info = Arc::new(PodInfo::new(pod.clone()));
-        match self.framework.schedule(&info, &self.cache) {
-            Outcome::Fits(node) => {
+        let snap = Snapshot {
+            cache: &self.cache,
+            nominator: &self.nominator,
+            objects: &self.objects,
+        };
+        match self.framework.schedule(&info, &snap) {
+            Outcome::Fits { node, volumes } => {
                 self.pending.remove(&key);
                 self.binding.insert(key.clone());
+                // Upstream's assume: a pod on its way to a node holds no nomination.
+                self.nominator.remove(&key);
+                // VolumeBinding's Reserve: the volumes it takes look taken to the next pod.
+                let assumed = volumes
+                    .map(|plan| volume_binding::assume(&plan, &node))
+                    .filter(|a| !a.is_empty());
+                if let Some(a) = &assumed {
+                    for v in &a.volumes {
+                        self.objects.assume_volume(&key, v.clone());
+                    }
+                    for c in &a.claims {
+                        self.objects.assume_claim(&key, c.clone());
+                    }
+                }
                 self.cache.place(&node, info);
                 let client = self.client.clone();
                 let recorder = self.recorder.clone();
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    match bind(&client, &pod, &node).await {
+                    // PreBind (the claims bound first), then the binding itself.
+                    let result = match &assumed {
+                        Some(a) => volume_binding::bind(&client, &pod, &node, a).await,
+                        None => Ok(()),
+                    };
+                    let result = match result {
+                        Ok(()) => bind(&client, &pod, &node).await,
+                        Err(e) => Err(e),
+                    };
+                    match result {
                         Ok(()) => {
                             let note = format!("Successfully assigned {key} to {node}");
                             event(
@@ -362,12 +499,21 @@ impl Scheduler {
                     }
                 });
             }
-            Outcome::Unschedulable(message) => {
+            Outcome::Unschedulable {
+                message,
+                clear_nomination,
+            } => {
                 self.wait(&key);
+                let nomination = if clear_nomination {
+                    self.nominator.remove(&key);
+                    Nomination::Clear
+                } else {
+                    Nomination::Keep
+                };
                 let client = self.client.clone();
                 let recorder = self.recorder.clone();
                 tokio::spawn(async move {
-                    report_unschedulable(&client, &recorder, &pod, &message, None).await;
+                    report_unschedulable(&client, &recorder, &pod, &message, nomination).await;
                 });
             }
             Outcome::Preempt {
@@ -377,16 +523,52 @@ impl Scheduler {
             } => {
                 // The pod waits for the victims' deletions, which move it back to the queue.
                 self.wait(&key);
+                self.nominator.add(info.clone(), &node);
+                // Upstream's prepareCandidate: pods of lower priority nominated to that node may
+                // no longer fit there; they lose their nomination and look for another place.
+                let lower = self
+                    .nominator
+                    .lower_priority(&node, preemption::priority(&info));
+                for p in &lower {
+                    self.nominator.remove(&p.key);
+                    if self.unschedulable.remove(&p.key) {
+                        self.backoff(p.key.clone());
+                    }
+                }
                 let client = self.client.clone();
                 let recorder = self.recorder.clone();
                 tokio::spawn(async move {
                     for v in &victims {
                         preempt(&client, &recorder, &pod, &v.pod, &node).await;
                     }
-                    report_unschedulable(&client, &recorder, &pod, &message, Some(&node)).await;
+                    for p in &lower {
+                        clear_nomination(&client, &p.pod).await;
+                    }
+                    report_unschedulable(
+                        &client,
+                        &recorder,
+                        &pod,
+                        &message,
+                        Nomination::Set(&node),
+                    )
+                    .await;
                 });
             }
         }
+    }
+}
+
+/// Upstream's ClearNominatedNodeName for one pod.
+async fn clear_nomination(client: &kube::Client, pod: &Pod) {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or("");
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let patch = json!({"status": {"nominatedNodeName": null}});
+    if let Err(e) = api
+        .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+    {
+        tracing::debug!(pod = name, "scheduler: nomination not cleared: {e}");
     }
 }
 
@@ -486,14 +668,14 @@ async fn preempt(
     }
 }
 
-/// The FailedScheduling event and the PodScheduled=False condition (written only when it changes),
-/// with the node preemption nominated.
+/// The FailedScheduling event and the PodScheduled=False condition (written only when it or the
+/// nomination changes), with the node preemption nominated or the nomination cleared.
 async fn report_unschedulable(
     client: &kube::Client,
     recorder: &Recorder,
     pod: &Pod,
     message: &str,
-    nominated: Option<&str>,
+    nomination: Nomination<'_>,
 ) {
     event(
         recorder,
@@ -509,7 +691,17 @@ async fn report_unschedulable(
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
-    if nominated.is_none()
+    let had = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.as_deref())
+        .unwrap_or("");
+    let nomination_changes = match nomination {
+        Nomination::Keep => false,
+        Nomination::Set(node) => node != had,
+        Nomination::Clear => !had.is_empty(),
+    };
+    if !nomination_changes
         && current.is_some_and(|c| {
             c.status == "False"
                 && c.reason.as_deref() == Some("Unschedulable")
@@ -531,8 +723,10 @@ async fn report_unschedulable(
         "lastProbeTime": null,
         "lastTransitionTime": crate::kubelet::now(),
     }]}});
-    if let Some(node) = nominated {
-        patch["status"]["nominatedNodeName"] = json!(node);
+    match nomination {
+        Nomination::Set(node) => patch["status"]["nominatedNodeName"] = json!(node),
+        Nomination::Clear if !had.is_empty() => patch["status"]["nominatedNodeName"] = json!(null),
+        _ => {}
     }
     if let Err(e) = api
         .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))

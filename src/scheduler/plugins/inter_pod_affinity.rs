@@ -21,7 +21,7 @@ pub const ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
 pub const EXISTING_ANTI_AFFINITY: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
 
 /// What PreFilter computes once per pod, read by Filter for every node.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct State {
     /// (topologyKey, value) domains where a placed pod's anti-affinity rejects the incoming pod.
     existing_anti: HashSet<(String, String)>,
@@ -117,6 +117,44 @@ pub fn pre_filter(pod: &PodInfo, cache: &Cache) -> State {
     }
     state.active = !state.existing_anti.is_empty() || !anti.is_empty() || !affinity.is_empty();
     state
+}
+
+impl State {
+    /// Takes `added` as placed on `node` (upstream's PreFilterExtensions AddPod, used for
+    /// nominated pods): its anti-affinity may now reject the pod there, and it may be what the
+    /// pod's own terms look for.
+    pub fn add_pod(&mut self, pod: &PodInfo, added: &PodInfo, node: &NodeInfo) {
+        let domain = |key: &str| node.labels().get(key).map(|v| (key.to_string(), v.clone()));
+        for term in required(added, true) {
+            if term_selects(term, &added.namespace, pod) {
+                if let Some(d) = domain(&term.topology_key) {
+                    self.existing_anti.insert(d);
+                }
+            }
+        }
+        for term in required(pod, true) {
+            if term_selects(term, &pod.namespace, added) {
+                if let Some(d) = domain(&term.topology_key) {
+                    self.anti.insert(d);
+                }
+            }
+        }
+        let affinity = required(pod, false);
+        for (i, term) in affinity.iter().enumerate() {
+            if term_selects(term, &pod.namespace, added) {
+                if let (Some(d), Some(slot)) =
+                    (domain(&term.topology_key), self.affinity.get_mut(i))
+                {
+                    slot.1.insert(d);
+                }
+            }
+        }
+        self.affinity_self_match = self.affinity.iter().all(|(_, d)| d.is_empty())
+            && affinity
+                .iter()
+                .all(|t| term_selects(t, &pod.namespace, pod));
+        self.active = self.active || !self.existing_anti.is_empty();
+    }
 }
 
 pub fn filter(state: &State, node: &NodeInfo) -> FilterResult {

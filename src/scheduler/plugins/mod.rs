@@ -5,6 +5,7 @@
 //! normalized to 0..=100 by the framework as the plugin's NormalizeScore would.
 
 pub mod balanced_allocation;
+pub mod default_selector;
 pub mod inter_pod_affinity;
 pub mod node_affinity;
 pub mod node_name;
@@ -13,6 +14,7 @@ pub mod node_resources_fit;
 pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod taint_toleration;
+pub mod volume_binding;
 
 use std::collections::BTreeMap;
 

@@ -6,11 +6,17 @@
 //!
 //! Pods are counted on the nodes that carry every constraint's key and, per constraint, pass the pod's
 //! node affinity (`nodeAffinityPolicy: Honor`, the default) and tolerate the node's taints
-//! (`nodeTaintsPolicy: Honor`; the default ignores taints). Upstream's cluster-level default
-//! constraints (derived from the Services and ReplicaSets selecting a pod that has none) are not
-//! applied: only the pod's own constraints count.
+//! (`nodeTaintsPolicy: Honor`; the default ignores taints).
+//!
+//! A pod without constraints of its own is scored with upstream's system defaults (the default
+//! profile's `defaultingType: System`): spread by hostname (maxSkew 3) and by zone (maxSkew 5), both
+//! `ScheduleAnyway`, over the pods its Services and controller select
+//! ([`super::default_selector`]); nothing selects it, no constraints. As upstream, nodes missing a
+//! key are then still scored (by the keys they have), so clusters without zones spread by host.
+//!
+//! Nominated pods ([`State::add_pod`]) count as placed when the framework filters with them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
@@ -23,7 +29,15 @@ pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
 pub const MISSING_LABEL: &str =
     "node(s) didn't match pod topology spread constraints (missing required label)";
 
+/// Upstream's system default constraints: (topologyKey, maxSkew), both ScheduleAnyway.
+const SYSTEM_DEFAULTS: [(&str, i32); 2] = [
+    ("kubernetes.io/hostname", 3),
+    ("topology.kubernetes.io/zone", 5),
+];
+const HOSTNAME: &str = "kubernetes.io/hostname";
+
 /// One constraint, its selector merged with `matchLabelKeys`.
+#[derive(Clone)]
 struct Constraint {
     max_skew: i64,
     key: String,
@@ -80,6 +94,7 @@ impl Constraint {
 }
 
 /// A kind of constraint with its matching pods counted by domain (topology value).
+#[derive(Clone)]
 struct Counted {
     constraints: Vec<Constraint>,
     /// Per constraint: topology value → matching pods.
@@ -105,6 +120,28 @@ impl Counted {
         }
     }
 
+    /// Upstream's system defaults over `selector` (buildDefaultConstraints).
+    fn system_defaults(pod: &PodInfo, selector: &LabelSelector) -> Counted {
+        let constraints: Vec<Constraint> = SYSTEM_DEFAULTS
+            .iter()
+            .map(|(key, skew)| {
+                let c = TopologySpreadConstraint {
+                    max_skew: *skew,
+                    topology_key: key.to_string(),
+                    when_unsatisfiable: "ScheduleAnyway".into(),
+                    label_selector: Some(selector.clone()),
+                    ..Default::default()
+                };
+                Constraint::new(&c, pod)
+            })
+            .collect();
+        let counts = vec![HashMap::new(); constraints.len()];
+        Counted {
+            constraints,
+            counts,
+        }
+    }
+
     /// Whether `node` has every constraint's topology key (upstream's
     /// nodeLabelsMatchSpreadConstraints).
     fn labelled(&self, node: &NodeInfo) -> bool {
@@ -113,16 +150,18 @@ impl Counted {
             .all(|c| node.labels().contains_key(&c.key))
     }
 
-    /// Counts matching pods over `nodes`; `domain` says whether a (constraint, value) is one the
-    /// counts track (all, for filtering; those of the feasible nodes, for scoring).
+    /// Counts matching pods over `nodes` (those with every key, when `require_all`); `domain` says
+    /// whether a (constraint, value) is one the counts track (all, for filtering; those of the
+    /// feasible nodes, for scoring).
     fn count<'a>(
         &mut self,
         pod: &PodInfo,
         nodes: impl Iterator<Item = &'a NodeInfo>,
+        require_all: bool,
         domain: impl Fn(usize, &str) -> bool,
     ) {
         for node in nodes {
-            if !self.labelled(node) {
+            if require_all && !self.labelled(node) {
                 continue;
             }
             for (i, c) in self.constraints.iter().enumerate() {
@@ -139,6 +178,7 @@ impl Counted {
 }
 
 /// What PreFilter computes once per pod, read by Filter for every node.
+#[derive(Clone)]
 pub struct State {
     filter: Counted,
     /// Per filter constraint: the smallest count of any domain (0 below `minDomains` domains).
@@ -150,7 +190,7 @@ pub struct State {
 pub fn pre_filter(pod: &PodInfo, cache: &Cache) -> State {
     let mut filter = Counted::new(pod, "DoNotSchedule");
     if !filter.constraints.is_empty() {
-        filter.count(pod, cache.nodes.values(), |_, _| true);
+        filter.count(pod, cache.nodes.values(), true, |_, _| true);
     }
     let min = filter
         .constraints
@@ -176,6 +216,32 @@ pub fn pre_filter(pod: &PodInfo, cache: &Cache) -> State {
     }
 }
 
+impl State {
+    /// Counts `added` as placed on `node` (upstream's PreFilterExtensions AddPod, used for
+    /// nominated pods): it joins its domain's count where its labels match, and the minimum moves.
+    pub fn add_pod(&mut self, pod: &PodInfo, added: &PodInfo, node: &NodeInfo) {
+        if added.namespace != pod.namespace || !self.filter.labelled(node) {
+            return;
+        }
+        for (i, c) in self.filter.constraints.iter().enumerate() {
+            let Some(value) = node.labels().get(&c.key) else {
+                continue;
+            };
+            if !c.includes(pod, node) || !label_selector_matches(Some(&c.selector), added.labels())
+            {
+                continue;
+            }
+            *self.filter.counts[i].entry(value.clone()).or_default() += 1;
+            let counts = &self.filter.counts[i];
+            self.min[i] = if (counts.len() as i64) < c.min_domains {
+                0
+            } else {
+                counts.values().copied().min().unwrap_or(0)
+            };
+        }
+    }
+}
+
 pub fn filter(state: &State, node: &NodeInfo) -> FilterResult {
     for (i, c) in state.filter.constraints.iter().enumerate() {
         let Some(value) = node.labels().get(&c.key) else {
@@ -194,38 +260,71 @@ pub fn filter(state: &State, node: &NodeInfo) -> FilterResult {
 }
 
 /// Normalized scores (0..=100) for `feasible` nodes, or `None` when the pod has no `ScheduleAnyway`
-/// constraint (every node scores alike).
-pub fn scores(pod: &PodInfo, cache: &Cache, feasible: &[&NodeInfo]) -> Option<Vec<i64>> {
-    let mut s = Counted::new(pod, "ScheduleAnyway");
+/// constraint (every node scores alike). `defaults` gives the selector of the system default
+/// constraints, asked only for a pod without constraints of its own.
+pub fn scores(
+    pod: &PodInfo,
+    cache: &Cache,
+    feasible: &[&NodeInfo],
+    defaults: impl FnOnce() -> Option<LabelSelector>,
+) -> Option<Vec<i64>> {
+    let own = pod
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.topology_spread_constraints.as_ref())
+        .is_some_and(|c| !c.is_empty());
+    // Only the pod's own constraints require every key of a node (upstream's
+    // requireAllTopologies): with the defaults, a node without a zone still spreads by host.
+    let (mut s, require_all) = if own {
+        (Counted::new(pod, "ScheduleAnyway"), true)
+    } else {
+        (Counted::system_defaults(pod, &defaults()?), false)
+    };
     if s.constraints.is_empty() {
         return None;
     }
-    // Domains are those of the feasible nodes that have every key; pods count from all nodes.
-    let mut domains: Vec<std::collections::HashSet<&str>> =
-        vec![Default::default(); s.constraints.len()];
-    for node in feasible.iter().filter(|n| s.labelled(n)) {
+    let hostname: Vec<bool> = s.constraints.iter().map(|c| c.key == HOSTNAME).collect();
+    // Upstream's IgnoredNodes: scored 0.
+    let ignored: Vec<bool> = feasible
+        .iter()
+        .map(|n| require_all && !s.labelled(n))
+        .collect();
+    let scored = ignored.iter().filter(|i| !**i).count();
+    // Per constraint, the domains of the scored feasible nodes (a node without the key adds
+    // upstream's "" domain, which only weighs); a hostname domain is the node itself.
+    let mut domains: Vec<HashSet<&str>> = vec![HashSet::new(); s.constraints.len()];
+    for (node, _) in feasible.iter().zip(&ignored).filter(|(_, i)| !**i) {
         for (i, c) in s.constraints.iter().enumerate() {
-            if let Some(v) = node.labels().get(&c.key) {
-                domains[i].insert(v.as_str());
+            if !hostname[i] {
+                domains[i].insert(node.labels().get(&c.key).map_or("", String::as_str));
             }
         }
     }
     let weights: Vec<f64> = domains
         .iter()
-        .map(|d| ((d.len() + 2) as f64).ln())
+        .zip(&hostname)
+        .map(|(d, host)| ((if *host { scored } else { d.len() } + 2) as f64).ln())
         .collect();
-    s.count(pod, cache.nodes.values(), |i, v| domains[i].contains(v));
-    // Raw scores; None for nodes missing a key (upstream's IgnoredNodes, scored 0).
+    // Pods count from all nodes into the feasible domains; per host, at scoring.
+    s.count(pod, cache.nodes.values(), require_all, |i, v| {
+        !hostname[i] && !v.is_empty() && domains[i].contains(v)
+    });
     let raw: Vec<Option<i64>> = feasible
         .iter()
-        .map(|node| {
-            if !s.labelled(node) {
+        .zip(&ignored)
+        .map(|(node, ignored)| {
+            if *ignored {
                 return None;
             }
             let mut score = 0.0;
             for (i, c) in s.constraints.iter().enumerate() {
                 if let Some(v) = node.labels().get(&c.key) {
-                    let cnt = s.counts[i].get(v).copied().unwrap_or(0);
+                    let cnt = if hostname[i] {
+                        c.count(pod, node)
+                    } else {
+                        s.counts[i].get(v).copied().unwrap_or(0)
+                    };
                     score += cnt as f64 * weights[i] + (c.max_skew - 1) as f64;
                 }
             }
@@ -372,9 +471,68 @@ mod tests {
         place(&mut c, "n1", "p2");
         let p = pod("new", "ScheduleAnyway", 1, json!({}));
         let nodes: Vec<&NodeInfo> = c.nodes.values().collect();
-        let s = scores(&p, &c, &nodes).expect("constraints");
+        let s = scores(&p, &c, &nodes, || None).expect("constraints");
         // Raw: a = 2·ln 4 ≈ 3, b = 1·ln 4 ≈ 1; normalized 100·(3+1−s)/3; n3 has no zone: 0.
         assert_eq!(s, vec![33, 100, 100, 0]);
-        assert!(scores(&pod("new", "DoNotSchedule", 1, json!({})), &c, &nodes).is_none());
+        assert!(scores(
+            &pod("new", "DoNotSchedule", 1, json!({})),
+            &c,
+            &nodes,
+            || None
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn system_defaults_spread_by_host_without_zones() {
+        // Two nodes with a hostname label but no zone: upstream does not ignore them under the
+        // system defaults (only the pod's own constraints require every key).
+        let mut c = Cache::default();
+        for name in ["h0", "h1"] {
+            let node = serde_json::from_value(json!({"metadata": {"name": name,
+                "labels": {"kubernetes.io/hostname": name}}}))
+            .expect("node");
+            c.upsert_node(Arc::new(node));
+        }
+        let plain = |name: &str| {
+            let p = serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "ns", "labels": {"app": "x"}},
+                "spec": {"containers": []}}))
+            .expect("pod");
+            Arc::new(PodInfo::new(Arc::new(p)))
+        };
+        c.place("h0", plain("a"));
+        c.place("h0", plain("b"));
+        let nodes: Vec<&NodeInfo> = c.nodes.values().collect();
+        let selector: LabelSelector =
+            serde_json::from_value(json!({"matchLabels": {"app": "x"}})).expect("selector");
+        let p = plain("new");
+        // Raw: h0 = 2·ln 4 + 2 ≈ 5, h1 = 0 + 2; normalized 100·(5+2−s)/5.
+        assert_eq!(
+            scores(&p, &c, &nodes, || Some(selector.clone())),
+            Some(vec![40, 100])
+        );
+        // No selector, no default constraints.
+        assert_eq!(scores(&p, &c, &nodes, || None), None);
+        // A pod with constraints of its own never gets the defaults.
+        let own = pod("own", "DoNotSchedule", 1, json!({}));
+        assert_eq!(scores(&own, &c, &nodes, || Some(selector.clone())), None);
+    }
+
+    #[test]
+    fn added_pods_count_for_the_filter() {
+        let mut c = cache(&[Some("a"), Some("b")]);
+        place(&mut c, "n0", "p0");
+        let p = pod("new", "DoNotSchedule", 1, json!({}));
+        let mut state = pre_filter(&p, &c);
+        let n1 = c.nodes.get("n1").expect("n1");
+        assert!(filter(&state, n1).is_ok());
+        // A nominated pod of the group on n1 makes b as full as a: both still take one more...
+        let nominated = pod("nominated", "DoNotSchedule", 1, json!({}));
+        state.add_pod(&p, &nominated, n1);
+        assert!(filter(&state, n1).is_ok());
+        // ...and a second one tips b over.
+        state.add_pod(&p, &pod("again", "DoNotSchedule", 1, json!({})), n1);
+        assert!(filter(&state, n1).is_err());
     }
 }
