@@ -8,7 +8,7 @@
 //! object the store is about to write, so a denial stores nothing, on dry runs too.
 //!
 //! Deletes, evictions and TokenRequests pass [`Chain::admit_delete`] / [`Chain::admit`] from their
-//! handlers (only NodeRestriction judges them). Namespace lifecycle (creating in a missing or
+//! handlers (NodeRestriction and the admission [`webhook`]s judge them). Namespace lifecycle (creating in a missing or
 //! terminating namespace) is checked by the store itself. Writes the server makes for itself
 //! (bootstrap, bindings, the eviction's own delete) do not pass through here.
 
@@ -20,6 +20,7 @@ pub mod pod_security;
 pub mod priority;
 pub mod resource_quota;
 pub mod service_account;
+pub mod webhook;
 
 use serde_json::Value;
 
@@ -132,6 +133,8 @@ pub const PLUGIN_NAMES: &[&str] = &[
     "Priority",
     "DefaultTolerationSeconds",
     "CertificateApproval",
+    "MutatingAdmissionWebhook",
+    "ValidatingAdmissionWebhook",
     "ResourceQuota",
 ];
 
@@ -144,7 +147,8 @@ impl Chain {
     /// Upstream's default set (with kubeadm's NodeRestriction), in its order: LimitRanger,
     /// ServiceAccount, NodeRestriction, PodSecurity, Priority,
     /// DefaultTolerationSeconds, CertificateApproval/Signing/SubjectRestriction (one plugin here, named
-    /// by the first), ResourceQuota (last, so what it charges is what is stored); less the disabled.
+    /// by the first), MutatingAdmissionWebhook, ValidatingAdmissionWebhook ([`webhook`]),
+    /// ResourceQuota (last, so what it charges is what is stored); less the disabled.
     pub fn standard(opts: &Options) -> Chain {
         let all: Vec<(&str, Box<dyn Plugin>)> = vec![
             ("LimitRanger", Box::new(limit_ranger::LimitRanger)),
@@ -160,6 +164,17 @@ impl Chain {
                 Box::new(default_tolerations::DefaultTolerationSeconds::new(opts)),
             ),
             ("CertificateApproval", Box::new(certificates::Certificates)),
+            // Upstream runs MutatingAdmissionWebhook after every built-in mutating plugin, and
+            // ValidatingAdmissionWebhook (with ValidatingAdmissionPolicy, not built here) before
+            // ResourceQuota, so quota charges what webhooks let through.
+            (
+                "MutatingAdmissionWebhook",
+                Box::<webhook::MutatingAdmissionWebhook>::default(),
+            ),
+            (
+                "ValidatingAdmissionWebhook",
+                Box::<webhook::ValidatingAdmissionWebhook>::default(),
+            ),
             (
                 "ResourceQuota",
                 Box::<resource_quota::ResourceQuota>::default(),
