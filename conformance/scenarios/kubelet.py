@@ -21,7 +21,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from harness import Server, T, free_port, jget, kubectl_env, poll, scenario, stop_process, tail
+from harness import Server, T, free_port, https_raw, jget, kubectl_env, poll, scenario, stop_process, tail
 from node import ManagedContainerd
 
 NODE = "rkube-node"
@@ -500,6 +500,126 @@ def kubelet_exec_attach_port_forward_cp(t: T) -> None:
     out = stream(api.connect_get_namespaced_pod_exec, "box", ns, command=["sh", "-c", "echo py-$FOO"],
                  stderr=True, stdin=False, stdout=True, tty=False, _request_timeout=30)
     t.eq(out.strip(), "py-bar-from-configmap", "the Python client's WebSocket exec")
+    t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def kubelet_pod_and_service_proxy(t: T) -> None:
+    """(embedded) `pods/NAME[:PORT]/proxy` and `services/NAME[:PORT]/proxy` relay to httpd in a pod by its IP:
+    `kubectl get --raw` reads a page by pod port number, container port name and the first declared port;
+    `kubectl create --raw` and the admin's client certificate POST (and PUT, PATCH, DELETE) a body to a CGI
+    that echoes method, query and body; a bare `.../proxy` redirects to `.../proxy/` and a backend's redirect
+    stays under the proxy path; a Service made by `kubectl expose` and one with a named port are reached
+    through their ready endpoints, also through `kubectl proxy`; upstream's errors for a missing pod, a pod
+    without an IP, a port nothing listens on, a missing Service port and a Service without endpoints (503);
+    a user bound to `view` may not proxy, one bound to `edit` may"""
+    t = node_t(t)
+    if t is None:
+        return
+    ns = t.namespace()
+    # httpd with a CGI that answers every method with what it got (busybox runs cgi-bin/* as CGI).
+    setup = ("mkdir -p /www/cgi-bin; echo served-by-proxy > /www/index.html; "
+             "printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\n"
+             "echo method=$REQUEST_METHOD query=$QUERY_STRING\\nhead -c ${CONTENT_LENGTH:-0}\\n' "
+             "> /www/cgi-bin/echo; chmod +x /www/cgi-bin/echo; exec httpd -f -p 8080 -h /www")
+    t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "labels": {"app": "web"}}, "spec": {
+        "terminationGracePeriodSeconds": 2,
+        "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sh", "-c", setup],
+                        "ports": [{"name": "http", "containerPort": 8080}]}]}}, ns)
+    ip = wait_phase(t, ns, "web", "Running")["status"]["podIP"]
+    pods = f"/api/v1/namespaces/{ns}/pods"
+    page = lambda path: t.run("get", "--raw", path)
+    t.true(poll(lambda: page(f"{pods}/web:8080/proxy/").out == "served-by-proxy\n", 30),
+           "get --raw pods/web:8080/proxy/ returns httpd's index", page(f"{pods}/web:8080/proxy/").both())
+    t.eq(t.ok("get", "--raw", f"{pods}/web/proxy/"), "served-by-proxy\n", "no port: the pod's first declared port")
+    t.eq(t.ok("get", "--raw", f"{pods}/http:web:http/proxy/index.html"), "served-by-proxy\n",
+         "scheme:name:port with a container port's name")
+
+    body = Path(tempfile.mkdtemp(prefix="rkube-proxy-")) / "body.txt"
+    body.write_text("posted-through-kubectl")
+    # kubectl streams the file without a length, so (as through upstream's proxy) the pod gets it chunked,
+    # which busybox's CGI does not read: the method and query show, the body is checked below.
+    out = t.ok("create", "--raw", f"{pods}/web:8080/proxy/cgi-bin/echo?a=1&watch=true", "-f", str(body))
+    t.eq(out.strip().splitlines()[0], "method=POST query=a=1&watch=true",
+         "kubectl create --raw POSTs; the query reaches the pod and its answer comes back")
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        code, text = t.https(method, f"{pods}/web:8080/proxy/cgi-bin/echo?m={method}", body=b"raw-body",
+                             headers={"Content-Type": "text/plain"})
+        # busybox's httpd hands a CGI the body of a POST only.
+        want = f"method={method} query=m={method}" + ("\nraw-body" if method == "POST" else "")
+        t.eq((code, text.strip()), (200, want), f"{method} with the admin's client certificate reaches the pod")
+    status, headers, _ = https_raw(t.server.creds, "GET", f"{pods}/web:8080/proxy?x=1")
+    t.eq((status, headers.get("location")), (301, f"{pods}/web:8080/proxy/?x=1"),
+         "a bare .../proxy is redirected to .../proxy/, as upstream")
+    status, headers, _ = https_raw(t.server.creds, "GET", f"{pods}/web:8080/proxy/cgi-bin")
+    t.eq((status, headers.get("location")), (302, f"{pods}/web:8080/proxy/cgi-bin/"),
+         "httpd's redirect is rewritten to stay under the proxy path")
+
+    t.contains(t.fails("get", "--raw", f"{pods}/nope:8080/proxy/"), 'pods "nope" not found', "a missing pod: 404")
+    t.contains(t.fails("get", "--raw", f"{pods}/web:8081/proxy/"),
+               f"error trying to reach service: dial tcp {ip}:8081: connect: connection refused",
+               "a port nothing listens on: upstream's transport error")
+    t.contains(t.fails("get", "--raw", f"{pods}/ftp:web:21/proxy/"), 'invalid pod request "ftp:web:21"',
+               "an unknown scheme")
+    t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nowhere"}, "spec": {
+        "nodeSelector": {"no-such-label": "x"},
+        "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sleep", "3600"]}]}}, ns)
+    t.contains(t.fails("get", "--raw", f"{pods}/nowhere:80/proxy/"), "address not allowed",
+               "a pod without an IP: 400, upstream's message")
+
+    # Services: kubectl expose (an unnamed port), and one with a named port; both select the pod.
+    svcs = f"/api/v1/namespaces/{ns}/services"
+    t.ok("expose", "pod", "web", "-n", ns, "--name=web", "--port=80", "--target-port=8080")
+    t.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "named"}, "spec": {
+        "selector": {"app": "web"}, "ports": [{"name": "www", "port": 81, "targetPort": "http"}]}}, ns)
+    t.true(poll(lambda: page(f"{svcs}/web:80/proxy/").out == "served-by-proxy\n", 60),
+           "services/web:80/proxy/ reaches the ready endpoint", page(f"{svcs}/web:80/proxy/").both())
+    t.eq(t.ok("get", "--raw", f"{svcs}/web/proxy/index.html"), "served-by-proxy\n", "the unnamed port by default")
+    t.true(poll(lambda: page(f"{svcs}/named:www/proxy/").out == "served-by-proxy\n", 30),
+           "services/named:www/proxy/ by the port's name", page(f"{svcs}/named:www/proxy/").both())
+    t.eq(t.ok("get", "--raw", f"{svcs}/http:named:81/proxy/"), "served-by-proxy\n",
+         "scheme:name:port with the port's number")
+    t.contains(t.fails("get", "--raw", f"{svcs}/web:81/proxy/"), 'no service port 81 found for service "web"',
+               "a port the Service does not have")
+    t.contains(t.fails("get", "--raw", f"{svcs}/named/proxy/"), 'no endpoints available for service "named"',
+               "no unnamed port among the named Service's endpoints")
+    t.contains(t.fails("get", "--raw", f"{svcs}/missing/proxy/"), 'services "missing" not found', "a missing Service")
+    t.ok("create", "service", "clusterip", "empty", "-n", ns, "--tcp=80:8080")
+    code, text = t.https("GET", f"{svcs}/empty:80/proxy/")
+    st = t.status_error(text, 503, "ServiceUnavailable", "a Service without endpoints")
+    t.eq(st.get("message"), 'no endpoints available for service "empty"', "upstream's message")
+    t.contains(t.fails("get", "--raw", f"{svcs}/empty/proxy/"),
+               'Error from server (ServiceUnavailable): no endpoints available for service "empty"', "kubectl's report")
+
+    # kubectl proxy in front: a plain-HTTP path to the same subresource.
+    kp = t.bg("proxy", "--port=0")
+    t.true(kp.wait_for(lambda out: "Starting to serve on" in out, 30), "kubectl proxy serves", kp.out + kp.err)
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", kp.out).group(1))
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{svcs}/web/proxy/", timeout=10) as resp:
+        t.eq(resp.read().decode(), "served-by-proxy\n", "curl through kubectl proxy reaches the Service")
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{svcs}/web:80/proxy/cgi-bin/echo", data=b"via-kubectl-proxy",
+                                 method="POST", headers={"Content-Type": "text/plain"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        t.eq(resp.read().decode().strip(), "method=POST query=\nvia-kubectl-proxy", "a POST through kubectl proxy")
+    kp.stop()
+
+    # RBAC: view grants neither pods/proxy nor services/proxy; edit grants both.
+    t.ok("create", "rolebinding", "viewer", "--clusterrole=view", "--user=viewer", "-n", ns)
+    t.ok("create", "rolebinding", "editor", "--clusterrole=edit", "--user=editor", "-n", ns)
+    t.true(poll(lambda: t.run("auth", "can-i", "get", "pods", "-n", ns, "--as", "viewer").out.strip() == "yes", 15),
+           "the view binding is in effect", t.last_cmd)
+    err = t.fails("get", "--raw", f"{pods}/web:8080/proxy/", "--as", "viewer")
+    t.contains(err, f'pods "web:8080" is forbidden: User "viewer" cannot get resource "pods/proxy" in API group "" '
+                    f'in the namespace "{ns}"', "view does not grant pods/proxy")
+    err = t.fails("get", "--raw", f"{svcs}/web:80/proxy/", "--as", "viewer")
+    t.contains(err, f'services "web:80" is forbidden: User "viewer" cannot get resource "services/proxy" in API '
+                    f'group "" in the namespace "{ns}"', "view does not grant services/proxy")
+    err = t.fails("create", "--raw", f"{pods}/web:8080/proxy/cgi-bin/echo", "-f", str(body), "--as", "viewer")
+    t.contains(err, 'cannot create resource "pods/proxy"', "a POST is authorized as create")
+    as_editor = lambda path: t.run("get", "--raw", path, "--as", "editor")
+    t.true(poll(lambda: as_editor(f"{pods}/web:8080/proxy/").out == "served-by-proxy\n", 15),
+           "edit grants pods/proxy", as_editor(f"{pods}/web:8080/proxy/").both())
+    t.eq(as_editor(f"{svcs}/web:80/proxy/").out, "served-by-proxy\n", "edit grants services/proxy")
     t.ok("delete", "namespace", ns, "--wait=false")
 
 

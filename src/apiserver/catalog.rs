@@ -68,6 +68,9 @@ pub enum SubresourceHandler {
     Eviction,
     /// `pods/log`, `exec`, `attach`, `portforward`: streams a kubelet would serve.
     Connect,
+    /// `pods/proxy`, `services/proxy`, `nodes/proxy`: relayed to the backend before any resource
+    /// handler (`http::proxy`, `http::node_proxy`).
+    Proxy,
     /// Served by upstream, not here yet (a 405 that says so).
     NotYet,
 }
@@ -81,6 +84,7 @@ impl SubresourceHandler {
             "token" => SubresourceHandler::Token,
             "eviction" => SubresourceHandler::Eviction,
             "log" | "exec" | "attach" | "portforward" => SubresourceHandler::Connect,
+            "proxy" => SubresourceHandler::Proxy,
             _ => SubresourceHandler::NotYet,
         }
     }

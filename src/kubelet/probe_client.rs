@@ -64,7 +64,7 @@ where
 }
 
 /// A TLS client that accepts any server certificate but still checks the handshake's signatures.
-fn insecure_client_config() -> Result<Arc<rustls::ClientConfig>, String> {
+pub(crate) fn insecure_client_config() -> Result<Arc<rustls::ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(AnyServerCert(provider.clone()));
     let config = rustls::ClientConfig::builder_with_provider(provider)

@@ -74,12 +74,17 @@ impl Attributes {
     /// object of a list or watch; `/api/v1/namespaces/x` is in namespace `x`.
     pub fn for_resource(method: &Method, rp: &ResourcePath, q: &Query) -> Self {
         let named = rp.name.is_some();
+        // A proxied request's query belongs to its backend (a `watch=true` there is not a watch), and
+        // a method outside upstream's five (OPTIONS, ...) maps to no verb, which only `*` grants.
+        let proxy = named && rp.subresource.as_deref() == Some("proxy");
         let verb = match *method {
             Method::POST => "create",
             Method::PUT => "update",
             Method::PATCH => "patch",
             Method::DELETE if named => "delete",
             Method::DELETE => "deletecollection",
+            Method::GET | Method::HEAD if proxy => "get",
+            _ if proxy => "",
             _ if q.watch => "watch",
             _ if named => "get",
             _ => "list",
@@ -307,6 +312,29 @@ mod tests {
         assert_eq!((watch.verb.as_str(), watch.name.as_str()), ("watch", "p"));
         let ns = Attributes::for_resource(&Method::GET, &rp(None, "namespaces", Some("x")), &q);
         assert_eq!(ns.namespace, "x");
+    }
+
+    #[test]
+    fn proxy_verbs_follow_the_method_only() {
+        let q = Query {
+            watch: true,
+            ..Default::default()
+        };
+        let mut path = rp(Some("ns"), "pods", Some("web:8080"));
+        path.subresource = Some("proxy".into());
+        let verb = |m: Method| Attributes::for_resource(&m, &path, &q).verb;
+        assert_eq!(verb(Method::GET), "get", "watch=true is the backend's");
+        assert_eq!(verb(Method::HEAD), "get");
+        assert_eq!(verb(Method::POST), "create");
+        assert_eq!(verb(Method::PUT), "update");
+        assert_eq!(verb(Method::PATCH), "patch");
+        assert_eq!(verb(Method::DELETE), "delete");
+        assert_eq!(verb(Method::OPTIONS), "");
+        let a = Attributes::for_resource(&Method::GET, &path, &q);
+        assert_eq!(
+            (a.resource.as_str(), a.subresource.as_str(), a.name.as_str()),
+            ("pods", "proxy", "web:8080")
+        );
     }
 
     #[test]

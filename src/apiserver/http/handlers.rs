@@ -19,6 +19,7 @@ use crate::apiserver::http::metrics::{Labels, Tracked};
 use crate::apiserver::http::negotiate::*;
 use crate::apiserver::http::node_proxy;
 use crate::apiserver::http::pod_connect;
+use crate::apiserver::http::proxy;
 use crate::apiserver::http::request::{parse_path, Query, ResourcePath, Target};
 use crate::apiserver::http::resource::*;
 use crate::apiserver::openapi::OpenApiV3;
@@ -275,6 +276,20 @@ impl Dispatch {
                 .ok_or_else(ApiError::not_found_path);
         }
         let target = target.ok_or_else(ApiError::not_found_path)?;
+        if let Target::Resource(rp) = &target {
+            if proxy::is_proxy(rp) {
+                // Before the query is parsed: it is the backend's, not the apiserver's options.
+                let request = proxy::ProxyRequest {
+                    method,
+                    headers: headers.clone(),
+                    path,
+                    query: raw_query,
+                    body,
+                    upgrade,
+                };
+                return proxy::serve(&app, rp, request).await;
+            }
+        }
         let q = Query::parse(raw_query.as_deref())?;
         let catalog = app.catalog.load();
         match target {

@@ -5,7 +5,8 @@
 //! the verb's handler. [`server`] accepts TLS connections (client certificates), [`body`] decodes
 //! request bodies with upstream's bounds, [`limits`] holds the in-flight caps and the request deadline,
 //! [`health`] answers `/livez` and `/readyz`, [`metrics`] counts every request and answers `/metrics`, [`discovery`] the discovery documents, and
-//! [`pod_connect`] the pod streams (log, exec, attach, portforward).
+//! [`pod_connect`] the pod streams (log, exec, attach, portforward), [`node_proxy`] and [`proxy`] the
+//! `nodes/`, `pods/` and `services/` proxies.
 
 pub mod body;
 pub mod component_status;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod negotiate;
 pub mod node_proxy;
 pub mod pod_connect;
+pub mod proxy;
 pub mod request;
 pub mod resource;
 pub mod resource_metrics;
