@@ -4,7 +4,8 @@
 //! renews its Lease in `kube-node-lease` every 10 s (renewals spread over the interval so thousands of
 //! nodes make a steady trickle, not a burst), and reports the pods bound to it through the shared
 //! status logic in [`super`]. One watch of all bound pods (`spec.nodeName!=`) serves every node in the
-//! process: a watch per node would be thousands of connections.
+//! process: a watch per node would be thousands of connections. What the nodes and their pods use, and
+//! the kubelet endpoint that reports it (`kubectl top`, the HPA), are in [`usage`].
 //!
 //! Identity: a real kubelet is `system:node:<name>` in `system:nodes`, limited to its own objects by the
 //! Node authorizer and NodeRestriction. Thousands of in-process nodes share ONE client instead (a
