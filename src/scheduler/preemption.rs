@@ -298,13 +298,18 @@ mod tests {
     }
 
     fn verdict(pod: &PodInfo, c: &Cache) -> Verdict {
+        verdict_with(pod, c, &[])
+    }
+
+    /// Preemption's verdict over the cache's nodes with only NodeResourcesFit as the filter.
+    fn verdict_with(pod: &PodInfo, c: &Cache, pdbs: &[Arc<PodDisruptionBudget>]) -> Verdict {
         let nodes: Vec<&NodeInfo> = c.nodes.values().collect();
         let rejected: Vec<(usize, Rejection)> = nodes
             .iter()
             .enumerate()
             .filter_map(|(i, n)| node_resources_fit::filter(pod, n).err().map(|r| (i, r)))
             .collect();
-        find(pod, c, &nodes, &rejected, &[], |n| {
+        find(pod, c, &nodes, &rejected, pdbs, |n| {
             node_resources_fit::filter(pod, n)
         })
     }
@@ -385,15 +390,7 @@ mod tests {
     }
 
     fn with_pdbs(pod: &PodInfo, c: &Cache, pdbs: &[Arc<PodDisruptionBudget>]) -> Candidate {
-        let nodes: Vec<&NodeInfo> = c.nodes.values().collect();
-        let rejected: Vec<(usize, Rejection)> = nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| node_resources_fit::filter(pod, n).err().map(|r| (i, r)))
-            .collect();
-        match find(pod, c, &nodes, &rejected, pdbs, |n| {
-            node_resources_fit::filter(pod, n)
-        }) {
+        match verdict_with(pod, c, pdbs) {
             Verdict::Preempt(c) => c,
             _ => panic!("expected preemption"),
         }

@@ -59,10 +59,20 @@ async fn selected(reg: &Registry, a: &Attributes<'_>, mutating: bool) -> ApiResu
         .collect())
 }
 
-/// The object a delete removes (`None` when it is already gone: the delete answers 404 itself).
-async fn deleted_object(reg: &Registry, a: &Attributes<'_>) -> ApiResult<Option<Value>> {
+/// What a delete shows the webhooks of one kind: those selected, and the object it removes as
+/// `oldObject`; `None` when no webhook is selected or the object is already gone (the delete answers
+/// 404 itself).
+async fn delete_review(
+    reg: &Registry,
+    a: &Attributes<'_>,
+    mutating: bool,
+) -> ApiResult<Option<(Vec<Hook>, Value)>> {
+    let hooks = selected(reg, a, mutating).await?;
+    if hooks.is_empty() {
+        return Ok(None);
+    }
     match reg.get(a.info, a.ns, a.name).await {
-        Ok(o) => Ok(Some(o)),
+        Ok(old) => Ok(Some((hooks, old))),
         Err(ApiError { code: 404, .. }) => Ok(None),
         Err(e) => Err(e),
     }
@@ -92,25 +102,13 @@ impl Plugin for MutatingAdmissionWebhook {
     }
 
     async fn admit_delete(&self, reg: &Registry, a: &Attributes<'_>) -> ApiResult<()> {
-        let hooks = selected(reg, a, true).await?;
-        if hooks.is_empty() {
-            return Ok(());
-        }
-        let Some(old) = deleted_object(reg, a).await? else {
+        let Some((hooks, old)) = delete_review(reg, a, true).await? else {
             return Ok(());
         };
         // Warnings of a delete have nowhere to go yet (the delete handler sends none).
         let mut warnings = Vec::new();
-        dispatch::mutate(
-            &self.clients,
-            reg,
-            a,
-            &hooks,
-            None,
-            Some(&old),
-            &mut warnings,
-        )
-        .await
+        let clients = &self.clients;
+        dispatch::mutate(clients, reg, a, &hooks, None, Some(&old), &mut warnings).await
     }
 }
 
@@ -138,23 +136,11 @@ impl Plugin for ValidatingAdmissionWebhook {
     }
 
     async fn admit_delete(&self, reg: &Registry, a: &Attributes<'_>) -> ApiResult<()> {
-        let hooks = selected(reg, a, false).await?;
-        if hooks.is_empty() {
-            return Ok(());
-        }
-        let Some(old) = deleted_object(reg, a).await? else {
+        let Some((hooks, old)) = delete_review(reg, a, false).await? else {
             return Ok(());
         };
         let mut warnings = Vec::new();
-        dispatch::validate(
-            &self.clients,
-            reg,
-            a,
-            &hooks,
-            None,
-            Some(&old),
-            &mut warnings,
-        )
-        .await
+        let clients = &self.clients;
+        dispatch::validate(clients, reg, a, &hooks, None, Some(&old), &mut warnings).await
     }
 }
