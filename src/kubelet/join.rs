@@ -517,7 +517,8 @@ pub async fn serving_config(
 /// common name `system:node:<name>`, every address in `ips`, from the `kubernetes.io/kubelet-serving`
 /// signer. Upstream approves no serving certificate by itself, so this process approves its own
 /// request when its identity may (`approve` on that signer, as an administrator's may), and otherwise
-/// waits for someone to; client certificates must chain to `ca_pem`.
+/// waits up to [`CLIENT_CERT_WAIT`] for someone to (the caller retries); client certificates must
+/// chain to `ca_pem`.
 pub async fn shared_serving_config(
     client: &kube::Client,
     name: &str,
@@ -533,7 +534,7 @@ pub async fn shared_serving_config(
         usages: &["digital signature", "server auth"],
         approve: true,
     };
-    let (cert, key) = request_certificate(client, wanted, None).await?;
+    let (cert, key) = request_certificate(client, wanted, Some(CLIENT_CERT_WAIT)).await?;
     crate::pki::kubelet_serving_config(&cert, &key, ca_pem)
 }
 
