@@ -796,6 +796,9 @@ fn kubeconfig_path(args: &ServerArgs, data_dir: &Path, pki: &Pki) -> PathBuf {
     data_dir.join("admin.kubeconfig")
 }
 
+/// `/readyz`'s name for the bindings `rkube server` writes for its in-process components.
+const COMPONENT_BINDINGS_HOOK: &str = "poststarthook/rkube-component-bindings";
+
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     // 0700 from creation (and tightened if an older run left it open): it holds keys and the store.
@@ -853,6 +856,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
                 .service_account_max_token_expiration
                 .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
         },
+        caller_hook: Some(COMPONENT_BINDINGS_HOOK),
     };
     let server = apiserver::start(config, store).await?;
     let url = format!("https://{host}:{}", server.local_addr.port());
@@ -879,6 +883,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     )
     .await?;
     rkube::apiserver::http::resource_metrics::ensure_reader_role(&admin).await?;
+    server.hook_done();
     let identity = rkube::leader_election::identity(&data_dir)?;
     let options = rkube::controllers::Options {
         identity: identity.clone(),

@@ -54,6 +54,9 @@ pub struct ApiServerConfig {
     pub service_ranges: registry::service_alloc::ServiceRanges,
     /// The admission plugins' settings.
     pub admission: admission::Options,
+    /// A post-start hook the caller runs through the API once the server is started (the bindings of
+    /// its in-process components): `/readyz` names it and stays red until [`ApiServer::hook_done`].
+    pub caller_hook: Option<&'static str>,
 }
 
 /// A running apiserver's handles.
@@ -61,6 +64,7 @@ pub struct ApiServer {
     pub registry: Arc<registry::store::Registry>,
     pub local_addr: SocketAddr,
     started: tokio::sync::watch::Receiver<bool>,
+    caller_hook_done: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ApiServer {
@@ -68,6 +72,14 @@ impl ApiServer {
     /// upstream's components wait for the apiserver before they start.
     pub async fn wait_started(&self) {
         let _ = self.started.clone().wait_for(|s| *s).await;
+    }
+
+    /// Marks the caller's post-start hook done: `/readyz` turns green once the server's own start-up
+    /// work is done too. Before that, a client that waited for `/readyz` (a test, a load balancer)
+    /// could find the hook's writes still in flight, holding in-flight slots.
+    pub fn hook_done(&self) {
+        self.caller_hook_done
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -88,6 +100,7 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
         }
     }
     let catalog = Arc::new(catalog::SharedCatalog::new(builtin));
+    let caller_hook_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let registry = registry::store::Registry::with_service_ranges(
         store.clone(),
         catalog.clone(),
@@ -104,6 +117,9 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
             .with_options(config.token_options.clone()),
         limits: http::limits::Limits::new(&config.limits),
         started: tokio::sync::watch::channel(false).0,
+        caller_hook: config
+            .caller_hook
+            .map(|name| (name, caller_hook_done.clone())),
         kubelet_client: config.kubelet_client.map(Arc::new),
         admission: admission::Chain::standard(&config.admission),
         metrics: http::metrics::Metrics::new(),
@@ -126,6 +142,7 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
         registry,
         local_addr,
         started,
+        caller_hook_done,
     })
 }
 

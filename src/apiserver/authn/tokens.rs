@@ -425,6 +425,7 @@ mod tests {
             tokens: issuer(),
             limits: crate::apiserver::http::limits::Limits::new(&Default::default()),
             started: tokio::sync::watch::channel(false).0,
+            caller_hook: None,
             metrics: crate::apiserver::http::metrics::Metrics::new(),
         };
         let (t, _) = app

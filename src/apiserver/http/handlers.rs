@@ -55,6 +55,8 @@ pub struct App {
     pub limits: crate::apiserver::http::limits::Limits,
     /// Set once start-up work (system namespaces, default policy) is done; `/readyz` waits for it.
     pub started: tokio::sync::watch::Sender<bool>,
+    /// The caller's post-start hook (its name in `/readyz`, and whether it is done).
+    pub caller_hook: Option<(&'static str, Arc<std::sync::atomic::AtomicBool>)>,
     /// How this server calls kubelets (pods/log); `None`: it does not.
     pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
     /// The admission plugins writes pass through.

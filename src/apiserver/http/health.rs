@@ -48,6 +48,9 @@ pub async fn answer(app: &App, trimmed: &str, query: Option<&str>) -> Response {
             "poststarthook/scheduling/bootstrap-system-priority-classes",
             started,
         ));
+        if let Some((name, done)) = &app.caller_hook {
+            checks.push((name, done.load(std::sync::atomic::Ordering::Acquire)));
+        }
     }
     if readiness {
         checks.push(("shutdown", true));
