@@ -38,6 +38,8 @@ const TOKEN_SECONDS: i64 = 3600;
 pub struct Clients {
     pub reader: kube::Client,
     pub writer: kube::Client,
+    /// The manager's shared caches (watched with `reader`'s identity).
+    pub informers: super::informers::Informers,
 }
 
 /// How the manager authenticates (see the module doc).
@@ -120,8 +122,13 @@ impl Credentials {
         }
     }
 
-    /// The clients of the controller running as service account `kube-system/<account>`.
-    pub async fn clients(&self, account: &str) -> anyhow::Result<Clients> {
+    /// The clients of the controller running as service account `kube-system/<account>`, sharing
+    /// `informers`.
+    pub async fn clients(
+        &self,
+        account: &str,
+        informers: &super::informers::Informers,
+    ) -> anyhow::Result<Clients> {
         let writer = match self {
             Credentials::Pki { pki, server_url } => {
                 client_as(
@@ -164,6 +171,7 @@ impl Credentials {
         Ok(Clients {
             reader: self.manager().await?,
             writer,
+            informers: informers.clone(),
         })
     }
 }

@@ -44,7 +44,7 @@ struct Ctx {
 
 pub async fn run(clients: Clients) {
     let cronjobs = Api::<CronJob>::all(clients.reader.clone());
-    let (jobs, job_events) = common::watched(Api::<Job>::all(clients.reader.clone()));
+    let (jobs, job_events) = clients.informers.watched::<Job>();
     let ctx = Arc::new(Ctx {
         recorder: common::recorder(clients.writer.clone(), "cronjob-controller"),
         clients,

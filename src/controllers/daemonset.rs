@@ -60,10 +60,9 @@ struct Ctx {
 
 pub async fn run(clients: Clients) {
     let sets = Api::<DaemonSet>::all(clients.reader.clone());
-    let (pods, pod_events) = common::watched(Api::<Pod>::all(clients.reader.clone()));
-    let (nodes, node_events) = common::watched(Api::<Node>::all(clients.reader.clone()));
-    let (revisions, revision_events) =
-        common::watched(Api::<ControllerRevision>::all(clients.reader.clone()));
+    let (pods, pod_events) = clients.informers.watched::<Pod>();
+    let (nodes, node_events) = clients.informers.watched::<Node>();
+    let (revisions, revision_events) = clients.informers.watched::<ControllerRevision>();
     let controller = Controller::new(sets, Default::default());
     let by_pod = controller.store();
     let by_node = controller.store();

@@ -45,7 +45,7 @@ struct Ctx {
 
 pub async fn run(clients: Clients) {
     let deployments = Api::<Deployment>::all(clients.reader.clone());
-    let (sets, set_events) = common::watched(Api::<ReplicaSet>::all(clients.reader.clone()));
+    let (sets, set_events) = clients.informers.watched::<ReplicaSet>();
     let ctx = Arc::new(Ctx {
         recorder: common::recorder(clients.writer.clone(), "deployment-controller"),
         clients,

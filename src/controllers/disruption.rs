@@ -57,14 +57,14 @@ struct Ctx {
 
 pub async fn run(clients: Clients) {
     let budgets = Api::<PodDisruptionBudget>::all(clients.reader.clone());
-    let (pods, pod_events) = common::watched(Api::<Pod>::all(clients.reader.clone()));
+    let (pods, pod_events) = clients.informers.watched::<Pod>();
     let controller = Controller::new(budgets, Default::default());
     let budget_store = controller.store();
     let ctx = Arc::new(Ctx {
-        replica_sets: common::store(Api::all(clients.reader.clone())),
-        deployments: common::store(Api::all(clients.reader.clone())),
-        stateful_sets: common::store(Api::all(clients.reader.clone())),
-        controllers: common::store(Api::all(clients.reader.clone())),
+        replica_sets: clients.informers.store(),
+        deployments: clients.informers.store(),
+        stateful_sets: clients.informers.store(),
+        controllers: clients.informers.store(),
         recorder: common::recorder(clients.writer.clone(), "controllermanager"),
         clients,
         pods,

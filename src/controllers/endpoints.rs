@@ -52,9 +52,8 @@ struct Ctx {
 
 pub async fn run(clients: Clients) {
     let services = Api::<Service>::all(clients.reader.clone());
-    let (pods, pod_events) = common::watched(Api::<Pod>::all(clients.reader.clone()));
-    let (endpoints, endpoint_events) =
-        common::watched(Api::<Endpoints>::all(clients.reader.clone()));
+    let (pods, pod_events) = clients.informers.watched::<Pod>();
+    let (endpoints, endpoint_events) = clients.informers.watched::<Endpoints>();
     let controller = Controller::new(services.clone(), Default::default());
     let svc_store = controller.store();
     let triggers = Arc::new(TriggerTimes::default());

@@ -533,9 +533,9 @@ struct Ctx {
 
 pub async fn run(clients: Clients) {
     let services = Api::<Service>::all(clients.reader.clone());
-    let (pods, pod_events) = common::watched(Api::<Pod>::all(clients.reader.clone()));
-    let (nodes, node_events) = common::watched(Api::<Node>::all(clients.reader.clone()));
-    let (slices, slice_events) = common::watched(Api::<EndpointSlice>::all(clients.reader.clone()));
+    let (pods, pod_events) = clients.informers.watched::<Pod>();
+    let (nodes, node_events) = clients.informers.watched::<Node>();
+    let (slices, slice_events) = clients.informers.watched::<EndpointSlice>();
     let controller = Controller::new(services, Default::default());
     let svc_store = controller.store();
     let ctx = Arc::new(Ctx {

@@ -98,10 +98,9 @@ struct Memory {
 }
 
 pub async fn run(clients: Clients) {
-    let (pods, pod_events) = common::watched(Api::<Pod>::all(clients.reader.clone()));
     // Pods only fill the cache: their changes do not sync an HPA (upstream's pod informer has no
     // handler either; the 15 s resync reads them).
-    tokio::spawn(pod_events.for_each(|_| async {}));
+    let pods = clients.informers.store::<Pod>();
     let controller = Controller::new(
         Api::<HorizontalPodAutoscaler>::all(clients.reader.clone()),
         Default::default(),

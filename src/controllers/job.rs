@@ -58,7 +58,7 @@ struct Ctx {
 
 pub async fn run(clients: Clients) {
     let jobs = Api::<Job>::all(clients.reader.clone());
-    let (pods, pod_events) = common::watched(Api::<Pod>::all(clients.reader.clone()));
+    let (pods, pod_events) = clients.informers.watched::<Pod>();
     let ctx = Arc::new(Ctx {
         recorder: common::recorder(clients.writer.clone(), "job-controller"),
         clients,

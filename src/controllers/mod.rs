@@ -3,7 +3,9 @@
 //! Like upstream's kube-controller-manager these are plain API clients (kube-runtime `Controller`s over
 //! HTTPS); none touches storage. Each runs as its own identity, a client certificate naming the
 //! controller's service account in kube-system (as upstream's `--use-service-account-credentials`), so
-//! the default `system:controller:*` roles decide what each may do.
+//! the default `system:controller:*` roles decide what each may do. They watch through
+//! [`informers`]: one watch and one cache per kind shared by all of them, as the manager's identity
+//! (upstream's SharedInformerFactory). Start at `run_all`.
 
 pub mod certificate_signer;
 pub mod common;
@@ -20,6 +22,7 @@ pub mod events;
 pub mod gc;
 pub mod history;
 pub mod horizontal;
+pub mod informers;
 pub mod job;
 pub mod namespace;
 pub mod node_ipam;
@@ -87,58 +90,57 @@ pub async fn start(credentials: Credentials, options: Options) -> anyhow::Result
 /// dropped (leadership lost), which stops them all.
 async fn run_all(credentials: &Credentials, options: Options) -> anyhow::Result<()> {
     let c = credentials;
+    // One watch per kind for all controllers, as the manager's own identity.
+    let informers = informers::Informers::new(c.manager().await?);
+    let clients = |account: &'static str| c.clients(account, &informers);
     let mut controllers = tokio::task::JoinSet::new();
     controllers.spawn(service_accounts::run(
-        c.clients("service-account-controller").await?,
+        clients("service-account-controller").await?,
     ));
     controllers.spawn(root_ca::run(
-        c.clients("root-ca-cert-publisher").await?,
+        clients("root-ca-cert-publisher").await?,
         c.ca_pem(),
     ));
-    controllers.spawn(namespace::run(c.clients("namespace-controller").await?));
+    controllers.spawn(namespace::run(clients("namespace-controller").await?));
     controllers.spawn(node_lifecycle::run(
-        c.clients("node-controller").await?,
+        clients("node-controller").await?,
         options.node_monitor_grace_period,
     ));
     if let Some(set) = options.node_cidrs {
         // Upstream's nodeipam controller runs as node-controller too.
-        controllers.spawn(node_ipam::run(c.clients("node-controller").await?, set));
+        controllers.spawn(node_ipam::run(clients("node-controller").await?, set));
     }
-    controllers.spawn(replicaset::run(c.clients("replicaset-controller").await?));
+    controllers.spawn(replicaset::run(clients("replicaset-controller").await?));
     controllers.spawn(replicaset::run_for::<
         k8s_openapi::api::core::v1::ReplicationController,
-    >(c.clients("replication-controller").await?));
-    controllers.spawn(deployment::run(c.clients("deployment-controller").await?));
-    controllers.spawn(daemonset::run(c.clients("daemon-set-controller").await?));
-    controllers.spawn(statefulset::run(c.clients("statefulset-controller").await?));
-    controllers.spawn(job::run(c.clients("job-controller").await?));
-    controllers.spawn(cronjob::run(c.clients("cronjob-controller").await?));
+    >(clients("replication-controller").await?));
+    controllers.spawn(deployment::run(clients("deployment-controller").await?));
+    controllers.spawn(daemonset::run(clients("daemon-set-controller").await?));
+    controllers.spawn(statefulset::run(clients("statefulset-controller").await?));
+    controllers.spawn(job::run(clients("job-controller").await?));
+    controllers.spawn(cronjob::run(clients("cronjob-controller").await?));
     controllers.spawn(ttl_after_finished::run(
-        c.clients("ttl-after-finished-controller").await?,
+        clients("ttl-after-finished-controller").await?,
     ));
     controllers.spawn(endpointslice::run(
-        c.clients("endpointslice-controller").await?,
+        clients("endpointslice-controller").await?,
     ));
-    controllers.spawn(endpoints::run(c.clients("endpoint-controller").await?));
-    controllers.spawn(disruption::run(c.clients("disruption-controller").await?));
-    controllers.spawn(horizontal::run(
-        c.clients("horizontal-pod-autoscaler").await?,
-    ));
-    controllers.spawn(gc::run(c.clients("generic-garbage-collector").await?));
+    controllers.spawn(endpoints::run(clients("endpoint-controller").await?));
+    controllers.spawn(disruption::run(clients("disruption-controller").await?));
+    controllers.spawn(horizontal::run(clients("horizontal-pod-autoscaler").await?));
+    controllers.spawn(gc::run(clients("generic-garbage-collector").await?));
     controllers.spawn(resource_quota::run(
-        c.clients("resourcequota-controller").await?,
+        clients("resourcequota-controller").await?,
     ));
     // Upstream's csrapproving runs as certificate-controller too.
-    controllers.spawn(csr_approving::run(
-        c.clients("certificate-controller").await?,
-    ));
-    controllers.spawn(token_cleaner::run(c.clients("token-cleaner").await?));
+    controllers.spawn(csr_approving::run(clients("certificate-controller").await?));
+    controllers.spawn(token_cleaner::run(clients("token-cleaner").await?));
     controllers.spawn(persistent_volume::run(
-        c.clients("persistent-volume-binder").await?,
+        clients("persistent-volume-binder").await?,
     ));
     if let Some(pki) = c.signing_pki() {
         controllers.spawn(certificate_signer::run(
-            c.clients("certificate-controller").await?,
+            clients("certificate-controller").await?,
             pki,
         ));
     }

@@ -122,7 +122,7 @@ struct Ctx {
 }
 
 pub async fn run(clients: Clients, set: CidrSet) {
-    let (nodes, changes) = common::watched(Api::<Node>::all(clients.reader.clone()));
+    let (nodes, changes) = clients.informers.watched::<Node>();
     let ctx = Arc::new(Ctx {
         recorder: common::recorder(clients.writer.clone(), "node-controller"),
         clients,

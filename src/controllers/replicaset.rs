@@ -109,7 +109,7 @@ pub async fn run(clients: Clients) {
 /// The controller for `K` (ReplicaSets or ReplicationControllers).
 pub async fn run_for<K: Replicated>(clients: Clients) {
     let sets = Api::<K>::all(clients.reader.clone());
-    let (pods, pod_events) = common::watched(Api::<Pod>::all(clients.reader.clone()));
+    let (pods, pod_events) = clients.informers.watched::<Pod>();
     let controller = Controller::new(sets, Default::default());
     let set_store = controller.store();
     let ctx = Arc::new(Ctx {

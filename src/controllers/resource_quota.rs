@@ -30,7 +30,6 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::ResourceExt;
 
-use super::common;
 use super::Clients;
 use crate::apiserver::admission::resource_quota::{pod_counts, pod_in_scope, pod_total};
 use crate::apiserver::wire::quantity::{Format, Quantity};
@@ -55,12 +54,12 @@ pub async fn run(clients: Clients) {
     );
     let quotas = controller.store();
     // Namespaces whose objects changed, from every watched kind.
-    let (_, pod_changes) = common::watched(Api::<Pod>::all(reader.clone()));
-    let (_, service_changes) = common::watched(Api::<Service>::all(reader.clone()));
-    let (_, claim_changes) = common::watched(Api::<PersistentVolumeClaim>::all(reader.clone()));
-    let (_, cm_changes) = common::watched(Api::<ConfigMap>::all(reader.clone()));
-    let (_, secret_changes) = common::watched(Api::<Secret>::all(reader.clone()));
-    let (_, rc_changes) = common::watched(Api::<ReplicationController>::all(reader.clone()));
+    let (_, pod_changes) = clients.informers.watched::<Pod>();
+    let (_, service_changes) = clients.informers.watched::<Service>();
+    let (_, claim_changes) = clients.informers.watched::<PersistentVolumeClaim>();
+    let (_, cm_changes) = clients.informers.watched::<ConfigMap>();
+    let (_, secret_changes) = clients.informers.watched::<Secret>();
+    let (_, rc_changes) = clients.informers.watched::<ReplicationController>();
     let (changed, generic_changes) = tokio::sync::mpsc::unbounded_channel::<String>();
     let changes = futures::stream::select_all([
         tokio_stream::wrappers::UnboundedReceiverStream::new(generic_changes).boxed(),

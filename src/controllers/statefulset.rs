@@ -57,10 +57,9 @@ struct Ctx {
 
 pub async fn run(clients: Clients) {
     let sets = Api::<StatefulSet>::all(clients.reader.clone());
-    let (pods, pod_events) = common::watched(Api::<Pod>::all(clients.reader.clone()));
-    let (revisions, revision_events) =
-        common::watched(Api::<ControllerRevision>::all(clients.reader.clone()));
-    let claims = common::store(Api::<PersistentVolumeClaim>::all(clients.reader.clone()));
+    let (pods, pod_events) = clients.informers.watched::<Pod>();
+    let (revisions, revision_events) = clients.informers.watched::<ControllerRevision>();
+    let claims = clients.informers.store::<PersistentVolumeClaim>();
     let controller = Controller::new(sets, Default::default());
     let set_store = controller.store();
     let ctx = Arc::new(Ctx {

@@ -167,10 +167,10 @@ fn volumes_for_claim(
 
 pub async fn run(clients: Clients) {
     let reader = clients.reader.clone();
-    let (claims, claim_events) = common::watched(Api::<PersistentVolumeClaim>::all(reader.clone()));
-    let (volumes, volume_events) = common::watched(Api::<PersistentVolume>::all(reader.clone()));
-    let (classes, class_events) = common::watched(Api::<StorageClass>::all(reader.clone()));
-    let (nodes, node_events) = common::watched(Api::<Node>::all(reader.clone()));
+    let (claims, claim_events) = clients.informers.watched::<PersistentVolumeClaim>();
+    let (volumes, volume_events) = clients.informers.watched::<PersistentVolume>();
+    let (classes, class_events) = clients.informers.watched::<StorageClass>();
+    let (nodes, node_events) = clients.informers.watched::<Node>();
     let (wake, woken) = mpsc::unbounded_channel();
     let ctx = Arc::new(Ctx {
         writer: clients.writer.clone(),
@@ -178,7 +178,7 @@ pub async fn run(clients: Clients) {
         volumes: Latest::new(volumes.clone()),
         classes,
         nodes,
-        pods: common::store(Api::all(reader.clone())),
+        pods: clients.informers.store(),
         recorder: common::recorder(clients.writer.clone(), "persistentvolume-controller"),
         wake,
     });
