@@ -178,3 +178,90 @@ fn is_ready<K: Kind>(store: &Store<K>) -> bool {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body_util::combinators::BoxBody;
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use hyper::body::Frame;
+    use k8s_openapi::api::core::v1::Pod;
+
+    use super::*;
+
+    fn pod(name: &str) -> serde_json::Value {
+        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "resourceVersion": "1"}})
+    }
+
+    /// An apiserver that lists pods `a` and `b`, then sends `c` as ADDED on every watch and keeps the
+    /// watch open. Counts the lists it answers.
+    fn fake_client(lists: Arc<AtomicUsize>) -> kube::Client {
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let lists = lists.clone();
+            async move {
+                let watch = req.uri().query().is_some_and(|q| q.contains("watch=true"));
+                let body: BoxBody<Bytes, Infallible> = if watch {
+                    let added = serde_json::json!({"type": "ADDED", "object": pod("c")});
+                    let first = Bytes::from(format!("{added}\n"));
+                    let frames = futures::stream::once(async move { Ok(Frame::data(first)) })
+                        .chain(futures::stream::pending());
+                    BodyExt::boxed(StreamBody::new(frames))
+                } else {
+                    lists.fetch_add(1, Ordering::SeqCst);
+                    let list = serde_json::json!({"apiVersion": "v1", "kind": "PodList",
+                        "metadata": {"resourceVersion": "1"}, "items": [pod("a"), pod("b")]});
+                    Full::new(Bytes::from(list.to_string())).boxed()
+                };
+                Ok::<_, Infallible>(http::Response::new(body))
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    /// Names from `stream` until all of `want` came (or 10 s passed).
+    async fn names_until(
+        stream: &mut (impl Stream<Item = Result<Pod, watcher::Error>> + Unpin),
+        want: &[&str],
+    ) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !want.iter().all(|w| seen.contains(*w)) {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(Ok(p))) => {
+                    seen.insert(p.metadata.name.unwrap_or_default());
+                }
+                _ => break,
+            }
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn one_watch_per_kind_and_late_subscribers_get_the_cache() {
+        let lists = Arc::new(AtomicUsize::new(0));
+        let informers = Informers::new(fake_client(lists.clone()));
+        // Subscribed before the first list arrived.
+        let (store, early) = informers.watched::<Pod>();
+        let mut early = Box::pin(early);
+        let all = ["a", "b", "c"];
+        assert_eq!(names_until(&mut early, &all).await.len(), 3);
+        super::super::common::ready(&store).await;
+        // Subscribed once the cache is complete: handed what it holds, nothing missed.
+        let (again, late) = informers.watched::<Pod>();
+        let mut late = Box::pin(late);
+        assert_eq!(names_until(&mut late, &all).await.len(), 3);
+        assert_eq!(again.state().len(), 3, "the same store");
+        let _ = informers.store::<Pod>();
+        assert_eq!(
+            lists.load(Ordering::SeqCst),
+            1,
+            "one list for every subscriber"
+        );
+    }
+}
