@@ -36,11 +36,16 @@ pub fn has_annotation<K: kube::Resource>(obj: &K, key: &str) -> bool {
         .is_some_and(|a| a.contains_key(key))
 }
 
-fn set_annotation<K: kube::Resource>(obj: &mut K, key: &str, value: &str) {
+/// Sets annotation `key` to "yes" unless the object has it; whether it was added.
+fn mark<K: kube::Resource>(obj: &mut K, key: &str) -> bool {
+    if has_annotation(obj, key) {
+        return false;
+    }
     obj.meta_mut()
         .annotations
         .get_or_insert_with(Default::default)
-        .insert(key.to_string(), value.to_string());
+        .insert(key.to_string(), "yes".to_string());
+    true
 }
 
 /// The claimRef upstream writes (client-go's `reference.GetReference` of the claim).
@@ -76,8 +81,7 @@ pub fn volume_bound_to(
         out.spec.get_or_insert_with(Default::default).claim_ref = Some(claim_ref(claim));
         dirty = true;
     }
-    if !prebound && !has_annotation(&out, ANN_BOUND_BY_CONTROLLER) {
-        set_annotation(&mut out, ANN_BOUND_BY_CONTROLLER, "yes");
+    if !prebound && mark(&mut out, ANN_BOUND_BY_CONTROLLER) {
         dirty = true;
     }
     dirty.then_some(out)
@@ -94,13 +98,10 @@ pub fn claim_bound_to(
     let name = volume.name_any();
     if claim.spec.as_ref().and_then(|s| s.volume_name.as_deref()) != Some(name.as_str()) {
         out.spec.get_or_insert_with(Default::default).volume_name = Some(name);
-        if !has_annotation(&out, ANN_BOUND_BY_CONTROLLER) {
-            set_annotation(&mut out, ANN_BOUND_BY_CONTROLLER, "yes");
-        }
+        mark(&mut out, ANN_BOUND_BY_CONTROLLER);
         dirty = true;
     }
-    if !has_annotation(&out, ANN_BIND_COMPLETED) {
-        set_annotation(&mut out, ANN_BIND_COMPLETED, "yes");
+    if mark(&mut out, ANN_BIND_COMPLETED) {
         dirty = true;
     }
     dirty.then_some(out)

@@ -237,8 +237,8 @@ async fn sync_unbound_claim(ctx: &Ctx, claim: Arc<PersistentVolumeClaim>) -> Res
     let wanted = volume_name(&claim).to_string();
     if wanted.is_empty() {
         let class_name = claim_class(&claim);
-        let class = ctx.classes.get(&ObjectRef::new(&class_name));
-        let delay = delays_binding(class.as_deref(), &class_name).map_err(Error::Sync)?;
+        let class = ctx.classes.get(&ObjectRef::new(class_name));
+        let delay = delays_binding(class.as_deref(), class_name).map_err(Error::Sync)?;
         let selected = claim.annotations().get(ANN_SELECTED_NODE).cloned();
         // Stands in for the scheduler's VolumeBinding (see the module doc).
         let node = match (&selected, delay) {
@@ -265,7 +265,7 @@ async fn sync_unbound_claim(ctx: &Ctx, claim: Arc<PersistentVolumeClaim>) -> Res
             let (reason, msg) = delayed_binding_event(&unscheduled);
             event(ctx, &claim, EventType::Normal, reason, msg).await;
         } else if !class_name.is_empty() {
-            return provision_claim(ctx, &claim, &class_name).await;
+            return provision_claim(ctx, &claim, class_name).await;
         } else {
             event(
                 ctx,
@@ -454,32 +454,25 @@ async fn provision_claim(
         }
         Provisioner::HostPath => {
             // Upstream's provisionClaimOperation up to the plugin's NewProvisioner, which refuses.
-            if claim
+            let msg = if claim
                 .spec
                 .as_ref()
                 .and_then(|s| s.data_source.as_ref())
                 .is_some()
             {
-                let msg = format!("plugin {HOST_PATH_PLUGIN:?} is not a CSI plugin. Only CSI plugin can provision a claim with a datasource");
-                event(
-                    ctx,
-                    claim,
-                    EventType::Warning,
-                    "ProvisioningFailed",
-                    msg.clone(),
-                )
-                .await;
-                return Err(Error::Sync(msg));
-            }
-            set_claim_provisioner(ctx, claim, HOST_PATH_PLUGIN).await?;
-            let options = class.mount_options.clone().unwrap_or_default();
-            let msg = if !options.is_empty() {
-                format!(
-                    "Mount options are not supported by the provisioner but StorageClass {class_name:?} has mount options [{}]",
-                    options.join(" ")
-                )
+                format!("plugin {HOST_PATH_PLUGIN:?} is not a CSI plugin. Only CSI plugin can provision a claim with a datasource")
             } else {
-                format!("Failed to create provisioner: provisioning in volume plugin {HOST_PATH_PLUGIN:?} is disabled")
+                // As upstream, the provisioner annotation is set once the data source check passed.
+                set_claim_provisioner(ctx, claim, HOST_PATH_PLUGIN).await?;
+                let options = class.mount_options.clone().unwrap_or_default();
+                if !options.is_empty() {
+                    format!(
+                        "Mount options are not supported by the provisioner but StorageClass {class_name:?} has mount options [{}]",
+                        options.join(" ")
+                    )
+                } else {
+                    format!("Failed to create provisioner: provisioning in volume plugin {HOST_PATH_PLUGIN:?} is disabled")
+                }
             };
             event(
                 ctx,

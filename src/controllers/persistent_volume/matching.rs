@@ -31,15 +31,13 @@ const MODES: [&str; 4] = [
 ];
 
 /// Upstream's GetPersistentVolumeClaimClass: the beta annotation, else `storageClassName`, else "".
-pub fn claim_class(claim: &PersistentVolumeClaim) -> String {
-    if let Some(c) = claim.annotations().get(ANN_BETA_CLASS) {
-        return c.clone();
-    }
+pub fn claim_class(claim: &PersistentVolumeClaim) -> &str {
     claim
-        .spec
-        .as_ref()
-        .and_then(|s| s.storage_class_name.clone())
-        .unwrap_or_default()
+        .annotations()
+        .get(ANN_BETA_CLASS)
+        .map(String::as_str)
+        .or_else(|| claim.spec.as_ref()?.storage_class_name.as_deref())
+        .unwrap_or("")
 }
 
 /// Upstream's PersistentVolumeClaimHasClass: the user asked for a class, even the empty one.
@@ -52,15 +50,13 @@ pub fn claim_has_class(claim: &PersistentVolumeClaim) -> bool {
 }
 
 /// Upstream's GetPersistentVolumeClass.
-pub fn volume_class(volume: &PersistentVolume) -> String {
-    if let Some(c) = volume.annotations().get(ANN_BETA_CLASS) {
-        return c.clone();
-    }
+pub fn volume_class(volume: &PersistentVolume) -> &str {
     volume
-        .spec
-        .as_ref()
-        .and_then(|s| s.storage_class_name.clone())
-        .unwrap_or_default()
+        .annotations()
+        .get(ANN_BETA_CLASS)
+        .map(String::as_str)
+        .or_else(|| volume.spec.as_ref()?.storage_class_name.as_deref())
+        .unwrap_or("")
 }
 
 /// Upstream's CheckVolumeModeMismatches: an unset volumeMode on either side is Filesystem.
@@ -115,7 +111,8 @@ pub fn storage_milli(list: Option<&BTreeMap<String, Q>>) -> i128 {
         .map_or(0, |q| q.milli_value())
 }
 
-fn requested(claim: &PersistentVolumeClaim) -> i128 {
+/// The storage a claim requests, in milli-units.
+pub fn requested(claim: &PersistentVolumeClaim) -> i128 {
     storage_milli(
         claim
             .spec
@@ -125,7 +122,8 @@ fn requested(claim: &PersistentVolumeClaim) -> i128 {
     )
 }
 
-fn capacity(volume: &PersistentVolume) -> i128 {
+/// A volume's storage capacity, in milli-units.
+pub fn capacity(volume: &PersistentVolume) -> i128 {
     storage_milli(volume.spec.as_ref().and_then(|s| s.capacity.as_ref()))
 }
 

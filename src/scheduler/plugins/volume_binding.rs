@@ -27,16 +27,22 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{
-    NodeSelector, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
-};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity as Q;
 use kube::api::{Patch, PatchParams};
 use kube::Api;
 use serde_json::json;
 
-use super::{label_selector_matches, node_requirement_matches, Code, Rejection};
+use super::{label_selector_matches, Code, Rejection};
+// The helpers upstream's binder shares with the PersistentVolume controller
+// (pkg/controller/volume/persistentvolume/util).
+use crate::controllers::persistent_volume::binding::{
+    claim_ref, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER,
+};
+use crate::controllers::persistent_volume::claims::ANN_SELECTED_NODE;
+use crate::controllers::persistent_volume::matching::{
+    capacity, claim_class, is_volume_bound_to_claim, node_affinity_matches, requested, volume_class,
+};
 use crate::scheduler::cache::{NodeInfo, PodInfo};
 use crate::scheduler::objects::Objects;
 
@@ -48,10 +54,6 @@ pub const BIND_CONFLICT: &str = "node(s) didn't find available persistent volume
 pub const PV_NOT_EXIST: &str =
     "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)";
 
-pub const ANN_SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
-pub const ANN_BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
-pub const ANN_BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
-const ANN_BETA_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
 /// The provisioner name of classes for statically provisioned (local) volumes only.
 const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 /// upstream's VolumeBindingArgs.bindTimeoutSeconds default.
@@ -93,39 +95,6 @@ fn annotation<'a>(meta: &'a kube::api::ObjectMeta, key: &str) -> Option<&'a str>
     meta.annotations.as_ref()?.get(key).map(String::as_str)
 }
 
-/// Upstream's GetPersistentVolumeClaimClass.
-fn claim_class(c: &PersistentVolumeClaim) -> &str {
-    annotation(&c.metadata, ANN_BETA_CLASS)
-        .or_else(|| c.spec.as_ref()?.storage_class_name.as_deref())
-        .unwrap_or("")
-}
-
-/// Upstream's GetPersistentVolumeClass.
-fn volume_class(v: &PersistentVolume) -> &str {
-    annotation(&v.metadata, ANN_BETA_CLASS)
-        .or_else(|| v.spec.as_ref()?.storage_class_name.as_deref())
-        .unwrap_or("")
-}
-
-fn storage(list: Option<&BTreeMap<String, Q>>) -> i128 {
-    list.and_then(|l| l.get("storage"))
-        .and_then(|q| crate::apiserver::wire::quantity::Quantity::parse(&q.0).ok())
-        .map_or(0, |q| q.milli_value())
-}
-
-fn requested(c: &PersistentVolumeClaim) -> i128 {
-    storage(
-        c.spec
-            .as_ref()
-            .and_then(|s| s.resources.as_ref())
-            .and_then(|r| r.requests.as_ref()),
-    )
-}
-
-fn capacity(v: &PersistentVolume) -> i128 {
-    storage(v.spec.as_ref().and_then(|s| s.capacity.as_ref()))
-}
-
 /// Upstream's isPVCFullyBound: the PersistentVolume controller finished the binding.
 fn fully_bound(c: &PersistentVolumeClaim) -> bool {
     c.spec
@@ -133,43 +102,6 @@ fn fully_bound(c: &PersistentVolumeClaim) -> bool {
         .and_then(|s| s.volume_name.as_deref())
         .is_some_and(|v| !v.is_empty())
         && annotation(&c.metadata, ANN_BIND_COMPLETED).is_some()
-}
-
-/// Upstream's IsVolumeBoundToClaim: the volume's claimRef names the claim (a UID, when set, too).
-fn bound_to_claim(v: &PersistentVolume, c: &PersistentVolumeClaim) -> bool {
-    let Some(r) = v.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) else {
-        return false;
-    };
-    r.name == c.metadata.name
-        && r.namespace.as_deref().unwrap_or("") == c.metadata.namespace.as_deref().unwrap_or("")
-        && r.uid
-            .as_deref()
-            .is_none_or(|u| u.is_empty() || Some(u) == c.metadata.uid.as_deref())
-}
-
-/// Upstream's CheckNodeAffinity: the volume's required node selector against the node's labels
-/// (upstream builds a node with only the labels, so `matchFields` see an empty name).
-fn affinity_matches(v: &PersistentVolume, node: &NodeInfo) -> bool {
-    let required: Option<&NodeSelector> = v
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_affinity.as_ref())
-        .and_then(|a| a.required.as_ref());
-    let Some(required) = required else {
-        return true;
-    };
-    let fields: BTreeMap<String, String> = [("metadata.name".to_string(), String::new())].into();
-    required.node_selector_terms.iter().any(|t| {
-        let exprs = t.match_expressions.as_deref().unwrap_or(&[]);
-        let field_exprs = t.match_fields.as_deref().unwrap_or(&[]);
-        !(exprs.is_empty() && field_exprs.is_empty())
-            && exprs
-                .iter()
-                .all(|r| node_requirement_matches(r, node.labels()))
-            && field_exprs
-                .iter()
-                .all(|r| node_requirement_matches(r, &fields))
-    })
 }
 
 /// Upstream's MatchTopologySelectorTerms for a class's allowedTopologies (none: everywhere).
@@ -215,8 +147,8 @@ fn matching_volume(
             continue;
         }
         let size = capacity(v);
-        let fits_node = affinity_matches(v, node);
-        if bound_to_claim(v, claim) {
+        let fits_node = node_affinity_matches(v, node.labels());
+        if is_volume_bound_to_claim(v, claim) {
             if size < request {
                 continue;
             }
@@ -369,7 +301,7 @@ pub fn find(state: &State, node: &NodeInfo) -> Result<Plan, Rejection> {
                 bound_found = false;
                 break;
             }
-            Some(v) if !affinity_matches(v, node) => {
+            Some(v) if !node_affinity_matches(v, node.labels()) => {
                 bound_ok = false;
                 break;
             }
@@ -477,21 +409,13 @@ pub fn assume(plan: &Plan, node: &str) -> Assumed {
         let mut v = (**volume).clone();
         // A volume the user pre-bound keeps saying so; one the scheduler chose is marked as the
         // controller's binding (the controller may undo those).
-        if !bound_to_claim(volume, claim) {
+        if !is_volume_bound_to_claim(volume, claim) {
             v.metadata
                 .annotations
                 .get_or_insert_with(BTreeMap::new)
                 .insert(ANN_BOUND_BY_CONTROLLER.into(), "yes".into());
         }
-        v.spec.get_or_insert_with(Default::default).claim_ref = Some(ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("PersistentVolumeClaim".into()),
-            namespace: claim.metadata.namespace.clone(),
-            name: claim.metadata.name.clone(),
-            uid: claim.metadata.uid.clone(),
-            resource_version: claim.metadata.resource_version.clone(),
-            ..Default::default()
-        });
+        v.spec.get_or_insert_with(Default::default).claim_ref = Some(claim_ref(claim));
         out.volumes.push(v);
     }
     for claim in &plan.provisions {
