@@ -64,6 +64,11 @@ where
     store
 }
 
+/// A mutex's guard, ignoring poisoning: a holder that panicked does not take every later user down.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The bounds of a namespaced object a generic controller works on.
 pub trait Namespaced:
     Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>

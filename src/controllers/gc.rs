@@ -27,6 +27,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::common::lock;
 use super::Clients;
 
 const ORPHAN: &str = "orphan";
@@ -160,10 +161,6 @@ pub async fn run(clients: Clients) {
             drop(permit);
         });
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Discovers the collectable resources now and every [`REDISCOVER`], starting a metadata watch for

@@ -23,6 +23,8 @@ use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Resource;
+
+use super::common::lock;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -173,10 +175,6 @@ impl Informers {
 fn is_ready<K: Kind>(store: &Store<K>) -> bool {
     use futures::FutureExt;
     store.wait_until_ready().now_or_never().is_some()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

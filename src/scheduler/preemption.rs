@@ -406,16 +406,16 @@ mod tests {
         // n0: two pods of a budget allowing one disruption; n1: one unbudgeted pod of higher
         // priority. Without budgets n0 wins (lower priorities); with them, evicting both db pods
         // violates the budget once, so n1 wins.
-        let mut c = Cache::default();
-        for name in ["n0", "n1"] {
-            let node = serde_json::from_value(json!({"metadata": {"name": name},
-                "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}}))
-            .expect("node");
-            c.upsert_node(Arc::new(node));
-        }
-        c.place("n0", labelled("db-0", 1, "2", "db", T));
-        c.place("n0", labelled("db-1", 1, "2", "db", T));
-        c.place("n1", labelled("web", 5, "4", "web", T));
+        let c = cache(&[
+            (
+                "n0",
+                &[
+                    labelled("db-0", 1, "2", "db", T),
+                    labelled("db-1", 1, "2", "db", T),
+                ],
+            ),
+            ("n1", &[labelled("web", 5, "4", "web", T)]),
+        ]);
         let new = pod("new", 100, "4");
         assert_eq!(with_pdbs(&new, &c, &[]).node, "n0");
         let chosen = with_pdbs(&new, &c, &[pdb("db", 1, &[])]);
@@ -440,13 +440,13 @@ mod tests {
         // Room for 2 cpu is needed; a (priority 5, budgeted, none allowed) and b (priority 1)
         // each free 2. Most important first would keep a and evict b; here too, and a budgeted pod
         // of lower priority (c, priority 0) is kept over an unbudgeted one (b).
-        let mut c = Cache::default();
-        let node = serde_json::from_value(json!({"metadata": {"name": "n0"},
-            "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}}))
-        .expect("node");
-        c.upsert_node(Arc::new(node));
-        c.place("n0", labelled("b", 1, "2", "free", T));
-        c.place("n0", labelled("c", 0, "2", "db", T));
+        let c = cache(&[(
+            "n0",
+            &[
+                labelled("b", 1, "2", "free", T),
+                labelled("c", 0, "2", "db", T),
+            ],
+        )]);
         let chosen = with_pdbs(&pod("new", 100, "2"), &c, &[pdb("db", 0, &[])]);
         assert_eq!(names(&chosen), ["ns/b"]);
         // Without the budget the least important (c) goes.
@@ -456,15 +456,16 @@ mod tests {
 
     #[test]
     fn ties_go_to_the_node_whose_victims_started_last() {
-        let mut c = Cache::default();
-        for name in ["n0", "n1"] {
-            let node = serde_json::from_value(json!({"metadata": {"name": name},
-                "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}}))
-            .expect("node");
-            c.upsert_node(Arc::new(node));
-        }
-        c.place("n0", labelled("old", 1, "4", "a", "2026-01-01T00:00:00Z"));
-        c.place("n1", labelled("young", 1, "4", "a", "2026-02-01T00:00:00Z"));
+        let c = cache(&[
+            (
+                "n0",
+                &[labelled("old", 1, "4", "a", "2026-01-01T00:00:00Z")],
+            ),
+            (
+                "n1",
+                &[labelled("young", 1, "4", "a", "2026-02-01T00:00:00Z")],
+            ),
+        ]);
         assert_eq!(with_pdbs(&pod("new", 100, "4"), &c, &[]).node, "n1");
     }
 }
