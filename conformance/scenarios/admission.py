@@ -166,6 +166,29 @@ def resource_quota_denies_and_counts(t: T) -> None:
 
 
 @scenario
+def resource_quota_charges_updates(t: T) -> None:
+    """ResourceQuota admission on updates, as upstream's service evaluator: turning a ClusterIP Service of 3
+    ports into a NodePort one asks for 3 node ports (the intent, before any is allocated) and is refused over a
+    quota of 2 with upstream's text, storing nothing; a 1-port Service may turn NodePort and is counted."""
+    ns = t.namespace()
+    t.ok("create", "quota", "q", "-n", ns, "--hard=services.nodeports=2")
+    t.true(poll(lambda: _quota_used(t, ns, "q") == {"services.nodeports": "0"}, 30),
+           "status.used of the node port quota is populated", _quota_used(t, ns, "q"))
+    t.ok("create", "service", "clusterip", "three", "--tcp=80:80,81:81,82:82", "-n", ns)
+    err = t.fails("patch", "service", "three", "-n", ns, "-p", '{"spec":{"type":"NodePort"}}')
+    t.eq(err, 'Error from server (Forbidden): services "three" is forbidden: exceeded quota: q, requested: '
+              'services.nodeports=3, used: services.nodeports=0, limited: services.nodeports=2',
+         "the update over the quota")
+    t.eq(t.ok("get", "service", "three", "-n", ns, "-o", "jsonpath={.spec.type}"), "ClusterIP",
+         "the refused update stored nothing")
+    t.ok("create", "service", "clusterip", "one", "--tcp=80:80", "-n", ns)
+    t.ok("patch", "service", "one", "-n", ns, "-p", '{"spec":{"type":"NodePort"}}')
+    t.true(poll(lambda: _quota_used(t, ns, "q") == {"services.nodeports": "1"}, 30),
+           "the admitted update is counted", _quota_used(t, ns, "q"))
+    t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
 def priority_class_admission(t: T) -> None:
     """Priority admission: the built-in system-*-critical classes exist with upstream's values; a pod's
     priorityClassName resolves to spec.priority; a missing class, or a spec.priority that disagrees, is refused

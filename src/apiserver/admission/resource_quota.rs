@@ -7,8 +7,9 @@
 //!
 //! Like upstream, only `status.hard` counts (a quota the controller has not seen yet limits nothing),
 //! a quota without usage for a resource it limits refuses (`status unknown`), and a compute quota
-//! (cpu, memory) requires every container to state that resource. Updates are not charged here: pods'
-//! resources are immutable, and the controller follows Service and claim changes.
+//! (cpu, memory) requires every container to state that resource. Updates are charged by what they add,
+//! as upstream's service and claim evaluators do: a Service turned NodePort or LoadBalancer, a claim
+//! that asks for more storage (pods' resources are immutable here, and counts do not change).
 //!
 //! The pod evaluator ([`pod_total`], [`pod_counts`], [`pod_in_scope`]) is shared with the controller.
 
@@ -296,12 +297,16 @@ fn usage(a: &Attributes<'_>, obj: &Value, pod: Option<&Pod>) -> Usage {
             out.insert("services.loadbalancers".into(), one());
         }
         if matches!(ty, "NodePort" | "LoadBalancer") {
-            let ports = spec
-                .and_then(|s| s.get("ports"))
-                .and_then(Value::as_array)
-                .map_or(0, |p| {
-                    p.iter().filter(|p| p.get("nodePort").is_some()).count()
-                });
+            // Upstream counts the intent, not what is allocated yet: every port gets a node port
+            // unless a LoadBalancer turned their allocation off, when only explicit ones count.
+            let ports = spec.and_then(|s| s.get("ports")).and_then(Value::as_array);
+            let no_allocation = ty == "LoadBalancer"
+                && spec.and_then(|s| s.get("allocateLoadBalancerNodePorts")) == Some(&json!(false));
+            let ports = ports.map_or(0, |p| {
+                p.iter()
+                    .filter(|p| !no_allocation || p.get("nodePort").is_some_and(|n| n != 0))
+                    .count()
+            });
             if let Ok(q) = Quantity::parse(&ports.to_string()) {
                 out.insert("services.nodeports".into(), q);
             }
@@ -329,6 +334,20 @@ fn usage(a: &Attributes<'_>, obj: &Value, pod: Option<&Pod>) -> Usage {
     }
     out.retain(|_, q| !q.is_zero());
     out
+}
+
+/// What an update adds: `new - old`, only the resources that grew (upstream's
+/// `SubtractWithNonNegativeResult`, then the zero deltas dropped).
+fn increase(new: Usage, old: &Usage) -> Usage {
+    new.into_iter()
+        .filter_map(|(k, v)| {
+            let d = match old.get(&k) {
+                Some(o) => v.plus(o.negated()),
+                None => v,
+            };
+            (!d.is_zero() && !d.is_negative()).then_some((k, d))
+        })
+        .collect()
 }
 
 /// The verdict of one quota on a create: `Ok(Some(new used))` to charge, `Ok(None)` when it does not
@@ -435,12 +454,16 @@ impl Plugin for ResourceQuota {
         reg: &Registry,
         a: &Attributes<'_>,
         obj: &Value,
-        _old: Option<&Value>,
+        old: Option<&Value>,
         _warnings: &mut Vec<String>,
     ) -> ApiResult<()> {
-        let Some(ns) =
-            a.ns.filter(|_| a.op == Operation::Create && a.sub.is_none())
-        else {
+        // Upstream's evaluators that handle updates: services and persistentvolumeclaims.
+        let charged_op = match a.op {
+            Operation::Create => true,
+            Operation::Update => a.is_core("services") || a.is_core("persistentvolumeclaims"),
+            Operation::Delete => false,
+        };
+        let Some(ns) = a.ns.filter(|_| charged_op && a.sub.is_none()) else {
             return Ok(());
         };
         let quotas = reg
@@ -454,7 +477,10 @@ impl Plugin for ResourceQuota {
         } else {
             None
         };
-        let delta = usage(a, obj, pod.as_ref());
+        let mut delta = usage(a, obj, pod.as_ref());
+        if let (Operation::Update, Some(old)) = (a.op, old) {
+            delta = increase(delta, &usage(a, old, None));
+        }
         if delta.is_empty() {
             return Ok(());
         }
@@ -557,6 +583,27 @@ mod tests {
             constraints(&bare, &hard).as_deref(),
             Some("must specify limits.memory for: c,d; requests.cpu for: c,d")
         );
+    }
+
+    #[test]
+    fn updates_are_charged_what_they_add() {
+        let q = |s: &str| Quantity::parse(s).unwrap();
+        let usage = |pairs: &[(&str, &str)]| -> Usage {
+            pairs.iter().map(|(k, v)| (k.to_string(), q(v))).collect()
+        };
+        let old = usage(&[("services", "1"), ("requests.storage", "1Gi")]);
+        let new = usage(&[
+            ("services", "1"),
+            ("requests.storage", "3Gi"),
+            ("services.nodeports", "2"),
+        ]);
+        assert_eq!(
+            print(&increase(new, &old)),
+            "requests.storage=2Gi,services.nodeports=2"
+        );
+        // Shrinking is not a charge (the controller gives it back when it recounts).
+        let smaller = usage(&[("services", "1"), ("requests.storage", "512Mi")]);
+        assert!(increase(smaller, &old).is_empty());
     }
 
     #[test]

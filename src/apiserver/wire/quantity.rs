@@ -188,6 +188,14 @@ impl Quantity {
         .normalized()
     }
 
+    /// `-self` (saturating), in `self`'s format.
+    pub fn negated(self) -> Quantity {
+        Quantity {
+            mantissa: self.mantissa.checked_neg().unwrap_or(i128::MAX),
+            ..self
+        }
+    }
+
     /// Whether the quantity is zero.
     pub fn is_zero(&self) -> bool {
         self.mantissa == 0
