@@ -376,7 +376,7 @@ async fn bench_backend(name: &str, pods: usize, creates: usize) -> anyhow::Resul
         etcd = Some(proc_);
         let start = Instant::now();
         let store = loop {
-            match EtcdStore::connect(std::slice::from_ref(&url)).await {
+            match EtcdStore::connect(std::slice::from_ref(&url), &Default::default()).await {
                 Ok(s) if s.current_revision().await.is_ok() => break s,
                 _ if start.elapsed() > Duration::from_secs(20) => {
                     anyhow::bail!("etcd did not start")

@@ -54,9 +54,27 @@ struct ServerArgs {
     /// Storage backend.
     #[arg(long, value_enum, default_value = "embedded")]
     storage: StorageKind,
-    /// etcd endpoints (with --storage etcd), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    /// etcd endpoints (with --storage etcd), comma-separated (upstream's --etcd-servers).
+    #[arg(
+        long,
+        alias = "etcd-servers",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
     etcd_endpoints: Vec<String>,
+    /// The CA bundle that verifies etcd's serving certificate (https:// endpoints).
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+    /// The client certificate presented to etcd (with --etcd-keyfile).
+    #[arg(long)]
+    etcd_certfile: Option<PathBuf>,
+    /// The key of --etcd-certfile.
+    #[arg(long)]
+    etcd_keyfile: Option<PathBuf>,
+    /// Upstream's EncryptionConfiguration file (apiserver.config.k8s.io/v1): which resources are
+    /// encrypted at rest (aescbc, aesgcm, secretbox; identity), on either storage backend.
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
     /// The address the `kubernetes` Service's endpoints name, where pods reach the apiserver
     /// (upstream's --advertise-address). Default: --bind-address if it is a routable address, else
     /// this host's primary address.
@@ -796,6 +814,19 @@ fn kubeconfig_path(args: &ServerArgs, data_dir: &Path, pki: &Pki) -> PathBuf {
     data_dir.join("admin.kubeconfig")
 }
 
+/// The built-in resources an EncryptionConfiguration can name, with their storage prefixes.
+fn encryptable_resources() -> Vec<rkube::storage::encryption::config::KnownResource> {
+    apiserver::catalog::builtin_resources()
+        .into_iter()
+        .filter(|r| r.is_stored())
+        .map(|r| rkube::storage::encryption::config::KnownResource {
+            group: r.group.clone(),
+            plural: r.plural.clone(),
+            prefix: r.storage_prefix.clone(),
+        })
+        .collect()
+}
+
 /// `/readyz`'s name for the bindings `rkube server` writes for its in-process components.
 const COMPONENT_BINDINGS_HOOK: &str = "poststarthook/rkube-component-bindings";
 
@@ -810,10 +841,33 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     }
     let pki = Pki::load_or_create(&data_dir, &sans)?;
     let opening = std::time::Instant::now();
-    let store: Arc<dyn Store> = match args.storage {
-        StorageKind::Embedded => EmbeddedStore::open(&data_dir.join("db"))?,
-        StorageKind::Etcd => Arc::new(EtcdStore::connect(&args.etcd_endpoints).await?),
+    // Read before the store opens, so a bad file fails the start at once, as upstream.
+    let encryption = match &args.encryption_provider_config {
+        Some(path) => Some(
+            rkube::storage::encryption::config::load(path, &encryptable_resources())
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
     };
+    let etcd_tls = rkube::storage::etcd::EtcdTls {
+        ca_file: args.etcd_cafile.clone(),
+        cert_file: args.etcd_certfile.clone(),
+        key_file: args.etcd_keyfile.clone(),
+    };
+    let mut store: Arc<dyn Store> = match args.storage {
+        StorageKind::Embedded => EmbeddedStore::open(&data_dir.join("db"))?,
+        StorageKind::Etcd => Arc::new(EtcdStore::connect(&args.etcd_endpoints, &etcd_tls).await?),
+    };
+    if let Some(rules) = encryption {
+        store = rkube::storage::encryption::EncryptedStore::wrap(store, rules);
+        tracing::info!(
+            "encryption at rest: {}",
+            args.encryption_provider_config
+                .as_deref()
+                .unwrap_or(Path::new(""))
+                .display()
+        );
+    }
     tracing::info!("storage opened in {:?}", opening.elapsed());
     let host = if args.bind_address.is_unspecified() {
         "127.0.0.1".to_string()

@@ -95,6 +95,7 @@ fn decode_current(key: &str, bytes: &[u8]) -> Result<KeyValue> {
         value: bytes[16..].to_vec(),
         create_revision: rev_i64(create),
         mod_revision: rev_i64(modified),
+        stale: false,
     })
 }
 
@@ -116,6 +117,7 @@ fn decode_history(key: &str, rev: u64, bytes: &[u8]) -> Result<Option<KeyValue>>
                 value: bytes[9..].to_vec(),
                 create_revision: rev_i64(create),
                 mod_revision: rev_i64(rev),
+                stale: false,
             }))
         }
         Some(&TAG_DELETE) => Ok(None),
@@ -180,6 +182,7 @@ fn logged_event(
                 value: Vec::new(),
                 create_revision: 0,
                 mod_revision: rev_i64(rev),
+                stale: false,
             },
         };
         return Ok(Event {
@@ -299,6 +302,7 @@ impl Batch<'_> {
                 value,
                 create_revision: rev_i64(create),
                 mod_revision: rev_i64(rev),
+                stale: false,
             },
             prev,
         });

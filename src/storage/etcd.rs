@@ -63,6 +63,7 @@ fn convert(kv: &etcd_client::KeyValue) -> KeyValue {
         value: kv.value().to_vec(),
         create_revision: kv.create_revision(),
         mod_revision: kv.mod_revision(),
+        stale: false,
     }
 }
 
@@ -110,16 +111,53 @@ fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> i64 {
     header.map(|h| h.revision()).unwrap_or(0)
 }
 
+/// Upstream's `--etcd-cafile`, `--etcd-certfile` and `--etcd-keyfile`: how the apiserver verifies
+/// etcd's serving certificate and the client certificate it presents (`https://` endpoints).
+#[derive(Clone, Debug, Default)]
+pub struct EtcdTls {
+    pub ca_file: Option<std::path::PathBuf>,
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+impl EtcdTls {
+    /// The client's TLS settings, or None when no flag is given (plain `http://` endpoints).
+    fn options(&self) -> anyhow::Result<Option<etcd_client::TlsOptions>> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+        };
+        let mut tls = etcd_client::TlsOptions::new();
+        match (&self.ca_file, &self.cert_file, &self.key_file) {
+            (None, None, None) => return Ok(None),
+            (_, Some(_), None) | (_, None, Some(_)) => {
+                anyhow::bail!("--etcd-certfile and --etcd-keyfile must be given together")
+            }
+            (ca, cert, key) => {
+                if let Some(ca) = ca {
+                    tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
+                }
+                if let (Some(cert), Some(key)) = (cert, key) {
+                    tls = tls.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+                }
+            }
+        }
+        Ok(Some(tls))
+    }
+}
+
 impl EtcdStore {
     /// Connects to the etcd cluster at `endpoints` (e.g. `http://127.0.0.1:2379`) and checks that it
     /// answers, so a wrong address fails at startup rather than on the first request.
-    pub async fn connect(endpoints: &[String]) -> anyhow::Result<Self> {
+    pub async fn connect(endpoints: &[String], tls: &EtcdTls) -> anyhow::Result<Self> {
         // HTTP/2 keep-alive pings find a connection whose etcd stopped answering (paused, host gone), so
         // the cache's watch breaks and reloads instead of waiting on a dead stream.
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
             .with_keep_alive_while_idle(true);
+        if let Some(tls) = tls.options()? {
+            options = options.with_tls(tls);
+        }
         let client = Client::connect(endpoints, Some(options)).await?;
         let store = Self {
             kv: client

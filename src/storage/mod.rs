@@ -9,6 +9,7 @@
 
 pub mod bench;
 pub mod embedded;
+pub mod encryption;
 pub mod etcd;
 #[cfg(test)]
 pub(crate) mod suite;
@@ -25,6 +26,11 @@ pub struct KeyValue {
     pub create_revision: i64,
     /// Revision of the last write to this key.
     pub mod_revision: i64,
+    /// Set by [`encryption`] when the value was read with a key or provider other than the one
+    /// writes use now (upstream's `stale` from `TransformFromStorage`): an update must then write even
+    /// if the object did not change, which is how `kubectl replace` of every Secret re-encrypts them
+    /// after a key rotation. The backends always read `false`.
+    pub stale: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

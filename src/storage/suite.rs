@@ -86,7 +86,9 @@ async fn etcd() -> Backend {
             if let Ok(Some(_)) = process.child.try_wait() {
                 break; // exited, most likely a port race: try again on new ports
             }
-            if let Ok(store) = EtcdStore::connect(std::slice::from_ref(&url)).await {
+            if let Ok(store) =
+                EtcdStore::connect(std::slice::from_ref(&url), &Default::default()).await
+            {
                 return Backend {
                     store: Arc::new(store),
                     _guard: Box::new(process),

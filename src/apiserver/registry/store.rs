@@ -998,7 +998,9 @@ impl Registry {
             // Ordered once here; `old` was ordered when it was stored (one stored before objects
             // were ordered compares unequal and is rewritten in order, which is harmless).
             canonical(&mut new);
-            if encode_stored(new.clone())? == encode_stored(old.clone())? {
+            // A value read with an older encryption key is written again although unchanged:
+            // that is how a replace re-encrypts it (upstream's `stale`).
+            if !current.stale && encode_stored(new.clone())? == encode_stored(old.clone())? {
                 return Ok((old, false));
             }
             // Removing the last finalizer of an object being deleted completes its deletion.
@@ -1633,6 +1635,7 @@ mod tests {
                 value: br#"{"metadata":{"name":"x"}}"#.to_vec(),
                 create_revision: revision,
                 mod_revision: revision,
+                stale: false,
             },
             prev: None,
         }

@@ -974,6 +974,7 @@ mod tests {
                 value: configmap(key.rsplit('/').next().unwrap_or(key), size),
                 create_revision: revision,
                 mod_revision: revision,
+                stale: false,
             },
             prev: None,
         }
