@@ -305,6 +305,13 @@ fn restore_metadata(original: &Value, converted: &mut Value) -> Result<(), Strin
                         go_type(v)
                     ));
                 }
+                // Only what the webhook changed is validated (upstream's `somethingChanged`).
+                if meta.get(field).and_then(Value::as_object) != Some(m) {
+                    let errs = meta_map_errors(field, m);
+                    if !errs.is_empty() {
+                        return Err(aggregate(&errs));
+                    }
+                }
                 meta.insert(field.into(), Value::Object(m.clone()));
             }
             Some(other) => {
@@ -317,6 +324,41 @@ fn restore_metadata(original: &Value, converted: &mut Value) -> Result<(), Strin
     }
     converted["metadata"] = Value::Object(meta);
     Ok(())
+}
+
+/// Upstream's `ValidateLabels` / `ValidateAnnotations` of a converted object's changed labels or
+/// annotations, as field error strings (annotations under upstream's `metadata.annotation`).
+fn meta_map_errors(field: &str, m: &Map<String, Value>) -> Vec<String> {
+    use crate::apiserver::registry::validation::{label_value_errors, qualified_name_errors};
+    let shown = |s: &str| format!("{s:?}");
+    let mut errs = Vec::new();
+    for (k, v) in m {
+        if field == "labels" {
+            for e in qualified_name_errors(k) {
+                errs.push(format!("metadata.labels: Invalid value: {}: {e}", shown(k)));
+            }
+            let v = v.as_str().unwrap_or("");
+            for e in label_value_errors(v) {
+                errs.push(format!("metadata.labels: Invalid value: {}: {e}", shown(v)));
+            }
+        } else {
+            for e in qualified_name_errors(&k.to_lowercase()) {
+                errs.push(format!(
+                    "metadata.annotation: Invalid value: {}: {e}",
+                    shown(k)
+                ));
+            }
+        }
+    }
+    errs
+}
+
+/// Go's `ErrorList.ToAggregate().Error()`: one error as it is, several in brackets.
+fn aggregate(errs: &[String]) -> String {
+    match errs {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    }
 }
 
 /// Checks a webhook's answer to `review(.., uid, desired, originals)` and returns the converted
@@ -410,8 +452,17 @@ pub fn check_answer(
 
 /// Whether `obj` must be converted to be served as `info`'s version.
 pub fn needed(info: &ResourceInfo, obj: &Value) -> bool {
-    info.custom().is_some()
-        && obj.get("apiVersion").and_then(Value::as_str) != Some(&info.api_version())
+    if info.custom().is_none() {
+        return false;
+    }
+    // Compared in place: called for every item of a list.
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let served = match api_version.strip_prefix(info.group.as_str()) {
+        Some(rest) if !info.group.is_empty() => rest.strip_prefix('/'),
+        _ if info.group.is_empty() => Some(api_version),
+        _ => None,
+    };
+    served != Some(info.version.as_str())
 }
 
 /// Whether a conversion failure is on the way to storage (upstream wraps it as an internal error)
@@ -527,6 +578,28 @@ mod tests {
     }
 
     #[test]
+    fn only_objects_of_another_version_need_converting() {
+        let crd = json!({
+            "metadata": {"name": "crontabs.stable.example.com"},
+            "spec": {"group": "stable.example.com", "scope": "Namespaced",
+                     "names": {"plural": "crontabs", "kind": "CronTab"},
+                     "versions": [{"name": "v1", "served": true, "storage": true},
+                                  {"name": "v2", "served": true, "storage": false}]}});
+        let rows = crate::apiserver::crd::rows(&crd);
+        let v2 = rows.iter().find(|r| r.version == "v2").expect("v2 row");
+        assert!(!needed(v2, &crontab("stable.example.com/v2", "x")));
+        assert!(needed(v2, &crontab("stable.example.com/v1", "x")));
+        assert!(needed(v2, &crontab("stable.example.comx/v2", "x")));
+        assert!(needed(v2, &json!({})));
+        let pods = crate::apiserver::catalog::Catalog::builtin();
+        let pods = pods.find("", "v1", "pods").expect("pods");
+        assert!(
+            !needed(pods, &json!({"apiVersion": "v2"})),
+            "built-ins never"
+        );
+    }
+
+    #[test]
     fn strategy_and_review() {
         let crd = json!({"spec": {"conversion": {"strategy": "Webhook", "webhook": {
             "conversionReviewVersions": ["v2", "v1beta1", "v1"],
@@ -615,6 +688,11 @@ mod tests {
             err(answer("id", vec![bad_labels])),
             format!("{prefix} returned invalid metadata: metadata.labels[n] must be a string, but is int64 in converted object")
         );
+        let mut bad_key = crontab(v2, "schedule");
+        bad_key["metadata"]["labels"] = json!({"-bad": "x"});
+        assert!(err(answer("id", vec![bad_key])).starts_with(&format!(
+            "{prefix} returned invalid metadata: metadata.labels: Invalid value: \"-bad\": name part must"
+        )));
         // A list's items are numbered from 1.
         let list = check_answer(
             "v1",
