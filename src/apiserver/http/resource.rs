@@ -186,7 +186,8 @@ pub(crate) async fn resource(
             Err(ApiError::method_not_supported(&info, verb))
         }
     };
-    // A deprecated custom resource version: upstream warns on every answer it serves.
+    // A deprecated custom resource version: upstream's warning, here on every successful answer of the
+    // generic verbs (upstream adds it before serving, so its failures carry it too).
     match info.custom().and_then(|c| c.deprecation.as_deref()) {
         Some(w) => result.map(|r| with_warnings(r, &[w.to_string()])),
         None => result,
