@@ -4,7 +4,13 @@ validation, status, deletion). (CRDs shadowing built-ins are in security.py.)
 
 from __future__ import annotations
 
-from harness import T, jget, scenario
+import base64
+import json
+import tempfile
+from pathlib import Path
+
+from harness import T, jget, parse_json_stream, poll, scenario
+from scenarios.webhooks import JsonServer, certs
 
 
 CRONTAB_CRD = """apiVersion: apiextensions.k8s.io/v1
@@ -99,3 +105,215 @@ def custom_resources(t: T) -> None:
     t.ok("wait", "--for", "condition=established", "--timeout=20s", "crd/crontabs.stable.example.com")
     t.eq(t.ok("get", "crontabs", "-A", "-o", "name").strip(), "", "custom resources were deleted with their CRD")
     t.ok("delete", "crd", "crontabs.stable.example.com")
+
+
+def _versions_crd(group: str, plural: str, kind: str, v1_field: str, v2_field: str,
+                  conversion: dict | None = None) -> dict:
+    """A CRD of two served versions (v1 stored, deprecated; v2) and an unserved v3; each version's schema has
+    its own spec field (the same one under None conversion)."""
+    def version(name: str, field: str, served: bool, storage: bool) -> dict:
+        v = {"name": name, "served": served, "storage": storage,
+             "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                 "spec": {"type": "object", "properties": {field: {"type": "string"}}}}}}}
+        if name == "v1":
+            v["deprecated"] = True
+        return v
+    spec = {"group": group, "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+            "versions": [version("v1", v1_field, True, True), version("v2", v2_field, True, False),
+                         version("v3", v2_field, False, False)]}
+    if conversion:
+        spec["conversion"] = conversion
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.{group}"}, "spec": spec}
+
+
+def _cr(group: str, version: str, kind: str, name: str, spec: dict, labels: dict | None = None) -> str:
+    meta: dict = {"name": name}
+    if labels:
+        meta["labels"] = labels
+    return json.dumps({"apiVersion": f"{group}/{version}", "kind": kind, "metadata": meta, "spec": spec})
+
+
+@scenario
+def crd_versions_none_conversion(t: T) -> None:
+    """a CRD with two served versions and `None` conversion: an object created as v1 reads as v2 with only its
+    apiVersion changed (raw bodies compared), lists and watches serve either version, one created as v2 is stored
+    as the storage version v1, an unserved version is 404, the deprecated v1 answers with upstream's Warning, and
+    moving the storage version to v2 appends it to status.storedVersions."""
+    group, plural, kind = "none.conversion.example.com", "gadgets", "Gadget"
+    crd = f"{plural}.{group}"
+    ns = t.namespace()
+    t.create(_versions_crd(group, plural, kind, "color", "color"))
+    t.ok("wait", "--for", "condition=established", "--timeout=20s", f"crd/{crd}")
+    t.eq(jget(t.json("get", "crd", crd), "status.storedVersions"), ["v1"], "storedVersions: the storage version")
+
+    r = t.run("create", "-n", ns, "-f", "-", stdin=_cr(group, "v1", kind, "a", {"color": "red"}))
+    t.eq(r.rc, 0, "create through v1")
+    t.contains(r.err, f"Warning: {group}/v1 {kind} is deprecated; use {group}/v2 {kind}",
+               "the deprecated version's warning")
+    base = f"/apis/{group}/{{v}}/namespaces/{ns}/{plural}"
+    as_v1 = t.raw(base.format(v="v1") + "/a")
+    as_v2 = t.raw(base.format(v="v2") + "/a")
+    t.eq(as_v2.get("apiVersion"), f"{group}/v2", "read through v2: apiVersion rewritten")
+    t.eq({**as_v2, "apiVersion": as_v1.get("apiVersion")}, as_v1, "read through v2: nothing but apiVersion changes")
+
+    # Created through v2: stored as v1 (read back through v1 as v1, the same object through both).
+    t.create(_cr(group, "v2", kind, "b", {"color": "blue"}), ns)
+    b1 = t.raw(base.format(v="v1") + "/b")
+    t.eq((b1.get("apiVersion"), jget(b1, "spec.color")), (f"{group}/v1", "blue"), "created as v2, read as v1")
+    t.eq(jget(t.raw(base.format(v="v2") + "/b"), "metadata.uid"), jget(b1, "metadata.uid"), "one object")
+
+    # Lists through both versions (the cache, and a paged list from storage).
+    for v in ("v1", "v2"):
+        items = t.raw(base.format(v=v))["items"]
+        t.eq(sorted((jget(i, "metadata.name"), i.get("apiVersion")) for i in items),
+             [("a", f"{group}/{v}"), ("b", f"{group}/{v}")], f"list through {v}")
+        paged = t.raw(base.format(v=v) + "?limit=1")["items"]
+        t.eq([i.get("apiVersion") for i in paged], [f"{group}/{v}"], f"a paged list through {v}")
+    out = t.ok("get", f"{plural}.v2.{group}", "-n", ns, "-o", "jsonpath={.items[*].apiVersion}")
+    t.eq(out.split(), [f"{group}/v2", f"{group}/v2"], "kubectl get through v2")
+
+    # A watch through v2 sees objects written through v1 as v2.
+    out = t.ok("get", "--raw", base.format(v="v2") + "?watch=true&timeoutSeconds=2")
+    events = parse_json_stream(out)
+    t.eq(sorted((e["type"], jget(e, "object.apiVersion")) for e in events),
+         [("ADDED", f"{group}/v2"), ("ADDED", f"{group}/v2")], "watch through v2")
+    w = t.bg("get", "--raw", base.format(v="v2") + "?watch=true&timeoutSeconds=20")
+    t.create(_cr(group, "v1", kind, "c", {"color": "green"}), ns)
+    got = w.wait_for(lambda o: any(jget(e, "object.metadata.name") == "c" for e in parse_json_stream(o)), 15)
+    t.true(got, "the watch through v2 sees the object created through v1", w.out)
+    live = [e for e in parse_json_stream(w.out) if jget(e, "object.metadata.name") == "c"]
+    t.eq([jget(e, "object.apiVersion") for e in live[:1]], [f"{group}/v2"], "a live event converted to v2")
+    w.stop()
+
+    # v3 is not served.
+    err = t.fails("get", "--raw", base.format(v="v3"))
+    t.contains(err, "NotFound", "an unserved version is not found")
+
+    # Storage moves to v2: storedVersions keeps v1 and appends v2; objects written now are stored as v2 and still
+    # read as v1 through v1.
+    t.ok("patch", "crd", crd, "--type=json", "-p",
+         '[{"op":"replace","path":"/spec/versions/0/storage","value":false},'
+         '{"op":"replace","path":"/spec/versions/1/storage","value":true}]')
+    t.eq(jget(t.json("get", "crd", crd), "status.storedVersions"), ["v1", "v2"], "storedVersions after the move")
+    t.create(_cr(group, "v1", kind, "d", {"color": "white"}), ns)
+    t.eq(t.raw(base.format(v="v1") + "/d").get("apiVersion"), f"{group}/v1", "stored as v2, read as v1")
+    t.ok("delete", "crd", crd)
+    t.ok("delete", "namespace", ns, "--wait=false")
+
+
+def _conversion_review(path: str, review: dict) -> dict:
+    """The conversion webhook: /convert renames spec.cronSpec (v1) to spec.schedule (v2) and back; /fail refuses."""
+    req = review.get("request") or {}
+    uid = req.get("uid")
+    if path == "/fail":
+        return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
+                "response": {"uid": uid, "result": {"status": "Failure", "message": "conversion refused by test"}}}
+    desired = req["desiredAPIVersion"]
+    out = []
+    for obj in req.get("objects") or []:
+        obj = json.loads(json.dumps(obj))
+        spec = obj.get("spec") or {}
+        if desired.endswith("/v2") and "cronSpec" in spec:
+            spec["schedule"] = spec.pop("cronSpec")
+        elif desired.endswith("/v1") and "schedule" in spec:
+            spec["cronSpec"] = spec.pop("schedule")
+        obj["apiVersion"] = desired
+        # Metadata other than labels and annotations is the apiserver's: a change is undone.
+        obj.setdefault("metadata", {})["resourceVersion"] = "1"
+        out.append(obj)
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
+            "response": {"uid": uid, "result": {"status": "Success"}, "convertedObjects": out}}
+
+
+@scenario
+def crd_conversion_webhook(t: T) -> None:
+    """`Webhook` conversion over HTTPS (caBundle-verified): an object created as v1 reads as v2 with the field the
+    webhook renamed (get, list, watch; the ConversionReview v1 as upstream sends it), one created as v2 is stored as
+    v1 (read back through v1), a webhook answering Failure fails the read with upstream's 500 and message; the CRD
+    validation of spec.conversion with upstream's messages."""
+    group, plural, kind = "webhook.conversion.example.com", "crontabs", "CronTab"
+    crd = f"{plural}.{group}"
+    d = Path(tempfile.mkdtemp(prefix="conversion-", dir=str(t.server.workdir)))
+    certs(d)
+    hook = JsonServer(d, _conversion_review)
+    ca = base64.b64encode((d / "ca.crt").read_bytes()).decode()
+    ns = t.namespace()
+
+    def conversion(path: str) -> dict:
+        return {"strategy": "Webhook", "webhook": {
+            "clientConfig": {"url": f"https://127.0.0.1:{hook.port}{path}", "caBundle": ca},
+            "conversionReviewVersions": ["v1"]}}
+    try:
+        # CRD validation of spec.conversion.
+        bad = _versions_crd(group, plural, kind, "cronSpec", "schedule", {"strategy": "Webhook"})
+        err = t.fails("create", "-f", "-", stdin=json.dumps(bad))
+        t.contains(err, f'The CustomResourceDefinition "{crd}" is invalid: ', "a Webhook strategy without a webhook")
+        t.contains(err, "spec.conversion.webhookClientConfig: Required value: required when strategy is set to Webhook",
+                   "webhook required")
+        t.contains(err, "spec.conversion.conversionReviewVersions: Required value", "review versions required")
+        bad = _versions_crd(group, plural, kind, "cronSpec", "schedule",
+                            {"strategy": "None", "webhook": conversion("/convert")["webhook"]})
+        err = t.fails("create", "-f", "-", stdin=json.dumps(bad))
+        t.contains(err, "spec.conversion.webhookClientConfig: Forbidden: should not be set when strategy is not set "
+                        "to Webhook", "a webhook under None")
+
+        t.create(_versions_crd(group, plural, kind, "cronSpec", "schedule", conversion("/convert")))
+        t.ok("wait", "--for", "condition=established", "--timeout=20s", f"crd/{crd}")
+        base = f"/apis/{group}/{{v}}/namespaces/{ns}/{plural}"
+
+        t.create(_cr(group, "v1", kind, "a", {"cronSpec": "* * * * */5"}, {"app": "x"}), ns)
+        a2 = t.raw(base.format(v="v2") + "/a")
+        t.eq((a2.get("apiVersion"), a2.get("spec")), (f"{group}/v2", {"schedule": "* * * * */5"}),
+             "read as v2: the webhook's conversion")
+        a1 = t.raw(base.format(v="v1") + "/a")
+        t.eq(a2.get("metadata"), a1.get("metadata"), "the webhook cannot change metadata but labels and annotations")
+        # (Controllers may read the objects through v2 too: the review of interest is the one with "a".)
+        path, review = next(((p, r) for p, r in reversed(hook.seen)
+                             if [jget(o, "metadata.name") for o in r["request"]["objects"]] == ["a"]), ("", {}))
+        t.eq(path, "/convert?timeout=30s", "the webhook's path, with upstream's timeout")
+        req = review.get("request") or {}
+        t.eq((review.get("apiVersion"), review.get("kind"), req.get("desiredAPIVersion"),
+              [jget(o, "spec.cronSpec") for o in req.get("objects") or []]),
+             ("apiextensions.k8s.io/v1", "ConversionReview", f"{group}/v2", ["* * * * */5"]),
+             "the ConversionReview sent")
+        t.true(bool(req.get("uid")), "the review has a uid", req)
+
+        # Created through v2: converted to v1 for storage.
+        t.create(_cr(group, "v2", kind, "b", {"schedule": "0 * * * *"}), ns)
+        b1 = t.raw(base.format(v="v1") + "/b")
+        t.eq((b1.get("apiVersion"), b1.get("spec")), (f"{group}/v1", {"cronSpec": "0 * * * *"}),
+             "created as v2, stored and read as v1")
+
+        # A list through v2: every item converted, in one review.
+        before = len(hook.seen)
+        items = t.raw(base.format(v="v2"))["items"]
+        t.eq(sorted((jget(i, "metadata.name"), i.get("apiVersion"), i.get("spec")) for i in items),
+             [("a", f"{group}/v2", {"schedule": "* * * * */5"}), ("b", f"{group}/v2", {"schedule": "0 * * * *"})],
+             "list through v2")
+        t.true(any(len(r["request"]["objects"]) == 2 for _, r in hook.seen[before:]), "one review for the list",
+               [len(r["request"]["objects"]) for _, r in hook.seen[before:]])
+        out = t.ok("get", "--raw", base.format(v="v2") + "?watch=true&timeoutSeconds=2")
+        t.eq(sorted((jget(e, "object.metadata.name"), jget(e, "object.spec.schedule")) for e in parse_json_stream(out)),
+             [("a", "* * * * */5"), ("b", "0 * * * *")], "watch through v2")
+
+        # The webhook answers Failure: upstream's message, a 500.
+        t.ok("patch", "crd", crd, "--type=merge", "-p", json.dumps({"spec": {"conversion": conversion("/fail")}}))
+        t.true(poll(lambda: t.run("get", "--raw", base.format(v="v2") + "/a").rc != 0, 10),
+               "the failing webhook is used", t.last_cmd)
+        code, body = t.https("GET", base.format(v="v2") + "/a")
+        t.eq(code, 500, "a failed conversion is a 500")
+        st = json.loads(body)
+        t.eq(st.get("message"), f"conversion webhook for {group}/v1, Kind={kind} failed: conversion refused by test",
+             "upstream's message")
+        err = t.fails("create", "-n", ns, "-f", "-", stdin=_cr(group, "v2", kind, "c", {"schedule": "1 * * * *"}))
+        t.eq(err, 'Error from server (InternalError): error when creating "STDIN": Internal error occurred: '
+                  f"conversion webhook for {group}/v2, Kind={kind} failed: conversion refused by test",
+             "a write that cannot be converted to the storage version")
+        t.eq(t.raw(base.format(v="v1") + "/a").get("spec"), {"cronSpec": "* * * * */5"},
+             "the storage version needs no webhook")
+    finally:
+        t.run("delete", "crd", crd, "--ignore-not-found")
+        hook.stop()
+    t.ok("delete", "namespace", ns, "--wait=false")

@@ -12,6 +12,7 @@ import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 from harness import NOT_FOUND, T, jget, scenario
 
@@ -22,7 +23,7 @@ VALIDATING_CONFIG = "rkube-conformance-validate"
 LABEL = "webhooks.rkube.test/mutated"
 
 
-def _certs(d: Path) -> None:
+def certs(d: Path) -> None:
     """A CA and a serving certificate for 127.0.0.1 signed by it (EC keys: quick to make)."""
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=30)
@@ -37,43 +38,22 @@ def _certs(d: Path) -> None:
         "-out", "srv.crt", "-days", "1", "-extfile", "ext.cnf")
 
 
-class _Webhook:
-    """The webhook server: /mutate adds a label, /validate refuses a `forbidden` key and warns about `warnme`.
-    Every review it gets is kept in `seen`."""
+class JsonServer:
+    """An HTTPS server on 127.0.0.1 (a free port; the certificate `certs` made in `d`) whose POSTs are JSON:
+    `respond(path, request)` gives the answer. Every (path with query, request) is kept in `seen`."""
 
-    def __init__(self, d: Path):
+    def __init__(self, d: Path, respond: Callable[[str, dict], dict]):
         self.seen: list[tuple[str, dict]] = []
-        hook = self
+        server = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:  # quiet
                 pass
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                review = json.loads(body)
-                req = review.get("request") or {}
-                path = self.path.split("?")[0]
-                hook.seen.append((self.path, req))
-                resp: dict = {"uid": req.get("uid"), "allowed": True}
-                obj = req.get("object") or {}
-                data = obj.get("data") or {}
-                if path == "/mutate":
-                    if (obj.get("metadata") or {}).get("labels"):
-                        op = {"op": "add", "path": "/metadata/labels/" + LABEL.replace("/", "~1"), "value": "yes"}
-                    else:
-                        op = {"op": "add", "path": "/metadata/labels", "value": {LABEL: "yes"}}
-                    resp["patchType"] = "JSONPatch"
-                    resp["patch"] = base64.b64encode(json.dumps([op]).encode()).decode()
-                elif path == "/validate":
-                    if "forbidden" in data:
-                        resp["allowed"] = False
-                        resp["status"] = {"code": 403, "reason": "Forbidden",
-                                          "message": 'the key "forbidden" is not allowed'}
-                    if "warnme" in data:
-                        resp["warnings"] = [f"configmap {obj['metadata']['name']} carries warnme"]
-                out = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                                  "response": resp}).encode()
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                server.seen.append((self.path, body))
+                out = json.dumps(respond(self.path.split("?")[0], body)).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
@@ -93,8 +73,37 @@ class _Webhook:
         self.server.server_close()
         self.thread.join(timeout=10)
 
+
+class _Webhook(JsonServer):
+    """The webhook server: /mutate adds a label, /validate refuses a `forbidden` key and warns about `warnme`."""
+
+    def __init__(self, d: Path):
+        super().__init__(d, self._review)
+
+    @staticmethod
+    def _review(path: str, review: dict) -> dict:
+        req = review.get("request") or {}
+        resp: dict = {"uid": req.get("uid"), "allowed": True}
+        obj = req.get("object") or {}
+        data = obj.get("data") or {}
+        if path == "/mutate":
+            if (obj.get("metadata") or {}).get("labels"):
+                op = {"op": "add", "path": "/metadata/labels/" + LABEL.replace("/", "~1"), "value": "yes"}
+            else:
+                op = {"op": "add", "path": "/metadata/labels", "value": {LABEL: "yes"}}
+            resp["patchType"] = "JSONPatch"
+            resp["patch"] = base64.b64encode(json.dumps([op]).encode()).decode()
+        elif path == "/validate":
+            if "forbidden" in data:
+                resp["allowed"] = False
+                resp["status"] = {"code": 403, "reason": "Forbidden", "message": 'the key "forbidden" is not allowed'}
+            if "warnme" in data:
+                resp["warnings"] = [f"configmap {obj['metadata']['name']} carries warnme"]
+        return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp}
+
     def calls(self, path: str, name: str) -> list[dict]:
-        return [r for p, r in self.seen if p.split("?")[0] == path and r.get("name") == name]
+        return [r.get("request") or {} for p, r in self.seen
+                if p.split("?")[0] == path and (r.get("request") or {}).get("name") == name]
 
 
 def _cm(name: str, data: dict | None = None) -> str:
@@ -123,7 +132,7 @@ def admission_webhooks_mutate_validate_fail(t: T) -> None:
     line; `--dry-run=server` calls a sideEffects=None webhook with dryRun set; with the server stopped,
     failurePolicy Fail refuses with upstream's `failed calling webhook` message and Ignore lets the create through."""
     d = Path(tempfile.mkdtemp(prefix="webhooks-", dir=str(t.server.workdir)))
-    _certs(d)
+    certs(d)
     hook = _Webhook(d)
     ca = base64.b64encode((d / "ca.crt").read_bytes()).decode()
     on = t.namespace("on")

@@ -951,7 +951,7 @@ fn parse_kube_version(v: &str) -> Option<(u8, u64, u64)> {
 }
 
 /// Orders versions the way upstream's `CompareKubeAwareVersionStrings` does, highest priority first.
-fn compare_kube_versions(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn compare_kube_versions(a: &str, b: &str) -> std::cmp::Ordering {
     match (parse_kube_version(a), parse_kube_version(b)) {
         (Some(x), Some(y)) => y.cmp(&x),
         (Some(_), None) => std::cmp::Ordering::Less,

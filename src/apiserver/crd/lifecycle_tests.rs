@@ -136,3 +136,81 @@ async fn crd_lifecycle_serves_and_removes_custom_resources() {
         .expect_err("invalid");
     assert_eq!(err.code, 422);
 }
+
+/// Two served versions, `None` conversion: one object through both, stored as the storage version.
+#[tokio::test]
+async fn versions_share_objects_stored_as_the_storage_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reg = registry(dir.path()).await;
+    let crds = reg
+        .catalog
+        .find(
+            crate::apiserver::crd::GROUP,
+            "v1",
+            crate::apiserver::crd::PLURAL,
+        )
+        .expect("crd row");
+    let mut two = crd();
+    let schema = two["spec"]["versions"][0]["schema"].clone();
+    two["spec"]["versions"] = json!([
+        {"name": "v1", "served": true, "storage": true, "schema": schema},
+        {"name": "v2", "served": true, "storage": false, "schema": schema},
+    ]);
+    reg.create(&crds, None, two, false)
+        .await
+        .expect("create crd");
+    let find = |v: &str| {
+        reg.catalog
+            .find("stable.example.com", v, "crontabs")
+            .expect("served")
+    };
+    let (v1, v2) = (find("v1"), find("v2"));
+
+    // Created through v2: answered as v2, stored as v1.
+    let body = json!({"apiVersion": "stable.example.com/v2", "kind": "CronTab",
+        "metadata": {"name": "a"}, "spec": {"image": "x"}});
+    let created = reg
+        .create(
+            &v2,
+            Some("default"),
+            normalize(&v2, body).expect("normalize"),
+            false,
+        )
+        .await
+        .expect("create through v2");
+    assert_eq!(created["apiVersion"], "stable.example.com/v2");
+    let (kv, _) = reg
+        .store
+        .get("/registry/stable.example.com/crontabs/default/a")
+        .await
+        .expect("get");
+    let raw: Value = serde_json::from_slice(&kv.expect("stored").value).expect("json");
+    assert_eq!(raw["apiVersion"], "stable.example.com/v1");
+
+    // Read, listed and updated through either version.
+    let as_v1 = reg.get(&v1, Some("default"), "a").await.expect("get v1");
+    let as_v2 = reg.get(&v2, Some("default"), "a").await.expect("get v2");
+    assert_eq!(as_v1["apiVersion"], "stable.example.com/v1");
+    assert_eq!(as_v2["apiVersion"], "stable.example.com/v2");
+    assert_eq!(as_v1["spec"], as_v2["spec"]);
+    let listed = reg
+        .list(&v2, Some("default"), &Query::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.items[0]["apiVersion"], "stable.example.com/v2");
+    let mut changed = as_v2.clone();
+    changed["spec"]["image"] = json!("y");
+    let (updated, _) = reg
+        .update(&v2, Some("default"), "a", changed, None, false)
+        .await
+        .expect("update through v2");
+    assert_eq!(updated["apiVersion"], "stable.example.com/v2");
+    let as_v1 = reg.get(&v1, Some("default"), "a").await.expect("get v1");
+    assert_eq!(
+        (
+            as_v1["apiVersion"].as_str(),
+            as_v1["spec"]["image"].as_str()
+        ),
+        (Some("stable.example.com/v1"), Some("y"))
+    );
+}

@@ -7,7 +7,13 @@
 //! CRD write (validation and the status upstream's controllers would set: accepted names, stored
 //! versions, `NamesAccepted` and `Established`), then puts the rows into the shared catalog before
 //! answering, so `kubectl apply -f crd.yaml && kubectl get <kind>` works without waiting.
+//!
+//! Several versions: every row shares the storage prefix, objects are stored as the storage version,
+//! and the registry converts where a request's version and an object's differ ([`conversion`]:
+//! `None` rewrites `apiVersion`, `Webhook` calls the CRD's conversion webhook). A deprecated version's
+//! row carries upstream's warning ([`CustomVersion::deprecation`]).
 
+pub mod conversion;
 #[cfg(test)]
 mod lifecycle_tests;
 pub mod scale;
@@ -19,7 +25,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::catalog::{
-    Normalizer, ResourceHandler, ResourceInfo, SubresourceHandler, SubresourceInfo,
+    compare_kube_versions, Normalizer, ResourceHandler, ResourceInfo, SubresourceHandler,
+    SubresourceInfo,
 };
 use super::status::Cause;
 use crate::apiserver::registry::strategy::apiextensions::CustomResources;
@@ -65,6 +72,11 @@ pub struct CustomVersion {
     /// `None`: upstream's default columns (Name, Age).
     pub columns: Option<Vec<PrinterColumn>>,
     pub scale: Option<ScalePaths>,
+    /// How objects move between the CRD's versions (`spec.conversion`).
+    pub conversion: conversion::Strategy,
+    /// The `Warning` a deprecated version's requests get (`deprecationWarning`, else upstream's
+    /// default text).
+    pub deprecation: Option<String>,
 }
 
 impl CustomVersion {
@@ -141,6 +153,7 @@ pub fn rows(crd: &Value) -> Vec<ResourceInfo> {
         .find(|v| v.get("storage") == Some(&Value::Bool(true)))
         .map(|v| str_at(v, "/name").to_string())
         .unwrap_or_default();
+    let conversion = conversion::Strategy::of(crd);
     let mut out = Vec::new();
     for v in crd
         .pointer("/spec/versions")
@@ -207,12 +220,20 @@ pub fn rows(crd: &Value) -> Vec<ResourceInfo> {
         let schema = version_or_spec(crd, v, "schema")
             .and_then(|s| s.get("openAPIV3Schema"))
             .cloned();
+        let deprecation = (v.get("deprecated") == Some(&Value::Bool(true))).then(|| {
+            match v.get("deprecationWarning").and_then(Value::as_str) {
+                Some(w) => w.to_string(),
+                None => default_deprecation_warning(crd, &version),
+            }
+        });
         let custom = Arc::new(CustomVersion {
             crd_name: crd_name.clone(),
             storage_version: storage_version.clone(),
             schema,
             columns,
             scale,
+            conversion: conversion.clone(),
+            deprecation,
         });
         out.push(ResourceInfo {
             group: group.clone(),
@@ -243,6 +264,33 @@ pub fn rows(crd: &Value) -> Vec<ResourceInfo> {
         });
     }
     out
+}
+
+/// Upstream's `defaultDeprecationWarning`: `<group>/<version> <Kind> is deprecated`, and `; use
+/// <group>/<version> <Kind>` naming the served, non-deprecated version of highest priority among
+/// those above the deprecated one.
+fn default_deprecation_warning(crd: &Value, deprecated: &str) -> String {
+    use std::cmp::Ordering;
+    let group = str_at(crd, "/spec/group");
+    let kind = str_at(crd, "/spec/names/kind");
+    let mut msg = format!("{group}/{deprecated} {kind} is deprecated");
+    let best = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|v| {
+            v.get("served") == Some(&Value::Bool(true))
+                && v.get("deprecated") != Some(&Value::Bool(true))
+        })
+        .map(|v| str_at(v, "/name"))
+        // compare_kube_versions orders higher priority first (Less).
+        .filter(|n| compare_kube_versions(deprecated, n) == Ordering::Greater)
+        .min_by(|a, b| compare_kube_versions(a, b));
+    if let Some(best) = best {
+        msg.push_str(&format!("; use {group}/{best} {kind}"));
+    }
+    msg
 }
 
 /// The rows of every stored CRD, read straight from storage: called at startup before the watch cache
@@ -415,6 +463,7 @@ pub fn validate(crd: &Value) -> Vec<Cause> {
             causes.push(Cause::required(&format!("spec.versions[{i}].name")));
         }
     }
+    causes.extend(conversion::validate(crd));
     causes.extend(api_approval(crd));
     causes
 }
@@ -565,6 +614,48 @@ mod tests {
         let pruned = c.normalize(json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {"name": "a"}, "spec": {"replicas": 1, "x": 2}, "y": 3}));
         assert_eq!(pruned["spec"], json!({"replicas": 1}));
         assert!(pruned.get("y").is_none());
+    }
+
+    #[test]
+    fn versions_carry_conversion_and_deprecation() {
+        let mut crd = crontab_crd();
+        crd["spec"]["versions"] = json!([
+            {"name": "v1", "served": true, "storage": true, "deprecated": true},
+            {"name": "v2", "served": true, "storage": false},
+            {"name": "v3alpha1", "served": true, "storage": false, "deprecated": true,
+             "deprecationWarning": "v3alpha1 is going away"},
+            {"name": "v4", "served": false, "storage": false},
+        ]);
+        crd["spec"]["conversion"] = json!({"strategy": "Webhook", "webhook": {
+            "clientConfig": {"url": "https://h/c"}, "conversionReviewVersions": ["v1"]}});
+        let rows = rows(&crd);
+        let warning = |v: &str| {
+            rows.iter()
+                .find(|r| r.version == v)
+                .and_then(|r| r.custom())
+                .and_then(|c| c.deprecation.clone())
+        };
+        assert_eq!(rows.len(), 3, "v4 is not served");
+        assert_eq!(
+            warning("v1").as_deref(),
+            Some("stable.example.com/v1 CronTab is deprecated; use stable.example.com/v2 CronTab")
+        );
+        assert_eq!(warning("v2"), None);
+        assert_eq!(
+            warning("v3alpha1").as_deref(),
+            Some("v3alpha1 is going away")
+        );
+        assert!(rows.iter().all(|r| {
+            let c = r.custom().expect("custom");
+            c.storage_version == "v1"
+                && matches!(c.conversion, conversion::Strategy::Webhook { .. })
+        }));
+        // Nothing served above it: no replacement named.
+        assert_eq!(
+            default_deprecation_warning(&crd, "v2"),
+            "stable.example.com/v2 CronTab is deprecated"
+        );
+        assert!(validate(&crd).is_empty());
     }
 
     #[test]

@@ -114,6 +114,8 @@ mod tests {
                 col("First", "string", "{.spec.list[0].a}", 1),
             ]),
             scale: None,
+            conversion: crate::apiserver::crd::conversion::Strategy::None,
+            deprecation: None,
         };
         let defs = column_definitions(&c);
         assert_eq!(defs.len(), 5);

@@ -168,7 +168,7 @@ pub(crate) async fn resource(
         protobuf: pb,
         warnings: Default::default(),
     };
-    match (method, name) {
+    let result = match (method, name) {
         (Method::GET, None) => verbs::list(&call).await,
         (Method::GET, Some(name)) => verbs::get(&call, name).await,
         (Method::POST, None) => verbs::create(&call, body).await,
@@ -185,6 +185,12 @@ pub(crate) async fn resource(
             };
             Err(ApiError::method_not_supported(&info, verb))
         }
+    };
+    // A deprecated custom resource version: upstream's warning, here on every successful answer of the
+    // generic verbs (upstream adds it before serving, so its failures carry it too).
+    match info.custom().and_then(|c| c.deprecation.as_deref()) {
+        Some(w) => result.map(|r| with_warnings(r, &[w.to_string()])),
+        None => result,
     }
 }
 

@@ -15,8 +15,10 @@ use futures::stream::{self, BoxStream, StreamExt};
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
+use crate::apiserver::admission::webhook::client::Clients;
 use crate::apiserver::catalog::{ResourceInfo, SharedCatalog};
 use crate::apiserver::crd;
+use crate::apiserver::crd::conversion::{self as crd_conversion, Direction};
 use crate::apiserver::http::request::{Query, RvMatch};
 use crate::apiserver::registry::conversion::Conversion;
 use crate::apiserver::registry::field_validation::check_fields;
@@ -273,14 +275,9 @@ fn served(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
     Ok(Conversion::served(info.conversion, stamped(kv)?))
 }
 
-/// What is stored for an object of `info`'s version (converted to its storage version if it has one).
-/// `obj` itself is put in upstream's field order, as the response that returns it must be.
-fn stored(info: &ResourceInfo, obj: &mut Value) -> ApiResult<Vec<u8>> {
-    canonical(obj);
-    stored_canonical(info, obj)
-}
-
-/// [`stored`] of an object already [`canonical`].
+/// What is stored for an object of `info`'s version, already [`canonical`] (converted to its storage
+/// version if it is a built-in that has one; custom resources go through
+/// [`Registry::stored_custom`]).
 fn stored_canonical(info: &ResourceInfo, obj: &Value) -> ApiResult<Vec<u8>> {
     match info.conversion {
         Some(c) => to_stored(&(c.to_storage)(obj.clone())),
@@ -303,6 +300,11 @@ pub struct Registry {
     /// The Service cluster IP and node port ranges (`--service-cluster-ip-range`,
     /// `--service-node-port-range`).
     pub service_ranges: super::service_alloc::ServiceRanges,
+    /// This registry, for the watch streams that outlive a call and convert custom resources through
+    /// a conversion webhook (which resolves services through the registry).
+    me: std::sync::Weak<Registry>,
+    /// The HTTPS clients of CRD conversion webhooks (per caBundle, as admission webhooks').
+    conversion_clients: Clients,
 }
 
 /// Filters for lists and watches.
@@ -354,12 +356,14 @@ impl Registry {
                 .map(|r| r.storage_prefix.clone()),
         );
         let written = WriteMark::new(store);
-        Arc::new(Registry {
+        Arc::new_cyclic(|me| Registry {
             store: written.clone(),
             written,
             catalog,
             cache,
             service_ranges,
+            me: me.clone(),
+            conversion_clients: Clients::default(),
         })
     }
 
@@ -368,6 +372,86 @@ impl Registry {
             (true, Some(ns)) => format!("{}{ns}/{name}", info.storage_prefix),
             _ => format!("{}{name}", info.storage_prefix),
         }
+    }
+
+    /// Custom resources read from storage (or the cache) as `info`'s version serves them: those stored
+    /// in another version of the CRD are converted (one webhook review for all of them). A no-op,
+    /// without copies, for built-ins and objects already in the version.
+    async fn served_custom(
+        &self,
+        info: &ResourceInfo,
+        objs: Vec<Value>,
+        single: bool,
+    ) -> ApiResult<Vec<Value>> {
+        if !objs.iter().any(|o| crd_conversion::needed(info, o)) {
+            return Ok(objs);
+        }
+        // Boxed: a webhook's service is resolved through the registry's own reads, which convert.
+        Box::pin(crd_conversion::convert(
+            self,
+            &self.conversion_clients,
+            info,
+            objs,
+            &info.version,
+            Direction::Read,
+            single,
+        ))
+        .await
+    }
+
+    /// One custom resource as `info`'s version serves it ([`Self::served_custom`]).
+    async fn served_one(&self, info: &ResourceInfo, obj: Value) -> ApiResult<Value> {
+        if !crd_conversion::needed(info, &obj) {
+            return Ok(obj);
+        }
+        let mut out = self.served_custom(info, vec![obj], true).await?;
+        out.pop()
+            .ok_or_else(|| ApiError::internal("conversion returned no object"))
+    }
+
+    /// Shared (cached) objects as `info`'s version serves them; shared as they are when none needs
+    /// converting.
+    async fn served_shared(
+        &self,
+        info: &ResourceInfo,
+        items: Vec<Arc<Value>>,
+    ) -> ApiResult<Vec<Arc<Value>>> {
+        if !items.iter().any(|o| crd_conversion::needed(info, o)) {
+            return Ok(items);
+        }
+        let objs = items.iter().map(|o| (**o).clone()).collect();
+        Ok(self
+            .served_custom(info, objs, false)
+            .await?
+            .into_iter()
+            .map(Arc::new)
+            .collect())
+    }
+
+    /// What is stored for a custom resource written through `info`'s version: the object converted to
+    /// the CRD's storage version (`obj` itself for built-ins and the storage version), encoded as
+    /// [`stored_canonical`] does. `obj` must already be [`canonical`].
+    async fn stored_custom(&self, info: &ResourceInfo, obj: &Value) -> ApiResult<Vec<u8>> {
+        let storage_version = match info.custom() {
+            Some(c) if !c.storage_version.is_empty() && c.storage_version != info.version => {
+                c.storage_version.clone()
+            }
+            _ => return stored_canonical(info, obj),
+        };
+        let mut out = Box::pin(crd_conversion::convert(
+            self,
+            &self.conversion_clients,
+            info,
+            vec![obj.clone()],
+            &storage_version,
+            Direction::Write,
+            true,
+        ))
+        .await?;
+        let converted = out
+            .pop()
+            .ok_or_else(|| ApiError::internal("conversion returned no object"))?;
+        to_stored(&converted)
     }
 
     fn list_prefix(info: &ResourceInfo, ns: Option<&str>) -> String {
@@ -384,7 +468,7 @@ impl Registry {
     pub async fn get(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Value> {
         let (kv, _) = self.store.get(&Self::key(info, ns, name)).await?;
         match kv {
-            Some(kv) => served(info, &kv),
+            Some(kv) => self.served_one(info, served(info, &kv)?).await,
             None => Err(ApiError::not_found(info, name)),
         }
     }
@@ -486,6 +570,19 @@ impl Registry {
 
     /// Lists, honouring resourceVersion/resourceVersionMatch/limit/continue as upstream does.
     pub async fn list(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        q: &Query,
+    ) -> ApiResult<ListResult> {
+        let mut l = self.list_stored(info, ns, q).await?;
+        // Custom resources stored in another version of their CRD: all of a page in one conversion.
+        l.items = self.served_shared(info, l.items).await?;
+        Ok(l)
+    }
+
+    /// [`Self::list`], custom resources as stored.
+    async fn list_stored(
         &self,
         info: &ResourceInfo,
         ns: Option<&str>,
@@ -787,7 +884,9 @@ impl Registry {
             canonicalize(&mut obj);
             return Ok(obj);
         }
-        match self.store.create(&key, stored(info, &mut obj)?).await {
+        canonical(&mut obj);
+        let bytes = self.stored_custom(info, &obj).await?;
+        match self.store.create(&key, bytes).await {
             Ok(rev) => {
                 let created = with_rv(obj, rev);
                 self.crd_changed(info, &created, false);
@@ -881,7 +980,7 @@ impl Registry {
             }
             return Err(ApiError::not_found(info, name));
         };
-        let old = served(info, &current)?;
+        let old = self.served_one(info, served(info, &current)?).await?;
         let body_rv = meta_str(&obj, "resourceVersion").unwrap_or("").to_string();
         if !body_rv.is_empty() && body_rv != current.mod_revision.to_string() {
             return Err(ApiError::modified(info, name));
@@ -1020,7 +1119,11 @@ impl Registry {
             }
             match self
                 .store
-                .update(&key, stored_canonical(info, &new)?, current.mod_revision)
+                .update(
+                    &key,
+                    self.stored_custom(info, &new).await?,
+                    current.mod_revision,
+                )
                 .await
             {
                 Ok(rev) => {
@@ -1276,7 +1379,7 @@ impl Registry {
             let Some(current) = current else {
                 return Err(ApiError::not_found(info, name));
             };
-            let obj = served(info, &current)?;
+            let obj = self.served_one(info, served(info, &current)?).await?;
             if let Some(uid) = &opts.precondition_uid {
                 if Some(uid.as_str()) != meta_str(&obj, "uid") {
                     return Err(ApiError::conflict(
@@ -1348,11 +1451,9 @@ impl Registry {
                     if opts.dry_run {
                         return Ok(Deleted::Pending(new));
                     }
-                    match self
-                        .store
-                        .update(&key, stored(info, &mut new)?, current.mod_revision)
-                        .await
-                    {
+                    canonical(&mut new);
+                    let bytes = self.stored_custom(info, &new).await?;
+                    match self.store.update(&key, bytes, current.mod_revision).await {
                         Ok(rev) => return Ok(Deleted::Pending(with_rv(new, rev))),
                         Err(StoreError::Conflict { .. }) => continue,
                         Err(StoreError::NotFound) => return Err(ApiError::not_found(info, name)),
@@ -1487,6 +1588,24 @@ impl Registry {
             .iter()
             .filter_map(|e| translate(e, &filter, &prefix, conversion))
             .collect();
+        // Custom resources stored in another version of their CRD: the initial events in one
+        // conversion (a failure fails the watch request, as a list's would).
+        if initial
+            .iter()
+            .any(|i| crd_conversion::needed(info, &i.object))
+        {
+            let objs = initial.iter().map(|i| (*i.object).clone()).collect();
+            let converted = self.served_custom(info, objs, false).await?;
+            for (item, obj) in initial.iter_mut().zip(converted) {
+                item.object = Arc::new(obj);
+            }
+        }
+        // Live events of custom resources are converted one by one, through the registry (a weak
+        // reference: a watch never keeps it alive).
+        let custom = info
+            .custom()
+            .is_some()
+            .then(|| (self.me.clone(), info.clone()));
         if initial_events {
             initial.push(bookmark(sub.revision, true));
         }
@@ -1519,6 +1638,7 @@ impl Registry {
             let filter = filter.clone();
             let prefix = prefix.clone();
             let bookmark = bookmark.clone();
+            let custom = custom.clone();
             async move {
                 loop {
                     tokio::select! {
@@ -1539,6 +1659,10 @@ impl Registry {
                                 }
                                 st.last = st.last.max(ev.revision);
                                 if let Some(item) = translate(&ev, &filter, &prefix, conversion) {
+                                    let item = match &custom {
+                                        Some((reg, info)) => served_event(reg, info, item).await,
+                                        None => item,
+                                    };
                                     return Some((item, st));
                                 }
                             }
@@ -1552,6 +1676,31 @@ impl Registry {
             }
         });
         Ok(stream::iter(initial).chain(live).boxed())
+    }
+}
+
+/// A custom resource's watch event as the watched version serves it; a failed conversion is the
+/// stream's ERROR event with the failure's status.
+async fn served_event(
+    reg: &std::sync::Weak<Registry>,
+    info: &ResourceInfo,
+    item: WatchItem,
+) -> WatchItem {
+    if !crd_conversion::needed(info, &item.object) {
+        return item;
+    }
+    let Some(reg) = reg.upgrade() else {
+        return item;
+    };
+    match reg.served_one(info, (*item.object).clone()).await {
+        Ok(obj) => WatchItem {
+            event_type: item.event_type,
+            object: Arc::new(obj),
+        },
+        Err(e) => WatchItem {
+            event_type: "ERROR",
+            object: Arc::new(e.to_status()),
+        },
     }
 }
 

@@ -1,6 +1,7 @@
 //! Calling a webhook (upstream's `util/webhook` ClientManager and its default service resolver):
 //! HTTPS only, the server verified against the webhook's `caBundle` (else the system's roots), one
-//! POST of the AdmissionReview bounded by `timeoutSeconds`. A `clientConfig.service` is reached as
+//! POST of the review bounded by its timeout ([`Clients::call`]; admission webhooks' AdmissionReview and
+//! CRD conversion webhooks' ConversionReview, see `crd::conversion`). A `clientConfig.service` is reached as
 //! `<name>.<namespace>.svc` (the name the certificate is checked for) but dialled at a ready
 //! endpoint of the Service's EndpointSlices, as upstream's `--enable-aggregator-routing` endpoint
 //! resolver does: the ClusterIP need not be routable from the apiserver.
@@ -192,7 +193,44 @@ pub async fn resolve_service(
     Ok(ready.swap_remove(i))
 }
 
+/// Why [`Clients::call`] failed, in upstream's words for each stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallFailure {
+    /// The `clientConfig` gives no usable target (upstream: `could not get REST client: ...`).
+    Config(String),
+    /// The POST failed: dialling, TLS, the HTTP status or the body (`Post "<url>": ...`).
+    Post(String),
+}
+
 impl Clients {
+    /// One webhook call, as admission and CRD conversion webhooks both make it: the target of
+    /// `client_config` (its `url`, or its `service` dialled at a ready endpoint), verified against its
+    /// `caBundle`, `body` POSTed within `timeout_secs`, the JSON answer returned.
+    pub async fn call(
+        &self,
+        reg: &Registry,
+        client_config: &Value,
+        timeout_secs: u64,
+        body: Vec<u8>,
+    ) -> Result<Value, CallFailure> {
+        let t = target(client_config, timeout_secs).map_err(CallFailure::Config)?;
+        let ca = client_config
+            .get("caBundle")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        // A service is dialled at one of its ready endpoints (upstream resolves it in the dialer, so
+        // a failure reads as the POST's).
+        let dial = match &t.service {
+            Some((ns, svc, port)) => resolve_service(reg, ns, svc, *port)
+                .await
+                .map_err(|e| CallFailure::Post(format!("Post {:?}: {e}", t.url)))?,
+            None => (t.dial_host.clone(), t.dial_port),
+        };
+        self.post(&t, dial, ca, body, Duration::from_secs(timeout_secs))
+            .await
+            .map_err(CallFailure::Post)
+    }
+
     /// The TLS settings for `ca_bundle` (base64 of PEM, as the JSON form of the `[]byte` field), or
     /// the system's roots when there is none.
     pub fn tls(&self, ca_bundle: &str) -> Result<Arc<rustls::ClientConfig>, String> {

@@ -4,11 +4,10 @@
 //! all at once on the final object, the first refusal (in webhook order) answering the request.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use serde_json::Value;
 
-use super::client::{resolve_service, target, Clients};
+use super::client::{CallFailure, Clients};
 use super::errors::{denied, dry_run_unsupported, CallError, HookError};
 use super::matching::{object_name, operation, should_call, Hook};
 use super::patch;
@@ -202,25 +201,13 @@ async fn call(
     let body = serde_json::to_vec(&review::encode(version, &request))
         .map_err(|e| fail(format!("could not create admission objects: {e}")))?;
     let client_config = spec.get("clientConfig").unwrap_or(&Value::Null);
-    let timeout = hook.timeout_secs();
-    let t = target(client_config, timeout)
-        .map_err(|e| fail(format!("could not get REST client: {e}")))?;
-    let ca = client_config
-        .get("caBundle")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    // A service is dialled at one of its ready endpoints (upstream resolves it in the dialer, so a
-    // failure reads as the POST's).
-    let dial = match &t.service {
-        Some((ns, svc, port)) => resolve_service(reg, ns, svc, *port)
-            .await
-            .map_err(|e| fail(format!("failed to call webhook: Post {:?}: {e}", t.url)))?,
-        None => (t.dial_host.clone(), t.dial_port),
-    };
     let answer = clients
-        .post(&t, dial, ca, body, Duration::from_secs(timeout))
+        .call(reg, client_config, hook.timeout_secs(), body)
         .await
-        .map_err(|e| fail(format!("failed to call webhook: {e}")))?;
+        .map_err(|e| match e {
+            CallFailure::Config(e) => fail(format!("could not get REST client: {e}")),
+            CallFailure::Post(e) => fail(format!("failed to call webhook: {e}")),
+        })?;
     review::verify(version, &uid, mutating, &answer)
         .map_err(|e| fail(format!("received invalid webhook response: {e}")))
 }
