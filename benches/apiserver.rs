@@ -6,7 +6,8 @@
 //! in a bare namespace and in one where every admission plugin has work, list latency of 10,000 pods (one
 //! consistent list, and kubectl-style pages of 500), and the server's RSS idle and holding 10,000 pods.
 //! `RKUBE_BENCH_PODS` and `RKUBE_BENCH_CREATES` shrink the workload for a quick look; `RKUBE_BENCH_BIN`
-//! runs another build of the server (before/after comparisons with the same harness).
+//! runs another build of the server (before/after comparisons with the same harness);
+//! `RKUBE_BENCH_BACKENDS=embedded` measures one backend.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -538,8 +539,10 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // `RKUBE_BENCH_BACKENDS=embedded` (or `etcd`) measures one backend only.
+    let backends = std::env::var("RKUBE_BENCH_BACKENDS").unwrap_or_else(|_| "embedded,etcd".into());
     rt.block_on(async {
-        for backend in ["embedded", "etcd"] {
+        for backend in backends.split(',').map(str::trim).filter(|b| !b.is_empty()) {
             bench_backend(backend, pods, creates).await?;
         }
         Ok(())

@@ -62,6 +62,9 @@ struct ServerArgs {
         default_value = "http://127.0.0.1:2379"
     )]
     etcd_endpoints: Vec<String>,
+    /// The embedded store's page cache, in MiB (with --storage embedded).
+    #[arg(long, default_value_t = rkube::storage::embedded::DEFAULT_CACHE_BYTES >> 20)]
+    embedded_cache_mib: usize,
     /// The CA bundle that verifies etcd's serving certificate (https:// endpoints).
     #[arg(long)]
     etcd_cafile: Option<PathBuf>,
@@ -855,7 +858,11 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         key_file: args.etcd_keyfile.clone(),
     };
     let mut store: Arc<dyn Store> = match args.storage {
-        StorageKind::Embedded => EmbeddedStore::open(&data_dir.join("db"))?,
+        StorageKind::Embedded => EmbeddedStore::open_with(
+            &data_dir.join("db"),
+            rkube::storage::embedded::WATCH_BUFFER,
+            args.embedded_cache_mib << 20,
+        )?,
         StorageKind::Etcd => Arc::new(EtcdStore::connect(&args.etcd_endpoints, &etcd_tls).await?),
     };
     if let Some(rules) = encryption {

@@ -35,9 +35,13 @@ const INITIAL_REVISION: u64 = 1;
 /// Upper bound on operations per group commit, so one huge burst cannot hold the write lock forever.
 const MAX_BATCH: usize = 4096;
 /// Live events kept for slow watchers; a watcher that falls further behind replays from the log.
-const WATCH_BUFFER: usize = 4096;
+pub const WATCH_BUFFER: usize = 4096;
 /// Log entries a replaying watcher reads per read transaction.
 const REPLAY_CHUNK: usize = 1024;
+/// redb's page cache (its own default is 1 GiB, all of it resident once warm). Reads are served by the
+/// apiserver's watch cache, so the store's cache mostly holds the B-tree pages writes touch; the OS page
+/// cache keeps the rest of the file close at hand without counting in the server's RSS.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 /// Queue depth in front of the writer; callers wait (backpressure) when it is full.
 const WRITE_QUEUE: usize = 16384;
 
@@ -494,16 +498,27 @@ impl EmbeddedStore {
     /// Opens (or creates) the store kept in directory `dir`, restoring the revision counter, data and
     /// compaction point of a previous run, and starts its writer thread.
     pub fn open(dir: &Path) -> anyhow::Result<Arc<Self>> {
-        Self::open_with_watch_buffer(dir, WATCH_BUFFER)
+        Self::open_with(dir, WATCH_BUFFER, DEFAULT_CACHE_BYTES)
     }
 
     /// Like [`EmbeddedStore::open`], with the number of live events buffered for watchers before a slow
     /// one has to fall back to replaying the log (tests use a tiny buffer to exercise that path).
     pub fn open_with_watch_buffer(dir: &Path, watch_buffer: usize) -> anyhow::Result<Arc<Self>> {
+        Self::open_with(dir, watch_buffer, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`EmbeddedStore::open`], with redb's page cache bounded to `cache_bytes`.
+    pub fn open_with(
+        dir: &Path,
+        watch_buffer: usize,
+        cache_bytes: usize,
+    ) -> anyhow::Result<Arc<Self>> {
         // The store holds Secrets in plain JSON: its directory and file are private from creation.
         crate::private_files::private_dir(dir)?;
         crate::private_files::ensure_private_file(&dir.join("rkube.redb"))?;
-        let db = Database::create(dir.join("rkube.redb"))?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(dir.join("rkube.redb"))?;
         let txn = db.begin_write()?;
         let revision = {
             txn.open_table(CURRENT)?;
