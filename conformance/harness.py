@@ -112,11 +112,15 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
 
 
 class Etcd:
-    def __init__(self, workdir: Path):
+    """A throwaway etcd. With `pki` (a dir holding ca.crt, server.crt/key, client.crt/key) it serves clients
+    over TLS only and demands a client certificate signed by the CA."""
+
+    def __init__(self, workdir: Path, pki: Path | None = None):
         self.dir = workdir / "etcd"
         self.client_port = free_port()
         self.peer_port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.client_port}"
+        self.pki = pki
+        self.endpoint = f"{'https' if pki else 'http'}://127.0.0.1:{self.client_port}"
         self.log = workdir / "etcd.log"
         self.proc: subprocess.Popen | None = None
 
@@ -133,6 +137,12 @@ class Etcd:
             "--initial-cluster", f"rkube-conformance={peer}",
             "--initial-cluster-state", "new",
         ]
+        ctx = None
+        if self.pki:
+            cmd += ["--cert-file", str(self.pki / "server.crt"), "--key-file", str(self.pki / "server.key"),
+                    "--trusted-ca-file", str(self.pki / "ca.crt"), "--client-cert-auth"]
+            ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+            ctx.load_cert_chain(str(self.pki / "client.crt"), str(self.pki / "client.key"))
         env = dict(os.environ)
         if os.uname().machine in ("aarch64", "arm64"):
             env["ETCD_UNSUPPORTED_ARCH"] = "arm64"
@@ -144,7 +154,7 @@ class Etcd:
                 raise RuntimeError(f"etcd exited with {self.proc.returncode}:\n{tail(self.log)}")
             try:
                 import urllib.request
-                with urllib.request.urlopen(self.endpoint + "/health", timeout=2) as r:
+                with urllib.request.urlopen(self.endpoint + "/health", timeout=2, context=ctx) as r:
                     if b"true" in r.read():
                         return
             except Exception:

@@ -9,14 +9,12 @@ import base64
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
-from harness import ETCD_BIN, Etcd, Server, T, https, scenario, stop_process, tail
+from harness import Etcd, Server, T, https, scenario, stop_process
 
 CONFIG = """apiVersion: apiserver.config.k8s.io/v1
 kind: EncryptionConfiguration
@@ -156,40 +154,6 @@ def make_pki(d: Path) -> None:
                 "-out", f"{name}.crt", "-days", "1", "-extfile", f"{name}.ext", cwd=d)
 
 
-class TlsEtcd(Etcd):
-    """An etcd that serves clients over TLS only and demands a client certificate signed by the CA."""
-
-    def __init__(self, workdir: Path, pki: Path):
-        super().__init__(workdir)
-        self.pki = pki
-        self.endpoint = f"https://127.0.0.1:{self.client_port}"
-
-    def start(self) -> None:
-        peer = f"http://127.0.0.1:{self.peer_port}"
-        cmd = [ETCD_BIN, "--name", "tls", "--data-dir", str(self.dir),
-               "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
-               "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-               "--initial-cluster", f"tls={peer}", "--initial-cluster-state", "new",
-               "--cert-file", str(self.pki / "server.crt"), "--key-file", str(self.pki / "server.key"),
-               "--trusted-ca-file", str(self.pki / "ca.crt"), "--client-cert-auth"]
-        self.proc = subprocess.Popen(cmd, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
-        ctx.load_cert_chain(str(self.pki / "client.crt"), str(self.pki / "client.key"))
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"etcd exited with {self.proc.returncode}:\n{tail(self.log)}")
-            try:
-                with urllib.request.urlopen(self.endpoint + "/health", timeout=2, context=ctx) as r:
-                    if b"true" in r.read():
-                        return
-            except Exception:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"TLS etcd did not become healthy in 30s:\n{tail(self.log)}")
-
-
 @scenario
 def etcd_over_tls(t: T) -> None:
     """(etcd) A server on an etcd that serves TLS only and demands client certificates: with --etcd-cafile,
@@ -201,7 +165,7 @@ def etcd_over_tls(t: T) -> None:
     pki = workdir / "etcd-pki"
     pki.mkdir()
     make_pki(pki)
-    etcd = TlsEtcd(workdir, pki)
+    etcd = Etcd(workdir, pki)
     server = Server("etcd", workdir / "server", etcd)
     server.workdir.mkdir()
     try:

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::apiserver::catalog::{Catalog, SharedCatalog};
+use crate::apiserver::catalog::{Catalog, ResourceInfo, SharedCatalog};
 use crate::apiserver::http::request::Query;
 use crate::apiserver::registry::store::{normalize, DeleteOptions, Registry};
 use crate::storage::embedded::EmbeddedStore;
@@ -49,18 +49,22 @@ fn crd() -> Value {
     })
 }
 
-#[tokio::test]
-async fn crd_lifecycle_serves_and_removes_custom_resources() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let reg = registry(dir.path()).await;
-    let crds = reg
-        .catalog
+/// The catalog row of customresourcedefinitions.
+fn crd_row(reg: &Registry) -> ResourceInfo {
+    reg.catalog
         .find(
             crate::apiserver::crd::GROUP,
             "v1",
             crate::apiserver::crd::PLURAL,
         )
-        .expect("crd row");
+        .expect("crd row")
+}
+
+#[tokio::test]
+async fn crd_lifecycle_serves_and_removes_custom_resources() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reg = registry(dir.path()).await;
+    let crds = crd_row(&reg);
     let created = reg
         .create(&crds, None, crd(), false)
         .await
@@ -142,14 +146,7 @@ async fn crd_lifecycle_serves_and_removes_custom_resources() {
 async fn versions_share_objects_stored_as_the_storage_version() {
     let dir = tempfile::tempdir().expect("tempdir");
     let reg = registry(dir.path()).await;
-    let crds = reg
-        .catalog
-        .find(
-            crate::apiserver::crd::GROUP,
-            "v1",
-            crate::apiserver::crd::PLURAL,
-        )
-        .expect("crd row");
+    let crds = crd_row(&reg);
     let mut two = crd();
     let schema = two["spec"]["versions"][0]["schema"].clone();
     two["spec"]["versions"] = json!([
