@@ -50,14 +50,16 @@ static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
 /// are parsed once, and again only when their text changes (a new generation of the object that
 /// holds them). Cleared when it reaches [`CACHE_ENTRIES`], so expressions of deleted objects do not
 /// accumulate.
-static CACHE: LazyLock<Mutex<HashMap<String, Result<Arc<Program>, CompileError>>>> =
-    LazyLock::new(Mutex::default);
+static CACHE: LazyLock<Mutex<HashMap<String, Compiled>>> = LazyLock::new(Mutex::default);
+
+/// A cached compilation: the shared program, or why the text does not compile.
+type Compiled = Result<Arc<Program>, CompileError>;
 
 /// How many compiled expressions [`compile_cached`] keeps.
 const CACHE_ENTRIES: usize = 4096;
 
 /// [`Program::compile`] through the shared cache.
-pub fn compile_cached(expr: &str) -> Result<Arc<Program>, CompileError> {
+pub fn compile_cached(expr: &str) -> Compiled {
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(hit) = cache.get(expr) {
         return hit.clone();
@@ -143,6 +145,31 @@ impl Program {
         }
     }
 
+    /// [`Program::compile`], then refuses references to variables other than `declared` (and the
+    /// names comprehensions bind), as upstream's type checker does:
+    /// `ERROR: <input>:1:1: undeclared reference to 'foo' (in container '')`.
+    pub fn compile_declared(expr: &str, declared: &[&str]) -> Result<Program, CompileError> {
+        let program = Program::compile(expr)?;
+        let mut scope: Vec<&str> = declared.to_vec();
+        let mut undeclared = Vec::new();
+        free_identifiers(program.program.expression(), &mut scope, &mut undeclared);
+        let Some((name, id)) = undeclared.first() else {
+            return Ok(program);
+        };
+        // The node's start offset as line and column (both from 1), as cel-go prints positions.
+        let start = program
+            .program
+            .source_info()
+            .offset_for(*id)
+            .map_or(0, |(start, _)| start as usize);
+        let before = expr.get(..start).unwrap_or("");
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Err(CompileError(format!(
+            "ERROR: <input>:{line}:{col}: undeclared reference to '{name}' (in container '')"
+        )))
+    }
+
     /// The expression as written.
     pub fn source(&self) -> &str {
         &self.source
@@ -174,6 +201,91 @@ impl Program {
                 other.type_of()
             ))),
         }
+    }
+}
+
+/// Type names an expression may use as values (`type(x) == int`).
+const TYPE_NAMES: &[&str] = &[
+    "bool",
+    "bytes",
+    "double",
+    "dyn",
+    "int",
+    "list",
+    "map",
+    "null_type",
+    "string",
+    "type",
+    "uint",
+];
+
+/// Collects the identifiers of `e` that are neither in `scope` (declared variables and the
+/// comprehension variables around them) nor type names, with their node ids. Identifiers that are
+/// the receiver of a call are left alone: they may name a function namespace (`strings.quote`).
+fn free_identifiers<'e>(
+    e: &'e ::cel::IdedExpr,
+    scope: &mut Vec<&'e str>,
+    out: &mut Vec<(String, u64)>,
+) {
+    use ::cel::common::ast::{EntryExpr, Expr};
+    match &e.expr {
+        Expr::Ident(name) => {
+            if !name.starts_with('@')
+                && !scope.contains(&name.as_str())
+                && !TYPE_NAMES.contains(&name.as_str())
+            {
+                out.push((name.clone(), e.id));
+            }
+        }
+        Expr::Call(call) => {
+            if let Some(target) = &call.target {
+                if !matches!(target.expr, Expr::Ident(_)) {
+                    free_identifiers(target, scope, out);
+                }
+            }
+            for a in &call.args {
+                free_identifiers(a, scope, out);
+            }
+        }
+        Expr::Comprehension(c) => {
+            free_identifiers(&c.iter_range, scope, out);
+            free_identifiers(&c.accu_init, scope, out);
+            let depth = scope.len();
+            scope.push(&c.iter_var);
+            if let Some(v2) = &c.iter_var2 {
+                scope.push(v2);
+            }
+            scope.push(&c.accu_var);
+            free_identifiers(&c.loop_cond, scope, out);
+            free_identifiers(&c.loop_step, scope, out);
+            free_identifiers(&c.result, scope, out);
+            scope.truncate(depth);
+        }
+        Expr::List(l) => {
+            for x in &l.elements {
+                free_identifiers(x, scope, out);
+            }
+        }
+        Expr::Map(m) => {
+            for entry in &m.entries {
+                match &entry.expr {
+                    EntryExpr::StructField(f) => free_identifiers(&f.value, scope, out),
+                    EntryExpr::MapEntry(me) => {
+                        free_identifiers(&me.key, scope, out);
+                        free_identifiers(&me.value, scope, out);
+                    }
+                }
+            }
+        }
+        Expr::Struct(st) => {
+            for entry in &st.entries {
+                if let EntryExpr::StructField(f) = &entry.expr {
+                    free_identifiers(&f.value, scope, out);
+                }
+            }
+        }
+        Expr::Select(sel) => free_identifiers(&sel.operand, scope, out),
+        Expr::Literal(_) | Expr::Unspecified => {}
     }
 }
 
@@ -353,5 +465,28 @@ mod tests {
         assert!(Program::compile(&long).is_err());
         assert!(eval("1 / 0 == 1", &[]).is_err());
         assert!(eval("undeclared == 1", &[]).is_err());
+    }
+
+    #[test]
+    fn declared_variables() {
+        let declared = ["object", "params"];
+        assert!(Program::compile_declared(
+            "object.spec.containers.all(c, c.ports.exists(p, p.containerPort > 0))",
+            &declared
+        )
+        .is_ok());
+        assert!(Program::compile_declared(
+            "type(object) == map && 'a'.lowerAscii() == 'a'",
+            &declared
+        )
+        .is_ok());
+        assert_eq!(
+            Program::compile_declared("object.x == params.y && foo.bar", &declared)
+                .unwrap_err()
+                .0,
+            "ERROR: <input>:1:25: undeclared reference to 'foo' (in container '')"
+        );
+        // A comprehension's variable is not in scope after it.
+        assert!(Program::compile_declared("[1].all(x, x > 0) && x == 1", &declared).is_err());
     }
 }

@@ -27,6 +27,39 @@ impl Strategy for WebhookConfigurations {
     fn defaults(&self, obj: &mut Value) {
         defaults::webhook_configuration(obj, self.mutating);
     }
+    fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
+        validate_webhook_match_conditions(obj, causes);
+    }
+}
+
+/// Upstream's `validateMatchConditions` for each webhook: names present and unique, at most 64,
+/// expressions that compile over `object`, `oldObject`, `request` and `authorizer`.
+fn validate_webhook_match_conditions(obj: &Value, causes: &mut Vec<Cause>) {
+    let env = ["object", "oldObject", "request", "authorizer"];
+    for (w, hook) in items(obj, "webhooks").iter().enumerate() {
+        let conditions = items(hook, "matchConditions");
+        let at = format!("webhooks[{w}].matchConditions");
+        if conditions.len() > 64 {
+            causes.push(Cause::too_many(&at, conditions.len(), 64));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, c) in conditions.iter().enumerate() {
+            match text(c, "expression")
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+            {
+                None => causes.push(Cause::required(&format!("{at}[{i}].expression"))),
+                Some(e) => check_expression(&format!("{at}[{i}].expression"), e, &env, causes),
+            }
+            match text(c, "name").filter(|n| !n.is_empty()) {
+                None => causes.push(Cause::required(&format!("{at}[{i}].name"))),
+                Some(n) if !names.insert(n) => {
+                    causes.push(Cause::duplicate(&format!("{at}[{i}].name"), &json!(n)))
+                }
+                Some(_) => {}
+            }
+        }
+    }
 }
 
 /// ValidatingAdmissionPolicies: upstream's defaults, and its validation of the spec
@@ -78,9 +111,10 @@ fn items<'v>(v: &'v Value, field: &str) -> &'v [Value] {
         .unwrap_or_default()
 }
 
-/// A CEL expression that must compile: `Invalid value: "EXPR": compilation failed: ...`.
-fn check_expression(field: &str, expr: &str, causes: &mut Vec<Cause>) {
-    if let Err(e) = Program::compile(expr) {
+/// A CEL expression that must compile, reading only the `declared` variables:
+/// `Invalid value: "EXPR": compilation failed: ...`.
+fn check_expression(field: &str, expr: &str, declared: &[&str], causes: &mut Vec<Cause>) {
+    if let Err(e) = Program::compile_declared(expr, declared) {
         causes.push(Cause::invalid(
             field,
             &json!(expr),
@@ -89,8 +123,28 @@ fn check_expression(field: &str, expr: &str, causes: &mut Vec<Cause>) {
     }
 }
 
+/// The variables a policy's expressions may read (upstream's environments): `params` only with a
+/// paramKind, `variables` not in matchConditions, `authorizer` not in messageExpressions (declared
+/// as upstream does, though this server does not provide it: reading it is an evaluation error).
+fn declared(has_params: bool, variables: bool, authorizer: bool) -> Vec<&'static str> {
+    let mut d = vec!["object", "oldObject", "request", "namespaceObject"];
+    if has_params {
+        d.push("params");
+    }
+    if variables {
+        d.push("variables");
+    }
+    if authorizer {
+        d.push("authorizer");
+    }
+    d
+}
+
 /// Upstream's `validateValidatingAdmissionPolicySpec`.
 pub fn validate_policy_spec(spec: &Value, causes: &mut Vec<Cause>) {
+    let has_params = spec.get("paramKind").is_some_and(|p| !p.is_null());
+    let conditions_env = declared(has_params, false, true);
+    let expressions_env = declared(has_params, true, true);
     match spec.get("failurePolicy") {
         None | Some(Value::Null) => causes.push(Cause::required("spec.failurePolicy")),
         Some(p) if !matches!(p.as_str(), Some("Fail" | "Ignore")) => causes.push(
@@ -130,7 +184,7 @@ pub fn validate_policy_spec(spec: &Value, causes: &mut Vec<Cause>) {
             .filter(|e| !e.is_empty())
         {
             None => causes.push(Cause::required(&format!("{at}.expression"))),
-            Some(e) => check_expression(&format!("{at}.expression"), e, causes),
+            Some(e) => check_expression(&format!("{at}.expression"), e, &conditions_env, causes),
         }
         match text(c, "name").filter(|n| !n.is_empty()) {
             None => causes.push(Cause::required(&format!("{at}.name"))),
@@ -153,7 +207,7 @@ pub fn validate_policy_spec(spec: &Value, causes: &mut Vec<Cause>) {
                 &format!("{at}.expression"),
                 "expression is not specified",
             )),
-            Some(e) => check_expression(&format!("{at}.expression"), e, causes),
+            Some(e) => check_expression(&format!("{at}.expression"), e, &expressions_env, causes),
         }
     }
     let validations = items(spec, "validations");
@@ -165,7 +219,7 @@ pub fn validate_policy_spec(spec: &Value, causes: &mut Vec<Cause>) {
         return;
     }
     for (i, v) in validations.iter().enumerate() {
-        validate_validation(v, &format!("spec.validations[{i}]"), causes);
+        validate_validation(v, &format!("spec.validations[{i}]"), has_params, causes);
     }
     for (i, a) in audits.iter().enumerate() {
         let at = format!("spec.auditAnnotations[{i}]");
@@ -174,19 +228,29 @@ pub fn validate_policy_spec(spec: &Value, causes: &mut Vec<Cause>) {
         }
         match text(a, "valueExpression").filter(|e| !e.trim().is_empty()) {
             None => causes.push(Cause::required(&format!("{at}.valueExpression"))),
-            Some(e) => check_expression(&format!("{at}.valueExpression"), e, causes),
+            Some(e) => check_expression(
+                &format!("{at}.valueExpression"),
+                e,
+                &expressions_env,
+                causes,
+            ),
         }
     }
 }
 
 /// Upstream's `validateValidation`.
-fn validate_validation(v: &Value, at: &str, causes: &mut Vec<Cause>) {
+fn validate_validation(v: &Value, at: &str, has_params: bool, causes: &mut Vec<Cause>) {
     match text(v, "expression").filter(|e| !e.trim().is_empty()) {
         None => causes.push(Cause::required_detail(
             &format!("{at}.expression"),
             "expression is not specified",
         )),
-        Some(e) => check_expression(&format!("{at}.expression"), e, causes),
+        Some(e) => check_expression(
+            &format!("{at}.expression"),
+            e,
+            &declared(has_params, true, true),
+            causes,
+        ),
     }
     if let Some(m) = text(v, "messageExpression").filter(|m| !m.is_empty()) {
         if m.trim().is_empty() {
@@ -196,7 +260,12 @@ fn validate_validation(v: &Value, at: &str, causes: &mut Vec<Cause>) {
                 "must be non-empty if specified",
             ));
         } else {
-            check_expression(&format!("{at}.messageExpression"), m, causes);
+            check_expression(
+                &format!("{at}.messageExpression"),
+                m,
+                &declared(has_params, true, false),
+                causes,
+            );
         }
     }
     if let Some(m) = text(v, "message").filter(|m| !m.is_empty()) {
@@ -362,6 +431,14 @@ mod tests {
             ),
             vec!["spec.matchConstraints: Required value"]
         );
+        // params without a paramKind is an undeclared reference, as upstream's type check says.
+        assert_eq!(
+            messages(validate_policy_spec, policy(json!([{"expression": "params.x == 1"}]))),
+            vec!["spec.validations[0].expression: Invalid value: \"params.x == 1\": compilation failed: ERROR: <input>:1:1: undeclared reference to 'params' (in container '')"]
+        );
+        let mut with_params = policy(json!([{"expression": "params.x == 1 && variables.v"}]));
+        with_params["paramKind"] = json!({"apiVersion": "v1", "kind": "ConfigMap"});
+        assert!(messages(validate_policy_spec, with_params).is_empty());
     }
 
     #[test]
