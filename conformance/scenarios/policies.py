@@ -49,7 +49,8 @@ def validating_admission_policy(t: T) -> None:
     refused with upstream's text (dry runs too) and nothing is stored, 3 replicas are admitted, an update above 5 is
     refused; the binding's namespaceSelector leaves other namespaces alone; a Warn binding admits with upstream's
     `Warning:` line; a ConfigMap paramKind (`params.data.maxReplicas`) with a messageExpression, and its missing
-    param refused under parameterNotFoundAction Deny; invalid policies and bindings are refused at create."""
+    param refused under parameterNotFoundAction Deny; a DELETE rule judges the stored object (`oldObject`); invalid
+    policies and bindings are refused at create."""
     created: list[tuple[str, str]] = []
 
     def make(obj: dict) -> None:
@@ -124,6 +125,26 @@ def validating_admission_policy(t: T) -> None:
             PARAM_POLICY, "replicas-param-deny", "replicas must be at most 2"),
             "the param's limit, with the messageExpression's text")
         t.ok("create", "deployment", "two", f"--image={PAUSE}", "--replicas=2", "-n", pns)
+
+        # Deletes: `object` is null and `oldObject` the stored object.
+        keep = _policy("keep-configmaps.example.com", [{
+            "expression": "object == null && !('keep' in oldObject.metadata.labels)",
+            "message": "configmaps labelled keep may not be deleted", "reason": "Forbidden"}],
+            matchConstraints={"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["DELETE"],
+                                                 "resources": ["configmaps"]}]})
+        make(keep)
+        make(_binding("keep-configmaps", "keep-configmaps.example.com", ["Deny"], "vap-scenario=deny"))
+        t.ok("create", "configmap", "kept", "--from-literal=a=b", "-n", ns)
+        t.ok("label", "configmap", "kept", "keep=yes", "-n", ns)
+        t.ok("create", "configmap", "gone", "--from-literal=a=b", "-n", ns)
+        t.ok("label", "configmap", "gone", "other=yes", "-n", ns)
+        err = t.fails("delete", "configmap", "kept", "-n", ns)
+        t.contains(err, 'configmaps "kept" is forbidden: ' + _denied(
+            "keep-configmaps.example.com", "keep-configmaps", "configmaps labelled keep may not be deleted"),
+            "a delete judged on the stored object")
+        t.ok("get", "configmap", "kept", "-n", ns)
+        t.eq(t.ok("delete", "configmap", "gone", "-n", ns).strip(), 'configmap "gone" deleted',
+             "a delete the policy allows")
 
         # Validation at create: nothing to validate, CEL that does not compile, Deny with Warn.
         err = t.fails("create", "-f", "-", stdin=json.dumps(_policy("empty.example.com", [])))
