@@ -99,7 +99,7 @@ impl From<ExecutionError> for EvalError {
         EvalError(match &e {
             ExecutionError::NoSuchKey(k) => format!("no such key: {k}"),
             ExecutionError::UndeclaredReference(r) => format!("undeclared reference to '{r}'"),
-            ExecutionError::NoSuchOverload(o) => format!("no such overload: {o}"),
+            ExecutionError::NoSuchOverload(o) => o.to_string(),
             ExecutionError::DivisionByZero(_) => "division by zero".into(),
             ExecutionError::RemainderByZero(_) => "modulus by zero".into(),
             _ => e.to_string(),

@@ -292,3 +292,52 @@ pub async fn namespace_matches(
     };
     selects(sel, labels_of(&namespace)).map_err(ApiError::internal)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::catalog::Catalog;
+    use serde_json::json;
+
+    #[test]
+    fn match_conditions_evaluate() {
+        let catalog = Catalog::builtin();
+        let Some(info) = catalog.find("", "v1", "configmaps") else {
+            panic!("no configmaps");
+        };
+        let a = Attributes {
+            info,
+            ns: Some("ns"),
+            name: "",
+            sub: None,
+            op: Operation::Create,
+            user: None,
+            authorizer: None,
+            dry_run: false,
+        };
+        let obj = json!({"metadata": {"name": "cm", "labels": {"skip": "yes"}}});
+        let cond = |e: &str| json!({"name": "c", "expression": e});
+        let run = |conds: Vec<Value>| match_conditions(&a, &conds, Some(&obj), None);
+        assert_eq!(run(vec![cond("request.operation == 'CREATE'")]), Ok(true));
+        assert_eq!(
+            run(vec![cond(
+                "request.namespace == 'ns' && request.name == 'cm'"
+            )]),
+            Ok(true)
+        );
+        assert_eq!(
+            run(vec![cond("!('skip' in object.metadata.labels)")]),
+            Ok(false)
+        );
+        // A false condition wins over an error; errors alone are aggregated.
+        assert_eq!(run(vec![cond("object.nope"), cond("false")]), Ok(false));
+        assert_eq!(
+            run(vec![cond("object.nope")]),
+            Err("expression 'object.nope' resulted in error: no such key: nope".into())
+        );
+        assert_eq!(
+            run(vec![cond("oldObject.x"), cond("object.nope")]),
+            Err("[expression 'oldObject.x' resulted in error: found no matching overload for '_._' applied to '(null_type, string)', expression 'object.nope' resulted in error: no such key: nope]".into())
+        );
+    }
+}
