@@ -129,7 +129,8 @@ def admission_webhooks_mutate_validate_fail(t: T) -> None:
     """Admission webhooks called by URL over HTTPS (caBundle-verified): a mutating webhook labels ConfigMaps created
     in a namespace its namespaceSelector selects (and not elsewhere) and gets the requester's userInfo; a validating
     webhook's refusal is upstream's `admission webhook "NAME" denied the request: MESSAGE` and its warning a `Warning:`
-    line; `--dry-run=server` calls a sideEffects=None webhook with dryRun set; with the server stopped,
+    line; `--dry-run=server` calls a sideEffects=None webhook with dryRun set; CEL matchConditions skip it (false) or
+    refuse the request (an evaluation error under failurePolicy Fail); with the server stopped,
     failurePolicy Fail refuses with upstream's `failed calling webhook` message and Ignore lets the create through."""
     d = Path(tempfile.mkdtemp(prefix="webhooks-", dir=str(t.server.workdir)))
     certs(d)
@@ -178,6 +179,28 @@ def admission_webhooks_mutate_validate_fail(t: T) -> None:
              "the validating webhook was called on the dry run too")
         t.eq(t.fails("get", "configmap", "dry", "-n", on), NOT_FOUND.format(res="configmaps", name="dry"),
              "a dry run stores nothing")
+
+        # matchConditions (CEL): a false condition skips the webhook; one that fails to evaluate refuses under
+        # failurePolicy Fail with upstream's NewForbidden text.
+        cond = ('[{"op": "add", "path": "/webhooks/0/matchConditions", "value": '
+                '[{"name": "not-skipped", "expression": "!(\'skip\' in object.metadata.labels)"}]}]')
+        t.ok("patch", "validatingwebhookconfiguration", VALIDATING_CONFIG, "--type=json", "-p", cond)
+        skipped = json.loads(_cm("skipped", {"forbidden": "x"}))
+        skipped["metadata"]["labels"] = {"skip": "yes"}
+        t.create(skipped, on)
+        t.eq(hook.calls("/validate", "skipped"), [], "a false matchCondition skips the webhook")
+        err = t.fails("create", "-f", "-", "-n", on, stdin=_cm("bad", {"forbidden": "x"}))
+        t.contains(err, 'denied the request: the key "forbidden" is not allowed',
+                   "a true matchCondition calls the webhook")
+        broken = ('[{"op": "replace", "path": "/webhooks/0/matchConditions/0/expression", '
+                  '"value": "object.nope == 1"}]')
+        t.ok("patch", "validatingwebhookconfiguration", VALIDATING_CONFIG, "--type=json", "-p", broken)
+        err = t.fails("create", "-f", "-", "-n", on, stdin=_cm("cel"))
+        t.eq(err, 'Error from server (Forbidden): error when creating "STDIN": configmaps "cel" is forbidden: '
+                  "expression 'object.nope == 1' resulted in error: no such key: nope",
+             "a matchCondition that fails to evaluate under failurePolicy Fail")
+        t.ok("patch", "validatingwebhookconfiguration", VALIDATING_CONFIG, "--type=json", "-p",
+             '[{"op": "remove", "path": "/webhooks/0/matchConditions"}]')
 
         # The server goes away: failurePolicy Fail refuses (mutating webhooks run first), Ignore lets it through.
         hook.stop()

@@ -710,10 +710,10 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             .subs(vec![status::<
                 admissionregistration::ValidatingAdmissionPolicy,
             >()])
-            .strategy(s::admission::VALIDATING_ADMISSION_POLICIES),
+            .strategy(s::admission::ValidatingAdmissionPolicies),
         row::<admissionregistration::ValidatingAdmissionPolicyBinding>()
             .categories(API_EXTENSIONS)
-            .strategy(s::admission::VALIDATING_ADMISSION_POLICY_BINDINGS),
+            .strategy(s::admission::ValidatingAdmissionPolicyBindings),
         row::<admissionregistration::ValidatingWebhookConfiguration>()
             .categories(API_EXTENSIONS)
             .strategy(s::admission::WebhookConfigurations { mutating: false }),

@@ -17,6 +17,7 @@ pub mod admission;
 pub mod authn;
 pub mod authz;
 pub mod catalog;
+pub mod cel;
 pub mod crd;
 pub mod http;
 pub mod openapi;

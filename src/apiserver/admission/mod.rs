@@ -8,7 +8,7 @@
 //! object the store is about to write, so a denial stores nothing, on dry runs too.
 //!
 //! Deletes, evictions and TokenRequests pass [`Chain::admit_delete`] / [`Chain::admit`] from their
-//! handlers (NodeRestriction and the admission [`webhook`]s judge them). Namespace lifecycle (creating in a missing or
+//! handlers (NodeRestriction, ValidatingAdmissionPolicy and the admission [`webhook`]s judge them). Namespace lifecycle (creating in a missing or
 //! terminating namespace) is checked by the store itself. Writes the server makes for itself
 //! (bootstrap, bindings, the eviction's own delete) do not pass through here.
 
@@ -20,6 +20,7 @@ pub mod pod_security;
 pub mod priority;
 pub mod resource_quota;
 pub mod service_account;
+pub mod validating_admission_policy;
 pub mod webhook;
 
 use serde_json::Value;
@@ -134,6 +135,7 @@ pub const PLUGIN_NAMES: &[&str] = &[
     "DefaultTolerationSeconds",
     "CertificateApproval",
     "MutatingAdmissionWebhook",
+    "ValidatingAdmissionPolicy",
     "ValidatingAdmissionWebhook",
     "ResourceQuota",
 ];
@@ -147,7 +149,8 @@ impl Chain {
     /// Upstream's default set (with kubeadm's NodeRestriction), in its order: LimitRanger,
     /// ServiceAccount, NodeRestriction, PodSecurity, Priority,
     /// DefaultTolerationSeconds, CertificateApproval/Signing/SubjectRestriction (one plugin here, named
-    /// by the first), MutatingAdmissionWebhook, ValidatingAdmissionWebhook ([`webhook`]),
+    /// by the first), MutatingAdmissionWebhook, ValidatingAdmissionPolicy
+    /// ([`validating_admission_policy`]), ValidatingAdmissionWebhook ([`webhook`]),
     /// ResourceQuota (last, so what it charges is what is stored); less the disabled.
     pub fn standard(opts: &Options) -> Chain {
         let all: Vec<(&str, Box<dyn Plugin>)> = vec![
@@ -164,12 +167,16 @@ impl Chain {
                 Box::new(default_tolerations::DefaultTolerationSeconds::new(opts)),
             ),
             ("CertificateApproval", Box::new(certificates::Certificates)),
-            // Upstream runs MutatingAdmissionWebhook after every built-in mutating plugin, and
-            // ValidatingAdmissionWebhook (with ValidatingAdmissionPolicy, not built here) before
-            // ResourceQuota, so quota charges what webhooks let through.
+            // Upstream runs MutatingAdmissionWebhook after every built-in mutating plugin, then
+            // ValidatingAdmissionPolicy and ValidatingAdmissionWebhook before ResourceQuota, so
+            // quota charges what policies and webhooks let through.
             (
                 "MutatingAdmissionWebhook",
                 Box::<webhook::MutatingAdmissionWebhook>::default(),
+            ),
+            (
+                "ValidatingAdmissionPolicy",
+                Box::<validating_admission_policy::ValidatingAdmissionPolicy>::default(),
             ),
             (
                 "ValidatingAdmissionWebhook",

@@ -1017,6 +1017,43 @@ pub fn webhook_configuration(v: &mut Value, mutating: bool) {
     }
 }
 
+/// Upstream's defaults for ValidatingAdmissionPolicies (`SetDefaults_ValidatingAdmissionPolicySpec`,
+/// `SetDefaults_MatchResources`, `SetDefaults_Rule`).
+pub fn validating_admission_policy(v: &mut Value) {
+    let Some(spec) = obj(v).and_then(|m| child(m, "spec")) else {
+        return;
+    };
+    default(spec, "failurePolicy", json!("Fail"));
+    if let Some(mc) = child(spec, "matchConstraints") {
+        match_resources_defaults(mc);
+    }
+}
+
+/// Upstream's defaults for ValidatingAdmissionPolicyBindings (`SetDefaults_ParamRef`, and the
+/// MatchResources ones when the binding has matchResources).
+pub fn validating_admission_policy_binding(v: &mut Value) {
+    let Some(spec) = obj(v).and_then(|m| child(m, "spec")) else {
+        return;
+    };
+    if let Some(mr) = child(spec, "matchResources") {
+        match_resources_defaults(mr);
+    }
+    if let Some(pr) = child(spec, "paramRef") {
+        default(pr, "parameterNotFoundAction", json!("Deny"));
+    }
+}
+
+fn match_resources_defaults(mr: &mut Map<String, Value>) {
+    default(mr, "matchPolicy", json!("Equivalent"));
+    default(mr, "namespaceSelector", json!({}));
+    default(mr, "objectSelector", json!({}));
+    for field in ["resourceRules", "excludeResourceRules"] {
+        for rule in list(mr, field) {
+            default(rule, "scope", json!("*"));
+        }
+    }
+}
+
 /// Upstream's defaults for role bindings.
 pub fn role_binding(v: &mut Value) {
     if let Some(subjects) = v.get_mut("subjects").and_then(Value::as_array_mut) {

@@ -214,7 +214,7 @@ async fn call(
 
 /// The kind and resource the review names: a subresource's own kind where it has one (an
 /// Eviction, a Scale), else the resource's.
-fn kind_and_resource(a: &Attributes<'_>) -> (GroupVersion, GroupVersion) {
+pub fn kind_and_resource(a: &Attributes<'_>) -> (GroupVersion, GroupVersion) {
     let info = a.info;
     let kind = match a
         .sub

@@ -8,17 +8,21 @@
 //! webhooks, so a webhook meant for every version must list them (for resources rkube serves in
 //! one version the two policies are the same).
 //!
-//! matchConditions are CEL expressions, which rkube does not evaluate. A webhook that has any is
-//! treated as upstream treats one whose conditions fail to evaluate: with `failurePolicy: Ignore`
-//! it is skipped, with `Fail` (the default) the request is refused (403, naming the webhook).
+//! matchConditions are CEL expressions ([`crate::apiserver::cel`]): any false skips the webhook;
+//! errors (with none false) skip it under `failurePolicy: Ignore` and refuse the request under
+//! `Fail` (403, upstream's `NewForbidden` with the evaluation error). The `authorizer` variable is
+//! not provided.
 
 use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::dispatch::kind_and_resource;
+use super::review::{self, ReviewRequest, ReviewVersion};
 use super::rules::{any_rule_matches, RuleAttrs};
 use super::selectors::{is_empty, labels_of, object_selects, selects};
 use crate::apiserver::admission::{Attributes, Operation};
+use crate::apiserver::cel::{compile_cached, Activation};
 use crate::apiserver::registry::store::Registry;
 use crate::apiserver::status::{ApiError, ApiResult};
 
@@ -154,25 +158,94 @@ pub async fn should_call(
     }
     ns_match?;
     obj_match.map_err(ApiError::internal)?;
-    let has_conditions = spec
+    let conditions = spec
         .get("matchConditions")
         .and_then(Value::as_array)
-        .is_some_and(|c| !c.is_empty());
-    if has_conditions {
-        if hook.ignores_failures() {
-            return Ok(false);
-        }
-        let name = object_name(a, obj, old);
-        return Err(ApiError::forbidden(
-            a.info,
-            &name,
-            &format!(
-                "failed to evaluate matchConditions of webhook {:?}: CEL expressions are not supported by this server",
-                hook.name()
-            ),
-        ));
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if conditions.is_empty() {
+        return Ok(true);
     }
-    Ok(true)
+    match match_conditions(a, conditions, obj, old) {
+        Ok(matches) => Ok(matches),
+        // Errors with no condition false follow failurePolicy (upstream's matcher).
+        Err(_) if hook.ignores_failures() => Ok(false),
+        Err(e) => {
+            tracing::warn!(
+                "Failed evaluating match conditions, failing closed {}: {e}",
+                hook.name()
+            );
+            let name = object_name(a, obj, old);
+            Err(ApiError::forbidden(a.info, &name, &e))
+        }
+    }
+}
+
+/// Upstream's `matchconditions.Matcher`: every condition evaluated (CEL, with `object`,
+/// `oldObject` and `request`; `authorizer` is not provided); any false is no match, else any
+/// error is the aggregate of the errors.
+fn match_conditions(
+    a: &Attributes<'_>,
+    conditions: &[Value],
+    obj: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<bool, String> {
+    let mut act = Activation::new();
+    act.bind_json("object", obj);
+    act.bind_json("oldObject", old);
+    act.bind_json("request", Some(&cel_request(a, obj, old)));
+    let mut errors = Vec::new();
+    for c in conditions {
+        let expr = c.get("expression").and_then(Value::as_str).unwrap_or("");
+        let result = compile_cached(expr)
+            .map_err(|e| format!("compilation error: {e}"))
+            .and_then(|p| {
+                p.eval_bool(&act)
+                    .map_err(|e| format!("expression '{expr}' resulted in error: {e}"))
+            });
+        match result {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err(e) => errors.push(e),
+        }
+    }
+    match errors.len() {
+        0 => Ok(true),
+        1 => Err(errors.remove(0)),
+        _ => Err(format!("[{}]", errors.join(", "))),
+    }
+}
+
+/// The `request` variable of CEL expressions: upstream's `CreateAdmissionRequest`, the
+/// AdmissionRequest a webhook gets without its uid and objects.
+pub fn cel_request(a: &Attributes<'_>, obj: Option<&Value>, old: Option<&Value>) -> Value {
+    let op = operation(a.op);
+    let name = object_name(a, obj, old);
+    let (kind, resource) = kind_and_resource(a);
+    let r = ReviewRequest {
+        uid: String::new(),
+        kind,
+        resource,
+        subresource: a.sub.unwrap_or(""),
+        name: &name,
+        namespace: a.ns.unwrap_or(""),
+        operation: op,
+        user: a.user,
+        object: None,
+        old_object: None,
+        dry_run: a.dry_run,
+        options: review::options(op, a.dry_run),
+    };
+    let mut request = review::encode(ReviewVersion::V1, &r)
+        .get_mut("request")
+        .map(Value::take)
+        .unwrap_or_else(|| serde_json::json!({}));
+    if let Some(m) = request.as_object_mut() {
+        for f in ["uid", "object", "oldObject"] {
+            m.remove(f);
+        }
+    }
+    request
 }
 
 /// The name a review carries: the URL's, else the object's (a create).
@@ -190,7 +263,7 @@ pub fn object_name(a: &Attributes<'_>, obj: Option<&Value>, old: Option<&Value>)
 /// Upstream's namespace matcher: cluster-scoped objects other than Namespaces always match; a
 /// Namespace is judged by its own labels (the new object's on create and update, the stored one's
 /// on delete); anything else by its namespace's labels (a missing namespace is a 404).
-async fn namespace_matches(
+pub async fn namespace_matches(
     reg: &Registry,
     a: &Attributes<'_>,
     sel: Option<&Value>,
@@ -218,4 +291,53 @@ async fn namespace_matches(
         return Err(ApiError::not_found(&info, ns));
     };
     selects(sel, labels_of(&namespace)).map_err(ApiError::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::catalog::Catalog;
+    use serde_json::json;
+
+    #[test]
+    fn match_conditions_evaluate() {
+        let catalog = Catalog::builtin();
+        let Some(info) = catalog.find("", "v1", "configmaps") else {
+            panic!("no configmaps");
+        };
+        let a = Attributes {
+            info,
+            ns: Some("ns"),
+            name: "",
+            sub: None,
+            op: Operation::Create,
+            user: None,
+            authorizer: None,
+            dry_run: false,
+        };
+        let obj = json!({"metadata": {"name": "cm", "labels": {"skip": "yes"}}});
+        let cond = |e: &str| json!({"name": "c", "expression": e});
+        let run = |conds: Vec<Value>| match_conditions(&a, &conds, Some(&obj), None);
+        assert_eq!(run(vec![cond("request.operation == 'CREATE'")]), Ok(true));
+        assert_eq!(
+            run(vec![cond(
+                "request.namespace == 'ns' && request.name == 'cm'"
+            )]),
+            Ok(true)
+        );
+        assert_eq!(
+            run(vec![cond("!('skip' in object.metadata.labels)")]),
+            Ok(false)
+        );
+        // A false condition wins over an error; errors alone are aggregated.
+        assert_eq!(run(vec![cond("object.nope"), cond("false")]), Ok(false));
+        assert_eq!(
+            run(vec![cond("object.nope")]),
+            Err("expression 'object.nope' resulted in error: no such key: nope".into())
+        );
+        assert_eq!(
+            run(vec![cond("oldObject.x"), cond("object.nope")]),
+            Err("[expression 'oldObject.x' resulted in error: found no matching overload for '_._' applied to '(null_type, string)', expression 'object.nope' resulted in error: no such key: nope]".into())
+        );
+    }
 }

@@ -21,7 +21,7 @@
 //! from the watch cache and a walk over its rules: no namespace read, no object copy, no network.
 //!
 //! Not done: CONNECT operations and deletecollection (rkube's admission does not see them),
-//! matchConditions (CEL; see [`matching`]), conversion for `matchPolicy: Equivalent`, reinvoking
+//! the `authorizer` variable of matchConditions (CEL; see [`matching`]), conversion for `matchPolicy: Equivalent`, reinvoking
 //! the built-in plugins in the reinvocation round, audit annotations (no audit log), keep-alive
 //! connections to webhooks (each call dials anew).
 
