@@ -23,6 +23,9 @@ resources:
   providers:
 {providers}
 """
+# Last, as upstream documents for turning encryption on: Secrets written before (other scenarios' on this
+# shared server) stay readable, and are encrypted when next written.
+IDENTITY = "  - identity: {}"
 
 
 def aescbc(name: str, secret: str) -> str:
@@ -59,7 +62,7 @@ def openssl_aescbc_decrypt(key: bytes, value: bytes, prefix: bytes) -> bytes:
 
 @scenario
 def secrets_encrypted_at_rest(t: T) -> None:
-    """aescbc for Secrets: stored as `k8s:enc:aescbc:v1:key1:` + upstream's bytes (decrypted with openssl on
+    """aescbc for Secrets (identity last, so Secrets written before stay readable): stored as `k8s:enc:aescbc:v1:key1:` + upstream's bytes (decrypted with openssl on
     etcd), no plaintext in the store, ConfigMaps untouched, kubectl reads them back; rotation to key2 and
     `kubectl replace` re-encrypts an unchanged Secret (new resourceVersion); a config with a short key stops
     the start with upstream's message; identity first and a replace store them in the clear again."""
@@ -70,11 +73,15 @@ def secrets_encrypted_at_rest(t: T) -> None:
     marker = f"rkube-at-rest-{os.urandom(6).hex()}"
     marker_b64 = b64(marker.encode()).encode()
     path = workdir / "encryption.yaml"
-    path.write_text(CONFIG.format(providers=aescbc("key1", b64(key1))))
+    path.write_text(CONFIG.format(providers=aescbc("key1", b64(key1)) + "\n" + IDENTITY))
     skey = f"/registry/secrets/{ns}/s1"
     p1, p2 = b"k8s:enc:aescbc:v1:key1:", b"k8s:enc:aescbc:v1:key2:"
+    # A Secret written before encryption is turned on: identity, last in the config, still reads it.
+    t.ok("create", "secret", "generic", "before", "-n", ns, "--from-literal=k=plain")
     try:
         restart_with(t, path)
+        t.eq(t.ok("get", "secret", "before", "-n", ns, "-o", "jsonpath={.data.k}"), b64(b"plain"),
+             "a Secret stored before encryption was turned on still reads (identity last)")
         t.ok("create", "secret", "generic", "s1", "-n", ns, f"--from-literal=password={marker}")
         t.ok("create", "configmap", "c1", "-n", ns, f"--from-literal=k={marker}-cm")
         t.eq(t.ok("get", "secret", "s1", "-n", ns, "-o", "jsonpath={.data.password}"), marker_b64.decode(),
@@ -93,7 +100,8 @@ def secrets_encrypted_at_rest(t: T) -> None:
         t.true(marker_b64 not in raw, "the Secret's value is nowhere in the store in the clear", "")
 
         # Rotation: key2 writes, key1 still reads; replacing the unchanged Secret writes it with key2.
-        path.write_text(CONFIG.format(providers=aescbc("key2", b64(key2)) + "\n" + aescbc("key1", b64(key1))))
+        path.write_text(CONFIG.format(providers="\n".join([aescbc("key2", b64(key2)), aescbc("key1", b64(key1)),
+                                                             IDENTITY])))
         restart_with(t, path)
         rv = t.ok("get", "secret", "s1", "-n", ns, "-o", "jsonpath={.metadata.resourceVersion}")
         t.ok("replace", "-f", "-", stdin=t.ok("get", "secrets", "-n", ns, "-o", "json"))
@@ -124,8 +132,8 @@ def secrets_encrypted_at_rest(t: T) -> None:
     finally:
         # Decrypt everything again (identity first, the keys still read), as upstream documents, so the
         # server can run on without the config.
-        path.write_text(CONFIG.format(providers="  - identity: {}\n" + aescbc("key2", b64(key2)) + "\n"
-                                      + aescbc("key1", b64(key1))))
+        path.write_text(CONFIG.format(providers="\n".join([IDENTITY, aescbc("key2", b64(key2)),
+                                                             aescbc("key1", b64(key1))])))
         restart_with(t, path)
         t.run("replace", "-f", "-", stdin=t.ok("get", "secrets", "-A", "-o", "json"))
     if t.server.etcd is not None:
