@@ -37,27 +37,37 @@ impl Strategy for WebhookConfigurations {
 fn validate_webhook_match_conditions(obj: &Value, causes: &mut Vec<Cause>) {
     let env = ["object", "oldObject", "request", "authorizer"];
     for (w, hook) in items(obj, "webhooks").iter().enumerate() {
-        let conditions = items(hook, "matchConditions");
         let at = format!("webhooks[{w}].matchConditions");
-        if conditions.len() > 64 {
-            causes.push(Cause::too_many(&at, conditions.len(), 64));
+        validate_match_conditions(&at, items(hook, "matchConditions"), &env, causes);
+    }
+}
+
+/// Upstream's `validateMatchConditions`, shared by webhooks and policies: at most 64 conditions at
+/// `at`, each with a name (unique) and an expression that compiles over `env`.
+fn validate_match_conditions(
+    at: &str,
+    conditions: &[Value],
+    env: &[&str],
+    causes: &mut Vec<Cause>,
+) {
+    if conditions.len() > 64 {
+        causes.push(Cause::too_many(at, conditions.len(), 64));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, c) in conditions.iter().enumerate() {
+        match text(c, "expression")
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            None => causes.push(Cause::required(&format!("{at}[{i}].expression"))),
+            Some(e) => check_expression(&format!("{at}[{i}].expression"), e, env, causes),
         }
-        let mut names = std::collections::HashSet::new();
-        for (i, c) in conditions.iter().enumerate() {
-            match text(c, "expression")
-                .map(str::trim)
-                .filter(|e| !e.is_empty())
-            {
-                None => causes.push(Cause::required(&format!("{at}[{i}].expression"))),
-                Some(e) => check_expression(&format!("{at}[{i}].expression"), e, &env, causes),
+        match text(c, "name").filter(|n| !n.is_empty()) {
+            None => causes.push(Cause::required(&format!("{at}[{i}].name"))),
+            Some(n) if !names.insert(n) => {
+                causes.push(Cause::duplicate(&format!("{at}[{i}].name"), &json!(n)))
             }
-            match text(c, "name").filter(|n| !n.is_empty()) {
-                None => causes.push(Cause::required(&format!("{at}[{i}].name"))),
-                Some(n) if !names.insert(n) => {
-                    causes.push(Cause::duplicate(&format!("{at}[{i}].name"), &json!(n)))
-                }
-                Some(_) => {}
-            }
+            Some(_) => {}
         }
     }
 }
@@ -168,32 +178,12 @@ pub fn validate_policy_spec(spec: &Value, causes: &mut Vec<Cause>) {
             }
         }
     }
-    let conditions = items(spec, "matchConditions");
-    if conditions.len() > 64 {
-        causes.push(Cause::too_many(
-            "spec.matchConditions",
-            conditions.len(),
-            64,
-        ));
-    }
-    let mut names = std::collections::HashSet::new();
-    for (i, c) in conditions.iter().enumerate() {
-        let at = format!("spec.matchConditions[{i}]");
-        match text(c, "expression")
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
-            None => causes.push(Cause::required(&format!("{at}.expression"))),
-            Some(e) => check_expression(&format!("{at}.expression"), e, &conditions_env, causes),
-        }
-        match text(c, "name").filter(|n| !n.is_empty()) {
-            None => causes.push(Cause::required(&format!("{at}.name"))),
-            Some(n) if !names.insert(n) => {
-                causes.push(Cause::duplicate(&format!("{at}.name"), &json!(n)))
-            }
-            Some(_) => {}
-        }
-    }
+    validate_match_conditions(
+        "spec.matchConditions",
+        items(spec, "matchConditions"),
+        &conditions_env,
+        causes,
+    );
     for (i, v) in items(spec, "variables").iter().enumerate() {
         let at = format!("spec.variables[{i}]");
         if text(v, "name").is_none_or(|n| n.trim().is_empty()) {
@@ -391,6 +381,31 @@ mod tests {
             ]},
             "validations": validations
         })
+    }
+
+    #[test]
+    fn match_conditions_of_policies_and_webhooks() {
+        let conds = json!([
+            {"name": "a", "expression": "true"},
+            {"name": "a", "expression": ""}
+        ]);
+        let mut p = policy(json!([{"expression": "true"}]));
+        p["matchConditions"] = conds.clone();
+        assert_eq!(
+            messages(validate_policy_spec, p),
+            vec![
+                "spec.matchConditions[1].expression: Required value",
+                "spec.matchConditions[1].name: Duplicate value: \"a\""
+            ]
+        );
+        let hooks = json!({"webhooks": [{"name": "w", "matchConditions": conds}]});
+        assert_eq!(
+            messages(validate_webhook_match_conditions, hooks),
+            vec![
+                "webhooks[0].matchConditions[1].expression: Required value",
+                "webhooks[0].matchConditions[1].name: Duplicate value: \"a\""
+            ]
+        );
     }
 
     #[test]
