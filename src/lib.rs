@@ -5,6 +5,7 @@
 //! [`pki`] (the cluster CA and the certificates every component authenticates with).
 
 pub mod apiserver;
+pub mod cli;
 pub mod controllers;
 pub mod dns;
 pub mod kubelet;

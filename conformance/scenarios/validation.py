@@ -178,3 +178,63 @@ def immutable_fields(t: T) -> None:
     err = t.fails("create", "ingress", "ing2", "-n", ns, "--rule=Foo.com/bar=svc:80")
     t.match(err, r'^error: failed to create ingress: Ingress\.networking\.k8s\.io "ing2" is invalid: '
                  r'spec\.rules\[0\]\.host: Invalid value: "Foo\.com": a lowercase RFC 1123 subdomain must', "host")
+
+
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.formats.example.com"},
+    "spec": {"group": "formats.example.com", "scope": "Namespaced",
+             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                 "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                     "email": {"type": "string", "format": "email"},
+                     "since": {"type": "string", "format": "date"},
+                     "addr": {"type": "string", "format": "ipv4"},
+                     "free": {"type": "string", "format": "not-a-known-format"},
+                     "step": {"type": "number", "multipleOf": 0.5},
+                     "target": {"type": "object",
+                                "properties": {"host": {"type": "string"}, "ip": {"type": "string"}},
+                                "oneOf": [{"required": ["host"]}, {"required": ["ip"]}]},
+                     "port": {"type": "integer", "anyOf": [{"maximum": 1024}, {"minimum": 30000}],
+                              "not": {"enum": [22]}}}}}}}}]}}
+
+
+@scenario
+def crd_schema_formats_and_combinators(t: T) -> None:
+    """A CRD schema's string formats, multipleOf and anyOf/oneOf/not refuse values with kube-openapi's messages;
+    an unknown format is ignored, as upstream."""
+    ns = t.namespace()
+    t.ok("apply", "-f", "-", stdin=json.dumps(WIDGET_CRD))
+    t.ok("wait", "--for", "condition=established", "--timeout=20s", "crd/widgets.formats.example.com")
+
+    def widget(name: str, spec: dict) -> str:
+        return json.dumps({"apiVersion": "formats.example.com/v1", "kind": "Widget",
+                           "metadata": {"name": name, "namespace": ns}, "spec": spec})
+
+    good = {"email": "ops@example.com", "since": "2024-02-29", "addr": "10.0.0.1", "free": "anything",
+            "step": 2.5, "target": {"host": "db"}, "port": 443}
+    t.eq(t.ok("create", "-f", "-", stdin=widget("good", good)).strip(), "widget.formats.example.com/good created",
+         "a valid widget")
+    err = t.fails("create", "-f", "-", stdin=widget("bad-formats", {
+        "email": "not-an-address", "since": "2023-02-29", "addr": "10.0.0", "step": 0.7}))
+    t.contains(err, 'The Widget "bad-formats" is invalid: ', "422 Invalid")
+    for line in ['spec.email: Invalid value: "not-an-address": spec.email in body must be of type email: '
+                 '"not-an-address"',
+                 'spec.since: Invalid value: "2023-02-29": spec.since in body must be of type date: "2023-02-29"',
+                 'spec.addr: Invalid value: "10.0.0": spec.addr in body must be of type ipv4: "10.0.0"',
+                 "spec.step: Invalid value: 0.7: spec.step in body should be a multiple of 0.5"]:
+        t.contains(err, line, "format / multipleOf cause")
+    err = t.fails("create", "-f", "-", stdin=widget("neither", {"target": {}}))
+    t.contains(err, '<nil>: Invalid value: "": "spec.target" must validate one and only one schema (oneOf). '
+                    'Found none valid', "oneOf with no alternative matching")
+    t.contains(err, "spec.target.host: Required value", "the closest alternative's error")
+    err = t.fails("create", "-f", "-", stdin=widget("both", {"target": {"host": "db", "ip": "10.0.0.2"}}))
+    t.contains(err, '"spec.target" must validate one and only one schema (oneOf). Found 2 valid alternatives',
+               "oneOf with two alternatives matching")
+    err = t.fails("create", "-f", "-", stdin=widget("ssh", {"port": 22}))
+    t.contains(err, '<nil>: Invalid value: "": "spec.port" must not validate the schema (not)', "not")
+    err = t.fails("create", "-f", "-", stdin=widget("mid", {"port": 8080}))
+    t.contains(err, '"spec.port" must validate at least one schema (anyOf)', "anyOf")
+    t.eq(t.ok("get", "widgets", "-n", ns, "-o", "name").strip(), "widget.formats.example.com/good",
+         "only the valid widget was stored")
+    t.ok("delete", "crd", "widgets.formats.example.com")

@@ -14,6 +14,7 @@
 //! row carries upstream's warning ([`CustomVersion::deprecation`]).
 
 pub mod conversion;
+mod formats;
 #[cfg(test)]
 mod lifecycle_tests;
 pub mod scale;

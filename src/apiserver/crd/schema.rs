@@ -3,8 +3,9 @@
 //! Upstream's apiextensions-apiserver does three things with it on every write, in this order, and so
 //! do we: **prune** fields the schema does not declare (unless `x-kubernetes-preserve-unknown-fields`
 //! says to keep them at that level), apply **defaults** (`default`) to missing fields, and **validate**
-//! the result (types, required, enum, bounds, pattern, lengths, item counts), answering 422 `Invalid`
-//! with kube-openapi's messages. `apiVersion`, `kind` and `metadata` at the root are never pruned (the
+//! the result (types, required, enum, bounds, `multipleOf`, pattern, lengths, item and property counts,
+//! string `format`s as [`super::formats`] checks them, and the `anyOf`/`oneOf`/`allOf`/`not`
+//! combinators), answering 422 `Invalid` with kube-openapi's messages. `apiVersion`, `kind` and `metadata` at the root are never pruned (the
 //! generic registry validates metadata itself).
 //!
 //! Pruned fields are what `fieldValidation=Strict|Warn` reports as unknown: the handlers compare the body
@@ -12,6 +13,7 @@
 
 use serde_json::{Map, Value};
 
+use super::formats;
 use crate::apiserver::status::Cause;
 
 fn preserves_unknown(s: &Value) -> bool {
@@ -227,6 +229,7 @@ pub fn validate(v: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>) {
             return;
         }
     }
+    combinators(v, schema, path, out);
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
         if !allowed.contains(v) {
             let names: Vec<String> = allowed
@@ -275,6 +278,18 @@ pub fn validate(v: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>) {
                     ));
                 }
             }
+            if let Some(m) = schema.get("multipleOf").and_then(Value::as_f64) {
+                if m > 0.0 && !is_multiple(x, m) {
+                    out.push(Cause::invalid(
+                        shown,
+                        v,
+                        &format!(
+                            "{shown} in body should be a multiple of {}",
+                            number(&schema["multipleOf"])
+                        ),
+                    ));
+                }
+            }
         }
         Value::String(s) => {
             let len = s.chars().count();
@@ -301,6 +316,15 @@ pub fn validate(v: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>) {
                             &format!("{shown} in body should match '{p}'"),
                         ));
                     }
+                }
+            }
+            if let Some(f) = schema.get("format").and_then(Value::as_str) {
+                if formats::check(f, s) == Some(false) {
+                    out.push(Cause::invalid(
+                        shown,
+                        v,
+                        &format!("{shown} in body must be of type {f}: {s:?}"),
+                    ));
                 }
             }
         }
@@ -349,9 +373,99 @@ pub fn validate(v: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>) {
                     out.push(Cause::too_many(shown, o.len(), max as usize));
                 }
             }
+            if let Some(min) = schema.get("minProperties").and_then(Value::as_u64) {
+                if (o.len() as u64) < min {
+                    out.push(Cause::invalid(
+                        shown,
+                        &Value::from(min),
+                        &format!("{shown} in body should have at least {min} properties"),
+                    ));
+                }
+            }
         }
         _ => {}
     }
+}
+
+/// Whether `x` is a multiple of `m`, as go-openapi decides it (the quotient is an integer, within
+/// float precision).
+fn is_multiple(x: f64, m: f64) -> bool {
+    let q = x / m;
+    (q - q.round()).abs() < 1e-9
+}
+
+/// `anyOf`, `oneOf`, `allOf` and `not`: each alternative is validated against the same value and path.
+/// A failed combinator adds kube-openapi's composite error, which apiextensions reports without a field
+/// (`<nil>: Invalid value: "": ...`), then, as kube-openapi does, the errors of the alternative that came
+/// closest (here: the one with the fewest errors, the first on a tie; upstream counts passed checks)
+/// for `anyOf` and for a `oneOf` nothing matched, and every alternative's errors for `allOf`.
+fn combinators(v: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>) {
+    let alternatives = |key: &str| {
+        schema
+            .get(key)
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+    };
+    let results = |alts: &Vec<Value>| -> Vec<Vec<Cause>> {
+        alts.iter()
+            .map(|alt| {
+                let mut r = Vec::new();
+                validate(v, alt, path, &mut r);
+                r
+            })
+            .collect()
+    };
+    let closest = |rs: Vec<Vec<Cause>>| rs.into_iter().min_by_key(Vec::len).unwrap_or_default();
+    if let Some(alts) = alternatives("anyOf") {
+        let rs = results(alts);
+        if !rs.iter().any(Vec::is_empty) {
+            out.push(composite(format!(
+                "{path:?} must validate at least one schema (anyOf)"
+            )));
+            out.extend(closest(rs));
+        }
+    }
+    if let Some(alts) = alternatives("oneOf") {
+        let rs = results(alts);
+        match rs.iter().filter(|r| r.is_empty()).count() {
+            1 => {}
+            0 => {
+                out.push(composite(format!(
+                    "{path:?} must validate one and only one schema (oneOf). Found none valid"
+                )));
+                out.extend(closest(rs));
+            }
+            n => out.push(composite(format!(
+                "{path:?} must validate one and only one schema (oneOf). Found {n} valid alternatives"
+            ))),
+        }
+    }
+    if let Some(alts) = alternatives("allOf") {
+        let rs = results(alts);
+        let valid = rs.iter().filter(|r| r.is_empty()).count();
+        let all = rs.len();
+        out.extend(rs.into_iter().flatten());
+        if valid != all {
+            let none = if valid == 0 { ". None validated" } else { "" };
+            out.push(composite(format!(
+                "{path:?} must validate all the schemas (allOf){none}"
+            )));
+        }
+    }
+    if let Some(not) = schema.get("not").filter(|n| n.is_object()) {
+        let mut r = Vec::new();
+        validate(v, not, path, &mut r);
+        if r.is_empty() {
+            out.push(composite(format!(
+                "{path:?} must not validate the schema (not)"
+            )));
+        }
+    }
+}
+
+/// A kube-openapi composite error as apiextensions turns it into a field error: no field path.
+fn composite(message: String) -> Cause {
+    Cause::invalid("<nil>", &Value::String(String::new()), &message)
 }
 
 #[cfg(test)]
@@ -467,6 +581,82 @@ mod tests {
         assert_eq!(
             messages(json!({"spec": {"cronSpec": "* * * * */5", "port": true}})).len(),
             1
+        );
+    }
+
+    #[test]
+    fn formats_combinators_and_counts() {
+        let schema = json!({"type": "object", "properties": {"spec": {
+            "type": "object",
+            "properties": {
+                "email": {"type": "string", "format": "email"},
+                "when": {"type": "string", "format": "date-time"},
+                "free": {"type": "string", "format": "no-such-format"},
+                "step": {"type": "number", "multipleOf": 0.5},
+                "labels": {"type": "object", "minProperties": 2,
+                           "additionalProperties": {"type": "string"}},
+                "target": {"type": "object",
+                           "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
+                           "oneOf": [{"required": ["a"]}, {"required": ["b"]}]},
+                "port": {"type": "integer",
+                         "anyOf": [{"minimum": 1, "maximum": 10}, {"minimum": 100}],
+                         "not": {"enum": [5]}},
+                "name": {"type": "string", "allOf": [{"minLength": 2}, {"maxLength": 4}]}
+            }
+        }}});
+        let msgs = |spec: Value| -> Vec<String> {
+            validate_root(&json!({"spec": spec}), &schema)
+                .iter()
+                .map(Cause::display)
+                .collect()
+        };
+        let ok = json!({"email": "a@b.c", "when": "2024-01-02T03:04:05Z", "free": "x", "step": 1.5,
+                        "labels": {"x": "1", "y": "2"}, "target": {"a": "1"}, "port": 3, "name": "abc"});
+        assert_eq!(msgs(ok), Vec::<String>::new());
+        assert_eq!(
+            msgs(json!({"email": "nope", "when": "today"})),
+            vec![
+                r#"spec.email: Invalid value: "nope": spec.email in body must be of type email: "nope""#,
+                r#"spec.when: Invalid value: "today": spec.when in body must be of type date-time: "today""#,
+            ]
+        );
+        assert_eq!(
+            msgs(json!({"step": 0.7, "labels": {"x": "1"}})),
+            vec![
+                "spec.step: Invalid value: 0.7: spec.step in body should be a multiple of 0.5",
+                "spec.labels: Invalid value: 2: spec.labels in body should have at least 2 properties",
+            ]
+        );
+        assert_eq!(
+            msgs(json!({"target": {}})),
+            vec![
+                r#"<nil>: Invalid value: "": "spec.target" must validate one and only one schema (oneOf). Found none valid"#,
+                "spec.target.a: Required value",
+            ]
+        );
+        assert_eq!(
+            msgs(json!({"target": {"a": "1", "b": "2"}})),
+            vec![
+                r#"<nil>: Invalid value: "": "spec.target" must validate one and only one schema (oneOf). Found 2 valid alternatives"#
+            ]
+        );
+        assert_eq!(
+            msgs(json!({"port": 50})),
+            vec![
+                r#"<nil>: Invalid value: "": "spec.port" must validate at least one schema (anyOf)"#,
+                "spec.port: Invalid value: 50: spec.port in body should be less than or equal to 10",
+            ]
+        );
+        assert_eq!(
+            msgs(json!({"port": 5})),
+            vec![r#"<nil>: Invalid value: "": "spec.port" must not validate the schema (not)"#]
+        );
+        assert_eq!(
+            msgs(json!({"name": "abcdef"})),
+            vec![
+                "spec.name: Too long: may not be more than 4 bytes",
+                r#"<nil>: Invalid value: "": "spec.name" must validate all the schemas (allOf)"#,
+            ]
         );
     }
 }
