@@ -9,9 +9,11 @@
 //! the way upstream prints it.
 //!
 //! How lists and maps behave (map-list keyed by merge keys, set, atomic) comes from [`crate::apiserver::registry::schema`]
-//! through the [`Facts`] trait, so the algorithms can be tested with a small in-test schema. When the
-//! schema knows nothing about a field we fall back to what holds for nearly every built-in list: a
-//! list of objects that all carry a `name` is keyed by `name`, anything else is atomic.
+//! through the [`Facts`] trait, so the algorithms can be tested with a small in-test schema; for a
+//! custom resource it comes from its CRD version's schema ([`crate::apiserver::registry::crd_facts`],
+//! upstream's rules for CRDs, where a list without a list type is atomic). When the built-in schema
+//! knows nothing about a field we fall back to what holds for nearly every built-in list: a list of
+//! objects that all carry a `name` is keyed by `name`, anything else is atomic.
 
 use std::collections::{BTreeMap, BTreeSet};
 
