@@ -107,6 +107,92 @@ def custom_resources(t: T) -> None:
     t.ok("delete", "crd", "crontabs.stable.example.com")
 
 
+def _widget_crd(group: str) -> dict:
+    """A CRD whose spec has a `list-type: map` list keyed by two keys (port, protocol), a `list-type: set`
+    and a list without a list type."""
+    item = {"type": "object", "required": ["port"], "properties": {
+        "port": {"type": "integer"}, "protocol": {"type": "string", "default": "TCP"}, "name": {"type": "string"}}}
+    spec = {"type": "object", "properties": {
+        "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                  "x-kubernetes-list-map-keys": ["port", "protocol"], "items": item},
+        "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+        "args": {"type": "array", "items": {"type": "string"}}}}
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"widgets.{group}"},
+            "spec": {"group": group, "scope": "Namespaced",
+                     "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                     "versions": [{"name": "v1", "served": True, "storage": True,
+                                   "schema": {"openAPIV3Schema": {"type": "object",
+                                                                  "properties": {"spec": spec}}}}]}}
+
+
+@scenario
+def crd_server_side_apply_list_types(t: T) -> None:
+    """server-side apply on a custom resource follows its CRD schema (kubectl apply --server-side with two
+    field managers): each manager owns its own item of a `list-type: map` list keyed by two keys (both items
+    kept, managedFields `k:{"port":..,"protocol":..}`), changing the other's item is a conflict with upstream's
+    message, a `set` merges by value, and a list without `x-kubernetes-list-type` is atomic: a second manager
+    conflicts on the whole list and a forced apply replaces it whole."""
+    group = "ssa.example.com"
+    crd = f"widgets.{group}"
+    ns = t.namespace()
+
+    def cr(spec: dict) -> str:
+        return json.dumps({"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": spec})
+
+    def ssa(manager: str, spec: dict, *extra: str) -> str:
+        return t.ok("apply", "--server-side", f"--field-manager={manager}", *extra, "-n", ns, "-f", "-",
+                    stdin=cr(spec)).strip()
+
+    def owned(obj: dict, manager: str) -> dict:
+        sets = [mf.get("fieldsV1", {}) for mf in jget(obj, "metadata.managedFields", []) if mf["manager"] == manager]
+        return jget(sets[0] if sets else {}, "f:spec", {})
+
+    a_port = {"port": 80, "protocol": "TCP", "name": "a"}
+    b_port = {"port": 80, "protocol": "UDP", "name": "b"}
+    try:
+        t.ok("apply", "-f", "-", stdin=json.dumps(_widget_crd(group)))
+        t.ok("wait", "--for", "condition=established", "--timeout=20s", f"crd/{crd}")
+        t.eq(ssa("A", {"ports": [a_port], "tags": ["x"], "args": ["x", "y"]}),
+             f"widget.{group}/w serverside-applied", "apply as A")
+        t.eq(ssa("B", {"ports": [b_port], "tags": ["z"]}), f"widget.{group}/w serverside-applied",
+             "apply as B: its own port item (same port, other protocol) and tag")
+        o = t.json("get", "widget", "w", "-n", ns, "--show-managed-fields")
+        t.eq(jget(o, "spec.ports"), [a_port, b_port], "both managers' items of the map-list kept")
+        t.eq(jget(o, "spec.tags"), ["x", "z"], "the set merged by value")
+        item = {".": {}, "f:name": {}, "f:port": {}, "f:protocol": {}}
+        t.eq(owned(o, "A").get("f:ports"), {'k:{"port":80,"protocol":"TCP"}': item},
+             "A owns its item, keyed by both keys")
+        t.eq(owned(o, "B"), {"f:ports": {'k:{"port":80,"protocol":"UDP"}': item}, "f:tags": {'v:"z"': {}}},
+             "B owns its item and its set member")
+        t.eq(owned(o, "A").get("f:args"), {}, "A owns the unannotated list as one leaf")
+
+        err = t.fails("apply", "--server-side", "--field-manager=B", "-n", ns, "-f", "-",
+                      stdin=cr({"ports": [b_port, dict(a_port, name="x")], "tags": ["z"]}))
+        t.eq(err.splitlines()[0], 'error: Apply failed with 1 conflict: conflict with "A": '
+                                  '.spec.ports[port=80,protocol="TCP"].name', "conflict on A's item")
+        t.contains(err, "--force-conflicts", "the conflict explains --force-conflicts")
+
+        err = t.fails("apply", "--server-side", "--field-manager=B", "-n", ns, "-f", "-",
+                      stdin=cr({"ports": [b_port], "tags": ["z"], "args": ["z"]}))
+        t.eq(err.splitlines()[0], 'error: Apply failed with 1 conflict: conflict with "A": .spec.args',
+             "an atomic list conflicts as a whole")
+        t.eq(ssa("B", {"ports": [b_port], "tags": ["z"], "args": ["z"]}, "--force-conflicts"),
+             f"widget.{group}/w serverside-applied", "forced apply as B")
+        o = t.json("get", "widget", "w", "-n", ns, "--show-managed-fields")
+        t.eq(jget(o, "spec.args"), ["z"], "the atomic list replaced whole")
+        t.eq((jget(o, "spec.ports"), jget(o, "spec.tags")), ([a_port, b_port], ["x", "z"]),
+             "the keyed list and the set untouched")
+        t.eq(("f:args" in owned(o, "A"), owned(o, "B").get("f:args")), (False, {}), "B took the atomic list over")
+
+        t.eq(ssa("A", {"tags": ["x"]}), f"widget.{group}/w serverside-applied", "A stops applying its port")
+        t.eq(jget(t.json("get", "widget", "w", "-n", ns), "spec.ports"), [b_port],
+             "only A's item removed from the map-list")
+    finally:
+        t.run("delete", "crd", crd, "--ignore-not-found")
+    t.ok("delete", "namespace", ns, "--wait=false")
+
+
 def _versions_crd(group: str, plural: str, kind: str, v1_field: str, v2_field: str,
                   conversion: dict | None = None) -> dict:
     """A CRD of two served versions (v1 stored, deprecated; v2) and an unserved v3; each version's schema has

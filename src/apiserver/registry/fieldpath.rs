@@ -9,14 +9,17 @@
 //! the way upstream prints it.
 //!
 //! How lists and maps behave (map-list keyed by merge keys, set, atomic) comes from [`crate::apiserver::registry::schema`]
-//! through the [`Facts`] trait, so the algorithms can be tested with a small in-test schema. When the
-//! schema knows nothing about a field we fall back to what holds for nearly every built-in list: a
-//! list of objects that all carry a `name` is keyed by `name`, anything else is atomic.
+//! through the [`Facts`] trait, so the algorithms can be tested with a small in-test schema; for a
+//! custom resource it comes from its CRD version's schema ([`crate::apiserver::registry::crd_facts`],
+//! upstream's rules for CRDs, where a list without a list type is atomic). When the built-in schema
+//! knows nothing about a field we fall back to what holds for nearly every built-in list: a list of
+//! objects that all carry a `name` is keyed by `name`, anything else is atomic.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
+use crate::apiserver::registry::crd_facts;
 use crate::apiserver::registry::schema::{Field, FieldFacts, Shape, TypeRef};
 
 /// Where schema facts come from: the built-in kinds' table, or a test's own.
@@ -71,20 +74,45 @@ pub enum ListKind {
 #[derive(Clone)]
 pub struct Pos<'a> {
     facts: &'a dyn Facts,
-    shape: Option<Shape>,
-    field: FieldFacts,
-    /// The field name that led here (for the no-facts fallbacks).
-    name: Option<String>,
+    at: At<'a>,
 }
+
+/// Where a position's facts come from.
+#[derive(Clone)]
+enum At<'a> {
+    /// A built-in kind (or a test's schema): the [`Facts`] table.
+    Table {
+        shape: Option<Shape>,
+        field: FieldFacts,
+        /// The field name that led here (for the no-facts fallbacks).
+        name: Option<String>,
+    },
+    /// A custom resource: a node of its CRD version's schema ([`crd_facts`]). Its `metadata` is the
+    /// built-in ObjectMeta, a `Table` position again.
+    Crd(crd_facts::Node<'a>),
+}
+
+/// Upstream's type of every object's `metadata`, in the built-in table.
+const OBJECT_META: TypeRef = TypeRef("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta");
 
 impl<'a> Pos<'a> {
     /// The top of an object of `kind`.
     pub fn root(facts: &'a dyn Facts, api_version: &str, kind: &str) -> Pos<'a> {
         Pos {
             facts,
-            shape: facts.root(api_version, kind).map(Shape::Object),
-            field: FieldFacts::default(),
-            name: None,
+            at: At::Table {
+                shape: facts.root(api_version, kind).map(Shape::Object),
+                field: FieldFacts::default(),
+                name: None,
+            },
+        }
+    }
+
+    /// The top of a custom resource whose CRD version has `schema` (`openAPIV3Schema`).
+    pub fn custom_root(schema: Option<&'a Value>) -> Pos<'a> {
+        Pos {
+            facts: &Builtin,
+            at: At::Crd(crd_facts::Node::root(schema)),
         }
     }
 
@@ -92,85 +120,143 @@ impl<'a> Pos<'a> {
     pub fn unknown(facts: &'a dyn Facts) -> Pos<'a> {
         Pos {
             facts,
-            shape: None,
-            field: FieldFacts::default(),
-            name: None,
+            at: At::Table {
+                shape: None,
+                field: FieldFacts::default(),
+                name: None,
+            },
+        }
+    }
+
+    fn table(&self, shape: Option<Shape>, field: FieldFacts, name: Option<String>) -> Pos<'a> {
+        Pos {
+            facts: self.facts,
+            at: At::Table { shape, field, name },
         }
     }
 
     /// The field or map entry `key` of the object here.
     pub fn child(&self, key: &str) -> Pos<'a> {
-        let mut p = match &self.shape {
-            Some(Shape::Object(t)) => match self.facts.field(*t, key) {
-                Some(f) => Pos {
-                    facts: self.facts,
-                    shape: Some(f.shape),
-                    field: f.facts,
-                    name: None,
-                },
-                None => Pos::unknown(self.facts),
-            },
-            Some(Shape::Map(v)) => Pos {
-                facts: self.facts,
-                shape: Some((**v).clone()),
-                field: FieldFacts::default(),
-                name: None,
-            },
-            _ => Pos::unknown(self.facts),
+        let shape = match &self.at {
+            At::Table { shape, .. } => shape,
+            At::Crd(n) => {
+                return match n.child(key) {
+                    crd_facts::Step::Node(n) => Pos {
+                        facts: self.facts,
+                        at: At::Crd(n),
+                    },
+                    crd_facts::Step::ObjectMeta => Pos {
+                        facts: &Builtin,
+                        at: At::Table {
+                            shape: Some(Shape::Object(OBJECT_META)),
+                            field: FieldFacts::default(),
+                            name: Some(key.to_string()),
+                        },
+                    },
+                }
+            }
         };
-        p.name = Some(key.to_string());
-        p
+        let name = Some(key.to_string());
+        match shape {
+            Some(Shape::Object(t)) => match self.facts.field(*t, key) {
+                Some(f) => self.table(Some(f.shape), f.facts, name),
+                None => self.table(None, FieldFacts::default(), name),
+            },
+            Some(Shape::Map(v)) => self.table(Some((**v).clone()), FieldFacts::default(), name),
+            _ => self.table(None, FieldFacts::default(), name),
+        }
     }
 
     /// An item of the list here.
     pub fn elem(&self) -> Pos<'a> {
-        match &self.shape {
-            Some(Shape::List(e)) => Pos {
+        match &self.at {
+            At::Table {
+                shape: Some(Shape::List(e)),
+                ..
+            } => self.table(Some((**e).clone()), FieldFacts::default(), None),
+            At::Table { .. } => self.table(None, FieldFacts::default(), None),
+            At::Crd(n) => Pos {
                 facts: self.facts,
-                shape: Some((**e).clone()),
-                field: FieldFacts::default(),
-                name: None,
+                at: At::Crd(n.elem()),
             },
-            _ => Pos::unknown(self.facts),
         }
     }
 
+    /// The strategic-merge facts of the field here (none for a custom resource's fields: upstream
+    /// refuses strategic merge patches on custom resources).
     pub fn facts(&self) -> FieldFacts {
-        self.field
+        match &self.at {
+            At::Table { field, .. } => *field,
+            At::Crd(_) => FieldFacts::default(),
+        }
     }
 
-    /// Whether the schema knows what is here.
+    /// Whether the schema knows what is here (a CRD schema always answers: deduced, if nothing else).
     pub fn known(&self) -> bool {
-        self.shape.is_some()
+        match &self.at {
+            At::Table { shape, .. } => shape.is_some(),
+            At::Crd(_) => true,
+        }
     }
 
     /// A value treated as one leaf: free-form JSON, atomic maps and structs.
     pub fn is_atomic_object(&self) -> bool {
-        match &self.shape {
-            Some(Shape::Untyped | Shape::Scalar) => true,
-            Some(Shape::Object(t)) if self.facts.atomic(*t) => true,
-            _ => self.field.map_type == Some("atomic"),
+        match &self.at {
+            At::Table {
+                shape: Some(Shape::Untyped | Shape::Scalar),
+                ..
+            } => true,
+            At::Table {
+                shape: Some(Shape::Object(t)),
+                ..
+            } if self.facts.atomic(*t) => true,
+            At::Table { field, .. } => field.map_type == Some("atomic"),
+            At::Crd(n) => n.atomic_object(),
         }
     }
 
     /// Whether the object here is a map (string keys chosen by users) rather than a struct.
     pub fn is_map(&self) -> bool {
-        match &self.shape {
-            Some(Shape::Map(_)) => true,
-            Some(_) => false,
-            None => self
-                .name
+        match &self.at {
+            At::Table {
+                shape: Some(Shape::Map(_)),
+                ..
+            } => true,
+            At::Table { shape: Some(_), .. } => false,
+            At::Table {
+                shape: None, name, ..
+            } => name
                 .as_deref()
                 .is_some_and(|n| FALLBACK_MAP_FIELDS.contains(&n)),
+            At::Crd(n) => n.is_map(),
+        }
+    }
+
+    /// Whether upstream's "live" object on create already has the structs here: a built-in kind's is
+    /// its zero-valued Go struct, a custom resource's an empty unstructured object (so a custom
+    /// resource's `spec` appears as a whole, `.`, in the creating manager's set).
+    fn zero_value_has_structs(&self) -> bool {
+        matches!(self.at, At::Table { .. })
+    }
+
+    /// The value a map-list item (the list's `elem()` position) takes for a key field it omits.
+    fn key_default(&self, key: &str) -> Option<Value> {
+        match &self.at {
+            // Built-in lists keyed by protocol default it to TCP (as upstream's defaulted keys do).
+            At::Table { .. } => (key == "protocol").then(|| Value::String("TCP".into())),
+            At::Crd(n) => n.key_default(key),
         }
     }
 
     /// How server-side apply identifies the items of the list here (`items`, for the fallback).
     pub fn list_kind(&self, items: &[Value]) -> ListKind {
-        if matches!(self.shape, Some(Shape::Untyped)) {
+        let (shape, f) = match &self.at {
+            At::Table { shape, field, .. } => (shape, *field),
+            At::Crd(n) => return n.list_kind(),
+        };
+        if matches!(shape, Some(Shape::Untyped)) {
             return ListKind::Atomic;
         }
-        let f = self.field;
         match f.list_type {
             Some("map") if !f.list_map_keys.is_empty() => {
                 return ListKind::Map(f.list_map_keys.iter().map(|s| s.to_string()).collect())
@@ -315,18 +401,20 @@ pub fn field_pe(name: &str) -> String {
 }
 
 /// The key path element of a map-list item: `k:{"containerPort":80,"protocol":"TCP"}`, keys sorted.
-/// A missing `protocol` key counts as its default, TCP (as upstream's defaulted list keys do).
-pub fn key_pe(item: &Value, keys: &[String]) -> Option<String> {
+/// A key the item omits takes its default from `elem`, the items' position (TCP for a built-in
+/// `protocol`, the key property's `default` in a CRD schema).
+pub fn key_pe(item: &Value, keys: &[String], elem: &Pos) -> Option<String> {
     let mut m = BTreeMap::new();
     for k in keys {
         match item.get(k) {
             Some(v) if !v.is_null() => {
                 m.insert(k.clone(), v.clone());
             }
-            _ if k == "protocol" => {
-                m.insert(k.clone(), Value::String("TCP".into()));
+            _ => {
+                if let Some(d) = elem.key_default(k) {
+                    m.insert(k.clone(), d);
+                }
             }
-            _ => {}
         }
     }
     if m.is_empty() {
@@ -365,12 +453,12 @@ pub fn display(p: &Path) -> String {
 }
 
 /// The path elements of a list's items, in order (None for an item that can't be identified).
-fn item_pes(items: &[Value], kind: &ListKind) -> Vec<Option<String>> {
+fn item_pes(items: &[Value], kind: &ListKind, elem: &Pos) -> Vec<Option<String>> {
     items
         .iter()
         .enumerate()
         .map(|(i, it)| match kind {
-            ListKind::Map(keys) => key_pe(it, keys),
+            ListKind::Map(keys) => key_pe(it, keys, elem),
             ListKind::Set => Some(value_pe(it)),
             ListKind::Atomic => Some(format!("i:{i}")),
         })
@@ -412,7 +500,7 @@ fn visit(v: &Value, pos: &Pos, path: &mut Path, is_item: bool, f: &mut impl FnMu
             }
             emit(path, is_item);
             let elem = pos.elem();
-            for (it, pe) in items.iter().zip(item_pes(items, &kind)) {
+            for (it, pe) in items.iter().zip(item_pes(items, &kind, &elem)) {
                 let Some(pe) = pe else { continue };
                 path.push(pe);
                 visit(it, &elem, path, true, f);
@@ -524,8 +612,8 @@ fn walk_compare(
             let all: Vec<Value> = oa.iter().chain(na.iter()).cloned().collect();
             let kind = pos.list_kind(&all);
             let elem = pos.elem();
-            let opes = item_pes(oa, &kind);
-            let npes = item_pes(na, &kind);
+            let opes = item_pes(oa, &kind, &elem);
+            let npes = item_pes(na, &kind, &elem);
             let find = |pes: &[Option<String>], items: &'_ [Value], pe: &str| -> Option<usize> {
                 pes.iter()
                     .position(|p| p.as_deref() == Some(pe))
@@ -560,6 +648,9 @@ fn walk_compare(
 /// Whether upstream's zero-valued object (the "live" side of a create) already has this node: its
 /// structs (not maps, which are omitted when empty) and PodSpec's `containers` (serialized as null).
 fn pre_exists_on_create(n: &Value, pos: &Pos, path: &Path) -> bool {
+    if !pos.zero_value_has_structs() {
+        return false;
+    }
     match path.last().and_then(|e| e.strip_prefix("f:")) {
         Some("containers") => true,
         Some(_) => n.is_object() && !pos.is_map(),
@@ -594,8 +685,8 @@ pub fn apply_merge(live: &Value, config: &Value, pos: &Pos) -> Value {
                 return config.clone();
             }
             let elem = pos.elem();
-            let lpes = item_pes(l, &kind);
-            let cpes = item_pes(cfg, &kind);
+            let lpes = item_pes(l, &kind, &elem);
+            let cpes = item_pes(cfg, &kind, &elem);
             let mut out = Vec::new();
             let mut used_live = vec![false; l.len()];
             let (mut i, mut j) = (0, 0);
@@ -647,7 +738,8 @@ fn remove_path(obj: &mut Value, p: &[String], pos: &Pos) -> bool {
         return false;
     };
     let kind = pos.list_kind(items);
-    let idx = item_pes(items, &kind)
+    let elem = pos.elem();
+    let idx = item_pes(items, &kind, &elem)
         .iter()
         .position(|pe| pe.as_deref() == Some(first.as_str()))
         .or_else(|| {
@@ -661,7 +753,6 @@ fn remove_path(obj: &mut Value, p: &[String], pos: &Pos) -> bool {
         items.remove(idx);
         return true;
     }
-    let elem = pos.elem();
     remove_path(&mut items[idx], rest, &elem)
 }
 
@@ -857,7 +948,8 @@ mod tests {
         assert_eq!(
             key_pe(
                 &json!({"containerPort": 80}),
-                &["containerPort".into(), "protocol".into()]
+                &["containerPort".into(), "protocol".into()],
+                &pod_pos()
             )
             .as_deref(),
             Some("k:{\"containerPort\":80,\"protocol\":\"TCP\"}")

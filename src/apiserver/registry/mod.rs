@@ -10,6 +10,7 @@
 
 pub mod bootstrap;
 pub mod conversion;
+pub mod crd_facts;
 pub mod defaults;
 pub mod eviction;
 pub mod field_validation;

@@ -1893,10 +1893,19 @@ fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause>
     causes
 }
 
+/// Where patching, server-side apply and managedFields learn how `info`'s lists and maps merge: the
+/// built-in kinds' table, or a custom resource's CRD schema for the version written.
+fn root_pos(info: &ResourceInfo) -> Pos<'_> {
+    match info.custom() {
+        Some(c) => Pos::custom_root(c.schema.as_ref()),
+        None => Pos::root(&Builtin, &info.api_version(), &info.kind),
+    }
+}
+
 /// The managedFields context of a write to `info` (its `subresource`, if any).
-fn ownership_ctx(info: &ResourceInfo, subresource: Option<&str>) -> managed_fields::Ctx<'static> {
+fn ownership_ctx<'a>(info: &'a ResourceInfo, subresource: Option<&str>) -> managed_fields::Ctx<'a> {
     managed_fields::Ctx {
-        pos: Pos::root(&Builtin, &info.api_version(), &info.kind),
+        pos: root_pos(info),
         api_version: info.api_version(),
         subresource: subresource.unwrap_or("").to_string(),
         has_status: info.subresource("status").is_some(),
@@ -2067,7 +2076,7 @@ impl Registry {
         opts: &PatchOptions<'_>,
     ) -> ApiResult<(Value, Vec<String>, bool)> {
         PatchOptions::validate(kind, q)?;
-        let pos = Pos::root(&Builtin, &info.api_version(), &info.kind);
+        let pos = root_pos(info);
         let apply_cfg = match kind {
             super::patch::PatchType::Apply
                 if body.len() <= crate::apiserver::http::body::INLINE_DECODE_BYTES =>
@@ -2157,10 +2166,9 @@ impl Registry {
                         super::patch::apply_patch(kind, current, body, &pos)?
                     } else {
                         // A large patch is parsed and applied on the blocking pool, off the reactor.
-                        let (cur, bytes) = (current.clone(), body.to_vec());
-                        let (av, k) = (info.api_version(), info.kind.clone());
+                        let (cur, bytes, i) = (current.clone(), body.to_vec(), info.clone());
                         crate::apiserver::http::body::off_reactor(bytes.len(), move || {
-                            let pos = Pos::root(&Builtin, &av, &k);
+                            let pos = root_pos(&i);
                             super::patch::apply_patch(kind, &cur, &bytes, &pos)
                         })
                         .await?
