@@ -311,9 +311,8 @@ fn mentions(e: &::cel::IdedExpr, name: &str) -> bool {
                 || call.args.iter().any(|a| mentions(a, name))
         }
         Expr::Comprehension(c) => {
-            let bound = c.iter_var == name
-                || c.accu_var == name
-                || c.iter_var2.as_deref() == Some(name);
+            let bound =
+                c.iter_var == name || c.accu_var == name || c.iter_var2.as_deref() == Some(name);
             mentions(&c.iter_range, name)
                 || mentions(&c.accu_init, name)
                 || (!bound

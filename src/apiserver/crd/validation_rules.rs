@@ -604,7 +604,7 @@ pub fn check_schema(schema: &Value, path: &str, causes: &mut Vec<Cause>) {
     check_node(schema, path, &ctx, true, causes, &mut costs, 0);
     let total = costs.iter().fold(0u64, |t, (_, c)| t.saturating_add(*c));
     if total > STATIC_CRD_COST_LIMIT {
-        costs.sort_by(|a, b| b.1.cmp(&a.1));
+        costs.sort_by_key(|c| std::cmp::Reverse(c.1));
         for (p, _) in costs.iter().take(4) {
             causes.push(Cause::forbidden(
                 p,
@@ -686,7 +686,12 @@ fn check_node(
     }
     let before = causes.len();
     for (i, r) in rule_list(schema).iter().enumerate() {
-        check_rule_fields(schema, r, &format!("{path}.x-kubernetes-validations[{i}]"), causes);
+        check_rule_fields(
+            schema,
+            r,
+            &format!("{path}.x-kubernetes-validations[{i}]"),
+            causes,
+        );
     }
     // As upstream, the CEL checks run only when the rules' own fields are sound.
     if causes.len() == before {
@@ -878,7 +883,9 @@ fn check_rule_cel(
             causes.push(Cause::invalid(
                 &rule_path,
                 &json!(str_of(r, "rule")),
-                &format!("oldSelf cannot be used on the uncorrelatable portion of the schema within {p}"),
+                &format!(
+                    "oldSelf cannot be used on the uncorrelatable portion of the schema within {p}"
+                ),
             ));
         }
     } else if let Some(b) = r.get("optionalOldSelf").and_then(Value::as_bool) {
@@ -1111,7 +1118,10 @@ fn cost(e: &::cel::IdedExpr, scope: &mut Vec<(String, Shape)>, depth: usize) -> 
                 });
             }
             let n = l.elements.len() as u64;
-            (total, Shape::List(n, Box::new(elem.unwrap_or(Shape::Scalar))))
+            (
+                total,
+                Shape::List(n, Box::new(elem.unwrap_or(Shape::Scalar))),
+            )
         }
         Expr::Map(m) => {
             let mut total = 30u64;
@@ -1236,11 +1246,15 @@ fn call_cost(name: &str, target: Option<&Shape>, args: &[Shape]) -> (u64, Shape)
         // A substring search may compare the needle at every position; a prefix only once.
         "contains" => {
             let needle = args.last().map_or(1, Shape::size);
-            (1 + traversal(recv_size.saturating_mul(needle)), Shape::Scalar)
+            (
+                1 + traversal(recv_size.saturating_mul(needle)),
+                Shape::Scalar,
+            )
         }
-        "startsWith" | "endsWith" => {
-            (1 + traversal(args.last().map_or(1, Shape::size)), Shape::Scalar)
-        }
+        "startsWith" | "endsWith" => (
+            1 + traversal(args.last().map_or(1, Shape::size)),
+            Shape::Scalar,
+        ),
         "matches" | "find" | "findAll" => {
             let pattern = args.last().map_or(1, Shape::size);
             let c = 1 + traversal(recv_size).saturating_mul(1 + pattern.div_ceil(4));
@@ -1339,7 +1353,9 @@ mod tests {
         assert!(run(cr(json!({"replicas": 3, "minReplicas": 1})), None).is_empty());
         assert_eq!(
             run(cr(json!({"replicas": 1, "minReplicas": 2})), None),
-            vec![r#"spec: Invalid value: "object": failed rule: self.minReplicas <= self.replicas"#]
+            vec![
+                r#"spec: Invalid value: "object": failed rule: self.minReplicas <= self.replicas"#
+            ]
         );
         assert_eq!(
             run(cr(json!({"replicas": 101, "minReplicas": 2})), None),
@@ -1353,14 +1369,18 @@ mod tests {
         // Evaluation errors name the rule.
         assert_eq!(
             run(cr(json!({"replicas": 1})), None),
-            vec![r#"spec: Invalid value: "object": no such key: minReplicas evaluating rule: self.minReplicas <= self.replicas"#]
+            vec![
+                r#"spec: Invalid value: "object": no such key: minReplicas evaluating rule: self.minReplicas <= self.replicas"#
+            ]
         );
     }
 
     #[test]
     fn items_maps_and_reasons() {
         let got = run(
-            cr(json!({"replicas": 1, "minReplicas": 1, "tags": ["ok", "toolong"], "labels": {"a": "bad", "b": "good"}, "ports": [{"name": "http", "port": 0}], "opt": null})),
+            cr(
+                json!({"replicas": 1, "minReplicas": 1, "tags": ["ok", "toolong"], "labels": {"a": "bad", "b": "good"}, "ports": [{"name": "http", "port": 0}], "opt": null}),
+            ),
             None,
         );
         let mut got = got;
@@ -1377,11 +1397,15 @@ mod tests {
 
     #[test]
     fn transition_rules() {
-        let old = cr(json!({"replicas": 3, "minReplicas": 1, "mode": "a", "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}]}));
+        let old = cr(
+            json!({"replicas": 3, "minReplicas": 1, "mode": "a", "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}]}),
+        );
         // Unchanged: fine.
         assert!(run(old.clone(), Some(old.clone())).is_empty());
         // Transition rules: mode immutable; ports correlated by name (reordered is fine).
-        let new = cr(json!({"replicas": 2, "minReplicas": 1, "mode": "b", "ports": [{"name": "https", "port": 443}, {"name": "http", "port": 81}, {"name": "new", "port": 1}]}));
+        let new = cr(
+            json!({"replicas": 2, "minReplicas": 1, "mode": "b", "ports": [{"name": "https", "port": 443}, {"name": "http", "port": 81}, {"name": "new", "port": 1}]}),
+        );
         assert_eq!(
             run(new, Some(old)),
             vec![
@@ -1391,7 +1415,11 @@ mod tests {
             ]
         );
         // No old value: transition rules are skipped, the optional one sees optional.none().
-        assert!(run(cr(json!({"replicas": 1, "minReplicas": 1, "mode": "x"})), None).is_empty());
+        assert!(run(
+            cr(json!({"replicas": 1, "minReplicas": 1, "mode": "x"})),
+            None
+        )
+        .is_empty());
     }
 
     #[test]
@@ -1420,31 +1448,51 @@ mod tests {
 
     #[test]
     fn crd_checks() {
-        let ok = check_crd(&json!({"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": schema()}}]}}));
-        assert!(ok.is_empty(), "{:?}", ok.iter().map(Cause::display).collect::<Vec<_>>());
+        let ok = check_crd(
+            &json!({"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": schema()}}]}}),
+        );
+        assert!(
+            ok.is_empty(),
+            "{:?}",
+            ok.iter().map(Cause::display).collect::<Vec<_>>()
+        );
         assert_eq!(
-            crd_messages(json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.a ==  "}]})),
-            vec![r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: apiextensions.ValidationRule{Rule:"self.a ==  ", Message:"", MessageExpression:"", Reason:(*apiextensions.FieldValueErrorReason)(nil), FieldPath:"", OptionalOldSelf:(*bool)(nil)}: compilation failed: ERROR: <input>:1:12: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}
+            crd_messages(
+                json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.a ==  "}]})
+            ),
+            vec![
+                r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: apiextensions.ValidationRule{Rule:"self.a ==  ", Message:"", MessageExpression:"", Reason:(*apiextensions.FieldValueErrorReason)(nil), FieldPath:"", OptionalOldSelf:(*bool)(nil)}: compilation failed: ERROR: <input>:1:12: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}
  | self.a ==  
- | ...........^"#]
+ | ...........^"#
+            ]
         );
         assert_eq!(
             crd_messages(json!({"type": "object", "x-kubernetes-validations": [{"rule": " "}]})),
             vec!["spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Required value: rule is not specified"]
         );
         assert_eq!(
-            crd_messages(json!({"type": "object", "x-kubernetes-validations": [{"rule": "foo == 1"}]})),
-            vec![r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: apiextensions.ValidationRule{Rule:"foo == 1", Message:"", MessageExpression:"", Reason:(*apiextensions.FieldValueErrorReason)(nil), FieldPath:"", OptionalOldSelf:(*bool)(nil)}: compilation failed: ERROR: <input>:1:1: undeclared reference to 'foo' (in container '')
+            crd_messages(
+                json!({"type": "object", "x-kubernetes-validations": [{"rule": "foo == 1"}]})
+            ),
+            vec![
+                r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: apiextensions.ValidationRule{Rule:"foo == 1", Message:"", MessageExpression:"", Reason:(*apiextensions.FieldValueErrorReason)(nil), FieldPath:"", OptionalOldSelf:(*bool)(nil)}: compilation failed: ERROR: <input>:1:1: undeclared reference to 'foo' (in container '')
  | foo == 1
- | ^"#]
+ | ^"#
+            ]
         );
         // oldSelf below an atomic list.
         assert_eq!(
-            crd_messages(json!({"type": "object", "properties": {"l": {"type": "array", "maxItems": 10, "items": {"type": "string", "maxLength": 10, "x-kubernetes-validations": [{"rule": "self == oldSelf"}]}}}})),
-            vec![r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[l].items.x-kubernetes-validations[0].rule: Invalid value: "self == oldSelf": oldSelf cannot be used on the uncorrelatable portion of the schema within spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[l]"#]
+            crd_messages(
+                json!({"type": "object", "properties": {"l": {"type": "array", "maxItems": 10, "items": {"type": "string", "maxLength": 10, "x-kubernetes-validations": [{"rule": "self == oldSelf"}]}}}})
+            ),
+            vec![
+                r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[l].items.x-kubernetes-validations[0].rule: Invalid value: "self == oldSelf": oldSelf cannot be used on the uncorrelatable portion of the schema within spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[l]"#
+            ]
         );
         assert_eq!(
-            crd_messages(json!({"type": "object", "x-kubernetes-validations": [{"rule": "true", "optionalOldSelf": true, "reason": "Nope", "fieldPath": ".missing"}]})),
+            crd_messages(
+                json!({"type": "object", "x-kubernetes-validations": [{"rule": "true", "optionalOldSelf": true, "reason": "Nope", "fieldPath": ".missing"}]})
+            ),
             vec![
                 r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].reason: Unsupported value: "Nope": supported values: "FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired""#,
                 r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].fieldPath: Invalid value: ".missing": fieldPath must be a valid path"#,
@@ -1460,8 +1508,10 @@ mod tests {
     fn cost_limits() {
         let nested = "self.l.all(x, self.l.exists(y, x == y))";
         // Unbounded list of unbounded strings, iterated twice: refused.
-        let msgs = crd_messages(json!({"type": "object", "x-kubernetes-validations": [{"rule": nested}],
-            "properties": {"l": {"type": "array", "items": {"type": "string"}}}}));
+        let msgs = crd_messages(
+            json!({"type": "object", "x-kubernetes-validations": [{"rule": nested}],
+            "properties": {"l": {"type": "array", "items": {"type": "string"}}}}),
+        );
         assert_eq!(msgs.len(), 3, "{msgs:?}");
         assert_eq!(
             msgs[0],
@@ -1473,8 +1523,11 @@ mod tests {
         assert!(crd_messages(json!({"type": "object", "x-kubernetes-validations": [{"rule": nested}],
             "properties": {"l": {"type": "array", "maxItems": 100, "items": {"type": "string", "maxLength": 64}}}})).is_empty());
         // One pass over an unbounded list is fine, as upstream.
-        assert!(crd_messages(json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.l.all(x, x > 0)"}],
-            "properties": {"l": {"type": "array", "items": {"type": "integer"}}}})).is_empty());
+        assert!(crd_messages(
+            json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.l.all(x, x > 0)"}],
+            "properties": {"l": {"type": "array", "items": {"type": "integer"}}}})
+        )
+        .is_empty());
         assert_eq!(cost_message("c", 12_000_000, 10_000_000), "c exceeds budget by factor of 1.200000x (try simplifying the rule, or adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)");
         assert!(cost_message("c", 25_000_000, 10_000_000).contains("factor of 2.5x"));
     }
@@ -1491,16 +1544,31 @@ mod tests {
         let big: Vec<i64> = (0..2000).collect();
         rules.validate(&json!({"spec": {"l": big}}), None, &mut out);
         assert_eq!(out.len(), 1);
-        assert!(out[0].display().contains("call cost exceeds limit for rule"), "{}", out[0].display());
+        assert!(
+            out[0]
+                .display()
+                .contains("call cost exceeds limit for rule"),
+            "{}",
+            out[0].display()
+        );
     }
 
     #[test]
     fn field_paths() {
         let s = schema();
         let spec = &s["properties"]["spec"];
-        assert_eq!(normalize_field_path(".replicas", spec).as_deref(), Some("replicas"));
-        assert_eq!(normalize_field_path(".labels['a.b']", spec).as_deref(), Some("labels[a.b]"));
-        assert_eq!(normalize_field_path("['mode']", spec).as_deref(), Some("mode"));
+        assert_eq!(
+            normalize_field_path(".replicas", spec).as_deref(),
+            Some("replicas")
+        );
+        assert_eq!(
+            normalize_field_path(".labels['a.b']", spec).as_deref(),
+            Some("labels[a.b]")
+        );
+        assert_eq!(
+            normalize_field_path("['mode']", spec).as_deref(),
+            Some("mode")
+        );
         assert!(normalize_field_path(".nope", spec).is_none());
         assert!(normalize_field_path("replicas", spec).is_none());
     }
