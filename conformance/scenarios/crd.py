@@ -397,6 +397,12 @@ def crd_validation_rules(t: T) -> None:
          '* spec: Invalid value: "object": replicas must be at least minReplicas\n'
          '* spec.replicas: Forbidden: replicas 11 is over 10',
          "every failing rule is reported")
+    t.eq(t.fails("create", "-n", ns, "-f", "-", stdin=cr("typed", {"replicas": "three", "minReplicas": 1})),
+         'The Scaler "typed" is invalid: \n'
+         '* spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string"\n'
+         '* <nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; '
+         'correct the existing errors to complete validation',
+         "a type error keeps the rules from running")
     t.eq(t.fails("patch", "scaler", "good", "-n", ns, "--type=merge", "-p", '{"spec":{"mode":"b"}}'),
          'The Scaler "good" is invalid: spec.mode: Invalid value: "string": immutable',
          "a transition rule refuses the update")

@@ -1,7 +1,7 @@
 //! CEL (Common Expression Language) for the apiserver: the expressions of ValidatingAdmissionPolicies
 //! (`validations`, `messageExpression`, `matchConditions`, `variables`) and of admission webhooks'
-//! `matchConditions`, evaluated over JSON objects. Kept independent of admission so that CRD
-//! `x-kubernetes-validations` (`self`/`oldSelf`) can use it too.
+//! `matchConditions`, evaluated over JSON objects, and of CRD `x-kubernetes-validations` (`self`/`oldSelf`,
+//! in `crate::apiserver::crd::validation_rules`). Kept independent of both.
 //!
 //! Where to start: [`Program::compile`] parses an expression ([`compile_cached`] once per distinct
 //! text, which is what admission uses), [`Activation`] binds the variables of one evaluation (JSON values, converted

@@ -101,11 +101,16 @@ impl CustomVersion {
     }
 
     /// The schema's validation rules (CEL) on an object about to be stored; `old` is the stored
-    /// object on updates (transition rules and ratcheting need it).
-    pub fn validate_rules(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    /// object on updates (transition rules and ratcheting need it). `prior` are the failures found
+    /// so far: after a type error the rules are not run, as upstream.
+    pub fn validate_rules(&self, obj: &Value, old: Option<&Value>, prior: &[Cause]) -> Vec<Cause> {
         let mut causes = Vec::new();
         if let Some(rules) = &self.rules {
-            rules.validate(obj, old, &mut causes);
+            if validation_rules::has_blocking_error(prior) {
+                causes.push(validation_rules::not_checked());
+            } else {
+                rules.validate(obj, old, &mut causes);
+            }
         }
         causes
     }

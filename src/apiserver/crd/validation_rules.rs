@@ -241,6 +241,23 @@ impl Rules {
     }
 }
 
+/// Whether the schema validation found a value of the wrong type, upstream's `hasBlockingErr`: the
+/// rules are then not evaluated (they would fail on the wrong type in confusing ways).
+pub fn has_blocking_error(causes: &[Cause]) -> bool {
+    causes
+        .iter()
+        .any(|c| c.message.contains(" in body must be of type "))
+}
+
+/// The cause upstream adds when [`has_blocking_error`] kept the rules from running.
+pub fn not_checked() -> Cause {
+    Cause::invalid(
+        "<nil>",
+        &json!("null"),
+        "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+    )
+}
+
 /// The node for `schema`, if it or anything below it has rules.
 fn build(schema: &Value, resource_root: bool, depth: usize) -> Option<Node> {
     if depth > MAX_DEPTH {
@@ -495,7 +512,8 @@ fn eval_rules(
         let detail = rule
             .message_expression
             .as_ref()
-            .and_then(|m| message_of(m, activation))
+            // As upstream, with `oldSelf` as a plain value even for `optionalOldSelf` rules.
+            .and_then(|m| message_of(m, &act))
             .unwrap_or_else(|| {
                 if rule.message.trim().is_empty() {
                     format!("failed rule: {}", rule.error_string())
@@ -1420,6 +1438,34 @@ mod tests {
             None
         )
         .is_empty());
+    }
+
+    #[test]
+    fn type_errors_block_the_rules() {
+        let version = crate::apiserver::crd::CustomVersion {
+            crd_name: "x".into(),
+            storage_version: "v1".into(),
+            schema: Some(schema()),
+            columns: None,
+            scale: None,
+            conversion: crate::apiserver::crd::conversion::Strategy::None,
+            deprecation: None,
+            rules: Rules::new(&schema()).map(Arc::new),
+        };
+        let obj = cr(json!({"replicas": "three", "minReplicas": 1}));
+        let prior = version.validate(&obj);
+        assert_eq!(prior.len(), 1);
+        let got: Vec<String> = version
+            .validate_rules(&obj, None, &prior)
+            .iter()
+            .map(Cause::display)
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#
+            ]
+        );
     }
 
     #[test]

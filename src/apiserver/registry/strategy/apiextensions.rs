@@ -62,6 +62,7 @@ impl Strategy for CustomResources {
     }
     /// `x-kubernetes-validations`, on creates and on updates of the resource and its subresources.
     fn validate_write(&self, new: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
-        causes.extend(self.0.validate_rules(new, old));
+        let found = self.0.validate_rules(new, old, causes);
+        causes.extend(found);
     }
 }
