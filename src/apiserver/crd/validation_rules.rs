@@ -56,10 +56,19 @@
 //! is refused (`call cost exceeds limit`); the estimates of one write together may not exceed
 //! upstream's 10,000,000 budget (`running out of cost budget`).
 //!
-//! Not done (upstream has it): type checking (a misspelt field or a non-bool rule shows as an
-//! evaluation error, not at CRD creation); `format`-typed strings as CEL timestamps/durations,
-//! `set`/`map` lists compared order-insensitively; rules inside `allOf`; the upstream library's
-//! `quantity`, `url`, `ip`, `cidr`, `semver` and `format` functions; ratcheting warnings.
+//! Not done (upstream has it):
+//! - type checking: a misspelt field, a wrong operand type or a non-bool rule is an evaluation error
+//!   when an object is written (`no such key: ...`), not a compile error when the CRD is;
+//! - schema-typed values: `format: date-time`/`duration` strings are plain strings (not CEL
+//!   timestamps/durations), `set` and `map` lists compare order-sensitively, `int-or-string` and
+//!   preserve-unknown values are whatever their JSON is;
+//! - rules inside `allOf`; the library's `quantity`, `url`, `ip`, `cidr`, `semver` and `format`
+//!   functions (see the CEL module);
+//! - ratcheted failures are dropped, not returned as warnings; CRD updates re-check every rule
+//!   (upstream exempts rules unchanged from the stored CRD from newer environments' checks);
+//! - `messageExpression`'s runtime cost is not counted against the budget;
+//! - Go's `%#v` of a rule in compile errors prints set pointers (`reason`, `optionalOldSelf`) as a
+//!   fixed address, where upstream's is whatever the allocation was.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
