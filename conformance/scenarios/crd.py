@@ -403,3 +403,133 @@ def crd_conversion_webhook(t: T) -> None:
         t.run("delete", "crd", crd, "--ignore-not-found")
         hook.stop()
     t.ok("delete", "namespace", ns, "--wait=false")
+
+
+RULES_CRD = """apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: scalers.rules.example.com
+spec:
+  group: rules.example.com
+  scope: Namespaced
+  names: {plural: scalers, singular: scaler, kind: Scaler}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - {rule: "self.minReplicas <= self.replicas", message: "replicas must be at least minReplicas"}
+            - rule: "self.replicas <= 10"
+              messageExpression: "'replicas ' + string(self.replicas) + ' is over 10'"
+              reason: FieldValueForbidden
+              fieldPath: .replicas
+            properties:
+              replicas: {type: integer}
+              minReplicas: {type: integer}
+              mode:
+                type: string
+                x-kubernetes-validations:
+                - {rule: "self == oldSelf", message: immutable}
+          status:
+            type: object
+            x-kubernetes-validations:
+            - rule: "self.ready <= 5"
+            properties:
+              ready: {type: integer}
+"""
+
+
+def _rules_crd(name: str, spec_schema: dict) -> str:
+    plural, group = name.split(".", 1)
+    return json.dumps({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": name},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": plural, "singular": plural[:-1], "kind": plural[:-1].capitalize()},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                     "type": "object", "properties": {"spec": spec_schema}}}}]}})
+
+
+@scenario
+def crd_validation_rules(t: T) -> None:
+    """x-kubernetes-validations (CEL) on custom resources: a rule refuses an invalid object with its message,
+    messageExpression/reason/fieldPath shape the cause, a transition rule (`self == oldSelf`) refuses an update,
+    status writes are checked too; CRDs with a rule that does not compile, an oldSelf rule below an atomic list,
+    or a rule too costly for unbounded lists are refused with upstream's messages."""
+    ns = t.namespace()
+    t.eq(t.ok("apply", "-f", "-", stdin=RULES_CRD).strip(),
+         "customresourcedefinition.apiextensions.k8s.io/scalers.rules.example.com created", "apply CRD with rules")
+    t.ok("wait", "--for", "condition=established", "--timeout=20s", "crd/scalers.rules.example.com")
+
+    def cr(name: str, spec: dict) -> str:
+        return _cr("rules.example.com", "v1", "Scaler", name, spec)
+
+    t.eq(t.ok("create", "-n", ns, "-f", "-", stdin=cr("good", {"replicas": 3, "minReplicas": 1, "mode": "a"})).strip(),
+         "scaler.rules.example.com/good created", "a valid object is accepted")
+    t.eq(t.fails("create", "-n", ns, "-f", "-", stdin=cr("bad", {"replicas": 1, "minReplicas": 2})),
+         'The Scaler "bad" is invalid: spec: Invalid value: "object": replicas must be at least minReplicas',
+         "a failing rule refuses the object with its message")
+    t.eq(t.fails("create", "-n", ns, "-f", "-", stdin=cr("big", {"replicas": 12, "minReplicas": 1})),
+         'The Scaler "big" is invalid: spec.replicas: Forbidden: replicas 12 is over 10',
+         "messageExpression, reason and fieldPath")
+    t.eq(t.fails("create", "-n", ns, "-f", "-", stdin=cr("both", {"replicas": 11, "minReplicas": 12})),
+         'The Scaler "both" is invalid: \n'
+         '* spec: Invalid value: "object": replicas must be at least minReplicas\n'
+         '* spec.replicas: Forbidden: replicas 11 is over 10',
+         "every failing rule is reported")
+    t.eq(t.fails("create", "-n", ns, "-f", "-", stdin=cr("typed", {"replicas": "three", "minReplicas": 1})),
+         'The Scaler "typed" is invalid: \n'
+         '* spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string"\n'
+         '* <nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; '
+         'correct the existing errors to complete validation',
+         "a type error keeps the rules from running")
+    t.eq(t.fails("patch", "scaler", "good", "-n", ns, "--type=merge", "-p", '{"spec":{"mode":"b"}}'),
+         'The Scaler "good" is invalid: spec.mode: Invalid value: "string": immutable',
+         "a transition rule refuses the update")
+    t.ok("patch", "scaler", "good", "-n", ns, "--type=merge", "-p", '{"spec":{"replicas":4}}')
+    t.eq(jget(t.json("get", "scaler", "good", "-n", ns), "spec.replicas"), 4, "an update keeping the rules is stored")
+    t.eq(t.fails("patch", "scaler", "good", "-n", ns, "--subresource=status", "--type=merge",
+                 "-p", '{"status":{"ready":7}}'),
+         'The Scaler "good" is invalid: status: Invalid value: "object": failed rule: self.ready <= 5',
+         "rules are evaluated on status writes")
+    t.ok("patch", "scaler", "good", "-n", ns, "--subresource=status", "--type=merge", "-p", '{"status":{"ready":2}}')
+
+    broken = _rules_crd("brokens.rules.example.com", {
+        "type": "object", "x-kubernetes-validations": [{"rule": "self.replicas >"}],
+        "properties": {"replicas": {"type": "integer"}}})
+    t.eq(t.fails("create", "-f", "-", stdin=broken),
+         'The CustomResourceDefinition "brokens.rules.example.com" is invalid: '
+         "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: "
+         'apiextensions.ValidationRule{Rule:"self.replicas >", Message:"", MessageExpression:"", '
+         "Reason:(*apiextensions.FieldValueErrorReason)(nil), FieldPath:\"\", OptionalOldSelf:(*bool)(nil)}: "
+         "compilation failed: ERROR: <input>:1:16: Syntax error: mismatched input '<EOF>' expecting "
+         "{'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, "
+         "IDENTIFIER}\n | self.replicas >\n | ...............^",
+         "a rule that does not compile refuses the CRD")
+    atomic = _rules_crd("atomics.rules.example.com", {
+        "type": "object", "properties": {"tags": {"type": "array", "maxItems": 5, "items": {
+            "type": "string", "maxLength": 10, "x-kubernetes-validations": [{"rule": "self == oldSelf"}]}}}})
+    t.eq(t.fails("create", "-f", "-", stdin=atomic),
+         'The CustomResourceDefinition "atomics.rules.example.com" is invalid: '
+         "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[tags].items.x-kubernetes-validations[0]"
+         '.rule: Invalid value: "self == oldSelf": oldSelf cannot be used on the uncorrelatable portion of the schema '
+         "within spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[tags]",
+         "oldSelf below a list that cannot correlate items")
+    costly = _rules_crd("costlies.rules.example.com", {
+        "type": "object", "x-kubernetes-validations": [{"rule": "self.tags.all(x, self.tags.exists(y, x == y))"}],
+        "properties": {"tags": {"type": "array", "items": {"type": "string"}}}})
+    err = t.fails("create", "-f", "-", stdin=costly)
+    t.contains(err, "* spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: "
+                    "Forbidden: estimated rule cost exceeds budget by factor of more than 100x (try simplifying the "
+                    "rule, or adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are "
+                    "declared)", "a nested iteration of an unbounded list is too costly")
+    t.contains(err, "* spec.versions[0].schema.openAPIV3Schema: Forbidden: x-kubernetes-validations estimated rule "
+                    "cost total for entire OpenAPIv3 schema exceeds budget by factor of more than 100x",
+               "the schema's total cost")
+    t.ok("delete", "crd", "scalers.rules.example.com")

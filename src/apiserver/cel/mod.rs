@@ -1,7 +1,7 @@
 //! CEL (Common Expression Language) for the apiserver: the expressions of ValidatingAdmissionPolicies
 //! (`validations`, `messageExpression`, `matchConditions`, `variables`) and of admission webhooks'
-//! `matchConditions`, evaluated over JSON objects. Kept independent of admission so that CRD
-//! `x-kubernetes-validations` (`self`/`oldSelf`) can use it too.
+//! `matchConditions`, evaluated over JSON objects, and of CRD `x-kubernetes-validations` (`self`/`oldSelf`,
+//! in `crate::apiserver::crd::validation_rules`). Kept independent of both.
 //!
 //! Where to start: [`Program::compile`] parses an expression ([`compile_cached`] once per distinct
 //! text, which is what admission uses), [`Activation`] binds the variables of one evaluation (JSON values, converted
@@ -175,6 +175,17 @@ impl Program {
         &self.source
     }
 
+    /// The parsed expression (macros expanded), for callers that analyse it (cost estimates).
+    pub fn expression(&self) -> &::cel::IdedExpr {
+        self.program.expression()
+    }
+
+    /// Whether the expression refers to the variable `name` outside any comprehension binding it
+    /// (upstream's CRD rules are transition rules when they mention `oldSelf`).
+    pub fn references(&self, name: &str) -> bool {
+        mentions(self.program.expression(), name)
+    }
+
     /// Evaluates the program with `act`'s variables.
     pub fn eval(&self, act: &Activation) -> Result<Value, EvalError> {
         let mut ctx = Context::with_env(ENV.clone());
@@ -289,6 +300,40 @@ fn free_identifiers<'e>(
     }
 }
 
+/// Whether `e` mentions the identifier `name` where no comprehension rebinds it (unlike
+/// [`free_identifiers`], receivers count: `oldSelf.hasValue()` mentions `oldSelf`).
+fn mentions(e: &::cel::IdedExpr, name: &str) -> bool {
+    use ::cel::common::ast::{EntryExpr, Expr};
+    match &e.expr {
+        Expr::Ident(n) => n == name,
+        Expr::Call(call) => {
+            call.target.as_deref().is_some_and(|t| mentions(t, name))
+                || call.args.iter().any(|a| mentions(a, name))
+        }
+        Expr::Comprehension(c) => {
+            let bound =
+                c.iter_var == name || c.accu_var == name || c.iter_var2.as_deref() == Some(name);
+            mentions(&c.iter_range, name)
+                || mentions(&c.accu_init, name)
+                || (!bound
+                    && (mentions(&c.loop_cond, name)
+                        || mentions(&c.loop_step, name)
+                        || mentions(&c.result, name)))
+        }
+        Expr::List(l) => l.elements.iter().any(|x| mentions(x, name)),
+        Expr::Map(m) => m.entries.iter().any(|entry| match &entry.expr {
+            EntryExpr::StructField(f) => mentions(&f.value, name),
+            EntryExpr::MapEntry(me) => mentions(&me.key, name) || mentions(&me.value, name),
+        }),
+        Expr::Struct(st) => st.entries.iter().any(|entry| match &entry.expr {
+            EntryExpr::StructField(f) => mentions(&f.value, name),
+            EntryExpr::MapEntry(me) => mentions(&me.key, name) || mentions(&me.value, name),
+        }),
+        Expr::Select(sel) => mentions(&sel.operand, name),
+        Expr::Literal(_) | Expr::Unspecified => false,
+    }
+}
+
 /// The variables of one evaluation.
 #[derive(Clone, Default, Debug)]
 pub struct Activation {
@@ -304,6 +349,15 @@ impl Activation {
     pub fn bind(&mut self, name: &str, value: Value) {
         self.vars.retain(|(n, _)| n != name);
         self.vars.push((name.to_string(), value));
+    }
+
+    /// Binds `name` to a CEL optional: `optional.of(value)`, or `optional.none()` when absent.
+    pub fn bind_optional_json(&mut self, name: &str, value: Option<&serde_json::Value>) {
+        let opt = match value {
+            Some(v) => ::cel::objects::OptionalValue::of(json_to_value(v)),
+            None => ::cel::objects::OptionalValue::none(),
+        };
+        self.bind(name, Value::Opaque(Arc::new(opt)));
     }
 
     /// Binds `name` to a JSON value (absent objects are `null`).

@@ -20,6 +20,7 @@ mod lifecycle_tests;
 pub mod scale;
 pub mod schema;
 pub mod table;
+pub mod validation_rules;
 
 use std::sync::Arc;
 
@@ -78,6 +79,8 @@ pub struct CustomVersion {
     /// The `Warning` a deprecated version's requests get (`deprecationWarning`, else upstream's
     /// default text).
     pub deprecation: Option<String>,
+    /// The schema's `x-kubernetes-validations`, compiled once per version (`None`: there are none).
+    pub rules: Option<Arc<validation_rules::Rules>>,
 }
 
 impl CustomVersion {
@@ -96,6 +99,21 @@ impl CustomVersion {
             Some(s) => schema::validate_root(obj, s),
             None => Vec::new(),
         }
+    }
+
+    /// The schema's validation rules (CEL) on an object about to be stored; `old` is the stored
+    /// object on updates (transition rules and ratcheting need it). `prior` are the failures found
+    /// so far: after a type error the rules are not run, as upstream.
+    pub fn validate_rules(&self, obj: &Value, old: Option<&Value>, prior: &[Cause]) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        if let Some(rules) = &self.rules {
+            if validation_rules::has_blocking_error(prior) {
+                causes.push(validation_rules::not_checked());
+            } else {
+                rules.validate(obj, old, &mut causes);
+            }
+        }
+        causes
     }
 }
 
@@ -221,6 +239,10 @@ pub fn rows(crd: &Value) -> Vec<ResourceInfo> {
         let schema = version_or_spec(crd, v, "schema")
             .and_then(|s| s.get("openAPIV3Schema"))
             .cloned();
+        let rules = schema
+            .as_ref()
+            .and_then(validation_rules::Rules::new)
+            .map(Arc::new);
         let deprecation = (v.get("deprecated") == Some(&Value::Bool(true))).then(|| {
             match v.get("deprecationWarning").and_then(Value::as_str) {
                 Some(w) => w.to_string(),
@@ -235,6 +257,7 @@ pub fn rows(crd: &Value) -> Vec<ResourceInfo> {
             scale,
             conversion: conversion.clone(),
             deprecation,
+            rules,
         });
         out.push(ResourceInfo {
             group: group.clone(),
@@ -465,6 +488,7 @@ pub fn validate(crd: &Value) -> Vec<Cause> {
         }
     }
     causes.extend(conversion::validate(crd));
+    causes.extend(validation_rules::check_crd(crd));
     causes.extend(api_approval(crd));
     causes
 }

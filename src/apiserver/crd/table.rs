@@ -116,6 +116,7 @@ mod tests {
             scale: None,
             conversion: crate::apiserver::crd::conversion::Strategy::None,
             deprecation: None,
+            rules: None,
         };
         let defs = column_definitions(&c);
         assert_eq!(defs.len(), 5);

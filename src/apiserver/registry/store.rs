@@ -849,7 +849,8 @@ impl Registry {
         hooks: Option<WriteCheck<'_>>,
     ) -> ApiResult<Value> {
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
-        let causes = validate(info, &obj, None);
+        let mut causes = validate(info, &obj, None);
+        info.strategy.validate_write(&obj, None, &mut causes);
         if !causes.is_empty() {
             return Err(ApiError::invalid(info, &name, causes));
         }
@@ -1071,6 +1072,7 @@ impl Registry {
                 info.strategy
                     .validate_subresource_update(sub, &new, &old, &mut causes);
             }
+            info.strategy.validate_write(&new, Some(&old), &mut causes);
             if !causes.is_empty() {
                 return Err(ApiError::invalid(info, name, causes));
             }

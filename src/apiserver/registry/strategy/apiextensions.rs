@@ -60,4 +60,9 @@ impl Strategy for CustomResources {
     fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
         causes.extend(self.0.validate(obj));
     }
+    /// `x-kubernetes-validations`, on creates and on updates of the resource and its subresources.
+    fn validate_write(&self, new: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
+        let found = self.0.validate_rules(new, old, causes);
+        causes.extend(found);
+    }
 }

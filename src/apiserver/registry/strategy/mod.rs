@@ -134,6 +134,12 @@ pub trait Strategy: Send + Sync {
     /// What an update may not change, beyond [`Strategy::validate`]'s rules (`ValidateUpdate`).
     fn validate_update(&self, _new: &Value, _old: &Value, _causes: &mut Vec<Cause>) {}
 
+    /// Rules checked on every write of an object, main resource and subresources alike, that need
+    /// to know the stored object (`old`, `None` on create): custom resources' validation rules,
+    /// whose transition rules compare with it (upstream runs them in both the resource's and the
+    /// status strategy).
+    fn validate_write(&self, _new: &Value, _old: Option<&Value>, _causes: &mut Vec<Cause>) {}
+
     /// Why an object of this kind may never be deleted, if it may not (e.g. `default`).
     fn delete_forbidden(&self, _name: &str) -> Option<&'static str> {
         None
