@@ -153,7 +153,8 @@ fn type_matches(expected: &str, v: &Value) -> bool {
     }
 }
 
-fn join(path: &str, key: &str) -> String {
+/// `path.key` in upstream's field path notation (the root is the empty path).
+pub(super) fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
     } else {
