@@ -314,7 +314,8 @@ impl Handle {
             let status = response_status(code, s.failure.as_ref());
             s.event.response_status = Some(status);
         }
-        if long_running && (parts.status.is_success() || code == 101) {
+        // Upstream writes ResponseStarted for every long-running request, whatever its status.
+        if long_running {
             {
                 let mut s = self.state();
                 self.emit(&mut s, Stage::ResponseStarted);

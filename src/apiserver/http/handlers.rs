@@ -72,7 +72,8 @@ pub struct App {
     pub audit: Option<Arc<audit::Auditor>>,
 }
 
-/// The one handler every request goes through.
+/// The one handler every request goes through. With auditing on, it makes the request's audit record
+/// (read by `route`, which fills in the user, the decision and the body) and finishes it with the answer.
 pub async fn handle(State(app): State<Arc<App>>, mut req: Request) -> Response {
     let started = std::time::Instant::now();
     let labels = Labels::of(
