@@ -61,8 +61,8 @@ def audit_log_and_pod_security_audit(t: T) -> None:
     forbidden request is logged with `authorization.k8s.io/decision: forbid`; the None rules suppress
     events; a watch gets ResponseStarted; a pod that violates `restricted` in a namespace with
     `pod-security.kubernetes.io/audit=restricted` is admitted and its event carries upstream's
-    `audit-violations` and `enforce-policy` annotations (a Deployment's template only the first); a bad
-    policy stops the start."""
+    `audit-violations` and `enforce-policy` annotations (a Deployment's template only the first); failed
+    credentials are logged at ResponseStarted without a user; a bad policy stops the start."""
     ns = t.namespace()
     workdir = t.server.workdir
     policy = workdir / "audit-policy.yaml"
@@ -177,6 +177,15 @@ def audit_log_and_pod_security_audit(t: T) -> None:
                      and e["stage"] == "ResponseComplete")
         t.true(len(plain) == 1 and "pod-security.kubernetes.io/audit-violations" not in plain[0].get("annotations", {}),
                "no audit annotation without the label", plain)
+
+        # Credentials that fail: upstream's failed-authentication event (ResponseStarted, no user).
+        status, headers, _ = https_raw(t.server.creds, "GET", f"/api/v1/namespaces/{ns}/secrets",
+                                       headers={"Authorization": "Bearer not-a-token"}, client_cert=False)
+        t.eq(status, 401, "a bogus bearer token")
+        failed = find(t, lambda e: e["auditID"] == headers.get("audit-id"))
+        t.true(len(failed) == 1 and failed[0]["stage"] == "ResponseStarted" and failed[0]["user"] == {}
+               and failed[0]["verb"] == "list" and failed[0]["responseStatus"]["code"] == 401,
+               "the failed authentication is logged once, without a user", failed)
 
         # A bad policy stops the start with the file's problem.
         bad = workdir / "audit-policy-bad.yaml"

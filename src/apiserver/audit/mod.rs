@@ -291,13 +291,12 @@ impl Handle {
             // Credentials that failed: upstream's failed-authentication event, one ResponseStarted
             // with no user.
             if code == 401 {
-                let evaluation = self
-                    .0
-                    .auditor
-                    .policy
-                    .evaluate(&User::default(), &unauthenticated());
+                let attrs = unauthenticated();
+                let evaluation = self.0.auditor.policy.evaluate(&User::default(), &attrs);
                 let mut s = self.state();
                 s.event.level = evaluation.level;
+                s.event.verb = attrs.verb.clone();
+                s.event.object_ref = ObjectRef::of(&attrs);
                 s.event.response_status = Some(response_status(code, s.failure.as_ref()));
                 s.evaluation = Some(evaluation);
                 self.emit(&mut s, Stage::ResponseStarted);
