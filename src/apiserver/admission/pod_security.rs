@@ -666,6 +666,39 @@ mod tests {
         assert!(violations(&pod, Level::Privileged).is_empty());
     }
 
+    #[tokio::test]
+    async fn audit_mode_annotates_the_request() {
+        let pod = json!({"spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        let restricted = Some((Level::Restricted, "restricted:latest".to_string()));
+        let handle = crate::apiserver::audit::test_handle();
+        crate::apiserver::audit::scope(Some(handle.clone()), async {
+            assert!(crate::apiserver::audit::recording());
+            audit_annotations(&pod, true, &None, &None, &restricted);
+        })
+        .await;
+        let a = handle.annotations();
+        assert_eq!(
+            a["pod-security.kubernetes.io/enforce-policy"],
+            "privileged:latest"
+        );
+        assert!(a["pod-security.kubernetes.io/audit-violations"].starts_with(
+            "would violate PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (container \"c\" must set securityContext.allowPrivilegeEscalation=false), "
+        ));
+        // A template: audited, never enforced; every mode privileged: nothing.
+        let template = crate::apiserver::audit::test_handle();
+        let privileged = Some((Level::Privileged, "privileged:latest".to_string()));
+        crate::apiserver::audit::scope(Some(template.clone()), async {
+            audit_annotations(&pod, false, &None, &None, &restricted);
+            audit_annotations(&pod, true, &privileged, &None, &privileged);
+        })
+        .await;
+        let a = template.annotations();
+        assert!(a.contains_key("pod-security.kubernetes.io/audit-violations"));
+        assert!(!a.contains_key("pod-security.kubernetes.io/enforce-policy"));
+        // Outside an audited request nothing is recorded.
+        assert!(!crate::apiserver::audit::recording());
+    }
+
     #[test]
     fn baseline_host_namespaces() {
         let pod = json!({"spec": {"hostNetwork": true, "containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 80}]}]}});

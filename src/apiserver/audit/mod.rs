@@ -493,6 +493,32 @@ pub fn annotate(key: &str, value: &str) {
     let _ = CURRENT.try_with(|a| a.annotate(key, value));
 }
 
+/// A begun request record at `Metadata` (log in a temporary folder), for tests of what admission adds.
+#[cfg(test)]
+pub(crate) fn test_handle() -> Handle {
+    let dir = std::env::temp_dir().join(format!("rkube-audit-{}", uuid::Uuid::new_v4()));
+    let policy =
+        Policy::parse("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n")
+            .expect("policy");
+    let sink = log::Sink::open(&dir.join("audit.log").to_string_lossy()).expect("log");
+    let auditor = Arc::new(Auditor { policy, sink });
+    let h = auditor.request(
+        &Method::POST,
+        &"/api/v1/namespaces/ns/pods".parse().expect("uri"),
+        &HeaderMap::new(),
+        None,
+    );
+    h.begin(&User::default(), &Attributes::default());
+    h
+}
+
+#[cfg(test)]
+impl Handle {
+    pub(crate) fn annotations(&self) -> BTreeMap<String, String> {
+        self.state().event.annotations.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
