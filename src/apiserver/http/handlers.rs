@@ -183,7 +183,10 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
         }
         (None, None) => None,
     };
-    let audit = parts.extensions.get::<audit::Handle>().cloned();
+    let audit = match app.audit {
+        Some(_) => parts.extensions.get::<audit::Handle>().cloned(),
+        None => None,
+    };
     if let Some(audit) = &audit {
         // Upstream audits after authentication: a request without credentials as the anonymous user.
         let anonymous = User::new("system:anonymous", vec!["system:unauthenticated".into()]);
