@@ -78,6 +78,13 @@ struct ServerArgs {
     /// encrypted at rest (aescbc, aesgcm, secretbox; identity), on either storage backend.
     #[arg(long)]
     encryption_provider_config: Option<PathBuf>,
+    /// Upstream's audit policy file (audit.k8s.io/v1 Policy): which requests are audited, at which
+    /// level. Audit events are written only with --audit-log-path too.
+    #[arg(long)]
+    audit_policy_file: Option<PathBuf>,
+    /// Where audit events are written, one JSON line each (`-`: standard output).
+    #[arg(long)]
+    audit_log_path: Option<String>,
     /// The address the `kubernetes` Service's endpoints name, where pods reach the apiserver
     /// (upstream's --advertise-address). Default: --bind-address if it is a routable address, else
     /// this host's primary address.
@@ -852,6 +859,12 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // Also before the store: a bad audit policy stops the start with the file's problems.
+    let audit = apiserver::audit::Auditor::from_flags(
+        args.audit_policy_file.as_deref(),
+        args.audit_log_path.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let etcd_tls = crate::storage::etcd::EtcdTls {
         ca_file: args.etcd_cafile.clone(),
         cert_file: args.etcd_certfile.clone(),
@@ -918,6 +931,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
                 .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
         },
         caller_hook: Some(COMPONENT_BINDINGS_HOOK),
+        audit,
     };
     let server = apiserver::start(config, store).await?;
     let url = format!("https://{host}:{}", server.local_addr.port());

@@ -6,7 +6,8 @@
 //! [`http::verbs`]. Those call the generic store, [`registry::store::Registry`], which asks the row's
 //! [`registry::strategy`] what is special about the kind and reads through the
 //! [`registry::watch_cache`] to [`crate::storage`]. Answers are encoded by [`http::negotiate`] with the
-//! [`wire`] formats (protobuf, Tables).
+//! [`wire`] formats (protobuf, Tables). With `--audit-policy-file` and `--audit-log-path`, [`audit`]
+//! writes upstream's audit events for the requests the policy selects.
 //!
 //! Everything about which resources exist comes from the [`catalog`] (one row per resource: names,
 //! verbs, subresources, storage prefix, its strategy), which CustomResourceDefinitions extend at run time
@@ -14,6 +15,7 @@
 //! ([`status`]).
 
 pub mod admission;
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod catalog;
@@ -58,6 +60,8 @@ pub struct ApiServerConfig {
     /// A post-start hook the caller runs through the API once the server is started (the bindings of
     /// its in-process components): `/readyz` names it and stays red until [`ApiServer::hook_done`].
     pub caller_hook: Option<&'static str>,
+    /// The audit policy and log (`--audit-policy-file`, `--audit-log-path`); `None`: no auditing.
+    pub audit: Option<Arc<audit::Auditor>>,
 }
 
 /// A running apiserver's handles.
@@ -124,6 +128,7 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
         kubelet_client: config.kubelet_client.map(Arc::new),
         admission: admission::Chain::standard(&config.admission),
         metrics: http::metrics::Metrics::new(),
+        audit: config.audit.clone(),
     });
     let started = app.started.subscribe();
     let router = axum::Router::new()

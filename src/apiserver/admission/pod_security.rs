@@ -2,7 +2,8 @@
 //! `pod-security.kubernetes.io/enforce|warn` labels (`privileged`, `baseline`, `restricted`) hold new
 //! pods to the Pod Security Standards. `enforce` refuses a violating pod, `warn` admits it with a
 //! `Warning:` header; pod templates of workload kinds are only warned about, as upstream does.
-//! (`audit` needs an audit log, which this server does not write.)
+//! `audit` adds `pod-security.kubernetes.io/audit-violations` to the request's audit event (and a pod's
+//! event gets `pod-security.kubernetes.io/enforce-policy`), when the server writes an audit log.
 //!
 //! The checks are upstream's, in its order (baseline's then restricted's, each sorted by check id,
 //! restricted's overriding baseline's capabilities, seccomp and hostPath ones), with its texts:
@@ -94,13 +95,19 @@ impl Plugin for PodSecurity {
             return Ok(());
         };
         let (enforce, warn) = (policy(&namespace, "enforce"), policy(&namespace, "warn"));
-        if enforce.is_none() && warn.is_none() {
+        // Only worked out when the request's audit event will be written.
+        let recording = crate::apiserver::audit::recording();
+        let audit = policy(&namespace, "audit").filter(|_| recording);
+        if enforce.is_none() && warn.is_none() && audit.is_none() {
             return Ok(());
         }
         let Some(pod) = obj.pointer(path) else {
             return Ok(());
         };
         let is_pod = path.is_empty();
+        if recording {
+            audit_annotations(pod, is_pod, &enforce, &warn, &audit);
+        }
         if let Some((level, label)) = &enforce {
             let found = violations(pod, *level);
             if !found.is_empty() {
@@ -127,6 +134,46 @@ impl Plugin for PodSecurity {
             }
         }
         Ok(())
+    }
+}
+
+/// Upstream's audit annotations of a pod (or template) evaluation: the enforce policy a pod was judged
+/// by (not for templates, which are never enforced), and what the `audit` level finds. Nothing when
+/// every mode is privileged (upstream's short-circuit).
+fn audit_annotations(
+    pod: &Value,
+    is_pod: bool,
+    enforce: &Option<(Level, String)>,
+    warn: &Option<(Level, String)>,
+    audit: &Option<(Level, String)>,
+) {
+    let level = |p: &Option<(Level, String)>| p.as_ref().map_or(Level::Privileged, |(l, _)| *l);
+    // Upstream's warn level defaults to a stricter enforce level.
+    let warn_level = level(warn).max(if warn.is_none() {
+        level(enforce)
+    } else {
+        Level::Privileged
+    });
+    let all_privileged = level(audit) == Level::Privileged
+        && warn_level == Level::Privileged
+        && (!is_pod || level(enforce) == Level::Privileged);
+    if all_privileged {
+        return;
+    }
+    if is_pod {
+        let label = enforce
+            .as_ref()
+            .map_or("privileged:latest", |(_, label)| label.as_str());
+        crate::apiserver::audit::annotate("pod-security.kubernetes.io/enforce-policy", label);
+    }
+    if let Some((level, label)) = audit {
+        let found = violations(pod, *level);
+        if !found.is_empty() {
+            crate::apiserver::audit::annotate(
+                "pod-security.kubernetes.io/audit-violations",
+                &format!("would violate PodSecurity {label:?}: {}", found.join(", ")),
+            );
+        }
     }
 }
 
@@ -617,6 +664,39 @@ mod tests {
             "containers": [{"name": "c", "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}});
         assert!(violations(&good, Level::Restricted).is_empty());
         assert!(violations(&pod, Level::Privileged).is_empty());
+    }
+
+    #[tokio::test]
+    async fn audit_mode_annotates_the_request() {
+        let pod = json!({"spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        let restricted = Some((Level::Restricted, "restricted:latest".to_string()));
+        let handle = crate::apiserver::audit::test_handle();
+        crate::apiserver::audit::scope(Some(handle.clone()), async {
+            assert!(crate::apiserver::audit::recording());
+            audit_annotations(&pod, true, &None, &None, &restricted);
+        })
+        .await;
+        let a = handle.annotations();
+        assert_eq!(
+            a["pod-security.kubernetes.io/enforce-policy"],
+            "privileged:latest"
+        );
+        assert!(a["pod-security.kubernetes.io/audit-violations"].starts_with(
+            "would violate PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (container \"c\" must set securityContext.allowPrivilegeEscalation=false), "
+        ));
+        // A template: audited, never enforced; every mode privileged: nothing.
+        let template = crate::apiserver::audit::test_handle();
+        let privileged = Some((Level::Privileged, "privileged:latest".to_string()));
+        crate::apiserver::audit::scope(Some(template.clone()), async {
+            audit_annotations(&pod, false, &None, &None, &restricted);
+            audit_annotations(&pod, true, &privileged, &None, &privileged);
+        })
+        .await;
+        let a = template.annotations();
+        assert!(a.contains_key("pod-security.kubernetes.io/audit-violations"));
+        assert!(!a.contains_key("pod-security.kubernetes.io/enforce-policy"));
+        // Outside an audited request nothing is recorded.
+        assert!(!crate::apiserver::audit::recording());
     }
 
     #[test]

@@ -427,6 +427,7 @@ mod tests {
             started: tokio::sync::watch::channel(false).0,
             caller_hook: None,
             metrics: crate::apiserver::http::metrics::Metrics::new(),
+            audit: None,
         };
         let (t, _) = app
             .tokens

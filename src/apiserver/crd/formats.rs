@@ -202,7 +202,7 @@ fn is_isbn10(s: &str) -> bool {
             (i as u32 + 1) * d
         })
         .sum();
-    sum % 11 == 0
+    sum.is_multiple_of(11)
 }
 
 fn is_isbn13(s: &str) -> bool {
@@ -243,7 +243,7 @@ fn is_credit_card(s: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// RFC 3339 `full-date` (`2006-01-02`), a real calendar day.

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::json;
 
+use crate::apiserver::audit;
 use crate::apiserver::authn::bearer::*;
 use crate::apiserver::authz;
 use crate::apiserver::catalog::{SharedCatalog, SubresourceHandler};
@@ -35,6 +36,10 @@ pub use crate::apiserver::authz::User;
 /// Set per connection: None for a connection without a verified client certificate.
 #[derive(Clone, Debug)]
 pub struct Authenticated(pub Option<User>);
+
+/// The client's address (an audit event's `sourceIPs`).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 /// Set per connection whose client certificate verified but names no user (no common name): its
 /// requests are refused (401), never treated as anonymous.
@@ -63,10 +68,13 @@ pub struct App {
     pub admission: crate::apiserver::admission::Chain,
     /// What `/metrics` reports.
     pub metrics: Arc<crate::apiserver::http::metrics::Metrics>,
+    /// The audit policy and log; `None`: requests are not audited (and pay nothing for it).
+    pub audit: Option<Arc<audit::Auditor>>,
 }
 
-/// The one handler every request goes through.
-pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+/// The one handler every request goes through. With auditing on, it makes the request's audit record
+/// (read by `route`, which fills in the user, the decision and the body) and finishes it with the answer.
+pub async fn handle(State(app): State<Arc<App>>, mut req: Request) -> Response {
     let started = std::time::Instant::now();
     let labels = Labels::of(
         req.method(),
@@ -78,7 +86,29 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             .unwrap_or(""),
     );
     let metrics = app.metrics.clone();
-    let response = answer(app, req).await;
+    // The request's audit record rides in its extensions to `route`, which fills it in.
+    let audit = app.audit.as_ref().map(|auditor| {
+        let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
+        let record = auditor.request(req.method(), req.uri(), req.headers(), peer);
+        req.extensions_mut().insert(record.clone());
+        record
+    });
+    let (method, path, query) = match audit {
+        Some(_) => (
+            req.method().clone(),
+            req.uri().path().to_string(),
+            req.uri().query().map(str::to_string),
+        ),
+        None => Default::default(),
+    };
+    let mut response = answer(app, req).await;
+    if let Some(audit) = audit {
+        response = audit
+            .finish(response, || {
+                request_attributes(&method, &path, query.as_deref())
+            })
+            .await;
+    }
     metrics.observe(&labels, response.status().as_u16(), started.elapsed());
     if labels.long_running() && response.status().is_success()
         || response.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -93,7 +123,15 @@ async fn answer(app: Arc<App>, req: Request) -> Response {
     // Errors go out in protobuf when the client prefers it, except for custom resources (no protobuf).
     let protobuf_errors = matches!(negotiate(req.headers(), true), Ok(Output::Protobuf))
         && !is_custom_resource_path(&app, req.uri().path());
-    match route(app, req).await {
+    let audit = match app.audit {
+        Some(_) => req.extensions().get::<audit::Handle>().cloned(),
+        None => None,
+    };
+    let result = route(app, req).await;
+    if let (Some(audit), Err(e)) = (&audit, &result) {
+        audit.failed(e);
+    }
+    match result {
         Ok(r) => r,
         Err(e) if protobuf_errors => {
             let status = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -145,6 +183,18 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
         }
         (None, None) => None,
     };
+    let audit = match app.audit {
+        Some(_) => parts.extensions.get::<audit::Handle>().cloned(),
+        None => None,
+    };
+    if let Some(audit) = &audit {
+        // Upstream audits after authentication: a request without credentials as the anonymous user.
+        let anonymous = User::new("system:anonymous", vec!["system:unauthenticated".into()]);
+        audit.begin(
+            user.as_ref().unwrap_or(&anonymous),
+            &request_attributes(&parts.method, &path, raw_query.as_deref()),
+        );
+    }
     if trimmed == "/healthz"
         || trimmed == "/livez"
         || trimmed == "/readyz"
@@ -163,7 +213,13 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
         return Err(ApiError::unauthorized());
     };
     let headers = &parts.headers;
+    let requester = audit.as_ref().map(|_| authenticated.clone());
     let user = authz::impersonation::resolve(&app.authorizer, authenticated, headers)?;
+    if let (Some(audit), Some(requester)) = (&audit, requester) {
+        if requester != user {
+            audit.impersonated(&user);
+        }
+    }
     let target = parse_path(&path);
     let resource_target = matches!(target, Some(Target::Resource(_)));
     let attrs = match &target {
@@ -175,6 +231,9 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
         _ => authz::Attributes::for_path(&parts.method, &path),
     };
     let decision = app.authorizer.authorize(&user, &attrs);
+    if let Some(audit) = &audit {
+        audit.authorized(decision.allowed, &decision.reason);
+    }
     if !decision.allowed {
         return Err(attrs.forbidden(&user.name, &decision.reason));
     }
@@ -187,6 +246,10 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
         // Lists and gets are served from the cache: while it (re)loads they would see nothing.
         return Err(ApiError::storage_initializing());
     }
+    let body = match &audit {
+        Some(audit) => audit.capture_body(&parts.headers, body),
+        None => body,
+    };
     let request = Dispatch {
         app: app.clone(),
         method: parts.method,
@@ -199,16 +262,17 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
         target,
     };
     if long_running {
-        return request.run().await;
+        return audit::scope(audit, request.run()).await;
     }
     // The work runs as its own task, so a request that outlives its deadline is answered 504 but is
     // never cut in the middle of a write: it finishes (or fails) on its own, holding its in-flight slot.
     let deadline = app.limits.request_timeout;
-    let work = tokio::spawn(async move {
+    // Admission reaches the audit record through the task-local `audit::scope` sets.
+    let work = tokio::spawn(audit::scope(audit, async move {
         let answer = request.run().await;
         drop(permit);
         answer
-    });
+    }));
     match tokio::time::timeout(deadline, work).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(panicked)) => Err(ApiError::internal(format!("request failed: {panicked}"))),
@@ -216,6 +280,18 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
             ApiError::timeout(crate::apiserver::status::REQUEST_TIMEOUT_MESSAGE)
                 .with_details(json!({})),
         ),
+    }
+}
+
+/// What a request does, for the audit policy (the same attributes authorization is asked about).
+fn request_attributes(method: &Method, path: &str, raw_query: Option<&str>) -> authz::Attributes {
+    match parse_path(path) {
+        Some(Target::Resource(rp)) => authz::Attributes::for_resource(
+            method,
+            &rp,
+            &Query::parse(raw_query).unwrap_or_default(),
+        ),
+        _ => authz::Attributes::for_path(method, path),
     }
 }
 

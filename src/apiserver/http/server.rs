@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::apiserver::http::handlers::{Authenticated, CertRejected, User};
+use crate::apiserver::http::handlers::{Authenticated, CertRejected, PeerAddr, User};
 
 /// Time for a client to complete the TLS handshake (Go's `tls.Conn` under the server's read timeout).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,6 +89,7 @@ async fn serve_connection(
     let service =
         hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(auth.clone());
+            req.extensions_mut().insert(PeerAddr(peer));
             if cert_rejected {
                 req.extensions_mut().insert(CertRejected);
             }
