@@ -31,6 +31,7 @@ use serde_json::Value;
 
 use crate::apiserver::authz::{Attributes, User};
 use crate::apiserver::http::body::BodyFormat;
+use crate::apiserver::http::metrics::Tracked;
 use crate::apiserver::status::ApiError;
 use event::{micro_time, response_status, Event, ObjectRef, UserInfo};
 use policy::{Evaluation, Level, Policy, Stage};
@@ -319,11 +320,7 @@ impl Handle {
                 let mut s = self.state();
                 self.emit(&mut s, Stage::ResponseStarted);
             }
-            let body = Body::new(Streaming {
-                inner: body,
-                audit: Some(self),
-            });
-            return Response::from_parts(parts, body);
+            return Tracked::wrap(Response::from_parts(parts, body), Completes(self));
         }
         let mut body = body;
         let content_type = parts
@@ -431,39 +428,14 @@ impl http_body::Body for Tee {
     }
 }
 
-/// A watch's or stream's body: `ResponseComplete` is written when it is done or dropped (the client
-/// went away), as upstream writes it when the long-running handler returns.
-struct Streaming {
-    inner: Body,
-    audit: Option<Handle>,
-}
+/// Held by a watch's or stream's body: `ResponseComplete` is written when the body is done or dropped
+/// (the client went away), as upstream writes it when the long-running handler returns.
+struct Completes(Handle);
 
-impl http_body::Body for Streaming {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Streaming {
+impl Drop for Completes {
     fn drop(&mut self) {
-        if let Some(audit) = self.audit.take() {
-            let mut s = audit.state();
-            audit.emit(&mut s, Stage::ResponseComplete);
-        }
+        let mut s = self.0.state();
+        self.0.emit(&mut s, Stage::ResponseComplete);
     }
 }
 

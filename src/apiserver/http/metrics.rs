@@ -155,13 +155,14 @@ pub struct Metrics {
     started: AtomicI64,
 }
 
-/// A response body that keeps an [`Open`] guard until the body is finished or dropped.
-pub struct Tracked {
+/// A response body that keeps a guard until the body is finished or dropped: an [`Open`] for the
+/// long-running gauge, or the audit record that writes a stream's `ResponseComplete` when it ends.
+pub struct Tracked<G> {
     inner: axum::body::Body,
-    _open: Open,
+    _guard: G,
 }
 
-impl http_body::Body for Tracked {
+impl<G: Unpin> http_body::Body for Tracked<G> {
     type Data = bytes::Bytes;
     type Error = axum::Error;
 
@@ -181,13 +182,16 @@ impl http_body::Body for Tracked {
     }
 }
 
-impl Tracked {
-    /// `response` whose body keeps `open` until it ends.
-    pub fn wrap(response: axum::response::Response, open: Open) -> axum::response::Response {
+impl<G: Unpin + Send + 'static> Tracked<G> {
+    /// `response` whose body keeps `guard` until it ends.
+    pub fn wrap(response: axum::response::Response, guard: G) -> axum::response::Response {
         let (parts, inner) = response.into_parts();
         axum::response::Response::from_parts(
             parts,
-            axum::body::Body::new(Tracked { inner, _open: open }),
+            axum::body::Body::new(Tracked {
+                inner,
+                _guard: guard,
+            }),
         )
     }
 }

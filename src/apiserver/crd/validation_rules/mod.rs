@@ -75,8 +75,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::apiserver::cel::{compile_cached, Activation, Program};
 use super::schema::join;
+use crate::apiserver::cel::{compile_cached, Activation, Program};
 use crate::apiserver::status::Cause;
 
 mod checks;
@@ -331,7 +331,6 @@ fn build(schema: &Value, resource_root: bool, depth: usize) -> Option<Node> {
         && node.additional.is_none();
     (!empty).then_some(node)
 }
-
 
 fn shown_path(path: &str) -> String {
     if path.is_empty() {
