@@ -238,99 +238,86 @@ fn free_identifiers<'e>(
     scope: &mut Vec<&'e str>,
     out: &mut Vec<(String, u64)>,
 ) {
+    visit_unbound(e, scope, &mut |ident, name, receiver| {
+        if !receiver && !name.starts_with('@') && !TYPE_NAMES.contains(&name) {
+            out.push((name.to_string(), ident.id));
+        }
+    });
+}
+
+/// Whether `e` mentions the identifier `name` where no comprehension rebinds it (unlike
+/// [`free_identifiers`], receivers count: `oldSelf.hasValue()` mentions `oldSelf`).
+fn mentions(e: &::cel::IdedExpr, name: &str) -> bool {
+    let mut found = false;
+    visit_unbound(e, &mut Vec::new(), &mut |_, n, _| found |= n == name);
+    found
+}
+
+/// Calls `f` with every identifier of `e` that no comprehension around it binds (`scope` holds the
+/// names bound so far), its name, and whether it is the receiver of a call.
+fn visit_unbound<'e>(
+    e: &'e ::cel::IdedExpr,
+    scope: &mut Vec<&'e str>,
+    f: &mut dyn FnMut(&'e ::cel::IdedExpr, &'e str, bool),
+) {
     use ::cel::common::ast::{EntryExpr, Expr};
     match &e.expr {
         Expr::Ident(name) => {
-            if !name.starts_with('@')
-                && !scope.contains(&name.as_str())
-                && !TYPE_NAMES.contains(&name.as_str())
-            {
-                out.push((name.clone(), e.id));
+            if !scope.contains(&name.as_str()) {
+                f(e, name, false);
             }
         }
         Expr::Call(call) => {
             if let Some(target) = &call.target {
-                if !matches!(target.expr, Expr::Ident(_)) {
-                    free_identifiers(target, scope, out);
+                match &target.expr {
+                    Expr::Ident(name) if !scope.contains(&name.as_str()) => f(target, name, true),
+                    Expr::Ident(_) => {}
+                    _ => visit_unbound(target, scope, f),
                 }
             }
             for a in &call.args {
-                free_identifiers(a, scope, out);
+                visit_unbound(a, scope, f);
             }
         }
         Expr::Comprehension(c) => {
-            free_identifiers(&c.iter_range, scope, out);
-            free_identifiers(&c.accu_init, scope, out);
+            visit_unbound(&c.iter_range, scope, f);
+            visit_unbound(&c.accu_init, scope, f);
             let depth = scope.len();
             scope.push(&c.iter_var);
             if let Some(v2) = &c.iter_var2 {
                 scope.push(v2);
             }
             scope.push(&c.accu_var);
-            free_identifiers(&c.loop_cond, scope, out);
-            free_identifiers(&c.loop_step, scope, out);
-            free_identifiers(&c.result, scope, out);
+            visit_unbound(&c.loop_cond, scope, f);
+            visit_unbound(&c.loop_step, scope, f);
+            visit_unbound(&c.result, scope, f);
             scope.truncate(depth);
         }
         Expr::List(l) => {
             for x in &l.elements {
-                free_identifiers(x, scope, out);
+                visit_unbound(x, scope, f);
             }
         }
         Expr::Map(m) => {
             for entry in &m.entries {
                 match &entry.expr {
-                    EntryExpr::StructField(f) => free_identifiers(&f.value, scope, out),
+                    EntryExpr::StructField(field) => visit_unbound(&field.value, scope, f),
                     EntryExpr::MapEntry(me) => {
-                        free_identifiers(&me.key, scope, out);
-                        free_identifiers(&me.value, scope, out);
+                        visit_unbound(&me.key, scope, f);
+                        visit_unbound(&me.value, scope, f);
                     }
                 }
             }
         }
         Expr::Struct(st) => {
             for entry in &st.entries {
-                if let EntryExpr::StructField(f) = &entry.expr {
-                    free_identifiers(&f.value, scope, out);
+                if let EntryExpr::StructField(field) = &entry.expr {
+                    visit_unbound(&field.value, scope, f);
                 }
             }
         }
-        Expr::Select(sel) => free_identifiers(&sel.operand, scope, out),
+        Expr::Select(sel) => visit_unbound(&sel.operand, scope, f),
         Expr::Literal(_) | Expr::Unspecified => {}
-    }
-}
-
-/// Whether `e` mentions the identifier `name` where no comprehension rebinds it (unlike
-/// [`free_identifiers`], receivers count: `oldSelf.hasValue()` mentions `oldSelf`).
-fn mentions(e: &::cel::IdedExpr, name: &str) -> bool {
-    use ::cel::common::ast::{EntryExpr, Expr};
-    match &e.expr {
-        Expr::Ident(n) => n == name,
-        Expr::Call(call) => {
-            call.target.as_deref().is_some_and(|t| mentions(t, name))
-                || call.args.iter().any(|a| mentions(a, name))
-        }
-        Expr::Comprehension(c) => {
-            let bound =
-                c.iter_var == name || c.accu_var == name || c.iter_var2.as_deref() == Some(name);
-            mentions(&c.iter_range, name)
-                || mentions(&c.accu_init, name)
-                || (!bound
-                    && (mentions(&c.loop_cond, name)
-                        || mentions(&c.loop_step, name)
-                        || mentions(&c.result, name)))
-        }
-        Expr::List(l) => l.elements.iter().any(|x| mentions(x, name)),
-        Expr::Map(m) => m.entries.iter().any(|entry| match &entry.expr {
-            EntryExpr::StructField(f) => mentions(&f.value, name),
-            EntryExpr::MapEntry(me) => mentions(&me.key, name) || mentions(&me.value, name),
-        }),
-        Expr::Struct(st) => st.entries.iter().any(|entry| match &entry.expr {
-            EntryExpr::StructField(f) => mentions(&f.value, name),
-            EntryExpr::MapEntry(me) => mentions(&me.key, name) || mentions(&me.value, name),
-        }),
-        Expr::Select(sel) => mentions(&sel.operand, name),
-        Expr::Literal(_) | Expr::Unspecified => false,
     }
 }
 
