@@ -32,7 +32,9 @@ def events(t: T) -> list[dict]:
     path = t.server.workdir / "audit.log"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    # Only complete lines: the writer may be appending the next batch while this reads.
+    text = path.read_text()
+    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines() if line.strip()]
 
 
 def find(t: T, pred, count: int = 1, timeout: float = 10) -> list[dict]:

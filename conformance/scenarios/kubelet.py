@@ -451,11 +451,22 @@ def kubelet_exec_attach_port_forward_cp(t: T) -> None:
     t.eq((r.rc, r.out), (3, "out\n"), "the command's exit code and stdout")
     t.contains(r.err, "err", "its stderr")
     t.contains(r.err, "command terminated with exit code 3", "kubectl's report of the exit code")
-    # A TTY: kubectl needs a terminal for -it, which `script` gives it.
+    # A TTY: kubectl needs a terminal for -it, which `script` gives it. script's stdin stays open and idle:
+    # at its end of input script types an end-of-file character into the terminal, which kubectl would
+    # forward and the container's terminal echo (`^@` before the output).
     cmd = " ".join(shlex.quote(a) for a in t.base_cmd() + ["exec", "-it", "box", "-n", ns, "--", "tty"])
-    tty = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=60,
-                         stdin=subprocess.DEVNULL, env=kubectl_env(t.server.cache_dir))
-    t.match(tty.stdout, r"^/dev/pts/\d+\s*$", "exec -it runs the command on a terminal")
+    with tempfile.TemporaryFile("w+") as out:
+        p = subprocess.Popen(["script", "-qec", cmd, "/dev/null"], stdin=subprocess.PIPE, stdout=out,
+                             stderr=subprocess.DEVNULL, text=True, env=kubectl_env(t.server.cache_dir))
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            stop_process(p)
+        assert p.stdin is not None
+        p.stdin.close()
+        out.seek(0)
+        tty = out.read()
+    t.match(tty, r"^/dev/pts/\d+\s*$", "exec -it runs the command on a terminal")
     err = t.fails("exec", "box", "-n", ns, "-c", "nope", "--", "true")
     t.contains(err, "container nope is not valid for pod box", "an unknown container (the apiserver's check)")
     err = t.fails("exec", "box", "-n", ns, "--", "no-such-command")

@@ -42,7 +42,8 @@ def _stop() -> None:
 
 def _start_agent(root: Path, *args: str) -> subprocess.Popen:
     log = open(root.parent / "agent.log", "ab")
-    env = dict(os.environ, RUST_LOG="info")
+    # No backtrace on an error exit (RUST_BACKTRACE=1 from the harness would bury its message).
+    env = dict(os.environ, RUST_LOG="info", RUST_LIB_BACKTRACE="0")
     cmd = [str(RKUBE_BIN), "agent", *args, "--root-dir", str(root), "--own-containerd", "--node-name", NODE,
            "--kubelet-port", str(_fixture["kubelet_port"])]
     log.write(f"\n===== {' '.join(cmd)}\n".encode())
@@ -154,7 +155,8 @@ def node_joins_with_bootstrap_token(t: T) -> None:
            and again.poll() is None, "restarted without a token, the agent uses its stored credentials",
            tail(workdir / "agent.log", 30))
     t.true(poll(lambda: t.run("logs", "joined").out.strip() == "hello from the joined node", 60),
-           "the restarted kubelet serves logs with its stored serving certificate", tail(workdir / "agent.log", 30))
+           "the restarted kubelet serves logs with its stored serving certificate",
+           t.run("logs", "joined").both() + "\n" + tail(workdir / "agent.log", 30))
     t.eq((len(_csrs_by(t, f"system:bootstrap:{tid}", "kubernetes.io/kube-apiserver-client-kubelet")),
           len(_csrs_by(t, f"system:node:{NODE}", "kubernetes.io/kubelet-serving"))), (1, 1),
          "no new CSRs after the restart")

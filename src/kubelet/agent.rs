@@ -217,28 +217,45 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         }
         relist(k).await;
     });
-    let mut events = reflector::reflector(writer, watch)
-        .touched_objects()
-        .boxed();
+    // Raw events, not touched objects: a (re)list's pods reach the store only at its end
+    // (`InitDone`), and a worker woken before that would find no pod in the store and remove its
+    // containers as an orphan's (a restarted kubelet lost a finished pod's logs that way). The
+    // list's pods are woken once the store holds them, as upstream's kubelet waits for its
+    // sources to be ready before cleaning up.
+    let mut events = reflector::reflector(writer, watch).boxed();
+    let mut listed: Vec<Pod> = Vec::new();
     while let Some(event) = events.next().await {
         match event {
-            Ok(pod) if super::static_pods::is_mirror(&pod) => {
-                // Not a pod to run: the static pod it mirrors is (its status is kept there).
-                mirrors_changed.notify_one();
-                if let Some(hash) = pod.annotations().get(super::static_pods::ANNOTATION_MIRROR) {
-                    if kubelet.has_static_pod(hash) {
-                        kubelet.notify(&pod.namespace().unwrap_or_default(), &pod.name_any(), hash);
-                    }
-                }
+            Ok(watcher::Event::Apply(pod) | watcher::Event::Delete(pod)) => {
+                wake(&kubelet, &mirrors_changed, &pod)
             }
-            Ok(pod) => {
-                let uid = pod.metadata.uid.clone().unwrap_or_default();
-                kubelet.notify(&pod.namespace().unwrap_or_default(), &pod.name_any(), &uid);
+            Ok(watcher::Event::Init) => listed.clear(),
+            Ok(watcher::Event::InitApply(pod)) => listed.push(pod),
+            Ok(watcher::Event::InitDone) => {
+                for pod in listed.drain(..) {
+                    wake(&kubelet, &mirrors_changed, &pod);
+                }
             }
             Err(e) => tracing::warn!("kubelet: pod watch: {e}"),
         }
     }
     Ok(())
+}
+
+/// Wakes the worker of `pod` (for a mirror pod: the static pod it mirrors).
+fn wake(kubelet: &Arc<Kubelet>, mirrors_changed: &tokio::sync::Notify, pod: &Pod) {
+    if super::static_pods::is_mirror(pod) {
+        // Not a pod to run: the static pod it mirrors is (its status is kept there).
+        mirrors_changed.notify_one();
+        if let Some(hash) = pod.annotations().get(super::static_pods::ANNOTATION_MIRROR) {
+            if kubelet.has_static_pod(hash) {
+                kubelet.notify(&pod.namespace().unwrap_or_default(), &pod.name_any(), hash);
+            }
+        }
+    } else {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        kubelet.notify(&pod.namespace().unwrap_or_default(), &pod.name_any(), &uid);
+    }
 }
 
 /// Renews the Lease every 10 s and re-posts the node status every few minutes.
