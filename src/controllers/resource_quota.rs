@@ -38,6 +38,8 @@ use crate::apiserver::wire::quantity::{Format, Quantity};
 const RESYNC: Duration = Duration::from_secs(300);
 /// How long a count that would lower `used` waits for a second opinion (see [`reconcile`]).
 const SETTLE: Duration = Duration::from_secs(1);
+/// A namespace's quotas are recounted at most this often while its objects keep changing.
+const RECOUNT_EVERY: Duration = Duration::from_millis(500);
 
 struct Ctx {
     clients: Clients,
@@ -70,7 +72,7 @@ pub async fn run(clients: Clients) {
         namespaces_of(secret_changes),
         namespaces_of(rc_changes),
     ]);
-    let wake = changes.flat_map(move |ns| {
+    let wake = throttled(changes.boxed(), RECOUNT_EVERY).flat_map(move |ns| {
         let refs: Vec<ObjectRef<ResourceQuota>> = quotas
             .state()
             .iter()
@@ -93,6 +95,64 @@ pub async fn run(clients: Clients) {
             }
         })
         .await;
+}
+
+/// Wakes each namespace at most once per `every`: its first change wakes it at once, the changes
+/// that follow within `every` are folded into one wake when that time is up. A recount lists every
+/// pod of the namespace, so a burst of creates there would otherwise recount back to back (upstream's
+/// controller likewise recounts through a rate-limited queue, not once per change).
+fn throttled(
+    mut changes: futures::stream::BoxStream<'static, String>,
+    every: Duration,
+) -> futures::stream::BoxStream<'static, String> {
+    use tokio::time::Instant;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut last: std::collections::HashMap<String, Instant> = Default::default();
+        let mut pending: std::collections::HashMap<String, Instant> = Default::default();
+        loop {
+            let next = pending.values().min().copied();
+            tokio::select! {
+                change = changes.next() => {
+                    let Some(ns) = change else { return };
+                    let now = Instant::now();
+                    if pending.contains_key(&ns) {
+                        continue;
+                    }
+                    match last.get(&ns) {
+                        Some(at) if now < *at + every => {
+                            pending.insert(ns, *at + every);
+                        }
+                        _ => {
+                            if last.len() > 4096 {
+                                last.retain(|_, at| now < *at + every);
+                            }
+                            last.insert(ns.clone(), now);
+                            if tx.send(ns).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                    let now = Instant::now();
+                    let due: Vec<String> = pending
+                        .iter()
+                        .filter(|(_, at)| **at <= now)
+                        .map(|(ns, _)| ns.clone())
+                        .collect();
+                    for ns in due {
+                        pending.remove(&ns);
+                        last.insert(ns.clone(), now);
+                        if tx.send(ns).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    tokio_stream::wrappers::UnboundedReceiverStream::new(rx).boxed()
 }
 
 /// The namespace of each changed object (the stream must be polled for its cache to fill).
@@ -400,6 +460,33 @@ fn retry_later(_q: Arc<ResourceQuota>, error: &kube::Error, _ctx: Arc<Ctx>) -> A
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn wakes_are_throttled_per_namespace() {
+        let every = Duration::from_millis(200);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let mut wakes = throttled(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx).boxed(),
+            every,
+        );
+        let start = tokio::time::Instant::now();
+        for ns in ["a", "a", "b", "a", "a"] {
+            tx.send(ns.to_string()).unwrap();
+        }
+        // The first change of each namespace wakes it at once, a's three later changes make one
+        // more wake when its window is up.
+        assert_eq!(wakes.next().await.as_deref(), Some("a"));
+        assert_eq!(wakes.next().await.as_deref(), Some("b"));
+        assert_eq!(wakes.next().await.as_deref(), Some("a"));
+        assert!(start.elapsed() >= every);
+        // b's window is over: its next change wakes it at once (before a's folded one would).
+        tx.send("b".to_string()).unwrap();
+        tx.send("a".to_string()).unwrap();
+        assert_eq!(wakes.next().await.as_deref(), Some("b"));
+        assert_eq!(wakes.next().await.as_deref(), Some("a"));
+        drop(tx);
+        assert_eq!(wakes.next().await, None);
+    }
 
     #[test]
     fn sums_print_as_upstream() {

@@ -11,23 +11,54 @@
 //! as upstream's service and claim evaluators do: a Service turned NodePort or LoadBalancer, a claim
 //! that asks for more storage (pods' resources are immutable here, and counts do not change).
 //!
+//! Charges are batched per namespace, as upstream's quota evaluator does: the creates that arrive while
+//! a namespace's quotas are being written wait, and the next write charges them all at once, each
+//! judged against the usage of those admitted before it. One write per batch instead of one per create
+//! keeps a namespace with a quota nearly as fast as one without.
+//!
 //! The pod evaluator ([`pod_total`], [`pod_counts`], [`pod_in_scope`]) is shared with the controller.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceQuotaSpec};
 use serde_json::{json, Value};
 
 use super::{Attributes, Operation, Plugin};
+use crate::apiserver::catalog::ResourceInfo;
 use crate::apiserver::registry::store::Registry;
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::wire::quantity::{Format, Quantity};
 
-/// Serializes this server's quota charges: concurrent creates in one namespace would otherwise mostly
-/// lose their compare-and-swap and retry. The swap still guards against other servers.
+/// The charges waiting for each namespace's next quota write.
 #[derive(Default)]
 pub struct ResourceQuota {
-    lock: tokio::sync::Mutex<()>,
+    namespaces: std::sync::Mutex<HashMap<String, Arc<Queue>>>,
+}
+
+/// One namespace's waiting charges, and the turn to write its quotas (whoever holds it charges
+/// everything waiting, its own request included).
+#[derive(Default)]
+struct Queue {
+    waiting: std::sync::Mutex<Vec<Charge>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// One request's charge: what it adds, and where its verdict goes.
+struct Charge {
+    delta: Usage,
+    pod: Option<Pod>,
+    /// For refusals: `<resource> "<name>" is forbidden: ...`.
+    info: ResourceInfo,
+    name: String,
+    dry_run: bool,
+    verdict: tokio::sync::oneshot::Sender<ApiResult<()>>,
+}
+
+impl Charge {
+    fn refuse(&self, why: &str) -> ApiError {
+        ApiError::forbidden(&self.info, &self.name, why)
+    }
 }
 
 /// Resources whose quota makes every container state them (upstream's backward-compatible
@@ -352,13 +383,9 @@ fn increase(new: Usage, old: &Usage) -> Usage {
 
 /// The verdict of one quota on a create: `Ok(Some(new used))` to charge, `Ok(None)` when it does not
 /// apply.
-fn evaluate(
-    a: &Attributes<'_>,
-    obj: &Value,
-    quota: &Value,
-    delta: &Usage,
-    pod: Option<&Pod>,
-) -> ApiResult<Option<Usage>> {
+/// `used` is the quota's usage with the charges admitted before this one in the batch.
+fn evaluate(c: &Charge, quota: &Value, used: &Usage) -> ApiResult<Option<Usage>> {
+    let (delta, pod) = (&c.delta, c.pod.as_ref());
     let name = quota
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -372,7 +399,6 @@ fn evaluate(
         return Ok(None);
     }
     let hard = quantity_list(quota.pointer("/status/hard"));
-    let used = quantity_list(quota.pointer("/status/used"));
     let matching: Vec<&String> = hard
         .keys()
         .filter(|k| delta.contains_key(*k) || (pod.is_some() && CONSTRAINED.contains(&k.as_str())))
@@ -381,7 +407,7 @@ fn evaluate(
         return Ok(None);
     }
     if let Some(why) = pod.and_then(|p| constraints(p, &hard)) {
-        return Err(a.forbidden(obj, &format!("failed quota: {name}: {why}")));
+        return Err(c.refuse(&format!("failed quota: {name}: {why}")));
     }
     let unknown: Vec<&str> = matching
         .iter()
@@ -390,13 +416,10 @@ fn evaluate(
         .collect();
     if !unknown.is_empty() {
         let all: Vec<&str> = matching.iter().map(|k| k.as_str()).collect();
-        return Err(a.forbidden(
-            obj,
-            &format!(
-                "status unknown for quota: {name}, resources: {}",
-                all.join(",")
-            ),
-        ));
+        return Err(c.refuse(&format!(
+            "status unknown for quota: {name}, resources: {}",
+            all.join(",")
+        )));
     }
     let requested: Usage = delta
         .iter()
@@ -431,15 +454,12 @@ fn evaluate(
                 .map(|(k, v)| (k.clone(), *v))
                 .collect()
         };
-        return Err(a.forbidden(
-            obj,
-            &format!(
-                "exceeded quota: {name}, requested: {}, used: {}, limited: {}",
-                print(&mask(&requested)),
-                print(&mask(&used)),
-                print(&mask(&hard))
-            ),
-        ));
+        return Err(c.refuse(&format!(
+            "exceeded quota: {name}, requested: {}, used: {}, limited: {}",
+            print(&mask(&requested)),
+            print(&mask(used)),
+            print(&mask(&hard))
+        )));
     }
     Ok(Some(new_used))
 }
@@ -484,67 +504,155 @@ impl Plugin for ResourceQuota {
         if delta.is_empty() {
             return Ok(());
         }
-        let info = reg
-            .catalog
-            .find("", "v1", "resourcequotas")
-            .ok_or_else(|| ApiError::internal("no resourcequotas resource"))?;
-        let _serialized = self.lock.lock().await;
-        let names: Vec<String> = quotas
-            .iter()
-            .filter_map(|q| q.pointer("/metadata/name").and_then(Value::as_str))
-            .map(String::from)
-            .collect();
-        // Quotas already charged for this object (a conflict on a later one retries only the rest).
-        let mut charged = BTreeSet::new();
-        for _ in 0..ATTEMPTS {
-            // Fresh from storage: the swap below must start from the latest status.
-            let mut pending = Vec::new();
-            for name in names.iter().filter(|n| !charged.contains(*n)) {
-                let Some(quota) = reg
-                    .get_builtin("", "v1", "resourcequotas", Some(ns), name)
-                    .await?
-                else {
-                    continue;
-                };
-                if let Some(new_used) = evaluate(a, obj, &quota, &delta, pod.as_ref())? {
-                    pending.push((name.clone(), quota, new_used));
-                }
+        let (verdict, done) = tokio::sync::oneshot::channel();
+        let charge = Charge {
+            delta,
+            pod,
+            info: a.info.clone(),
+            name: obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            dry_run: a.dry_run,
+            verdict,
+        };
+        let queue = self.queue(ns);
+        queue
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(charge);
+        let mut done = done;
+        {
+            let _turn = queue.turn.lock().await;
+            // A previous holder of the turn may have charged this request with its batch.
+            if let Ok(verdict) = done.try_recv() {
+                return verdict;
             }
-            if a.dry_run {
-                return Ok(());
-            }
-            let mut conflict = false;
-            for (name, mut quota, new_used) in pending {
-                let used: serde_json::Map<String, Value> = new_used
-                    .iter()
-                    .map(|(k, v)| (k.clone(), json!(v.to_string())))
-                    .collect();
-                quota["status"]["used"] = Value::Object(used);
-                match reg
-                    .update(&info, Some(ns), &name, quota, Some("status"), false)
-                    .await
-                {
-                    Ok(_) => {
-                        charged.insert(name);
-                    }
-                    Err(e) if e.code == 409 => {
-                        conflict = true;
-                        break;
-                    }
-                    Err(e) if e.code == 404 => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if !conflict {
-                return Ok(());
+            let batch =
+                std::mem::take(&mut *queue.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+            charge_batch(reg, ns, batch).await;
+        }
+        self.forget_idle(ns);
+        done.await
+            .unwrap_or_else(|_| Err(ApiError::internal("the quota charge was dropped")))
+    }
+}
+
+impl ResourceQuota {
+    fn queue(&self, ns: &str) -> Arc<Queue> {
+        let mut all = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry(ns.to_string()).or_default().clone()
+    }
+
+    /// Drops a namespace's queue nobody uses (queues are taken under this lock, so a count of one,
+    /// the map's own, means no request holds it).
+    fn forget_idle(&self, ns: &str) {
+        let mut all = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        if all.get(ns).is_some_and(|q| Arc::strong_count(q) == 1) {
+            all.remove(ns);
+        }
+    }
+}
+
+/// Charges `batch` to the namespace's quotas with one write per quota, each charge judged in order
+/// against the usage of those admitted before it (upstream's `checkQuotas`). A quota whose write lost
+/// its compare-and-swap is read again and the batch judged again against it alone; what the other
+/// quotas were charged stands (upstream's retry does the same; the controller's recount corrects a
+/// charge whose object is refused later).
+async fn charge_batch(reg: &Registry, ns: &str, batch: Vec<Charge>) {
+    let mut verdicts: Vec<Option<ApiResult<()>>> = batch.iter().map(|_| None).collect();
+    let outcome = judge_and_write(reg, ns, &batch, &mut verdicts).await;
+    for (charge, verdict) in batch.into_iter().zip(verdicts) {
+        let verdict = match (&outcome, verdict) {
+            (_, Some(Err(e))) => Err(e),
+            (Ok(()), _) => Ok(()),
+            (Err(e), _) => Err(e.clone()),
+        };
+        let _ = charge.verdict.send(verdict);
+    }
+}
+
+/// Fills in the refusals; `Ok` when every admitted charge was written.
+async fn judge_and_write(
+    reg: &Registry,
+    ns: &str,
+    batch: &[Charge],
+    verdicts: &mut [Option<ApiResult<()>>],
+) -> ApiResult<()> {
+    let info = reg
+        .catalog
+        .find("", "v1", "resourcequotas")
+        .ok_or_else(|| ApiError::internal("no resourcequotas resource"))?;
+    let mut names: Vec<String> = reg
+        .lookup_list("", "v1", "resourcequotas", Some(ns))
+        .await?
+        .iter()
+        .filter_map(|q| q.pointer("/metadata/name").and_then(Value::as_str))
+        .map(String::from)
+        .collect();
+    for _ in 0..ATTEMPTS {
+        // Fresh from storage: the swap below must start from the latest status.
+        let mut quotas = Vec::new();
+        for name in &names {
+            if let Some(q) = reg
+                .get_builtin("", "v1", "resourcequotas", Some(ns), name)
+                .await?
+            {
+                let used = quantity_list(q.pointer("/status/used"));
+                quotas.push((name.clone(), q, used, false));
             }
         }
-        Err(ApiError::new(
-            409,
-            "Conflict",
-            "Operation cannot be fulfilled on resourcequotas: the quotas kept changing while this request was charged; please retry",
-        ))
+        for (charge, verdict) in batch.iter().zip(verdicts.iter_mut()) {
+            if matches!(verdict, Some(Err(_))) {
+                continue;
+            }
+            let mut new = Vec::new();
+            let judged: ApiResult<()> = quotas.iter().enumerate().try_for_each(|(i, q)| {
+                if let Some(used) = evaluate(charge, &q.1, &q.2)? {
+                    new.push((i, used));
+                }
+                Ok(())
+            });
+            if judged.is_ok() && !charge.dry_run {
+                for (i, used) in new {
+                    quotas[i].2 = used;
+                    quotas[i].3 = true;
+                }
+            }
+            *verdict = Some(judged);
+        }
+        let mut lost = Vec::new();
+        for (name, mut quota, used, touched) in quotas {
+            if !touched {
+                continue;
+            }
+            let used: serde_json::Map<String, Value> = used
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v.to_string())))
+                .collect();
+            quota["status"]["used"] = Value::Object(used);
+            match reg
+                .update(&info, Some(ns), &name, quota, Some("status"), false)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => lost.push(name),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if lost.is_empty() {
+            return Ok(());
+        }
+        names = lost;
     }
+    Err(ApiError::new(
+        409,
+        "Conflict",
+        "Operation cannot be fulfilled on resourcequotas: the quotas kept changing while this request was charged; please retry",
+    ))
 }
 
 #[cfg(test)]
