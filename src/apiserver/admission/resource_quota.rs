@@ -382,8 +382,7 @@ fn increase(new: Usage, old: &Usage) -> Usage {
 }
 
 /// The verdict of one quota on a create: `Ok(Some(new used))` to charge, `Ok(None)` when it does not
-/// apply.
-/// `used` is the quota's usage with the charges admitted before this one in the batch.
+/// apply. `used` is the quota's usage with the charges admitted before this one in the batch.
 fn evaluate(c: &Charge, quota: &Value, used: &Usage) -> ApiResult<Option<Usage>> {
     let (delta, pod) = (&c.delta, c.pod.as_ref());
     let name = quota
@@ -524,19 +523,33 @@ impl Plugin for ResourceQuota {
             .unwrap_or_else(|e| e.into_inner())
             .push(charge);
         let mut done = done;
-        {
+        let charged = {
             let _turn = queue.turn.lock().await;
             // A previous holder of the turn may have charged this request with its batch.
-            if let Ok(verdict) = done.try_recv() {
-                return verdict;
+            match done.try_recv() {
+                Ok(verdict) => Some(verdict),
+                Err(_) => {
+                    let mut batch = Batch {
+                        queue: &queue,
+                        charges: std::mem::take(
+                            &mut *queue.waiting.lock().unwrap_or_else(|e| e.into_inner()),
+                        ),
+                    };
+                    // Requests that gave up waiting (their client went) are not charged.
+                    batch.charges.retain(|c| !c.verdict.is_closed());
+                    charge_batch(reg, ns, &mut batch).await;
+                    None
+                }
             }
-            let batch =
-                std::mem::take(&mut *queue.waiting.lock().unwrap_or_else(|e| e.into_inner()));
-            charge_batch(reg, ns, batch).await;
-        }
+        };
+        drop(queue);
         self.forget_idle(ns);
-        done.await
-            .unwrap_or_else(|_| Err(ApiError::internal("the quota charge was dropped")))
+        match charged {
+            Some(verdict) => verdict,
+            None => done
+                .await
+                .unwrap_or_else(|_| Err(ApiError::internal("the quota charge was dropped"))),
+        }
     }
 }
 
@@ -556,15 +569,32 @@ impl ResourceQuota {
     }
 }
 
+/// The charges one request took from its namespace's queue to write. Should that request be cancelled
+/// (its client went) before their verdicts are sent, they go back to the queue for the next holder of
+/// the turn, rather than failing requests that were only waiting for it.
+struct Batch<'a> {
+    queue: &'a Queue,
+    charges: Vec<Charge>,
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if !self.charges.is_empty() {
+            let mut waiting = self.queue.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            waiting.extend(self.charges.drain(..));
+        }
+    }
+}
+
 /// Charges `batch` to the namespace's quotas with one write per quota, each charge judged in order
 /// against the usage of those admitted before it (upstream's `checkQuotas`). A quota whose write lost
 /// its compare-and-swap is read again and the batch judged again against it alone; what the other
 /// quotas were charged stands (upstream's retry does the same; the controller's recount corrects a
 /// charge whose object is refused later).
-async fn charge_batch(reg: &Registry, ns: &str, batch: Vec<Charge>) {
-    let mut verdicts: Vec<Option<ApiResult<()>>> = batch.iter().map(|_| None).collect();
-    let outcome = judge_and_write(reg, ns, &batch, &mut verdicts).await;
-    for (charge, verdict) in batch.into_iter().zip(verdicts) {
+async fn charge_batch(reg: &Registry, ns: &str, batch: &mut Batch<'_>) {
+    let mut verdicts: Vec<Option<ApiResult<()>>> = batch.charges.iter().map(|_| None).collect();
+    let outcome = judge_and_write(reg, ns, &batch.charges, &mut verdicts).await;
+    for (charge, verdict) in std::mem::take(&mut batch.charges).into_iter().zip(verdicts) {
         let verdict = match (&outcome, verdict) {
             (_, Some(Err(e))) => Err(e),
             (Ok(()), _) => Ok(()),
