@@ -184,6 +184,41 @@ def validate_unknown_field(t: T) -> None:
 
 
 @scenario
+def typed_field_errors(t: T) -> None:
+    """A value of the wrong JSON type is a 400 in Go's decoder's words: the innermost struct, the field's path
+    from the root (list indexes and map keys left out), the Go type; the first in document order; nothing
+    stored."""
+    ns = t.namespace()
+    cases = [
+        ({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p1"},
+          "spec": {"containers": {"name": "c", "image": "busybox"}}},
+         'Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal object into Go struct field '
+         'PodSpec.spec.containers of type []v1.Container'),
+        ({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p2"},
+          "spec": {"containers": [{"name": "c", "image": "busybox", "env": [{"name": "A", "value": 1}],
+                                   "ports": [{"containerPort": "80"}]}]}},
+         'Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal number into Go struct field '
+         'EnvVar.spec.containers.env.value of type string'),
+        ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c1"}, "data": {"a": 1}},
+         'ConfigMap in version "v1" cannot be handled as a ConfigMap: json: cannot unmarshal number into Go struct '
+         'field ConfigMap.data of type string'),
+        ({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d1"}, "spec": {"replicas": "3"}},
+         'Deployment in version "v1" cannot be handled as a Deployment: json: cannot unmarshal string into Go '
+         'struct field DeploymentSpec.spec.replicas of type int32'),
+        ({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s1"},
+          "spec": {"ports": [{"port": 80.5}]}},
+         'Service in version "v1" cannot be handled as a Service: json: cannot unmarshal number 80.5 into Go '
+         'struct field ServicePort.spec.ports.port of type int32'),
+    ]
+    for obj, message in cases:
+        err = t.fails("create", "-n", ns, "-f", "-", stdin=json.dumps(obj))
+        t.eq(err, f'Error from server (BadRequest): error when creating "STDIN": {message}',
+             f"{obj['kind']} {obj['metadata']['name']}")
+    t.eq(t.ok("get", "pods,configmaps,deployments,services", "-n", ns, "-o", "name").split(),
+         ["configmap/kube-root-ca.crt"], "nothing stored")
+
+
+@scenario
 def duplicate_fields(t: T) -> None:
     """repeated JSON keys: Strict → 400 listing duplicate and unknown fields in document order; Warn → warnings."""
     ns = t.namespace()

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 pub use crate::apiserver::crd::CustomVersion;
+use crate::apiserver::http::go_type_error;
 use crate::apiserver::registry::conversion::{self, Conversion};
 use crate::apiserver::registry::strategy::{self as s, Plain, Printer, Strategy};
 
@@ -258,13 +259,20 @@ fn strings(items: &[&str]) -> Vec<String> {
 
 /// Decodes `v` into `T` and encodes it back: the canonical form of the object (unknown fields dropped,
 /// type errors reported with serde's message).
-fn normalize<T: DeserializeOwned + Serialize>(mut v: Value) -> Result<Value, String> {
+fn normalize<T: k8s_openapi::Resource + DeserializeOwned + Serialize>(
+    mut v: Value,
+) -> Result<Value, String> {
     // A `bytes` field's base64 may be split over lines, as Go's decoder (which skips `\r` and `\n`)
     // accepts it: each such field is found by the path of its error and joined, then decoding retries.
     for _ in 0..64 {
         match T::deserialize(&v) {
             Ok(typed) => return serde_json::to_value(typed).map_err(|e| e.to_string()),
-            Err(e) if !line_break_in_base64(&e.to_string()) => return Err(e.to_string()),
+            Err(e) if !line_break_in_base64(&e.to_string()) => {
+                // Go's wording when a value has the wrong type; serde's for the rest (a missing
+                // field, which the store turns into a 422 as upstream's validation would).
+                return Err(go_type_error::first(T::API_VERSION, T::KIND, &v)
+                    .unwrap_or_else(|| e.to_string()));
+            }
             Err(e) => {
                 let path: Vec<serde_path_to_error::Segment> =
                     match serde_path_to_error::deserialize::<_, T>(&v) {
@@ -999,7 +1007,10 @@ mod tests {
         let err = n
             .run(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": 5}}))
             .unwrap_err();
-        assert!(err.contains("invalid type"), "{err}");
+        assert_eq!(
+            err,
+            "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.name of type string"
+        );
         let err = n
             .run(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}}))
             .unwrap_err();

@@ -7,6 +7,7 @@
 
 use serde_json::Value;
 
+use super::go_type_error::{go_json_kind, type_error};
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::wire::protobuf;
 
@@ -279,31 +280,6 @@ pub fn decode_yaml(body: &[u8]) -> Result<Value, String> {
         return Err(format!("exceeded max depth of {MAX_NESTING_DEPTH}"));
     }
     serde_yaml::from_slice(body).map_err(|e| e.to_string())
-}
-
-/// Go's name for a JSON value's type in `json: cannot unmarshal X into ...`.
-fn go_json_kind(v: &Value) -> String {
-    match v {
-        Value::String(_) => "string".into(),
-        Value::Bool(_) => "bool".into(),
-        Value::Array(_) => "array".into(),
-        Value::Object(_) => "object".into(),
-        Value::Number(n) => format!("number {n}"),
-        Value::Null => "null".into(),
-    }
-}
-
-/// Go's `json: cannot unmarshal` message for `v` going into `field` of `owner` (a Go struct) of Go type `ty`.
-fn type_error(v: &Value, owner: &str, field: &str, ty: &str) -> String {
-    let kind = match v {
-        // Go says plain "number" when the literal is a number of the wrong kind altogether (a string
-        // field), and "number 1.5" when it does not fit an integer field.
-        Value::Number(_) if ty == "string" || ty.starts_with("v1.") || ty.starts_with("types.") => {
-            "number".to_string()
-        }
-        other => go_json_kind(other),
-    };
-    format!("json: cannot unmarshal {kind} into Go struct field {owner}.{field} of type {ty}")
 }
 
 /// Upstream's decoder reads `apiVersion` and `kind` into strings before anything else: any other JSON

@@ -13,6 +13,7 @@ pub mod component_status;
 pub mod decode;
 pub mod discovery;
 pub mod go_json;
+pub mod go_type_error;
 pub mod handlers;
 pub mod health;
 pub mod limits;

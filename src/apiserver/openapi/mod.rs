@@ -78,16 +78,38 @@ fn gvk(group: &str, version: &str, kind: &str) -> Value {
 // Definitions
 // ---------------------------------------------------------------------------------------------------
 
-/// The definitions (v2 form: `#/definitions/` refs, `$ref` with sibling description) of every served
-/// kind, its list kind and the meta types operations use, with upstream's extensions.
-fn definitions(resources: &[ResourceInfo]) -> Map<String, Value> {
-    let mut gen = SchemaSettings::draft07()
+/// A schema generator for the v2 form (`#/definitions/` refs, k8s-openapi's schemas as they are).
+fn v2_generator() -> k8s_openapi::schemars::SchemaGenerator {
+    SchemaSettings::draft07()
         .with(|s| {
             s.transforms.clear();
             s.definitions_path = "/definitions".into();
             s.meta_schema = None;
         })
-        .into_generator();
+        .into_generator()
+}
+
+/// One built-in kind's schema: its definition's name and the definitions it refers to (v2 form),
+/// generated when asked (error messages use it, off the good path).
+pub fn kind_definitions(api_version: &str, kind: &str) -> Option<(String, Map<String, Value>)> {
+    let i = kinds::KINDS
+        .binary_search_by(|(a, k, _)| (*a, *k).cmp(&(api_version, kind)))
+        .ok()?;
+    let mut gen = v2_generator();
+    let schema = (kinds::KINDS[i].2)(&mut gen);
+    let name = schema
+        .as_object()?
+        .get("$ref")?
+        .as_str()?
+        .strip_prefix("#/definitions/")?
+        .to_string();
+    Some((name, gen.take_definitions(false)))
+}
+
+/// The definitions (v2 form: `#/definitions/` refs, `$ref` with sibling description) of every served
+/// kind, its list kind and the meta types operations use, with upstream's extensions.
+fn definitions(resources: &[ResourceInfo]) -> Map<String, Value> {
+    let mut gen = v2_generator();
     // definition name → the group/version/kinds it serves as.
     let mut gvks: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut lists: Vec<(String, String, String, String)> = Vec::new();
