@@ -14,6 +14,9 @@
 //! `string` or `map[string]resource.Quantity`. Types with their own decoders (Quantity, Time,
 //! IntOrString, raw JSON) are not judged here; an error inside one leaves serde's message.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use serde_json::{Map, Value};
 
 /// Go's name for a JSON value's type in `json: cannot unmarshal X into ...`.
@@ -59,13 +62,30 @@ pub fn type_error(v: &Value, owner: &str, field: &str, ty: &str) -> String {
 /// `api_version`; `None` when there is none this can name (or the first is in a type with its own
 /// decoder).
 pub fn first(api_version: &str, kind: &str, obj: &Value) -> Option<String> {
-    let (root, defs) = crate::apiserver::openapi::kind_definitions(api_version, kind)?;
-    let walker = Walker { defs: &defs };
+    let schema = schema_of(api_version, kind)?;
+    let (root, defs) = &*schema;
+    let walker = Walker { defs };
     let mut path = Vec::new();
-    match walker.object(&root, obj.as_object()?, &mut path) {
+    match walker.object(root, obj.as_object()?, &mut path) {
         Found::Error(e) => Some(e),
         Found::Nothing | Found::Unjudged => None,
     }
+}
+
+/// A kind's schema, generated on its first bad body and kept: a client sending bad bodies in a loop
+/// must not make the server generate schemas in a loop.
+fn schema_of(api_version: &str, kind: &str) -> Option<Arc<(String, Map<String, Value>)>> {
+    type Schemas = Mutex<HashMap<(String, String), Option<Arc<(String, Map<String, Value>)>>>>;
+    static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
+    let mut all = SCHEMAS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    all.entry((api_version.to_string(), kind.to_string()))
+        .or_insert_with(|| {
+            crate::apiserver::openapi::kind_definitions(api_version, kind).map(Arc::new)
+        })
+        .clone()
 }
 
 enum Found {
