@@ -503,7 +503,7 @@ impl Plugin for ResourceQuota {
         if delta.is_empty() {
             return Ok(());
         }
-        let (verdict, done) = tokio::sync::oneshot::channel();
+        let (verdict, mut done) = tokio::sync::oneshot::channel();
         let charge = Charge {
             delta,
             pod,
@@ -522,7 +522,6 @@ impl Plugin for ResourceQuota {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(charge);
-        let mut done = done;
         let charged = {
             let _turn = queue.turn.lock().await;
             // A previous holder of the turn may have charged this request with its batch.
@@ -604,6 +603,15 @@ async fn charge_batch(reg: &Registry, ns: &str, batch: &mut Batch<'_>) {
     }
 }
 
+/// One quota as a batch charges it: read fresh, its usage with the charges admitted so far.
+struct Charged {
+    name: String,
+    quota: Value,
+    used: Usage,
+    /// Whether a charge was added (only such quotas are written).
+    changed: bool,
+}
+
 /// Fills in the refusals; `Ok` when every admitted charge was written.
 async fn judge_and_write(
     reg: &Registry,
@@ -626,12 +634,17 @@ async fn judge_and_write(
         // Fresh from storage: the swap below must start from the latest status.
         let mut quotas = Vec::new();
         for name in &names {
-            if let Some(q) = reg
+            if let Some(quota) = reg
                 .get_builtin("", "v1", "resourcequotas", Some(ns), name)
                 .await?
             {
-                let used = quantity_list(q.pointer("/status/used"));
-                quotas.push((name.clone(), q, used, false));
+                let used = quantity_list(quota.pointer("/status/used"));
+                quotas.push(Charged {
+                    name: name.clone(),
+                    quota,
+                    used,
+                    changed: false,
+                });
             }
         }
         for (charge, verdict) in batch.iter().zip(verdicts.iter_mut()) {
@@ -640,22 +653,28 @@ async fn judge_and_write(
             }
             let mut new = Vec::new();
             let judged: ApiResult<()> = quotas.iter().enumerate().try_for_each(|(i, q)| {
-                if let Some(used) = evaluate(charge, &q.1, &q.2)? {
+                if let Some(used) = evaluate(charge, &q.quota, &q.used)? {
                     new.push((i, used));
                 }
                 Ok(())
             });
             if judged.is_ok() && !charge.dry_run {
                 for (i, used) in new {
-                    quotas[i].2 = used;
-                    quotas[i].3 = true;
+                    quotas[i].used = used;
+                    quotas[i].changed = true;
                 }
             }
             *verdict = Some(judged);
         }
         let mut lost = Vec::new();
-        for (name, mut quota, used, touched) in quotas {
-            if !touched {
+        for Charged {
+            name,
+            mut quota,
+            used,
+            changed,
+        } in quotas
+        {
+            if !changed {
                 continue;
             }
             let used: serde_json::Map<String, Value> = used

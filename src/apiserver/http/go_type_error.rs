@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Map, Value};
 
+use crate::apiserver::openapi::definition_ref as reference;
+
 /// Go's name for a JSON value's type in `json: cannot unmarshal X into ...`.
 pub fn go_json_kind(v: &Value) -> String {
     match v {
@@ -159,60 +161,46 @@ impl Walker<'_> {
             return Found::Unjudged;
         };
         let wrong = |found: &Value| Found::Error(type_error(found, owner, &path.join("."), &ty));
-        match schema.get("type").and_then(Value::as_str) {
-            Some("array") => {
-                let Value::Array(items) = value else {
-                    return wrong(value);
-                };
-                let Some(item) = schema.get("items") else {
-                    return Found::Unjudged;
-                };
-                for v in items {
-                    let found = self.value(owner, item, v, path);
-                    if !matches!(found, Found::Nothing) {
-                        return found;
-                    }
-                }
-                Found::Nothing
+        match (schema.get("type").and_then(Value::as_str), value) {
+            // A list's items and a map's values each decode into the element type, at the same path.
+            (Some("array"), Value::Array(items)) => {
+                self.each(owner, schema.get("items"), items, path)
             }
-            Some("object") => {
-                let Value::Object(entries) = value else {
-                    return wrong(value);
-                };
-                let Some(item) = schema.get("additionalProperties") else {
-                    return Found::Unjudged;
-                };
-                for v in entries.values() {
-                    let found = self.value(owner, item, v, path);
-                    if !matches!(found, Found::Nothing) {
-                        return found;
-                    }
-                }
-                Found::Nothing
-            }
-            Some("string") if schema.get("format").and_then(Value::as_str) == Some("byte") => {
-                if value.is_string() {
-                    Found::Nothing
-                } else {
-                    wrong(value)
-                }
-            }
-            Some("string") if value.is_string() => Found::Nothing,
-            Some("boolean") if value.is_boolean() => Found::Nothing,
-            Some("number") if value.is_number() => Found::Nothing,
-            Some("integer") if fits(value, &ty) => Found::Nothing,
-            Some("string" | "boolean" | "number" | "integer") => wrong(value),
+            (Some("object"), Value::Object(entries)) => self.each(
+                owner,
+                schema.get("additionalProperties"),
+                entries.values(),
+                path,
+            ),
+            (Some("array" | "object"), _) => wrong(value),
+            (Some("string"), Value::String(_))
+            | (Some("boolean"), Value::Bool(_))
+            | (Some("number"), Value::Number(_)) => Found::Nothing,
+            (Some("integer"), _) if fits(value, &ty) => Found::Nothing,
+            (Some("string" | "boolean" | "number" | "integer"), _) => wrong(value),
             _ => Found::Unjudged,
         }
     }
-}
 
-/// The `$ref`'s definition name.
-fn reference(schema: &Value) -> Option<&str> {
-    schema
-        .get("$ref")
-        .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix("#/definitions/"))
+    /// The first error among `values`, each decoded by `item` (`None`: a schema without one).
+    fn each<'v>(
+        &self,
+        owner: &str,
+        item: Option<&Value>,
+        values: impl IntoIterator<Item = &'v Value>,
+        path: &mut Vec<String>,
+    ) -> Found {
+        let Some(item) = item else {
+            return Found::Unjudged;
+        };
+        for v in values {
+            let found = self.value(owner, item, v, path);
+            if !matches!(found, Found::Nothing) {
+                return found;
+            }
+        }
+        Found::Nothing
+    }
 }
 
 /// `io.k8s.api.core.v1.Container` → `v1.Container` (Go's package name and type).

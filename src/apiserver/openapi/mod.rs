@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use k8s_openapi::schemars::generate::SchemaSettings;
+use k8s_openapi::schemars::SchemaGenerator;
 use serde_json::{json, Map, Value};
 
 use crate::apiserver::catalog::{Catalog, ResourceInfo, SharedCatalog};
@@ -79,7 +80,7 @@ fn gvk(group: &str, version: &str, kind: &str) -> Value {
 // ---------------------------------------------------------------------------------------------------
 
 /// A schema generator for the v2 form (`#/definitions/` refs, k8s-openapi's schemas as they are).
-fn v2_generator() -> k8s_openapi::schemars::SchemaGenerator {
+fn v2_generator() -> SchemaGenerator {
     SchemaSettings::draft07()
         .with(|s| {
             s.transforms.clear();
@@ -89,20 +90,28 @@ fn v2_generator() -> k8s_openapi::schemars::SchemaGenerator {
         .into_generator()
 }
 
-/// One built-in kind's schema: its definition's name and the definitions it refers to (v2 form),
-/// generated when asked (error messages use it, off the good path).
-pub fn kind_definitions(api_version: &str, kind: &str) -> Option<(String, Map<String, Value>)> {
+/// The definition name a schema's `$ref` points to (`#/definitions/<name>`).
+pub fn definition_ref(schema: &Value) -> Option<&str> {
+    schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/definitions/"))
+}
+
+/// Adds the built-in kind's schema to `gen`; its definition's name.
+fn kind_schema(gen: &mut SchemaGenerator, api_version: &str, kind: &str) -> Option<String> {
     let i = kinds::KINDS
         .binary_search_by(|(a, k, _)| (*a, *k).cmp(&(api_version, kind)))
         .ok()?;
+    let schema = (kinds::KINDS[i].2)(gen);
+    definition_ref(schema.as_value()).map(str::to_string)
+}
+
+/// One built-in kind's schema: its definition's name and the definitions it refers to (v2 form),
+/// generated when asked (error messages use it, off the good path).
+pub fn kind_definitions(api_version: &str, kind: &str) -> Option<(String, Map<String, Value>)> {
     let mut gen = v2_generator();
-    let schema = (kinds::KINDS[i].2)(&mut gen);
-    let name = schema
-        .as_object()?
-        .get("$ref")?
-        .as_str()?
-        .strip_prefix("#/definitions/")?
-        .to_string();
+    let name = kind_schema(&mut gen, api_version, kind)?;
     Some((name, gen.take_definitions(false)))
 }
 
@@ -136,19 +145,7 @@ fn definitions(resources: &[ResourceInfo]) -> Map<String, Value> {
         } else {
             format!("{group}/{version}")
         };
-        let Ok(i) =
-            kinds::KINDS.binary_search_by(|(a, k, _)| (*a, *k).cmp(&(av.as_str(), kind.as_str())))
-        else {
-            continue;
-        };
-        let schema = (kinds::KINDS[i].2)(&mut gen);
-        let Some(name) = schema
-            .as_object()
-            .and_then(|o| o.get("$ref"))
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix("#/definitions/"))
-            .map(str::to_string)
-        else {
+        let Some(name) = kind_schema(&mut gen, &av, &kind) else {
             continue;
         };
         gvks.entry(name.clone())
@@ -453,11 +450,7 @@ fn to_v3(v: &Value) -> Value {
 fn collect_refs(v: &Value, out: &mut BTreeSet<String>) {
     match v {
         Value::Object(o) => {
-            if let Some(r) = o
-                .get("$ref")
-                .and_then(Value::as_str)
-                .and_then(|r| r.strip_prefix("#/definitions/"))
-            {
+            if let Some(r) = definition_ref(v) {
                 out.insert(r.to_string());
             }
             o.values().for_each(|x| collect_refs(x, out));
