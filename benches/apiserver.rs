@@ -4,7 +4,9 @@
 //! and measures, in one run: cold start to `/readyz`, ConfigMap creates/s through the API with 1, 8 and
 //! 64 concurrent clients beside the same backend's raw put rate, the same as a user RBAC judges, pod creates/s
 //! in a bare namespace and in one where every admission plugin has work, list latency of 10,000 pods (one
-//! consistent list, and kubectl-style pages of 500), and the server's RSS idle and holding 10,000 pods.
+//! consistent list, and kubectl-style pages of 500), watch fan-out (1,000 watchers of one namespace in
+//! JSON and in protobuf, 20 changes: delivery latency and server CPU per change; `RKUBE_BENCH_WATCHERS`
+//! changes the count), and the server's RSS idle and holding 10,000 pods.
 //! `RKUBE_BENCH_PODS` and `RKUBE_BENCH_CREATES` shrink the workload for a quick look; `RKUBE_BENCH_BIN`
 //! runs another build of the server (before/after comparisons with the same harness);
 //! `RKUBE_BENCH_BACKENDS=embedded` measures one backend.
@@ -21,6 +23,11 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use rkube::storage::{bench::raw_put_rate, embedded::EmbeddedStore, etcd::EtcdStore, Store};
 use serde_json::json;
+
+/// The benchmark's pods name a scheduler nobody runs: the server has no node, and its scheduler would
+/// otherwise write a PodScheduled=False condition and a FailedScheduling event for each of them, in
+/// the background of every figure measured after them.
+const UNSCHEDULED: &str = "bench-unscheduled";
 
 /// The server under test: this build's, or `RKUBE_BENCH_BIN` (to compare two builds with one harness).
 fn rkube_bin() -> String {
@@ -200,7 +207,7 @@ async fn admission_rate(admin: &Client, total: usize) -> anyhow::Result<(f64, f6
         move |c: usize, i: usize| {
             json!({
                 "metadata": {"name": format!("{ns}-{c}-{i}")},
-                "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "command": ["sleep", "3600"]}]}
+                "spec": {"schedulerName": UNSCHEDULED, "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sleep", "3600"]}]}
             })
         }
     };
@@ -340,6 +347,137 @@ async fn create_rate_raw(
     ok as f64 / start.elapsed().as_secs_f64()
 }
 
+/// CPU seconds (user + system) the process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces): state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Clock ticks per second are 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// `watchers` watches of one namespace in `accept`'s format, then `changes` ConfigMap creates 100 ms
+/// apart: delivery latency (create sent → frame read by each watcher) p50/p99/max, deliveries lost,
+/// and the server's CPU time per change.
+async fn watch_fanout(
+    client: &Client,
+    server_pid: u32,
+    ns: &str,
+    watchers: usize,
+    changes: usize,
+    accept: &'static str,
+) -> anyhow::Result<String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let rv = api
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+    let started = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..watchers {
+        let (client, tx, started) = (client.clone(), tx.clone(), started.clone());
+        let path = format!(
+            "/api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=120"
+        );
+        tasks.push(tokio::spawn(async move {
+            use http_body_util::BodyExt;
+            let req = http::Request::get(path)
+                .header(http::header::ACCEPT, accept)
+                .body(kube::client::Body::from(Vec::new()))?;
+            let mut body = client.send(req).await?.into_body();
+            started.fetch_add(1, Ordering::SeqCst);
+            let mut buf: Vec<u8> = Vec::new();
+            let mut seen = 0;
+            while seen < changes {
+                let Some(frame) = body.frame().await else {
+                    break;
+                };
+                let Ok(data) = frame?.into_data() else {
+                    continue;
+                };
+                let at = Instant::now();
+                buf.extend_from_slice(&data);
+                // Each complete event names the change it carries (`fan-<i>`).
+                loop {
+                    let (name, used) = if accept.contains("protobuf") {
+                        match rkube::apiserver::wire::protobuf::decode_watch_frame(&buf) {
+                            Ok(Some((_, obj, used))) => {
+                                (obj["metadata"]["name"].as_str().map(String::from), used)
+                            }
+                            _ => break,
+                        }
+                    } else {
+                        let Some(end) = buf.iter().position(|b| *b == b'\n') else {
+                            break;
+                        };
+                        let ev: serde_json::Value = serde_json::from_slice(&buf[..end])?;
+                        (
+                            ev["object"]["metadata"]["name"].as_str().map(String::from),
+                            end + 1,
+                        )
+                    };
+                    buf.drain(..used);
+                    if let Some(i) = name.and_then(|n| n.strip_prefix("fan-")?.parse().ok()) {
+                        let _ = tx.send((i, at));
+                        seen += 1;
+                    }
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while started.load(Ordering::SeqCst) < watchers && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every watch is registered once its response headers came; give the last ones a moment more.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu_before = cpu_seconds(server_pid);
+    let mut sent = Vec::new();
+    for i in 0..changes {
+        let cm: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": format!("fan-{i}")}, "data": {"payload": "x".repeat(512)}}),
+        )?;
+        sent.push(Instant::now());
+        api.create(&PostParams::default(), &cm).await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut lat = Vec::new();
+    let collect_until = Instant::now() + Duration::from_secs(30);
+    while lat.len() < watchers * changes {
+        match tokio::time::timeout_at(collect_until.into(), rx.recv()).await {
+            Ok(Some((i, at))) => lat.push(at.duration_since(sent[i]).as_secs_f64() * 1000.0),
+            _ => break,
+        }
+    }
+    let cpu = cpu_seconds(server_pid) - cpu_before;
+    for t in tasks {
+        t.abort();
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Ok(format!(
+        "{watchers} watchers ({}), {changes} changes: delivery p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} of {} delivered; server CPU {:.1} ms per change",
+        if accept.contains("protobuf") { "protobuf" } else { "JSON" },
+        pct(0.5),
+        pct(0.99),
+        lat.last().copied().unwrap_or(f64::NAN),
+        lat.len(),
+        watchers * changes,
+        cpu * 1000.0 / changes as f64
+    ))
+}
+
 async fn create_pods(client: &Client, ns: &str, n: usize) {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let next = Arc::new(AtomicUsize::new(0));
@@ -354,7 +492,7 @@ async fn create_pods(client: &Client, ns: &str, n: usize) {
                     }
                     let pod: Pod = serde_json::from_value(json!({
                         "metadata": {"name": format!("pod-{i:05}"), "labels": {"app": "bench", "shard": (i % 10).to_string()}},
-                        "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "command": ["sleep", "3600"],
+                        "spec": {"schedulerName": UNSCHEDULED, "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sleep", "3600"],
                                   "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}
                     }))
                     .expect("static fixture");
@@ -516,6 +654,26 @@ async fn bench_backend(name: &str, pods: usize, creates: usize) -> anyhow::Resul
             "[{name}] ConfigMap creates/s with 8 clients, {} bodies: {rate:.0}",
             if protobuf { "protobuf" } else { "JSON" }
         );
+    }
+    let watchers = std::env::var("RKUBE_BENCH_WATCHERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    for (i, accept) in [
+        "application/json",
+        "application/vnd.kubernetes.protobuf;stream=watch",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ns_name = format!("bench-watch-{i}");
+        ns.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns_name}}))?,
+        )
+        .await?;
+        let line = watch_fanout(&client, server.0.id(), &ns_name, watchers, 20, accept).await?;
+        println!("[{name}] {line}");
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     println!(

@@ -138,9 +138,9 @@ pub(crate) fn partial_metadata(obj: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
 }
 
-pub(crate) fn table_doc(
+pub(crate) fn table_doc<'a>(
     info: &ResourceInfo,
-    objs: &[Value],
+    objs: impl IntoIterator<Item = &'a Value>,
     q: &Query,
     with_columns: bool,
     metadata: Value,
@@ -148,7 +148,7 @@ pub(crate) fn table_doc(
     let now = chrono::Utc::now();
     let include = q.include_object.as_deref().unwrap_or("Metadata");
     let rows: Vec<Value> = objs
-        .iter()
+        .into_iter()
         .map(|o| {
             let cells = info.strategy.row_cells(o, now);
             let mut row = json!({ "cells": cells });
@@ -186,13 +186,16 @@ pub(crate) fn list_metadata(l: &ListResult) -> Value {
 
 pub(crate) fn encode_list(out: Output, info: &ResourceInfo, l: &ListResult, q: &Query) -> Response {
     match out {
-        Output::Table => {
-            let objs: Vec<Value> = l.items.iter().map(|o| (**o).clone()).collect();
-            json_response(
-                StatusCode::OK,
-                &table_doc(info, &objs, q, true, list_metadata(l)),
-            )
-        }
+        Output::Table => json_response(
+            StatusCode::OK,
+            &table_doc(
+                info,
+                l.items.iter().map(|o| &**o),
+                q,
+                true,
+                list_metadata(l),
+            ),
+        ),
         Output::PartialMetadata => {
             let items: Vec<Value> = l.items.iter().map(|o| partial_metadata(o)).collect();
             json_response(
@@ -201,9 +204,11 @@ pub(crate) fn encode_list(out: Output, info: &ResourceInfo, l: &ListResult, q: &
             )
         }
         Output::Protobuf => {
-            let items: Vec<Value> = l.items.iter().map(|o| (**o).clone()).collect();
-            let list = json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": list_metadata(l), "items": items});
-            protobuf_response(StatusCode::OK, &list)
+            let kind = format!("{}List", info.kind);
+            match protobuf::encode_list(&info.api_version(), &kind, &list_metadata(l), &l.items) {
+                Ok(bytes) => respond(StatusCode::OK, protobuf::MEDIA_TYPE, bytes),
+                Err(e) => ApiError::internal(format!("encoding protobuf: {e}")).into_response(),
+            }
         }
         Output::Json | Output::Yaml => {
             // Written piece by piece: a list of thousands of objects is not copied into one big Value.

@@ -72,9 +72,27 @@ pub(crate) fn watch_frames(
     out: Output,
 ) -> impl futures::Stream<Item = bytes::Bytes> {
     let mut first = true;
-    events.scan(false, move |ended, WatchItem { event_type, object }| {
+    events.scan(false, move |ended, item: WatchItem| {
         if *ended {
             return futures::future::ready(None);
+        }
+        let WatchItem {
+            event_type,
+            object,
+            shared,
+        } = item;
+        let media_type = match out {
+            Output::Json => Some("application/json"),
+            Output::Protobuf => Some(protobuf::WATCH_MEDIA_TYPE),
+            _ => None,
+        };
+        // The object as every watcher of this format is sent it: encoded once for all of them.
+        if let (Some(ev), Some(media_type)) = (&shared, media_type) {
+            if let Ok(frame) = ev.frame(event_type, media_type, || {
+                watch_frame(out, event_type, &object)
+            }) {
+                return futures::future::ready(Some(frame));
+            }
         }
         let object = match out {
             Output::Table if event_type != "ERROR" && event_type != "BOOKMARK" => {
@@ -116,22 +134,16 @@ mod watch_tests {
             .cloned()
             .unwrap();
         let cm = |name: &str| {
-            Arc::new(json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": name, "namespace": "ns", "resourceVersion": "5"}}))
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "ns", "resourceVersion": "5"}})
         };
         let items = vec![
-            WatchItem {
-                event_type: "ADDED",
-                object: cm("a"),
-            },
-            WatchItem {
-                event_type: "ADDED",
-                object: Arc::new(json!({"apiVersion": "v1", "kind": "NoSuchKind", "metadata": {}})),
-            },
-            WatchItem {
-                event_type: "ADDED",
-                object: cm("c"),
-            },
+            WatchItem::own("ADDED", cm("a")),
+            WatchItem::own(
+                "ADDED",
+                json!({"apiVersion": "v1", "kind": "NoSuchKind", "metadata": {}}),
+            ),
+            WatchItem::own("ADDED", cm("c")),
         ];
         let stream = futures::stream::iter(items).boxed();
         let frames: Vec<bytes::Bytes> =

@@ -69,6 +69,20 @@ pub enum Deleted {
 pub struct WatchItem {
     pub event_type: &'static str,
     pub object: Arc<Value>,
+    /// The cache event whose object `object` is, unchanged: its encoded frames are shared by every
+    /// watcher sent it. `None` for what is this watcher's own (bookmarks, errors, converted objects).
+    pub shared: Option<Arc<CacheEvent>>,
+}
+
+impl WatchItem {
+    /// An event of this watcher's own.
+    pub fn own(event_type: &'static str, object: Value) -> Self {
+        WatchItem {
+            event_type,
+            object: Arc::new(object),
+            shared: None,
+        }
+    }
 }
 
 /// Body options of DELETE (metav1.DeleteOptions).
@@ -1556,10 +1570,7 @@ impl Registry {
                 let status =
                     ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
                         .to_status();
-                let item = WatchItem {
-                    event_type: "ERROR",
-                    object: Arc::new(status),
-                };
+                let item = WatchItem::own("ERROR", status);
                 return Ok(stream::iter(vec![item]).boxed());
             }
         };
@@ -1579,10 +1590,10 @@ impl Registry {
             if initial_end {
                 m["annotations"] = json!({"k8s.io/initial-events-end": "true"});
             }
-            WatchItem {
-                event_type: "BOOKMARK",
-                object: Arc::new(json!({"kind": kind, "apiVersion": api_version, "metadata": m})),
-            }
+            WatchItem::own(
+                "BOOKMARK",
+                json!({"kind": kind, "apiVersion": api_version, "metadata": m}),
+            )
         };
         let conversion = info.conversion;
         let mut initial: Vec<WatchItem> = sub
@@ -1600,6 +1611,7 @@ impl Registry {
             let converted = self.served_custom(info, objs, false).await?;
             for (item, obj) in initial.iter_mut().zip(converted) {
                 item.object = Arc::new(obj);
+                item.shared = None;
             }
         }
         // Live events of custom resources are converted one by one, through the registry (a weak
@@ -1695,14 +1707,8 @@ async fn served_event(
         return item;
     };
     match reg.served_one(info, (*item.object).clone()).await {
-        Ok(obj) => WatchItem {
-            event_type: item.event_type,
-            object: Arc::new(obj),
-        },
-        Err(e) => WatchItem {
-            event_type: "ERROR",
-            object: Arc::new(e.to_status()),
-        },
+        Ok(obj) => WatchItem::own(item.event_type, obj),
+        Err(e) => WatchItem::own("ERROR", e.to_status()),
     }
 }
 
@@ -1743,7 +1749,7 @@ fn too_large_rv(wanted: i64, current: i64) -> ApiError {
 /// Turns a cache event into what a filtered watcher sees: an object entering the selection is ADDED,
 /// one leaving it DELETED (as upstream's cacher does).
 fn translate(
-    ev: &CacheEvent,
+    ev: &Arc<CacheEvent>,
     filter: &Filter,
     prefix: &str,
     conversion: Option<Conversion>,
@@ -1771,7 +1777,11 @@ fn translate(
         EventKind::Modified if before => "DELETED",
         _ => return None,
     };
-    Some(WatchItem { event_type, object })
+    Some(WatchItem {
+        event_type,
+        object,
+        shared: conversion.is_none().then(|| ev.clone()),
+    })
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@
 //! resource's generation changes), since the changes in the gap can't be replayed.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -37,6 +38,9 @@ const WINDOW_BYTES: usize = 64 << 20;
 /// A watcher with more than this many stored bytes of events not yet taken is ended (its client
 /// re-watches): a slow reader can't make the server hold more for it, and is told rather than skipped.
 pub const WATCHER_MAX_LAG_BYTES: u64 = 8 << 20;
+/// Events whose encoded watch frames are kept for the watchers still to be sent them; a watcher
+/// further behind encodes its own (a frame kept for every event of the window would double its memory).
+const FRAMES_KEPT: usize = 256;
 /// Events a watcher takes from the window at a time.
 const TAKE_BATCH: usize = 64;
 /// Keys per page of the initial list. etcd's objects are up to ~1.5 MiB, so no fixed count fits every
@@ -75,6 +79,61 @@ pub struct CacheEvent {
     size: usize,
     /// Stored bytes of every event of this resource up to and including this one.
     end_offset: u64,
+    /// Watch frames of this event already encoded, by event type and media type.
+    frames: Frames,
+}
+
+/// A recent event's encoded watch frames: each is encoded by the first watcher that needs it and
+/// shared by every other (upstream's cachingObject), so a thousand watchers cost one encoding.
+#[derive(Debug, Default)]
+struct Frames {
+    encoded: Mutex<Vec<(&'static str, &'static str, bytes::Bytes)>>,
+    /// Set once the event is [`FRAMES_KEPT`] events old: nothing more is kept.
+    cold: AtomicBool,
+}
+
+impl CacheEvent {
+    /// The watch frame of this event as `event_type` (a filtered watcher may see a change as ADDED
+    /// or DELETED) in `media_type`, encoded by `encode` only if no watcher has encoded it yet. The
+    /// lock is held while encoding, so watchers that ask at once wait for the one encoding.
+    pub fn frame(
+        &self,
+        event_type: &'static str,
+        media_type: &'static str,
+        encode: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<bytes::Bytes, String> {
+        if self.frames.cold.load(Ordering::Relaxed) {
+            return encode().map(bytes::Bytes::from);
+        }
+        let mut encoded = self
+            .frames
+            .encoded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, b)) = encoded
+            .iter()
+            .find(|(t, m, _)| *t == event_type && *m == media_type)
+        {
+            return Ok(b.clone());
+        }
+        let b = bytes::Bytes::from(encode()?);
+        if !self.frames.cold.load(Ordering::Relaxed) {
+            encoded.push((event_type, media_type, b.clone()));
+        }
+        Ok(b)
+    }
+
+    /// Stops keeping frames; returns those kept (to be freed outside the cache's lock).
+    fn cool(&self) -> Vec<(&'static str, &'static str, bytes::Bytes)> {
+        self.frames.cold.store(true, Ordering::Relaxed);
+        std::mem::take(
+            &mut *self
+                .frames
+                .encoded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
 }
 
 #[derive(Default)]
@@ -263,10 +322,17 @@ impl ResourceCache {
                 revision,
                 size,
                 end_offset: st.total_bytes,
+                frames: Frames::default(),
             });
             st.revision = revision;
             st.window_bytes += size;
             st.events.push_back(ev);
+            let cooled = st
+                .events
+                .len()
+                .checked_sub(FRAMES_KEPT + 1)
+                .and_then(|i| st.events.get(i))
+                .map(|e| e.cool());
             let mut evicted = Vec::new();
             while st.events.len() > EVENT_WINDOW
                 || (st.window_bytes > WINDOW_BYTES && st.events.len() > 1)
@@ -279,7 +345,7 @@ impl ResourceCache {
                 st.oldest = old.revision;
                 evicted.push(old);
             }
-            evicted
+            (evicted, cooled)
         };
         self.changed.send_replace(());
         // Freed outside the lock.
@@ -380,6 +446,11 @@ impl ResourceCache {
                         revision: current,
                         size: 0,
                         end_offset: 0,
+                        // This watcher's own: nobody shares its frames.
+                        frames: Frames {
+                            cold: AtomicBool::new(true),
+                            ..Frames::default()
+                        },
                     })
                 })
                 .collect(),
@@ -978,6 +1049,49 @@ mod tests {
             },
             prev: None,
         }
+    }
+
+    /// Every watcher of an event gets the one encoding of it per event type and media type; once the
+    /// event is FRAMES_KEPT events old, a late watcher encodes its own and nothing more is kept.
+    #[tokio::test]
+    async fn frames_are_encoded_once_while_recent() {
+        let cache = WatchCache::new([PREFIX.to_string()]);
+        let rc = cache.resource(PREFIX).unwrap();
+        let progress = cache.progress_receiver();
+        let Ok(sub) = rc.subscribe(PREFIX, Some(0), &progress) else {
+            panic!("subscribe")
+        };
+        let mut live = sub.live;
+        cache.apply(event(&format!("{PREFIX}ns/first"), 1, 10));
+        let first = live.next().await.unwrap();
+        let encodings = std::sync::atomic::AtomicUsize::new(0);
+        let encode = |tag: &'static str| {
+            encodings.fetch_add(1, Ordering::SeqCst);
+            Ok(tag.as_bytes().to_vec())
+        };
+        for _ in 0..3 {
+            let b = first.frame("ADDED", "application/json", || encode("json"));
+            assert_eq!(b.unwrap(), "json");
+        }
+        assert_eq!(encodings.load(Ordering::SeqCst), 1);
+        // Another event type (a filtered watcher's view) or media type is its own frame.
+        let b = first.frame("DELETED", "application/json", || encode("deleted"));
+        assert_eq!(b.unwrap(), "deleted");
+        let b = first.frame(
+            "ADDED",
+            "application/vnd.kubernetes.protobuf;stream=watch",
+            || encode("pb"),
+        );
+        assert_eq!(b.unwrap(), "pb");
+        assert_eq!(encodings.load(Ordering::SeqCst), 3);
+        for i in 0..FRAMES_KEPT as i64 {
+            cache.apply(event(&format!("{PREFIX}ns/cm-{i}"), i + 2, 10));
+        }
+        let b = first.frame("ADDED", "application/json", || encode("again"));
+        assert_eq!(b.unwrap(), "again", "an old event's frames are not kept");
+        let b = first.frame("ADDED", "application/json", || encode("again"));
+        assert_eq!(b.unwrap(), "again");
+        assert_eq!(encodings.load(Ordering::SeqCst), 5);
     }
 
     /// A watcher that does not read is ended once more than WATCHER_MAX_LAG_BYTES wait for it, while

@@ -358,14 +358,57 @@ fn encode_depth(obj: &Value, depth: usize) -> Result<Vec<u8>, String> {
         .ok_or("object has no kind")?;
     let idx = message_index_for(api_version, kind)
         .ok_or_else(|| format!("no protobuf message for {api_version}, Kind={kind}"))?;
-    let raw = encode_message(idx, map, depth + 1)?;
-    let mut type_meta = Vec::new();
-    put_bytes(&mut type_meta, 1, api_version.as_bytes());
-    put_bytes(&mut type_meta, 2, kind.as_bytes());
-    let mut out = Vec::with_capacity(raw.len() + type_meta.len() + 16);
+    envelope(api_version, kind, 256, |out| {
+        encode_into(idx, map, depth + 1, out)
+    })
+}
+
+/// Encodes a list (`list_kind` like `PodList`) from its metadata and items, each item encoded
+/// straight from the object it is given: a list of thousands of cached objects is never copied
+/// into one JSON tree first.
+pub fn encode_list<T: std::ops::Deref<Target = Value>>(
+    api_version: &str,
+    list_kind: &str,
+    metadata: &Value,
+    items: &[T],
+) -> Result<Vec<u8>, String> {
+    let idx = message_index_for(api_version, list_kind)
+        .ok_or_else(|| format!("no protobuf message for {api_version}, Kind={list_kind}"))?;
+    let msg = message(idx)?;
+    envelope(api_version, list_kind, 64 + items.len() * 1024, |out| {
+        for fl in msg.fields {
+            match fl.json {
+                "metadata" => encode_value(fl.ty, fl.tag, metadata, 1, out)
+                    .map_err(|e| format!("metadata: {e}"))?,
+                "items" => {
+                    for item in items {
+                        encode_value(fl.ty, fl.tag, item, 1, out)
+                            .map_err(|e| format!("items: {e}"))?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    })
+}
+
+/// A `k8s\0` body: the `runtime.Unknown` envelope around the message `write` appends (about
+/// `size_hint` bytes).
+fn envelope(
+    api_version: &str,
+    kind: &str,
+    size_hint: usize,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(size_hint + 64);
     out.extend_from_slice(MAGIC);
-    put_bytes(&mut out, 1, &type_meta);
-    put_bytes(&mut out, 2, &raw);
+    put_nested(&mut out, 1, true, |out| {
+        put_bytes(out, 1, api_version.as_bytes());
+        put_bytes(out, 2, kind.as_bytes());
+        Ok(())
+    })?;
+    put_nested(&mut out, 2, true, write)?;
     // Upstream writes the (empty) contentEncoding and contentType too.
     put_bytes(&mut out, 3, b"");
     put_bytes(&mut out, 4, b"");
@@ -378,15 +421,15 @@ fn encode_depth(obj: &Value, depth: usize) -> Result<Vec<u8>, String> {
 /// serializer, the embedded object uses the enveloped one).
 pub fn encode_watch_event(event_type: &str, obj: &Value) -> Result<Vec<u8>, String> {
     let inner = encode(obj)?;
-    let mut raw_ext = Vec::with_capacity(inner.len() + 6);
-    put_bytes(&mut raw_ext, 1, &inner);
-    let mut ev = Vec::with_capacity(raw_ext.len() + event_type.len() + 12);
-    put_bytes(&mut ev, 1, event_type.as_bytes());
-    put_bytes(&mut ev, 2, &raw_ext);
-    let len = u32::try_from(ev.len()).map_err(|_| "watch event too large")?;
-    let mut out = Vec::with_capacity(ev.len() + 4);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&ev);
+    let mut out = Vec::with_capacity(inner.len() + event_type.len() + 24);
+    out.extend_from_slice(&[0; 4]);
+    put_bytes(&mut out, 1, event_type.as_bytes());
+    put_nested(&mut out, 2, true, |raw_ext| {
+        put_bytes(raw_ext, 1, &inner);
+        Ok(())
+    })?;
+    let len = u32::try_from(out.len() - 4).map_err(|_| "watch event too large")?;
+    out[..4].copy_from_slice(&len.to_be_bytes());
     Ok(out)
 }
 
@@ -522,6 +565,34 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 
 fn put_key(out: &mut Vec<u8>, tag: u32, wt: u8) {
     put_varint(out, (u64::from(tag) << 3) | u64::from(wt));
+}
+
+/// Writes a length-delimited field whose bytes `write` appends to `out` in place: the length is
+/// reserved as one byte and widened afterwards if the message is longer (rare for the small nested
+/// messages objects are made of), so nested messages are not each built in a buffer of their own and
+/// copied into their parent. An empty message is left out unless `keep_empty`.
+fn put_nested(
+    out: &mut Vec<u8>,
+    tag: u32,
+    keep_empty: bool,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+) -> Result<(), String> {
+    let key_at = out.len();
+    put_key(out, tag, LEN);
+    let len_at = out.len();
+    out.push(0);
+    write(out)?;
+    let len = out.len() - len_at - 1;
+    if len == 0 && !keep_empty {
+        out.truncate(key_at);
+    } else if len < 0x80 {
+        out[len_at] = len as u8;
+    } else {
+        let mut prefix = Vec::with_capacity(10);
+        put_varint(&mut prefix, len as u64);
+        out.splice(len_at..len_at + 1, prefix);
+    }
+    Ok(())
 }
 
 fn put_bytes(out: &mut Vec<u8>, tag: u32, b: &[u8]) {
@@ -877,12 +948,6 @@ fn decode_msg_value(idx: u16, buf: &[u8], depth: usize) -> Result<Option<Value>,
 // Encoding messages
 // ---------------------------------------------------------------------------------------------------
 
-fn encode_message(idx: u16, obj: &Map<String, Value>, depth: usize) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    encode_into(idx, obj, depth, &mut out)?;
-    Ok(out)
-}
-
 fn encode_into(
     idx: u16,
     obj: &Map<String, Value>,
@@ -897,10 +962,9 @@ fn encode_into(
         let ctx = |e: String| format!("{}: {e}", fl.json);
         if fl.label == Label::Inline {
             let Ty::Msg(child) = fl.ty else { continue };
-            let b = encode_message(child, obj, depth + 1)?;
-            if !b.is_empty() {
-                put_bytes(out, fl.tag, &b);
-            }
+            put_nested(out, fl.tag, false, |out| {
+                encode_into(child, obj, depth + 1, out)
+            })?;
             continue;
         }
         let Some(v) = obj.get(fl.json) else { continue };
@@ -998,26 +1062,23 @@ fn encode_value(
             put_key(out, tag, FIXED64);
             out.extend_from_slice(&f.to_le_bytes());
         }
-        Ty::Msg(i) => {
-            let b = encode_msg_value(i, v, depth + 1)?;
-            put_bytes(out, tag, &b);
-        }
+        Ty::Msg(i) => put_nested(out, tag, true, |out| encode_msg_value(i, v, depth + 1, out))?,
     }
     Ok(())
 }
 
-fn encode_msg_value(idx: u16, v: &Value, depth: usize) -> Result<Vec<u8>, String> {
+/// Writes the message `idx` for `v` (without its key and length) to `out`.
+fn encode_msg_value(idx: u16, v: &Value, depth: usize, out: &mut Vec<u8>) -> Result<(), String> {
     if depth > MAX_DEPTH {
         return Err("object nested too deeply".into());
     }
     let special = specials().get(idx as usize).copied().unwrap_or(Special::No);
-    let mut out = Vec::new();
     match special {
         Special::No => {
             let m = v
                 .as_object()
                 .ok_or_else(|| format!("expected an object, got {}", kind_of(v)))?;
-            encode_into(idx, m, depth, &mut out)?;
+            encode_into(idx, m, depth, out)?;
         }
         Special::Time | Special::MicroTime => {
             let s = v
@@ -1025,20 +1086,20 @@ fn encode_msg_value(idx: u16, v: &Value, depth: usize) -> Result<Vec<u8>, String
                 .ok_or_else(|| format!("expected an RFC 3339 time, got {v}"))?;
             let t = chrono::DateTime::parse_from_rfc3339(s)
                 .map_err(|e| format!("invalid time {s:?}: {e}"))?;
-            put_key(&mut out, 1, VARINT);
-            put_varint(&mut out, t.timestamp() as u64);
+            put_key(out, 1, VARINT);
+            put_varint(out, t.timestamp() as u64);
             let nanos = t.timestamp_subsec_nanos();
             if nanos != 0 {
-                put_key(&mut out, 2, VARINT);
-                put_varint(&mut out, u64::from(nanos));
+                put_key(out, 2, VARINT);
+                put_varint(out, u64::from(nanos));
             }
         }
         Special::Duration => {
             let s = v
                 .as_str()
                 .ok_or_else(|| format!("expected a duration string, got {v}"))?;
-            put_key(&mut out, 1, VARINT);
-            put_varint(&mut out, parse_duration(s)? as u64);
+            put_key(out, 1, VARINT);
+            put_varint(out, parse_duration(s)? as u64);
         }
         Special::Quantity => {
             let s = match v {
@@ -1046,7 +1107,7 @@ fn encode_msg_value(idx: u16, v: &Value, depth: usize) -> Result<Vec<u8>, String
                 Value::Number(n) => n.to_string(),
                 _ => return Err(format!("expected a quantity, got {v}")),
             };
-            put_bytes(&mut out, 1, s.as_bytes());
+            put_bytes(out, 1, s.as_bytes());
         }
         Special::IntOrString => {
             // gogo writes all three fields.
@@ -1062,15 +1123,15 @@ fn encode_msg_value(idx: u16, v: &Value, depth: usize) -> Result<Vec<u8>, String
                 }
                 _ => return Err(format!("expected an integer or a string, got {v}")),
             };
-            put_key(&mut out, 1, VARINT);
-            put_varint(&mut out, ty);
-            put_key(&mut out, 2, VARINT);
-            put_varint(&mut out, i64::from(i) as u64);
-            put_bytes(&mut out, 3, s.as_bytes());
+            put_key(out, 1, VARINT);
+            put_varint(out, ty);
+            put_key(out, 2, VARINT);
+            put_varint(out, i64::from(i) as u64);
+            put_bytes(out, 3, s.as_bytes());
         }
         Special::RawJson => {
             let b = serde_json::to_vec(v).map_err(|e| e.to_string())?;
-            put_bytes(&mut out, 1, &b);
+            put_bytes(out, 1, &b);
         }
         Special::PropsOrBool | Special::PropsOrArray | Special::PropsOrStringArray => {
             let msg = message(idx)?;
@@ -1098,17 +1159,17 @@ fn encode_msg_value(idx: u16, v: &Value, depth: usize) -> Result<Vec<u8>, String
             if field("schema").is_none() {
                 return Err(format!("{} has no schema field", msg.name));
             }
-            encode_into(idx, &shadow, depth, &mut out)?;
+            encode_into(idx, &shadow, depth, out)?;
         }
         Special::Wrapper => {
             let msg = message(idx)?;
             let fl = msg.fields.first().ok_or("empty wrapper message")?;
             let mut shadow = Map::new();
             shadow.insert(fl.json.to_string(), v.clone());
-            encode_into(idx, &shadow, depth, &mut out)?;
+            encode_into(idx, &shadow, depth, out)?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn kind_of(v: &Value) -> &'static str {
