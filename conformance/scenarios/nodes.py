@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import ipaddress
 import json
+import re
 import subprocess
 
 from run import RKUBE_BIN, T, poll, scenario
@@ -169,6 +170,51 @@ def nodes_999_cpus_stays_pending(t: T):
     t.eq(t.ok("get", "pod", "big", "-n", ns, "-o", "jsonpath={.status.phase}"), "Pending", "phase")
     ev = t.ok("get", "events.events.k8s.io", "-n", ns)
     t.match(ev, r"Warning\s+FailedScheduling\s+pod/big\s+" + msg.replace(".", r"\."), "FailedScheduling event")
+
+
+@scenario
+def nodes_binding_refused_then_retried(t: T):
+    """a binding refused by admission (a ValidatingAdmissionPolicy on `pods/binding`, as upstream's admission sees
+    the scheduler's binding) leaves the pod Pending with upstream's `SchedulerError` condition and FailedScheduling
+    event naming the failed Bind plugin; once the policy is gone the scheduler's retry binds it"""
+    nodes(t)
+    ns = t.namespace()
+    t.ok("label", "namespace", ns, "bind-scenario=hold")
+    policy = "hold-bindings.example.com"
+    rules = {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                                "resources": ["pods/binding"]}]}
+    try:
+        t.create({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+                  "metadata": {"name": policy},
+                  "spec": {"failurePolicy": "Fail", "matchConstraints": rules,
+                           "validations": [{"expression": "false", "message": "bindings are held"}]}})
+        t.create({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+                  "metadata": {"name": policy},
+                  "spec": {"policyName": policy, "validationActions": ["Deny"],
+                           "matchResources": {"namespaceSelector": {"matchLabels": {"bind-scenario": "hold"}}}}})
+        t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "held"},
+                  "spec": {"containers": [{"name": "c", "image": "busybox"}]}}, ns)
+        msg = ('running Bind plugin "DefaultBinder": pods "held" is forbidden: ValidatingAdmissionPolicy '
+               f"'{policy}' with binding '{policy}' denied request: bindings are held")
+
+        def cond() -> dict:
+            obj = t.json("get", "pod", "held", "-n", ns)
+            return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "PodScheduled"), {})
+        poll(lambda: cond().get("reason") == "SchedulerError", 30)
+        c = cond()
+        t.eq((c.get("status"), c.get("reason"), c.get("message")), ("False", "SchedulerError", msg),
+             "PodScheduled condition after the refused binding")
+        t.eq(t.ok("get", "pod", "held", "-n", ns, "-o", "jsonpath={.spec.nodeName}"), "", "the pod is not bound")
+        ev = t.ok("get", "events.events.k8s.io", "-n", ns)
+        t.match(ev, r"Warning\s+FailedScheduling\s+pod/held\s+" + re.escape(msg), "FailedScheduling event")
+    finally:
+        t.run("delete", "validatingadmissionpolicybinding", policy, "--ignore-not-found")
+        t.run("delete", "validatingadmissionpolicy", policy, "--ignore-not-found")
+    # The scheduler retries through its backoff (at most 10 s between attempts).
+    poll(lambda: t.run("get", "pod", "held", "-n", ns, "-o", "jsonpath={.spec.nodeName}").out != "", 60)
+    obj = wait_phase(t, ns, "held", "Running", 30)
+    t.true(obj["spec"].get("nodeName", "").startswith(f"hollow-{t.server.port}-"), "bound to a hollow node",
+           obj["spec"].get("nodeName"))
 
 
 @scenario

@@ -112,8 +112,8 @@ struct Scheduler {
     /// Pods in `active` (no duplicates in the deque).
     queued: HashSet<String>,
     unschedulable: HashSet<String>,
-    /// Pods assumed and being bound.
-    binding: HashSet<String>,
+    /// Pods assumed and being bound, kept to go back to the queue if their binding fails.
+    binding: HashMap<String, Pending>,
     nominator: Nominator,
     objects: Objects,
     tx: mpsc::UnboundedSender<Msg>,
@@ -200,7 +200,7 @@ pub async fn run(client: kube::Client) {
         active: VecDeque::new(),
         queued: HashSet::new(),
         unschedulable: HashSet::new(),
-        binding: HashSet::new(),
+        binding: HashMap::new(),
         nominator: Nominator::default(),
         objects: Objects::default(),
         tx,
@@ -244,7 +244,7 @@ pub async fn run(client: kube::Client) {
                 Some(Ok(watcher::Event::InitApply(p))) => { seen_pods.insert(key_of(&p)); s.on_pod(p); }
                 Some(Ok(watcher::Event::InitDone)) => {
                     let gone: Vec<String> = s.cache.placed.keys().chain(s.pending.keys())
-                        .filter(|k| !seen_pods.contains(*k) && !s.binding.contains(*k)).cloned().collect();
+                        .filter(|k| !seen_pods.contains(*k) && !s.binding.contains_key(*k)).cloned().collect();
                     for g in gone { s.on_pod_deleted(&g); }
                     pods_synced = true;
                 }
@@ -263,12 +263,7 @@ pub async fn run(client: kube::Client) {
                 None => return,
             },
             Some(msg) = rx.recv() => match msg {
-                Msg::BindFailed(key) => {
-                    s.binding.remove(&key);
-                    s.cache.unplace(&key);
-                    s.objects.restore(&key);
-                    s.backoff(key);
-                }
+                Msg::BindFailed(key) => s.bind_failed(key),
                 Msg::BackoffDone(key) => s.activate(key),
             },
             _ = flush.tick() => s.flush_unschedulable(),
@@ -308,7 +303,7 @@ impl Scheduler {
             }
             return;
         }
-        if self.binding.contains(&key) {
+        if self.binding.contains_key(&key) {
             // A stale event from before our binding landed.
             return;
         }
@@ -363,12 +358,27 @@ impl Scheduler {
     fn on_pod_deleted(&mut self, key: &str) {
         self.nominator.remove(key);
         self.pending.remove(key);
+        self.binding.remove(key);
         self.unschedulable.remove(key);
         if self.cache.placed.contains_key(key) {
             self.cache.unplace(key);
             // A deleted pod frees room: pods that did not fit may now.
             self.move_all();
         }
+    }
+
+    /// A pod's binding failed (upstream's handleBindingCycleError): its assumption is forgotten,
+    /// which frees room as a deleted pod does, and it goes back to the queue through backoff, unless
+    /// it was bound or deleted meanwhile (its watch event took it out of `binding`).
+    fn bind_failed(&mut self, key: String) {
+        let Some(p) = self.binding.remove(&key) else {
+            return;
+        };
+        self.cache.unplace(&key);
+        self.objects.restore(&key);
+        self.move_all();
+        self.pending.insert(key.clone(), p);
+        self.backoff(key);
     }
 
     fn activate(&mut self, key: String) {
@@ -449,8 +459,9 @@ impl Scheduler {
         };
         match self.framework.schedule(&info, &snap) {
             Outcome::Fits { node, volumes } => {
-                self.pending.remove(&key);
-                self.binding.insert(key.clone());
+                if let Some(p) = self.pending.remove(&key) {
+                    self.binding.insert(key.clone(), p);
+                }
                 // Upstream's assume: a pod on its way to a node holds no nomination.
                 self.nominator.remove(&key);
                 // VolumeBinding's Reserve: the volumes it takes look taken to the next pod.
@@ -470,13 +481,18 @@ impl Scheduler {
                 let recorder = self.recorder.clone();
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    // PreBind (the claims bound first), then the binding itself.
+                    // PreBind (the claims bound first), then the binding itself; a failure is
+                    // told in upstream's words for the plugin that failed.
                     let result = match &assumed {
-                        Some(a) => volume_binding::bind(&client, &pod, &node, a).await,
+                        Some(a) => volume_binding::bind(&client, &pod, &node, a)
+                            .await
+                            .map_err(|e| format!("running PreBind plugin \"VolumeBinding\": {e}")),
                         None => Ok(()),
                     };
                     let result = match result {
-                        Ok(()) => bind(&client, &pod, &node).await,
+                        Ok(()) => bind(&client, &pod, &node).await.map_err(|e| {
+                            format!("running Bind plugin \"DefaultBinder\": {}", api_message(&e))
+                        }),
                         Err(e) => Err(e),
                     };
                     match result {
@@ -492,9 +508,18 @@ impl Scheduler {
                             )
                             .await;
                         }
-                        Err(e) => {
-                            tracing::warn!(pod = %key, "binding to {node} failed: {e}");
+                        Err(message) => {
+                            tracing::warn!(pod = %key, "binding to {node} failed: {message}");
                             let _ = tx.send(Msg::BindFailed(key));
+                            report_failure(
+                                &client,
+                                &recorder,
+                                &pod,
+                                Failure::Error,
+                                &message,
+                                Nomination::Keep,
+                            )
+                            .await;
                         }
                     }
                 });
@@ -513,7 +538,15 @@ impl Scheduler {
                 let client = self.client.clone();
                 let recorder = self.recorder.clone();
                 tokio::spawn(async move {
-                    report_unschedulable(&client, &recorder, &pod, &message, nomination).await;
+                    report_failure(
+                        &client,
+                        &recorder,
+                        &pod,
+                        Failure::Unschedulable,
+                        &message,
+                        nomination,
+                    )
+                    .await;
                 });
             }
             Outcome::Preempt {
@@ -544,10 +577,11 @@ impl Scheduler {
                     for p in &lower {
                         clear_nomination(&client, &p.pod).await;
                     }
-                    report_unschedulable(
+                    report_failure(
                         &client,
                         &recorder,
                         &pod,
+                        Failure::Unschedulable,
                         &message,
                         Nomination::Set(&node),
                     )
@@ -670,13 +704,37 @@ async fn preempt(
 
 /// The FailedScheduling event and the PodScheduled=False condition (written only when it or the
 /// nomination changes), with the node preemption nominated or the nomination cleared.
-async fn report_unschedulable(
+/// Why a pod is not bound: upstream's PodScheduled=False reasons.
+#[derive(Clone, Copy)]
+enum Failure {
+    /// No node fits (`Unschedulable`).
+    Unschedulable,
+    /// A node was chosen but PreBind or Bind failed (`SchedulerError`).
+    Error,
+}
+
+/// The message of an API error as the server wrote it (kube's `Display` adds its own framing).
+fn api_message(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<kube::Error>() {
+        Some(kube::Error::Api(status)) => status.message.clone(),
+        _ => e.to_string(),
+    }
+}
+
+/// Upstream's handleSchedulingFailure: the `FailedScheduling` event and the PodScheduled=False
+/// condition (with the nomination change, if any).
+async fn report_failure(
     client: &kube::Client,
     recorder: &Recorder,
     pod: &Pod,
+    failure: Failure,
     message: &str,
     nomination: Nomination<'_>,
 ) {
+    let reason = match failure {
+        Failure::Unschedulable => "Unschedulable",
+        Failure::Error => "SchedulerError",
+    };
     event(
         recorder,
         pod,
@@ -704,7 +762,7 @@ async fn report_unschedulable(
     if !nomination_changes
         && current.is_some_and(|c| {
             c.status == "False"
-                && c.reason.as_deref() == Some("Unschedulable")
+                && c.reason.as_deref() == Some(reason)
                 && c.message.as_deref() == Some(message)
         })
     {
@@ -718,7 +776,7 @@ async fn report_unschedulable(
     let mut patch = json!({"metadata": {"resourceVersion": pod.metadata.resource_version}, "status": {"conditions": [{
         "type": "PodScheduled",
         "status": "False",
-        "reason": "Unschedulable",
+        "reason": reason,
         "message": message,
         "lastProbeTime": null,
         "lastTransitionTime": crate::kubelet::now(),

@@ -69,12 +69,23 @@ pub(crate) async fn resource(
         && (handler == Some(SubresourceHandler::Binding)
             || (info.handler == ResourceHandler::Binding && name.is_none()))
     {
-        return binding(app, headers, ns, name, body).await;
+        let sub = handler.map(|_| "binding");
+        return binding(app, headers, &info, sub, ns, name, body, user, &q).await;
     }
     if method == Method::POST && handler == Some(SubresourceHandler::Eviction) {
         let bytes = read_body(body).await?;
         let mut eviction = decode_body(headers, &bytes)?;
-        admit_create(app, &info, ns, name, "eviction", user, &mut eviction, &q).await?;
+        admit_create(
+            app,
+            &info,
+            ns,
+            name,
+            Some("eviction"),
+            user,
+            &mut eviction,
+            &q,
+        )
+        .await?;
         let evicted = crate::apiserver::registry::eviction::evict(
             &app.registry,
             &info,
@@ -194,20 +205,28 @@ pub(crate) async fn resource(
     }
 }
 
-/// `pods/binding` and `bindings`: assigns the pod to a node (the scheduler's write).
+/// `pods/binding` and `bindings`: assigns the pod to a node (the scheduler's write). Admission sees
+/// it as upstream's does (`pods/binding`, or the `bindings` resource), so webhooks and policies can
+/// hold a binding back.
+#[allow(clippy::too_many_arguments)]
 async fn binding(
     app: &App,
     headers: &HeaderMap,
+    info: &ResourceInfo,
+    sub: Option<&str>,
     ns: Option<&str>,
     name: Option<&str>,
     body: Body,
+    user: Option<&User>,
+    q: &Query,
 ) -> ApiResult<Response> {
     let bytes = read_body(body).await?;
-    let binding = decode_body(headers, &bytes)?;
+    let mut binding = decode_body(headers, &bytes)?;
     let pod = name
         .or_else(|| binding.pointer("/metadata/name").and_then(Value::as_str))
         .unwrap_or("")
         .to_string();
+    admit_create(app, info, ns, Some(&pod), sub, user, &mut binding, q).await?;
     app.registry
         .bind_pod(ns.unwrap_or("default"), &pod, &binding)
         .await?;
@@ -226,7 +245,7 @@ async fn admit_create(
     info: &ResourceInfo,
     ns: Option<&str>,
     name: Option<&str>,
-    sub: &str,
+    sub: Option<&str>,
     user: Option<&User>,
     obj: &mut Value,
     q: &Query,
@@ -235,7 +254,7 @@ async fn admit_create(
         info,
         ns,
         name: name.unwrap_or(""),
-        sub: Some(sub),
+        sub,
         op: admission::Operation::Create,
         user,
         authorizer: Some(&app.authorizer),
@@ -268,7 +287,7 @@ async fn service_account_token(
     } else {
         decode_body(headers, &bytes)?
     };
-    admit_create(app, info, ns, name, "token", user, &mut request, q).await?;
+    admit_create(app, info, ns, name, Some("token"), user, &mut request, q).await?;
     let (answer, warnings) =
         token_request(app, ns.unwrap_or("default"), name.unwrap_or(""), request).await?;
     let resp = match negotiate(headers, true)? {
