@@ -5,7 +5,8 @@
 //! pods) and the scheduling queue (active / backoff / unschedulable). Each cycle ([`framework`]) filters
 //! and scores nodes with the [`plugins`]; the chosen node is *assumed* in the cache at once (the next pod
 //! sees its resources before the watch catches up) and the binding (`pods/binding`) is sent in the
-//! background. A pod that fits nowhere gets the `FailedScheduling` event and `PodScheduled=False`
+//! background; a binding that fails is forgotten and its pod retried through backoff, reported as
+//! `SchedulerError`. Events go through [`events`]. A pod that fits nowhere gets the `FailedScheduling` event and `PodScheduled=False`
 //! (reason Unschedulable, upstream's message) and waits in the unschedulable set until a cluster event
 //! (node added/changed, pod deleted) moves it back, after its backoff (1 s doubling to 10 s). When
 //! evicting lower-priority pods would make room, [`preemption`] names them: the pod is nominated to
@@ -22,6 +23,7 @@
 
 pub mod bench;
 pub mod cache;
+pub mod events;
 pub mod framework;
 pub mod nominator;
 pub mod objects;
@@ -32,6 +34,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use events::Events;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
@@ -42,7 +45,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource};
 use serde_json::json;
@@ -104,7 +107,7 @@ fn key_of(pod: &Pod) -> String {
 
 struct Scheduler {
     client: kube::Client,
-    recorder: Recorder,
+    recorder: Events,
     cache: Cache,
     framework: Framework,
     pending: HashMap<String, Pending>,
@@ -184,9 +187,9 @@ pub async fn run(client: kube::Client) {
             .and_then(|h| h.into_string().ok())
             .unwrap_or_default()
     );
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
+    let recorder = Events::new(
+        &client,
+        &Reporter {
             controller: SCHEDULER_NAME.into(),
             instance: Some(instance),
         },
@@ -623,7 +626,7 @@ async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> anyhow::Result<()
 }
 
 async fn event(
-    recorder: &Recorder,
+    recorder: &Events,
     pod: &Pod,
     type_: EventType,
     reason: &str,
@@ -638,9 +641,7 @@ async fn event(
         action: action.into(),
         secondary: None,
     };
-    if let Err(e) = recorder.publish(&ev, &reference).await {
-        tracing::debug!("scheduler: event not recorded: {e}");
-    }
+    recorder.publish(&ev, &reference).await;
 }
 
 /// Evicts one preemption victim as upstream's preparePreemption: a `DisruptionTarget` condition
@@ -648,7 +649,7 @@ async fn event(
 /// `Preempted` event naming the preemptor.
 async fn preempt(
     client: &kube::Client,
-    recorder: &Recorder,
+    recorder: &Events,
     preemptor: &Pod,
     victim: &Pod,
     node: &str,
@@ -694,9 +695,7 @@ async fn preempt(
                 action: "Preempting".into(),
                 secondary: Some(preemptor.object_ref(&())),
             };
-            if let Err(e) = recorder.publish(&ev, &reference).await {
-                tracing::debug!("scheduler: event not recorded: {e}");
-            }
+            recorder.publish(&ev, &reference).await;
         }
         Err(e) => tracing::warn!(pod = name, "scheduler: preemption victim not deleted: {e}"),
     }
@@ -725,7 +724,7 @@ fn api_message(e: &anyhow::Error) -> String {
 /// condition (with the nomination change, if any).
 async fn report_failure(
     client: &kube::Client,
-    recorder: &Recorder,
+    recorder: &Events,
     pod: &Pod,
     failure: Failure,
     message: &str,

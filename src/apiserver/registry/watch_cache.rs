@@ -14,6 +14,10 @@
 //! client re-watches from the last resourceVersion it got (replayed from the window, or `410` and a
 //! re-list). Nothing is skipped silently.
 //!
+//! The watchers share the encoding too: a recent event keeps its watch frames, one per event type and
+//! wire format, made by the first watcher that needs one ([`CacheEvent::frame`], upstream's
+//! cachingObject), so a thousand watchers of a change serialize it once.
+//!
 //! When the storage watch breaks, the cache re-watches from the last revision it applied, so that open
 //! watches continue exactly. Only when that is impossible (the store compacted past it) does the cache
 //! reload: it lists everything again in pages at one revision, and every open watch is ended (each
