@@ -6,9 +6,10 @@
 //! and scores nodes with the [`plugins`]; the chosen node is *assumed* in the cache at once (the next pod
 //! sees its resources before the watch catches up) and the binding (`pods/binding`) is sent in the
 //! background; a binding that fails is forgotten and its pod retried through backoff, reported as
-//! `SchedulerError`. Events go through [`events`]. A pod that fits nowhere gets the `FailedScheduling` event and `PodScheduled=False`
-//! (reason Unschedulable, upstream's message) and waits in the unschedulable set until a cluster event
-//! (node added/changed, pod deleted) moves it back, after its backoff (1 s doubling to 10 s). When
+//! `SchedulerError`. Events go through [`events`]. A pod that fits nowhere gets the
+//! `FailedScheduling` event and `PodScheduled=False` (reason Unschedulable, upstream's message) and
+//! waits in the unschedulable set until a cluster event (node added/changed, pod deleted) moves it
+//! back, after its backoff (1 s doubling to 10 s). When
 //! evicting lower-priority pods would make room, [`preemption`] names them: the pod is nominated to
 //! that node and waits while they are deleted; the [`nominator`] holds that room for it (and pods of
 //! lower priority nominated there lose their nomination, as upstream).
@@ -701,8 +702,6 @@ async fn preempt(
     }
 }
 
-/// The FailedScheduling event and the PodScheduled=False condition (written only when it or the
-/// nomination changes), with the node preemption nominated or the nomination cleared.
 /// Why a pod is not bound: upstream's PodScheduled=False reasons.
 #[derive(Clone, Copy)]
 enum Failure {
@@ -721,7 +720,8 @@ fn api_message(e: &anyhow::Error) -> String {
 }
 
 /// Upstream's handleSchedulingFailure: the `FailedScheduling` event and the PodScheduled=False
-/// condition (with the nomination change, if any).
+/// condition (written only when it or the nomination changes), with the node preemption nominated
+/// or the nomination cleared.
 async fn report_failure(
     client: &kube::Client,
     recorder: &Events,

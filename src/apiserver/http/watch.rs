@@ -72,6 +72,12 @@ pub(crate) fn watch_frames(
     out: Output,
 ) -> impl futures::Stream<Item = bytes::Bytes> {
     let mut first = true;
+    // The formats whose frames are the same for every watcher (shared through the cache's events).
+    let shared_media_type = match out {
+        Output::Json => Some("application/json"),
+        Output::Protobuf => Some(protobuf::WATCH_MEDIA_TYPE),
+        _ => None,
+    };
     events.scan(false, move |ended, item: WatchItem| {
         if *ended {
             return futures::future::ready(None);
@@ -81,13 +87,8 @@ pub(crate) fn watch_frames(
             object,
             shared,
         } = item;
-        let media_type = match out {
-            Output::Json => Some("application/json"),
-            Output::Protobuf => Some(protobuf::WATCH_MEDIA_TYPE),
-            _ => None,
-        };
         // The object as every watcher of this format is sent it: encoded once for all of them.
-        if let (Some(ev), Some(media_type)) = (&shared, media_type) {
+        if let (Some(ev), Some(media_type)) = (&shared, shared_media_type) {
             if let Ok(frame) = ev.frame(event_type, media_type, || {
                 watch_frame(out, event_type, &object)
             }) {
