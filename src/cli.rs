@@ -269,6 +269,19 @@ struct KubeletArgs {
     /// upstream's kubelet `--pod-manifest-path` (read every 20 s).
     #[arg(long)]
     pod_manifest_path: Option<PathBuf>,
+    /// How often the kubelet syncs each pod when nothing happened to it (upstream's
+    /// `--sync-frequency`, a Go duration such as 1m or 10s): ConfigMap and Secret updates and
+    /// renewed service account tokens reach the pods' volumes at this pace.
+    #[arg(long, default_value = "1m", value_parser = parse_sync_frequency)]
+    sync_frequency: std::time::Duration,
+}
+
+fn parse_sync_frequency(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::controllers::cron_schedule::go_duration(s)?;
+    match std::time::Duration::try_from(d) {
+        Ok(d) if d >= std::time::Duration::from_secs(1) => Ok(d),
+        _ => Err("must be at least 1s".into()),
+    }
 }
 
 impl KubeletArgs {
@@ -287,6 +300,7 @@ impl KubeletArgs {
                 ..Default::default()
             },
             pod_manifest_path: self.pod_manifest_path.clone(),
+            sync_frequency: self.sync_frequency,
         }
     }
 }

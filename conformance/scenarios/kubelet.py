@@ -46,7 +46,9 @@ def node_t(t: T) -> T | None:
         manifests = workdir / "manifests"
         manifests.mkdir()
         _fixture["manifests"] = manifests
+        # --sync-frequency 5s: volume updates (kubelet_volume_updates) arrive within seconds, not a minute.
         server.extra_args = ["--own-containerd", "--proxy-mode", "none", "--node-name", NODE, "--pod-cidr", POD_CIDR,
+                             "--sync-frequency", "5s",
                              "--kubelet-port", str(_fixture["kubelet_port"]), "--pod-manifest-path", str(manifests)]
         _fixture["server"] = server
         _fixture["containerd"] = ManagedContainerd(server.data_dir)
@@ -265,6 +267,79 @@ def kubelet_env_and_volumes(t: T) -> None:
     reason = lambda: t.run("get", "pod", "nocm", "-n", ns, "-o",
                            "jsonpath={.status.containerStatuses[0].state.waiting.reason}").out
     t.true(poll(lambda: reason() == "CreateContainerConfigError", 60), "CreateContainerConfigError", reason())
+    t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
+def kubelet_volume_updates(t: T) -> None:
+    """(embedded) a running pod's configMap, secret, projected and downwardAPI volumes follow their sources
+    (the node runs with --sync-frequency 5s): a changed key, a removed one and a new one show in the files, a
+    new label at once in the downward API file; files change as a whole through upstream's `..data` link; a
+    subPath mount keeps the content it started with; a ConfigMap deleted under the pod leaves the files and
+    the pod running and records FailedMount, as upstream's kubelet"""
+    t = node_t(t)
+    if t is None:
+        return
+    ns = t.namespace()
+    t.ok("create", "configmap", "cfg", "-n", ns, "--from-literal=a=1", "--from-literal=b=2")
+    t.ok("create", "secret", "generic", "sec", "-n", ns, "--from-literal=p=old")
+    spec = pod("watcher", ["sleep", "3600"])
+    spec["metadata"]["labels"] = {"app": "w"}
+    spec["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "cfg", "mountPath": "/etc/cfg"},
+        {"name": "sec", "mountPath": "/etc/sec"},
+        {"name": "info", "mountPath": "/etc/info"},
+        {"name": "proj", "mountPath": "/etc/proj"},
+        {"name": "cfg", "mountPath": "/etc/sub/a", "subPath": "a"}]
+    spec["spec"]["volumes"] = [
+        {"name": "cfg", "configMap": {"name": "cfg"}},
+        {"name": "sec", "secret": {"secretName": "sec"}},
+        {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+        {"name": "proj", "projected": {"sources": [
+            {"configMap": {"name": "cfg", "items": [{"key": "a", "path": "from-cm/a"}]}},
+            {"serviceAccountToken": {"path": "token"}}]}}]
+    t.create(spec, ns)
+    wait_phase(t, ns, "watcher", "Running")
+
+    def files() -> str:
+        script = ("for f in /etc/cfg/a /etc/cfg/b /etc/cfg/c /etc/sec/p /etc/proj/from-cm/a /etc/sub/a; do "
+                  "echo \"$f=$(cat $f 2>/dev/null || echo -)\"; done; echo \"labels=$(cat /etc/info/labels | tr '\\n' ' ')\"")
+        return t.run("exec", "watcher", "-n", ns, "--", "sh", "-c", script).out
+
+    before = files()
+    for line in ("/etc/cfg/a=1", "/etc/cfg/b=2", "/etc/cfg/c=-", "/etc/sec/p=old", "/etc/proj/from-cm/a=1",
+                 "/etc/sub/a=1", 'labels=app="w"'):
+        t.contains(before, line, "before the updates")
+    layout = t.ok("exec", "watcher", "-n", ns, "--", "sh", "-c",
+                  "ls -a /etc/cfg; readlink /etc/cfg/a; readlink /etc/cfg/..data")
+    t.contains(layout, "..data", "upstream's layout: a ..data link")
+    t.contains(layout, "..data/a", "each key a link through ..data")
+    t.true(re.search(r"^\.\.\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d\.\d+$", layout, re.M) is not None,
+           "..data names a timestamped version directory", layout)
+    token = t.run("exec", "watcher", "-n", ns, "--", "test", "-s", "/etc/proj/token")
+    t.true(token.rc == 0, "the projected token is there", token.both())
+
+    # The sources change; the periodic sync brings the files up to date.
+    t.ok("patch", "configmap", "cfg", "-n", ns, "--type=merge", "-p", '{"data":{"a":"changed","b":null,"c":"3"}}')
+    t.ok("patch", "secret", "sec", "-n", ns, "--type=merge",
+         "-p", json.dumps({"data": {"p": base64.b64encode(b"new").decode()}}))
+    want = ("/etc/cfg/a=changed", "/etc/cfg/b=-", "/etc/cfg/c=3", "/etc/sec/p=new", "/etc/proj/from-cm/a=changed")
+    t.true(poll(lambda: all(w in files() for w in want), 60), "ConfigMap and Secret updates reach the files",
+           files())
+    t.contains(files(), "/etc/sub/a=1", "a subPath mount keeps what it started with (as upstream)")
+
+    # A label is in the downward API file as soon as the pod changes, not at the next periodic sync.
+    t.ok("label", "pod", "watcher", "-n", ns, "tier=web")
+    t.true(poll(lambda: 'tier="web"' in files(), 20), "a new label reaches the downward API file", files())
+
+    # A ConfigMap deleted under a running pod: the files stay, the pod runs on, FailedMount is recorded.
+    t.ok("delete", "configmap", "cfg", "-n", ns)
+    events = lambda: t.run("get", "events", "-n", ns, "--field-selector", "involvedObject.name=watcher").out
+    t.true(poll(lambda: 'configmap "cfg" not found' in events(), 60), "FailedMount for the deleted ConfigMap",
+           events())
+    t.contains(events(), "FailedMount", "the event's reason")
+    t.contains(files(), "/etc/cfg/a=changed", "the files stay")
+    t.eq(phase(t, ns, "watcher"), "Running", "the pod runs on")
     t.ok("delete", "namespace", ns, "--wait=false")
 
 

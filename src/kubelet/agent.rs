@@ -56,6 +56,9 @@ pub struct Config {
     pub cluster_dns: super::runtime_config::ClusterDns,
     /// Where static pod manifests are read from (--pod-manifest-path).
     pub pod_manifest_path: Option<PathBuf>,
+    /// How often each pod is synced when nothing happens to it, refreshing its volumes' files
+    /// (--sync-frequency).
+    pub sync_frequency: std::time::Duration,
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
@@ -177,15 +180,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name)),
     )
     .default_backoff();
-    let kubelet = Kubelet::new(
-        client,
-        cri,
-        config.node_name.clone(),
-        config.node_ip.clone(),
-        config.root.clone(),
-        config.cluster_dns.clone(),
-        store.clone(),
-    );
+    let kubelet = Kubelet::new(client, cri, &config, store.clone());
     tokio::spawn(super::stats::sample_forever(
         kubelet.cri.clone(),
         kubelet.stats.clone(),

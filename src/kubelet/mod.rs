@@ -10,6 +10,7 @@
 //! [`pod_status`] and [`node_status`].
 
 pub mod agent;
+pub mod atomic_writer;
 pub mod bench;
 pub mod container_status;
 pub mod containerd;

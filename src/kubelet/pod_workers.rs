@@ -32,8 +32,9 @@ use crate::controllers::events::{record, Recorder};
 
 const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
-/// A sync with nothing pending still runs this often (upstream's resync interval is a minute).
-const RESYNC: Duration = Duration::from_secs(60);
+/// A sync with nothing pending still runs this often by default (upstream's `--sync-frequency`);
+/// each such sync also refreshes the pod's configMap, secret, downwardAPI and projected volumes.
+pub const DEFAULT_SYNC_FREQUENCY: Duration = Duration::from_secs(60);
 
 /// The node's kubelet: what every pod worker shares.
 pub struct Kubelet {
@@ -53,6 +54,8 @@ pub struct Kubelet {
     backoff: Mutex<HashMap<String, (Instant, Duration)>>,
     /// The static pods (`--pod-manifest-path`), by UID: [`super::static_pods`] keeps them.
     static_pods: Mutex<HashMap<String, Arc<Pod>>>,
+    /// How often an idle pod is synced and its volumes refreshed (`--sync-frequency`).
+    pub sync_frequency: Duration,
 }
 
 /// What one worker remembers between syncs of its pod.
@@ -64,6 +67,20 @@ struct PodState {
     waiting: HashMap<String, (String, String)>,
     /// The last FailedMount message recorded (so a retry loop records it once).
     mount_error: Option<String>,
+    /// The service account tokens in the pod's projected volumes.
+    tokens: volumes::Tokens,
+    /// When the volumes' files were last brought up to date, and the pod's labels and annotations
+    /// then (the downward API files show them: a change refreshes them at once).
+    volumes_synced: Option<(Instant, u64)>,
+}
+
+/// A digest of what a pod's downward API volume files can show that changes while it runs.
+fn downward_digest(pod: &Pod) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    pod.metadata.labels.hash(&mut h);
+    pod.metadata.annotations.hash(&mut h);
+    h.finish()
 }
 
 /// The runtime's view of one pod.
@@ -137,26 +154,24 @@ impl Kubelet {
     pub fn new(
         client: kube::Client,
         cri: Cri,
-        node_name: String,
-        node_ip: String,
-        root: PathBuf,
-        cluster_dns: runtime_config::ClusterDns,
+        config: &super::agent::Config,
         pods: Store<Pod>,
     ) -> Arc<Kubelet> {
         Arc::new(Kubelet {
             recorder: crate::controllers::events::recorder(client.clone(), "kubelet"),
             client,
             cri,
-            node_name,
-            node_ip,
-            root,
-            cluster_dns,
+            node_name: config.node_name.clone(),
+            node_ip: config.node_ip.clone(),
+            root: config.root.clone(),
+            cluster_dns: config.cluster_dns.clone(),
             pods,
             probes: Default::default(),
             stats: Default::default(),
             workers: Mutex::default(),
             backoff: Mutex::default(),
             static_pods: Mutex::default(),
+            sync_frequency: config.sync_frequency,
         })
     }
 
@@ -295,7 +310,7 @@ impl Kubelet {
                 }
                 Some(pod) => self.sync(&pod, &mut state).await,
             };
-            let wait = wake.unwrap_or(RESYNC).min(RESYNC);
+            let wait = wake.unwrap_or(self.sync_frequency).min(self.sync_frequency);
             tokio::select! {
                 _ = notify.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
@@ -493,8 +508,16 @@ impl Kubelet {
             }
             return None;
         }
-        if state.volumes.is_none() {
-            match volumes::set_up(&self.client, &self.root, pod).await {
+        let digest = downward_digest(pod);
+        let refresh_due = match state.volumes_synced {
+            Some((at, d)) => at.elapsed() >= self.sync_frequency || d != digest,
+            None => true,
+        };
+        if state.volumes.is_none() || refresh_due {
+            let first = state.volumes.is_none();
+            let result = volumes::set_up(&self.client, &self.root, pod, &mut state.tokens).await;
+            state.volumes_synced = Some((Instant::now(), digest));
+            match result {
                 Ok(v) => {
                     state.volumes = Some(v);
                     state.mount_error = None;
@@ -505,10 +528,14 @@ impl Kubelet {
                             .await;
                         state.mount_error = Some(message);
                     }
-                    let obs = self.observed(pod, &rt, state, None);
-                    self.write_status(pod, container_status::pod_status(pod, &obs))
-                        .await;
-                    return Some(Duration::from_secs(5));
+                    // A refresh that fails (a ConfigMap deleted under a running pod) leaves the
+                    // files as they were and the pod running, as upstream's does.
+                    if first {
+                        let obs = self.observed(pod, &rt, state, None);
+                        self.write_status(pod, container_status::pod_status(pod, &obs))
+                            .await;
+                        return Some(Duration::from_secs(5));
+                    }
                 }
             }
         }

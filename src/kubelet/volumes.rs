@@ -5,9 +5,15 @@
 //! Supported: emptyDir, hostPath, configMap, secret, downwardAPI and projected (configMap, secret,
 //! downwardAPI and serviceAccountToken sources). Other volume types fail the mount with upstream's
 //! FailedMount wording and the pod waits in ContainerCreating, as it would on a node without the plugin.
+//!
+//! [`set_up`] is also the refresh: the pod worker calls it again on its periodic sync and when the
+//! pod's labels or annotations change, so ConfigMap and Secret updates, new downward API values and
+//! renewed service account tokens reach the files ([`super::atomic_writer`] swaps them in at once).
+//! Tokens are kept in [`Tokens`] and asked for again only when upstream's token manager would.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
@@ -39,11 +45,32 @@ fn io_err(volume: &str, e: std::io::Error) -> MountError {
     ))
 }
 
-/// Sets up every volume of `pod`; returns volume name → host path.
+/// The service account tokens a pod's projected volumes hold, by (audience, expirationSeconds): each
+/// with when it was issued, so a refresh asks for a new one only when upstream's token manager would
+/// (past 80% of its lifetime, or a day old).
+#[derive(Default)]
+pub struct Tokens(HashMap<(Option<String>, i64), (String, Instant)>);
+
+/// Upstream's token manager refreshes a token older than this whatever its lifetime.
+const TOKEN_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+impl Tokens {
+    /// The cached token for `key` while it is fresh enough to keep.
+    fn fresh(&self, key: &(Option<String>, i64), now: Instant) -> Option<&String> {
+        let (token, issued) = self.0.get(key)?;
+        let lifetime = Duration::from_secs(u64::try_from(key.1).unwrap_or(0));
+        let age = now.saturating_duration_since(*issued);
+        (age < lifetime.mul_f64(0.8) && age < TOKEN_MAX_AGE).then_some(token)
+    }
+}
+
+/// Sets up every volume of `pod`, or brings the files of one already set up up to date (writing
+/// only those whose content changed); returns volume name → host path.
 pub async fn set_up(
     client: &kube::Client,
     root: &Path,
     pod: &Pod,
+    tokens: &mut Tokens,
 ) -> Result<BTreeMap<String, PathBuf>, MountError> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let ns = pod.namespace().unwrap_or_default();
@@ -54,7 +81,7 @@ pub async fn set_up(
         .and_then(|s| s.volumes.clone())
         .unwrap_or_default();
     for v in &volumes {
-        let path = set_up_one(client, root, &uid, &ns, pod, v).await?;
+        let path = set_up_one(client, root, &uid, &ns, pod, v, tokens).await?;
         out.insert(v.name.clone(), path);
     }
     Ok(out)
@@ -67,6 +94,7 @@ async fn set_up_one(
     ns: &str,
     pod: &Pod,
     v: &Volume,
+    tokens: &mut Tokens,
 ) -> Result<PathBuf, MountError> {
     let name = v.name.as_str();
     if let Some(h) = &v.host_path {
@@ -154,19 +182,23 @@ async fn set_up_one(
                 }
             }
             if let Some(t) = &source.service_account_token {
-                let token = service_account_token(
-                    client,
-                    pod,
-                    t.audience.clone(),
-                    t.expiration_seconds.unwrap_or(3607),
-                )
-                .await
-                .map_err(|e| {
-                    MountError(format!(
-                        "MountVolume.SetUp failed for volume {name:?} : failed to fetch token: {}",
-                        super::api_message(&e)
-                    ))
-                })?;
+                let key = (t.audience.clone(), t.expiration_seconds.unwrap_or(3607));
+                let now = Instant::now();
+                let token = match tokens.fresh(&key, now) {
+                    Some(token) => token.clone(),
+                    None => {
+                        let token = service_account_token(client, pod, key.0.clone(), key.1)
+                            .await
+                            .map_err(|e| {
+                                MountError(format!(
+                                    "MountVolume.SetUp failed for volume {name:?} : failed to fetch token: {}",
+                                    super::api_message(&e)
+                                ))
+                            })?;
+                        tokens.0.insert(key, (token.clone(), now));
+                        token
+                    }
+                };
                 files.push((t.path.clone(), token.into_bytes(), mode));
             }
         }
@@ -176,34 +208,13 @@ async fn set_up_one(
         )));
     }
     let dir = volume_dir(root, uid, plugin, name);
-    write_files(&dir, &files).map_err(|e| io_err(name, e))?;
+    super::atomic_writer::write(&dir, &files).map_err(|e| io_err(name, e))?;
     Ok(dir)
 }
 
 fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-}
-
-/// Writes the volume's files (replacing what was there: a re-sync after a ConfigMap change
-/// refreshes them).
-fn write_files(dir: &Path, files: &[(String, Vec<u8>, i32)]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    set_mode(dir, 0o755)?;
-    for (rel, data, mode) in files {
-        // Paths were validated by the apiserver (relative, no `..`); checked again here because
-        // a node must never write outside the volume.
-        if rel.starts_with('/') || rel.split('/').any(|p| p == "..") {
-            continue;
-        }
-        let path = dir.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&path, data)?;
-        set_mode(&path, (*mode as u32) & 0o777)?;
-    }
-    Ok(())
 }
 
 fn pick(
@@ -415,4 +426,33 @@ pub fn mounts(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_renewed_as_upstreams_token_manager_does() {
+        let mut tokens = Tokens::default();
+        let t0 = Instant::now();
+        let hour = (None, 3600);
+        let day_and_more = (Some("vault".to_string()), 2 * 24 * 3600);
+        tokens.0.insert(hour.clone(), ("a".into(), t0));
+        tokens.0.insert(day_and_more.clone(), ("b".into(), t0));
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        // Kept until 80% of the lifetime has passed...
+        assert_eq!(tokens.fresh(&hour, at(2879)).map(String::as_str), Some("a"));
+        assert_eq!(tokens.fresh(&hour, at(2880)), None);
+        // ...and never past a day, whatever the lifetime.
+        assert_eq!(
+            tokens
+                .fresh(&day_and_more, at(23 * 3600))
+                .map(String::as_str),
+            Some("b")
+        );
+        assert_eq!(tokens.fresh(&day_and_more, at(24 * 3600)), None);
+        // Another audience or lifetime is another token.
+        assert_eq!(tokens.fresh(&(None, 7200), at(1)), None);
+    }
 }
