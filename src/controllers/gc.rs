@@ -211,6 +211,7 @@ async fn monitor(gc: Arc<Collector>, resource: Arc<Watched>) {
     let api =
         Api::<PartialObjectMeta<DynamicObject>>::all_with(gc.clients.reader.clone(), &resource.ar);
     let mut events = watcher::watcher(api, watcher::Config::default())
+        .modify(super::common::trim::<PartialObjectMeta<DynamicObject>>)
         .default_backoff()
         .boxed();
     // UIDs seen during a re-list: what the graph has of this resource and the re-list lacks was

@@ -139,7 +139,8 @@ impl Informers {
         let store = shared.store.clone();
         let api = Api::<K>::all(self.inner.client.clone());
         lock(&self.inner.tasks).spawn(async move {
-            let mut events = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            let watch = watcher(api, watcher::Config::default()).modify(super::common::trim::<K>);
+            let mut events = reflector::reflector(writer, watch)
                 .default_backoff()
                 .boxed();
             while let Some(event) = events.next().await {

@@ -145,6 +145,7 @@ fn watch_objects(client: &kube::Client) -> BoxStream<'static, Result<ObjectEvent
             + 'static,
     {
         watcher::watcher(api, watcher::Config::default())
+            .modify(crate::controllers::common::trim::<K>)
             .default_backoff()
             .map(move |r| r.map(wrap))
             .boxed()
@@ -209,10 +210,14 @@ pub async fn run(client: kube::Client) {
         objects: Objects::default(),
         tx,
     };
+    // Without managedFields, as upstream's scheduler caches them (see `controllers::common::trim`).
+    use crate::controllers::common::trim;
     let nodes = watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .modify(trim::<Node>)
         .default_backoff()
         .boxed();
     let pods = watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .modify(trim::<Pod>)
         .default_backoff()
         .boxed();
     let (mut nodes, mut pods) = (nodes, pods);

@@ -318,7 +318,10 @@ async fn keep_ready(
 async fn run_pods(client: kube::Client, nodes: Nodes, rt: Arc<dyn Runtime>, usage: Demand) {
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().fields("spec.nodeName!=");
-    let mut stream = watcher::watcher(pods, config).default_backoff().boxed();
+    let mut stream = watcher::watcher(pods, config)
+        .modify(crate::controllers::common::trim::<Pod>)
+        .default_backoff()
+        .boxed();
     // Pods whose deletion is already being carried out (UID), so repeated events start one timer.
     let deleting: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
     while let Some(event) = stream.next().await {
