@@ -274,11 +274,33 @@ struct KubeletArgs {
     /// renewed service account tokens reach the pods' volumes at this pace.
     #[arg(long, default_value = "1m", value_parser = parse_sync_frequency)]
     sync_frequency: std::time::Duration,
+    /// The eviction manager's hard thresholds (upstream's `--eviction-hard`): when one is met the
+    /// node reports MemoryPressure or DiskPressure and evicts pods until it no longer is; "" turns
+    /// eviction off.
+    #[arg(long, default_value = crate::kubelet::eviction::DEFAULT_HARD,
+          value_parser = parse_eviction_hard)]
+    eviction_hard: EvictionHard,
+    /// How long a pressure condition stays after its threshold is no longer met (upstream's
+    /// `--eviction-pressure-transition-period`, a Go duration).
+    #[arg(long, default_value = "5m", value_parser = parse_duration_flag)]
+    eviction_pressure_transition_period: std::time::Duration,
+}
+
+/// `--eviction-hard`'s thresholds (one flag value, not a list of them).
+#[derive(Clone, Debug)]
+struct EvictionHard(Vec<crate::kubelet::eviction::Threshold>);
+
+fn parse_eviction_hard(s: &str) -> Result<EvictionHard, String> {
+    crate::kubelet::eviction::parse_thresholds(s).map(EvictionHard)
+}
+
+fn parse_duration_flag(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::controllers::cron_schedule::go_duration(s)?;
+    std::time::Duration::try_from(d).map_err(|_| "must not be negative".to_string())
 }
 
 fn parse_sync_frequency(s: &str) -> Result<std::time::Duration, String> {
-    let d = crate::controllers::cron_schedule::go_duration(s)?;
-    match std::time::Duration::try_from(d) {
+    match parse_duration_flag(s) {
         Ok(d) if d >= std::time::Duration::from_secs(1) => Ok(d),
         _ => Err("must be at least 1s".into()),
     }
@@ -301,6 +323,8 @@ impl KubeletArgs {
             },
             pod_manifest_path: self.pod_manifest_path.clone(),
             sync_frequency: self.sync_frequency,
+            eviction_hard: self.eviction_hard.0.clone(),
+            eviction_pressure_transition_period: self.eviction_pressure_transition_period,
         }
     }
 }

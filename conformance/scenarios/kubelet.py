@@ -344,6 +344,27 @@ def kubelet_volume_updates(t: T) -> None:
 
 
 @scenario
+def kubelet_active_deadline(t: T) -> None:
+    """(embedded) a running pod past its activeDeadlineSeconds is ended by the kubelet as upstream's: Failed,
+    reason DeadlineExceeded, "Pod was active on the node longer than the specified deadline", its container
+    stopped, a Normal DeadlineExceeded event"""
+    t = node_t(t)
+    if t is None:
+        return
+    ns = t.namespace()
+    t.create(pod("deadline", ["sleep", "3600"], activeDeadlineSeconds=5), ns)
+    wait_phase(t, ns, "deadline", "Running")
+    obj = wait_phase(t, ns, "deadline", "Failed", timeout=60)
+    t.eq((obj["status"].get("reason"), obj["status"].get("message")),
+         ("DeadlineExceeded", "Pod was active on the node longer than the specified deadline"), "upstream's status")
+    state = obj["status"]["containerStatuses"][0]["state"]
+    t.true("terminated" in state, "the container was stopped", json.dumps(state))
+    events = t.run("get", "events", "-n", ns, "--field-selector", "involvedObject.name=deadline").out
+    t.match(events, r"Normal\s+DeadlineExceeded", "the event")
+    t.ok("delete", "namespace", ns, "--wait=false")
+
+
+@scenario
 def kubelet_restarts_and_images(t: T) -> None:
     """(embedded) a crashing container under restartPolicy Always is restarted and backs off
     (CrashLoopBackOff, lastState, restartCount); a missing image with pull policy Never waits in
@@ -1150,3 +1171,98 @@ def kubelet_registry_pulls(t: T) -> None:
         stop_process(registry)
         shutil.rmtree(certs, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+_pressure: dict = {}
+
+
+def _stop_pressure() -> None:
+    server = _pressure.get("server")
+    if server is not None:
+        server.stop()
+    containerd = _pressure.get("containerd")
+    if containerd is not None:
+        containerd.stop()
+    root = _pressure.get("root")
+    if root is not None:
+        subprocess.run(["umount", "-l", str(root)], capture_output=True)
+
+
+@scenario
+def kubelet_disk_pressure_eviction(t: T) -> None:
+    """(embedded) the eviction manager on a node of its own whose kubelet directory is a 64 MiB tmpfs, with
+    --eviction-hard nodefs.available<50%: a file filling the disk gives the Node DiskPressure=True and the
+    node.kubernetes.io/disk-pressure:NoSchedule taint, and a pod bound there is refused (Failed, Evicted, "The
+    node had condition: [DiskPressure]. "); once it is gone both go. Then a pod filling its emptyDir is evicted
+    with upstream's status (Failed, Evicted, "The node was low on resource: ephemeral-storage. Threshold
+    quantity: 32Mi, ...", DisruptionTarget) and event while a quiet pod runs on, and the disk is given back"""
+    if t.server.etcd is not None:
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="rkube-pressure-"))
+    root = workdir / "kubelet-root"
+    root.mkdir()
+    m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(root)], capture_output=True,
+                       text=True)
+    t.eq(m.returncode, 0, f"mounting a tmpfs for the kubelet ({m.stderr.strip()})")
+    _pressure["root"] = root
+    atexit.register(_stop_pressure)
+    server = Server("embedded", workdir, None)
+    server.node = True
+    node = "pressure-node"
+    server.extra_args = ["--own-containerd", "--proxy-mode", "none", "--cluster-dns-port", "0", "--node-name", node,
+                         "--kubelet-port", str(free_port()), "--root-dir", str(root),
+                         "--eviction-hard", "nodefs.available<50%", "--eviction-pressure-transition-period", "5s"]
+    _pressure["server"] = server
+    _pressure["containerd"] = ManagedContainerd(server.data_dir)
+    server.start()
+    t = T(server, t.scenario)
+
+    def condition(ty: str) -> str:
+        return t.run("get", "node", node, "-o", f"jsonpath={{.status.conditions[?(@.type==\"{ty}\")].status}}").out
+
+    def taints() -> str:
+        return t.run("get", "node", node, "-o", "jsonpath={.spec.taints}").out
+
+    t.true(poll(lambda: condition("Ready") == "True", 90), "the node is Ready", condition("Ready"))
+    t.eq(condition("DiskPressure"), "False", "no disk pressure at first")
+
+    # Disk filled from outside any pod: the node says so and takes nothing new.
+    filler = root / "filler"
+    filler.write_bytes(b"\0" * (40 << 20))
+    t.true(poll(lambda: condition("DiskPressure") == "True", 60), "DiskPressure=True", condition("DiskPressure"))
+    t.true(poll(lambda: "node.kubernetes.io/disk-pressure" in taints(), 30), "the disk-pressure taint", taints())
+    t.contains(taints(), '"effect":"NoSchedule"', "a NoSchedule taint")
+    ns = t.namespace()
+    # hostNetwork: the machine's rkube0 bridge may already carry another node's pod range (kubelet.py's
+    # node), and this scenario is about disk, not the pod network.
+    refused = pod("refused", ["sleep", "3600"], hostNetwork=True)
+    refused["spec"]["nodeName"] = node
+    t.create(refused, ns)
+    obj = wait_phase(t, ns, "refused", "Failed")
+    t.eq((obj["status"].get("reason"), obj["status"].get("message")),
+         ("Evicted", "The node had condition: [DiskPressure]. "), "refused as upstream's eviction admission")
+    filler.unlink()
+    t.true(poll(lambda: condition("DiskPressure") == "False", 60), "DiskPressure=False once the disk is free",
+           condition("DiskPressure"))
+    t.true(poll(lambda: "disk-pressure" not in taints(), 30), "the taint goes with it", taints())
+
+    # A pod filling its emptyDir is the one evicted; a quiet one runs on.
+    t.create(pod("quiet", ["sleep", "3600"], hostNetwork=True), ns)
+    hog = pod("hog", ["sh", "-c", "dd if=/dev/zero of=/data/fill bs=1M count=40; sleep 3600"], hostNetwork=True)
+    hog["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    hog["spec"]["volumes"] = [{"name": "data", "emptyDir": {}}]
+    t.create(hog, ns)
+    wait_phase(t, ns, "quiet", "Running")
+    obj = wait_phase(t, ns, "hog", "Failed", timeout=90)
+    status = obj["status"]
+    t.eq(status.get("reason"), "Evicted", "the hog's reason")
+    t.match(status.get("message", ""), r"^The node was low on resource: ephemeral-storage\. Threshold quantity: "
+            r"32Mi, available: \d+(Ki|Mi)?\. ", "upstream's eviction message")
+    target = next((c for c in status.get("conditions", []) if c["type"] == "DisruptionTarget"), {})
+    t.eq((target.get("status"), target.get("reason")), ("True", "TerminationByKubelet"), "DisruptionTarget")
+    events = t.run("get", "events", "-n", ns, "--field-selector", "involvedObject.name=hog").out
+    t.contains(events, "Evicted", "the Evicted event")
+    t.eq(phase(t, ns, "quiet"), "Running", "the quiet pod runs on")
+    t.true(poll(lambda: condition("DiskPressure") == "False", 60), "the disk is given back",
+           condition("DiskPressure"))
+    t.ok("delete", "namespace", ns, "--wait=false")

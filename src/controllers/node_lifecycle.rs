@@ -7,7 +7,9 @@
 //! (`--node-monitor-grace-period`, 40 s) its conditions become `Unknown` (`NodeStatusUnknown`,
 //! "Kubelet stopped posting node status.") and it gets the `node.kubernetes.io/unreachable` taints
 //! (`NoSchedule` and `NoExecute`); a node reporting `Ready=False` gets the `not-ready` ones; a healthy
-//! node loses them. Pods on a node with a `NoExecute` taint they do not tolerate are deleted (upstream's
+//! node loses them. A node reporting `MemoryPressure`, `DiskPressure` or `PIDPressure` gets the
+//! matching `NoSchedule` taint (`node.kubernetes.io/disk-pressure`, ...) while it lasts, as upstream's
+//! TaintNodesByCondition. Pods on a node with a `NoExecute` taint they do not tolerate are deleted (upstream's
 //! taint-eviction controller), at once or after their toleration's `tolerationSeconds`.
 //! It runs as `system:serviceaccount:kube-system:node-controller` (upstream's role: nodes, their
 //! status, pods' deletion), watching with the controller manager's identity.
@@ -28,6 +30,13 @@ const MONITOR_PERIOD: Duration = Duration::from_secs(5);
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(40);
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
+/// The NoSchedule taint each pressure condition gives a node while it is True (upstream's
+/// nodeConditionToTaintKeyStatusMap).
+const PRESSURE_TAINTS: [(&str, &str); 3] = [
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+];
 const MANAGER: &str = "node-lifecycle-controller";
 
 /// When this controller last saw each node's heartbeat change, and what it saw.
@@ -154,10 +163,20 @@ async fn monitor(clients: &Clients, node: &Node, silent: bool) -> Result<(), kub
         tracing::info!("node {name} stopped posting status: marked Unknown");
         return Ok(()); // the taints follow on the next period, from the condition now stored
     }
-    let wanted: &[&str] = match ready.as_deref() {
-        Some("Unknown") => &[UNREACHABLE],
-        Some("False") => &[NOT_READY],
-        _ => &[],
+    // Ready's taints (both effects: NoExecute evicts), and upstream's TaintNodesByCondition:
+    // NoSchedule taints for pressure conditions, so nothing new is scheduled there.
+    let mut wanted: Vec<(&str, &[&str])> = match ready.as_deref() {
+        Some("Unknown") => vec![(UNREACHABLE, &["NoSchedule", "NoExecute"])],
+        Some("False") => vec![(NOT_READY, &["NoSchedule", "NoExecute"])],
+        _ => vec![],
+    };
+    for (ty, key) in PRESSURE_TAINTS {
+        if condition(node, ty).is_some_and(|c| c.status == "True") {
+            wanted.push((key, &["NoSchedule"]));
+        }
+    }
+    let managed = |key: &str| {
+        key == UNREACHABLE || key == NOT_READY || PRESSURE_TAINTS.iter().any(|(_, k)| *k == key)
     };
     let taints = node
         .spec
@@ -167,17 +186,20 @@ async fn monitor(clients: &Clients, node: &Node, silent: bool) -> Result<(), kub
     let mut kept: Vec<Taint> = taints
         .iter()
         .filter(|t| {
-            (t.key != UNREACHABLE && t.key != NOT_READY) || wanted.contains(&t.key.as_str())
+            !managed(&t.key)
+                || wanted
+                    .iter()
+                    .any(|(k, effects)| *k == t.key && effects.contains(&t.effect.as_str()))
         })
         .cloned()
         .collect();
-    for key in wanted {
-        for effect in ["NoSchedule", "NoExecute"] {
-            if !kept.iter().any(|t| t.key == *key && t.effect == effect) {
+    for (key, effects) in &wanted {
+        for effect in effects.iter() {
+            if !kept.iter().any(|t| t.key == *key && t.effect == *effect) {
                 kept.push(Taint {
                     key: key.to_string(),
-                    effect: effect.into(),
-                    time_added: (effect == "NoExecute")
+                    effect: effect.to_string(),
+                    time_added: (*effect == "NoExecute")
                         .then(|| Time(k8s_openapi::jiff::Timestamp::now())),
                     value: None,
                 });

@@ -59,6 +59,11 @@ pub struct Config {
     /// How often each pod is synced when nothing happens to it, refreshing its volumes' files
     /// (--sync-frequency).
     pub sync_frequency: std::time::Duration,
+    /// The eviction manager's hard thresholds (--eviction-hard).
+    pub eviction_hard: Vec<super::eviction::Threshold>,
+    /// How long a pressure condition stays after its threshold is no longer met
+    /// (--eviction-pressure-transition-period).
+    pub eviction_pressure_transition_period: std::time::Duration,
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
@@ -171,7 +176,6 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     cri.update_pod_cidr(&pod_cidr).await?;
     registration::create_lease(&client, &config.node_name).await?;
     tracing::info!(node = %config.node_name, runtime = %version, %pod_cidr, "kubelet registered");
-    tokio::spawn(heartbeat(client.clone(), node.clone()));
 
     let pods: Api<Pod> = Api::all(client.clone());
     let (store, writer) = reflector::store::<Pod>();
@@ -179,8 +183,27 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         pods,
         watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name)),
     )
+    .modify(crate::controllers::common::trim::<Pod>)
     .default_backoff();
-    let kubelet = Kubelet::new(client, cri, &config, store.clone());
+    let kubelet = Kubelet::new(client.clone(), cri, &config, store.clone());
+    tokio::spawn(heartbeat(client.clone(), node.clone(), kubelet.clone()));
+    let image_fs = match kubelet.cri.image_fs().await {
+        Ok(fs) => fs.map(PathBuf::from),
+        Err(e) => {
+            tracing::warn!(
+                "kubelet: the runtime's image filesystem: {e} (imagefs.* signals are not watched)"
+            );
+            None
+        }
+    };
+    tokio::spawn(super::eviction::run(
+        kubelet.clone(),
+        super::eviction::Config {
+            thresholds: config.eviction_hard.clone(),
+            transition_period: config.eviction_pressure_transition_period,
+            image_fs,
+        },
+    ));
     tokio::spawn(super::stats::sample_forever(
         kubelet.cri.clone(),
         kubelet.stats.clone(),
@@ -254,10 +277,16 @@ fn wake(kubelet: &Arc<Kubelet>, mirrors_changed: &tokio::sync::Notify, pod: &Pod
 }
 
 /// Renews the Lease every 10 s and re-posts the node status every few minutes.
-async fn heartbeat(client: kube::Client, node: k8s_openapi::api::core::v1::Node) {
+async fn heartbeat(
+    client: kube::Client,
+    node: k8s_openapi::api::core::v1::Node,
+    kubelet: Arc<Kubelet>,
+) {
     let name = node.name_any();
     let leases: Api<Lease> = Api::namespaced(client.clone(), NODE_LEASE_NS);
     let mut last_status = tokio::time::Instant::now();
+    let mut fresh = node;
+    let mut reported = super::eviction::Pressure::default();
     loop {
         tokio::time::sleep(LEASE_RENEW).await;
         if let Err(e) = registration::renew(&leases, &name).await {
@@ -276,8 +305,9 @@ async fn heartbeat(client: kube::Client, node: k8s_openapi::api::core::v1::Node)
                 .any(|c| c.type_ == "Ready" && c.status == "True"),
             Err(_) => false,
         };
-        if drifted || last_status.elapsed() >= STATUS_REPORT {
-            let mut fresh = node.clone();
+        // The eviction manager's pressure conditions are written as soon as they change.
+        let pressure = kubelet.pressure();
+        if drifted || pressure != reported || last_status.elapsed() >= STATUS_REPORT {
             if let Some(status) = fresh.status.as_mut() {
                 let now = super::now();
                 for c in status.conditions.iter_mut().flatten() {
@@ -285,10 +315,17 @@ async fn heartbeat(client: kube::Client, node: k8s_openapi::api::core::v1::Node)
                     if drifted && c.type_ == "Ready" {
                         c.last_transition_time = Some(now.clone());
                     }
+                    let under = match c.type_.as_str() {
+                        "MemoryPressure" => pressure.memory,
+                        "DiskPressure" => pressure.disk,
+                        _ => continue,
+                    };
+                    super::set_pressure_condition(c, under, &now);
                 }
             }
-            if let Err(e) = registration::register(&client, &fresh).await {
-                tracing::warn!(node = %name, "kubelet: node status update failed: {e}");
+            match registration::register(&client, &fresh).await {
+                Ok(_) => reported = pressure,
+                Err(e) => tracing::warn!(node = %name, "kubelet: node status update failed: {e}"),
             }
             last_status = tokio::time::Instant::now();
         }

@@ -377,8 +377,23 @@ impl Cri {
             .map(|i| i.id))
     }
 
-    /// Pulls `image`; returns the image reference the runtime resolved.
-    /// Pulls `image`, with registry credentials when given.
+    /// Where the runtime keeps its images (CRI `ImageFsInfo`: the first image filesystem's mount
+    /// point), for the eviction manager's `imagefs.*` signals.
+    pub async fn image_fs(&self) -> Result<Option<String>> {
+        Ok(self
+            .images
+            .clone()
+            .image_fs_info(request(k8s_cri::v1::ImageFsInfoRequest {}, REQUEST_TIMEOUT))
+            .await?
+            .into_inner()
+            .image_filesystems
+            .into_iter()
+            .find_map(|f| f.fs_id.map(|id| id.mountpoint))
+            .filter(|m| !m.is_empty()))
+    }
+
+    /// Pulls `image`, with registry credentials when given; returns the image reference the
+    /// runtime resolved.
     pub async fn pull(&self, image: &str, auth: Option<AuthConfig>) -> Result<String> {
         Ok(self
             .images

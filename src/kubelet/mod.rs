@@ -16,6 +16,7 @@ pub mod container_status;
 pub mod containerd;
 pub mod cri;
 pub mod env;
+pub mod eviction;
 pub mod hollow;
 pub mod images;
 pub mod join;
@@ -228,6 +229,40 @@ pub fn node_status(name: &str, ip: &str, res: &NodeResources, info: &NodeSystemI
         node_info: Some(info.clone()),
         ..Default::default()
     }
+}
+
+/// Sets a `MemoryPressure` or `DiskPressure` condition as upstream's setters word it; the transition
+/// time moves only when the status does.
+pub fn set_pressure_condition(c: &mut NodeCondition, under: bool, now: &Time) {
+    let (status, reason, message) = match (c.type_.as_str(), under) {
+        ("MemoryPressure", true) => (
+            "True",
+            "KubeletHasInsufficientMemory",
+            "kubelet has insufficient memory available",
+        ),
+        ("MemoryPressure", false) => (
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+        ),
+        ("DiskPressure", true) => (
+            "True",
+            "KubeletHasDiskPressure",
+            "kubelet has disk pressure",
+        ),
+        ("DiskPressure", false) => (
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure",
+        ),
+        _ => return,
+    };
+    if c.status != status {
+        c.last_transition_time = Some(now.clone());
+    }
+    c.status = status.into();
+    c.reason = Some(reason.into());
+    c.message = Some(message.into());
 }
 
 /// The `nodeInfo` of a hollow node: made-up IDs, the runtime's version.

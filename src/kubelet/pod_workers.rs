@@ -56,6 +56,22 @@ pub struct Kubelet {
     static_pods: Mutex<HashMap<String, Arc<Pod>>>,
     /// How often an idle pod is synced and its volumes refreshed (`--sync-frequency`).
     pub sync_frequency: Duration,
+    /// The node's pressure conditions, as the eviction manager last found them.
+    pressure: Mutex<super::eviction::Pressure>,
+    /// Pods the eviction manager chose, by UID, with the eviction message: their workers end them.
+    evictions: Mutex<HashMap<String, String>>,
+}
+
+/// Why the kubelet itself ends a pod: its status reason and message, and whether it is a disruption
+/// (upstream's DisruptionTarget condition, for evictions).
+struct Failure {
+    /// The event's type: Warning for evictions, Normal for a deadline (as upstream records them).
+    event: EventType,
+    reason: &'static str,
+    message: String,
+    disruption: bool,
+    /// Seconds the containers get to stop (`None`: the pod's own grace period).
+    grace: Option<i64>,
 }
 
 /// What one worker remembers between syncs of its pod.
@@ -172,7 +188,133 @@ impl Kubelet {
             backoff: Mutex::default(),
             static_pods: Mutex::default(),
             sync_frequency: config.sync_frequency,
+            pressure: Mutex::default(),
+            evictions: Mutex::default(),
         })
+    }
+
+    /// The node's pressure conditions (the heartbeat writes them, admission reads them).
+    pub fn pressure(&self) -> super::eviction::Pressure {
+        self.pressure.lock().map(|p| *p).unwrap_or_default()
+    }
+
+    pub(super) fn set_pressure(&self, p: super::eviction::Pressure) {
+        if let Ok(mut cur) = self.pressure.lock() {
+            *cur = p;
+        }
+    }
+
+    /// Ends pod `uid` as evicted with `message` (its worker kills it and writes its status).
+    pub(super) fn evict(self: &Arc<Self>, uid: &str, message: String) {
+        let Some(pod) = self.all_pods().get(uid).cloned() else {
+            return;
+        };
+        if let Ok(mut e) = self.evictions.lock() {
+            e.insert(uid.to_string(), message);
+        }
+        self.notify(&pod.namespace().unwrap_or_default(), &pod.name_any(), uid);
+    }
+
+    /// Whether the kubelet ends this pod now, and why: an eviction, `activeDeadlineSeconds` run out
+    /// (upstream's activeDeadlineHandler), or, for a pod not started yet, the node's pressure
+    /// (upstream's eviction admission).
+    fn failure(&self, pod: &Pod, uid: &str, rt: &RuntimePod) -> Option<Failure> {
+        if let Some(message) = self.evictions.lock().ok().and_then(|mut e| e.remove(uid)) {
+            // Upstream's hard evictions give the containers no grace (one second).
+            return Some(Failure {
+                event: EventType::Warning,
+                reason: "Evicted",
+                message,
+                disruption: true,
+                grace: Some(1),
+            });
+        }
+        let spec = pod.spec.as_ref();
+        if let (Some(deadline), Some(start)) = (
+            spec.and_then(|s| s.active_deadline_seconds),
+            pod.status.as_ref().and_then(|s| s.start_time.as_ref()),
+        ) {
+            let elapsed = k8s_openapi::jiff::Timestamp::now().as_second() - start.0.as_second();
+            if elapsed >= deadline {
+                return Some(Failure {
+                    event: EventType::Normal,
+                    reason: "DeadlineExceeded",
+                    message: "Pod was active on the node longer than the specified deadline".into(),
+                    disruption: false,
+                    grace: None,
+                });
+            }
+        }
+        let started = !rt.sandboxes.is_empty() || rt.containers.values().any(|a| !a.is_empty());
+        if !started {
+            if let Some(message) = self.pressure().refuses(pod) {
+                return Some(Failure {
+                    event: EventType::Warning,
+                    reason: "Evicted",
+                    message,
+                    disruption: false,
+                    grace: None,
+                });
+            }
+        }
+        None
+    }
+
+    /// Ends `pod` for `failure`: its containers stopped (preStop hooks first), its sandbox stopped,
+    /// its status Failed with the failure's reason and message, an event, and its volumes removed
+    /// (an evicted pod's emptyDirs are what gives a full disk back). Its stopped containers stay for
+    /// `kubectl logs`, as a finished pod's do.
+    async fn fail(&self, pod: &Pod, rt: &RuntimePod, state: &PodState, failure: Failure) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        self.event(pod, failure.event, failure.reason, failure.message.clone())
+            .await;
+        let grace = failure.grace.unwrap_or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30)
+        });
+        let stops = pod
+            .spec
+            .iter()
+            .flat_map(|s| {
+                s.init_containers
+                    .iter()
+                    .flatten()
+                    .chain(s.containers.iter())
+            })
+            .filter_map(|c| {
+                let a = rt.latest(&c.name).filter(|a| a.state == Run::Running)?;
+                Some(self.stop_container(pod, c, &a.id, grace))
+            });
+        futures::future::join_all(stops).await;
+        for s in &rt.sandboxes {
+            if let Err(e) = self.cri.stop_sandbox(&s.id).await {
+                tracing::warn!("kubelet: stopping sandbox {}: {e}", s.id);
+            }
+        }
+        let after = self.runtime_pod(&uid).await.unwrap_or_default();
+        let obs = self.observed(pod, &after, state, None);
+        let mut status = container_status::pod_status(pod, &obs);
+        status.phase = Some("Failed".into());
+        status.reason = Some(failure.reason.into());
+        status.message = Some(failure.message.clone());
+        if failure.disruption {
+            let conditions = status.conditions.get_or_insert_with(Vec::new);
+            conditions.retain(|c| c.type_ != "DisruptionTarget");
+            conditions.push(k8s_openapi::api::core::v1::PodCondition {
+                type_: "DisruptionTarget".into(),
+                status: "True".into(),
+                reason: Some("TerminationByKubelet".into()),
+                message: Some(failure.message),
+                last_transition_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::now(),
+                )),
+                ..Default::default()
+            });
+        }
+        self.write_status(pod, status).await;
+        volumes::tear_down(&self.root, &uid);
     }
 
     /// Wakes the worker of pod `uid` (starting one if it has none).
@@ -497,6 +639,12 @@ impl Kubelet {
                 return Some(Duration::from_secs(2));
             }
         };
+        if !terminal {
+            if let Some(failure) = self.failure(pod, &uid, &rt) {
+                self.fail(pod, &rt, state, failure).await;
+                return None;
+            }
+        }
         if terminal {
             // A finished pod keeps its containers (for logs) but not its sandbox.
             for s in rt
@@ -549,6 +697,16 @@ impl Kubelet {
         let mut soonest = |d: Duration| {
             wake = Some(wake.map_or(d, |w: Duration| w.min(d)));
         };
+        if let (Some(deadline), Some(start)) = (
+            spec.active_deadline_seconds,
+            pod.status.as_ref().and_then(|s| s.start_time.as_ref()),
+        ) {
+            // Woken when activeDeadlineSeconds runs out ([`Kubelet::failure`] ends the pod then).
+            let elapsed = k8s_openapi::jiff::Timestamp::now().as_second() - start.0.as_second();
+            soonest(Duration::from_secs(
+                u64::try_from(deadline - elapsed).unwrap_or(0) + 1,
+            ));
+        }
         if rt.ready_sandbox().is_none() {
             let ever_ran = rt.containers.values().any(|a| !a.is_empty());
             if !(ever_ran && policy == "Never") {

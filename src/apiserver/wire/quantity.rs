@@ -57,6 +57,15 @@ const BINARY_SUFFIXES: &[(&str, u32)] = &[
 
 impl Quantity {
     /// Parses upstream's quantity syntax: a signed decimal number and an optional suffix.
+    /// `n` (bytes, say) in upstream's BinarySI form, as `resource.NewQuantity(n, BinarySI)` prints.
+    pub fn binary(n: i64) -> Quantity {
+        Quantity {
+            mantissa: i128::from(n),
+            exponent: 0,
+            format: Format::BinarySI,
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Quantity, String> {
         let err = || PARSE_ERROR.to_string();
         let (negative, rest) = match s.as_bytes().first() {

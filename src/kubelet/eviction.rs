@@ -1,0 +1,567 @@
+//! The kubelet's eviction manager (upstream's `pkg/kubelet/eviction`): when the node runs low on
+//! memory or disk it says so in its conditions and evicts pods until it no longer is.
+//!
+//! Every [`MONITORING_PERIOD`] [`run`] observes the signals (`memory.available` from the node's
+//! memory sample, `nodefs.available` and `nodefs.inodesFree` of the kubelet's root directory's
+//! filesystem, `imagefs.available` of containerd's image filesystem) and compares them with the
+//! hard thresholds (`--eviction-hard`, upstream's default
+//! `memory.available<100Mi,nodefs.available<10%,imagefs.available<15%,nodefs.inodesFree<5%`).
+//! - A threshold met sets the Node's `MemoryPressure` or `DiskPressure` condition ([`Pressure`],
+//!   written by the heartbeat) until it has not been met for `--eviction-pressure-transition-period`
+//!   (5m); the node lifecycle controller taints the node for it, so nothing more is scheduled there.
+//! - While one is met, one pod is evicted per period, chosen as upstream ranks them ([`rank`]): pods
+//!   using more than they requested first, then lower priority, then larger usage. Its containers are
+//!   killed, its phase becomes Failed with reason `Evicted`, upstream's message and a
+//!   `DisruptionTarget` condition, and an `Evicted` event is recorded. Its emptyDir volumes go with it,
+//!   which is what gives the disk back. Critical pods (priority ≥ 2,000,000,000, static pods) are not
+//!   evicted.
+//! - A pod that comes to a node under pressure is refused, as upstream's eviction admission: under
+//!   disk pressure every pod, under memory pressure BestEffort ones (`The node had condition: [...]`).
+//!
+//! Not done: soft thresholds, node-level reclaim (container and image garbage collection) before
+//! evicting, `pid.available` and per-pod local storage limits.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+
+use super::pod_workers::Kubelet;
+use crate::apiserver::wire::quantity::Quantity;
+
+/// How often signals are observed and at most one pod evicted (upstream's evictionMonitoringPeriod).
+pub const MONITORING_PERIOD: Duration = Duration::from_secs(10);
+/// Upstream's Linux default for `--eviction-hard`.
+pub const DEFAULT_HARD: &str =
+    "memory.available<100Mi,nodefs.available<10%,imagefs.available<15%,nodefs.inodesFree<5%";
+/// Pods at or above this priority are critical (upstream's SystemCriticalPriority).
+const CRITICAL_PRIORITY: i32 = 2_000_000_000;
+
+/// An eviction signal (upstream's names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Signal {
+    MemoryAvailable,
+    NodeFsAvailable,
+    NodeFsInodesFree,
+    ImageFsAvailable,
+}
+
+impl Signal {
+    fn parse(s: &str) -> Option<Signal> {
+        Some(match s {
+            "memory.available" => Signal::MemoryAvailable,
+            "nodefs.available" => Signal::NodeFsAvailable,
+            "nodefs.inodesFree" => Signal::NodeFsInodesFree,
+            "imagefs.available" => Signal::ImageFsAvailable,
+            _ => return None,
+        })
+    }
+
+    /// The resource whose shortage the signal shows, as upstream's messages name it.
+    fn resource(self) -> &'static str {
+        match self {
+            Signal::MemoryAvailable => "memory",
+            Signal::NodeFsInodesFree => "inodes",
+            Signal::NodeFsAvailable | Signal::ImageFsAvailable => "ephemeral-storage",
+        }
+    }
+
+    fn is_memory(self) -> bool {
+        self == Signal::MemoryAvailable
+    }
+}
+
+/// How much must stay available: an absolute quantity or a share of the capacity.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Amount {
+    Quantity(i64),
+    Percent(f64),
+}
+
+/// One hard threshold: `signal < amount`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Threshold {
+    pub signal: Signal,
+    pub amount: Amount,
+}
+
+impl Threshold {
+    /// The amount in the signal's unit for a resource of `capacity`.
+    fn quantity(&self, capacity: i64) -> i64 {
+        match self.amount {
+            Amount::Quantity(q) => q,
+            Amount::Percent(p) => (capacity as f64 * p / 100.0) as i64,
+        }
+    }
+}
+
+/// Parses `--eviction-hard` (`signal<quantity|percent%`, comma-separated), with upstream's messages.
+pub fn parse_thresholds(s: &str) -> Result<Vec<Threshold>, String> {
+    let mut out: Vec<Threshold> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, value)) = part.split_once('<') else {
+            return Err(format!(
+                "invalid eviction threshold syntax {part:?}, expected SIGNAL<VALUE"
+            ));
+        };
+        let signal = Signal::parse(name.trim())
+            .ok_or_else(|| format!("unsupported eviction signal {}", name.trim()))?;
+        let value = value.trim();
+        let amount = match value.strip_suffix('%') {
+            Some(p) => {
+                let p: f64 = p
+                    .parse()
+                    .map_err(|_| format!("invalid percentage {value:?}"))?;
+                if !(0.0..=100.0).contains(&p) {
+                    return Err(format!(
+                        "eviction percentage threshold {name} must be >= 0% and <= 100%: {value}"
+                    ));
+                }
+                Amount::Percent(p)
+            }
+            None => {
+                let q = Quantity::parse(value).map_err(|e| format!("{value:?}: {e}"))?;
+                if q.value() < 0 {
+                    return Err(format!(
+                        "eviction threshold {name} must be positive: {value}"
+                    ));
+                }
+                Amount::Quantity(q.value())
+            }
+        };
+        if out.iter().any(|t| t.signal == signal) {
+            return Err(format!(
+                "found duplicate eviction threshold for signal {name}"
+            ));
+        }
+        out.push(Threshold { signal, amount });
+    }
+    Ok(out)
+}
+
+/// One signal's reading: what is available of what capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Observation {
+    pub available: i64,
+    pub capacity: i64,
+}
+
+/// The node's pressure conditions, as the heartbeat writes them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pressure {
+    pub memory: bool,
+    pub disk: bool,
+}
+
+impl Pressure {
+    /// Why a new pod is refused on this node, if it is (upstream's eviction admission): disk pressure
+    /// refuses every pod, memory pressure BestEffort ones; critical pods are always admitted.
+    pub fn refuses(&self, pod: &Pod) -> Option<String> {
+        let mut conditions = Vec::new();
+        if self.memory {
+            conditions.push("MemoryPressure");
+        }
+        if self.disk {
+            conditions.push("DiskPressure");
+        }
+        let refused = !critical(pod) && (self.disk || (self.memory && best_effort(pod)));
+        refused.then(|| format!("The node had condition: [{}]. ", conditions.join(" ")))
+    }
+}
+
+fn best_effort(pod: &Pod) -> bool {
+    pod.spec.iter().flat_map(|s| s.containers.iter()).all(|c| {
+        let r = c.resources.as_ref();
+        r.and_then(|r| r.requests.as_ref())
+            .is_none_or(|m| m.is_empty())
+            && r.and_then(|r| r.limits.as_ref())
+                .is_none_or(|m| m.is_empty())
+    })
+}
+
+/// Bytes and inodes of the filesystem holding `path` (statvfs), as (available bytes, total bytes,
+/// free inodes, total inodes).
+fn filesystem(path: &Path) -> Option<(i64, i64, i64, i64)> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a properly sized, writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let frsize = st.f_frsize as i64;
+    Some((
+        st.f_bavail as i64 * frsize,
+        st.f_blocks as i64 * frsize,
+        st.f_favail as i64,
+        st.f_files as i64,
+    ))
+}
+
+/// Bytes used by the files under `dir` (not following links), as `du` counts them.
+fn disk_usage(dir: &Path) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0i64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            total += (meta.blocks() * 512) as i64;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    total
+}
+
+/// What the manager watches besides the kubelet itself.
+pub struct Config {
+    pub thresholds: Vec<Threshold>,
+    pub transition_period: Duration,
+    /// containerd's root (its image filesystem), when known.
+    pub image_fs: Option<PathBuf>,
+}
+
+/// One pod's usage of the resource being reclaimed, and its request of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodUsage {
+    pub uid: String,
+    pub priority: i32,
+    pub usage: i64,
+    pub request: i64,
+    /// Container name, usage and request, for the message.
+    pub containers: Vec<(String, i64, i64)>,
+}
+
+/// Upstream's ranking: pods using more than they requested first, then lower priority, then larger
+/// usage.
+pub fn rank(pods: &mut [PodUsage]) {
+    pods.sort_by(|a, b| {
+        (b.usage > b.request)
+            .cmp(&(a.usage > a.request))
+            .then(a.priority.cmp(&b.priority))
+            .then(b.usage.cmp(&a.usage))
+    });
+}
+
+/// Upstream's eviction message (`evictionMessage`).
+pub fn message(threshold: &Threshold, observed: &Observation, pod: &PodUsage) -> String {
+    let resource = threshold.signal.resource();
+    let mut m = format!(
+        "The node was low on resource: {resource}. Threshold quantity: {}, available: {}. ",
+        Quantity::binary(threshold.quantity(observed.capacity)),
+        Quantity::binary(observed.available),
+    );
+    for (name, usage, request) in &pod.containers {
+        if usage > request {
+            m.push_str(&format!(
+                "Container {name} was using {}, request is {}, has larger consumption of {resource}. ",
+                Quantity::binary(*usage),
+                Quantity::binary(*request),
+            ));
+        }
+    }
+    m
+}
+
+fn requests(pod: &Pod, resource: &str) -> Vec<(String, i64)> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .map(|c| {
+            let r = c
+                .resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|m| m.get(resource))
+                .map(|q| crate::scheduler::cache::quantity(&q.0, false))
+                .unwrap_or(0);
+            (c.name.clone(), r)
+        })
+        .collect()
+}
+
+fn critical(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.priority)
+        .is_some_and(|p| p >= CRITICAL_PRIORITY)
+        || pod
+            .annotations()
+            .contains_key(super::static_pods::ANNOTATION_MIRROR)
+        || pod
+            .annotations()
+            .get("kubernetes.io/config.source")
+            .is_some_and(|s| s != "api")
+}
+
+/// Runs the manager until the process ends.
+pub async fn run(kubelet: Arc<Kubelet>, config: Config) {
+    let mut last_met: HashMap<Signal, Instant> = HashMap::new();
+    loop {
+        tokio::time::sleep(MONITORING_PERIOD).await;
+        let observations = observe(&kubelet, &config);
+        let now = Instant::now();
+        let mut met: Vec<(Threshold, Observation)> = Vec::new();
+        for t in &config.thresholds {
+            if let Some(o) = observations.get(&t.signal) {
+                if o.available < t.quantity(o.capacity) {
+                    met.push((*t, *o));
+                    last_met.insert(t.signal, now);
+                }
+            }
+        }
+        let recent = |memory: bool| {
+            last_met.iter().any(|(s, at)| {
+                s.is_memory() == memory && now.duration_since(*at) < config.transition_period
+            })
+        };
+        let pressure = Pressure {
+            memory: recent(true),
+            disk: recent(false),
+        };
+        kubelet.set_pressure(pressure);
+        // Memory first, as upstream orders the signals it reclaims.
+        met.sort_by_key(|(t, _)| !t.signal.is_memory());
+        let Some((threshold, observed)) = met.first() else {
+            continue;
+        };
+        tracing::warn!(
+            signal = ?threshold.signal,
+            available = observed.available,
+            "kubelet: eviction threshold met, attempting to reclaim {}",
+            threshold.signal.resource()
+        );
+        let mut candidates = usages(&kubelet, threshold.signal);
+        rank(&mut candidates);
+        let Some(victim) = candidates.first() else {
+            tracing::warn!("kubelet: eviction threshold met but no pod can be evicted");
+            continue;
+        };
+        let msg = message(threshold, observed, victim);
+        kubelet.evict(&victim.uid, msg);
+    }
+}
+
+fn observe(kubelet: &Kubelet, config: &Config) -> HashMap<Signal, Observation> {
+    let mut out = HashMap::new();
+    if let Some(sample) = kubelet.stats.latest() {
+        if let Some(available) = sample.node.available_bytes {
+            let capacity = available + sample.node.working_set_bytes;
+            out.insert(
+                Signal::MemoryAvailable,
+                Observation {
+                    available: available as i64,
+                    capacity: capacity as i64,
+                },
+            );
+        }
+    }
+    if let Some((avail, total, ifree, itotal)) = filesystem(&kubelet.root) {
+        out.insert(
+            Signal::NodeFsAvailable,
+            Observation {
+                available: avail,
+                capacity: total,
+            },
+        );
+        out.insert(
+            Signal::NodeFsInodesFree,
+            Observation {
+                available: ifree,
+                capacity: itotal,
+            },
+        );
+    }
+    if let Some((avail, total, ..)) = config.image_fs.as_deref().and_then(filesystem) {
+        out.insert(
+            Signal::ImageFsAvailable,
+            Observation {
+                available: avail,
+                capacity: total,
+            },
+        );
+    }
+    out
+}
+
+/// The running pods that may be evicted, with their usage of what `signal` measures.
+fn usages(kubelet: &Kubelet, signal: Signal) -> Vec<PodUsage> {
+    let sample = kubelet.stats.latest().unwrap_or_default();
+    kubelet
+        .all_pods()
+        .into_values()
+        .filter(|p| {
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            p.metadata.deletion_timestamp.is_none()
+                && !matches!(phase, Some("Succeeded" | "Failed"))
+                && !critical(p)
+        })
+        .map(|pod| {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let resource = if signal.is_memory() {
+                "memory"
+            } else {
+                "ephemeral-storage"
+            };
+            let reqs = requests(&pod, resource);
+            let containers: Vec<(String, i64, i64)> = if signal.is_memory() {
+                reqs.iter()
+                    .map(|(name, req)| {
+                        let used = sample
+                            .containers
+                            .iter()
+                            .filter(|c| c.pod_uid == uid && &c.name == name)
+                            .map(|c| c.usage.working_set_bytes as i64)
+                            .sum();
+                        (name.clone(), used, *req)
+                    })
+                    .collect()
+            } else {
+                // The containers' logs; their writable layers are on the image filesystem.
+                let logs = PathBuf::from(super::runtime_config::pod_log_directory(
+                    &kubelet.root,
+                    &pod.namespace().unwrap_or_default(),
+                    &pod.name_any(),
+                    &uid,
+                ));
+                reqs.iter()
+                    .map(|(name, req)| (name.clone(), disk_usage(&logs.join(name)), *req))
+                    .collect()
+            };
+            let mut usage: i64 = containers.iter().map(|(_, u, _)| u).sum();
+            if !signal.is_memory() {
+                // Local volumes count for the pod (upstream's fsStatsLocalVolumeSource).
+                usage += disk_usage(
+                    &super::volumes::pod_dir(&kubelet.root, &uid)
+                        .join("volumes")
+                        .join("kubernetes.io~empty-dir"),
+                );
+            }
+            PodUsage {
+                uid,
+                priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
+                usage,
+                request: containers.iter().map(|(_, _, r)| r).sum(),
+                containers,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_parse_as_upstreams_flag() {
+        let t = parse_thresholds(DEFAULT_HARD).unwrap();
+        assert_eq!(t.len(), 4);
+        assert_eq!(
+            t[0],
+            Threshold {
+                signal: Signal::MemoryAvailable,
+                amount: Amount::Quantity(100 * 1024 * 1024)
+            }
+        );
+        assert_eq!(t[1].amount, Amount::Percent(10.0));
+        assert_eq!(t[1].quantity(1000), 100);
+        assert!(parse_thresholds("").unwrap().is_empty());
+        assert_eq!(
+            parse_thresholds("disk.available<1Gi").unwrap_err(),
+            "unsupported eviction signal disk.available"
+        );
+        assert!(parse_thresholds("nodefs.available<150%").is_err());
+        assert!(parse_thresholds("memory.available<1Gi,memory.available<2Gi").is_err());
+        assert!(parse_thresholds("memory.available>1Gi").is_err());
+    }
+
+    fn usage(uid: &str, priority: i32, usage: i64, request: i64) -> PodUsage {
+        PodUsage {
+            uid: uid.into(),
+            priority,
+            usage,
+            request,
+            containers: vec![("c".into(), usage, request)],
+        }
+    }
+
+    #[test]
+    fn pods_over_their_requests_go_first_then_low_priority_then_large() {
+        let mut pods = vec![
+            usage("within-request", 0, 900, 1000),
+            usage("over-high-priority", 100, 50, 0),
+            usage("over-small", 0, 10, 0),
+            usage("over-large", 0, 500, 0),
+        ];
+        rank(&mut pods);
+        let order: Vec<&str> = pods.iter().map(|p| p.uid.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "over-large",
+                "over-small",
+                "over-high-priority",
+                "within-request"
+            ]
+        );
+    }
+
+    #[test]
+    fn messages_are_upstreams() {
+        let t = parse_thresholds("nodefs.available<50%").unwrap()[0];
+        let observed = Observation {
+            available: 20 * 1024 * 1024,
+            capacity: 64 * 1024 * 1024,
+        };
+        let pod = PodUsage {
+            uid: "u".into(),
+            priority: 0,
+            usage: 40 << 20,
+            request: 0,
+            containers: vec![("hog".into(), 12288, 0), ("quiet".into(), 0, 4096)],
+        };
+        assert_eq!(
+            message(&t, &observed, &pod),
+            "The node was low on resource: ephemeral-storage. Threshold quantity: 32Mi, available: 20Mi. \
+             Container hog was using 12Ki, request is 0, has larger consumption of ephemeral-storage. "
+        );
+    }
+
+    #[test]
+    fn pressure_refuses_pods_as_upstreams_admission() {
+        let best_effort: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}))
+        .unwrap();
+        let burstable: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c",
+                "resources": {"requests": {"memory": "10Mi"}}}]}}))
+        .unwrap();
+        let memory = Pressure {
+            memory: true,
+            disk: false,
+        };
+        assert_eq!(
+            memory.refuses(&best_effort).as_deref(),
+            Some("The node had condition: [MemoryPressure]. ")
+        );
+        assert_eq!(memory.refuses(&burstable), None);
+        let disk = Pressure {
+            memory: false,
+            disk: true,
+        };
+        assert_eq!(
+            disk.refuses(&burstable).as_deref(),
+            Some("The node had condition: [DiskPressure]. ")
+        );
+        assert_eq!(Pressure::default().refuses(&best_effort), None);
+    }
+}
