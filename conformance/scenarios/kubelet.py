@@ -47,8 +47,10 @@ def node_t(t: T) -> T | None:
         manifests.mkdir()
         _fixture["manifests"] = manifests
         # --sync-frequency 5s: volume updates (kubelet_volume_updates) arrive within seconds, not a minute.
+        # --eviction-hard without the disk signals: whether this machine's disk is 85% full must not decide
+        # whether these scenarios run (kubelet_disk_pressure_eviction tests them on a disk of its own).
         server.extra_args = ["--own-containerd", "--proxy-mode", "none", "--node-name", NODE, "--pod-cidr", POD_CIDR,
-                             "--sync-frequency", "5s",
+                             "--sync-frequency", "5s", "--eviction-hard", "memory.available<100Mi",
                              "--kubelet-port", str(_fixture["kubelet_port"]), "--pod-manifest-path", str(manifests)]
         _fixture["server"] = server
         _fixture["containerd"] = ManagedContainerd(server.data_dir)

@@ -44,7 +44,9 @@ def _start_agent(root: Path, *args: str) -> subprocess.Popen:
     log = open(root.parent / "agent.log", "ab")
     # No backtrace on an error exit (RUST_BACKTRACE=1 from the harness would bury its message).
     env = dict(os.environ, RUST_LOG="info", RUST_LIB_BACKTRACE="0")
+    # --eviction-hard without the disk signals, as kubelet.py's node: this machine's disk must not decide.
     cmd = [str(RKUBE_BIN), "agent", *args, "--root-dir", str(root), "--own-containerd", "--node-name", NODE,
+           "--eviction-hard", "memory.available<100Mi",
            "--kubelet-port", str(_fixture["kubelet_port"])]
     log.write(f"\n===== {' '.join(cmd)}\n".encode())
     log.flush()

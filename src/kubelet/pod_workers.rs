@@ -32,10 +32,6 @@ use crate::controllers::events::{record, Recorder};
 
 const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
-/// A sync with nothing pending still runs this often by default (upstream's `--sync-frequency`);
-/// each such sync also refreshes the pod's configMap, secret, downwardAPI and projected volumes.
-pub const DEFAULT_SYNC_FREQUENCY: Duration = Duration::from_secs(60);
-
 /// The node's kubelet: what every pod worker shares.
 pub struct Kubelet {
     pub client: kube::Client,
@@ -54,7 +50,9 @@ pub struct Kubelet {
     backoff: Mutex<HashMap<String, (Instant, Duration)>>,
     /// The static pods (`--pod-manifest-path`), by UID: [`super::static_pods`] keeps them.
     static_pods: Mutex<HashMap<String, Arc<Pod>>>,
-    /// How often an idle pod is synced and its volumes refreshed (`--sync-frequency`).
+    /// How often a sync with nothing pending still runs (`--sync-frequency`, upstream's default a
+    /// minute); each such sync also refreshes the pod's configMap, secret, downwardAPI and projected
+    /// volumes.
     pub sync_frequency: Duration,
     /// The node's pressure conditions, as the eviction manager last found them.
     pressure: Mutex<super::eviction::Pressure>,
@@ -433,6 +431,9 @@ impl Kubelet {
                     // has the same UID and must not show the old run's lines.
                     self.kill_runtime_pod(uid, None).await;
                     volumes::tear_down(&self.root, uid);
+                    if let Ok(mut e) = self.evictions.lock() {
+                        e.remove(uid);
+                    }
                     let logs = runtime_config::pod_log_directory(&self.root, ns, name, uid);
                     if let Err(e) = std::fs::remove_dir_all(&logs) {
                         if e.kind() != std::io::ErrorKind::NotFound {
