@@ -11,6 +11,12 @@
 //!
 //! Only the headers an upgrade needs are forwarded: never the caller's credentials (each hop
 //! authenticates with its own identity).
+//!
+//! One exception to the transparency: kubectl (1.31+) asks for port-forward as SPDY tunneled in a
+//! WebSocket (`SPDY/3.1+portforward.k8s.io`), which the runtime does not speak. As upstream's
+//! apiserver does, [`relay_tunnel`] then asks the backend for a plain SPDY upgrade and carries the
+//! SPDY bytes between the two: WebSocket binary messages on the client's side, the raw stream on the
+//! backend's. A backend that refuses is answered as it came, and kubectl falls back to SPDY.
 
 use std::time::Duration;
 
@@ -51,6 +57,40 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
         && headers.contains_key(header::UPGRADE)
+}
+
+/// The WebSocket subprotocol of kubectl's tunneled port-forward.
+pub const PORT_FORWARD_TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
+
+/// Whether `headers` ask for a WebSocket carrying a port-forward's SPDY stream.
+pub fn wants_port_forward_tunnel(headers: &HeaderMap) -> bool {
+    let websocket = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    websocket
+        && headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim() == PORT_FORWARD_TUNNEL)
+}
+
+/// The SPDY upgrade request a tunneled port-forward sends the backend (as kubectl's own SPDY
+/// port-forward would).
+pub fn tunnel_backend_request(
+    path_and_query: &str,
+    host: &str,
+) -> Result<Request<Empty<Bytes>>, http::Error> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(path_and_query)
+        .header(header::HOST, host)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "SPDY/3.1")
+        .header("x-stream-protocol-version", "portforward.k8s.io")
+        .body(Empty::new())
 }
 
 /// The request to send the backend: `method` and `path_and_query` on `host`, with the upgrade
@@ -110,6 +150,109 @@ where
         parts,
         Empty::new().map_err(|never| match never {}).boxed(),
     ))
+}
+
+/// Sends `req` (from [`tunnel_backend_request`]) over `io`; when the backend upgrades to SPDY,
+/// answers the client's WebSocket handshake (`key`: its `Sec-WebSocket-Key`) and carries the SPDY
+/// stream between them in a task of its own. Any other answer goes back as it came.
+pub async fn relay_tunnel<IO>(
+    io: IO,
+    req: Request<Empty<Bytes>>,
+    client: Option<OnUpgrade>,
+    key: &[u8],
+) -> Result<Answer, hyper::Error>
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!("port-forward tunnel: backend connection: {e}");
+        }
+    });
+    let mut resp = sender.send_request(req).await?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(resp.map(BodyExt::boxed));
+    }
+    let backend = hyper::upgrade::on(&mut resp);
+    if let Some(client) = client {
+        tokio::spawn(tunnel(client, backend));
+    }
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key);
+    let answer = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .header(header::SEC_WEBSOCKET_PROTOCOL, PORT_FORWARD_TUNNEL)
+        .body(Empty::new().map_err(|never| match never {}).boxed());
+    Ok(answer
+        .unwrap_or_else(|_| Response::new(Empty::new().map_err(|never| match never {}).boxed())))
+}
+
+/// Carries SPDY bytes between the client's WebSocket (binary messages) and the backend's stream
+/// until either side closes.
+async fn tunnel(client: OnUpgrade, backend: OnUpgrade) {
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let both = async { tokio::try_join!(client, backend) };
+    let (client, backend) = match tokio::time::timeout(UPGRADE_TIMEOUT, both).await {
+        Ok(Ok(both)) => both,
+        Ok(Err(e)) => {
+            tracing::debug!("port-forward tunnel: upgrade failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(
+                "port-forward tunnel: an upgrade did not complete in {UPGRADE_TIMEOUT:?}"
+            );
+            return;
+        }
+    };
+    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        TokioIo::new(client),
+        Role::Server,
+        None,
+    )
+    .await;
+    let (mut to_client, mut from_client) = ws.split();
+    let (mut from_backend, mut to_backend) = tokio::io::split(TokioIo::new(backend));
+    let upstream = async {
+        while let Some(msg) = from_client.next().await {
+            match msg {
+                Ok(Message::Binary(b)) => {
+                    if to_backend.write_all(&b).await.is_err() {
+                        break;
+                    }
+                }
+                // Pings are answered by the WebSocket layer; a text message has no place here.
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Ok(Message::Text(_) | Message::Close(_)) | Err(_) => break,
+            }
+        }
+        let _ = to_backend.shutdown().await;
+    };
+    let downstream = async {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match from_backend.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let msg = Message::Binary(Bytes::copy_from_slice(&buf[..n]));
+                    if to_client.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = to_client.send(Message::Close(None)).await;
+    };
+    // The backend's end closes the tunnel; the client's end only half-closes it (the backend
+    // finishes what it was sending).
+    tokio::join!(upstream, downstream);
 }
 
 async fn splice(client: OnUpgrade, backend: OnUpgrade) {
@@ -172,5 +315,41 @@ mod tests {
         let mut plain = HeaderMap::new();
         plain.insert(header::CONNECTION, "keep-alive".parse().unwrap());
         assert!(!wants_upgrade(&plain));
+    }
+
+    #[test]
+    fn port_forward_tunnels_are_recognised_and_become_spdy_upgrades() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "Upgrade".parse().unwrap());
+        h.insert(header::UPGRADE, "websocket".parse().unwrap());
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            "portforward.k8s.io, SPDY/3.1+portforward.k8s.io"
+                .parse()
+                .unwrap(),
+        );
+        assert!(wants_port_forward_tunnel(&h));
+        // A WebSocket port-forward without the tunnel protocol (the Python client's) is relayed as is.
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            "v4.channel.k8s.io".parse().unwrap(),
+        );
+        assert!(!wants_port_forward_tunnel(&h));
+        let mut spdy = HeaderMap::new();
+        spdy.insert(header::UPGRADE, "SPDY/3.1".parse().unwrap());
+        spdy.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            PORT_FORWARD_TUNNEL.parse().unwrap(),
+        );
+        assert!(!wants_port_forward_tunnel(&spdy));
+
+        let req = tunnel_backend_request("/portForward/ns/p?port=80", "10.0.0.1:10250").unwrap();
+        assert_eq!(req.method(), Method::POST);
+        assert_eq!(req.headers()[header::UPGRADE], "SPDY/3.1");
+        assert_eq!(
+            req.headers()["x-stream-protocol-version"],
+            "portforward.k8s.io"
+        );
+        assert_eq!(req.headers()[header::HOST], "10.0.0.1:10250");
     }
 }

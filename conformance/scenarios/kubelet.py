@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import hashlib
 import ipaddress
 import json
 import re
@@ -578,8 +579,11 @@ def kubelet_exec_attach_port_forward_cp(t: T) -> None:
     t.ok("cp", f"{ns}/box:/tmp/in.txt", str(local / "out.txt"))
     t.eq((local / "out.txt").read_text(), "copied into the pod\n", "cp out of the pod")
 
-    # port-forward to httpd in the pod.
-    pf = t.bg("port-forward", "-n", ns, "pod/box", ":8080")
+    # port-forward to httpd in the pod, through the apiserver's WebSocket tunnel (kubectl 1.31+ carries
+    # port-forward's SPDY in a WebSocket; -v=6 shows what it negotiated, and no fallback to plain SPDY).
+    t.ok("exec", "box", "-n", ns, "--", "sh", "-c", "head -c 3000000 /dev/urandom > /www/big")
+    digest = t.ok("exec", "box", "-n", ns, "--", "sha256sum", "/www/big").split()[0]
+    pf = t.bg("port-forward", "-v=6", "-n", ns, "pod/box", ":8080")
     t.true(pf.wait_for(lambda out: "Forwarding from 127.0.0.1:" in out, 30), "port-forward listens",
            pf.out + pf.err)
     port = int(re.search(r"127\.0\.0\.1:(\d+)", pf.out).group(1))
@@ -588,7 +592,11 @@ def kubelet_exec_attach_port_forward_cp(t: T) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as resp:
             body = resp.read().decode()
         t.eq(body, "served-from-pod\n", "port-forward reaches httpd in the pod")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/big", timeout=30) as resp:
+        t.eq(hashlib.sha256(resp.read()).hexdigest(), digest, "3 MB through the tunnel, intact")
     pf.stop()
+    t.contains(pf.err, "negotiated protocol: portforward.k8s.io", "kubectl's WebSocket tunnel was taken")
+    t.true("fallback" not in pf.err.lower(), "no fallback to SPDY", pf.err[-2000:])
 
     # attach -i: the container reads one line from its stdin and answers on stdout.
     t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "reader"}, "spec": {

@@ -403,11 +403,25 @@ pub async fn proxy_stream(
     let container = container_or_default(pod, container);
     let path = kubelet_stream_path(pod, subresource, &container, query);
     let stream = dial_kubelet(tls, &ip, port, &path).await?;
-    let req = crate::upgrade::backend_request(method, &path, &format!("{ip}:{port}"), headers)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let answer = crate::upgrade::relay(stream, req, client)
-        .await
-        .map_err(|e| kubelet_unreachable(&ip, port, &path, e.to_string()))?;
+    let host = format!("{ip}:{port}");
+    let key = headers.get(http::header::SEC_WEBSOCKET_KEY);
+    let answer = match key {
+        // kubectl's port-forward over WebSocket: SPDY to the kubelet, tunneled to kubectl.
+        Some(key)
+            if subresource == "portforward"
+                && crate::upgrade::wants_port_forward_tunnel(headers) =>
+        {
+            let req = crate::upgrade::tunnel_backend_request(&path, &host)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            crate::upgrade::relay_tunnel(stream, req, client, key.as_bytes()).await
+        }
+        _ => {
+            let req = crate::upgrade::backend_request(method, &path, &host, headers)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            crate::upgrade::relay(stream, req, client).await
+        }
+    }
+    .map_err(|e| kubelet_unreachable(&ip, port, &path, e.to_string()))?;
     Ok(answer.map(axum::body::Body::new))
 }
 
