@@ -835,11 +835,16 @@ impl Kubelet {
         for s in &rt.sandboxes {
             let _ = self.cri.stop_sandbox(&s.id).await;
         }
+        // One past the highest attempt listed, not the newest sandbox's: sandboxes whose network
+        // set-up failed and could not be cleaned up stay listed (SANDBOX_UNKNOWN, their names still
+        // reserved), and by creation time the newest was not always the highest attempt: with a
+        // conflicting CNI bridge, after attempts 0 and 1 had failed most retries asked for attempt
+        // 1 again and failed at once ("failed to reserve sandbox name").
         let attempt = rt
             .sandboxes
-            .first()
-            .and_then(|s| s.metadata.as_ref())
-            .map(|m| m.attempt + 1)
+            .iter()
+            .filter_map(|s| s.metadata.as_ref().map(|m| m.attempt + 1))
+            .max()
             .unwrap_or(0);
         let config = runtime_config::sandbox_config(&self.root, pod, attempt, &self.cluster_dns);
         if let Some(message) = runtime_config::missing_cluster_dns(pod, &self.cluster_dns) {
