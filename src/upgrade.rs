@@ -115,14 +115,13 @@ pub fn backend_request(
     Ok(req)
 }
 
-/// Sends `req` over `io` (a fresh connection to the backend) and answers with the backend's reply.
-/// On `101` the client's connection (`client`, from the request's extensions) and the backend's are
-/// spliced in a task of their own until either side closes.
-pub async fn relay<IO>(
+/// Sends `req` over `io` (a fresh connection to the backend): the backend's answer when it is not
+/// `101 Switching Protocols` (to go back as it came), else its upgraded connection and the parts of
+/// its answer.
+async fn send_upgrade<IO>(
     io: IO,
     req: Request<Empty<Bytes>>,
-    client: Option<OnUpgrade>,
-) -> Result<Answer, hyper::Error>
+) -> Result<Result<(http::response::Parts, OnUpgrade), Answer>, hyper::Error>
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -134,10 +133,50 @@ where
     });
     let mut resp = sender.send_request(req).await?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(resp.map(BodyExt::boxed));
+        return Ok(Err(resp.map(BodyExt::boxed)));
     }
     let backend = hyper::upgrade::on(&mut resp);
-    let (parts, _) = resp.into_parts();
+    Ok(Ok((resp.into_parts().0, backend)))
+}
+
+fn empty_body() -> BoxBody<Bytes, hyper::Error> {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// Waits (bounded) for both sides of a relay to finish upgrading.
+async fn upgraded(
+    client: OnUpgrade,
+    backend: OnUpgrade,
+) -> Option<(hyper::upgrade::Upgraded, hyper::upgrade::Upgraded)> {
+    let both = async { tokio::try_join!(client, backend) };
+    match tokio::time::timeout(UPGRADE_TIMEOUT, both).await {
+        Ok(Ok(both)) => Some(both),
+        Ok(Err(e)) => {
+            tracing::debug!("upgrade relay: upgrade failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("upgrade relay: an upgrade did not complete in {UPGRADE_TIMEOUT:?}");
+            None
+        }
+    }
+}
+
+/// Sends `req` over `io` (a fresh connection to the backend) and answers with the backend's reply.
+/// On `101` the client's connection (`client`, from the request's extensions) and the backend's are
+/// spliced in a task of their own until either side closes.
+pub async fn relay<IO>(
+    io: IO,
+    req: Request<Empty<Bytes>>,
+    client: Option<OnUpgrade>,
+) -> Result<Answer, hyper::Error>
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (parts, backend) = match send_upgrade(io, req).await? {
+        Ok(upgraded) => upgraded,
+        Err(answer) => return Ok(answer),
+    };
     match client {
         Some(client) => {
             tokio::spawn(splice(client, backend));
@@ -146,10 +185,7 @@ where
             tracing::debug!("upgrade relay: the backend upgraded a request that asked for none")
         }
     }
-    Ok(Response::from_parts(
-        parts,
-        Empty::new().map_err(|never| match never {}).boxed(),
-    ))
+    Ok(Response::from_parts(parts, empty_body()))
 }
 
 /// Sends `req` (from [`tunnel_backend_request`]) over `io`; when the backend upgrades to SPDY,
@@ -164,17 +200,10 @@ pub async fn relay_tunnel<IO>(
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!("port-forward tunnel: backend connection: {e}");
-        }
-    });
-    let mut resp = sender.send_request(req).await?;
-    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(resp.map(BodyExt::boxed));
-    }
-    let backend = hyper::upgrade::on(&mut resp);
+    let backend = match send_upgrade(io, req).await? {
+        Ok((_, backend)) => backend,
+        Err(answer) => return Ok(answer),
+    };
     if let Some(client) = client {
         tokio::spawn(tunnel(client, backend));
     }
@@ -185,9 +214,8 @@ where
         .header(header::UPGRADE, "websocket")
         .header(header::SEC_WEBSOCKET_ACCEPT, accept)
         .header(header::SEC_WEBSOCKET_PROTOCOL, PORT_FORWARD_TUNNEL)
-        .body(Empty::new().map_err(|never| match never {}).boxed());
-    Ok(answer
-        .unwrap_or_else(|_| Response::new(Empty::new().map_err(|never| match never {}).boxed())))
+        .body(empty_body());
+    Ok(answer.unwrap_or_else(|_| Response::new(empty_body())))
 }
 
 /// Carries SPDY bytes between the client's WebSocket (binary messages) and the backend's stream
@@ -198,19 +226,8 @@ async fn tunnel(client: OnUpgrade, backend: OnUpgrade) {
     use tokio_tungstenite::tungstenite::protocol::Role;
     use tokio_tungstenite::tungstenite::Message;
 
-    let both = async { tokio::try_join!(client, backend) };
-    let (client, backend) = match tokio::time::timeout(UPGRADE_TIMEOUT, both).await {
-        Ok(Ok(both)) => both,
-        Ok(Err(e)) => {
-            tracing::debug!("port-forward tunnel: upgrade failed: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(
-                "port-forward tunnel: an upgrade did not complete in {UPGRADE_TIMEOUT:?}"
-            );
-            return;
-        }
+    let Some((client, backend)) = upgraded(client, backend).await else {
+        return;
     };
     let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
         TokioIo::new(client),
@@ -256,17 +273,8 @@ async fn tunnel(client: OnUpgrade, backend: OnUpgrade) {
 }
 
 async fn splice(client: OnUpgrade, backend: OnUpgrade) {
-    let both = async { tokio::try_join!(client, backend) };
-    let (client, backend) = match tokio::time::timeout(UPGRADE_TIMEOUT, both).await {
-        Ok(Ok(both)) => both,
-        Ok(Err(e)) => {
-            tracing::debug!("upgrade relay: upgrade failed: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!("upgrade relay: an upgrade did not complete in {UPGRADE_TIMEOUT:?}");
-            return;
-        }
+    let Some((client, backend)) = upgraded(client, backend).await else {
+        return;
     };
     let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
