@@ -282,7 +282,7 @@ struct KubeletArgs {
     eviction_hard: EvictionHard,
     /// How long a pressure condition stays after its threshold is no longer met (upstream's
     /// `--eviction-pressure-transition-period`, a Go duration).
-    #[arg(long, default_value = "5m", value_parser = parse_duration_flag)]
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
     eviction_pressure_transition_period: std::time::Duration,
 }
 
@@ -294,13 +294,8 @@ fn parse_eviction_hard(s: &str) -> Result<EvictionHard, String> {
     crate::kubelet::eviction::parse_thresholds(s).map(EvictionHard)
 }
 
-fn parse_duration_flag(s: &str) -> Result<std::time::Duration, String> {
-    let d = crate::controllers::cron_schedule::go_duration(s)?;
-    std::time::Duration::try_from(d).map_err(|_| "must not be negative".to_string())
-}
-
 fn parse_sync_frequency(s: &str) -> Result<std::time::Duration, String> {
-    match parse_duration_flag(s) {
+    match parse_duration(s) {
         Ok(d) if d >= std::time::Duration::from_secs(1) => Ok(d),
         _ => Err("must be at least 1s".into()),
     }

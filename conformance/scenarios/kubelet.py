@@ -61,13 +61,19 @@ def node_t(t: T) -> T | None:
     return T(_fixture["server"], t.scenario)
 
 
-def _stop() -> None:
-    server = _fixture.get("server")
+def _stop(fixture: dict | None = None) -> None:
+    """Stops a node fixture's server and containerd (kubelet.py's node by default), and unmounts its
+    kubelet directory if the fixture mounted one."""
+    fixture = _fixture if fixture is None else fixture
+    server = fixture.get("server")
     if server is not None:
         server.stop()
-    containerd = _fixture.get("containerd")
+    containerd = fixture.get("containerd")
     if containerd is not None:
         containerd.stop()
+    root = fixture.get("root")
+    if root is not None:
+        subprocess.run(["umount", "-l", str(root)], capture_output=True)
 
 
 def pod(name: str, command: list[str], restart: str = "Always", **spec) -> dict:
@@ -1186,18 +1192,6 @@ def kubelet_registry_pulls(t: T) -> None:
 _pressure: dict = {}
 
 
-def _stop_pressure() -> None:
-    server = _pressure.get("server")
-    if server is not None:
-        server.stop()
-    containerd = _pressure.get("containerd")
-    if containerd is not None:
-        containerd.stop()
-    root = _pressure.get("root")
-    if root is not None:
-        subprocess.run(["umount", "-l", str(root)], capture_output=True)
-
-
 @scenario
 def kubelet_disk_pressure_eviction(t: T) -> None:
     """(embedded) the eviction manager on a node of its own whose kubelet directory is a 64 MiB tmpfs, with
@@ -1215,7 +1209,7 @@ def kubelet_disk_pressure_eviction(t: T) -> None:
                        text=True)
     t.eq(m.returncode, 0, f"mounting a tmpfs for the kubelet ({m.stderr.strip()})")
     _pressure["root"] = root
-    atexit.register(_stop_pressure)
+    atexit.register(_stop, _pressure)
     server = Server("embedded", workdir, None)
     server.node = True
     node = "pressure-node"

@@ -87,22 +87,13 @@ fn machine_resources(root: &std::path::Path) -> NodeResources {
                 .and_then(|v| v.parse::<u64>().ok())
         })
         .unwrap_or(0);
-    let storage = disk_bytes(root).unwrap_or(0);
+    let storage = super::eviction::filesystem(root).map_or(0, |fs| fs.capacity.max(0) as u64);
     NodeResources {
         cpu: cpu.to_string(),
         memory: format!("{mem_kib}Ki"),
         pods: "110".into(),
         ephemeral_storage: format!("{}Ki", storage / 1024),
     }
-}
-
-fn disk_bytes(path: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    (rc == 0).then(|| st.f_blocks as u64 * st.f_frsize as u64)
 }
 
 fn machine_info(runtime_version: String) -> NodeSystemInfo {
@@ -276,7 +267,8 @@ fn wake(kubelet: &Arc<Kubelet>, mirrors_changed: &tokio::sync::Notify, pod: &Pod
     }
 }
 
-/// Renews the Lease every 10 s and re-posts the node status every few minutes.
+/// Renews the Lease every 10 s and re-posts the node status every few minutes, and at once when
+/// the eviction manager's pressure conditions change.
 async fn heartbeat(
     client: kube::Client,
     node: k8s_openapi::api::core::v1::Node,

@@ -172,19 +172,27 @@ impl Pressure {
     }
 }
 
+/// The QoS class the apiserver gave the pod (upstream's GetPodQOS reads it first), else the one it
+/// would give (init containers included).
 fn best_effort(pod: &Pod) -> bool {
-    pod.spec.iter().flat_map(|s| s.containers.iter()).all(|c| {
-        let r = c.resources.as_ref();
-        r.and_then(|r| r.requests.as_ref())
-            .is_none_or(|m| m.is_empty())
-            && r.and_then(|r| r.limits.as_ref())
-                .is_none_or(|m| m.is_empty())
-    })
+    match pod.status.as_ref().and_then(|s| s.qos_class.as_deref()) {
+        Some(class) => class == "BestEffort",
+        None => serde_json::to_value(pod).is_ok_and(|v| {
+            crate::apiserver::registry::strategy::pods::qos_class(&v) == "BestEffort"
+        }),
+    }
 }
 
-/// Bytes and inodes of the filesystem holding `path` (statvfs), as (available bytes, total bytes,
-/// free inodes, total inodes).
-fn filesystem(path: &Path) -> Option<(i64, i64, i64, i64)> {
+/// Bytes and inodes of a filesystem (statvfs).
+pub(super) struct Filesystem {
+    pub available: i64,
+    pub capacity: i64,
+    pub inodes_free: i64,
+    pub inodes: i64,
+}
+
+/// The filesystem holding `path` (also the node's ephemeral-storage capacity, see `agent`).
+pub(super) fn filesystem(path: &Path) -> Option<Filesystem> {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a NUL-terminated path and `st` a properly sized, writable statvfs.
@@ -192,12 +200,12 @@ fn filesystem(path: &Path) -> Option<(i64, i64, i64, i64)> {
         return None;
     }
     let frsize = st.f_frsize as i64;
-    Some((
-        st.f_bavail as i64 * frsize,
-        st.f_blocks as i64 * frsize,
-        st.f_favail as i64,
-        st.f_files as i64,
-    ))
+    Some(Filesystem {
+        available: st.f_bavail as i64 * frsize,
+        capacity: st.f_blocks as i64 * frsize,
+        inodes_free: st.f_favail as i64,
+        inodes: st.f_files as i64,
+    })
 }
 
 /// Bytes used by the files under `dir` (not following links), as `du` counts them.
@@ -299,7 +307,7 @@ fn critical(pod: &Pod) -> bool {
             .contains_key(super::static_pods::ANNOTATION_MIRROR)
         || pod
             .annotations()
-            .get("kubernetes.io/config.source")
+            .get(super::static_pods::ANNOTATION_SOURCE)
             .is_some_and(|s| s != "api")
 }
 
@@ -365,28 +373,28 @@ fn observe(kubelet: &Kubelet, config: &Config) -> HashMap<Signal, Observation> {
             );
         }
     }
-    if let Some((avail, total, ifree, itotal)) = filesystem(&kubelet.root) {
+    if let Some(fs) = filesystem(&kubelet.root) {
         out.insert(
             Signal::NodeFsAvailable,
             Observation {
-                available: avail,
-                capacity: total,
+                available: fs.available,
+                capacity: fs.capacity,
             },
         );
         out.insert(
             Signal::NodeFsInodesFree,
             Observation {
-                available: ifree,
-                capacity: itotal,
+                available: fs.inodes_free,
+                capacity: fs.inodes,
             },
         );
     }
-    if let Some((avail, total, ..)) = config.image_fs.as_deref().and_then(filesystem) {
+    if let Some(fs) = config.image_fs.as_deref().and_then(filesystem) {
         out.insert(
             Signal::ImageFsAvailable,
             Observation {
-                available: avail,
-                capacity: total,
+                available: fs.available,
+                capacity: fs.capacity,
             },
         );
     }

@@ -88,6 +88,14 @@ struct PodState {
     volumes_synced: Option<(Instant, u64)>,
 }
 
+/// Seconds left of the pod's `activeDeadlineSeconds` since it started (negative once run out);
+/// `None` without a deadline or before the pod has started.
+fn deadline_left(pod: &Pod) -> Option<i64> {
+    let deadline = pod.spec.as_ref()?.active_deadline_seconds?;
+    let start = pod.status.as_ref()?.start_time.as_ref()?;
+    Some(deadline - (k8s_openapi::jiff::Timestamp::now().as_second() - start.0.as_second()))
+}
+
 /// A digest of what a pod's downward API volume files can show that changes while it runs.
 fn downward_digest(pod: &Pod) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -115,6 +123,16 @@ impl RuntimePod {
     fn latest(&self, name: &str) -> Option<&Attempt> {
         self.containers.get(name).and_then(|a| a.first())
     }
+}
+
+/// Every running attempt of the runtime pod's containers, by container name.
+fn running(rt: &RuntimePod) -> Vec<(String, Attempt)> {
+    rt.containers
+        .iter()
+        .flat_map(|(name, attempts)| attempts.iter().map(move |a| (name.clone(), a)))
+        .filter(|(_, a)| a.state == Run::Running)
+        .map(|(name, a)| (name, a.clone()))
+        .collect()
 }
 
 fn run_of(state: i32) -> Run {
@@ -227,21 +245,14 @@ impl Kubelet {
                 grace: Some(1),
             });
         }
-        let spec = pod.spec.as_ref();
-        if let (Some(deadline), Some(start)) = (
-            spec.and_then(|s| s.active_deadline_seconds),
-            pod.status.as_ref().and_then(|s| s.start_time.as_ref()),
-        ) {
-            let elapsed = k8s_openapi::jiff::Timestamp::now().as_second() - start.0.as_second();
-            if elapsed >= deadline {
-                return Some(Failure {
-                    event: EventType::Normal,
-                    reason: "DeadlineExceeded",
-                    message: "Pod was active on the node longer than the specified deadline".into(),
-                    disruption: false,
-                    grace: None,
-                });
-            }
+        if deadline_left(pod).is_some_and(|left| left <= 0) {
+            return Some(Failure {
+                event: EventType::Normal,
+                reason: "DeadlineExceeded",
+                message: "Pod was active on the node longer than the specified deadline".into(),
+                disruption: false,
+                grace: None,
+            });
         }
         let started = !rt.sandboxes.is_empty() || rt.containers.values().any(|a| !a.is_empty());
         if !started {
@@ -272,20 +283,7 @@ impl Kubelet {
                 .and_then(|s| s.termination_grace_period_seconds)
                 .unwrap_or(30)
         });
-        let stops = pod
-            .spec
-            .iter()
-            .flat_map(|s| {
-                s.init_containers
-                    .iter()
-                    .flatten()
-                    .chain(s.containers.iter())
-            })
-            .filter_map(|c| {
-                let a = rt.latest(&c.name).filter(|a| a.state == Run::Running)?;
-                Some(self.stop_container(pod, c, &a.id, grace))
-            });
-        futures::future::join_all(stops).await;
+        self.stop_running(pod, &running(rt), grace).await;
         for s in &rt.sandboxes {
             if let Err(e) = self.cri.stop_sandbox(&s.id).await {
                 tracing::warn!("kubelet: stopping sandbox {}: {e}", s.id);
@@ -698,15 +696,9 @@ impl Kubelet {
         let mut soonest = |d: Duration| {
             wake = Some(wake.map_or(d, |w: Duration| w.min(d)));
         };
-        if let (Some(deadline), Some(start)) = (
-            spec.active_deadline_seconds,
-            pod.status.as_ref().and_then(|s| s.start_time.as_ref()),
-        ) {
+        if let Some(left) = deadline_left(pod) {
             // Woken when activeDeadlineSeconds runs out ([`Kubelet::failure`] ends the pod then).
-            let elapsed = k8s_openapi::jiff::Timestamp::now().as_second() - start.0.as_second();
-            soonest(Duration::from_secs(
-                u64::try_from(deadline - elapsed).unwrap_or(0) + 1,
-            ));
+            soonest(Duration::from_secs(u64::try_from(left).unwrap_or(0) + 1));
         }
         if rt.ready_sandbox().is_none() {
             let ever_ran = rt.containers.values().any(|a| !a.is_empty());
@@ -1107,6 +1099,26 @@ impl Kubelet {
         })
     }
 
+    /// Stops the `running` containers of `pod` at once, each within `grace` seconds and its preStop
+    /// hook first (a container the spec no longer names, directly).
+    async fn stop_running(&self, pod: &Pod, running: &[(String, Attempt)], grace: i64) {
+        let specs: Vec<&Container> = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+            .collect();
+        let specs = &specs;
+        futures::future::join_all(running.iter().map(|(name, a)| async move {
+            match specs.iter().find(|c| &c.name == name) {
+                Some(c) => self.stop_container(pod, c, &a.id, grace).await,
+                None => {
+                    let _ = self.cri.stop_container(&a.id, grace).await;
+                }
+            }
+        }))
+        .await;
+    }
+
     /// Stops container `id` (of `c`) within `grace` seconds, its preStop hook first.
     pub(super) async fn stop_container(&self, pod: &Pod, c: &Container, id: &str, grace: i64) {
         let grace = lifecycle::pre_stop(self, pod, c, id, grace).await;
@@ -1349,13 +1361,7 @@ impl Kubelet {
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         let was_terminal = matches!(phase, Some("Succeeded") | Some("Failed"));
         if let Ok(rt) = self.runtime_pod(&uid).await {
-            let running: Vec<(String, Attempt)> = rt
-                .containers
-                .iter()
-                .flat_map(|(name, attempts)| attempts.iter().map(move |a| (name.clone(), a)))
-                .filter(|(_, a)| a.state == Run::Running)
-                .map(|(name, a)| (name, a.clone()))
-                .collect();
+            let running = running(&rt);
             if !running.is_empty() {
                 self.event(
                     pod,
@@ -1372,21 +1378,7 @@ impl Kubelet {
                 )
                 .await;
             }
-            let specs: Vec<&Container> = pod
-                .spec
-                .iter()
-                .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
-                .collect();
-            let specs = &specs;
-            futures::future::join_all(running.iter().map(|(name, a)| async move {
-                match specs.iter().find(|c| &c.name == name) {
-                    Some(c) => self.stop_container(pod, c, &a.id, grace).await,
-                    None => {
-                        let _ = self.cri.stop_container(&a.id, grace).await;
-                    }
-                }
-            }))
-            .await;
+            self.stop_running(pod, &running, grace).await;
             if !was_terminal {
                 if let Ok(stopped) = self.runtime_pod(&uid).await {
                     // Stopped for deletion: the pod ends in a terminal phase as upstream's kubelet

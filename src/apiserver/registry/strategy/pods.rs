@@ -116,7 +116,7 @@ impl Strategy for PodTemplates {
 }
 
 /// Upstream's QoS class from the containers' requests and limits.
-fn qos_class(pod: &Value) -> &'static str {
+pub(crate) fn qos_class(pod: &Value) -> &'static str {
     let containers: Vec<&Value> = ["containers", "initContainers"]
         .iter()
         .filter_map(|k| pod.pointer(&format!("/spec/{k}")).and_then(Value::as_array))
