@@ -215,15 +215,76 @@ pub fn missing_rights(owner: &[PolicyRule], requested: &[PolicyRule]) -> Vec<Str
 }
 
 /// The RBAC objects parsed once, valid while the four resources stay at the revisions in `key`: every
-/// authorization reads this instead of parsing roles again.
+/// authorization reads this instead of parsing roles and bindings again.
 pub struct Snapshot {
     key: [i64; 4],
     cluster_roles: HashMap<String, Arc<Vec<PolicyRule>>>,
     /// By (namespace, name).
     roles: HashMap<(String, String), Arc<Vec<PolicyRule>>>,
-    cluster_role_bindings: Vec<Arc<Value>>,
+    cluster_role_bindings: Vec<Binding>,
     /// By namespace.
-    role_bindings: HashMap<String, Vec<Arc<Value>>>,
+    role_bindings: HashMap<String, Vec<Binding>>,
+}
+
+/// A ClusterRoleBinding or RoleBinding, parsed once: whom it names, and the rules of the role it
+/// points at (resolved when the snapshot is built; the snapshot is rebuilt when any role changes).
+struct Binding {
+    /// Empty for a ClusterRoleBinding.
+    namespace: String,
+    name: String,
+    role_kind: String,
+    role_name: String,
+    subjects: Vec<Subject>,
+    /// `None`: the role does not exist, and the binding grants nothing.
+    rules: Option<Arc<Vec<PolicyRule>>>,
+}
+
+struct Subject {
+    kind: String,
+    name: String,
+    /// A ServiceAccount's namespace (the binding's when the subject names none).
+    namespace: String,
+    /// A ServiceAccount's user name, `system:serviceaccount:<ns>:<name>` (empty without a namespace).
+    service_account_user: String,
+}
+
+impl Binding {
+    fn parse(binding: &Value, rules: Option<Arc<Vec<PolicyRule>>>) -> Self {
+        let namespace = text(binding, "/metadata/namespace").to_string();
+        let subjects = binding
+            .get("subjects")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let kind = text(s, "/kind").to_string();
+                let name = text(s, "/name").to_string();
+                let ns = match text(s, "/namespace") {
+                    "" => namespace.as_str(),
+                    n => n,
+                };
+                let service_account_user = if kind == "ServiceAccount" && !ns.is_empty() {
+                    format!("system:serviceaccount:{ns}:{name}")
+                } else {
+                    String::new()
+                };
+                Subject {
+                    kind,
+                    name,
+                    namespace: ns.to_string(),
+                    service_account_user,
+                }
+            })
+            .collect();
+        Binding {
+            name: text(binding, "/metadata/name").to_string(),
+            role_kind: text(binding, "/roleRef/kind").to_string(),
+            role_name: text(binding, "/roleRef/name").to_string(),
+            namespace,
+            subjects,
+            rules,
+        }
+    }
 }
 
 /// The latest snapshot, kept by the [`super::Authorizer`].
@@ -241,32 +302,65 @@ const RESOURCES: [&str; 4] = [
 impl Snapshot {
     fn build(key: [i64; 4], objects: [Vec<Arc<Value>>; 4]) -> Self {
         let [cluster_roles, roles, cluster_role_bindings, role_bindings] = objects;
-        let mut by_namespace: HashMap<String, Vec<Arc<Value>>> = HashMap::new();
-        for rb in role_bindings {
-            by_namespace
-                .entry(text(&rb, "/metadata/namespace").to_string())
-                .or_default()
-                .push(rb);
-        }
-        Snapshot {
+        let cluster_roles: HashMap<String, Arc<Vec<PolicyRule>>> = cluster_roles
+            .iter()
+            .map(|r| {
+                let name = text(r, "/metadata/name").to_string();
+                (name, Arc::new(PolicyRule::list_of(r)))
+            })
+            .collect();
+        let roles: HashMap<(String, String), Arc<Vec<PolicyRule>>> = roles
+            .iter()
+            .map(|r| {
+                let ns = text(r, "/metadata/namespace").to_string();
+                let name = text(r, "/metadata/name").to_string();
+                ((ns, name), Arc::new(PolicyRule::list_of(r)))
+            })
+            .collect();
+        let mut snapshot = Snapshot {
             key,
-            cluster_roles: cluster_roles
-                .iter()
-                .map(|r| {
-                    let name = text(r, "/metadata/name").to_string();
-                    (name, Arc::new(PolicyRule::list_of(r)))
-                })
-                .collect(),
-            roles: roles
-                .iter()
-                .map(|r| {
-                    let ns = text(r, "/metadata/namespace").to_string();
-                    let name = text(r, "/metadata/name").to_string();
-                    ((ns, name), Arc::new(PolicyRule::list_of(r)))
-                })
-                .collect(),
-            cluster_role_bindings,
-            role_bindings: by_namespace,
+            cluster_roles,
+            roles,
+            cluster_role_bindings: Vec::new(),
+            role_bindings: HashMap::new(),
+        };
+        let parse = |b: &Value| {
+            let rules = b.get("roleRef").and_then(|r| {
+                snapshot
+                    .role_ref_rules(r, text(b, "/metadata/namespace"))
+                    .ok()
+            });
+            Binding::parse(b, rules)
+        };
+        let cluster: Vec<Binding> = cluster_role_bindings.iter().map(|b| parse(b)).collect();
+        let mut by_namespace: HashMap<String, Vec<Binding>> = HashMap::new();
+        for rb in &role_bindings {
+            let binding = parse(rb);
+            by_namespace
+                .entry(binding.namespace.clone())
+                .or_default()
+                .push(binding);
+        }
+        snapshot.cluster_role_bindings = cluster;
+        snapshot.role_bindings = by_namespace;
+        snapshot
+    }
+
+    /// The rules a roleRef points at, or upstream's not-found text.
+    fn role_ref_rules(&self, role_ref: &Value, ns: &str) -> Result<Arc<Vec<PolicyRule>>, String> {
+        let name = text(role_ref, "/name");
+        match text(role_ref, "/kind") {
+            "ClusterRole" => self
+                .cluster_roles
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("clusterroles.{RBAC_GROUP} {name:?} not found")),
+            "Role" => self
+                .roles
+                .get(&(ns.to_string(), name.to_string()))
+                .cloned()
+                .ok_or_else(|| format!("roles.{RBAC_GROUP} {name:?} not found")),
+            other => Err(format!("unsupported role reference kind: {other:?}")),
         }
     }
 }
@@ -278,20 +372,15 @@ pub struct Rbac {
 
 /// Where an allowing rule came from, in upstream's words (`ClusterRoleBinding "x" of ClusterRole "y" to
 /// Group "z"`).
-fn describe_binding(binding: &Value, subject: &Value) -> String {
-    let ns = text(binding, "/metadata/namespace");
-    let name = text(binding, "/metadata/name");
-    let role_kind = text(binding, "/roleRef/kind");
-    let role_name = text(binding, "/roleRef/name");
-    let subject_kind = text(subject, "/kind");
-    let mut subject_name = text(subject, "/name").to_string();
-    if subject_kind == "ServiceAccount" {
-        let sa_ns = match text(subject, "/namespace") {
-            "" => ns,
-            n => n,
-        };
-        subject_name = format!("{subject_name}/{sa_ns}");
-    }
+fn describe_binding(binding: &Binding, subject: &Subject) -> String {
+    let (ns, name) = (&binding.namespace, &binding.name);
+    let (role_kind, role_name) = (&binding.role_kind, &binding.role_name);
+    let subject_kind = &subject.kind;
+    let subject_name = if subject.kind == "ServiceAccount" {
+        format!("{}/{}", subject.name, subject.namespace)
+    } else {
+        subject.name.clone()
+    };
     if ns.is_empty() {
         format!("ClusterRoleBinding {name:?} of {role_kind} {role_name:?} to {subject_kind} {subject_name:?}")
     } else {
@@ -303,17 +392,12 @@ fn describe_binding(binding: &Value, subject: &Value) -> String {
 }
 
 /// Upstream's `appliesToUser`.
-fn subject_applies(subject: &Value, user: &User, binding_ns: &str) -> bool {
-    let name = text(subject, "/name");
-    match text(subject, "/kind") {
-        "User" => user.name == name,
-        "Group" => user.in_group(name),
+fn subject_applies(subject: &Subject, user: &User) -> bool {
+    match subject.kind.as_str() {
+        "User" => user.name == subject.name,
+        "Group" => user.in_group(&subject.name),
         "ServiceAccount" => {
-            let ns = match text(subject, "/namespace") {
-                "" => binding_ns,
-                n => n,
-            };
-            !ns.is_empty() && user.name == format!("system:serviceaccount:{ns}:{name}")
+            !subject.service_account_user.is_empty() && user.name == subject.service_account_user
         }
         _ => false,
     }
@@ -352,22 +436,7 @@ impl Rbac {
         role_ref: &Value,
         ns: &str,
     ) -> Result<Arc<Vec<PolicyRule>>, String> {
-        let name = text(role_ref, "/name");
-        match text(role_ref, "/kind") {
-            "ClusterRole" => self
-                .snapshot
-                .cluster_roles
-                .get(name)
-                .cloned()
-                .ok_or_else(|| format!("clusterroles.{RBAC_GROUP} {name:?} not found")),
-            "Role" => self
-                .snapshot
-                .roles
-                .get(&(ns.to_string(), name.to_string()))
-                .cloned()
-                .ok_or_else(|| format!("roles.{RBAC_GROUP} {name:?} not found")),
-            other => Err(format!("unsupported role reference kind: {other:?}")),
-        }
+        self.snapshot.role_ref_rules(role_ref, ns)
     }
 
     /// Visits the rules that apply to `user` in `namespace` (cluster-wide ones first), each with the
@@ -376,7 +445,7 @@ impl Rbac {
         &self,
         user: &User,
         namespace: &str,
-        mut visit: impl FnMut(&Value, &Value, &PolicyRule) -> bool,
+        mut visit: impl FnMut(&Binding, &Subject, &PolicyRule) -> bool,
     ) {
         let local = if namespace.is_empty() {
             None
@@ -389,18 +458,10 @@ impl Rbac {
             .iter()
             .chain(local.into_iter().flatten());
         for binding in bindings {
-            let binding_ns = text(binding, "/metadata/namespace");
-            let Some(subject) = binding
-                .get("subjects")
-                .and_then(Value::as_array)
-                .and_then(|s| s.iter().find(|s| subject_applies(s, user, binding_ns)))
-            else {
+            let Some(rules) = &binding.rules else {
                 continue;
             };
-            let Some(role_ref) = binding.get("roleRef") else {
-                continue;
-            };
-            let Ok(rules) = self.role_ref_rules(role_ref, binding_ns) else {
+            let Some(subject) = binding.subjects.iter().find(|s| subject_applies(s, user)) else {
                 continue;
             };
             for rule in rules.iter() {
@@ -518,26 +579,35 @@ mod tests {
                 "system:authenticated".into(),
             ],
         );
-        assert!(subject_applies(
-            &json!({"kind": "ServiceAccount", "name": "builder"}),
-            &user,
+        // A subject as a binding in namespace `ns` names it.
+        let applies = |subject: Value, ns: &str| {
+            let b = Binding::parse(
+                &json!({"metadata": {"namespace": ns}, "subjects": [subject]}),
+                None,
+            );
+            subject_applies(&b.subjects[0], &user)
+        };
+        assert!(applies(
+            json!({"kind": "ServiceAccount", "name": "builder"}),
             "team"
         ));
-        assert!(!subject_applies(
-            &json!({"kind": "ServiceAccount", "name": "builder"}),
-            &user,
+        assert!(!applies(
+            json!({"kind": "ServiceAccount", "name": "builder"}),
             "other"
         ));
-        assert!(subject_applies(
-            &json!({"kind": "Group", "name": "system:serviceaccounts"}),
-            &user,
+        assert!(!applies(
+            json!({"kind": "ServiceAccount", "name": "builder"}),
             ""
         ));
-        assert!(!subject_applies(
-            &json!({"kind": "User", "name": "builder"}),
-            &user,
-            "team"
+        assert!(applies(
+            json!({"kind": "ServiceAccount", "name": "builder", "namespace": "team"}),
+            ""
         ));
+        assert!(applies(
+            json!({"kind": "Group", "name": "system:serviceaccounts"}),
+            ""
+        ));
+        assert!(!applies(json!({"kind": "User", "name": "builder"}), "team"));
     }
 
     #[test]
@@ -579,14 +649,22 @@ mod tests {
 
     #[test]
     fn allowing_bindings_are_described_as_upstream() {
-        let crb = json!({"metadata": {"name": "cluster-admin"}, "roleRef": {"kind": "ClusterRole", "name": "cluster-admin"}});
+        let crb = Binding::parse(
+            &json!({"metadata": {"name": "cluster-admin"}, "roleRef": {"kind": "ClusterRole", "name": "cluster-admin"},
+                    "subjects": [{"kind": "Group", "name": "system:masters"}]}),
+            None,
+        );
         assert_eq!(
-            describe_binding(&crb, &json!({"kind": "Group", "name": "system:masters"})),
+            describe_binding(&crb, &crb.subjects[0]),
             r#"ClusterRoleBinding "cluster-admin" of ClusterRole "cluster-admin" to Group "system:masters""#
         );
-        let rb = json!({"metadata": {"name": "rb", "namespace": "team"}, "roleRef": {"kind": "Role", "name": "r"}});
+        let rb = Binding::parse(
+            &json!({"metadata": {"name": "rb", "namespace": "team"}, "roleRef": {"kind": "Role", "name": "r"},
+                    "subjects": [{"kind": "ServiceAccount", "name": "sa"}]}),
+            None,
+        );
         assert_eq!(
-            describe_binding(&rb, &json!({"kind": "ServiceAccount", "name": "sa"})),
+            describe_binding(&rb, &rb.subjects[0]),
             r#"RoleBinding "rb/team" of Role "r" to ServiceAccount "sa/team""#
         );
     }
