@@ -126,12 +126,17 @@ struct ServerArgs {
     /// Extra names or IPs for the serving certificate.
     #[arg(long, value_delimiter = ',')]
     tls_san: Vec<String>,
-    /// Read-only requests in flight at once before new ones get 429 (0: no limit), as upstream.
+    /// Read-only requests in flight at once (0: no limit), as upstream; with Priority and Fairness,
+    /// the two limits together are the seats its priority levels share.
     #[arg(long, default_value_t = 400)]
     max_requests_inflight: usize,
-    /// Mutating requests in flight at once before new ones get 429 (0: no limit), as upstream.
+    /// Mutating requests in flight at once (0: no limit), as upstream.
     #[arg(long, default_value_t = 200)]
     max_mutating_requests_inflight: usize,
+    /// API Priority and Fairness: requests wait for a seat of their priority level (upstream's
+    /// suggested FlowSchemas) before a 429; `false`: the max-in-flight filter, 429 at once.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    enable_priority_and_fairness: bool,
     /// How long a request (other than watches, logs, exec and the like) may take before it is answered
     /// 504, as upstream's --request-timeout (a Go duration: 60s, 1m, 500ms).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -946,6 +951,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             max_requests_inflight: args.max_requests_inflight,
             max_mutating_requests_inflight: args.max_mutating_requests_inflight,
             request_timeout: args.request_timeout,
+            priority_and_fairness: args.enable_priority_and_fairness,
         },
         kubelet_client: Some(pki.kubelet_client_tls_config()?),
         service_ranges: apiserver::registry::service_alloc::ServiceRanges {

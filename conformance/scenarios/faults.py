@@ -213,8 +213,10 @@ def user_creds(t: T, user: str, ns: str, role: str = "edit") -> dict:
 def overload_429_and_504(t: T) -> None:
     """(etcd) With --max-mutating-requests-inflight 1 and --request-timeout 2s and etcd paused: a write is
     answered 504 with upstream's Timeout Status; a second write meanwhile gets 429 `Too many requests`
-    with Retry-After: 1; system:masters is never refused. (The embedded store cannot be paused; the
-    limiter's own tests cover it.)"""
+    with Retry-After: 1 (at once with the max-in-flight filter, after a quarter of the request timeout
+    in its priority level's queue with Priority and Fairness); system:masters is never refused, and
+    with Priority and Fairness another level (the scheduler's) is still served. (The embedded store
+    cannot be paused; the limiter's own tests cover it.)"""
     etcd = t.server.etcd
     if etcd is None:
         return
@@ -224,8 +226,10 @@ def overload_429_and_504(t: T) -> None:
            "the binding lets alice in", "")
     # Without the controller manager and the scheduler: their writes (leases, events, status) would
     # take the one mutating slot too, and alice's first write would be refused 429 instead.
-    restart(t, ["--max-requests-inflight", "1", "--max-mutating-requests-inflight", "1",
-                "--request-timeout", "2s", "--controller-manager=false", "--scheduler=false"])
+    scheduler = user_creds(t, "system:kube-scheduler", ns, "view")
+    limits = ["--max-requests-inflight", "1", "--max-mutating-requests-inflight", "1",
+              "--request-timeout", "2s", "--controller-manager=false", "--scheduler=false"]
+    restart(t, limits + ["--enable-priority-and-fairness=false"])
     first: dict = {}
 
     def slow_write() -> None:
@@ -260,6 +264,29 @@ def overload_429_and_504(t: T) -> None:
         t.true(status in (504, 500, 503), "system:masters is not refused with 429 (answered by the deadline)",
                status)
         t.true(time.time() - t0 < 30, "the admin's request was answered within the deadline", time.time() - t0)
+    finally:
+        os.kill(etcd.proc.pid, signal.SIGCONT)
+    # Priority and Fairness (the default): two seats in all, one per priority level.
+    restart(t, limits)
+    first.clear()
+    os.kill(etcd.proc.pid, signal.SIGSTOP)
+    try:
+        th = threading.Thread(target=slow_write, daemon=True)
+        th.start()
+        time.sleep(0.5)
+        t0 = time.time()
+        status, body, headers = Conn(alice).request("POST", f"/api/v1/namespaces/{ns}/configmaps",
+                                                    configmap(ns, "third"))
+        waited = time.time() - t0
+        t.last_cmd = "POST configmap as alice while her first write holds global-default's one seat"
+        t.eq(status, 429, "a request its priority level has no seat for, once its wait is over")
+        t.eq(body, "Too many requests, please try again later.\n", "upstream's 429 text")
+        t.true(waited >= 0.5, "it waited in its level's queue (a quarter of --request-timeout)", waited)
+        status, _, _ = Conn(scheduler).request("GET", f"/api/v1/namespaces/{ns}/configmaps?resourceVersion=0")
+        t.eq(status, 200, "the scheduler's request (workload-high) is served meanwhile")
+        th.join(timeout=30)
+        t.eq(first.get("answer", (None,))[0], 504, "the write holding the seat ends at the deadline")
+        report(f"Priority and Fairness: 429 after {waited:.2f}s in the queue; another level served")
     finally:
         os.kill(etcd.proc.pid, signal.SIGCONT)
         restart(t, [])

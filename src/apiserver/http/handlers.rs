@@ -238,7 +238,11 @@ async fn route(app: Arc<App>, req: Request) -> ApiResult<Response> {
         return Err(attrs.forbidden(&user.name, &decision.reason));
     }
     let long_running = crate::apiserver::http::limits::is_long_running(&attrs);
-    let permit = match app.limits.admit(&user, &parts.method, long_running) {
+    let permit = match app
+        .limits
+        .admit(&user, &attrs, &parts.method, long_running)
+        .await
+    {
         Ok(permit) => permit,
         Err(refused) => return Ok(refused.into_response()),
     };
