@@ -226,7 +226,9 @@ impl Limits {
             let Priority::Level(i) = classify(user, attrs).1 else {
                 return Ok(None);
             };
-            let level = &levels[i];
+            let Some(level) = levels.get(i) else {
+                return Ok(None);
+            };
             if let Ok(permit) = level.seats.clone().try_acquire_owned() {
                 return Ok(Some(permit));
             }
@@ -324,6 +326,19 @@ mod tests {
         }
     }
 
+    /// A seat for a GET, if admitted with one.
+    async fn seat(
+        limits: &Limits,
+        user: &User,
+        attrs: &Attributes,
+    ) -> Option<OwnedSemaphorePermit> {
+        limits
+            .admit(user, attrs, &Method::GET, false)
+            .await
+            .ok()
+            .flatten()
+    }
+
     fn user(name: &str, groups: &[&str]) -> User {
         User::new(name, groups.iter().map(|g| g.to_string()).collect())
     }
@@ -346,11 +361,7 @@ mod tests {
         let bob = User::new("bob", vec![]);
         let admin = User::new("admin", vec![SYSTEM_MASTERS.into()]);
         let get = attrs("get", "");
-        let held = limits
-            .admit(&bob, &get, &Method::GET, false)
-            .await
-            .ok()
-            .flatten();
+        let held = seat(&limits, &bob, &get).await;
         assert!(held.is_some());
         let refused = limits.admit(&bob, &get, &Method::GET, false).await.err();
         assert_eq!(
@@ -506,11 +517,7 @@ mod tests {
         let alice = user("alice", &[ALL_AUTHENTICATED]);
         let node = user("system:node:n1", &["system:nodes", ALL_AUTHENTICATED]);
         let get = resource("get", "", "pods", "", "default");
-        let held = limits
-            .admit(&alice, &get, &Method::GET, false)
-            .await
-            .ok()
-            .flatten();
+        let held = seat(&limits, &alice, &get).await;
         assert!(held.is_some());
         // Another level is not affected.
         assert!(matches!(
@@ -532,11 +539,7 @@ mod tests {
         drop(held);
         assert!(matches!(waiter.await, Ok(Ok(true))));
         // Nobody frees it: 429 once the wait is over.
-        let held = limits
-            .admit(&alice, &get, &Method::GET, false)
-            .await
-            .ok()
-            .flatten();
+        let held = seat(&limits, &alice, &get).await;
         assert!(held.is_some());
         let t0 = tokio::time::Instant::now();
         assert!(limits
