@@ -152,7 +152,9 @@ def through_the_proxy(t: T, mode: str) -> None:
             t.contains(rules_in(topo, mode), "-A KUBE-SERVICES -d " + cluster_ip + "/32 -p tcp -m comment --comment \""
                        + ns + "/web:80-8080 cluster IP\" -m tcp --dport 80 -j KUBE-SVC-", "upstream's chain shape")
         else:
-            t.contains(rules_in(topo, mode), f"{cluster_ip} . tcp . 80 : goto service-", "the service-ips verdict map")
+            rules = rules_in(topo, mode)
+            t.contains(rules, f"{cluster_ip} . tcp . 80 : goto pick-tcp-{BACKENDS}", "the service-ips verdict map")
+            t.contains(rules, f"{cluster_ip} . 80 . 0 : 10.202.", "the endpoint map")
 
         # ClientIP affinity with the Local external policy (all endpoints are on this node): every request
         # of one client lands on one endpoint, through the cluster IP and the node port.

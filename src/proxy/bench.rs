@@ -1,9 +1,10 @@
 //! `rkube bench-proxy`: how long kube-proxy's syncs take in each mode (upstream publishes the same
 //! figure as `sync_proxy_rules_duration_seconds`). It programs a network namespace of its own (so
 //! the host's rules are untouched) with N synthetic Services of 3 endpoints each, and reports the
-//! full sync, then one endpoint change (the median of several), then a second full sync over the
-//! existing rules. Goals from the issue: 10,000 Services under 1 s full sync in nftables mode, one
-//! change under 50 ms.
+//! full sync, then one endpoint change (the median of several: an endpoint replaced, as a rolling
+//! update does), one endpoint added (a scale-up), then a second full sync over the existing rules.
+//! Goals from the issue: 10,000 Services under 1 s full sync in nftables mode, one change under
+//! 50 ms.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -83,15 +84,28 @@ async fn measure(runner: &Runner, services: &[usize], modes: &[Mode]) -> anyhow:
                 change_bytes = s.bytes;
             }
             changes.sort();
+            let mut scaled = Vec::new();
+            for round in 0..7 {
+                // One endpoint added to another Service, as a scale-up does.
+                let k = (n / 3 + round * 11) % n;
+                let mut extra = ports[k].endpoints[0].clone();
+                extra.ip = Ipv4Addr::from(u32::from(extra.ip) + 0x0020_0000);
+                ports[k].endpoints.push(extra);
+                let s = proxier.sync(&ports, false).await?;
+                scaled.push(s.render + s.apply);
+            }
+            scaled.sort();
             let again = proxier.sync(&ports, true).await?;
             println!(
-                "{mode:?}: {n} services x 3 endpoints: full sync {} (render {}, {} KB), one endpoint change {} median of {} ({} bytes), full resync {}",
+                "{mode:?}: {n} services x 3 endpoints: full sync {} (render {}, {} KB), one endpoint change {} median of {} ({} bytes), one endpoint added {} median of {}, full resync {}",
                 ms(full.render + full.apply),
                 ms(full.render),
                 full.bytes / 1024,
                 ms(changes[changes.len() / 2]),
                 changes.len(),
                 change_bytes,
+                ms(scaled[scaled.len() / 2]),
+                scaled.len(),
                 ms(again.render + again.apply),
             );
             super::cleanup_all(runner).await;
