@@ -528,6 +528,13 @@ enum Command {
         certificate_authority: Option<PathBuf>,
         #[command(flatten)]
         kubelet: KubeletArgs,
+        /// How the node's kube-proxy programs Services: iptables, nftables, ipvs, or none (no proxy).
+        #[arg(long, default_value = "iptables", value_parser = parse_proxy_mode)]
+        proxy_mode: ProxyMode,
+        /// The cluster's pod range (the server's --cluster-cidr): kube-proxy masquerades traffic to
+        /// cluster IPs from outside it.
+        #[arg(long, default_value = crate::controllers::node_ipam::DEFAULT_CLUSTER_CIDR)]
+        cluster_cidr: String,
     },
     /// Manages bootstrap tokens, with which machines join as nodes (`rkube agent`), as `kubeadm token`.
     Token {
@@ -654,13 +661,15 @@ fn standalone_identity() -> String {
     format!("{host}_{}", uuid::Uuid::new_v4())
 }
 
-/// `rkube agent`: join (or rejoin with the stored certificate), then run the kubelet as the node.
+/// `rkube agent`: join (or rejoin with the stored certificate), then run the kubelet as the node,
+/// and its kube-proxy (`proxy`: the mode and the cluster's pod range) as `kube-system/kube-proxy`.
 async fn run_agent(
     server: Option<String>,
     token: Option<String>,
     ca_cert_hash: Option<String>,
     certificate_authority: Option<PathBuf>,
     kubelet: KubeletArgs,
+    proxy: (ProxyMode, String),
 ) -> anyhow::Result<()> {
     use crate::kubelet::join;
     let root = kubelet
@@ -709,6 +718,32 @@ async fn run_agent(
     };
     let mut config = args.config(root.join("kubelet"), ip);
     config.node_name = node_name.clone();
+    if let (ProxyMode(Some(mode)), cluster_cidr) = proxy {
+        let proxy_kubeconfig = root.join(join::PROXY_KUBECONFIG_FILE);
+        let proxy_config = crate::proxy::Config {
+            mode,
+            node_name: node_name.clone(),
+            options: crate::proxy::iptables::Options {
+                cluster_cidr: Some(cluster_cidr),
+                masquerade_all: false,
+            },
+            netns: None,
+            ipvs_scheduler: "rr".into(),
+        };
+        match client_from(&proxy_kubeconfig, &agent("kube-proxy", None)).await {
+            Ok(client) => {
+                tokio::spawn(async move {
+                    if let Err(e) = crate::proxy::run(client, proxy_config).await {
+                        tracing::error!("kube-proxy stopped: {e:#}");
+                    }
+                });
+            }
+            Err(e) => println!(
+                "rkube agent runs no kube-proxy: {} ({e:#}); join again with a token to get its credentials",
+                proxy_kubeconfig.display()
+            ),
+        }
+    }
     let serving = join::serving_config(client.clone(), root.clone(), node_name, vec![ip], ca_pem);
     config.serving = Some((
         serving.boxed(),
@@ -1303,12 +1338,15 @@ pub fn main() -> anyhow::Result<()> {
             ca_cert_hash,
             certificate_authority,
             kubelet,
+            proxy_mode,
+            cluster_cidr,
         } => rt.block_on(run_agent(
             server,
             token,
             ca_cert_hash,
             certificate_authority,
             kubelet,
+            (proxy_mode, cluster_cidr),
         )),
         Command::Token { kubeconfig, action } => rt.block_on(token_command(kubeconfig, action)),
         Command::Proxy { kubeconfig, proxy } => rt.block_on(async {

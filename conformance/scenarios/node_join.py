@@ -25,6 +25,10 @@ _fixture: dict = {}
 
 
 def _stop() -> None:
+    """Stops what the scenario started (once: at its end, and at exit should it not get there)."""
+    if _fixture.get("stopped"):
+        return
+    _fixture["stopped"] = True
     agent = _fixture.get("agent")
     if agent is not None and agent.poll() is None:
         agent.send_signal(signal.SIGTERM)
@@ -38,6 +42,8 @@ def _stop() -> None:
     containerd = _fixture.get("containerd")
     if containerd is not None:
         containerd.stop()
+    # The agent's kube-proxy programmed this machine's nftables.
+    subprocess.run([str(RKUBE_BIN), "proxy", "--cleanup"], capture_output=True, timeout=60)
 
 
 def _start_agent(root: Path, *args: str) -> subprocess.Popen:
@@ -46,7 +52,7 @@ def _start_agent(root: Path, *args: str) -> subprocess.Popen:
     env = dict(os.environ, RUST_LOG="info", RUST_LIB_BACKTRACE="0")
     # --eviction-hard without the disk signals, as kubelet.py's node: this machine's disk must not decide.
     cmd = [str(RKUBE_BIN), "agent", *args, "--root-dir", str(root), "--own-containerd", "--node-name", NODE,
-           "--eviction-hard", "memory.available<100Mi",
+           "--eviction-hard", "memory.available<100Mi", "--proxy-mode", "nftables",
            "--kubelet-port", str(_fixture["kubelet_port"])]
     log.write(f"\n===== {' '.join(cmd)}\n".encode())
     log.flush()
@@ -72,10 +78,19 @@ def node_joins_with_bootstrap_token(t: T) -> None:
     printed command the machine joins: its client CSR (requestor system:bootstrap:<id>) is AutoApproved and
     issued, the Node becomes Ready, the agent's kubeconfig (mode 0600) is system:node:<name> and may not list
     Secrets, a pod bound to it runs to Succeeded; `kubectl logs` works once `kubectl certificate approve`
-    approves the pending kubelet-serving CSR. Restarted without a token, the agent uses its stored credentials
-    and serving certificate (no new CSR)."""
+    approves the pending kubelet-serving CSR. The node's kube-proxy runs as kube-system/kube-proxy (a token the
+    agent got with the bootstrap token; it may not read Secrets) and programs the cluster's Services. Restarted
+    without a token, the agent uses its stored credentials and serving certificate (no new CSR)."""
     if t.server.etcd is not None:
         return
+    try:
+        _join(t)
+    finally:
+        # The agent's kube-proxy programs this machine: nothing of it may outlive the scenario.
+        _stop()
+
+
+def _join(t: T) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="rkube-join-"))
     server = Server("embedded", workdir, None)
     _fixture["server"] = server
@@ -128,6 +143,24 @@ def node_joins_with_bootstrap_token(t: T) -> None:
     finally:
         t.kubeconfig = admin
 
+    proxy_kubeconfig = root / "kube-proxy.kubeconfig"
+    t.eq(stat.S_IMODE(proxy_kubeconfig.stat().st_mode), 0o600, "kube-proxy's kubeconfig is private")
+    t.kubeconfig = proxy_kubeconfig
+    try:
+        who = t.json("auth", "whoami")
+        t.eq(jget(who, "status.userInfo.username"), "system:serviceaccount:kube-system:kube-proxy",
+             "the node's kube-proxy runs as kubeadm's service account")
+        t.contains(t.fails("get", "secrets", "-A"), 'User "system:serviceaccount:kube-system:kube-proxy" cannot list',
+                   "kube-proxy may not list Secrets")
+        t.ok("get", "endpointslices", "-A")
+    finally:
+        t.kubeconfig = admin
+    api_ip = t.ok("get", "service", "kubernetes", "-o", "jsonpath={.spec.clusterIP}").strip()
+    nft = lambda: subprocess.run(["nft", "list", "table", "ip", "kube-proxy"], capture_output=True, text=True,
+                                 timeout=30).stdout
+    t.true(poll(lambda: f"{api_ip} . tcp . 443 : goto pick-tcp-" in nft(), 60),
+           "the joined node's kube-proxy programs the kubernetes Service", nft()[-600:] + tail(workdir / "agent.log", 20))
+
     serving_csrs = lambda: _csrs_by(t, f"system:node:{NODE}", "kubernetes.io/kubelet-serving")
     t.true(poll(lambda: bool(serving_csrs()), 30), "the kubelet asks for a serving certificate", t.ok("get", "csr"))
     serving = serving_csrs()
@@ -156,6 +189,8 @@ def node_joins_with_bootstrap_token(t: T) -> None:
     t.true(poll(lambda: "uses the credentials in" in (workdir / "agent.log").read_text().split("=====")[-1], 60)
            and again.poll() is None, "restarted without a token, the agent uses its stored credentials",
            tail(workdir / "agent.log", 30))
+    t.true("runs no kube-proxy" not in (workdir / "agent.log").read_text().split("=====")[-1],
+           "restarted, the agent runs kube-proxy with its stored token", tail(workdir / "agent.log", 30))
     t.true(poll(lambda: t.run("logs", "joined").out.strip() == "hello from the joined node", 60),
            "the restarted kubelet serves logs with its stored serving certificate",
            t.run("logs", "joined").both() + "\n" + tail(workdir / "agent.log", 30))

@@ -16,6 +16,13 @@
 //!    certificate. As upstream, nothing approves serving certificates automatically: an administrator
 //!    runs `kubectl certificate approve`; until then the node runs pods but `kubectl logs|exec`
 //!    cannot reach it.
+//!
+//! The node's kube-proxy runs as kubeadm's does, as the `kube-system/kube-proxy` service account
+//! (bound to `system:node-proxier`). kubeadm's kube-proxy is a DaemonSet pod whose token the kubelet
+//! gets for it; rkube's runs inside the agent, so the agent asks for that account's token itself,
+//! with the bootstrap token, while it joins ([`proxy_kubeconfig`]): the token group may create
+//! tokens for that one account and nothing else ([`ensure_bindings`]). A node's own identity could
+//! not: the Node authorizer and NodeRestriction allow a node only tokens bound to its pods.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -37,7 +44,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::probe_client::AnyServerCert;
-use super::registration::bind_cluster_role;
+use super::registration::{bind_cluster_role, create_if_absent};
 use crate::apiserver::authn::bootstrap_token::{self, NODE_TOKEN_GROUP};
 
 /// How long `rkube token create` tokens live by default (kubeadm's 24 h).
@@ -47,6 +54,12 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const CLIENT_CERT_WAIT: Duration = Duration::from_secs(300);
 /// The agent's kubeconfig under its directory.
 pub const KUBECONFIG_FILE: &str = "kubelet.kubeconfig";
+/// The node's kube-proxy's kubeconfig under the agent's directory.
+pub const PROXY_KUBECONFIG_FILE: &str = "kube-proxy.kubeconfig";
+/// kube-proxy's service account (kubeadm's, in `kube-system`).
+pub const PROXY_ACCOUNT: &str = "kube-proxy";
+/// How long a joined node's kube-proxy token lives: as long as the node's client certificate.
+const PROXY_TOKEN_SECONDS: i64 = 365 * 24 * 3600;
 const SERVING_CERT_FILE: &str = "pki/kubelet-serving.crt";
 const SERVING_KEY_FILE: &str = "pki/kubelet-serving.key";
 
@@ -68,12 +81,69 @@ const BINDINGS: [(&str, &str, &str); 2] = [
     ),
 ];
 
-/// Creates the node-join bindings where missing (at every server start, as `kubeadm init` does once).
+/// Creates the node-join bindings where missing (at every server start, as `kubeadm init` does once),
+/// and kube-proxy's service account with kubeadm's binding of it (`kubeadm:node-proxier`), whose
+/// token the token group may ask for (`kube-system` Role `rkube:kube-proxy-token`).
 pub async fn ensure_bindings(admin: &kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{
+        ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+    };
     for (name, role, group) in BINDINGS {
         bind_cluster_role(admin, name, role, "Group", group).await?;
     }
-    Ok(())
+    let meta = |name: &str, namespace: Option<&str>| ObjectMeta {
+        name: Some(name.into()),
+        namespace: namespace.map(Into::into),
+        ..Default::default()
+    };
+    let account = ServiceAccount {
+        metadata: meta(PROXY_ACCOUNT, Some("kube-system")),
+        ..Default::default()
+    };
+    create_if_absent(Api::namespaced(admin.clone(), "kube-system"), &account).await?;
+    let node_proxier = ClusterRoleBinding {
+        metadata: meta("rkube:node-proxier", None),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: "system:node-proxier".into(),
+        },
+        subjects: Some(vec![Subject {
+            api_group: Some(String::new()),
+            kind: "ServiceAccount".into(),
+            name: PROXY_ACCOUNT.into(),
+            namespace: Some("kube-system".into()),
+        }]),
+    };
+    create_if_absent(Api::all(admin.clone()), &node_proxier).await?;
+    let name = "rkube:kube-proxy-token";
+    let role = Role {
+        metadata: meta(name, Some("kube-system")),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["serviceaccounts/token".into()]),
+            resource_names: Some(vec![PROXY_ACCOUNT.into()]),
+            verbs: vec!["create".into()],
+            ..Default::default()
+        }]),
+    };
+    create_if_absent(Api::namespaced(admin.clone(), "kube-system"), &role).await?;
+    let binding = RoleBinding {
+        metadata: meta(name, Some("kube-system")),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: name.into(),
+        },
+        subjects: Some(vec![Subject {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Group".into(),
+            name: NODE_TOKEN_GROUP.into(),
+            namespace: None,
+        }]),
+    };
+    create_if_absent(Api::namespaced(admin.clone(), "kube-system"), &binding).await
 }
 
 fn random_text(n: usize) -> String {
@@ -436,6 +506,45 @@ pub async fn kubeconfig(dir: &Path, join: Option<&JoinOptions>) -> anyhow::Resul
         client_certificate(&join.server, &ca_pem, &join.token, &join.node_name).await?;
     let yaml = crate::pki::client_cert_kubeconfig(&join.server, &ca_pem, &cert, &key);
     crate::private_files::private_dir(dir)?;
+    crate::private_files::write_private(&path, yaml.as_bytes())?;
+    // The node runs without kube-proxy rather than not at all when this fails (a server that grants
+    // no such token, say): the agent says so when it starts the proxy.
+    if let Err(e) = proxy_kubeconfig(dir, &join.server, &ca_pem, &join.token).await {
+        tracing::warn!("no credentials for the node's kube-proxy: {e:#}");
+    }
+    Ok(path)
+}
+
+/// Asks for a token of `kube-system/kube-proxy` with the bootstrap token and writes kube-proxy's
+/// kubeconfig with it under `dir`.
+async fn proxy_kubeconfig(
+    dir: &Path,
+    server_url: &str,
+    ca_pem: &str,
+    token: &str,
+) -> anyhow::Result<PathBuf> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let client = client_with(server_url, ca_pem, serde_json::json!({ "token": token })).await?;
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: Vec::new(),
+            expiration_seconds: Some(PROXY_TOKEN_SECONDS),
+            bound_object_ref: None,
+        },
+        ..Default::default()
+    };
+    let answer = Api::<ServiceAccount>::namespaced(client, "kube-system")
+        .create_token_request(PROXY_ACCOUNT, &PostParams::default(), &request)
+        .await
+        .context("requesting a token for kube-system/kube-proxy")?;
+    let token = answer
+        .status
+        .context("the TokenRequest came back without a token")?
+        .token;
+    let yaml =
+        crate::pki::kubeconfig_yaml(server_url, ca_pem, serde_json::json!({ "token": token }));
+    let path = dir.join(PROXY_KUBECONFIG_FILE);
     crate::private_files::write_private(&path, yaml.as_bytes())?;
     Ok(path)
 }
