@@ -85,8 +85,9 @@ def watch_resume_and_timeout(t: T) -> None:
 
 @scenario
 def watch_bookmarks_and_duration(t: T) -> None:
-    """allowWatchBookmarks=true: a BOOKMARK (kind, apiVersion, metadata.resourceVersion) comes 2 s before
-    the watch's timeoutSeconds ends it, at a resourceVersion no older than the events sent; without it none;
+    """allowWatchBookmarks=true: a BOOKMARK comes 2 s before the watch's timeoutSeconds ends it, at a
+    resourceVersion no older than the events sent, byte for byte upstream's (the kind's empty object: a Pod's
+    `"spec":{"containers":null},"status":{}`); without it none;
     the generic `timeout` parameter does not cut a watch short (upstream applies it to short requests only),
     so `kubectl get --watch --request-timeout=1` ends on kubectl's side"""
     ns = t.namespace()
@@ -106,6 +107,22 @@ def watch_bookmarks_and_duration(t: T) -> None:
     t.true(int(mark["metadata"]["resourceVersion"]) >= rv, "the bookmark is not older than the events sent",
            (mark, rv))
     t.true(took >= 3.5, "timeoutSeconds=4 holds although timeout=1s was given", f"{took:.1f}s")
+    # Byte for byte as upstream's: the kind's empty object (Go's zero values: struct fields kept,
+    # fields without omitempty as null) with only the resourceVersion set.
+    for path, empty in (
+            (f"/api/v1/namespaces/{ns}/configmaps", '"kind":"ConfigMap","apiVersion":"v1","metadata":{"resourceVersion":"RV",'
+                                                    '"creationTimestamp":null}'),
+            (f"/api/v1/namespaces/{ns}/pods", '"kind":"Pod","apiVersion":"v1","metadata":{"resourceVersion":"RV",'
+                                              '"creationTimestamp":null},"spec":{"containers":null},"status":{}'),
+            (f"/apis/apps/v1/namespaces/{ns}/deployments",
+             '"kind":"Deployment","apiVersion":"apps/v1","metadata":{"resourceVersion":"RV","creationTimestamp":null},'
+             '"spec":{"selector":null,"template":{"metadata":{"creationTimestamp":null},"spec":{"containers":null}},'
+             '"strategy":{}},"status":{}')):
+        raw = t.ok("get", "--raw", f"{path}?watch=true&allowWatchBookmarks=true&timeoutSeconds=3", timeout=30)
+        last = raw.strip().splitlines()[-1] if raw.strip() else ""
+        rv_seen = re.search(r'"resourceVersion":"(\d+)"', last)
+        want = '{"type":"BOOKMARK","object":{' + empty.replace("RV", rv_seen.group(1) if rv_seen else "?") + '}}'
+        t.eq(last, want, f"the bookmark of {path.rsplit('/', 1)[-1]} is upstream's bytes")
     plain = parse_json_stream(t.ok("get", "--raw", f"{base}&timeoutSeconds=3", timeout=30))
     t.eq({e.get("type") for e in plain}, {"ADDED"}, "no bookmarks unless asked for")
     # kubectl's client gives up (Go's http client: "Timeout exceeded while reading body" in older releases,

@@ -8,10 +8,12 @@
 //! selectors ([`selectors`]) and `fieldValidation` ([`field_validation`]) are the generic parts of a
 //! write or a list. [`reviews`] answers the create-only review kinds, [`eviction`] the `pods/eviction` subresource, [`bootstrap`] creates what a fresh cluster has, [`service_alloc`] gives Services their cluster IPs and node ports, [`write_mark`] lets the server's own lookups read the cache and still see its acknowledged writes.
 
+pub mod bookmark;
 pub mod bootstrap;
 pub mod conversion;
 pub mod crd_facts;
 pub mod defaults;
+mod empty_objects;
 pub mod eviction;
 pub mod field_validation;
 pub mod fieldpath;

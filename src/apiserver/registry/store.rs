@@ -1623,13 +1623,9 @@ impl Registry {
         let api_version = info.api_version();
         let kind = info.kind.clone();
         let bookmark = move |rv: i64, initial_end: bool| {
-            let mut m = json!({"resourceVersion": rv.to_string()});
-            if initial_end {
-                m["annotations"] = json!({"k8s.io/initial-events-end": "true"});
-            }
             WatchItem::own(
                 "BOOKMARK",
-                json!({"kind": kind, "apiVersion": api_version, "metadata": m}),
+                super::bookmark::object(&api_version, &kind, rv, initial_end),
             )
         };
         let conversion = info.conversion;
