@@ -280,8 +280,9 @@ struct KubeletArgs {
     #[arg(long, default_value = "1m", value_parser = parse_sync_frequency)]
     sync_frequency: std::time::Duration,
     /// The eviction manager's hard thresholds (upstream's `--eviction-hard`): when one is met the
-    /// node reports MemoryPressure or DiskPressure and evicts pods until it no longer is; "" turns
-    /// eviction off.
+    /// node reports MemoryPressure, DiskPressure or PIDPressure (signals `memory.available`,
+    /// `nodefs.available`, `nodefs.inodesFree`, `imagefs.available`, `pid.available`) and evicts
+    /// pods until it no longer is; "" turns eviction off.
     #[arg(long, default_value = crate::kubelet::eviction::DEFAULT_HARD,
           value_parser = parse_eviction_hard)]
     eviction_hard: EvictionHard,
@@ -661,6 +662,31 @@ fn standalone_identity() -> String {
     format!("{host}_{}", uuid::Uuid::new_v4())
 }
 
+/// Runs a node's kube-proxy in the background (`rkube server` and `rkube agent` on the machine itself),
+/// masquerading traffic to cluster IPs from outside `cluster_cidr`.
+fn spawn_node_proxy(
+    client: kube::Client,
+    mode: crate::proxy::Mode,
+    node_name: String,
+    cluster_cidr: String,
+) {
+    let config = crate::proxy::Config {
+        mode,
+        node_name,
+        options: crate::proxy::iptables::Options {
+            cluster_cidr: Some(cluster_cidr),
+            masquerade_all: false,
+        },
+        netns: None,
+        ipvs_scheduler: "rr".into(),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = crate::proxy::run(client, config).await {
+            tracing::error!("kube-proxy stopped: {e:#}");
+        }
+    });
+}
+
 /// `rkube agent`: join (or rejoin with the stored certificate), then run the kubelet as the node,
 /// and its kube-proxy (`proxy`: the mode and the cluster's pod range) as `kube-system/kube-proxy`.
 async fn run_agent(
@@ -720,24 +746,8 @@ async fn run_agent(
     config.node_name = node_name.clone();
     if let (ProxyMode(Some(mode)), cluster_cidr) = proxy {
         let proxy_kubeconfig = root.join(join::PROXY_KUBECONFIG_FILE);
-        let proxy_config = crate::proxy::Config {
-            mode,
-            node_name: node_name.clone(),
-            options: crate::proxy::iptables::Options {
-                cluster_cidr: Some(cluster_cidr),
-                masquerade_all: false,
-            },
-            netns: None,
-            ipvs_scheduler: "rr".into(),
-        };
         match client_from(&proxy_kubeconfig, &agent("kube-proxy", None)).await {
-            Ok(client) => {
-                tokio::spawn(async move {
-                    if let Err(e) = crate::proxy::run(client, proxy_config).await {
-                        tracing::error!("kube-proxy stopped: {e:#}");
-                    }
-                });
-            }
+            Ok(client) => spawn_node_proxy(client, mode, node_name.clone(), cluster_cidr),
             Err(e) => println!(
                 "rkube agent runs no kube-proxy: {} ({e:#}); join again with a token to get its credentials",
                 proxy_kubeconfig.display()
@@ -1165,27 +1175,12 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
                 &agent("kube-proxy", None),
             )
             .await?;
-            let proxy_config = crate::proxy::Config {
-                mode,
-                node_name: config.node_name.clone(),
-                options: crate::proxy::iptables::Options {
-                    // The pods' range: traffic from outside it to a cluster IP is masqueraded.
-                    cluster_cidr: Some(
-                        node_args
-                            .pod_cidr
-                            .clone()
-                            .unwrap_or_else(|| args.node_ipam.cluster_cidr.clone()),
-                    ),
-                    masquerade_all: false,
-                },
-                netns: None,
-                ipvs_scheduler: "rr".into(),
-            };
-            tokio::spawn(async move {
-                if let Err(e) = crate::proxy::run(proxy, proxy_config).await {
-                    tracing::error!("kube-proxy stopped: {e:#}");
-                }
-            });
+            // The pods' range: traffic from outside it to a cluster IP is masqueraded.
+            let cluster_cidr = node_args
+                .pod_cidr
+                .clone()
+                .unwrap_or_else(|| args.node_ipam.cluster_cidr.clone());
+            spawn_node_proxy(proxy, mode, config.node_name.clone(), cluster_cidr);
         }
         tokio::spawn(async move {
             if let Err(e) = crate::kubelet::agent::run(client, config).await {
