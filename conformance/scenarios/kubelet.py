@@ -1270,3 +1270,68 @@ def kubelet_disk_pressure_eviction(t: T) -> None:
     t.true(poll(lambda: condition("DiskPressure") == "False", 60), "the disk is given back",
            condition("DiskPressure"))
     t.ok("delete", "namespace", ns, "--wait=false")
+
+
+def _pids_available() -> int:
+    """What the kubelet reads as pid.available: min(pid_max, threads-max) less the tasks running."""
+    read = lambda n: int(Path(f"/proc/sys/kernel/{n}").read_text())
+    tasks = int(Path("/proc/loadavg").read_text().split()[3].split("/")[1])
+    return min(read("pid_max"), read("threads-max")) - tasks
+
+
+_pid_pressure: dict = {}
+
+
+@scenario
+def kubelet_pid_pressure_eviction(t: T) -> None:
+    """(embedded) pid.available on a node of its own whose --eviction-hard is 1,000 below what this machine
+    has free: a pod forking 2,000 processes gives the Node PIDPressure=True (reason KubeletHasInsufficientPID)
+    and the node.kubernetes.io/pid-pressure taint, and is the pod evicted (Failed, Evicted, "The node was low on
+    resource: pids. Threshold quantity: ..., available: ...", upstream's ranking by process count) while a
+    quiet pod runs on; then the pressure goes"""
+    if t.server.etcd is not None:
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="rkube-pid-pressure-"))
+    atexit.register(_stop, _pid_pressure)
+    server = Server("embedded", workdir, None)
+    server.node = True
+    node = "pid-pressure-node"
+    limit = _pids_available() - 1000
+    server.extra_args = ["--own-containerd", "--proxy-mode", "none", "--cluster-dns-port", "0", "--node-name", node,
+                         "--kubelet-port", str(free_port()),
+                         "--eviction-hard", f"pid.available<{limit}", "--eviction-pressure-transition-period", "5s"]
+    _pid_pressure["server"] = server
+    _pid_pressure["containerd"] = ManagedContainerd(server.data_dir)
+    try:
+        server.start()
+        t = T(server, t.scenario)
+
+        def condition(ty: str, field: str = "status") -> str:
+            return t.run("get", "node", node, "-o",
+                         f"jsonpath={{.status.conditions[?(@.type==\"{ty}\")].{field}}}").out
+
+        taints = lambda: t.run("get", "node", node, "-o", "jsonpath={.spec.taints}").out
+        t.true(poll(lambda: condition("Ready") == "True", 90), "the node is Ready", condition("Ready"))
+        t.eq((condition("PIDPressure"), condition("PIDPressure", "reason")), ("False", "KubeletHasSufficientPID"),
+             "no PID pressure at first")
+        ns = t.namespace()
+        t.create(pod("quiet", ["sleep", "3600"], hostNetwork=True), ns)
+        wait_phase(t, ns, "quiet", "Running")
+        t.create(pod("forker", ["sh", "-c", "for i in $(seq 2000); do sleep 3600 & done; wait"],
+                     hostNetwork=True), ns)
+        t.true(poll(lambda: condition("PIDPressure") == "True", 90), "PIDPressure=True",
+               (condition("PIDPressure"), _pids_available(), limit))
+        t.eq(condition("PIDPressure", "reason"), "KubeletHasInsufficientPID", "upstream's reason")
+        t.true(poll(lambda: "node.kubernetes.io/pid-pressure" in taints(), 30), "the pid-pressure taint", taints())
+        obj = wait_phase(t, ns, "forker", "Failed", timeout=90)
+        status = obj["status"]
+        t.eq(status.get("reason"), "Evicted", "the forker's reason")
+        t.match(status.get("message", ""), r"^The node was low on resource: pids\. Threshold quantity: \d+k?, "
+                r"available: \d+k?\. $", "upstream's eviction message")
+        t.eq(phase(t, ns, "quiet"), "Running", "the quiet pod runs on")
+        t.true(poll(lambda: condition("PIDPressure") == "False", 90), "the pressure goes with the processes",
+               (condition("PIDPressure"), _pids_available(), limit))
+        t.ok("delete", "namespace", ns, "--wait=false")
+    finally:
+        _stop(_pid_pressure)
+        _pid_pressure.clear()

@@ -310,6 +310,7 @@ async fn heartbeat(
                     let under = match c.type_.as_str() {
                         "MemoryPressure" => pressure.memory,
                         "DiskPressure" => pressure.disk,
+                        "PIDPressure" => pressure.pid,
                         _ => continue,
                     };
                     super::set_pressure_condition(c, under, &now);

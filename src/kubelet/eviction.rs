@@ -3,23 +3,27 @@
 //!
 //! Every [`MONITORING_PERIOD`] [`run`] observes the signals (`memory.available` from the node's
 //! memory sample, `nodefs.available` and `nodefs.inodesFree` of the kubelet's root directory's
-//! filesystem, `imagefs.available` of containerd's image filesystem) and compares them with the
-//! hard thresholds (`--eviction-hard`, upstream's default
+//! filesystem, `imagefs.available` of containerd's image filesystem, `pid.available`: the kernel's
+//! process limit less the tasks running, [`pids`]) and compares them with the hard thresholds
+//! (`--eviction-hard`, upstream's default
 //! `memory.available<100Mi,nodefs.available<10%,imagefs.available<15%,nodefs.inodesFree<5%`).
-//! - A threshold met sets the Node's `MemoryPressure` or `DiskPressure` condition ([`Pressure`],
-//!   written by the heartbeat) until it has not been met for `--eviction-pressure-transition-period`
-//!   (5m); the node lifecycle controller taints the node for it, so nothing more is scheduled there.
+//! - A threshold met sets the Node's `MemoryPressure`, `DiskPressure` or `PIDPressure` condition
+//!   ([`Pressure`], written by the heartbeat) until it has not been met for
+//!   `--eviction-pressure-transition-period` (5m); the node lifecycle controller taints the node for
+//!   it, so nothing more is scheduled there.
 //! - While one is met, one pod is evicted per period, chosen as upstream ranks them ([`rank`]): pods
-//!   using more than they requested first, then lower priority, then larger usage. Its containers are
+//!   using more than they requested first, then lower priority, then larger usage (for PIDs, which
+//!   nothing requests: lower priority, then more processes). Its containers are
 //!   killed, its phase becomes Failed with reason `Evicted`, upstream's message and a
 //!   `DisruptionTarget` condition, and an `Evicted` event is recorded. Its emptyDir volumes go with it,
 //!   which is what gives the disk back. Critical pods (priority ≥ 2,000,000,000, static pods) are not
 //!   evicted.
 //! - A pod that comes to a node under pressure is refused, as upstream's eviction admission: under
-//!   disk pressure every pod, under memory pressure BestEffort ones (`The node had condition: [...]`).
+//!   disk or PID pressure every pod, under memory pressure BestEffort ones (`The node had condition:
+//!   [...]`).
 //!
 //! Not done: soft thresholds, node-level reclaim (container and image garbage collection) before
-//! evicting, `pid.available` and per-pod local storage limits.
+//! evicting, and per-pod local storage limits.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +51,15 @@ pub enum Signal {
     NodeFsAvailable,
     NodeFsInodesFree,
     ImageFsAvailable,
+    PidAvailable,
+}
+
+/// The node condition a signal's pressure shows as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Condition {
+    Memory,
+    Disk,
+    Pid,
 }
 
 impl Signal {
@@ -56,6 +69,7 @@ impl Signal {
             "nodefs.available" => Signal::NodeFsAvailable,
             "nodefs.inodesFree" => Signal::NodeFsInodesFree,
             "imagefs.available" => Signal::ImageFsAvailable,
+            "pid.available" => Signal::PidAvailable,
             _ => return None,
         })
     }
@@ -66,11 +80,29 @@ impl Signal {
             Signal::MemoryAvailable => "memory",
             Signal::NodeFsInodesFree => "inodes",
             Signal::NodeFsAvailable | Signal::ImageFsAvailable => "ephemeral-storage",
+            Signal::PidAvailable => "pids",
+        }
+    }
+
+    fn condition(self) -> Condition {
+        match self {
+            Signal::MemoryAvailable => Condition::Memory,
+            Signal::PidAvailable => Condition::Pid,
+            _ => Condition::Disk,
         }
     }
 
     fn is_memory(self) -> bool {
         self == Signal::MemoryAvailable
+    }
+
+    /// `n` of the signal's unit as upstream's messages print it: bytes in BinarySI, counts in
+    /// DecimalSI.
+    fn quantity(self, n: i64) -> Quantity {
+        match self {
+            Signal::PidAvailable => Quantity::decimal(n),
+            _ => Quantity::binary(n),
+        }
     }
 }
 
@@ -154,11 +186,13 @@ pub struct Observation {
 pub struct Pressure {
     pub memory: bool,
     pub disk: bool,
+    pub pid: bool,
 }
 
 impl Pressure {
-    /// Why a new pod is refused on this node, if it is (upstream's eviction admission): disk pressure
-    /// refuses every pod, memory pressure BestEffort ones; critical pods are always admitted.
+    /// Why a new pod is refused on this node, if it is (upstream's eviction admission): disk or PID
+    /// pressure refuses every pod, memory pressure BestEffort ones; critical pods are always
+    /// admitted.
     pub fn refuses(&self, pod: &Pod) -> Option<String> {
         let mut conditions = Vec::new();
         if self.memory {
@@ -167,7 +201,11 @@ impl Pressure {
         if self.disk {
             conditions.push("DiskPressure");
         }
-        let refused = !critical(pod) && (self.disk || (self.memory && best_effort(pod)));
+        if self.pid {
+            conditions.push("PIDPressure");
+        }
+        let refused =
+            !critical(pod) && (self.disk || self.pid || (self.memory && best_effort(pod)));
         refused.then(|| format!("The node had condition: [{}]. ", conditions.join(" ")))
     }
 }
@@ -250,7 +288,8 @@ pub struct PodUsage {
 }
 
 /// Upstream's ranking: pods using more than they requested first, then lower priority, then larger
-/// usage.
+/// usage (under PID pressure, where nothing is requested, upstream's `rankPIDPressure`: priority,
+/// then usage).
 pub fn rank(pods: &mut [PodUsage]) {
     pods.sort_by(|a, b| {
         (b.usage > b.request)
@@ -263,10 +302,15 @@ pub fn rank(pods: &mut [PodUsage]) {
 /// Upstream's eviction message (`evictionMessage`).
 pub fn message(threshold: &Threshold, observed: &Observation, pod: &PodUsage) -> String {
     let resource = threshold.signal.resource();
+    let signal = threshold.signal;
+    let limit = match threshold.amount {
+        Amount::Quantity(_) => signal.quantity(threshold.quantity(observed.capacity)),
+        // Upstream's GetThresholdQuantity: a share of the capacity is a BinarySI quantity.
+        Amount::Percent(_) => Quantity::binary(threshold.quantity(observed.capacity)),
+    };
     let mut m = format!(
-        "The node was low on resource: {resource}. Threshold quantity: {}, available: {}. ",
-        Quantity::binary(threshold.quantity(observed.capacity)),
-        Quantity::binary(observed.available),
+        "The node was low on resource: {resource}. Threshold quantity: {limit}, available: {}. ",
+        signal.quantity(observed.available),
     );
     for (name, usage, request) in &pod.containers {
         if usage > request {
@@ -327,18 +371,19 @@ pub async fn run(kubelet: Arc<Kubelet>, config: Config) {
                 }
             }
         }
-        let recent = |memory: bool| {
+        let recent = |condition: Condition| {
             last_met.iter().any(|(s, at)| {
-                s.is_memory() == memory && now.duration_since(*at) < config.transition_period
+                s.condition() == condition && now.duration_since(*at) < config.transition_period
             })
         };
         let pressure = Pressure {
-            memory: recent(true),
-            disk: recent(false),
+            memory: recent(Condition::Memory),
+            disk: recent(Condition::Disk),
+            pid: recent(Condition::Pid),
         };
         kubelet.set_pressure(pressure);
         // Memory first, as upstream orders the signals it reclaims.
-        met.sort_by_key(|(t, _)| !t.signal.is_memory());
+        met.sort_by_key(|(t, _)| t.signal.condition());
         let Some((threshold, observed)) = met.first() else {
             continue;
         };
@@ -398,12 +443,69 @@ fn observe(kubelet: &Kubelet, config: &Config) -> HashMap<Signal, Observation> {
             },
         );
     }
+    if let Some(o) = pids() {
+        out.insert(Signal::PidAvailable, o);
+    }
+    out
+}
+
+/// `pid.available` as upstream's kubelet measures it (`pkg/kubelet/stats/pidlimit`): the capacity is
+/// the smaller of `kernel.pid_max` and `kernel.threads-max`, the tasks running are sysinfo's count.
+pub fn pids() -> Option<Observation> {
+    let read = |name: &str| -> Option<i64> {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let capacity = read("pid_max")?.min(read("threads-max")?);
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a properly sized, writable sysinfo struct.
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return None;
+    }
+    Some(Observation {
+        available: capacity - i64::from(info.procs),
+        capacity,
+    })
+}
+
+/// How many processes run in each container (by container ID), from every process's cgroup: the
+/// last path element names the container, whichever cgroup driver containerd uses
+/// (`/k8s.io/<id>`, `cri-containerd-<id>.scope`).
+fn processes_by_container() -> HashMap<String, i64> {
+    let mut out = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cgroup) = std::fs::read_to_string(entry.path().join("cgroup")) else {
+            continue;
+        };
+        let Some(last) = cgroup.lines().next().and_then(|l| l.rsplit('/').next()) else {
+            continue;
+        };
+        let id = last
+            .trim_start_matches("cri-containerd-")
+            .trim_end_matches(".scope");
+        *out.entry(id.to_string()).or_default() += 1;
+    }
     out
 }
 
 /// The running pods that may be evicted, with their usage of what `signal` measures.
 fn usages(kubelet: &Kubelet, signal: Signal) -> Vec<PodUsage> {
     let sample = kubelet.stats.latest().unwrap_or_default();
+    let processes = if signal == Signal::PidAvailable {
+        processes_by_container()
+    } else {
+        HashMap::new()
+    };
     kubelet
         .all_pods()
         .into_values()
@@ -421,7 +523,10 @@ fn usages(kubelet: &Kubelet, signal: Signal) -> Vec<PodUsage> {
                 "ephemeral-storage"
             };
             let reqs = requests(&pod, resource);
-            let containers: Vec<(String, i64, i64)> = if signal.is_memory() {
+            let containers: Vec<(String, i64, i64)> = if signal == Signal::PidAvailable {
+                // Nothing requests PIDs, and upstream's message names no container for them.
+                Vec::new()
+            } else if signal.is_memory() {
                 reqs.iter()
                     .map(|(name, req)| {
                         let used = sample
@@ -446,7 +551,18 @@ fn usages(kubelet: &Kubelet, signal: Signal) -> Vec<PodUsage> {
                     .collect()
             };
             let mut usage: i64 = containers.iter().map(|(_, u, _)| u).sum();
-            if !signal.is_memory() {
+            if signal == Signal::PidAvailable {
+                let statuses = pod.status.iter().flat_map(|s| {
+                    let init = s.init_container_statuses.iter().flatten();
+                    init.chain(s.container_statuses.iter().flatten())
+                });
+                usage = statuses
+                    .filter_map(|c| c.container_id.as_deref())
+                    .filter_map(|id| id.rsplit("://").next())
+                    .map(|id| processes.get(id).copied().unwrap_or_default())
+                    .sum();
+            }
+            if signal.condition() == Condition::Disk {
                 // Local volumes count for the pod (upstream's fsStatsLocalVolumeSource).
                 usage += disk_usage(
                     &super::volumes::pod_dir(&kubelet.root, &uid)
@@ -545,6 +661,41 @@ mod tests {
     }
 
     #[test]
+    fn pid_pressure_is_measured_and_worded_as_upstreams() {
+        let o = pids().expect("/proc/sys/kernel/pid_max and sysinfo");
+        assert!(
+            o.capacity > 0 && o.available > 0 && o.available < o.capacity,
+            "{o:?}"
+        );
+        let t = parse_thresholds("pid.available<1000").unwrap()[0];
+        assert_eq!(t.signal, Signal::PidAvailable);
+        let observed = Observation {
+            available: 900,
+            capacity: 4_194_304,
+        };
+        let pod = PodUsage {
+            uid: "u".into(),
+            priority: 0,
+            usage: 300,
+            request: 0,
+            containers: Vec::new(),
+        };
+        assert_eq!(
+            message(&t, &observed, &pod),
+            "The node was low on resource: pids. Threshold quantity: 1k, available: 900. "
+        );
+        // Ranked by priority, then by processes.
+        let mut pods = vec![
+            usage("few", 0, 3, 0),
+            usage("many", 0, 300, 0),
+            usage("high", 10, 900, 0),
+        ];
+        rank(&mut pods);
+        let order: Vec<&str> = pods.iter().map(|p| p.uid.as_str()).collect();
+        assert_eq!(order, ["many", "few", "high"]);
+    }
+
+    #[test]
     fn pressure_refuses_pods_as_upstreams_admission() {
         let best_effort: Pod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}))
@@ -555,7 +706,7 @@ mod tests {
         .unwrap();
         let memory = Pressure {
             memory: true,
-            disk: false,
+            ..Pressure::default()
         };
         assert_eq!(
             memory.refuses(&best_effort).as_deref(),
@@ -563,12 +714,20 @@ mod tests {
         );
         assert_eq!(memory.refuses(&burstable), None);
         let disk = Pressure {
-            memory: false,
             disk: true,
+            ..Pressure::default()
         };
         assert_eq!(
             disk.refuses(&burstable).as_deref(),
             Some("The node had condition: [DiskPressure]. ")
+        );
+        let pid = Pressure {
+            pid: true,
+            ..Pressure::default()
+        };
+        assert_eq!(
+            pid.refuses(&burstable).as_deref(),
+            Some("The node had condition: [PIDPressure]. ")
         );
         assert_eq!(Pressure::default().refuses(&best_effort), None);
     }

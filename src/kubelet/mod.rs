@@ -255,6 +255,16 @@ pub fn set_pressure_condition(c: &mut NodeCondition, under: bool, now: &Time) {
             "KubeletHasNoDiskPressure",
             "kubelet has no disk pressure",
         ),
+        ("PIDPressure", true) => (
+            "True",
+            "KubeletHasInsufficientPID",
+            "kubelet has insufficient PID available",
+        ),
+        ("PIDPressure", false) => (
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+        ),
         _ => return,
     };
     if c.status != status {

@@ -66,6 +66,16 @@ impl Quantity {
         }
     }
 
+    /// `n` (a count) in upstream's DecimalSI form, as `resource.NewQuantity(n, DecimalSI)` prints.
+    pub fn decimal(n: i64) -> Quantity {
+        // Written out and read back: the canonical form (`1000` prints `1k`) is parse's.
+        Quantity::parse(&n.to_string()).unwrap_or(Quantity {
+            mantissa: i128::from(n),
+            exponent: 0,
+            format: Format::DecimalSI,
+        })
+    }
+
     pub fn parse(s: &str) -> Result<Quantity, String> {
         let err = || PARSE_ERROR.to_string();
         let (negative, rest) = match s.as_bytes().first() {
