@@ -92,10 +92,6 @@ impl Signal {
         }
     }
 
-    fn is_memory(self) -> bool {
-        self == Signal::MemoryAvailable
-    }
-
     /// `n` of the signal's unit as upstream's messages print it: bytes in BinarySI, counts in
     /// DecimalSI.
     fn quantity(self, n: i64) -> Quantity {
@@ -517,59 +513,62 @@ fn usages(kubelet: &Kubelet, signal: Signal) -> Vec<PodUsage> {
         })
         .map(|pod| {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
-            let resource = if signal.is_memory() {
-                "memory"
-            } else {
-                "ephemeral-storage"
+            // Per container: name, usage, request; and the pod's usage.
+            let (containers, usage): (Vec<(String, i64, i64)>, i64) = match signal.condition() {
+                Condition::Pid => {
+                    // Nothing requests PIDs, and upstream's message names no container for them.
+                    let statuses = pod.status.iter().flat_map(|s| {
+                        let init = s.init_container_statuses.iter().flatten();
+                        init.chain(s.container_statuses.iter().flatten())
+                    });
+                    let used = statuses
+                        .filter_map(|c| c.container_id.as_deref())
+                        .filter_map(|id| id.rsplit("://").next())
+                        .map(|id| processes.get(id).copied().unwrap_or_default())
+                        .sum();
+                    (Vec::new(), used)
+                }
+                Condition::Memory => {
+                    let containers: Vec<_> = requests(&pod, "memory")
+                        .into_iter()
+                        .map(|(name, req)| {
+                            let used = sample
+                                .containers
+                                .iter()
+                                .filter(|c| c.pod_uid == uid && c.name == name)
+                                .map(|c| c.usage.working_set_bytes as i64)
+                                .sum();
+                            (name, used, req)
+                        })
+                        .collect();
+                    let used = containers.iter().map(|(_, u, _)| u).sum();
+                    (containers, used)
+                }
+                Condition::Disk => {
+                    // The containers' logs; their writable layers are on the image filesystem.
+                    let logs = PathBuf::from(super::runtime_config::pod_log_directory(
+                        &kubelet.root,
+                        &pod.namespace().unwrap_or_default(),
+                        &pod.name_any(),
+                        &uid,
+                    ));
+                    let containers: Vec<_> = requests(&pod, "ephemeral-storage")
+                        .into_iter()
+                        .map(|(name, req)| {
+                            let used = disk_usage(&logs.join(&name));
+                            (name, used, req)
+                        })
+                        .collect();
+                    // Local volumes count for the pod (upstream's fsStatsLocalVolumeSource).
+                    let volumes = disk_usage(
+                        &super::volumes::pod_dir(&kubelet.root, &uid)
+                            .join("volumes")
+                            .join("kubernetes.io~empty-dir"),
+                    );
+                    let used = containers.iter().map(|(_, u, _)| u).sum::<i64>() + volumes;
+                    (containers, used)
+                }
             };
-            let reqs = requests(&pod, resource);
-            let containers: Vec<(String, i64, i64)> = if signal == Signal::PidAvailable {
-                // Nothing requests PIDs, and upstream's message names no container for them.
-                Vec::new()
-            } else if signal.is_memory() {
-                reqs.iter()
-                    .map(|(name, req)| {
-                        let used = sample
-                            .containers
-                            .iter()
-                            .filter(|c| c.pod_uid == uid && &c.name == name)
-                            .map(|c| c.usage.working_set_bytes as i64)
-                            .sum();
-                        (name.clone(), used, *req)
-                    })
-                    .collect()
-            } else {
-                // The containers' logs; their writable layers are on the image filesystem.
-                let logs = PathBuf::from(super::runtime_config::pod_log_directory(
-                    &kubelet.root,
-                    &pod.namespace().unwrap_or_default(),
-                    &pod.name_any(),
-                    &uid,
-                ));
-                reqs.iter()
-                    .map(|(name, req)| (name.clone(), disk_usage(&logs.join(name)), *req))
-                    .collect()
-            };
-            let mut usage: i64 = containers.iter().map(|(_, u, _)| u).sum();
-            if signal == Signal::PidAvailable {
-                let statuses = pod.status.iter().flat_map(|s| {
-                    let init = s.init_container_statuses.iter().flatten();
-                    init.chain(s.container_statuses.iter().flatten())
-                });
-                usage = statuses
-                    .filter_map(|c| c.container_id.as_deref())
-                    .filter_map(|id| id.rsplit("://").next())
-                    .map(|id| processes.get(id).copied().unwrap_or_default())
-                    .sum();
-            }
-            if signal.condition() == Condition::Disk {
-                // Local volumes count for the pod (upstream's fsStatsLocalVolumeSource).
-                usage += disk_usage(
-                    &super::volumes::pod_dir(&kubelet.root, &uid)
-                        .join("volumes")
-                        .join("kubernetes.io~empty-dir"),
-                );
-            }
             PodUsage {
                 uid,
                 priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
