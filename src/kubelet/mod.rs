@@ -190,32 +190,18 @@ pub fn node_status(name: &str, ip: &str, res: &NodeResources, info: &NodeSystemI
     NodeStatus {
         capacity: Some(resources.clone()),
         allocatable: Some(resources),
-        conditions: Some(vec![
-            cond(
-                "MemoryPressure",
-                "False",
-                "KubeletHasSufficientMemory",
-                "kubelet has sufficient memory available",
-            ),
-            cond(
-                "DiskPressure",
-                "False",
-                "KubeletHasNoDiskPressure",
-                "kubelet has no disk pressure",
-            ),
-            cond(
-                "PIDPressure",
-                "False",
-                "KubeletHasSufficientPID",
-                "kubelet has sufficient PID available",
-            ),
-            cond(
-                "Ready",
-                "True",
-                "KubeletReady",
-                "kubelet is posting ready status",
-            ),
-        ]),
+        conditions: Some(
+            PRESSURE_CONDITIONS
+                .iter()
+                .map(|(type_, [_, (reason, message)])| cond(type_, "False", reason, message))
+                .chain([cond(
+                    "Ready",
+                    "True",
+                    "KubeletReady",
+                    "kubelet is posting ready status",
+                )])
+                .collect(),
+        ),
         addresses: Some(vec![
             NodeAddress {
                 type_: "InternalIP".into(),
@@ -231,41 +217,53 @@ pub fn node_status(name: &str, ip: &str, res: &NodeResources, info: &NodeSystemI
     }
 }
 
-/// Sets a `MemoryPressure` or `DiskPressure` condition as upstream's setters word it; the transition
-/// time moves only when the status does.
+/// The pressure conditions a kubelet reports, in upstream's order, each with its wording (reason,
+/// message) when under pressure and when not, as upstream's setters write them.
+const PRESSURE_CONDITIONS: [(&str, [(&str, &str); 2]); 3] = [
+    (
+        "MemoryPressure",
+        [
+            (
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            ),
+            (
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            ),
+        ],
+    ),
+    (
+        "DiskPressure",
+        [
+            ("KubeletHasDiskPressure", "kubelet has disk pressure"),
+            ("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        ],
+    ),
+    (
+        "PIDPressure",
+        [
+            (
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+            ),
+            (
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            ),
+        ],
+    ),
+];
+
+/// Sets a `MemoryPressure`, `DiskPressure` or `PIDPressure` condition as upstream's setters word
+/// it; the transition time moves only when the status does.
 pub fn set_pressure_condition(c: &mut NodeCondition, under: bool, now: &Time) {
-    let (status, reason, message) = match (c.type_.as_str(), under) {
-        ("MemoryPressure", true) => (
-            "True",
-            "KubeletHasInsufficientMemory",
-            "kubelet has insufficient memory available",
-        ),
-        ("MemoryPressure", false) => (
-            "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available",
-        ),
-        ("DiskPressure", true) => (
-            "True",
-            "KubeletHasDiskPressure",
-            "kubelet has disk pressure",
-        ),
-        ("DiskPressure", false) => (
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure",
-        ),
-        ("PIDPressure", true) => (
-            "True",
-            "KubeletHasInsufficientPID",
-            "kubelet has insufficient PID available",
-        ),
-        ("PIDPressure", false) => (
-            "False",
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available",
-        ),
-        _ => return,
+    let Some((_, wording)) = PRESSURE_CONDITIONS.iter().find(|(t, _)| *t == c.type_) else {
+        return;
+    };
+    let (status, (reason, message)) = match under {
+        true => ("True", wording[0]),
+        false => ("False", wording[1]),
     };
     if c.status != status {
         c.last_transition_time = Some(now.clone());
