@@ -1037,8 +1037,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         &admin,
         "rkube:kube-apiserver-kubelet-client",
         "system:kubelet-api-admin",
-        "User",
-        crate::pki::KUBELET_CLIENT_CN,
+        crate::kubelet::registration::subject("User", crate::pki::KUBELET_CLIENT_CN),
     )
     .await?;
     crate::apiserver::http::resource_metrics::ensure_reader_role(&admin).await?;

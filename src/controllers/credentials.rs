@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec, TokenRequestStatus};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
@@ -245,21 +245,7 @@ async fn write_token(
             Err(e) => return Err(e).context(format!("creating service account {account}")),
         }
     }
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![],
-            expiration_seconds: Some(TOKEN_SECONDS),
-            bound_object_ref: None,
-        },
-        ..Default::default()
-    };
-    let answer = accounts
-        .create_token_request(account, &PostParams::default(), &request)
-        .await
-        .with_context(|| format!("requesting a token for service account {account}"))?;
-    let status = answer
-        .status
-        .context("the TokenRequest came back without a token")?;
+    let status = request_token(&accounts, account, TOKEN_SECONDS).await?;
     crate::private_files::write_private(file, status.token.as_bytes())?;
     let left = status
         .expiration_timestamp
@@ -269,6 +255,30 @@ async fn write_token(
         .unwrap_or_default()
         .min(Duration::from_secs(TOKEN_SECONDS as u64));
     Ok(ttl)
+}
+
+/// A token of service account `account` (of `accounts`' namespace) for the apiserver's audiences,
+/// asked to live `seconds`, through the TokenRequest API.
+pub(crate) async fn request_token(
+    accounts: &Api<ServiceAccount>,
+    account: &str,
+    seconds: i64,
+) -> anyhow::Result<TokenRequestStatus> {
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(seconds),
+            bound_object_ref: None,
+        },
+        ..Default::default()
+    };
+    let answer = accounts
+        .create_token_request(account, &PostParams::default(), &request)
+        .await
+        .with_context(|| format!("requesting a token for service account {account}"))?;
+    answer
+        .status
+        .context("the TokenRequest came back without a token")
 }
 
 /// Renews the token in `file` at 80% of its life, forever (a failed renewal is retried every 10 s

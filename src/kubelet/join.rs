@@ -44,7 +44,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::probe_client::AnyServerCert;
-use super::registration::{bind_cluster_role, create_if_absent};
+use super::registration::{bind_cluster_role, create_if_absent, subject};
 use crate::apiserver::authn::bootstrap_token::{self, NODE_TOKEN_GROUP};
 
 /// How long `rkube token create` tokens live by default (kubeadm's 24 h).
@@ -86,11 +86,9 @@ const BINDINGS: [(&str, &str, &str); 2] = [
 /// token the token group may ask for (`kube-system` Role `rkube:kube-proxy-token`).
 pub async fn ensure_bindings(admin: &kube::Client) -> anyhow::Result<()> {
     use k8s_openapi::api::core::v1::ServiceAccount;
-    use k8s_openapi::api::rbac::v1::{
-        ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
-    };
+    use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
     for (name, role, group) in BINDINGS {
-        bind_cluster_role(admin, name, role, "Group", group).await?;
+        bind_cluster_role(admin, name, role, subject("Group", group)).await?;
     }
     let meta = |name: &str, namespace: Option<&str>| ObjectMeta {
         name: Some(name.into()),
@@ -102,21 +100,19 @@ pub async fn ensure_bindings(admin: &kube::Client) -> anyhow::Result<()> {
         ..Default::default()
     };
     create_if_absent(Api::namespaced(admin.clone(), "kube-system"), &account).await?;
-    let node_proxier = ClusterRoleBinding {
-        metadata: meta("rkube:node-proxier", None),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name: "system:node-proxier".into(),
-        },
-        subjects: Some(vec![Subject {
-            api_group: Some(String::new()),
-            kind: "ServiceAccount".into(),
-            name: PROXY_ACCOUNT.into(),
-            namespace: Some("kube-system".into()),
-        }]),
+    let proxy_account = Subject {
+        api_group: Some(String::new()),
+        kind: "ServiceAccount".into(),
+        name: PROXY_ACCOUNT.into(),
+        namespace: Some("kube-system".into()),
     };
-    create_if_absent(Api::all(admin.clone()), &node_proxier).await?;
+    bind_cluster_role(
+        admin,
+        "rkube:node-proxier",
+        "system:node-proxier",
+        proxy_account,
+    )
+    .await?;
     let name = "rkube:kube-proxy-token";
     let role = Role {
         metadata: meta(name, Some("kube-system")),
@@ -136,12 +132,7 @@ pub async fn ensure_bindings(admin: &kube::Client) -> anyhow::Result<()> {
             kind: "Role".into(),
             name: name.into(),
         },
-        subjects: Some(vec![Subject {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "Group".into(),
-            name: NODE_TOKEN_GROUP.into(),
-            namespace: None,
-        }]),
+        subjects: Some(vec![subject("Group", NODE_TOKEN_GROUP)]),
     };
     create_if_absent(Api::namespaced(admin.clone(), "kube-system"), &binding).await
 }
@@ -502,46 +493,41 @@ pub async fn kubeconfig(dir: &Path, join: Option<&JoinOptions>) -> anyhow::Resul
         CaSource::Pin(pin) => discover_ca(&join.server, pin).await?,
         CaSource::Pem(pem) => pem.clone(),
     };
-    let (cert, key) =
-        client_certificate(&join.server, &ca_pem, &join.token, &join.node_name).await?;
+    // One client as `system:bootstrap:<id>` for both requests of the join.
+    let bootstrap = client_with(
+        &join.server,
+        &ca_pem,
+        serde_json::json!({ "token": join.token }),
+    )
+    .await?;
+    let (cert, key) = client_certificate(&bootstrap, &join.node_name).await?;
     let yaml = crate::pki::client_cert_kubeconfig(&join.server, &ca_pem, &cert, &key);
     crate::private_files::private_dir(dir)?;
     crate::private_files::write_private(&path, yaml.as_bytes())?;
     // The node runs without kube-proxy rather than not at all when this fails (a server that grants
     // no such token, say): the agent says so when it starts the proxy.
-    if let Err(e) = proxy_kubeconfig(dir, &join.server, &ca_pem, &join.token).await {
+    if let Err(e) = proxy_kubeconfig(&bootstrap, dir, &join.server, &ca_pem).await {
         tracing::warn!("no credentials for the node's kube-proxy: {e:#}");
     }
     Ok(path)
 }
 
-/// Asks for a token of `kube-system/kube-proxy` with the bootstrap token and writes kube-proxy's
-/// kubeconfig with it under `dir`.
+/// Asks for a token of `kube-system/kube-proxy` as the joining node (`bootstrap`: its bootstrap
+/// token's client) and writes kube-proxy's kubeconfig with it under `dir`.
 async fn proxy_kubeconfig(
+    bootstrap: &kube::Client,
     dir: &Path,
     server_url: &str,
     ca_pem: &str,
-    token: &str,
 ) -> anyhow::Result<PathBuf> {
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    let client = client_with(server_url, ca_pem, serde_json::json!({ "token": token })).await?;
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: Vec::new(),
-            expiration_seconds: Some(PROXY_TOKEN_SECONDS),
-            bound_object_ref: None,
-        },
-        ..Default::default()
-    };
-    let answer = Api::<ServiceAccount>::namespaced(client, "kube-system")
-        .create_token_request(PROXY_ACCOUNT, &PostParams::default(), &request)
-        .await
-        .context("requesting a token for kube-system/kube-proxy")?;
-    let token = answer
-        .status
-        .context("the TokenRequest came back without a token")?
-        .token;
+    let accounts = Api::namespaced(bootstrap.clone(), "kube-system");
+    let token = crate::controllers::credentials::request_token(
+        &accounts,
+        PROXY_ACCOUNT,
+        PROXY_TOKEN_SECONDS,
+    )
+    .await?
+    .token;
     let yaml =
         crate::pki::kubeconfig_yaml(server_url, ca_pem, serde_json::json!({ "token": token }));
     let path = dir.join(PROXY_KUBECONFIG_FILE);
@@ -567,14 +553,11 @@ fn kubeconfig_cert_seconds_left(path: &Path) -> Option<i64> {
     crate::pki::pem_seconds_left(&String::from_utf8_lossy(&pem))
 }
 
-/// Step 2: the node's client certificate, asked for with the bootstrap token.
+/// Step 2: the node's client certificate, asked for with the bootstrap token's client.
 pub async fn client_certificate(
-    server_url: &str,
-    ca_pem: &str,
-    token: &str,
+    client: &kube::Client,
     node_name: &str,
 ) -> anyhow::Result<(String, String)> {
-    let client = client_with(server_url, ca_pem, serde_json::json!({ "token": token })).await?;
     let wanted = Wanted {
         signer: "kubernetes.io/kube-apiserver-client-kubelet",
         common_name: format!("system:node:{node_name}"),
@@ -582,7 +565,7 @@ pub async fn client_certificate(
         usages: &["digital signature", "client auth"],
         approve: false,
     };
-    request_certificate(&client, wanted, Some(CLIENT_CERT_WAIT)).await
+    request_certificate(client, wanted, Some(CLIENT_CERT_WAIT)).await
 }
 
 /// Step 4: the kubelet's serving TLS config: the certificate a previous run stored under `dir`

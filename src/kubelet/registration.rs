@@ -6,6 +6,7 @@
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::rbac::v1::Subject;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -132,15 +133,24 @@ pub async fn renew(api: &Api<Lease>, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates ClusterRoleBinding `name` of `role` to one subject (`User` or `Group`), if absent.
+/// An RBAC subject: a `User` or `Group` by name.
+pub fn subject(kind: &str, name: &str) -> Subject {
+    Subject {
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        kind: kind.into(),
+        name: name.into(),
+        namespace: None,
+    }
+}
+
+/// Creates ClusterRoleBinding `name` of `role` to one subject, if absent.
 pub async fn bind_cluster_role(
     admin: &kube::Client,
     name: &str,
     role: &str,
-    kind: &str,
-    subject: &str,
+    subject: Subject,
 ) -> anyhow::Result<()> {
-    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef};
     let binding = ClusterRoleBinding {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -151,12 +161,7 @@ pub async fn bind_cluster_role(
             kind: "ClusterRole".into(),
             name: role.into(),
         },
-        subjects: Some(vec![Subject {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: kind.into(),
-            name: subject.into(),
-            namespace: None,
-        }]),
+        subjects: Some(vec![subject]),
     };
     create_if_absent(Api::all(admin.clone()), &binding).await
 }

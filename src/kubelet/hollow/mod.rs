@@ -522,8 +522,7 @@ pub async fn grant_node_role(admin: &kube::Client) -> anyhow::Result<()> {
         admin,
         HOLLOW_NODES_BINDING,
         "system:node",
-        "User",
-        HOLLOW_NODES_USER,
+        registration::subject("User", HOLLOW_NODES_USER),
     )
     .await
 }
