@@ -13,6 +13,7 @@ import base64
 import hashlib
 import ipaddress
 import json
+import os
 import re
 import shlex
 import shutil
@@ -528,8 +529,10 @@ def kubelet_https_and_grpc_probes(t: T) -> None:
 @scenario
 def kubelet_exec_attach_port_forward_cp(t: T) -> None:
     """(embedded) the streams go apiserver → kubelet → containerd's streaming server, relayed as upgraded
-    connections: `kubectl exec` prints an env var from a ConfigMap and a Secret file, passes piped stdin,
-    returns the command's exit code, gives a TTY with -it; `kubectl cp` copies in and out; `kubectl attach -i`
+    connections, except kubectl's WebSocket v5 exec and attach, which the apiserver translates to SPDY:
+    `kubectl exec` prints an env var from a ConfigMap and a Secret file, passes piped stdin (closed at its end),
+    returns the command's exit code, over v5 and over kubectl 1.29's SPDY, gives a TTY with -it; `kubectl cp`
+    copies in and out (3 MB intact); `kubectl attach -i`
     feeds a container's stdin; `kubectl port-forward` reaches httpd in the pod; the Python client's
     WebSocket exec works; errors as upstream (unknown container, missing command, a non-running container)"""
     t = node_t(t)
@@ -556,6 +559,17 @@ def kubelet_exec_attach_port_forward_cp(t: T) -> None:
     t.eq((r.rc, r.out), (3, "out\n"), "the command's exit code and stdout")
     t.contains(r.err, "err", "its stderr")
     t.contains(r.err, "command terminated with exit code 3", "kubectl's report of the exit code")
+    # kubectl 1.30+ asks for WebSocket v5 first, which the apiserver translates to SPDY for the kubelet (-v=4
+    # shows what was negotiated, and any fallback to SPDY); kubectl 1.29 speaks SPDY, relayed as it is.
+    r = t.run("exec", "-v=4", "-i", "box", "-n", ns, "--", "sh", "-c", "cat; exit 4", stdin="through v5\n")
+    t.eq((r.rc, r.out), (4, "through v5\n"), "WebSocket v5: stdin closed on its end, then the exit code")
+    t.contains(r.err, "The subprotocol is v5.channel.k8s.io", "kubectl negotiated WebSocket v5")
+    t.true("fallback" not in r.err.lower(), "no fallback to SPDY", r.err[-2000:])
+    kubectl_129 = "/usr/lib/google-cloud-sdk/bin/kubectl.1.29"
+    if Path(kubectl_129).exists():
+        r = t.run("exec", "-i", "box", "-n", ns, "--", "sh", "-c", "cat; exit 5", stdin="over spdy\n",
+                  kubectl=kubectl_129)
+        t.eq((r.rc, r.out), (5, "over spdy\n"), "kubectl 1.29's SPDY exec, relayed to the kubelet")
     # A TTY: kubectl needs a terminal for -it, which `script` gives it. script's stdin stays open and idle:
     # at its end of input script types an end-of-file character into the terminal, which kubectl would
     # forward and the container's terminal echo (`^@` before the output).
@@ -584,6 +598,14 @@ def kubelet_exec_attach_port_forward_cp(t: T) -> None:
     t.eq(t.ok("exec", "box", "-n", ns, "--", "cat", "/tmp/in.txt"), "copied into the pod\n", "cp into the pod")
     t.ok("cp", f"{ns}/box:/tmp/in.txt", str(local / "out.txt"))
     t.eq((local / "out.txt").read_text(), "copied into the pod\n", "cp out of the pod")
+    # 3 MB each way: many messages through the WebSocket/SPDY translation, in order and whole.
+    big = os.urandom(3_000_000)
+    (local / "big.bin").write_bytes(big)
+    t.ok("cp", str(local / "big.bin"), f"{ns}/box:/tmp/big.bin", timeout=90)
+    t.eq(t.ok("exec", "box", "-n", ns, "--", "sha256sum", "/tmp/big.bin").split()[0],
+         hashlib.sha256(big).hexdigest(), "3 MB copied into the pod, intact")
+    t.ok("cp", f"{ns}/box:/tmp/big.bin", str(local / "big.out"), timeout=90)
+    t.true((local / "big.out").read_bytes() == big, "3 MB copied out of the pod, intact", len((local / "big.out").read_bytes()))
 
     # port-forward to httpd in the pod, through the apiserver's WebSocket tunnel (kubectl 1.31+ carries
     # port-forward's SPDY in a WebSocket; -v=6 shows what it negotiated, and no fallback to plain SPDY).
@@ -615,6 +637,18 @@ def kubelet_exec_attach_port_forward_cp(t: T) -> None:
     wait_phase(t, ns, "reader", "Succeeded")
     err = t.fails("exec", "reader", "-n", ns, "--", "true")
     t.contains(err, "cannot exec into a container in a completed pod", "a completed pod (kubectl's check)")
+    # A running pod's exited container: the kubelet refuses, and the v5 translation reports its words on the
+    # error channel as upstream's apiserver does.
+    t.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "half"}, "spec": {
+        "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "runs", "image": "busybox:1.36", "command": ["sleep", "3600"]},
+                       {"name": "done", "image": "busybox:1.36", "command": ["true"]}]}}, ns)
+    def done_exited() -> bool:
+        statuses = t.json("get", "pod", "half", "-n", ns)["status"].get("containerStatuses") or []
+        return any(c["name"] == "done" and "terminated" in c.get("state", {}) for c in statuses)
+    t.true(poll(done_exited, 60), "one container of the pod exits", "")
+    err = t.fails("exec", "half", "-n", ns, "-c", "done", "--", "true")
+    t.contains(err, "Internal error occurred: unable to upgrade connection: ", "the kubelet's refusal, translated")
 
     # The Python client's exec: WebSocket (v4.channel.k8s.io), relayed to containerd as it came.
     from kubernetes import config as k8s_config, client as k8s

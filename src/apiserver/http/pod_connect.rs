@@ -6,7 +6,8 @@
 //! `status.daemonEndpoints.kubeletEndpoint.Port`, over TLS with the apiserver's kubelet-client
 //! certificate, the kubelet's serving certificate checked against the cluster CA): [`proxy_log`] for
 //! logs, [`proxy_stream`] for exec, attach and port-forward, whose upgraded connection (SPDY or
-//! WebSocket) is relayed byte for byte ([`crate::upgrade`]). Nodes without a kubelet port (hollow
+//! WebSocket) is relayed byte for byte ([`crate::upgrade`]), except WebSocket v5 exec and attach,
+//! which are translated to SPDY ([`crate::upgrade::translator`]). Nodes without a kubelet port (hollow
 //! nodes) answer 503 saying so.
 
 use std::sync::Arc;
@@ -352,7 +353,7 @@ fn kubelet_stream_path(pod: &Value, subresource: &str, container: &str, query: &
     let mut params = form_urlencoded::Serializer::new(String::new());
     let mut ports = Vec::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        let on = v == "true" || v == "1";
+        let on = flag(&v);
         match (subresource, k.as_ref()) {
             ("exec" | "attach", "stdin") if on => {
                 params.append_pair("input", "1");
@@ -383,6 +384,27 @@ fn kubelet_stream_path(pod: &Value, subresource: &str, container: &str, query: &
     }
 }
 
+/// A boolean query option as the apiserver's options parse it.
+fn flag(v: &str) -> bool {
+    v == "true" || v == "1"
+}
+
+/// The streams an exec or attach `query` asks for.
+fn stream_options(query: &str) -> crate::upgrade::translator::Streams {
+    let mut streams = crate::upgrade::translator::Streams::default();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        let on = flag(&v);
+        match k.as_ref() {
+            "stdin" => streams.stdin = on,
+            "stdout" => streams.stdout = on,
+            "stderr" => streams.stderr = on,
+            "tty" => streams.tty = on,
+            _ => {}
+        }
+    }
+    streams
+}
+
 /// Proxies `exec`, `attach` or `portforward` of a scheduled pod to its node's kubelet. The kubelet's
 /// answer comes back as it is: `101 Switching Protocols` and then the spliced stream, or its refusal
 /// (which kubectl prints as `unable to upgrade connection: ...`).
@@ -411,9 +433,25 @@ pub async fn proxy_stream(
             if subresource == "portforward"
                 && crate::upgrade::wants_port_forward_tunnel(headers) =>
         {
-            let req = crate::upgrade::tunnel_backend_request(&path, &host)
+            let req = crate::upgrade::spdy_upgrade_request(&path, &host, "portforward.k8s.io")
                 .map_err(|e| ApiError::internal(e.to_string()))?;
             crate::upgrade::relay_tunnel(stream, req, client, key.as_bytes()).await
+        }
+        // kubectl's exec and attach over WebSocket v5: translated to SPDY for the kubelet.
+        Some(key)
+            if subresource != "portforward" && crate::upgrade::translator::wants_v5(headers) =>
+        {
+            use crate::upgrade::translator::SPDY_PROTOCOL;
+            let req = crate::upgrade::spdy_upgrade_request(&path, &host, SPDY_PROTOCOL)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let streams = stream_options(query);
+            Ok(crate::upgrade::translator::translate(
+                stream,
+                req,
+                client,
+                key.as_bytes(),
+                streams,
+            ))
         }
         _ => {
             let req = crate::upgrade::backend_request(method, &path, &host, headers)

@@ -17,6 +17,9 @@
 //! apiserver does, [`relay_tunnel`] then asks the backend for a plain SPDY upgrade and carries the
 //! SPDY bytes between the two: WebSocket binary messages on the client's side, the raw stream on the
 //! backend's. A backend that refuses is answered as it came, and kubectl falls back to SPDY.
+//!
+//! The other: exec and attach over WebSocket `v5.channel.k8s.io` are not relayed but translated to
+//! SPDY ([`translator`], over the framing in [`spdy`]), as upstream's apiserver does.
 
 use std::time::Duration;
 
@@ -27,6 +30,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
+
+pub mod spdy;
+pub mod translator;
 
 /// How long each side may take to finish its upgrade once the backend answered 101.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,26 +68,33 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
 /// The WebSocket subprotocol of kubectl's tunneled port-forward.
 pub const PORT_FORWARD_TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
 
-/// Whether `headers` ask for a WebSocket carrying a port-forward's SPDY stream.
-pub fn wants_port_forward_tunnel(headers: &HeaderMap) -> bool {
+/// The subprotocols a WebSocket upgrade request offers (none when it is not one).
+pub fn websocket_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     let websocket = headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    websocket
-        && headers
-            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|p| p.trim() == PORT_FORWARD_TUNNEL)
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter(move |_| websocket)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
 }
 
-/// The SPDY upgrade request a tunneled port-forward sends the backend (as kubectl's own SPDY
-/// port-forward would).
-pub fn tunnel_backend_request(
+/// Whether `headers` ask for a WebSocket carrying a port-forward's SPDY stream.
+pub fn wants_port_forward_tunnel(headers: &HeaderMap) -> bool {
+    websocket_protocols(headers).any(|p| p == PORT_FORWARD_TUNNEL)
+}
+
+/// A SPDY upgrade request for the backend's `path_and_query` on `host`, asking for `protocol`:
+/// what a tunneled port-forward (`portforward.k8s.io`, as kubectl's own SPDY port-forward would)
+/// and a translated exec or attach ([`translator`]) send.
+pub fn spdy_upgrade_request(
     path_and_query: &str,
     host: &str,
+    protocol: &str,
 ) -> Result<Request<Empty<Bytes>>, http::Error> {
     Request::builder()
         .method(Method::POST)
@@ -89,7 +102,7 @@ pub fn tunnel_backend_request(
         .header(header::HOST, host)
         .header(header::CONNECTION, "Upgrade")
         .header(header::UPGRADE, "SPDY/3.1")
-        .header("x-stream-protocol-version", "portforward.k8s.io")
+        .header("x-stream-protocol-version", protocol)
         .body(Empty::new())
 }
 
@@ -188,7 +201,7 @@ where
     Ok(Response::from_parts(parts, empty_body()))
 }
 
-/// Sends `req` (from [`tunnel_backend_request`]) over `io`; when the backend upgrades to SPDY,
+/// Sends `req` (from [`spdy_upgrade_request`]) over `io`; when the backend upgrades to SPDY,
 /// answers the client's WebSocket handshake (`key`: its `Sec-WebSocket-Key`) and carries the SPDY
 /// stream between them in a task of its own. Any other answer goes back as it came.
 pub async fn relay_tunnel<IO>(
@@ -207,15 +220,21 @@ where
     if let Some(client) = client {
         tokio::spawn(tunnel(client, backend));
     }
+    Ok(websocket_answer(key, PORT_FORWARD_TUNNEL))
+}
+
+/// `101 Switching Protocols` to a WebSocket handshake (`key`: its `Sec-WebSocket-Key`), with
+/// `protocol` chosen.
+fn websocket_answer(key: &[u8], protocol: &'static str) -> Answer {
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key);
     let answer = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "Upgrade")
         .header(header::UPGRADE, "websocket")
         .header(header::SEC_WEBSOCKET_ACCEPT, accept)
-        .header(header::SEC_WEBSOCKET_PROTOCOL, PORT_FORWARD_TUNNEL)
+        .header(header::SEC_WEBSOCKET_PROTOCOL, protocol)
         .body(empty_body());
-    Ok(answer.unwrap_or_else(|_| Response::new(empty_body())))
+    answer.unwrap_or_else(|_| Response::new(empty_body()))
 }
 
 /// Carries SPDY bytes between the client's WebSocket (binary messages) and the backend's stream
@@ -351,7 +370,12 @@ mod tests {
         );
         assert!(!wants_port_forward_tunnel(&spdy));
 
-        let req = tunnel_backend_request("/portForward/ns/p?port=80", "10.0.0.1:10250").unwrap();
+        let req = spdy_upgrade_request(
+            "/portForward/ns/p?port=80",
+            "10.0.0.1:10250",
+            "portforward.k8s.io",
+        )
+        .unwrap();
         assert_eq!(req.method(), Method::POST);
         assert_eq!(req.headers()[header::UPGRADE], "SPDY/3.1");
         assert_eq!(
