@@ -565,6 +565,9 @@ def kubelet_exec_attach_port_forward_cp(t: T) -> None:
     t.eq((r.rc, r.out), (4, "through v5\n"), "WebSocket v5: stdin closed on its end, then the exit code")
     t.contains(r.err, "The subprotocol is v5.channel.k8s.io", "kubectl negotiated WebSocket v5")
     t.true("fallback" not in r.err.lower(), "no fallback to SPDY", r.err[-2000:])
+    text = "".join(f"line {i} of the piped input\n" for i in range(100_000))  # 2.9 MB
+    t.eq(t.ok("exec", "-i", "box", "-n", ns, "--", "sha256sum", stdin=text, timeout=90).split()[0],
+         hashlib.sha256(text.encode()).hexdigest(), "2.9 MB of stdin through WebSocket v5, whole and in order")
     kubectl_129 = "/usr/lib/google-cloud-sdk/bin/kubectl.1.29"
     if Path(kubectl_129).exists():
         r = t.run("exec", "-i", "box", "-n", ns, "--", "sh", "-c", "cat; exit 5", stdin="over spdy\n",

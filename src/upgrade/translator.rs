@@ -222,6 +222,14 @@ async fn session(
     let mut inputs: HashSet<u32> = [stdin_id, resize_id].into_iter().flatten().collect();
     let mut error_stream = Vec::new();
     let mut failure = None;
+    // The kubelet's SPDY drops data sent on a stream it has not replied to yet (upstream's client
+    // waits for each reply), so the client's input waits until every stream has its SYN_REPLY.
+    let mut unreplied: HashSet<u32> = [error_id, stdin_id, stdout_id, stderr_id, resize_id]
+        .into_iter()
+        .flatten()
+        .collect();
+    let replies_due = tokio::time::sleep(UPGRADE_TIMEOUT);
+    tokio::pin!(replies_due);
     let input_id = |channel: u8| match channel {
         STDIN => stdin_id,
         RESIZE => resize_id,
@@ -261,6 +269,11 @@ async fn session(
                         let _ = send(&mut to_kubelet, &spdy::ping(payload)).await;
                     }
                     Frame::Control { kind: spdy::GOAWAY, .. } => break,
+                    Frame::Control { kind: spdy::SYN_REPLY, .. } => {
+                        if let Some(id) = frame.stream() {
+                            unreplied.remove(&id);
+                        }
+                    }
                     _ => {}
                 }
                 if frame.ends_stream() {
@@ -269,7 +282,11 @@ async fn session(
                     }
                 }
             }
-            msg = ws.next() => {
+            () = &mut replies_due, if !unreplied.is_empty() => {
+                failure = Some("timed out waiting for the kubelet to accept the streams".to_string());
+                break;
+            }
+            msg = ws.next(), if unreplied.is_empty() => {
                 let data = match msg {
                     Some(Ok(Message::Binary(data))) => data,
                     // Pings are answered by the WebSocket layer; text has no channel.
