@@ -65,6 +65,10 @@ struct ServerArgs {
     /// The embedded store's page cache, in MiB (with --storage embedded).
     #[arg(long, default_value_t = crate::storage::embedded::DEFAULT_CACHE_BYTES >> 20)]
     embedded_cache_mib: usize,
+    /// Each resource's watch cache event window, in stored bytes (a quantity: 64Mi): a watch resuming
+    /// from before the window answers 410 Expired and its client re-lists.
+    #[arg(long, default_value = "64Mi", value_parser = parse_bytes)]
+    watch_cache_bytes: usize,
     /// The CA bundle that verifies etcd's serving certificate (https:// endpoints).
     #[arg(long)]
     etcd_cafile: Option<PathBuf>,
@@ -384,6 +388,12 @@ fn admission_plugin_name(text: &str) -> Result<String, String> {
             apiserver::admission::PLUGIN_NAMES.join(", ")
         ))
     }
+}
+
+/// A byte count written as a quantity (`64Mi`, `1000000`).
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let q = apiserver::wire::quantity::Quantity::parse(text)?;
+    usize::try_from(q.value()).map_err(|_| format!("{text:?} is not a number of bytes"))
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -999,6 +1009,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             priority_and_fairness: args.enable_priority_and_fairness,
         },
         kubelet_client: Some(pki.kubelet_client_tls_config()?),
+        watch_cache_bytes: args.watch_cache_bytes,
         service_ranges: apiserver::registry::service_alloc::ServiceRanges {
             cidr: args.service_cluster_ip_range,
             node_ports: args.service_node_port_range,

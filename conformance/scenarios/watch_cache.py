@@ -11,12 +11,14 @@ import os
 import signal
 import socket
 import ssl
+import tempfile
 import threading
 import time
 import urllib.parse
 import urllib.request
 import uuid
 from http.client import HTTPSConnection
+from pathlib import Path
 
 from run import T, scenario, Failure, poll
 
@@ -446,3 +448,58 @@ def watch_cache_etcd_restart(t: T) -> None:
         watch.close()
     print(f"    etcd restart: /readyz went red: {red}; etcd down {back - down:.1f}s, ready {ready_after:.1f}s "
           f"after its return; {how}", flush=True)
+
+
+@scenario
+def watch_cache_window_bytes(t: T) -> None:
+    """(embedded) `--watch-cache-bytes 1Mi` bounds each resource's event window in bytes: after 2 MiB of
+    ConfigMap updates a watch from before them answers 410 Expired (and a re-list has the last update), one
+    from a recent resourceVersion replays the rest; the suite's server (the default, 64Mi) replays them all"""
+    if t.server.etcd is not None:
+        return  # the window is the apiserver's, whatever the store: once is enough
+    from harness import Server
+    server = Server("embedded", Path(tempfile.mkdtemp(prefix="rkube-watch-bytes-")), None)
+    server.extra_args = ["--watch-cache-bytes", "1Mi"]
+    server.start()
+    try:
+        for tt, bounded in ((T(server, t.scenario), True), (t, False)):
+            what = "--watch-cache-bytes 1Mi" if bounded else "the default window"
+            ns = tt.namespace()
+            status, body = tt.https("POST", f"/api/v1/namespaces/{ns}/configmaps", _configmap(ns, "w", 10),
+                                    headers={"Content-Type": "application/json"})
+            tt.eq(status, 201, "create the ConfigMap")
+            first = json.loads(body)["metadata"]["resourceVersion"]
+            rvs = []
+            for i in range(20):  # 20 x 100 KiB
+                patch = json.dumps({"data": {"payload": f"{i:02d}" + "y" * 100 * 1024}}).encode()
+                status, body = tt.https("PATCH", f"/api/v1/namespaces/{ns}/configmaps/w", patch,
+                                        headers={"Content-Type": "application/merge-patch+json"})
+                tt.eq(status, 200, f"update {i}")
+                rvs.append(json.loads(body)["metadata"]["resourceVersion"])
+            old = RawWatch(server.creds if bounded else t.server.creds,
+                           f"/api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion={first}&timeoutSeconds=10")
+            try:
+                old.read_until(lambda w: len(w.lines) >= 20 or any(e.get("type") == "ERROR" for e in w.lines), 30)
+            finally:
+                old.close()
+            errors = [e["object"] for e in old.lines if e.get("type") == "ERROR"]
+            if bounded:
+                tt.eq([(e.get("code"), e.get("reason")) for e in errors], [(410, "Expired")],
+                      f"{what}: a watch from before 2 MiB of updates")
+                _, doc = _list_rv(tt, f"/api/v1/namespaces/{ns}/configmaps")
+                w = next(i for i in doc["items"] if i["metadata"]["name"] == "w")
+                tt.eq(w["data"]["payload"][:2], "19", f"{what}: the re-list has the last update")
+            else:
+                tt.eq([e["object"]["metadata"]["resourceVersion"] for e in old.lines], rvs,
+                      f"{what}: a watch from before 2 MiB of updates replays all 20")
+            recent = RawWatch(server.creds if bounded else t.server.creds,
+                              f"/api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion={rvs[16]}"
+                              f"&timeoutSeconds=10")
+            try:
+                recent.read_until(lambda w: len(w.lines) >= 3, 30)
+            finally:
+                recent.close()
+            tt.eq([e["object"]["metadata"]["resourceVersion"] for e in recent.lines], rvs[17:],
+                  f"{what}: a watch from a recent resourceVersion replays the rest")
+    finally:
+        server.stop()

@@ -53,6 +53,8 @@ pub struct ApiServerConfig {
     /// The TLS client config for calling kubelets (pods/log); `None`: logs of scheduled pods are
     /// not served.
     pub kubelet_client: Option<rustls::ClientConfig>,
+    /// Each resource's watch cache event window in stored bytes (`--watch-cache-bytes`).
+    pub watch_cache_bytes: usize,
     /// Where Service cluster IPs and node ports come from.
     pub service_ranges: registry::service_alloc::ServiceRanges,
     /// The admission plugins' settings.
@@ -111,6 +113,7 @@ pub async fn start(config: ApiServerConfig, store: Arc<dyn Store>) -> anyhow::Re
         catalog.clone(),
         config.service_ranges.clone(),
     );
+    registry.cache.set_window_bytes(config.watch_cache_bytes);
     tokio::spawn(registry.cache.clone().run(store.clone()));
     let app = Arc::new(http::handlers::App {
         authorizer: authz::Authorizer::new(registry.clone()),

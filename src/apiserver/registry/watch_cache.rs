@@ -24,7 +24,7 @@
 //! resource's generation changes), since the changes in the gap can't be replayed.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -36,9 +36,9 @@ use crate::storage::{EventType, KeyValue, Store, StoreError};
 
 /// Events kept per resource for watches that resume from an older resourceVersion...
 const EVENT_WINDOW: usize = 10_000;
-/// ...and at most this many stored bytes of them, so that large objects can't make the window (and the
-/// watchers reading it) hold gigabytes.
-const WINDOW_BYTES: usize = 64 << 20;
+/// ...and by default at most this many stored bytes of them (`--watch-cache-bytes`), so that large
+/// objects can't make the window (and the watchers reading it) hold gigabytes.
+pub const WINDOW_BYTES: usize = 64 << 20;
 /// A watcher with more than this many stored bytes of events not yet taken is ended (its client
 /// re-watches): a slow reader can't make the server hold more for it, and is told rather than skipped.
 pub const WATCHER_MAX_LAG_BYTES: u64 = 8 << 20;
@@ -169,6 +169,8 @@ pub struct ResourceCache {
     state: RwLock<CacheState>,
     /// Bumped after every change to `state`: wakes the watchers ([`LiveFeed`]).
     changed: watch::Sender<()>,
+    /// The window's bound in stored bytes.
+    window_bytes: AtomicUsize,
 }
 
 /// What a watcher starts from: events to replay, then the live feed.
@@ -286,11 +288,12 @@ pub fn decode_object(kv: &KeyValue, revision: i64) -> Option<Value> {
 }
 
 impl ResourceCache {
-    fn new() -> Self {
+    fn new(window_bytes: usize) -> Self {
         let (changed, _) = watch::channel(());
         ResourceCache {
             state: RwLock::new(CacheState::default()),
             changed,
+            window_bytes: AtomicUsize::new(window_bytes),
         }
     }
 
@@ -338,8 +341,9 @@ impl ResourceCache {
                 .and_then(|i| st.events.get(i))
                 .map(|e| e.cool());
             let mut evicted = Vec::new();
+            let window_bytes = self.window_bytes.load(Ordering::Relaxed);
             while st.events.len() > EVENT_WINDOW
-                || (st.window_bytes > WINDOW_BYTES && st.events.len() > 1)
+                || (st.window_bytes > window_bytes && st.events.len() > 1)
             {
                 let Some(old) = st.events.pop_front() else {
                     break;
@@ -499,13 +503,15 @@ pub struct WatchCache {
     ready_tx: watch::Sender<bool>,
     /// False while the cache (re)loads: its state is not one the store had.
     loaded: std::sync::atomic::AtomicBool,
+    /// Each resource's event window bound in stored bytes (`--watch-cache-bytes`).
+    window_bytes: AtomicUsize,
 }
 
 impl WatchCache {
     pub fn new(prefixes: impl IntoIterator<Item = String>) -> Arc<Self> {
         let mut caches: Vec<(String, Arc<ResourceCache>)> = prefixes
             .into_iter()
-            .map(|p| (p, Arc::new(ResourceCache::new())))
+            .map(|p| (p, Arc::new(ResourceCache::new(WINDOW_BYTES))))
             .collect();
         caches.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
         caches.dedup_by(|a, b| a.0 == b.0);
@@ -518,7 +524,18 @@ impl WatchCache {
             ready_rx,
             ready_tx,
             loaded: std::sync::atomic::AtomicBool::new(false),
+            window_bytes: AtomicUsize::new(WINDOW_BYTES),
         })
+    }
+
+    /// Bounds every resource's event window (and those added later) to `bytes` of stored objects
+    /// (at least the newest event is kept, however large). A watch resuming from before the window
+    /// answers 410 Expired, as when the window's count runs out.
+    pub fn set_window_bytes(&self, bytes: usize) {
+        self.window_bytes.store(bytes, Ordering::Relaxed);
+        for (_, cache) in self.caches().iter() {
+            cache.window_bytes.store(bytes, Ordering::Relaxed);
+        }
     }
 
     fn caches(&self) -> std::sync::RwLockReadGuard<'_, Vec<(String, Arc<ResourceCache>)>> {
@@ -540,7 +557,7 @@ impl WatchCache {
         if caches.iter().any(|(p, _)| p == prefix) {
             return;
         }
-        let cache = ResourceCache::new();
+        let cache = ResourceCache::new(self.window_bytes.load(Ordering::Relaxed));
         let progress = *self.progress_rx.borrow();
         cache.reset(BTreeMap::new(), progress);
         caches.push((prefix.to_string(), Arc::new(cache)));
@@ -1133,6 +1150,36 @@ mod tests {
         let mut reader = subscribe_at(&rc, &progress);
         cache.apply(event(&format!("{PREFIX}ns/huge"), n + 1, 9 << 20));
         assert_eq!(next(&mut reader).await.unwrap().revision, n + 1);
+    }
+
+    /// `--watch-cache-bytes`: a smaller bound holds fewer events, for the resources known at start
+    /// and those a CRD adds later; a watch from before the window is too old.
+    #[test]
+    fn window_bytes_are_settable() {
+        let cache = WatchCache::new([PREFIX.to_string()]);
+        let bound = 7 << 19; // 3.5 MiB: three events of a little over 1 MiB
+        cache.set_window_bytes(bound);
+        let other = "/registry/example.com/widgets/";
+        cache.add_prefix(other);
+        for (prefix, rc) in [
+            (PREFIX, cache.resource(PREFIX)),
+            (other, cache.resource(other)),
+        ] {
+            let rc = rc.unwrap();
+            let progress = cache.progress_receiver();
+            for i in 1..=10 {
+                cache.apply(event(&format!("{prefix}ns/o-{i}"), i, 1 << 20));
+            }
+            let st = rc.read();
+            assert!(st.window_bytes <= bound, "{prefix}: {}", st.window_bytes);
+            assert_eq!(st.events.len(), 3, "{prefix}");
+            drop(st);
+            assert!(matches!(
+                rc.subscribe(prefix, Some(6), &progress),
+                Err(WatchStartError::TooOld { .. })
+            ));
+            assert!(rc.subscribe(prefix, Some(7), &progress).is_ok());
+        }
     }
 
     fn subscribe_at(rc: &Arc<ResourceCache>, progress: &watch::Receiver<i64>) -> LiveFeed {
