@@ -289,19 +289,51 @@ struct KubeletArgs {
     /// pods until it no longer is; "" turns eviction off.
     #[arg(long, default_value = crate::kubelet::eviction::DEFAULT_HARD,
           value_parser = parse_eviction_hard)]
-    eviction_hard: EvictionHard,
+    eviction_hard: EvictionThresholds,
+    /// The eviction manager's soft thresholds (upstream's `--eviction-soft`, the same signals): a
+    /// pressure condition as soon as one is met, pods evicted once it has been met for its
+    /// `--eviction-soft-grace-period`.
+    #[arg(long, default_value = "", value_parser = parse_eviction_hard)]
+    eviction_soft: EvictionThresholds,
+    /// How long each soft threshold must be met before pods are evicted (upstream's
+    /// `--eviction-soft-grace-period`: `signal=duration`, comma-separated, e.g. `memory.available=1m30s`).
+    #[arg(long, default_value = "", value_parser = parse_grace_periods)]
+    eviction_soft_grace_period: GracePeriods,
+    /// The most grace, in seconds, a pod evicted for a soft threshold gets: its own
+    /// terminationGracePeriodSeconds, capped (upstream's `--eviction-max-pod-grace-period`).
+    #[arg(long, default_value_t = 0)]
+    eviction_max_pod_grace_period: i64,
     /// How long a pressure condition stays after its threshold is no longer met (upstream's
     /// `--eviction-pressure-transition-period`, a Go duration).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     eviction_pressure_transition_period: std::time::Duration,
 }
 
-/// `--eviction-hard`'s thresholds (one flag value, not a list of them).
+/// `--eviction-hard`'s or `--eviction-soft`'s thresholds (one flag value, not a list of them).
 #[derive(Clone, Debug)]
-struct EvictionHard(Vec<crate::kubelet::eviction::Threshold>);
+struct EvictionThresholds(Vec<crate::kubelet::eviction::Threshold>);
 
-fn parse_eviction_hard(s: &str) -> Result<EvictionHard, String> {
-    crate::kubelet::eviction::parse_thresholds(s).map(EvictionHard)
+fn parse_eviction_hard(s: &str) -> Result<EvictionThresholds, String> {
+    crate::kubelet::eviction::parse_thresholds(s).map(EvictionThresholds)
+}
+
+/// `--eviction-soft-grace-period`'s `signal=duration` pairs.
+#[derive(Clone, Debug)]
+struct GracePeriods(Vec<(crate::kubelet::eviction::Signal, std::time::Duration)>);
+
+fn parse_grace_periods(s: &str) -> Result<GracePeriods, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, value)) = part.split_once('=') else {
+            return Err(format!(
+                "invalid eviction grace period syntax {part:?}, expected SIGNAL=DURATION"
+            ));
+        };
+        let signal = crate::kubelet::eviction::Signal::parse(name.trim())
+            .ok_or_else(|| format!("unsupported eviction signal {}", name.trim()))?;
+        out.push((signal, parse_duration(value.trim())?));
+    }
+    Ok(GracePeriods(out))
 }
 
 fn parse_sync_frequency(s: &str) -> Result<std::time::Duration, String> {
@@ -312,9 +344,21 @@ fn parse_sync_frequency(s: &str) -> Result<std::time::Duration, String> {
 }
 
 impl KubeletArgs {
-    fn config(&self, default_root: PathBuf, node_ip: IpAddr) -> crate::kubelet::agent::Config {
+    fn config(
+        &self,
+        default_root: PathBuf,
+        node_ip: IpAddr,
+    ) -> anyhow::Result<crate::kubelet::agent::Config> {
         let node_name = self.node_name.clone().unwrap_or_else(host_name);
-        crate::kubelet::agent::Config {
+        let mut eviction_thresholds = self.eviction_hard.0.clone();
+        eviction_thresholds.extend(
+            crate::kubelet::eviction::soft_thresholds(
+                self.eviction_soft.0.clone(),
+                &self.eviction_soft_grace_period.0,
+            )
+            .map_err(anyhow::Error::msg)?,
+        );
+        Ok(crate::kubelet::agent::Config {
             node_name,
             runtime_endpoint: self.container_runtime_endpoint.clone().unwrap_or_default(),
             pod_cidr: self.pod_cidr.clone(),
@@ -328,9 +372,10 @@ impl KubeletArgs {
             },
             pod_manifest_path: self.pod_manifest_path.clone(),
             sync_frequency: self.sync_frequency,
-            eviction_hard: self.eviction_hard.0.clone(),
+            eviction_thresholds,
+            eviction_max_pod_grace_period: self.eviction_max_pod_grace_period,
             eviction_pressure_transition_period: self.eviction_pressure_transition_period,
-        }
+        })
     }
 }
 
@@ -752,7 +797,7 @@ async fn run_agent(
     else {
         anyhow::bail!("rkube agent needs a container runtime (--container-runtime-endpoint)");
     };
-    let mut config = args.config(root.join("kubelet"), ip);
+    let mut config = args.config(root.join("kubelet"), ip)?;
     config.node_name = node_name.clone();
     if let (ProxyMode(Some(mode)), cluster_cidr) = proxy {
         let proxy_kubeconfig = root.join(join::PROXY_KUBECONFIG_FILE);
@@ -1119,7 +1164,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         .filter(|e| !e.is_empty())
     {
         println!("rkube runs a kubelet on {endpoint}: this machine is a node that runs pods");
-        let config = node_args.config(data_dir.join("kubelet"), advertise_address);
+        let config = node_args.config(data_dir.join("kubelet"), advertise_address)?;
         let mut config = config;
         // The kubelet acts as system:node:<name>: the Node authorizer and NodeRestriction decide
         // what it may do, no RBAC binding.
@@ -1334,7 +1379,7 @@ pub fn main() -> anyhow::Result<()> {
         } => rt.block_on(async {
             let client = client_from(&kubeconfig, &agent("kubelet", None)).await?;
             let ip = primary_address(IpAddr::from([0, 0, 0, 0]));
-            let config = kubelet.config(PathBuf::from("/var/lib/rkube-kubelet"), ip);
+            let config = kubelet.config(PathBuf::from("/var/lib/rkube-kubelet"), ip)?;
             crate::kubelet::agent::run(client, config).await
         }),
         Command::Agent {

@@ -19,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -1321,10 +1322,12 @@ _pid_pressure: dict = {}
 
 @scenario
 def kubelet_pid_pressure_eviction(t: T) -> None:
-    """(embedded) pid.available on a node of its own whose --eviction-hard is 1,000 below what this machine
-    has free: a pod forking 2,000 processes gives the Node PIDPressure=True (reason KubeletHasInsufficientPID)
-    and the node.kubernetes.io/pid-pressure taint, and is the pod evicted (Failed, Evicted, "The node was low on
-    resource: pids. Threshold quantity: ..., available: ...", upstream's ranking by process count) while a
+    """(embedded) pid.available on a node of its own whose --eviction-soft is 1,000 below what this machine has
+    free (grace period 20s, --eviction-max-pod-grace-period 5) and --eviction-hard 3,000 below: a pod forking
+    2,000 processes gives the Node PIDPressure=True (reason KubeletHasInsufficientPID) and the
+    node.kubernetes.io/pid-pressure taint at once, but is evicted only once the soft threshold has been met for
+    its grace period; then one forking 4,000 (the hard threshold) is evicted (Failed, Evicted, "The node was low
+    on resource: pids. Threshold quantity: ..., available: ...", upstream's ranking by process count) while a
     quiet pod runs on; then the pressure goes"""
     if t.server.etcd is not None:
         return
@@ -1333,10 +1336,13 @@ def kubelet_pid_pressure_eviction(t: T) -> None:
     server = Server("embedded", workdir, None)
     server.node = True
     node = "pid-pressure-node"
-    limit = _pids_available() - 1000
+    available = _pids_available()
+    soft, hard = available - 1000, available - 3000
     server.extra_args = ["--own-containerd", "--proxy-mode", "none", "--cluster-dns-port", "0", "--node-name", node,
                          "--kubelet-port", str(free_port()),
-                         "--eviction-hard", f"pid.available<{limit}", "--eviction-pressure-transition-period", "5s"]
+                         "--eviction-hard", f"pid.available<{hard}", "--eviction-soft", f"pid.available<{soft}",
+                         "--eviction-soft-grace-period", "pid.available=20s", "--eviction-max-pod-grace-period", "5",
+                         "--eviction-pressure-transition-period", "5s"]
     _pid_pressure["server"] = server
     _pid_pressure["containerd"] = ManagedContainerd(server.data_dir)
     try:
@@ -1354,12 +1360,27 @@ def kubelet_pid_pressure_eviction(t: T) -> None:
         ns = t.namespace()
         t.create(pod("quiet", ["sleep", "3600"], hostNetwork=True), ns)
         wait_phase(t, ns, "quiet", "Running")
-        t.create(pod("forker", ["sh", "-c", "for i in $(seq 2000); do sleep 3600 & done; wait"],
-                     hostNetwork=True), ns)
-        t.true(poll(lambda: condition("PIDPressure") == "True", 90), "PIDPressure=True",
-               (condition("PIDPressure"), _pids_available(), limit))
-        t.eq(condition("PIDPressure", "reason"), "KubeletHasInsufficientPID", "upstream's reason")
+
+        def fork(name: str, n: int) -> dict:
+            t.create(pod(name, ["sh", "-c", f"for i in $(seq {n}); do sleep 3600 & done; wait"], hostNetwork=True),
+                     ns)
+            t.true(poll(lambda: condition("PIDPressure") == "True", 90), f"PIDPressure=True with {name}'s processes",
+                   (condition("PIDPressure"), _pids_available(), soft, hard))
+            t.eq(condition("PIDPressure", "reason"), "KubeletHasInsufficientPID", "upstream's reason")
+            return t.json("get", "pod", name, "-n", ns)
+
+        # The soft threshold: the condition at once, the eviction only after its grace period.
+        seen = fork("soft-forker", 2000)
+        t.eq(seen["status"].get("phase"), "Running", "the soft threshold's grace period: not evicted yet")
+        time.sleep(8)  # well inside the 20s grace period, which began before the condition showed
+        t.eq(phase(t, ns, "soft-forker"), "Running", "8s later, still within the grace period: not evicted yet")
         t.true(poll(lambda: "node.kubernetes.io/pid-pressure" in taints(), 30), "the pid-pressure taint", taints())
+        status = wait_phase(t, ns, "soft-forker", "Failed", timeout=120)["status"]
+        t.eq(status.get("reason"), "Evicted", "the soft threshold's grace period run, the pod is evicted")
+        t.true(poll(lambda: condition("PIDPressure") == "False", 90), "the pressure goes with the processes",
+               (condition("PIDPressure"), _pids_available(), soft))
+        # The hard threshold evicts at once.
+        fork("forker", 4000)
         obj = wait_phase(t, ns, "forker", "Failed", timeout=90)
         status = obj["status"]
         t.eq(status.get("reason"), "Evicted", "the forker's reason")
@@ -1367,7 +1388,7 @@ def kubelet_pid_pressure_eviction(t: T) -> None:
                 r"available: \d+k?\. $", "upstream's eviction message")
         t.eq(phase(t, ns, "quiet"), "Running", "the quiet pod runs on")
         t.true(poll(lambda: condition("PIDPressure") == "False", 90), "the pressure goes with the processes",
-               (condition("PIDPressure"), _pids_available(), limit))
+               (condition("PIDPressure"), _pids_available(), hard))
         t.ok("delete", "namespace", ns, "--wait=false")
     finally:
         _stop(_pid_pressure)

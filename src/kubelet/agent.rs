@@ -59,8 +59,11 @@ pub struct Config {
     /// How often each pod is synced when nothing happens to it, refreshing its volumes' files
     /// (--sync-frequency).
     pub sync_frequency: std::time::Duration,
-    /// The eviction manager's hard thresholds (--eviction-hard).
-    pub eviction_hard: Vec<super::eviction::Threshold>,
+    /// The eviction manager's hard and soft thresholds (--eviction-hard, --eviction-soft with
+    /// --eviction-soft-grace-period).
+    pub eviction_thresholds: Vec<super::eviction::Threshold>,
+    /// The most grace a pod evicted for a soft threshold gets (--eviction-max-pod-grace-period).
+    pub eviction_max_pod_grace_period: i64,
     /// How long a pressure condition stays after its threshold is no longer met
     /// (--eviction-pressure-transition-period).
     pub eviction_pressure_transition_period: std::time::Duration,
@@ -190,8 +193,9 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
     tokio::spawn(super::eviction::run(
         kubelet.clone(),
         super::eviction::Config {
-            thresholds: config.eviction_hard.clone(),
+            thresholds: config.eviction_thresholds.clone(),
             transition_period: config.eviction_pressure_transition_period,
+            max_pod_grace_period: config.eviction_max_pod_grace_period,
             image_fs,
         },
     ));

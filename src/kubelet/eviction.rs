@@ -22,7 +22,11 @@
 //!   disk or PID pressure every pod, under memory pressure BestEffort ones (`The node had condition:
 //!   [...]`).
 //!
-//! Not done: soft thresholds, node-level reclaim (container and image garbage collection) before
+//! - Soft thresholds (`--eviction-soft`) set the condition as soon as they are met, but evict only once
+//!   met for their `--eviction-soft-grace-period`, and their victims stop with their own
+//!   termination grace period capped at `--eviction-max-pod-grace-period` (a hard one's get none).
+//!
+//! Not done: node-level reclaim (container and image garbage collection) before
 //! evicting, and per-pod local storage limits.
 
 use std::collections::HashMap;
@@ -63,7 +67,7 @@ pub enum Condition {
 }
 
 impl Signal {
-    fn parse(s: &str) -> Option<Signal> {
+    pub fn parse(s: &str) -> Option<Signal> {
         Some(match s {
             "memory.available" => Signal::MemoryAvailable,
             "nodefs.available" => Signal::NodeFsAvailable,
@@ -72,6 +76,16 @@ impl Signal {
             "pid.available" => Signal::PidAvailable,
             _ => return None,
         })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::MemoryAvailable => "memory.available",
+            Signal::NodeFsAvailable => "nodefs.available",
+            Signal::NodeFsInodesFree => "nodefs.inodesFree",
+            Signal::ImageFsAvailable => "imagefs.available",
+            Signal::PidAvailable => "pid.available",
+        }
     }
 
     /// The resource whose shortage the signal shows, as upstream's messages name it.
@@ -109,11 +123,13 @@ pub enum Amount {
     Percent(f64),
 }
 
-/// One hard threshold: `signal < amount`.
+/// One threshold: `signal < amount`; a soft one acts once met for its grace period.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Threshold {
     pub signal: Signal,
     pub amount: Amount,
+    /// A soft threshold's `--eviction-soft-grace-period`; `None` for a hard one.
+    pub grace_period: Option<Duration>,
 }
 
 impl Threshold {
@@ -165,9 +181,31 @@ pub fn parse_thresholds(s: &str) -> Result<Vec<Threshold>, String> {
                 "found duplicate eviction threshold for signal {name}"
             ));
         }
-        out.push(Threshold { signal, amount });
+        out.push(Threshold {
+            signal,
+            amount,
+            grace_period: None,
+        });
     }
     Ok(out)
+}
+
+/// `--eviction-soft`'s thresholds with their `--eviction-soft-grace-period`s (upstream's rule: every
+/// soft threshold needs one).
+pub fn soft_thresholds(
+    mut soft: Vec<Threshold>,
+    grace_periods: &[(Signal, Duration)],
+) -> Result<Vec<Threshold>, String> {
+    for t in &mut soft {
+        let Some((_, period)) = grace_periods.iter().find(|(s, _)| *s == t.signal) else {
+            return Err(format!(
+                "grace period must be specified for the soft eviction threshold {}",
+                t.signal.name()
+            ));
+        };
+        t.grace_period = Some(*period);
+    }
+    Ok(soft)
 }
 
 /// One signal's reading: what is available of what capacity.
@@ -266,8 +304,11 @@ fn disk_usage(dir: &Path) -> i64 {
 
 /// What the manager watches besides the kubelet itself.
 pub struct Config {
+    /// Hard and soft thresholds.
     pub thresholds: Vec<Threshold>,
     pub transition_period: Duration,
+    /// The most grace a pod evicted for a soft threshold gets (`--eviction-max-pod-grace-period`).
+    pub max_pod_grace_period: i64,
     /// containerd's root (its image filesystem), when known.
     pub image_fs: Option<PathBuf>,
 }
@@ -354,16 +395,28 @@ fn critical(pod: &Pod) -> bool {
 /// Runs the manager until the process ends.
 pub async fn run(kubelet: Arc<Kubelet>, config: Config) {
     let mut last_met: HashMap<Signal, Instant> = HashMap::new();
+    // When each threshold (by index) began to be met, for the soft ones' grace periods.
+    let mut first_met: HashMap<usize, Instant> = HashMap::new();
     loop {
         tokio::time::sleep(MONITORING_PERIOD).await;
         let observations = observe(&kubelet, &config);
         let now = Instant::now();
+        // Thresholds met whose grace period (none for hard ones) has run: these evict.
         let mut met: Vec<(Threshold, Observation)> = Vec::new();
-        for t in &config.thresholds {
-            if let Some(o) = observations.get(&t.signal) {
-                if o.available < t.quantity(o.capacity) {
-                    met.push((*t, *o));
+        for (i, t) in config.thresholds.iter().enumerate() {
+            match observations.get(&t.signal) {
+                Some(o) if o.available < t.quantity(o.capacity) => {
+                    // The condition shows at once, soft or hard, as upstream's.
                     last_met.insert(t.signal, now);
+                    let since = *first_met.entry(i).or_insert(now);
+                    if t.grace_period
+                        .is_none_or(|g| now.duration_since(since) >= g)
+                    {
+                        met.push((*t, *o));
+                    }
+                }
+                _ => {
+                    first_met.remove(&i);
                 }
             }
         }
@@ -378,8 +431,8 @@ pub async fn run(kubelet: Arc<Kubelet>, config: Config) {
             pid: recent(Condition::Pid),
         };
         kubelet.set_pressure(pressure);
-        // Memory first, as upstream orders the signals it reclaims.
-        met.sort_by_key(|(t, _)| t.signal.condition());
+        // Memory first, as upstream orders the signals it reclaims; hard before soft.
+        met.sort_by_key(|(t, _)| (t.signal.condition(), t.grace_period.is_some()));
         let Some((threshold, observed)) = met.first() else {
             continue;
         };
@@ -396,7 +449,9 @@ pub async fn run(kubelet: Arc<Kubelet>, config: Config) {
             continue;
         };
         let msg = message(threshold, observed, victim);
-        kubelet.evict(&victim.uid, msg);
+        // A soft threshold's victim gets its own grace period, capped; a hard one's none.
+        let max_grace = threshold.grace_period.map(|_| config.max_pod_grace_period);
+        kubelet.evict(&victim.uid, msg, max_grace);
     }
 }
 
@@ -592,10 +647,23 @@ mod tests {
             t[0],
             Threshold {
                 signal: Signal::MemoryAvailable,
-                amount: Amount::Quantity(100 * 1024 * 1024)
+                amount: Amount::Quantity(100 * 1024 * 1024),
+                grace_period: None,
             }
         );
         assert_eq!(t[1].amount, Amount::Percent(10.0));
+        // Soft thresholds take their grace periods, and must have one.
+        let periods = [(Signal::PidAvailable, Duration::from_secs(20))];
+        let soft =
+            soft_thresholds(parse_thresholds("pid.available<1000").unwrap(), &periods).unwrap();
+        assert_eq!(soft[0].grace_period, Some(Duration::from_secs(20)));
+        assert_eq!(
+            soft_thresholds(parse_thresholds("memory.available<1Gi").unwrap(), &periods),
+            Err(
+                "grace period must be specified for the soft eviction threshold memory.available"
+                    .into()
+            )
+        );
         assert_eq!(t[1].quantity(1000), 100);
         assert!(parse_thresholds("").unwrap().is_empty());
         assert_eq!(

@@ -56,8 +56,9 @@ pub struct Kubelet {
     pub sync_frequency: Duration,
     /// The node's pressure conditions, as the eviction manager last found them.
     pressure: Mutex<super::eviction::Pressure>,
-    /// Pods the eviction manager chose, by UID, with the eviction message: their workers end them.
-    evictions: Mutex<HashMap<String, String>>,
+    /// Pods the eviction manager chose, by UID, with the eviction message and the grace cap (`None`:
+    /// a hard eviction's): their workers end them.
+    evictions: Mutex<HashMap<String, (String, Option<i64>)>>,
 }
 
 /// Why the kubelet itself ends a pod: its status reason and message, and whether it is a disruption
@@ -220,13 +221,15 @@ impl Kubelet {
         }
     }
 
-    /// Ends pod `uid` as evicted with `message` (its worker kills it and writes its status).
-    pub(super) fn evict(self: &Arc<Self>, uid: &str, message: String) {
+    /// Ends pod `uid` as evicted with `message` (its worker kills it and writes its status): with
+    /// its termination grace period capped at `max_grace` (a soft threshold's eviction), or none
+    /// (`None`: a hard one's).
+    pub(super) fn evict(self: &Arc<Self>, uid: &str, message: String, max_grace: Option<i64>) {
         let Some(pod) = self.all_pods().get(uid).cloned() else {
             return;
         };
         if let Ok(mut e) = self.evictions.lock() {
-            e.insert(uid.to_string(), message);
+            e.insert(uid.to_string(), (message, max_grace));
         }
         self.notify(&pod.namespace().unwrap_or_default(), &pod.name_any(), uid);
     }
@@ -235,14 +238,25 @@ impl Kubelet {
     /// (upstream's activeDeadlineHandler), or, for a pod not started yet, the node's pressure
     /// (upstream's eviction admission).
     fn failure(&self, pod: &Pod, uid: &str, rt: &RuntimePod) -> Option<Failure> {
-        if let Some(message) = self.evictions.lock().ok().and_then(|mut e| e.remove(uid)) {
-            // Upstream's hard evictions give the containers no grace (one second).
+        if let Some((message, max_grace)) =
+            self.evictions.lock().ok().and_then(|mut e| e.remove(uid))
+        {
+            // Upstream's hard evictions give the containers no grace (one second), its soft ones
+            // the pod's own, at most --eviction-max-pod-grace-period.
+            let own = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds);
+            let grace = match max_grace {
+                None => 1,
+                Some(max) => own.map_or(max, |g| g.min(max)),
+            };
             return Some(Failure {
                 event: EventType::Warning,
                 reason: "Evicted",
                 message,
                 disruption: true,
-                grace: Some(1),
+                grace: Some(grace),
             });
         }
         if deadline_left(pod).is_some_and(|left| left <= 0) {
