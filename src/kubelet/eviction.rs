@@ -67,17 +67,19 @@ pub enum Condition {
 }
 
 impl Signal {
+    const ALL: [Signal; 5] = [
+        Signal::MemoryAvailable,
+        Signal::NodeFsAvailable,
+        Signal::NodeFsInodesFree,
+        Signal::ImageFsAvailable,
+        Signal::PidAvailable,
+    ];
+
     pub fn parse(s: &str) -> Option<Signal> {
-        Some(match s {
-            "memory.available" => Signal::MemoryAvailable,
-            "nodefs.available" => Signal::NodeFsAvailable,
-            "nodefs.inodesFree" => Signal::NodeFsInodesFree,
-            "imagefs.available" => Signal::ImageFsAvailable,
-            "pid.available" => Signal::PidAvailable,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|signal| signal.name() == s)
     }
 
+    /// Upstream's name of the signal (what `--eviction-hard` and friends write).
     pub fn name(self) -> &'static str {
         match self {
             Signal::MemoryAvailable => "memory.available",
@@ -652,6 +654,10 @@ mod tests {
             }
         );
         assert_eq!(t[1].amount, Amount::Percent(10.0));
+        for signal in Signal::ALL {
+            assert_eq!(Signal::parse(signal.name()), Some(signal));
+        }
+        assert_eq!(Signal::parse("memory.free"), None);
         // Soft thresholds take their grace periods, and must have one.
         let periods = [(Signal::PidAvailable, Duration::from_secs(20))];
         let soft =

@@ -353,25 +353,27 @@ fn kubelet_stream_path(pod: &Value, subresource: &str, container: &str, query: &
     let mut params = form_urlencoded::Serializer::new(String::new());
     let mut ports = Vec::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        let on = flag(&v);
         match (subresource, k.as_ref()) {
-            ("exec" | "attach", "stdin") if on => {
-                params.append_pair("input", "1");
-            }
-            ("exec" | "attach", "stdout") if on => {
-                params.append_pair("output", "1");
-            }
-            ("exec" | "attach", "stderr") if on => {
-                params.append_pair("error", "1");
-            }
-            ("exec" | "attach", "tty") if on => {
-                params.append_pair("tty", "1");
-            }
             ("exec", "command") => {
                 params.append_pair("command", &v);
             }
             ("portforward", "ports") => ports.push(v.into_owned()),
             _ => {}
+        }
+    }
+    if subresource != "portforward" {
+        // The same reading of the options as the WebSocket translator's, so that the kubelet
+        // expects the streams the translator opens.
+        let s = stream_options(query);
+        for (on, name) in [
+            (s.stdin, "input"),
+            (s.stdout, "output"),
+            (s.stderr, "error"),
+            (s.tty, "tty"),
+        ] {
+            if on {
+                params.append_pair(name, "1");
+            }
         }
     }
     if !ports.is_empty() {
@@ -384,16 +386,11 @@ fn kubelet_stream_path(pod: &Value, subresource: &str, container: &str, query: &
     }
 }
 
-/// A boolean query option as the apiserver's options parse it.
-fn flag(v: &str) -> bool {
-    v == "true" || v == "1"
-}
-
-/// The streams an exec or attach `query` asks for.
+/// The streams an exec or attach `query` asks for (a boolean option is `true` or `1`).
 fn stream_options(query: &str) -> crate::upgrade::translator::Streams {
     let mut streams = crate::upgrade::translator::Streams::default();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        let on = flag(&v);
+        let on = v == "true" || v == "1";
         match k.as_ref() {
             "stdin" => streams.stdin = on,
             "stdout" => streams.stdout = on,
@@ -509,6 +506,13 @@ mod tests {
             kubelet_stream_path(&pod, "attach", "c", "stdout=1&tty=true"),
             "/attach/ns/p/c?output=1&tty=1"
         );
+        // An option given twice reads the same for the kubelet as for the WebSocket translator.
+        let twice = "command=cat&stdin=true&stdin=false&stdout=true";
+        assert_eq!(
+            kubelet_stream_path(&pod, "exec", "c", twice),
+            "/exec/ns/p/c?command=cat&output=1"
+        );
+        assert!(!stream_options(twice).stdin);
         assert_eq!(
             kubelet_stream_path(&pod, "portforward", "", "ports=80&ports=8080"),
             "/portForward/ns/p?port=80%2C8080"
