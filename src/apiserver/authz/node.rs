@@ -306,8 +306,13 @@ impl Relations<'_> {
         let Some((cache, prefix, _)) = self.resource("", "pods") else {
             return false;
         };
+        // The node is read from the pod's view, so only this node's pods are decoded.
         cache.any(&format!("{prefix}{ns}/"), |p| {
-            node_name(p) == self.node && f(p)
+            let on_node = match p.view_for(std::iter::once("spec.nodeName")) {
+                Some(view) => node_name(view) == self.node,
+                None => node_name(&p.tree()) == self.node,
+            };
+            on_node && f(&p.tree())
         })
     }
 

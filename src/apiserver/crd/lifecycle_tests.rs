@@ -194,7 +194,10 @@ async fn versions_share_objects_stored_as_the_storage_version() {
         .list(&v2, Some("default"), &Query::default())
         .await
         .expect("list");
-    assert_eq!(listed.items[0]["apiVersion"], "stable.example.com/v2");
+    assert_eq!(
+        listed.items[0].tree()["apiVersion"],
+        "stable.example.com/v2"
+    );
     let mut changed = as_v2.clone();
     changed["spec"]["image"] = json!("y");
     let (updated, _) = reg

@@ -8,7 +8,6 @@
 //! `kube-system` is held and was renewed within its lease duration. `etcd-0` is the store answering a
 //! read within a second, with upstream's etcd health message.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -100,7 +99,10 @@ async fn check(app: &App, name: &str) -> Value {
 pub async fn list(app: &App) -> ListResult {
     let items = futures::future::join_all(COMPONENTS.iter().map(|c| check(app, c))).await;
     ListResult {
-        items: items.into_iter().map(Arc::new).collect(),
+        items: items
+            .into_iter()
+            .map(crate::apiserver::registry::cached_object::Obj::from)
+            .collect(),
         // Computed, not stored: no resourceVersion (upstream's list metadata is empty).
         revision: 0,
         continue_token: None,

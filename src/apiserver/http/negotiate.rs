@@ -4,6 +4,7 @@
 pub use crate::apiserver::authz::User;
 use crate::apiserver::catalog::ResourceInfo;
 use crate::apiserver::http::request::Query;
+use crate::apiserver::registry::cached_object::Obj;
 use crate::apiserver::registry::store::ListResult;
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::wire::protobuf;
@@ -185,19 +186,21 @@ pub(crate) fn list_metadata(l: &ListResult) -> Value {
 }
 
 pub(crate) fn encode_list(out: Output, info: &ResourceInfo, l: &ListResult, q: &Query) -> Response {
+    // JSON is written from the cache's bytes; the other forms need the objects decoded.
+    let trees = || l.items.iter().map(Obj::tree).collect::<Vec<_>>();
     match out {
         Output::Table => json_response(
             StatusCode::OK,
             &table_doc(
                 info,
-                l.items.iter().map(|o| &**o),
+                trees().iter().map(|o| &**o),
                 q,
                 true,
                 list_metadata(l),
             ),
         ),
         Output::PartialMetadata => {
-            let items: Vec<Value> = l.items.iter().map(|o| partial_metadata(o)).collect();
+            let items: Vec<Value> = trees().iter().map(|o| partial_metadata(o)).collect();
             json_response(
                 StatusCode::OK,
                 &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_metadata(l), "items": items}),
@@ -205,7 +208,9 @@ pub(crate) fn encode_list(out: Output, info: &ResourceInfo, l: &ListResult, q: &
         }
         Output::Protobuf => {
             let kind = format!("{}List", info.kind);
-            match protobuf::encode_list(&info.api_version(), &kind, &list_metadata(l), &l.items) {
+            // Decoded one at a time: a list of thousands never holds all their trees at once.
+            let items = l.items.iter().map(Obj::tree);
+            match protobuf::encode_list(&info.api_version(), &kind, &list_metadata(l), items) {
                 Ok(bytes) => respond(StatusCode::OK, protobuf::MEDIA_TYPE, bytes),
                 Err(e) => ApiError::internal(format!("encoding protobuf: {e}")).into_response(),
             }
@@ -224,7 +229,7 @@ pub(crate) fn encode_list(out: Output, info: &ResourceInfo, l: &ListResult, q: &
                 if i > 0 {
                     buf.push(b',');
                 }
-                let _ = serde_json::to_writer(&mut buf, &**item);
+                item.write_json(&mut buf);
             }
             buf.extend_from_slice(b"]}");
             if out == Output::Yaml {

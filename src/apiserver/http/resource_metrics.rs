@@ -23,6 +23,7 @@ use crate::apiserver::catalog::ResourceInfo;
 use crate::apiserver::http::handlers::App;
 use crate::apiserver::http::pod_connect::pod_field;
 use crate::apiserver::http::request::Query;
+use crate::apiserver::registry::cached_object::Obj;
 use crate::apiserver::registry::store::ListResult;
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::wire::quantity::Quantity;
@@ -252,7 +253,7 @@ fn selecting(q: &Query) -> Query {
 
 fn computed(items: Vec<Value>) -> ListResult {
     ListResult {
-        items: items.into_iter().map(Arc::new).collect(),
+        items: items.into_iter().map(Obj::from).collect(),
         // Computed, not stored: no resourceVersion, as metrics-server's lists.
         revision: 0,
         continue_token: None,
@@ -318,8 +319,8 @@ async fn pods_metrics(app: &App, pods: Vec<Arc<Value>>) -> ApiResult<Vec<Value>>
         .registry
         .list(&core(app, "nodes")?, None, &Query::default())
         .await?;
+    let all_nodes: Vec<Arc<Value>> = all_nodes.items.iter().map(Obj::tree).collect();
     let nodes: Vec<&Value> = all_nodes
-        .items
         .iter()
         .map(|n| &**n)
         .filter(|n| node_names.contains(pod_field(n, "/metadata/name")))
@@ -354,13 +355,13 @@ pub async fn list(
             .registry
             .list(&core(app, "pods")?, ns, &selecting)
             .await?;
-        pods_metrics(app, pods.items).await?
+        pods_metrics(app, pods.items.iter().map(Obj::tree).collect()).await?
     } else {
         let nodes = app
             .registry
             .list(&core(app, "nodes")?, None, &selecting)
             .await?;
-        nodes_metrics(app, nodes.items).await
+        nodes_metrics(app, nodes.items.iter().map(Obj::tree).collect()).await
     };
     Ok(computed(items))
 }

@@ -4,6 +4,7 @@ pub use crate::apiserver::authz::User;
 use crate::apiserver::catalog::ResourceInfo;
 use crate::apiserver::http::negotiate::*;
 use crate::apiserver::http::request::Query;
+use crate::apiserver::registry::cached_object::Obj;
 use crate::apiserver::registry::store::{Registry, WatchItem};
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::apiserver::wire::protobuf;
@@ -12,7 +13,6 @@ use axum::response::Response;
 use futures::StreamExt;
 use http::header;
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 pub(crate) async fn watch_response(
     reg: &Registry,
@@ -42,23 +42,17 @@ pub(crate) async fn watch_response(
 }
 
 /// One watch event as a frame of the negotiated format (a JSON line, or a length-prefixed protobuf
-/// `WatchEvent`).
-pub(crate) fn watch_frame(
-    out: Output,
-    event_type: &str,
-    object: &Value,
-) -> Result<Vec<u8>, String> {
+/// `WatchEvent`). A cached object's JSON is copied as it is, not encoded again.
+pub(crate) fn watch_frame(out: Output, event_type: &str, object: &Obj) -> Result<Vec<u8>, String> {
     if out == Output::Protobuf {
-        return protobuf::encode_watch_event(event_type, object);
+        return protobuf::encode_watch_event(event_type, &object.tree());
     }
-    #[derive(serde::Serialize)]
-    struct Frame<'a> {
-        #[serde(rename = "type")]
-        event_type: &'a str,
-        object: &'a Value,
-    }
-    let mut line = serde_json::to_vec(&Frame { event_type, object }).map_err(|e| e.to_string())?;
-    line.push(b'\n');
+    let mut line = Vec::with_capacity(64);
+    line.extend_from_slice(b"{\"type\":");
+    serde_json::to_writer(&mut line, event_type).map_err(|e| e.to_string())?;
+    line.extend_from_slice(b",\"object\":");
+    object.write_json(&mut line);
+    line.extend_from_slice(b"}\n");
     Ok(line)
 }
 
@@ -97,24 +91,25 @@ pub(crate) fn watch_frames(
         }
         let object = match out {
             Output::Table if event_type != "ERROR" && event_type != "BOOKMARK" => {
+                let object = object.tree();
                 let t = table_doc(&info, std::slice::from_ref(&*object), &q, first, json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))}));
                 first = false;
-                Arc::new(t)
+                Obj::from(t)
             }
             Output::PartialMetadata if event_type != "ERROR" && event_type != "BOOKMARK" => {
-                Arc::new(partial_metadata(&object))
+                Obj::from(partial_metadata(&object.tree()))
             }
             _ => object,
         };
         let frame = watch_frame(out, event_type, &object).or_else(|e| {
             *ended = true;
-            let kind = object.get("kind").and_then(Value::as_str).unwrap_or("object");
+            let kind = object.view().get("kind").and_then(Value::as_str).unwrap_or("object");
             let message = format!("unable to encode watch object {kind}: {e}");
             tracing::warn!("watch of {}: {message}", info.group_resource());
             let status = ApiError::internal(message.clone())
                 .with_details(json!({"causes": [{"message": message}]}))
                 .to_status();
-            watch_frame(out, "ERROR", &status)
+            watch_frame(out, "ERROR", &Obj::from(status))
         });
         // Not even the error could be encoded: end the stream, the client re-watches.
         futures::future::ready(frame.ok().map(bytes::Bytes::from))

@@ -180,6 +180,7 @@ async fn matching_budgets(
     Ok(list
         .items
         .iter()
+        .map(|b| b.tree())
         .filter(|b| {
             let selector = b
                 .pointer("/spec/selector")

@@ -1,7 +1,7 @@
 //! The registry: one generic store for every resource, and the per-kind rules it applies.
 //!
 //! Start at [`store`]: `Registry` serves create, get, list, watch, update, patch and delete for any
-//! row of the catalog, over the [`watch_cache`] and the storage backend. What differs per kind is a
+//! row of the catalog, over the [`watch_cache`] (objects kept compact as [`cached_object`]s) and the storage backend. What differs per kind is a
 //! [`strategy`] (names, defaults, validation, status rules), with [`defaults`] and [`validation`]
 //! holding upstream's defaulting and validation functions the strategies call. Patching ([`patch`]),
 //! server-side apply ([`managed_fields`] over [`fieldpath`], with merge facts from [`schema`]),
@@ -10,6 +10,7 @@
 
 pub mod bookmark;
 pub mod bootstrap;
+pub mod cached_object;
 pub mod conversion;
 pub mod crd_facts;
 pub mod defaults;

@@ -887,6 +887,17 @@ fn scalar(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// The paths [`field_value`] reads for `field` (what the watch cache's views keep of an object).
+pub fn field_sources(field: &str) -> Vec<&str> {
+    match field {
+        "spec.host" => vec!["spec.nodeName"],
+        "status.podIP" => vec!["status.podIPs", "status.podIP"],
+        "status.successful" => vec!["status.succeeded"],
+        "source" => vec!["source.component", "reportingComponent"],
+        f => vec![f],
+    }
+}
+
 /// The string a field selector compares against (see [`FieldSelector::matches`]).
 fn field_value(obj: &Value, field: &str) -> String {
     let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");

@@ -877,10 +877,10 @@ async fn allocate_next_ip(
         .cache
         .resource(&info.storage_prefix)
         .map(|c| {
-            c.list(&info.storage_prefix, 0)
+            c.list_cached(&info.storage_prefix, 0)
                 .0
                 .iter()
-                .map(|o| meta_str(o, "name").to_string())
+                .map(|o| meta_str(o.view(), "name").to_string())
                 .collect()
         })
         .unwrap_or_default();

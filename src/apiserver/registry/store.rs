@@ -20,6 +20,7 @@ use crate::apiserver::catalog::{ResourceInfo, SharedCatalog};
 use crate::apiserver::crd;
 use crate::apiserver::crd::conversion::{self as crd_conversion, Direction};
 use crate::apiserver::http::request::{Query, RvMatch};
+use crate::apiserver::registry::cached_object::{CachedObject, Obj, ViewFields};
 use crate::apiserver::registry::conversion::Conversion;
 use crate::apiserver::registry::field_validation::check_fields;
 use crate::apiserver::registry::fieldpath::{Builtin, Pos};
@@ -51,7 +52,7 @@ pub fn now_rfc3339() -> String {
 /// A list result: the items (already stamped with their resourceVersions), the list's revision and a
 /// continue token when more remain.
 pub struct ListResult {
-    pub items: Vec<Arc<Value>>,
+    pub items: Vec<Obj>,
     pub revision: i64,
     pub continue_token: Option<String>,
     pub remaining: Option<i64>,
@@ -68,7 +69,7 @@ pub enum Deleted {
 /// One event for a client's watch.
 pub struct WatchItem {
     pub event_type: &'static str,
-    pub object: Arc<Value>,
+    pub object: Obj,
     /// The cache event whose object `object` is, unchanged: its encoded frames are shared by every
     /// watcher sent it. `None` for what is this watcher's own (bookmarks, errors, converted objects).
     pub shared: Option<Arc<CacheEvent>>,
@@ -79,7 +80,7 @@ impl WatchItem {
     pub fn own(event_type: &'static str, object: Value) -> Self {
         WatchItem {
             event_type,
-            object: Arc::new(object),
+            object: object.into(),
             shared: None,
         }
     }
@@ -316,6 +317,15 @@ impl serde::Serialize for StoredMeta<'_> {
     }
 }
 
+/// The selectable fields the watch cache's views of `info`'s objects hold: the kind's field selectors
+/// (a kind stored in another version is judged on its converted tree, not on a view).
+fn view_fields(info: &ResourceInfo) -> Arc<ViewFields> {
+    match info.conversion {
+        None => ViewFields::new(&info.field_selectors),
+        Some(_) => ViewFields::new(Vec::<String>::new()),
+    }
+}
+
 fn stamped(kv: &KeyValue) -> ApiResult<Value> {
     decode_object(kv, kv.mod_revision)
         .ok_or_else(|| ApiError::internal(format!("undecodable object at {}", kv.key)))
@@ -386,6 +396,18 @@ impl Filter {
             .and_then(Value::as_object);
         self.labels.matches(labels) && self.fields.matches(obj)
     }
+
+    /// [`Self::matches`] for a cached object: judged on its view when that holds the fields the
+    /// selector reads, else on its decoded tree.
+    fn matches_cached(&self, obj: &CachedObject) -> bool {
+        if self.is_empty() {
+            return true;
+        }
+        match obj.view_for(self.fields.terms().iter().map(|t| t.field.as_str())) {
+            Some(view) => self.matches(view),
+            None => self.matches(&obj.tree()),
+        }
+    }
 }
 
 impl Registry {
@@ -404,7 +426,7 @@ impl Registry {
                 .load()
                 .all()
                 .iter()
-                .map(|r| r.storage_prefix.clone()),
+                .map(|r| (r.storage_prefix.clone(), view_fields(r))),
         );
         let written = WriteMark::new(store);
         Arc::new_cyclic(|me| Registry {
@@ -462,20 +484,16 @@ impl Registry {
 
     /// Shared (cached) objects as `info`'s version serves them; shared as they are when none needs
     /// converting.
-    async fn served_shared(
-        &self,
-        info: &ResourceInfo,
-        items: Vec<Arc<Value>>,
-    ) -> ApiResult<Vec<Arc<Value>>> {
-        if !items.iter().any(|o| crd_conversion::needed(info, o)) {
+    async fn served_shared(&self, info: &ResourceInfo, items: Vec<Obj>) -> ApiResult<Vec<Obj>> {
+        if !items.iter().any(|o| crd_conversion::needed(info, o.view())) {
             return Ok(items);
         }
-        let objs = items.iter().map(|o| (**o).clone()).collect();
+        let objs = items.iter().map(|o| (*o.tree()).clone()).collect();
         Ok(self
             .served_custom(info, objs, false)
             .await?
             .into_iter()
-            .map(Arc::new)
+            .map(Obj::from)
             .collect())
     }
 
@@ -574,7 +592,8 @@ impl Registry {
     ) -> ApiResult<Vec<Arc<Value>>> {
         let info = self.builtin_info(group, version, plural)?;
         let Some(cache) = self.caught_up_cache(&info).await else {
-            return Ok(self.list(&info, ns, &Query::default()).await?.items);
+            let items = self.list(&info, ns, &Query::default()).await?.items;
+            return Ok(items.iter().map(Obj::tree).collect());
         };
         let (items, _) = cache.list(&Self::list_prefix(&info, ns), 0);
         if info.conversion.is_none() {
@@ -694,14 +713,18 @@ impl Registry {
         if wanted > 0 && !self.cache.wait_for(wanted, FRESHNESS_TIMEOUT).await {
             return Err(too_large_rv(wanted, self.cache.progress()));
         }
-        let (items, revision) = cache.list(&prefix, self.cache.progress());
+        let (items, revision) = cache.list_cached(&prefix, self.cache.progress());
         let items = match info.conversion {
-            None => items.into_iter().filter(|o| filter.matches(o)).collect(),
+            None => items
+                .into_iter()
+                .filter(|o| filter.matches_cached(o))
+                .map(Obj::Cached)
+                .collect(),
             Some(c) => items
                 .into_iter()
-                .map(|o| (c.from_storage)((*o).clone()))
+                .map(|o| (c.from_storage)((*o.tree()).clone()))
                 .filter(|o| filter.matches(o))
-                .map(Arc::new)
+                .map(Obj::from)
                 .collect(),
         };
         Ok(ListResult {
@@ -738,7 +761,7 @@ impl Registry {
             for (i, kv) in page.kvs.iter().enumerate() {
                 let obj = served(info, kv)?;
                 if filter.matches(&obj) {
-                    items.push(Arc::new(obj));
+                    items.push(Obj::from(obj));
                 }
                 if limit > 0 && items.len() >= limit {
                     let more = i + 1 < n || page.more;
@@ -1217,7 +1240,7 @@ impl Registry {
         let name = meta_str(crd_obj, "name").unwrap_or("").to_string();
         let rows = if gone { Vec::new() } else { crd::rows(crd_obj) };
         for r in &rows {
-            self.cache.add_prefix(&r.storage_prefix);
+            self.cache.add_prefix(&r.storage_prefix, view_fields(r));
         }
         self.catalog.update(|c| {
             let old: Vec<(String, String, String)> = c
@@ -1547,10 +1570,11 @@ impl Registry {
         let listed = self.list(info, ns, &lq).await?;
         let mut out = Vec::new();
         for obj in &listed.items {
+            let obj = obj.view();
             let name = meta_str(obj, "name").unwrap_or("");
             let obj_ns = meta_str(obj, "namespace");
             match self.delete(info, obj_ns, name, opts).await {
-                Ok(Deleted::Gone(o)) | Ok(Deleted::Pending(o)) => out.push(Arc::new(o)),
+                Ok(Deleted::Gone(o)) | Ok(Deleted::Pending(o)) => out.push(Obj::from(o)),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
             }
@@ -1638,12 +1662,12 @@ impl Registry {
         // conversion (a failure fails the watch request, as a list's would).
         if initial
             .iter()
-            .any(|i| crd_conversion::needed(info, &i.object))
+            .any(|i| crd_conversion::needed(info, i.object.view()))
         {
-            let objs = initial.iter().map(|i| (*i.object).clone()).collect();
+            let objs = initial.iter().map(|i| (*i.object.tree()).clone()).collect();
             let converted = self.served_custom(info, objs, false).await?;
             for (item, obj) in initial.iter_mut().zip(converted) {
-                item.object = Arc::new(obj);
+                item.object = Obj::from(obj);
                 item.shared = None;
             }
         }
@@ -1733,13 +1757,13 @@ async fn served_event(
     info: &ResourceInfo,
     item: WatchItem,
 ) -> WatchItem {
-    if !crd_conversion::needed(info, &item.object) {
+    if !crd_conversion::needed(info, item.object.view()) {
         return item;
     }
     let Some(reg) = reg.upgrade() else {
         return item;
     };
-    match reg.served_one(info, (*item.object).clone()).await {
+    match reg.served_one(info, (*item.object.tree()).clone()).await {
         Ok(obj) => WatchItem::own(item.event_type, obj),
         Err(e) => WatchItem::own("ERROR", e.to_status()),
     }
@@ -1791,17 +1815,22 @@ fn translate(
         return None;
     }
     // Stored in another version: the watcher sees (and its selector judges) the served form.
-    let (object, prev) = match conversion {
-        None => (ev.object.clone(), ev.prev.clone()),
-        Some(c) => (
-            Arc::new((c.from_storage)((*ev.object).clone())),
-            ev.prev
-                .as_ref()
-                .map(|p| Arc::new((c.from_storage)((**p).clone()))),
+    let (object, now, before) = match conversion {
+        None => (
+            Obj::Cached(ev.object.clone()),
+            filter.matches_cached(&ev.object),
+            ev.prev.as_ref().is_some_and(|p| filter.matches_cached(p)),
         ),
+        Some(c) => {
+            let object = (c.from_storage)((*ev.object.tree()).clone());
+            let now = filter.matches(&object);
+            let before = ev
+                .prev
+                .as_ref()
+                .is_some_and(|p| filter.matches(&(c.from_storage)((*p.tree()).clone())));
+            (Obj::from(object), now, before)
+        }
     };
-    let now = filter.matches(&object);
-    let before = prev.as_ref().is_some_and(|p| filter.matches(p));
     let event_type = match ev.kind {
         EventKind::Added if now => "ADDED",
         EventKind::Deleted if before || now => "DELETED",
@@ -1835,6 +1864,43 @@ mod tests {
         assert_eq!(encode_stored(&json!("s")).unwrap_or_default(), br#""s""#);
     }
 
+    /// A cached object is judged on its view when that holds the selector's fields, else on its
+    /// decoded tree, with the same answers a tree gets.
+    #[test]
+    fn cached_objects_are_judged_on_their_view_or_their_tree() {
+        let info = crate::apiserver::catalog::Catalog::builtin()
+            .find("", "v1", "pods")
+            .cloned()
+            .unwrap();
+        let pod = Arc::new(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.1"}]}}));
+        let viewed = CachedObject::new(&pod, 5, &view_fields(&info));
+        let bare = CachedObject::new(&pod, 5, &ViewFields::new(Vec::<String>::new()));
+        assert!(viewed.view().get("status").is_some());
+        assert!(bare.view().get("spec").is_none());
+        for (labels, fields, want) in [
+            ("", "spec.nodeName=n1", true),
+            ("", "spec.nodeName=n2", false),
+            ("", "spec.host=n1", true),
+            ("", "status.podIP=10.0.0.1", true),
+            ("", "spec.hostNetwork=false,status.phase!=Running", false),
+            ("app=web", "metadata.name=p", true),
+            ("app in (db)", "", false),
+        ] {
+            let q = Query {
+                label_selector: Some(labels.into()),
+                field_selector: Some(fields.into()),
+                ..Query::default()
+            };
+            let f = Filter::new(&info, &q).unwrap_or_else(|e| panic!("{fields}: {}", e.message));
+            assert_eq!(f.matches(&pod), want, "{labels} {fields}");
+            assert_eq!(f.matches_cached(&viewed), want, "{labels} {fields} (view)");
+            assert_eq!(f.matches_cached(&bare), want, "{labels} {fields} (tree)");
+        }
+    }
+
     fn put(key: &str, revision: i64) -> crate::storage::Event {
         crate::storage::Event {
             event_type: crate::storage::EventType::Put,
@@ -1854,7 +1920,10 @@ mod tests {
     #[tokio::test]
     async fn bookmarks_never_ahead_of_undelivered_events() {
         let (cms, secrets) = ("/registry/configmaps/", "/registry/secrets/");
-        let cache = WatchCache::new([cms.to_string(), secrets.to_string()]);
+        let cache = WatchCache::new([
+            (cms.to_string(), ViewFields::default().into()),
+            (secrets.to_string(), ViewFields::default().into()),
+        ]);
         let rc = cache.resource(cms).unwrap();
         let progress = cache.progress_receiver();
         let Ok(sub) = rc.subscribe(cms, Some(0), &progress) else {

@@ -18,6 +18,9 @@
 //! wire format, made by the first watcher that needs one ([`CacheEvent::frame`], upstream's
 //! cachingObject), so a thousand watchers of a change serialize it once.
 //!
+//! Objects are kept compact ([`CachedObject`]): their served JSON and a small view for selectors. A
+//! recent event also holds its decoded tree, so that the watchers it is sent to decode nothing.
+//!
 //! When the storage watch breaks, the cache re-watches from the last revision it applied, so that open
 //! watches continue exactly. Only when that is impossible (the store compacted past it) does the cache
 //! reload: it lists everything again in pages at one revision, and every open watch is ended (each
@@ -32,6 +35,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::watch;
 
+use super::cached_object::{CachedObject, ViewFields};
 use crate::storage::{EventType, KeyValue, Store, StoreError};
 
 /// Events kept per resource for watches that resume from an older resourceVersion...
@@ -42,8 +46,9 @@ pub const WINDOW_BYTES: usize = 64 << 20;
 /// A watcher with more than this many stored bytes of events not yet taken is ended (its client
 /// re-watches): a slow reader can't make the server hold more for it, and is told rather than skipped.
 pub const WATCHER_MAX_LAG_BYTES: u64 = 8 << 20;
-/// Events whose encoded watch frames are kept for the watchers still to be sent them; a watcher
-/// further behind encodes its own (a frame kept for every event of the window would double its memory).
+/// Events whose encoded watch frames and decoded trees are kept for the watchers still to be sent
+/// them; a watcher further behind encodes its own (kept for every event of the window, they would
+/// multiply its memory).
 const FRAMES_KEPT: usize = 256;
 /// Events a watcher takes from the window at a time.
 const TAKE_BATCH: usize = 64;
@@ -76,8 +81,8 @@ pub struct CacheEvent {
     pub kind: EventKind,
     pub key: String,
     /// The object after the change (for Deleted: its last state, with the delete's resourceVersion).
-    pub object: Arc<Value>,
-    pub prev: Option<Arc<Value>>,
+    pub object: Arc<CachedObject>,
+    pub prev: Option<Arc<CachedObject>>,
     pub revision: i64,
     /// Stored size of the object (what the window's and watchers' byte bounds count).
     size: usize,
@@ -89,9 +94,14 @@ pub struct CacheEvent {
 
 /// A recent event's encoded watch frames: each is encoded by the first watcher that needs it and
 /// shared by every other (upstream's cachingObject), so a thousand watchers cost one encoding.
+/// One encoded watch frame: (event type, media type, bytes).
+type Frame = (&'static str, &'static str, bytes::Bytes);
+
 #[derive(Debug, Default)]
 struct Frames {
-    encoded: Mutex<Vec<(&'static str, &'static str, bytes::Bytes)>>,
+    encoded: Mutex<Vec<Frame>>,
+    /// The object's decoded tree, held while the event is recent so that its watchers share it.
+    tree: Mutex<Option<Arc<Value>>>,
     /// Set once the event is [`FRAMES_KEPT`] events old: nothing more is kept.
     cold: AtomicBool,
 }
@@ -127,22 +137,29 @@ impl CacheEvent {
         Ok(b)
     }
 
-    /// Stops keeping frames; returns those kept (to be freed outside the cache's lock).
-    fn cool(&self) -> Vec<(&'static str, &'static str, bytes::Bytes)> {
+    /// Stops keeping frames and the tree; returns them (to be freed outside the cache's lock).
+    fn cool(&self) -> (Vec<Frame>, Option<Arc<Value>>) {
         self.frames.cold.store(true, Ordering::Relaxed);
-        std::mem::take(
+        let frames = std::mem::take(
             &mut *self
                 .frames
                 .encoded
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
-        )
+        );
+        let tree = self
+            .frames
+            .tree
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        (frames, tree)
     }
 }
 
 #[derive(Default)]
 struct CacheState {
-    objects: BTreeMap<String, Arc<Value>>,
+    objects: BTreeMap<String, Arc<CachedObject>>,
     events: VecDeque<Arc<CacheEvent>>,
     /// Every event of this resource with a revision above `oldest` is in `events`.
     oldest: i64,
@@ -171,6 +188,8 @@ pub struct ResourceCache {
     changed: watch::Sender<()>,
     /// The window's bound in stored bytes.
     window_bytes: AtomicUsize,
+    /// The selectable fields the objects' views hold (grows when a CRD adds selectable fields).
+    fields: RwLock<Arc<ViewFields>>,
 }
 
 /// What a watcher starts from: events to replay, then the live feed.
@@ -288,13 +307,26 @@ pub fn decode_object(kv: &KeyValue, revision: i64) -> Option<Value> {
 }
 
 impl ResourceCache {
-    fn new(window_bytes: usize) -> Self {
+    fn new(window_bytes: usize, fields: Arc<ViewFields>) -> Self {
         let (changed, _) = watch::channel(());
         ResourceCache {
             state: RwLock::new(CacheState::default()),
             changed,
             window_bytes: AtomicUsize::new(window_bytes),
+            fields: RwLock::new(fields),
         }
+    }
+
+    fn view_fields(&self) -> Arc<ViewFields> {
+        self.fields
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Keeps `tree` compact (see [`CachedObject`]).
+    fn compact(&self, tree: &Arc<Value>, revision: i64) -> Arc<CachedObject> {
+        Arc::new(CachedObject::new(tree, revision, &self.view_fields()))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, CacheState> {
@@ -306,7 +338,8 @@ impl ResourceCache {
     }
 
     /// Applies one stored change (`deleted` removes the key); `size` is the stored value's length.
-    fn apply(&self, key: String, deleted: bool, object: Arc<Value>, revision: i64, size: usize) {
+    fn apply(&self, key: String, deleted: bool, tree: Arc<Value>, revision: i64, size: usize) {
+        let object = self.compact(&tree, revision);
         let evicted = {
             let mut st = self.write();
             let prev = st.objects.get(&key).cloned();
@@ -329,7 +362,10 @@ impl ResourceCache {
                 revision,
                 size,
                 end_offset: st.total_bytes,
-                frames: Frames::default(),
+                frames: Frames {
+                    tree: Mutex::new(Some(tree)),
+                    ..Frames::default()
+                },
             });
             st.revision = revision;
             st.window_bytes += size;
@@ -362,7 +398,7 @@ impl ResourceCache {
 
     /// Replaces the state with a fresh load at `revision`. Watchers of the previous state end: the
     /// changes between what they saw and `revision` can't be replayed.
-    fn reset(&self, objects: BTreeMap<String, Arc<Value>>, revision: i64) {
+    fn reset(&self, objects: BTreeMap<String, Arc<CachedObject>>, revision: i64) {
         let old = {
             let mut st = self.write();
             let old_events = std::mem::take(&mut st.events);
@@ -380,11 +416,10 @@ impl ResourceCache {
 
     /// The object stored under `key` if it is the version written at `revision` (a reload reuses it
     /// rather than holding a second copy).
-    fn object_at(&self, key: &str, revision: i64) -> Option<Arc<Value>> {
+    fn object_at(&self, key: &str, revision: i64) -> Option<Arc<CachedObject>> {
         let st = self.read();
         let obj = st.objects.get(key)?;
-        let rv = obj.pointer("/metadata/resourceVersion")?.as_str()?;
-        (rv.parse::<i64>().ok()? == revision).then(|| obj.clone())
+        (obj.revision() == revision).then(|| obj.clone())
     }
 
     /// The revision of this resource's last change: derived state built from its objects is current
@@ -402,13 +437,20 @@ impl ResourceCache {
         self.len() == 0
     }
 
-    /// The object stored under `key`, if any.
+    /// The object stored under `key`, if any, decoded.
     pub fn get(&self, key: &str) -> Option<Arc<Value>> {
-        self.read().objects.get(key).cloned()
+        let obj = self.read().objects.get(key).cloned()?;
+        Some(obj.tree())
     }
 
-    /// The objects whose keys start with `prefix`, and the revision they are current at.
+    /// The objects whose keys start with `prefix`, decoded, and the revision they are current at.
     pub fn list(&self, prefix: &str, progress: i64) -> (Vec<Arc<Value>>, i64) {
+        let (items, revision) = self.list_cached(prefix, progress);
+        (items.iter().map(|o| o.tree()).collect(), revision)
+    }
+
+    /// [`Self::list`] as cached: nothing decoded (for a JSON list, or a look at the views).
+    pub fn list_cached(&self, prefix: &str, progress: i64) -> (Vec<Arc<CachedObject>>, i64) {
         let st = self.read();
         let items = st
             .objects
@@ -420,8 +462,9 @@ impl ResourceCache {
     }
 
     /// Whether an object whose key starts with `prefix` satisfies `f`. The objects are visited under
-    /// the read lock, not copied: for checks that look at many objects and keep none.
-    pub fn any(&self, prefix: &str, mut f: impl FnMut(&Value) -> bool) -> bool {
+    /// the read lock, not copied: for checks that look at many objects (at their views first) and
+    /// keep none.
+    pub fn any(&self, prefix: &str, mut f: impl FnMut(&CachedObject) -> bool) -> bool {
         let st = self.read();
         st.objects
             .range(prefix.to_string()..)
@@ -508,13 +551,22 @@ pub struct WatchCache {
 }
 
 impl WatchCache {
-    pub fn new(prefixes: impl IntoIterator<Item = String>) -> Arc<Self> {
-        let mut caches: Vec<(String, Arc<ResourceCache>)> = prefixes
+    /// Caches for these storage prefixes, each with the selectable fields its objects' views hold
+    /// (a prefix given twice holds both's).
+    pub fn new(prefixes: impl IntoIterator<Item = (String, Arc<ViewFields>)>) -> Arc<Self> {
+        let mut fields: BTreeMap<String, Arc<ViewFields>> = BTreeMap::new();
+        for (p, f) in prefixes {
+            let merged = match fields.get(&p) {
+                Some(old) => old.union(&f),
+                None => f,
+            };
+            fields.insert(p, merged);
+        }
+        let mut caches: Vec<(String, Arc<ResourceCache>)> = fields
             .into_iter()
-            .map(|p| (p, Arc::new(ResourceCache::new(WINDOW_BYTES))))
+            .map(|(p, f)| (p, Arc::new(ResourceCache::new(WINDOW_BYTES, f))))
             .collect();
         caches.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
-        caches.dedup_by(|a, b| a.0 == b.0);
         let (progress_tx, progress_rx) = watch::channel(0);
         let (ready_tx, ready_rx) = watch::channel(false);
         Arc::new(WatchCache {
@@ -552,12 +604,15 @@ impl WatchCache {
     /// Starts caching a resource added at run time (a CRD's). Its cache starts empty at the current
     /// progress: a resource just added has no objects yet (stored CRDs' resources are known before the
     /// first load, see [`crate::apiserver::start`]), and every later change under `prefix` is routed to it.
-    pub fn add_prefix(&self, prefix: &str) {
+    /// For a prefix already cached, `fields` are added to those its views hold.
+    pub fn add_prefix(&self, prefix: &str, fields: Arc<ViewFields>) {
         let mut caches = self.caches.write().unwrap_or_else(|e| e.into_inner());
-        if caches.iter().any(|(p, _)| p == prefix) {
+        if let Some((_, cache)) = caches.iter().find(|(p, _)| p == prefix) {
+            let mut held = cache.fields.write().unwrap_or_else(|e| e.into_inner());
+            *held = held.union(&fields);
             return;
         }
-        let cache = ResourceCache::new(self.window_bytes.load(Ordering::Relaxed));
+        let cache = ResourceCache::new(self.window_bytes.load(Ordering::Relaxed), fields);
         let progress = *self.progress_rx.borrow();
         cache.reset(BTreeMap::new(), progress);
         caches.push((prefix.to_string(), Arc::new(cache)));
@@ -673,7 +728,8 @@ impl WatchCache {
         let started = Instant::now();
         loop {
             let caches: Vec<(String, Arc<ResourceCache>)> = self.caches().clone();
-            let mut maps: Vec<BTreeMap<String, Arc<Value>>> = vec![BTreeMap::new(); caches.len()];
+            let mut maps: Vec<BTreeMap<String, Arc<CachedObject>>> =
+                vec![BTreeMap::new(); caches.len()];
             let mut start: Option<String> = None;
             let mut revision = 0;
             let mut limit = PAGE_KEYS;
@@ -705,10 +761,11 @@ impl WatchCache {
                     else {
                         continue;
                     };
-                    let obj = match caches[i].1.object_at(&kv.key, kv.mod_revision) {
+                    let cache = &caches[i].1;
+                    let obj = match cache.object_at(&kv.key, kv.mod_revision) {
                         Some(same) => same,
                         None => match decode_object(kv, kv.mod_revision) {
-                            Some(obj) => Arc::new(obj),
+                            Some(obj) => cache.compact(&Arc::new(obj), kv.mod_revision),
                             None => continue,
                         },
                     };
@@ -908,7 +965,7 @@ mod tests {
     }
 
     fn name_of(ev: &CacheEvent) -> String {
-        ev.object["metadata"]["name"]
+        ev.object.view()["metadata"]["name"]
             .as_str()
             .unwrap_or("")
             .to_string()
@@ -924,7 +981,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let inner: Arc<dyn Store> = EmbeddedStore::open(dir.path()).unwrap();
         let store = Flaky::new(inner);
-        let cache = WatchCache::new([PREFIX.to_string()]);
+        let cache = WatchCache::new([(PREFIX.to_string(), ViewFields::default().into())]);
         tokio::spawn(cache.clone().run(store.clone()));
         tokio::time::timeout(WAIT, cache.wait_ready())
             .await
@@ -1024,7 +1081,7 @@ mod tests {
             create(&store, &format!("cm-{i:03}")).await;
         }
         store.page_limit.store(40, Ordering::SeqCst);
-        let cache = WatchCache::new([PREFIX.to_string()]);
+        let cache = WatchCache::new([(PREFIX.to_string(), ViewFields::default().into())]);
         let rev = cache
             .load(&(store.clone() as Arc<dyn Store>))
             .await
@@ -1076,7 +1133,7 @@ mod tests {
     /// event is FRAMES_KEPT events old, a late watcher encodes its own and nothing more is kept.
     #[tokio::test]
     async fn frames_are_encoded_once_while_recent() {
-        let cache = WatchCache::new([PREFIX.to_string()]);
+        let cache = WatchCache::new([(PREFIX.to_string(), ViewFields::default().into())]);
         let rc = cache.resource(PREFIX).unwrap();
         let progress = cache.progress_receiver();
         let Ok(sub) = rc.subscribe(PREFIX, Some(0), &progress) else {
@@ -1115,11 +1172,50 @@ mod tests {
         assert_eq!(encodings.load(Ordering::SeqCst), 5);
     }
 
+    /// Objects are kept as JSON plus a view: a recent event holds its decoded tree (every watcher
+    /// shares it); once FRAMES_KEPT events old it does not, and the object decodes again from its JSON.
+    #[tokio::test]
+    async fn objects_are_compact_and_recent_events_share_their_tree() {
+        let fields = ViewFields::new(["data.payload"]);
+        let cache = WatchCache::new([(PREFIX.to_string(), fields)]);
+        let rc = cache.resource(PREFIX).unwrap();
+        let progress = cache.progress_receiver();
+        let Ok(sub) = rc.subscribe(PREFIX, Some(0), &progress) else {
+            panic!("subscribe")
+        };
+        let mut live = sub.live;
+        cache.apply(event(&format!("{PREFIX}ns/first"), 1, 10));
+        let first = live.next().await.unwrap();
+        let tree = first.object.tree();
+        assert!(
+            Arc::ptr_eq(&tree, &first.object.tree()),
+            "shared while recent"
+        );
+        assert_eq!(tree["metadata"]["resourceVersion"], "1");
+        assert_eq!(first.object.json(), serde_json::to_vec(&*tree).unwrap());
+        assert_eq!(
+            first.object.view(),
+            &serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "first", "namespace": "ns"},
+                "data": {"payload": "x".repeat(10)}})
+        );
+        let weak = Arc::downgrade(&tree);
+        drop(tree);
+        assert!(weak.upgrade().is_some(), "the recent event holds the tree");
+        for i in 0..FRAMES_KEPT as i64 {
+            cache.apply(event(&format!("{PREFIX}ns/cm-{i}"), i + 2, 10));
+        }
+        assert!(weak.upgrade().is_none(), "an old event's tree is freed");
+        let again = first.object.tree();
+        assert_eq!(again["metadata"]["name"], "first");
+        assert_eq!(rc.get(&format!("{PREFIX}ns/first")), Some(again));
+    }
+
     /// A watcher that does not read is ended once more than WATCHER_MAX_LAG_BYTES wait for it, while
     /// one that reads gets everything; the window stays within WINDOW_BYTES however large the objects.
     #[tokio::test]
     async fn slow_watcher_is_ended_and_window_is_bounded_in_bytes() {
-        let cache = WatchCache::new([PREFIX.to_string()]);
+        let cache = WatchCache::new([(PREFIX.to_string(), ViewFields::default().into())]);
         let rc = cache.resource(PREFIX).unwrap();
         let progress = cache.progress_receiver();
         let subscribe = || match rc.subscribe(PREFIX, Some(0), &progress) {
@@ -1156,11 +1252,11 @@ mod tests {
     /// and those a CRD adds later; a watch from before the window is too old.
     #[test]
     fn window_bytes_are_settable() {
-        let cache = WatchCache::new([PREFIX.to_string()]);
+        let cache = WatchCache::new([(PREFIX.to_string(), ViewFields::default().into())]);
         let bound = 7 << 19; // 3.5 MiB: three events of a little over 1 MiB
         cache.set_window_bytes(bound);
         let other = "/registry/example.com/widgets/";
-        cache.add_prefix(other);
+        cache.add_prefix(other, ViewFields::default().into());
         for (prefix, rc) in [
             (PREFIX, cache.resource(PREFIX)),
             (other, cache.resource(other)),

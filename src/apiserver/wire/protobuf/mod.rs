@@ -370,27 +370,33 @@ pub fn encode_list<T: std::ops::Deref<Target = Value>>(
     api_version: &str,
     list_kind: &str,
     metadata: &Value,
-    items: &[T],
+    items: impl IntoIterator<Item = T>,
 ) -> Result<Vec<u8>, String> {
     let idx = message_index_for(api_version, list_kind)
         .ok_or_else(|| format!("no protobuf message for {api_version}, Kind={list_kind}"))?;
     let msg = message(idx)?;
-    envelope(api_version, list_kind, 64 + items.len() * 1024, |out| {
-        for fl in msg.fields {
-            match fl.json {
-                "metadata" => encode_value(fl.ty, fl.tag, metadata, 1, out)
-                    .map_err(|e| format!("metadata: {e}"))?,
-                "items" => {
-                    for item in items {
-                        encode_value(fl.ty, fl.tag, item, 1, out)
-                            .map_err(|e| format!("items: {e}"))?;
+    let mut items = items.into_iter();
+    envelope(
+        api_version,
+        list_kind,
+        64 + items.size_hint().0 * 1024,
+        |out| {
+            for fl in msg.fields {
+                match fl.json {
+                    "metadata" => encode_value(fl.ty, fl.tag, metadata, 1, out)
+                        .map_err(|e| format!("metadata: {e}"))?,
+                    "items" => {
+                        for item in items.by_ref() {
+                            encode_value(fl.ty, fl.tag, &item, 1, out)
+                                .map_err(|e| format!("items: {e}"))?;
+                        }
                     }
+                    _ => {}
                 }
-                _ => {}
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
 }
 
 /// A `k8s\0` body: the `runtime.Unknown` envelope around the message `write` appends (about
