@@ -208,8 +208,8 @@ pub(crate) fn encode_list(out: Output, info: &ResourceInfo, l: &ListResult, q: &
         }
         Output::Protobuf => {
             let kind = format!("{}List", info.kind);
-            // Decoded one at a time: a list of thousands never holds all their trees at once.
-            let items = l.items.iter().map(Obj::tree);
+            // Each cached item's message is encoded once and kept (see `CachedObject`).
+            let items = l.items.iter().map(Obj::protobuf_message);
             match protobuf::encode_list(&info.api_version(), &kind, &list_metadata(l), items) {
                 Ok(bytes) => respond(StatusCode::OK, protobuf::MEDIA_TYPE, bytes),
                 Err(e) => ApiError::internal(format!("encoding protobuf: {e}")).into_response(),

@@ -45,7 +45,15 @@ pub(crate) async fn watch_response(
 /// `WatchEvent`). A cached object's JSON is copied as it is, not encoded again.
 pub(crate) fn watch_frame(out: Output, event_type: &str, object: &Obj) -> Result<Vec<u8>, String> {
     if out == Output::Protobuf {
-        return protobuf::encode_watch_event(event_type, &object.tree());
+        let view = object.view();
+        let field = |f: &str| view.get(f).and_then(Value::as_str).unwrap_or("");
+        let message = object.protobuf_message()?;
+        return protobuf::encode_watch_event_message(
+            event_type,
+            field("apiVersion"),
+            field("kind"),
+            &message,
+        );
     }
     let mut line = Vec::with_capacity(64);
     line.extend_from_slice(b"{\"type\":");

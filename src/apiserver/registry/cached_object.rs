@@ -5,18 +5,22 @@
 //! each version as the JSON it is served as (resourceVersion in place: a JSON list or watch frame
 //! copies the bytes as they are) and a *view*: a tree of only what label and field selectors read
 //! (`apiVersion`, `kind`, `metadata.name|namespace|labels` and the resource's selectable fields).
-//! The whole tree is decoded only when a consumer needs one (protobuf, Tables, conversions, the
-//! server's own lookups); while anyone holds a decoded tree, every other asking shares it, so a
-//! change sent to a thousand watchers is decoded at most once while it is recent.
+//! The whole tree is decoded only when a consumer needs one (Tables, conversions, the server's own
+//! lookups); while anyone holds a decoded tree, every other asking shares it, so a change sent to a
+//! thousand watchers is decoded at most once while it is recent. The protobuf encoding is made the
+//! first time a protobuf list or watch asks for it, and kept with the version (about half the JSON's
+//! size), so client-go's lists and watches encode each version once.
 //!
 //! [`Obj`] is what lists and watch events carry: such a cached object, or a tree of the response's
 //! own (read from storage, converted, a bookmark).
 
-use std::sync::{Arc, Mutex, Weak};
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use serde_json::{Map, Value};
 
 use super::selectors::field_sources;
+use crate::apiserver::wire::protobuf;
 
 /// The selectable fields a resource's views hold.
 #[derive(Debug, Default)]
@@ -79,6 +83,8 @@ pub struct CachedObject {
     revision: i64,
     /// The decoded tree while anyone holds it.
     tree: Mutex<Weak<Value>>,
+    /// The protobuf message ([`protobuf::encode_message`]), once one was asked for.
+    protobuf: OnceLock<Result<Box<[u8]>, String>>,
 }
 
 impl CachedObject {
@@ -93,7 +99,16 @@ impl CachedObject {
             fields: fields.clone(),
             revision,
             tree: Mutex::new(Arc::downgrade(tree)),
+            protobuf: OnceLock::new(),
         }
+    }
+
+    /// The object's protobuf message: encoded by the first to ask, then kept.
+    pub fn protobuf_message(&self) -> Result<&[u8], String> {
+        self.protobuf
+            .get_or_init(|| protobuf::encode_message(&self.tree()).map(Vec::into_boxed_slice))
+            .as_deref()
+            .map_err(Clone::clone)
     }
 
     /// The object as served in JSON.
@@ -196,6 +211,14 @@ impl Obj {
         }
     }
 
+    /// The object's protobuf message (kept with a cached object, encoded for a tree).
+    pub fn protobuf_message(&self) -> Result<Cow<'_, [u8]>, String> {
+        match self {
+            Obj::Cached(c) => c.protobuf_message().map(Cow::Borrowed),
+            Obj::Tree(t) => protobuf::encode_message(t).map(Cow::Owned),
+        }
+    }
+
     /// Appends the object's JSON (copied as cached, or serialized).
     pub fn write_json(&self, out: &mut Vec<u8>) {
         match self {
@@ -256,6 +279,18 @@ mod tests {
         let again = c.tree();
         assert_eq!(*again, *pod());
         assert!(Arc::ptr_eq(&c.tree(), &again));
+    }
+
+    #[test]
+    fn protobuf_message_is_encoded_once_and_kept() {
+        let fields = ViewFields::new(Vec::<String>::new());
+        let tree = pod();
+        let c = CachedObject::new(&tree, 7, &fields);
+        let first = c.protobuf_message().unwrap();
+        assert_eq!(first, protobuf::encode_message(&tree).unwrap().as_slice());
+        assert_eq!(first.as_ptr(), c.protobuf_message().unwrap().as_ptr());
+        let envelope = protobuf::encode(&tree).unwrap();
+        assert!(envelope.ends_with(&[first, &[0x1a, 0, 0x22, 0][..]].concat()));
     }
 
     #[test]

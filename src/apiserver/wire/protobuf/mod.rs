@@ -345,6 +345,21 @@ pub fn encode(obj: &Value) -> Result<Vec<u8>, String> {
 }
 
 fn encode_depth(obj: &Value, depth: usize) -> Result<Vec<u8>, String> {
+    let t = typed(obj)?;
+    envelope(t.api_version, t.kind, 256, |out| {
+        encode_into(t.idx, t.fields, depth + 1, out)
+    })
+}
+
+/// An object to encode: its `apiVersion`, `kind`, message and fields.
+struct Typed<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    idx: u16,
+    fields: &'a Map<String, Value>,
+}
+
+fn typed(obj: &Value) -> Result<Typed<'_>, String> {
     let map = obj
         .as_object()
         .ok_or("object to encode is not a JSON object")?;
@@ -358,19 +373,31 @@ fn encode_depth(obj: &Value, depth: usize) -> Result<Vec<u8>, String> {
         .ok_or("object has no kind")?;
     let idx = message_index_for(api_version, kind)
         .ok_or_else(|| format!("no protobuf message for {api_version}, Kind={kind}"))?;
-    envelope(api_version, kind, 256, |out| {
-        encode_into(idx, map, depth + 1, out)
+    Ok(Typed {
+        api_version,
+        kind,
+        idx,
+        fields: map,
     })
 }
 
-/// Encodes a list (`list_kind` like `PodList`) from its metadata and items, each item encoded
-/// straight from the object it is given: a list of thousands of cached objects is never copied
-/// into one JSON tree first.
-pub fn encode_list<T: std::ops::Deref<Target = Value>>(
+/// An object's message alone, without [`encode`]'s envelope: what a list carries as an item, and
+/// what [`encode_watch_event_message`] wraps (the watch cache keeps it to encode an object once).
+pub fn encode_message(obj: &Value) -> Result<Vec<u8>, String> {
+    let t = typed(obj)?;
+    let mut out = Vec::with_capacity(256);
+    encode_into(t.idx, t.fields, 1, &mut out)?;
+    Ok(out)
+}
+
+/// Encodes a list (`list_kind` like `PodList`) from its metadata and its items' messages
+/// ([`encode_message`]): a list of thousands of cached objects is never copied into one JSON tree,
+/// and an item already encoded is not encoded again.
+pub fn encode_list<M: AsRef<[u8]>>(
     api_version: &str,
     list_kind: &str,
     metadata: &Value,
-    items: impl IntoIterator<Item = T>,
+    items: impl IntoIterator<Item = Result<M, String>>,
 ) -> Result<Vec<u8>, String> {
     let idx = message_index_for(api_version, list_kind)
         .ok_or_else(|| format!("no protobuf message for {api_version}, Kind={list_kind}"))?;
@@ -387,8 +414,8 @@ pub fn encode_list<T: std::ops::Deref<Target = Value>>(
                         .map_err(|e| format!("metadata: {e}"))?,
                     "items" => {
                         for item in items.by_ref() {
-                            encode_value(fl.ty, fl.tag, &item, 1, out)
-                                .map_err(|e| format!("items: {e}"))?;
+                            let item = item.map_err(|e| format!("items: {e}"))?;
+                            put_bytes(out, fl.tag, item.as_ref());
                         }
                     }
                     _ => {}
@@ -426,7 +453,21 @@ fn envelope(
 /// the object's full [`encode`]ing (as upstream: the stream serializer is the "raw" protobuf
 /// serializer, the embedded object uses the enveloped one).
 pub fn encode_watch_event(event_type: &str, obj: &Value) -> Result<Vec<u8>, String> {
-    let inner = encode(obj)?;
+    let t = typed(obj)?;
+    encode_watch_event_message(event_type, t.api_version, t.kind, &encode_message(obj)?)
+}
+
+/// [`encode_watch_event`] of an object whose message ([`encode_message`]) is `message`.
+pub fn encode_watch_event_message(
+    event_type: &str,
+    api_version: &str,
+    kind: &str,
+    message: &[u8],
+) -> Result<Vec<u8>, String> {
+    let inner = envelope(api_version, kind, message.len(), |out| {
+        out.extend_from_slice(message);
+        Ok(())
+    })?;
     let mut out = Vec::with_capacity(inner.len() + event_type.len() + 24);
     out.extend_from_slice(&[0; 4]);
     put_bytes(&mut out, 1, event_type.as_bytes());

@@ -298,7 +298,8 @@ fn streamed_lists_match_whole_lists() {
             .collect();
         let mut whole = list.clone();
         whole["items"] = Value::Array(items.iter().map(|i| (**i).clone()).collect());
-        let streamed = encode_list(&av, &kind, &list["metadata"], items.iter().cloned())
+        let messages = items.iter().map(|i| encode_message(i));
+        let streamed = encode_list(&av, &kind, &list["metadata"], messages)
             .unwrap_or_else(|e| panic!("{av} {kind}: {e}"));
         assert_eq!(streamed, encode(&whole).unwrap(), "{av} {kind}");
         lists += 1;
