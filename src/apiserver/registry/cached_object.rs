@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use serde_json::{Map, Value};
 
-use super::selectors::field_sources;
+use super::selectors::{field_sources, lookup};
 use crate::apiserver::wire::protobuf;
 
 /// The selectable fields a resource's views hold.
@@ -165,7 +165,7 @@ fn view_of(obj: &Value, paths: &[String]) -> Value {
         view.insert("metadata".into(), Value::Object(m));
     }
     for path in paths {
-        let Some(v) = path.split('.').try_fold(obj, |v, part| v.get(part)) else {
+        let Some(v) = lookup(obj, path) else {
             continue;
         };
         let mut at = &mut view;

@@ -874,7 +874,8 @@ fn escape_value(s: &str) -> String {
     out
 }
 
-fn lookup<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+/// The value at a dotted path (`spec.nodeName`), if every step is there.
+pub fn lookup<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(obj, |v, part| v.get(part))
 }
 

@@ -1129,11 +1129,10 @@ mod tests {
         }
     }
 
-    /// Every watcher of an event gets the one encoding of it per event type and media type; once the
-    /// event is FRAMES_KEPT events old, a late watcher encodes its own and nothing more is kept.
-    #[tokio::test]
-    async fn frames_are_encoded_once_while_recent() {
-        let cache = WatchCache::new([(PREFIX.to_string(), ViewFields::default().into())]);
+    /// A cache of PREFIX whose views hold `fields`, and its first event (`ns/first` at revision 1) as
+    /// a watcher from revision 0 is handed it.
+    async fn first_event(fields: Arc<ViewFields>) -> (Arc<WatchCache>, Arc<CacheEvent>) {
+        let cache = WatchCache::new([(PREFIX.to_string(), fields)]);
         let rc = cache.resource(PREFIX).unwrap();
         let progress = cache.progress_receiver();
         let Ok(sub) = rc.subscribe(PREFIX, Some(0), &progress) else {
@@ -1142,6 +1141,21 @@ mod tests {
         let mut live = sub.live;
         cache.apply(event(&format!("{PREFIX}ns/first"), 1, 10));
         let first = live.next().await.unwrap();
+        (cache, first)
+    }
+
+    /// Applies FRAMES_KEPT more events after [`first_event`]'s, so that it is no longer recent.
+    fn age_past_frames_kept(cache: &WatchCache) {
+        for i in 0..FRAMES_KEPT as i64 {
+            cache.apply(event(&format!("{PREFIX}ns/cm-{i}"), i + 2, 10));
+        }
+    }
+
+    /// Every watcher of an event gets the one encoding of it per event type and media type; once the
+    /// event is FRAMES_KEPT events old, a late watcher encodes its own and nothing more is kept.
+    #[tokio::test]
+    async fn frames_are_encoded_once_while_recent() {
+        let (cache, first) = first_event(ViewFields::default().into()).await;
         let encodings = std::sync::atomic::AtomicUsize::new(0);
         let encode = |tag: &'static str| {
             encodings.fetch_add(1, Ordering::SeqCst);
@@ -1162,9 +1176,7 @@ mod tests {
         );
         assert_eq!(b.unwrap(), "pb");
         assert_eq!(encodings.load(Ordering::SeqCst), 3);
-        for i in 0..FRAMES_KEPT as i64 {
-            cache.apply(event(&format!("{PREFIX}ns/cm-{i}"), i + 2, 10));
-        }
+        age_past_frames_kept(&cache);
         let b = first.frame("ADDED", "application/json", || encode("again"));
         assert_eq!(b.unwrap(), "again", "an old event's frames are not kept");
         let b = first.frame("ADDED", "application/json", || encode("again"));
@@ -1176,16 +1188,8 @@ mod tests {
     /// shares it); once FRAMES_KEPT events old it does not, and the object decodes again from its JSON.
     #[tokio::test]
     async fn objects_are_compact_and_recent_events_share_their_tree() {
-        let fields = ViewFields::new(["data.payload"]);
-        let cache = WatchCache::new([(PREFIX.to_string(), fields)]);
+        let (cache, first) = first_event(ViewFields::new(["data.payload"])).await;
         let rc = cache.resource(PREFIX).unwrap();
-        let progress = cache.progress_receiver();
-        let Ok(sub) = rc.subscribe(PREFIX, Some(0), &progress) else {
-            panic!("subscribe")
-        };
-        let mut live = sub.live;
-        cache.apply(event(&format!("{PREFIX}ns/first"), 1, 10));
-        let first = live.next().await.unwrap();
         let tree = first.object.tree();
         assert!(
             Arc::ptr_eq(&tree, &first.object.tree()),
@@ -1202,9 +1206,7 @@ mod tests {
         let weak = Arc::downgrade(&tree);
         drop(tree);
         assert!(weak.upgrade().is_some(), "the recent event holds the tree");
-        for i in 0..FRAMES_KEPT as i64 {
-            cache.apply(event(&format!("{PREFIX}ns/cm-{i}"), i + 2, 10));
-        }
+        age_past_frames_kept(&cache);
         assert!(weak.upgrade().is_none(), "an old event's tree is freed");
         let again = first.object.tree();
         assert_eq!(again["metadata"]["name"], "first");
