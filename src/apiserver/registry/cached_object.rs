@@ -5,9 +5,11 @@
 //! each version as the JSON it is served as (resourceVersion in place: a JSON list or watch frame
 //! copies the bytes as they are) and a *view*: a tree of only what label and field selectors read
 //! (`apiVersion`, `kind`, `metadata.name|namespace|labels` and the resource's selectable fields).
-//! The whole tree is decoded only when a consumer needs one (Tables, conversions, the server's own
-//! lookups); while anyone holds a decoded tree, every other asking shares it, so a change sent to a
-//! thousand watchers is decoded at most once while it is recent. The protobuf encoding is made the
+//! Both are made from the stored bytes without decoding them ([`super::stored_json`]), for every change
+//! the cache applies and every object of a page read from storage. The whole tree is decoded only
+//! when a consumer needs one (Tables, conversions, the server's own lookups); while anyone holds a
+//! decoded tree, every other asking shares it, and a recent change's object holds it, so a change
+//! sent to a thousand watchers is decoded at most once while it is recent. The protobuf encoding is made the
 //! first time a protobuf list or watch asks for it, and kept with the version (about half the JSON's
 //! size), so client-go's lists and watches encode each version once.
 //!
@@ -17,18 +19,19 @@
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::selectors::{field_sources, lookup};
+use super::selectors::field_sources;
+use super::stored_json::{self, Members, Wanted};
 use crate::apiserver::wire::protobuf;
 
 /// The selectable fields a resource's views hold.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ViewFields {
     /// Field selector names (besides `metadata.name` and `metadata.namespace`, always held).
     fields: Vec<String>,
-    /// The paths those fields are read from.
-    paths: Vec<String>,
+    /// What a view keeps: the paths those fields are read from, and what every view holds.
+    wanted: Wanted,
 }
 
 impl ViewFields {
@@ -42,7 +45,7 @@ impl ViewFields {
     pub fn union(&self, other: &ViewFields) -> Arc<Self> {
         let mut v = ViewFields {
             fields: self.fields.clone(),
-            paths: self.paths.clone(),
+            wanted: self.wanted.clone(),
         };
         v.add(&other.fields);
         Arc::new(v)
@@ -56,9 +59,7 @@ impl ViewFields {
             }
             self.fields.push(f.to_string());
             for p in field_sources(f) {
-                if !self.paths.iter().any(|q| q == p) {
-                    self.paths.push(p.to_string());
-                }
+                self.wanted.add(p);
             }
         }
     }
@@ -68,6 +69,26 @@ impl ViewFields {
         field == "metadata.name"
             || field == "metadata.namespace"
             || self.fields.iter().any(|f| f == field)
+    }
+}
+
+impl Default for ViewFields {
+    /// What every view holds: `apiVersion`, `kind`, `metadata.name|namespace|labels`.
+    fn default() -> Self {
+        let mut wanted = Wanted::default();
+        for path in [
+            "apiVersion",
+            "kind",
+            "metadata.name",
+            "metadata.namespace",
+            "metadata.labels",
+        ] {
+            wanted.add(path);
+        }
+        ViewFields {
+            fields: Vec::new(),
+            wanted,
+        }
     }
 }
 
@@ -81,10 +102,22 @@ pub struct CachedObject {
     fields: Arc<ViewFields>,
     /// The object's resourceVersion.
     revision: i64,
-    /// The decoded tree while anyone holds it.
-    tree: Mutex<Weak<Value>>,
+    /// The decoded tree, while anyone holds it.
+    tree: Mutex<TreeSlot>,
     /// The protobuf message ([`protobuf::encode_message`]), once one was asked for.
     protobuf: OnceLock<Result<Box<[u8]>, String>>,
+}
+
+/// Where a cached object's decoded tree is found.
+#[derive(Debug, Default)]
+struct TreeSlot {
+    /// The tree while anyone holds it.
+    shared: Weak<Value>,
+    /// Held here too while the object's change is recent ([`CachedObject::release`] ends it), so that
+    /// the watchers it is sent to decode it once between them.
+    held: Option<Arc<Value>>,
+    /// Whether a tree decoded now is to be held.
+    hold: bool,
 }
 
 impl CachedObject {
@@ -95,12 +128,42 @@ impl CachedObject {
         let json = serde_json::to_vec(&**tree).unwrap_or_default();
         CachedObject {
             json: json.into_boxed_slice(),
-            view: view_of(tree, &fields.paths),
+            view: fields.wanted.pick(tree),
             fields: fields.clone(),
             revision,
-            tree: Mutex::new(Arc::downgrade(tree)),
+            tree: Mutex::new(TreeSlot {
+                shared: Arc::downgrade(tree),
+                ..TreeSlot::default()
+            }),
             protobuf: OnceLock::new(),
         }
+    }
+
+    /// The object stored as `stored`, served at `revision`, without decoding it (see
+    /// [`stored_json`]). A tree decoded for it later is held until [`Self::release`] if `hold`.
+    /// `None` if `stored` is not JSON.
+    pub fn from_stored(
+        stored: &[u8],
+        revision: i64,
+        fields: &Arc<ViewFields>,
+        hold: bool,
+    ) -> Option<Self> {
+        let Some(members) = Members::parse(stored) else {
+            // Not an object (never written by this server): served as a decoded tree would be.
+            let tree: Value = serde_json::from_slice(stored).ok()?;
+            return Some(Self::new(&Arc::new(tree), revision, fields));
+        };
+        Some(CachedObject {
+            json: stored_json::served(stored, &members, revision)?.into_boxed_slice(),
+            view: fields.wanted.pick_members(&members),
+            fields: fields.clone(),
+            revision,
+            tree: Mutex::new(TreeSlot {
+                hold,
+                ..TreeSlot::default()
+            }),
+            protobuf: OnceLock::new(),
+        })
     }
 
     /// The object's protobuf message: encoded by the first to ask, then kept.
@@ -131,59 +194,35 @@ impl CachedObject {
         fields.all(|f| self.fields.covers(f)).then_some(&self.view)
     }
 
+    fn slot(&self) -> std::sync::MutexGuard<'_, TreeSlot> {
+        self.tree.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The whole object: shared with whoever holds it already, else decoded from its JSON.
     pub fn tree(&self) -> Arc<Value> {
-        let mut weak = self.tree.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = weak.upgrade() {
+        let mut slot = self.slot();
+        if let Some(t) = slot.shared.upgrade() {
             return t;
         }
         let t = Arc::new(serde_json::from_slice(&self.json).unwrap_or_else(|e| {
-            // The bytes were written by serde_json from a tree: only memory corruption gets here.
+            // The bytes were checked as JSON when cached: only memory corruption gets here.
             tracing::error!("watch cache: a cached object does not decode: {e}");
             Value::Null
         }));
-        *weak = Arc::downgrade(&t);
+        slot.shared = Arc::downgrade(&t);
+        if slot.hold {
+            slot.held = Some(t.clone());
+        }
         t
     }
-}
 
-/// The tree of what selectors read of `obj` (see the module doc).
-fn view_of(obj: &Value, paths: &[String]) -> Value {
-    let mut view = Map::new();
-    for key in ["apiVersion", "kind"] {
-        if let Some(v) = obj.get(key) {
-            view.insert(key.into(), v.clone());
-        }
+    /// Stops holding the tree (the change is no longer recent); returns it, to be freed outside
+    /// the caller's locks.
+    pub fn release(&self) -> Option<Arc<Value>> {
+        let mut slot = self.slot();
+        slot.hold = false;
+        slot.held.take()
     }
-    if let Some(meta) = obj.get("metadata").and_then(Value::as_object) {
-        let mut m = Map::new();
-        for key in ["name", "namespace", "labels"] {
-            if let Some(v) = meta.get(key) {
-                m.insert(key.into(), v.clone());
-            }
-        }
-        view.insert("metadata".into(), Value::Object(m));
-    }
-    for path in paths {
-        let Some(v) = lookup(obj, path) else {
-            continue;
-        };
-        let mut at = &mut view;
-        let mut parts = path.split('.').peekable();
-        while let Some(part) = parts.next() {
-            if parts.peek().is_none() {
-                at.insert(part.into(), v.clone());
-                break;
-            }
-            let next = at.entry(part).or_insert_with(|| Value::Object(Map::new()));
-            match next {
-                Value::Object(m) => at = m,
-                // A scalar already copied on the way (`a` then `a.b`): `a.b` reads nothing there.
-                _ => break,
-            }
-        }
-    }
-    Value::Object(view)
 }
 
 /// An object in a list or a watch event: the cache's (decoded only when needed), or a tree of the
@@ -299,6 +338,34 @@ mod tests {
         let b = a.union(&ViewFields::new(["status.phase", "spec.nodeName"]));
         assert!(b.covers("spec.nodeName") && b.covers("status.phase"));
         assert!(!a.covers("status.phase"));
-        assert_eq!(b.paths, ["spec.nodeName", "status.phase"]);
+        let pod = json!({"spec": {"nodeName": "n", "x": 1}, "status": {"phase": "P", "y": 2}});
+        assert_eq!(
+            b.wanted.pick(&pod),
+            json!({"spec": {"nodeName": "n"}, "status": {"phase": "P"}})
+        );
+    }
+
+    /// Made from the stored bytes (resourceVersion stored empty), an object is what it is made
+    /// from its stamped tree; one made to hold its tree holds it once decoded, until released.
+    #[test]
+    fn made_from_stored_bytes_as_from_the_tree() {
+        let fields = ViewFields::new(["spec.nodeName", "status.podIP"]);
+        let mut stored = (*pod()).clone();
+        stored["metadata"]["resourceVersion"] = json!("");
+        let stored = serde_json::to_vec(&stored).unwrap();
+        let from_tree = CachedObject::new(&pod(), 7, &fields);
+        let c = CachedObject::from_stored(&stored, 7, &fields, false).unwrap();
+        assert_eq!(c.json(), from_tree.json());
+        assert_eq!(c.view(), from_tree.view());
+        assert_eq!(*c.tree(), *pod());
+        let weak = Arc::downgrade(&c.tree());
+        assert!(weak.upgrade().is_none(), "not held");
+
+        let held = CachedObject::from_stored(&stored, 7, &fields, true).unwrap();
+        let weak = Arc::downgrade(&held.tree());
+        assert!(weak.upgrade().is_some(), "held once decoded");
+        assert!(held.release().is_some());
+        assert!(weak.upgrade().is_none(), "released");
+        assert!(CachedObject::from_stored(b"{", 7, &fields, false).is_none());
     }
 }

@@ -25,6 +25,7 @@ pub mod schema;
 pub mod selectors;
 pub mod service_alloc;
 pub mod store;
+pub mod stored_json;
 pub mod strategy;
 pub mod validation;
 pub mod watch_cache;

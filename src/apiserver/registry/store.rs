@@ -327,8 +327,11 @@ fn view_fields(info: &ResourceInfo) -> Arc<ViewFields> {
 }
 
 fn stamped(kv: &KeyValue) -> ApiResult<Value> {
-    decode_object(kv, kv.mod_revision)
-        .ok_or_else(|| ApiError::internal(format!("undecodable object at {}", kv.key)))
+    decode_object(kv, kv.mod_revision).ok_or_else(|| undecodable(kv))
+}
+
+fn undecodable(kv: &KeyValue) -> ApiError {
+    ApiError::internal(format!("undecodable object at {}", kv.key))
 }
 
 /// A stored object as `info`'s version serves it.
@@ -748,6 +751,7 @@ impl Registry {
         let mut start = start;
         let mut revision = revision;
         let batch = if limit == 0 { 0 } else { limit.max(100) };
+        let fields = view_fields(info);
         loop {
             let page = match self.store.range(prefix, start.as_deref(), batch, revision).await {
                 Ok(p) => p,
@@ -759,9 +763,24 @@ impl Registry {
             revision = page.revision;
             let n = page.kvs.len();
             for (i, kv) in page.kvs.iter().enumerate() {
-                let obj = served(info, kv)?;
-                if filter.matches(&obj) {
-                    items.push(Obj::from(obj));
+                // Kept as stored (served without decoding, as the watch cache keeps objects) unless
+                // it has to be converted.
+                let (obj, keep) = match info.conversion {
+                    None => {
+                        let c =
+                            CachedObject::from_stored(&kv.value, kv.mod_revision, &fields, false)
+                                .ok_or_else(|| undecodable(kv))?;
+                        let keep = filter.matches_cached(&c);
+                        (Obj::Cached(Arc::new(c)), keep)
+                    }
+                    Some(_) => {
+                        let obj = served(info, kv)?;
+                        let keep = filter.matches(&obj);
+                        (Obj::from(obj), keep)
+                    }
+                };
+                if keep {
+                    items.push(obj);
                 }
                 if limit > 0 && items.len() >= limit {
                     let more = i + 1 < n || page.more;

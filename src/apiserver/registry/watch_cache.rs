@@ -100,8 +100,6 @@ type Frame = (&'static str, &'static str, bytes::Bytes);
 #[derive(Debug, Default)]
 struct Frames {
     encoded: Mutex<Vec<Frame>>,
-    /// The object's decoded tree, held while the event is recent so that its watchers share it.
-    tree: Mutex<Option<Arc<Value>>>,
     /// Set once the event is [`FRAMES_KEPT`] events old: nothing more is kept.
     cold: AtomicBool,
 }
@@ -137,7 +135,8 @@ impl CacheEvent {
         Ok(b)
     }
 
-    /// Stops keeping frames and the tree; returns them (to be freed outside the cache's lock).
+    /// Stops keeping frames, and the object's tree ([`CachedObject::release`]); returns them (to be
+    /// freed outside the cache's lock).
     fn cool(&self) -> (Vec<Frame>, Option<Arc<Value>>) {
         self.frames.cold.store(true, Ordering::Relaxed);
         let frames = std::mem::take(
@@ -147,13 +146,7 @@ impl CacheEvent {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
         );
-        let tree = self
-            .frames
-            .tree
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        (frames, tree)
+        (frames, self.object.release())
     }
 }
 
@@ -324,9 +317,10 @@ impl ResourceCache {
             .clone()
     }
 
-    /// Keeps `tree` compact (see [`CachedObject`]).
-    fn compact(&self, tree: &Arc<Value>, revision: i64) -> Arc<CachedObject> {
-        Arc::new(CachedObject::new(tree, revision, &self.view_fields()))
+    /// Keeps stored value `stored` compact (see [`CachedObject`]); a tree decoded for it is held
+    /// (while its change is recent) if `hold`. `None` if it is not JSON.
+    fn compact(&self, stored: &[u8], revision: i64, hold: bool) -> Option<Arc<CachedObject>> {
+        CachedObject::from_stored(stored, revision, &self.view_fields(), hold).map(Arc::new)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, CacheState> {
@@ -338,8 +332,14 @@ impl ResourceCache {
     }
 
     /// Applies one stored change (`deleted` removes the key); `size` is the stored value's length.
-    fn apply(&self, key: String, deleted: bool, tree: Arc<Value>, revision: i64, size: usize) {
-        let object = self.compact(&tree, revision);
+    fn apply(
+        &self,
+        key: String,
+        deleted: bool,
+        object: Arc<CachedObject>,
+        revision: i64,
+        size: usize,
+    ) {
         let evicted = {
             let mut st = self.write();
             let prev = st.objects.get(&key).cloned();
@@ -362,10 +362,7 @@ impl ResourceCache {
                 revision,
                 size,
                 end_offset: st.total_bytes,
-                frames: Frames {
-                    tree: Mutex::new(Some(tree)),
-                    ..Frames::default()
-                },
+                frames: Frames::default(),
             });
             st.revision = revision;
             st.window_bytes += size;
@@ -392,7 +389,11 @@ impl ResourceCache {
             (evicted, cooled)
         };
         self.changed.send_replace(());
-        // Freed outside the lock.
+        // Freed outside the lock; an event the byte bound evicted while still recent lets go of its
+        // object's tree (the object may stay, as the current version).
+        for ev in &evicted.0 {
+            ev.cool();
+        }
         drop(evicted);
     }
 
@@ -410,7 +411,11 @@ impl ResourceCache {
             (std::mem::replace(&mut st.objects, objects), old_events)
         };
         self.changed.send_replace(());
-        // The previous state is freed outside the lock (dropping 100,000 objects takes a while).
+        // The previous state is freed outside the lock (dropping 100,000 objects takes a while). Its
+        // recent events let go of their objects' trees: a reload may keep those objects.
+        for ev in &old.1 {
+            ev.cool();
+        }
         drop(old);
     }
 
@@ -764,8 +769,8 @@ impl WatchCache {
                     let cache = &caches[i].1;
                     let obj = match cache.object_at(&kv.key, kv.mod_revision) {
                         Some(same) => same,
-                        None => match decode_object(kv, kv.mod_revision) {
-                            Some(obj) => cache.compact(&Arc::new(obj), kv.mod_revision),
+                        None => match cache.compact(&kv.value, kv.mod_revision, false) {
+                            Some(obj) => obj,
                             None => continue,
                         },
                     };
@@ -807,9 +812,9 @@ impl WatchCache {
             .find(|(p, _)| ev.kv.key.starts_with(p.as_str()))
         {
             let deleted = ev.event_type == EventType::Delete;
-            if let Some(object) = decode_object(&ev.kv, revision) {
+            if let Some(object) = cache.compact(&ev.kv.value, revision, true) {
                 let size = ev.kv.value.len();
-                cache.apply(ev.kv.key, deleted, Arc::new(object), revision, size);
+                cache.apply(ev.kv.key, deleted, object, revision, size);
             }
         }
         self.progress_tx.send_replace(revision);
@@ -1184,8 +1189,9 @@ mod tests {
         assert_eq!(encodings.load(Ordering::SeqCst), 5);
     }
 
-    /// Objects are kept as JSON plus a view: a recent event holds its decoded tree (every watcher
-    /// shares it); once FRAMES_KEPT events old it does not, and the object decodes again from its JSON.
+    /// Objects are kept as JSON plus a view: a recent event's object holds its tree once decoded
+    /// (every watcher shares it); once FRAMES_KEPT events old it does not, and the object decodes
+    /// again from its JSON.
     #[tokio::test]
     async fn objects_are_compact_and_recent_events_share_their_tree() {
         let (cache, first) = first_event(ViewFields::new(["data.payload"])).await;
