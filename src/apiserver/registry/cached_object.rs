@@ -5,13 +5,13 @@
 //! each version as the JSON it is served as (resourceVersion in place: a JSON list or watch frame
 //! copies the bytes as they are) and a *view*: a tree of only what label and field selectors read
 //! (`apiVersion`, `kind`, `metadata.name|namespace|labels` and the resource's selectable fields).
-//! Both are made from the stored bytes without decoding them ([`super::stored_json`]), for every change
-//! the cache applies and every object of a page read from storage. The whole tree is decoded only
-//! when a consumer needs one (Tables, conversions, the server's own lookups); while anyone holds a
-//! decoded tree, every other asking shares it, and a recent change's object holds it, so a change
-//! sent to a thousand watchers is decoded at most once while it is recent. The protobuf encoding is made the
-//! first time a protobuf list or watch asks for it, and kept with the version (about half the JSON's
-//! size), so client-go's lists and watches encode each version once.
+//! Both are made from the stored bytes without decoding them ([`super::stored_json`]), for every
+//! change the cache applies and every object of a page read from storage. The whole tree is decoded
+//! only when a consumer needs one (Tables, conversions, the server's own lookups); while anyone holds
+//! a decoded tree, every other asking shares it, and a recent change's object holds it, so a change
+//! sent to a thousand watchers is decoded at most once while it is recent. The protobuf encoding is
+//! made the first time a protobuf list or watch asks for it, and kept with the version (about half
+//! the JSON's size), so client-go's lists and watches encode each version once.
 //!
 //! [`Obj`] is what lists and watch events carry: such a cached object, or a tree of the response's
 //! own (read from storage, converted, a bookmark).
