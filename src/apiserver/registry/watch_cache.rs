@@ -75,7 +75,7 @@ impl EventKind {
     }
 }
 
-/// One change to one object, decoded once and shared by every watcher.
+/// One change to one object, kept once (see [`CachedObject`]) and shared by every watcher.
 #[derive(Debug)]
 pub struct CacheEvent {
     pub kind: EventKind,

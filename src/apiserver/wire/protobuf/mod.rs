@@ -384,10 +384,16 @@ fn typed(obj: &Value) -> Result<Typed<'_>, String> {
 /// An object's message alone, without [`encode`]'s envelope: what a list carries as an item, and
 /// what [`encode_watch_event_message`] wraps (the watch cache keeps it to encode an object once).
 pub fn encode_message(obj: &Value) -> Result<Vec<u8>, String> {
-    let t = typed(obj)?;
-    let mut out = Vec::with_capacity(256);
-    encode_into(t.idx, t.fields, 1, &mut out)?;
-    Ok(out)
+    typed(obj)?.message()
+}
+
+impl Typed<'_> {
+    /// [`encode_message`] of this object.
+    fn message(&self) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(256);
+        encode_into(self.idx, self.fields, 1, &mut out)?;
+        Ok(out)
+    }
 }
 
 /// Encodes a list (`list_kind` like `PodList`) from its metadata and its items' messages
@@ -454,7 +460,7 @@ fn envelope(
 /// serializer, the embedded object uses the enveloped one).
 pub fn encode_watch_event(event_type: &str, obj: &Value) -> Result<Vec<u8>, String> {
     let t = typed(obj)?;
-    encode_watch_event_message(event_type, t.api_version, t.kind, &encode_message(obj)?)
+    encode_watch_event_message(event_type, t.api_version, t.kind, &t.message()?)
 }
 
 /// [`encode_watch_event`] of an object whose message ([`encode_message`]) is `message`.
