@@ -2,7 +2,7 @@
 
 The kubelet scenarios start a server that is a node: with no containerd on the default socket it starts
 its own under `DATA_DIR/containerd` (own socket, root, state, runc root and pod network namespaces; the
-`rkube0` bridge; local busybox and sandbox images: src/kubelet/containerd.rs). `ManagedContainerd` lists
+`rkube-<hash>` bridge and host-local's allocations; local busybox and sandbox images: src/kubelet/containerd.rs). `ManagedContainerd` lists
 what that containerd runs (`ctr`) and, since it deliberately outlives the server (containers survive a
 restart, as upstream's survive a kubelet restart), stops it and removes what it ran once the tests are
 done: tasks, containers, shims, mounts, the bridge.
@@ -10,12 +10,11 @@ done: tasks, containers, shims, mounts, the bridge.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
 from pathlib import Path
-
-BRIDGE = "rkube0"
 
 
 class ManagedContainerd:
@@ -54,4 +53,16 @@ class ManagedContainerd:
             mountpoint = line.split()[1]
             if mountpoint.startswith(str(self.workdir)):
                 subprocess.run(["umount", "-l", mountpoint], capture_output=True)
-        subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
+        for bridge in self.bridges():
+            subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
+
+    def bridges(self) -> list[str]:
+        """The bridges the CNI config containerd rendered names (one: rkube-<hash of its directory>)."""
+        found = []
+        for conf in sorted((self.workdir / "cni" / "net.d").glob("*.conflist")):
+            try:
+                plugins = json.loads(conf.read_text()).get("plugins", [])
+            except (OSError, ValueError):
+                continue
+            found += [p["bridge"] for p in plugins if p.get("type") == "bridge" and p.get("bridge")]
+        return found

@@ -117,6 +117,10 @@ struct ServerArgs {
     /// lifecycle controller marks it Unknown and taints it (upstream's kube-controller-manager flag).
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     node_monitor_grace_period: std::time::Duration,
+    /// The longest a certificate issued for a CertificateSigningRequest is valid (upstream's
+    /// kube-controller-manager flag; a request's `expirationSeconds` may ask for less, not under 10m).
+    #[arg(long, default_value = "8760h", value_parser = parse_duration)]
+    cluster_signing_duration: std::time::Duration,
     #[command(flatten)]
     node_ipam: NodeIpamArgs,
     /// Run the controller manager in this process (`--controller-manager=false` to run it apart, as
@@ -307,6 +311,25 @@ struct KubeletArgs {
     /// `--eviction-pressure-transition-period`, a Go duration).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     eviction_pressure_transition_period: std::time::Duration,
+    /// The image filesystem usage, in percent, at which unused images are removed (upstream's
+    /// `--image-gc-high-threshold`); 100 turns image garbage collection off.
+    #[arg(long, default_value_t = 85)]
+    image_gc_high_threshold: u8,
+    /// The usage, in percent, image garbage collection frees down to (upstream's
+    /// `--image-gc-low-threshold`).
+    #[arg(long, default_value_t = 80)]
+    image_gc_low_threshold: u8,
+    /// How long an image is kept, unused, after the kubelet first saw it before it may be removed
+    /// for space (upstream's `--minimum-image-ttl-duration`).
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    minimum_image_ttl_duration: std::time::Duration,
+    /// Images unused for longer than this are removed whatever the disk usage (upstream's
+    /// kubelet configuration `imageMaximumGCAge`); 0 never.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    image_maximum_gc_age: std::time::Duration,
+    /// How often image garbage collection runs (upstream's is fixed at 5m).
+    #[arg(long, default_value = "5m", value_parser = parse_sync_frequency)]
+    image_gc_period: std::time::Duration,
 }
 
 /// `--eviction-hard`'s or `--eviction-soft`'s thresholds (one flag value, not a list of them).
@@ -358,6 +381,14 @@ impl KubeletArgs {
             )
             .map_err(anyhow::Error::msg)?,
         );
+        let image_gc = crate::kubelet::image_gc::Policy {
+            high_threshold_percent: self.image_gc_high_threshold,
+            low_threshold_percent: self.image_gc_low_threshold,
+            min_age: self.minimum_image_ttl_duration,
+            max_age: Some(self.image_maximum_gc_age).filter(|d| !d.is_zero()),
+            period: self.image_gc_period,
+        };
+        image_gc.validate().map_err(anyhow::Error::msg)?;
         Ok(crate::kubelet::agent::Config {
             node_name,
             runtime_endpoint: self.container_runtime_endpoint.clone().unwrap_or_default(),
@@ -375,6 +406,7 @@ impl KubeletArgs {
             eviction_thresholds,
             eviction_max_pod_grace_period: self.eviction_max_pod_grace_period,
             eviction_pressure_transition_period: self.eviction_pressure_transition_period,
+            image_gc,
         })
     }
 }
@@ -783,7 +815,14 @@ async fn run_agent(
         "rkube agent: node {node_name} uses the credentials in {}",
         kubeconfig.display()
     );
-    let client = client_from(&kubeconfig, &agent("kubelet", None)).await?;
+    let (client, identity) =
+        crate::kubelet::certificate_manager::client(&kubeconfig, &agent("kubelet", None)).await?;
+    tokio::spawn(crate::kubelet::certificate_manager::run(
+        client.clone(),
+        identity,
+        kubeconfig.clone(),
+        node_name.clone(),
+    ));
     let ca_pem = join::kubeconfig_ca(&kubeconfig)?;
     let ip = primary_address(IpAddr::from([0, 0, 0, 0]));
     let mut args = kubelet;
@@ -1103,6 +1142,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         identity: identity.clone(),
         node_monitor_grace_period: args.node_monitor_grace_period,
         node_cidrs: args.node_ipam.cidr_set()?,
+        cluster_signing_duration: args.cluster_signing_duration,
     };
     if args.controller_manager {
         let credentials = crate::controllers::Credentials::Pki {
@@ -1347,6 +1387,7 @@ pub fn main() -> anyhow::Result<()> {
                 identity: standalone_identity(),
                 node_monitor_grace_period,
                 node_cidrs: node_ipam.cidr_set()?,
+                ..Default::default()
             };
             crate::controllers::start(credentials, options).await?;
             shutdown_signal().await;

@@ -314,8 +314,8 @@ impl Pki {
 
     /// Signs a PEM certificate signing request with the cluster CA (the CSR signing controller's
     /// signer): the request's subject and subject alternative names, the given key usages and
-    /// extended key usages, valid for `validity` (backdated as every leaf). The request's own
-    /// signature is checked first.
+    /// extended key usages, valid for `validity` (backdated as upstream's CSR signer does,
+    /// [`set_signed_validity`]). The request's own signature is checked first.
     pub fn sign_csr(
         &self,
         csr_pem: &str,
@@ -345,7 +345,7 @@ impl Pki {
         params.extended_key_usages = extended;
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(random_serial());
-        set_validity(&mut params, validity);
+        set_signed_validity(&mut params, validity, SystemTime::now());
         let cert = params
             .signed_by(&csr.public_key, &issuer)
             .context("signing the request")?;
@@ -491,6 +491,22 @@ pub fn kubelet_serving_config(
     key_pem: &str,
     client_ca_pem: &str,
 ) -> anyhow::Result<rustls::ServerConfig> {
+    let chain = vec![pem_to_cert_der(cert_pem).context("parsing kubelet serving cert")?];
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| anyhow!("parsing kubelet serving key: {e}"))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| anyhow!("kubelet serving key: {e}"))?;
+    let fixed =
+        rustls::sign::SingleCertAndKey::from(rustls::sign::CertifiedKey::new(chain, signing));
+    kubelet_serving_config_with(Arc::new(fixed), client_ca_pem)
+}
+
+/// [`kubelet_serving_config`] with the certificate `certificate` resolves at each handshake (one
+/// that rotates, see `kubelet::certificate_manager`).
+pub fn kubelet_serving_config_with(
+    certificate: Arc<dyn rustls::server::ResolvesServerCert>,
+    client_ca_pem: &str,
+) -> anyhow::Result<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots_of(client_ca_pem)?),
@@ -498,15 +514,11 @@ pub fn kubelet_serving_config(
     )
     .build()
     .context("building client certificate verifier")?;
-    let chain = vec![pem_to_cert_der(cert_pem).context("parsing kubelet serving cert")?];
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|e| anyhow!("parsing kubelet serving key: {e}"))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("selecting TLS protocol versions")?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .context("installing kubelet serving certificate")?;
+        .with_cert_resolver(certificate);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -699,6 +711,37 @@ fn set_validity(params: &mut CertificateParams, validity: Duration) {
     let now = SystemTime::now();
     params.not_before = now.checked_sub(BACKDATE).unwrap_or(now).into();
     params.not_after = (now + validity).into();
+}
+
+/// How far upstream's CSR signer backdates `notBefore` (clock skew between nodes and the CA).
+const SIGNER_BACKDATE: Duration = Duration::from_secs(300);
+/// Below this validity upstream's signer does not take the backdate off `notAfter` (5 minutes are
+/// about 1% of it).
+const SIGNER_SHORT: Duration = Duration::from_secs(8 * 3600);
+
+/// The validity upstream's CSR signer gives a certificate issued at `now` for `ttl`: `notBefore`
+/// five minutes back; `notAfter` `ttl` ahead, less the backdate unless `ttl` is short. A kubelet
+/// rotates at 70-90% of `notAfter - notBefore`, so a short `--cluster-signing-duration` still
+/// leaves it minutes, not a rotation per second.
+fn set_signed_validity(params: &mut CertificateParams, ttl: Duration, now: SystemTime) {
+    params.not_before = now.checked_sub(SIGNER_BACKDATE).unwrap_or(now).into();
+    let ahead = if ttl < SIGNER_SHORT {
+        ttl
+    } else {
+        ttl - SIGNER_BACKDATE
+    };
+    params.not_after = (now + ahead).into();
+}
+
+/// A PEM certificate's `notBefore` and `notAfter`; None when it does not parse.
+pub fn pem_validity(cert_pem: &str) -> Option<(SystemTime, SystemTime)> {
+    let der = pem_to_cert_der(cert_pem).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let at = |t: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0));
+    Some((
+        at(cert.validity().not_before.timestamp()),
+        at(cert.validity().not_after.timestamp()),
+    ))
 }
 
 /// A random positive 128-bit serial number (RFC 5280 wants unique, unpredictable serials).

@@ -51,9 +51,12 @@ def node_t(t: T) -> T | None:
         _fixture["manifests"] = manifests
         # --sync-frequency 5s: volume updates (kubelet_volume_updates) arrive within seconds, not a minute.
         # --eviction-hard without the disk signals: whether this machine's disk is 85% full must not decide
-        # whether these scenarios run (kubelet_disk_pressure_eviction tests them on a disk of its own).
+        # whether these scenarios run (kubelet_disk_pressure_eviction tests them on a disk of its own);
+        # likewise --image-gc-high-threshold 100 (image GC off: busybox could not be pulled back;
+        # kubelet_image_garbage_collection tests it on a node of its own).
         server.extra_args = ["--own-containerd", "--proxy-mode", "none", "--node-name", NODE, "--pod-cidr", POD_CIDR,
                              "--sync-frequency", "5s", "--eviction-hard", "memory.available<100Mi",
+                             "--image-gc-high-threshold", "100",
                              "--kubelet-port", str(_fixture["kubelet_port"]), "--pod-manifest-path", str(manifests)]
         _fixture["server"] = server
         _fixture["containerd"] = ManagedContainerd(server.data_dir)
@@ -1275,8 +1278,7 @@ def kubelet_disk_pressure_eviction(t: T) -> None:
     t.true(poll(lambda: "node.kubernetes.io/disk-pressure" in taints(), 30), "the disk-pressure taint", taints())
     t.contains(taints(), '"effect":"NoSchedule"', "a NoSchedule taint")
     ns = t.namespace()
-    # hostNetwork: the machine's rkube0 bridge may already carry another node's pod range (kubelet.py's
-    # node), and this scenario is about disk, not the pod network.
+    # hostNetwork: this scenario is about disk, not the pod network.
     refused = pod("refused", ["sleep", "3600"], hostNetwork=True)
     refused["spec"]["nodeName"] = node
     t.create(refused, ns)
@@ -1320,6 +1322,21 @@ def _pids_available() -> int:
 _pid_pressure: dict = {}
 
 
+def _own_node(t: T, fixture: dict, node: str, *flags: str) -> T:
+    """Starts a server of its own that is node `node` (its own containerd under its data dir, no proxy, no
+    DNS), with the kubelet `flags`; `fixture` keeps the server and containerd for `_stop`. A T against it."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"rkube-{node}-"))
+    atexit.register(_stop, fixture)
+    server = Server("embedded", workdir, None)
+    server.node = True
+    server.extra_args = ["--own-containerd", "--proxy-mode", "none", "--cluster-dns-port", "0", "--node-name", node,
+                         "--kubelet-port", str(free_port()), *flags]
+    fixture["server"] = server
+    fixture["containerd"] = ManagedContainerd(server.data_dir)
+    server.start()
+    return T(server, t.scenario)
+
+
 @scenario
 def kubelet_pid_pressure_eviction(t: T) -> None:
     """(embedded) pid.available on a node of its own whose --eviction-soft is 1,000 below what this machine has
@@ -1331,23 +1348,14 @@ def kubelet_pid_pressure_eviction(t: T) -> None:
     quiet pod runs on; then the pressure goes"""
     if t.server.etcd is not None:
         return
-    workdir = Path(tempfile.mkdtemp(prefix="rkube-pid-pressure-"))
-    atexit.register(_stop, _pid_pressure)
-    server = Server("embedded", workdir, None)
-    server.node = True
     node = "pid-pressure-node"
     available = _pids_available()
     soft, hard = available - 1000, available - 3000
-    server.extra_args = ["--own-containerd", "--proxy-mode", "none", "--cluster-dns-port", "0", "--node-name", node,
-                         "--kubelet-port", str(free_port()),
-                         "--eviction-hard", f"pid.available<{hard}", "--eviction-soft", f"pid.available<{soft}",
-                         "--eviction-soft-grace-period", "pid.available=20s", "--eviction-max-pod-grace-period", "5",
-                         "--eviction-pressure-transition-period", "5s"]
-    _pid_pressure["server"] = server
-    _pid_pressure["containerd"] = ManagedContainerd(server.data_dir)
     try:
-        server.start()
-        t = T(server, t.scenario)
+        t = _own_node(t, _pid_pressure, node,
+                      "--eviction-hard", f"pid.available<{hard}", "--eviction-soft", f"pid.available<{soft}",
+                      "--eviction-soft-grace-period", "pid.available=20s", "--eviction-max-pod-grace-period", "5",
+                      "--eviction-pressure-transition-period", "5s")
 
         def condition(ty: str, field: str = "status") -> str:
             return t.run("get", "node", node, "-o",
@@ -1393,3 +1401,89 @@ def kubelet_pid_pressure_eviction(t: T) -> None:
     finally:
         _stop(_pid_pressure)
         _pid_pressure.clear()
+
+
+def _image_archive(path: Path, tag: str, payload: bytes) -> None:
+    """A one-layer image (a file of `payload`) as a docker archive `ctr images import` takes, tagged `tag`."""
+    import io
+    import tarfile
+
+    def tar_of(entries: list[tuple[str, bytes]]) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+            for name, data in entries:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(data), 0o644, 0
+                tf.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    layer = tar_of([("payload", payload)])
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    config = json.dumps({"architecture": arch, "os": "linux", "config": {"Cmd": ["/payload"]},
+                         "rootfs": {"type": "layers",
+                                    "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}}).encode()
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": ["layer.tar"]}]).encode()
+    path.write_bytes(tar_of([("layer.tar", layer), (config_name, config), ("manifest.json", manifest)]))
+
+
+_image_gc: dict = {}
+
+
+@scenario
+def kubelet_image_garbage_collection(t: T) -> None:
+    """(embedded) image garbage collection on a node of its own with --image-gc-high-threshold 1
+    --image-gc-low-threshold 0 (always over: every unused image is wanted gone), --minimum-image-ttl-duration 30s
+    and --image-gc-period 3s: an image imported into containerd that no container uses is removed once it is 30s
+    old, while busybox (a running pod's image) and the sandbox image stay; since the disk cannot be freed down to
+    0%, the Node gets upstream's FreeDiskSpaceFailed Warning ("Failed to garbage collect required amount of
+    images. Attempted to free N bytes, but only found M bytes eligible to free."). The pod runs on the pod
+    network through a bridge of this node's own while kubelet.py's node has its own: two nodes on one machine"""
+    if t.server.etcd is not None:
+        return
+    node = "image-gc-node"
+    victim = "rkube.local/gc-victim:1"
+    try:
+        t = _own_node(t, _image_gc, node, "--image-gc-high-threshold", "1", "--image-gc-low-threshold", "0",
+                      "--minimum-image-ttl-duration", "30s", "--image-gc-period", "3s")
+        containerd, workdir = _image_gc["containerd"], t.server.data_dir.parent
+        ready = lambda: t.run("get", "node", node, "-o",
+                              "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}").out
+        t.true(poll(lambda: ready() == "True", 90), "the node is Ready", ready())
+        # busybox is protected for 30s after the kubelet first saw it; a running pod keeps it after that.
+        # On the pod network: this node's bridge is its own (rkube-<hash of its directory>), beside the one
+        # of kubelet.py's node, which has another pod range.
+        ns = t.namespace()
+        t.create(pod("keeper", ["sleep", "3600"]), ns)
+        keeper = wait_phase(t, ns, "keeper", "Running")
+        cidr = t.ok("get", "node", node, "-o", "jsonpath={.spec.podCIDR}").strip()
+        ip = jget(keeper, "status.podIP") or ""
+        t.true(bool(cidr) and bool(ip) and ipaddress.ip_address(ip) in ipaddress.ip_network(cidr),
+               "the pod has an address of its node's pod range", (ip, cidr))
+        t.true(len(containerd.bridges()) == 1 and containerd.bridges()[0].startswith("rkube-"),
+               "the node's own bridge", containerd.bridges())
+        archive = workdir / "victim.tar"
+        _image_archive(archive, victim, os.urandom(1 << 20))
+        imported = containerd.ctr("images", "import", str(archive), timeout=120)
+        t.eq(imported.returncode, 0, f"ctr images import: {imported.stdout}{imported.stderr}")
+        tags = lambda: containerd.ctr("images", "ls", "-q").stdout.split()
+        t.contains(tags(), victim, "containerd has the unused image")
+        t.true(poll(lambda: victim not in tags(), 90), "the unused image is removed once 30s old", tags())
+        t.contains(tags(), "docker.io/library/busybox:1.36", "the running pod's image stays")
+        t.contains(tags(), "rkube.local/pause:3.10", "the sandbox image stays")
+
+        def warnings() -> list[tuple[str, str]]:
+            r = t.run("get", "events", "-n", "default", "--field-selector",
+                      f"involvedObject.kind=Node,involvedObject.name={node},type=Warning", "-o", "json")
+            items = json.loads(r.out).get("items", []) if r.rc == 0 and r.out else []
+            return [(e.get("reason", ""), e.get("message", "")) for e in items]
+
+        failed = lambda: [m for r, m in warnings() if r == "FreeDiskSpaceFailed"]
+        t.true(poll(lambda: failed() != [], 30), "a FreeDiskSpaceFailed Warning on the Node", warnings())
+        t.match(failed()[0], r"^Failed to garbage collect required amount of images\. Attempted to free \d+ bytes, "
+                r"but only found \d+ bytes eligible to free\.$", "upstream's message")
+        t.eq(phase(t, ns, "keeper"), "Running", "the pod runs on")
+        t.ok("delete", "namespace", ns, "--wait=false")
+    finally:
+        _stop(_image_gc)
+        _image_gc.clear()

@@ -14,6 +14,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from harness import RKUBE_BIN, Server, T, free_port, jget, poll, scenario, tail
@@ -24,8 +25,9 @@ NODE = "joined-node"
 _fixture: dict = {}
 
 
-def _stop() -> None:
-    """Stops what the scenario started (once: at its end, and at exit should it not get there)."""
+def _stop(fixture: dict | None = None) -> None:
+    """Stops what a scenario started (once: at its end, and at exit should it not get there)."""
+    _fixture = globals()["_fixture"] if fixture is None else fixture
     if _fixture.get("stopped"):
         return
     _fixture["stopped"] = True
@@ -46,13 +48,14 @@ def _stop() -> None:
     subprocess.run([str(RKUBE_BIN), "proxy", "--cleanup"], capture_output=True, timeout=60)
 
 
-def _start_agent(root: Path, *args: str) -> subprocess.Popen:
+def _start_agent(root: Path, *args: str, fixture: dict | None = None, proxy_mode: str = "nftables") -> subprocess.Popen:
+    _fixture = globals()["_fixture"] if fixture is None else fixture
     log = open(root.parent / "agent.log", "ab")
     # No backtrace on an error exit (RUST_BACKTRACE=1 from the harness would bury its message).
     env = dict(os.environ, RUST_LOG="info", RUST_LIB_BACKTRACE="0")
     # --eviction-hard without the disk signals, as kubelet.py's node: this machine's disk must not decide.
     cmd = [str(RKUBE_BIN), "agent", *args, "--root-dir", str(root), "--own-containerd", "--node-name", NODE,
-           "--eviction-hard", "memory.available<100Mi", "--proxy-mode", "nftables",
+           "--eviction-hard", "memory.available<100Mi", "--proxy-mode", proxy_mode,
            "--kubelet-port", str(_fixture["kubelet_port"])]
     log.write(f"\n===== {' '.join(cmd)}\n".encode())
     log.flush()
@@ -198,3 +201,111 @@ def _join(t: T) -> None:
           len(_csrs_by(t, f"system:node:{NODE}", "kubernetes.io/kubelet-serving"))), (1, 1),
          "no new CSRs after the restart")
     t.run("delete", "pod", "joined", "--wait=false")
+
+
+_rotation: dict = {}
+
+
+def _cert_of(kubeconfig: Path) -> dict:
+    """The serial and notAfter (epoch seconds) of the client certificate in a kubeconfig the agent wrote."""
+    import base64
+    import email.utils
+    import yaml  # PyYAML, which the Python kubernetes client brings
+    data = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["client-certificate-data"]
+    out = subprocess.run(["openssl", "x509", "-noout", "-serial", "-enddate"], input=base64.b64decode(data),
+                         capture_output=True, timeout=30).stdout.decode()
+    fields = dict(line.split("=", 1) for line in out.split("\n") if "=" in line)
+    return {"serial": fields.get("serial", ""),
+            "not_after": email.utils.parsedate_to_datetime(fields.get("notAfter", "").replace("GMT", "+0000"))
+            .timestamp() if fields.get("notAfter") else 0.0}
+
+
+@scenario
+def node_client_certificate_rotation(t: T) -> None:
+    """(embedded) A joined node renews its client certificate before it expires, as upstream's kubelet with
+    rotateCertificates: on a server with --cluster-signing-duration 2m (certificates valid from 5 minutes back,
+    as upstream's signer backdates them, so renewal comes 70-90% into that), the agent posts a CSR as
+    system:node:<name> itself, the csrapproving controller approves it (AutoApproved: the node may renew its own
+    identity, selfnodeclient), the agent's kubeconfig gets the new certificate (still system:node:<name>), and
+    after the first certificate has expired the node still renews its Lease and runs a pod: its connections
+    moved to the new certificate. The serving CSR posted at the start survives the rotation's closed
+    connections: approved afterwards, `kubectl logs` reaches the kubelet"""
+    if t.server.etcd is not None:
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="rkube-rotation-"))
+    server = Server("embedded", workdir, None)
+    server.extra_args = ["--cluster-signing-duration", "2m"]
+    _rotation["server"] = server
+    _rotation["kubelet_port"] = free_port()
+    root = workdir / "agent"
+    _rotation["containerd"] = ManagedContainerd(root)
+    atexit.register(_stop, _rotation)
+    try:
+        server.start()
+        t = T(server, t.scenario)
+        p = subprocess.run([str(RKUBE_BIN), "token", "create", "--print-join-command", "--kubeconfig",
+                            str(server.kubeconfig)], capture_output=True, text=True, timeout=60)
+        t.eq(p.returncode, 0, f"rkube token create exit code ({p.stderr[-300:]})")
+        join = p.stdout.strip().split()[2:]
+        agent = _start_agent(root, *join, fixture=_rotation, proxy_mode="none")
+        t.true(poll(lambda: _ready(t) or agent.poll() is not None, 120) and agent.poll() is None,
+               "the joined node becomes Ready", tail(workdir / "agent.log", 40))
+        kubeconfig = root / "kubelet.kubeconfig"
+        first = _cert_of(kubeconfig)
+        left = first["not_after"] - time.time()
+        t.true(0 < left <= 125, "the first certificate lives --cluster-signing-duration (2m) from its issue", left)
+
+        renewals = lambda: _csrs_by(t, f"system:node:{NODE}", "kubernetes.io/kube-apiserver-client-kubelet")
+        t.true(poll(lambda: any(jget(c, "status.certificate") for c in renewals()), 120),
+               "the node posts a CSR for its own identity and it is issued",
+               t.ok("get", "csr") + tail(workdir / "agent.log", 20))
+        renewal = next(c for c in renewals() if jget(c, "status.certificate"))
+        approved = next((c for c in jget(renewal, "status.conditions", []) if c.get("type") == "Approved"), {})
+        t.eq(approved.get("reason"), "AutoApproved", "the renewal is approved by the csrapproving controller")
+        t.true(poll(lambda: _cert_of(kubeconfig)["serial"] != first["serial"], 30),
+               "the agent's kubeconfig holds the new certificate", (first, _cert_of(kubeconfig)))
+        t.contains((workdir / "agent.log").read_text(), "rotated the client certificate", "the agent says so")
+        admin, t.kubeconfig = t.kubeconfig, kubeconfig
+        try:
+            t.eq(jget(t.json("auth", "whoami"), "status.userInfo.username"), f"system:node:{NODE}",
+                 "the new certificate is the same node")
+        finally:
+            t.kubeconfig = admin
+
+        # The serving CSR the kubelet posted at its start waited through the rotation (its watch was on a
+        # connection the rotation closed): approved now, the kubelet serves with it.
+        def approve_serving() -> int:
+            """Approves the kubelet's pending serving CSRs (it renews them too, each needing an approval)."""
+            pending = [c for c in _csrs_by(t, f"system:node:{NODE}", "kubernetes.io/kubelet-serving")
+                       if not jget(c, "status.conditions")]
+            for csr in pending:
+                t.run("certificate", "approve", csr["metadata"]["name"])
+            return len(pending)
+
+        t.true(approve_serving() >= 1, "the kubelet asked for a serving certificate", t.ok("get", "csr"))
+
+        # Past the first certificate's expiry, the node still talks to the apiserver.
+        time.sleep(max(0.0, first["not_after"] - time.time()) + 5)
+        expired = time.time()
+        renew_time = lambda: t.run("get", "lease", NODE, "-n", "kube-node-lease", "-o",
+                                   "jsonpath={.spec.renewTime}").out
+        import datetime
+        parse = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp() if s else 0.0
+        t.true(poll(lambda: parse(renew_time()) > expired, 40),
+               "the node renews its Lease after its first certificate expired",
+               renew_time() + "\n" + tail(workdir / "agent.log", 20))
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "after-rotation", "namespace": "default"},
+               "spec": {"nodeName": NODE, "hostNetwork": True, "restartPolicy": "Never",
+                        "terminationGracePeriodSeconds": 5,
+                        "containers": [{"name": "c", "image": "busybox:1.36", "imagePullPolicy": "Never",
+                                        "command": ["echo", "rotated"]}]}}
+        t.create(json.dumps(pod))
+        phase = lambda: t.run("get", "pod", "after-rotation", "-o", "jsonpath={.status.phase}").out
+        t.true(poll(lambda: phase() == "Succeeded", 90), "a pod bound to the node runs to Succeeded",
+               t.run("get", "pod", "after-rotation", "-o", "json").out[-1500:] + tail(workdir / "agent.log", 20))
+        t.true(poll(lambda: approve_serving() >= 0 and t.run("logs", "after-rotation").out.strip() == "rotated", 60),
+               "kubectl logs reaches the kubelet, serving with its approved certificate",
+               t.run("logs", "after-rotation").both() + "\n" + tail(workdir / "agent.log", 20))
+        t.true(agent.poll() is None, "the agent runs on", tail(workdir / "agent.log", 20))
+    finally:
+        _stop(_rotation)

@@ -581,14 +581,21 @@ def sec_node_authorizer(t: T) -> None:
     authorizer allows: the Secret and ConfigMap of a pod bound to it, never another node's or an unused
     one, and no lists of them; its own pods only through the `spec.nodeName` field selector; its own
     Node, not others; tokens only for a service account its pods run as. Each refusal carries the Node
-    authorizer's reason. No RBAC binding gives `system:nodes` anything."""
+    authorizer's reason. The one RBAC binding of `system:nodes` is kubeadm's for certificate rotation: it grants
+    `create` on `certificatesigningrequests/selfnodeclient` and nothing else."""
     ns, n1, n2, kc, _ = node_fixture(t)
     none = f"no relationship found between node '{n1}' and this object"
     try:
         bindings = t.json("get", "clusterrolebindings")["items"]
-        t.eq([b["metadata"]["name"] for b in bindings
-              if any(s.get("name") == "system:nodes" for s in b.get("subjects") or [])], [],
-             "no ClusterRoleBinding grants the system:nodes group anything")
+        t.eq([(b["metadata"]["name"], b["roleRef"]["name"]) for b in bindings
+              if any(s.get("name") == "system:nodes" for s in b.get("subjects") or [])],
+             [("rkube:node-autoapprove-certificate-rotation",
+               "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient")],
+             "the only ClusterRoleBinding of the system:nodes group is the one for certificate rotation")
+        rules = t.json("get", "clusterrole", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient")
+        t.eq(rules.get("rules"), [{"apiGroups": ["certificates.k8s.io"],
+                                   "resources": ["certificatesigningrequests/selfnodeclient"], "verbs": ["create"]}],
+             "which grants the renewal of a node's own client certificate only")
         with As(t, kc):
             t.eq(t.ok("get", "secret", "s1", "-n", ns, "-o", "name").strip(), "secret/s1",
                  "the Secret of a pod bound to the node is readable")

@@ -24,18 +24,21 @@ use super::Clients;
 use crate::pki::Pki;
 
 /// Upstream's `--cluster-signing-duration` default, the longest a certificate is issued for.
-const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
-/// The shortest `expirationSeconds` honoured (upstream's validation minimum).
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The shortest `expirationSeconds` honoured (upstream's sanity bound: twice its 5-minute backdate).
 const MIN_DURATION: Duration = Duration::from_secs(600);
 
 struct Ctx {
     clients: Clients,
     pki: Pki,
+    /// `--cluster-signing-duration`.
+    max: Duration,
 }
 
-pub async fn run(clients: Clients, pki: Pki) {
+/// Signs approved requests with `pki`'s CA, for at most `max` (`--cluster-signing-duration`).
+pub async fn run(clients: Clients, pki: Pki, max: Duration) {
     let api = Api::<CertificateSigningRequest>::all(clients.reader.clone());
-    let ctx = Arc::new(Ctx { clients, pki });
+    let ctx = Arc::new(Ctx { clients, pki, max });
     Controller::new(api, Default::default())
         .run(reconcile, retry_later, ctx)
         .for_each(|r| async move {
@@ -243,12 +246,7 @@ async fn reconcile(
         return Ok(Action::await_change());
     };
     let pem = String::from_utf8_lossy(&csr.spec.request.0).to_string();
-    let requested = csr
-        .spec
-        .expiration_seconds
-        .and_then(|s| u64::try_from(s).ok())
-        .map_or(MAX_DURATION, Duration::from_secs);
-    let validity = requested.clamp(MIN_DURATION, MAX_DURATION);
+    let validity = duration(csr.spec.expiration_seconds, ctx.max);
     let signed = verdict.and_then(|(key, extended)| {
         ctx.pki
             .sign_csr(&pem, key, extended, validity)
@@ -281,6 +279,20 @@ async fn reconcile(
     Ok(Action::await_change())
 }
 
+/// How long a certificate is issued for, as upstream's signer decides: the signing duration unless
+/// the request asks for less, and never less than ten minutes when it does.
+fn duration(expiration_seconds: Option<i32>, max: Duration) -> Duration {
+    let Some(requested) = expiration_seconds else {
+        return max;
+    };
+    let requested = Duration::from_secs(u64::try_from(requested).unwrap_or(0));
+    if requested > max {
+        max
+    } else {
+        requested.max(MIN_DURATION)
+    }
+}
+
 fn retry_later(
     _csr: Arc<CertificateSigningRequest>,
     error: &kube::Error,
@@ -288,4 +300,22 @@ fn retry_later(
 ) -> Action {
     tracing::warn!("certificate signer: {error}");
     Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_as_upstream_decides_them() {
+        let year = DEFAULT_DURATION;
+        assert_eq!(duration(None, year), year);
+        assert_eq!(duration(Some(3600), year), Duration::from_secs(3600));
+        // Less than ten minutes asked: ten minutes.
+        assert_eq!(duration(Some(60), year), MIN_DURATION);
+        // More than the signing duration asked, or a short signing duration: the signing duration.
+        let short = Duration::from_secs(120);
+        assert_eq!(duration(Some(3600), short), short);
+        assert_eq!(duration(None, short), short);
+    }
 }

@@ -3,8 +3,8 @@
 //! by a SubjectAccessReview for the requester (the CSR's `spec.username/groups/uid/extra`, which the
 //! apiserver wrote, never the body):
 //! - renewing its own identity (`spec.username` is the certificate's common name): `create` on
-//!   `certificatesigningrequests/selfnodeclient` (kubeadm binds it to `system:nodes` for rotation; rkube
-//!   binds nothing to that group, see [`crate::kubelet::join`]);
+//!   `certificatesigningrequests/selfnodeclient` (bound to `system:nodes` for rotation, as kubeadm
+//!   does, [`crate::kubelet::join`]);
 //! - a new node with a bootstrap token: `create` on `certificatesigningrequests/nodeclient` (bound
 //!   to the node-join token group, [`crate::kubelet::join`]).
 //!

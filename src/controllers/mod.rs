@@ -50,6 +50,8 @@ pub struct Options {
     /// The node subnets node IPAM hands out (`--allocate-node-cidrs`, `--cluster-cidr`,
     /// `--node-cidr-mask-size`); `None`: no node IPAM.
     pub node_cidrs: Option<node_ipam::CidrSet>,
+    /// The longest a certificate the CSR signer issues is valid (`--cluster-signing-duration`).
+    pub cluster_signing_duration: std::time::Duration,
 }
 
 impl Default for Options {
@@ -62,6 +64,7 @@ impl Default for Options {
                 node_ipam::DEFAULT_NODE_MASK,
             )
             .ok(),
+            cluster_signing_duration: certificate_signer::DEFAULT_DURATION,
         }
     }
 }
@@ -142,6 +145,7 @@ async fn run_all(credentials: &Credentials, options: Options) -> anyhow::Result<
         controllers.spawn(certificate_signer::run(
             clients("certificate-controller").await?,
             pki,
+            options.cluster_signing_duration,
         ));
     }
     while controllers.join_next().await.is_some() {}

@@ -67,6 +67,9 @@ pub struct Config {
     /// How long a pressure condition stays after its threshold is no longer met
     /// (--eviction-pressure-transition-period).
     pub eviction_pressure_transition_period: std::time::Duration,
+    /// Image garbage collection (--image-gc-high-threshold, --image-gc-low-threshold,
+    /// --minimum-image-ttl-duration, --image-maximum-gc-age, --image-gc-period).
+    pub image_gc: super::image_gc::Policy,
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
@@ -190,6 +193,14 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
             None
         }
     };
+    let image_gc = super::image_gc::ImageGc::new(
+        kubelet.cri.clone(),
+        config.image_gc,
+        image_fs.clone(),
+        kubelet.recorder.clone(),
+        config.node_name.clone(),
+    );
+    tokio::spawn(super::image_gc::run(image_gc.clone()));
     tokio::spawn(super::eviction::run(
         kubelet.clone(),
         super::eviction::Config {
@@ -197,6 +208,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
             transition_period: config.eviction_pressure_transition_period,
             max_pod_grace_period: config.eviction_max_pod_grace_period,
             image_fs,
+            image_gc: Some(image_gc),
         },
     ));
     tokio::spawn(super::stats::sample_forever(

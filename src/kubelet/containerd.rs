@@ -6,8 +6,9 @@
 //! a system containerd's. The config handles this machine kind's pitfalls
 //! (../shared/notes/containerd-on-this-machine.md): `restrict_oom_score_adj`, cgroupfs, and a local
 //! sandbox image built from busybox-static ([`super::images`]) since no registry may be reachable.
-//! CNI is a bridge (`rkube0`) with host-local IPAM over the node's pod CIDR, rendered by containerd from
-//! a template when the kubelet reports the CIDR (CRI UpdateRuntimeConfig).
+//! CNI is a bridge (`rkube-<hash of the dir>`, [`bridge`]) with host-local IPAM over the node's pod
+//! CIDR, rendered by containerd from a template when the kubelet reports the CIDR (CRI
+//! UpdateRuntimeConfig).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,8 +18,18 @@ use anyhow::Context;
 use super::cri::Cri;
 use super::images;
 
-/// The bridge pods of a managed containerd attach to.
-pub const BRIDGE: &str = "rkube0";
+/// The bridge the pods of the containerd under `dir` (absolute) attach to: `rkube-` and six hex
+/// digits of a hash of `dir`. One per data dir, so that two nodes on one machine, each with its own
+/// pod CIDR, do not share a bridge whose gateway address only one of them can hold (interface names
+/// are at most 15 bytes).
+pub fn bridge(dir: &Path) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, dir.as_os_str().as_encoded_bytes());
+    let hex: String = digest.as_ref()[..3]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("rkube-{hex}")
+}
 
 fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
@@ -67,13 +78,17 @@ state = "{d}/state"
     )
 }
 
-fn cni_template() -> serde_json::Value {
+/// The CNI config containerd renders with the node's pod CIDR: the bridge, and host-local's
+/// allocations under `dir` (not the machine-wide /var/lib/cni/networks, which every node on this
+/// machine would share under the one network name).
+fn cni_template(dir: &Path, bridge: &str) -> serde_json::Value {
     serde_json::json!({
         "cniVersion": "0.4.0",
         "name": "rkube",
         "plugins": [
-            {"type": "bridge", "bridge": BRIDGE, "isGateway": true, "ipMasq": true, "hairpinMode": true,
+            {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": true, "hairpinMode": true,
              "ipam": {"type": "host-local", "ranges": [[{"subnet": "{{.PodCIDR}}"}]],
+                      "dataDir": dir.join("cni/networks"),
                       "routes": [{"dst": "0.0.0.0/0"}]}},
             {"type": "portmap", "capabilities": {"portMappings": true}},
             {"type": "loopback"}
@@ -81,31 +96,31 @@ fn cni_template() -> serde_json::Value {
     })
 }
 
-/// Removes a [`BRIDGE`] no pod is attached to. One left by an earlier server may carry the gateway of
-/// another pod CIDR (another data dir, or a node IPAM range since changed), and the bridge plugin then
-/// refuses every sandbox (`"rkube0" already has an IP address different from ...`); the plugin makes
-/// the bridge anew with the right address. A bridge with pods attached (containers outlive a restart
-/// of the server) is left alone.
-async fn remove_idle_bridge() {
-    let ports = Path::new("/sys/class/net").join(BRIDGE).join("brif");
+/// Removes the node's bridge when no pod is attached to it. One left by an earlier server may carry the
+/// gateway of another pod CIDR (a node IPAM range since changed), and the bridge plugin then refuses
+/// every sandbox (`"rkube-..." already has an IP address different from ...`); the plugin makes the
+/// bridge anew with the right address. A bridge with pods attached (containers outlive a restart of
+/// the server) is left alone.
+async fn remove_idle_bridge(bridge: &str) {
+    let ports = Path::new("/sys/class/net").join(bridge).join("brif");
     let idle = std::fs::read_dir(&ports).is_ok_and(|mut d| d.next().is_none());
     if !idle {
         return;
     }
     let del = tokio::process::Command::new("ip")
-        .args(["link", "del", BRIDGE])
+        .args(["link", "del", bridge])
         .kill_on_drop(true)
         .output();
     match tokio::time::timeout(Duration::from_secs(10), del).await {
         Ok(Ok(out)) if out.status.success() => {
-            tracing::info!("removed the idle {BRIDGE} bridge an earlier server left")
+            tracing::info!("removed the idle {bridge} bridge an earlier server left")
         }
         Ok(Ok(out)) => tracing::warn!(
-            "removing the idle {BRIDGE} bridge: {}",
+            "removing the idle {bridge} bridge: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ),
-        Ok(Err(e)) => tracing::warn!("removing the idle {BRIDGE} bridge: {e}"),
-        Err(_) => tracing::warn!("removing the idle {BRIDGE} bridge: `ip link del` took over 10 s"),
+        Ok(Err(e)) => tracing::warn!("removing the idle {bridge} bridge: {e}"),
+        Err(_) => tracing::warn!("removing the idle {bridge} bridge: `ip link del` took over 10 s"),
     }
 }
 
@@ -126,12 +141,14 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<String> {
         // Still running from an earlier start of the server.
         return Ok(endpoint);
     }
-    remove_idle_bridge().await;
     std::fs::create_dir_all(dir.join("cni/net.d"))?;
+    let absolute = std::fs::canonicalize(&dir)?;
+    let bridge = bridge(&absolute);
+    remove_idle_bridge(&bridge).await;
     std::fs::write(dir.join("config.toml"), config(&dir, cni_bin))?;
     std::fs::write(
         dir.join("cni/template.json"),
-        serde_json::to_vec_pretty(&cni_template())?,
+        serde_json::to_vec_pretty(&cni_template(&absolute, &bridge))?,
     )?;
     let log = std::fs::File::create(dir.join("containerd.log"))?;
     let mut child = tokio::process::Command::new(&containerd)

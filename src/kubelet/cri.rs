@@ -392,6 +392,51 @@ impl Cri {
             .filter(|m| !m.is_empty()))
     }
 
+    /// Every image the runtime has.
+    pub async fn list_images(&self) -> Result<Vec<Image>> {
+        Ok(self
+            .images
+            .clone()
+            .list_images(request(ListImagesRequest { filter: None }, REQUEST_TIMEOUT))
+            .await?
+            .into_inner()
+            .images)
+    }
+
+    /// Removes an image (by ID or reference); an image already gone is not an error (CRI's contract).
+    pub async fn remove_image(&self, image: &str) -> Result<()> {
+        self.images
+            .clone()
+            .remove_image(request(
+                RemoveImageRequest {
+                    image: Some(ImageSpec {
+                        image: image.into(),
+                        ..Default::default()
+                    }),
+                },
+                REQUEST_TIMEOUT,
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// The sandbox ("pause") image the runtime starts pods with, when it says (containerd's verbose
+    /// `Status` carries its CRI config, `sandboxImage` in it); `None` when it does not.
+    pub async fn sandbox_image(&self) -> Result<Option<String>> {
+        let info = self
+            .runtime
+            .clone()
+            .status(request(StatusRequest { verbose: true }, REQUEST_TIMEOUT))
+            .await?
+            .into_inner()
+            .info;
+        Ok(info
+            .get("config")
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+            .and_then(|c| c.get("sandboxImage")?.as_str().map(str::to_string))
+            .filter(|i| !i.is_empty()))
+    }
+
     /// Pulls `image`, with registry credentials when given; returns the image reference the
     /// runtime resolved.
     pub async fn pull(&self, image: &str, auth: Option<AuthConfig>) -> Result<String> {

@@ -26,8 +26,11 @@
 //!   met for their `--eviction-soft-grace-period`, and their victims stop with their own
 //!   termination grace period capped at `--eviction-max-pod-grace-period` (a hard one's get none).
 //!
-//! Not done: node-level reclaim (container and image garbage collection) before
-//! evicting, and per-pod local storage limits.
+//! - Before evicting for disk pressure on the filesystem holding the images, unused images are
+//!   removed ([`super::image_gc::ImageGc::delete_unused`], upstream's node-level reclaim); when that
+//!   is enough, no pod is evicted.
+//!
+//! Not done: container garbage collection in that reclaim, and per-pod local storage limits.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -313,6 +316,26 @@ pub struct Config {
     pub max_pod_grace_period: i64,
     /// containerd's root (its image filesystem), when known.
     pub image_fs: Option<PathBuf>,
+    /// The node's image garbage collector: unused images go before pods do.
+    pub image_gc: Option<Arc<super::image_gc::ImageGc>>,
+}
+
+impl Config {
+    /// Whether removing unused images can relieve `signal` (upstream's node-level reclaim): the
+    /// image filesystem's signal, and the node filesystem's when the images live on it too.
+    fn images_relieve(&self, signal: Signal, root: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match signal {
+            Signal::ImageFsAvailable => true,
+            Signal::NodeFsAvailable | Signal::NodeFsInodesFree => {
+                let dev = |p: &Path| std::fs::metadata(p).ok().map(|m| m.dev());
+                self.image_fs
+                    .as_deref()
+                    .is_some_and(|fs| dev(fs).is_some() && dev(fs) == dev(root))
+            }
+            Signal::MemoryAvailable | Signal::PidAvailable => false,
+        }
+    }
 }
 
 /// One pod's usage of the resource being reclaimed, and its request of it.
@@ -444,6 +467,27 @@ pub async fn run(kubelet: Arc<Kubelet>, config: Config) {
             "kubelet: eviction threshold met, attempting to reclaim {}",
             threshold.signal.resource()
         );
+        if let Some(gc) = config
+            .image_gc
+            .as_ref()
+            .filter(|_| config.images_relieve(threshold.signal, &kubelet.root))
+        {
+            match gc.delete_unused().await {
+                Ok(freed) => tracing::info!(freed, "kubelet: unused images removed"),
+                Err(e) => tracing::warn!("kubelet: removing unused images: {e}"),
+            }
+            let again = observe(&kubelet, &config);
+            if again
+                .get(&threshold.signal)
+                .is_none_or(|o| o.available >= threshold.quantity(o.capacity))
+            {
+                tracing::info!(
+                    "kubelet: eviction manager: able to reduce {} pressure without evicting pods",
+                    threshold.signal.resource()
+                );
+                continue;
+            }
+        }
         let mut candidates = usages(&kubelet, threshold.signal);
         rank(&mut candidates);
         let Some(victim) = candidates.first() else {

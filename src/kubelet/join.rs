@@ -11,7 +11,8 @@
 //!    signer; the approving controller approves it (the token's group may create
 //!    `certificatesigningrequests/nodeclient`, [`ensure_bindings`]) and the signer issues it;
 //! 3. writes a kubeconfig with that certificate under the agent's directory, used from then on (a
-//!    restarted agent needs no token), and runs the kubelet as that node;
+//!    restarted agent needs no token), and runs the kubelet as that node, which renews that
+//!    certificate before it expires ([`super::certificate_manager`]);
 //! 4. [`serving_config`]: asks the `kubernetes.io/kubelet-serving` signer for the kubelet's HTTPS
 //!    certificate. As upstream, nothing approves serving certificates automatically: an administrator
 //!    runs `kubectl certificate approve`; until then the node runs pods but `kubectl logs|exec`
@@ -52,6 +53,9 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long the agent waits for its client certificate (the approving controller answers at once;
 /// a cluster without one needs `kubectl certificate approve` within this time).
 pub const CLIENT_CERT_WAIT: Duration = Duration::from_secs(300);
+/// How long a renewal of the serving certificate waits for an administrator's approval before it asks
+/// again (upstream's certificate manager waits 15 minutes).
+const SERVING_CERT_WAIT: Duration = Duration::from_secs(15 * 60);
 /// The agent's kubeconfig under its directory.
 pub const KUBECONFIG_FILE: &str = "kubelet.kubeconfig";
 /// The node's kube-proxy's kubeconfig under the agent's directory.
@@ -63,12 +67,12 @@ const PROXY_TOKEN_SECONDS: i64 = 365 * 24 * 3600;
 const SERVING_CERT_FILE: &str = "pki/kubelet-serving.crt";
 const SERVING_KEY_FILE: &str = "pki/kubelet-serving.key";
 
-/// kubeadm's node-join bindings (`kubeadm:kubelet-bootstrap`, `kubeadm:node-autoapprove-bootstrap`)
-/// under rkube's names: the token group may post CSRs and have node client certificates approved.
-/// kubeadm's third, `kubeadm:node-autoapprove-certificate-rotation` (`selfnodeclient` for all of
-/// `system:nodes`), is left out while the agent does not rotate its certificate: no binding grants the
-/// nodes' group anything, every node right comes from the Node authorizer.
-const BINDINGS: [(&str, &str, &str); 2] = [
+/// kubeadm's node-join bindings (`kubeadm:kubelet-bootstrap`, `kubeadm:node-autoapprove-bootstrap`,
+/// `kubeadm:node-autoapprove-certificate-rotation`) under rkube's names: the token group may post
+/// CSRs and have node client certificates approved, and a node may have the renewal of its own
+/// client certificate approved ([`super::certificate_manager`]). Every other node right comes from
+/// the Node authorizer.
+const BINDINGS: [(&str, &str, &str); 3] = [
     (
         "rkube:kubelet-bootstrap",
         "system:node-bootstrapper",
@@ -78,6 +82,11 @@ const BINDINGS: [(&str, &str, &str); 2] = [
         "rkube:node-autoapprove-bootstrap",
         "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
         NODE_TOKEN_GROUP,
+    ),
+    (
+        "rkube:node-autoapprove-certificate-rotation",
+        "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+        crate::apiserver::authz::node::NODES_GROUP,
     ),
 ];
 
@@ -429,7 +438,19 @@ async fn request_certificate(
                 })
         })
     };
-    let waiting = kube::runtime::wait::await_condition(api, &name, issued);
+    // A watch that breaks (the server restarted, or this client's certificate rotated and its
+    // connections were closed) is watched again: the request stays valid.
+    let waiting = async {
+        loop {
+            match kube::runtime::wait::await_condition(api.clone(), &name, issued).await {
+                Ok(done) => return Ok::<_, kube::Error>(done),
+                Err(e) => {
+                    tracing::debug!("waiting for CertificateSigningRequest {name}: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    };
     let done = match wait {
         Some(limit) => tokio::time::timeout(limit, waiting).await.map_err(|_| {
             anyhow!("CertificateSigningRequest {name} got no certificate within {limit:?} (approve it with kubectl certificate approve {name})")
@@ -570,7 +591,8 @@ pub async fn client_certificate(
 
 /// Step 4: the kubelet's serving TLS config: the certificate a previous run stored under `dir`
 /// while valid, else a new one from the `kubernetes.io/kubelet-serving` signer (waiting for an
-/// administrator's approval as long as it takes). Client certificates must chain to `ca_pem`.
+/// administrator's approval as long as it takes); renewed before it expires
+/// ([`super::certificate_manager::rotate`]). Client certificates must chain to `ca_pem`.
 pub async fn serving_config(
     client: kube::Client,
     dir: PathBuf,
@@ -583,9 +605,10 @@ pub async fn serving_config(
         .ok()
         .zip(std::fs::read_to_string(&key_path).ok())
         .filter(|(cert, _)| crate::pki::pem_seconds_left(cert).is_some_and(|s| s > 0));
-    let (cert, key) = match stored {
-        Some(pair) => pair,
-        None => {
+    let request = move |wait: Option<Duration>| {
+        let (client, dir, node_name, ips) =
+            (client.clone(), dir.clone(), node_name.clone(), ips.clone());
+        async move {
             let mut sans = vec![rcgen::SanType::DnsName(node_name.as_str().try_into()?)];
             sans.extend(ips.into_iter().map(rcgen::SanType::IpAddress));
             let wanted = Wanted {
@@ -595,14 +618,24 @@ pub async fn serving_config(
                 usages: &["digital signature", "server auth"],
                 approve: false,
             };
-            let (cert, key) = request_certificate(&client, wanted, None).await?;
+            let (cert, key) = request_certificate(&client, wanted, wait).await?;
             crate::private_files::private_dir(&dir.join("pki"))?;
-            crate::private_files::write_private(&key_path, key.as_bytes())?;
-            crate::private_files::write_private(&cert_path, cert.as_bytes())?;
-            (cert, key)
+            crate::private_files::write_private(&dir.join(SERVING_KEY_FILE), key.as_bytes())?;
+            crate::private_files::write_private(&dir.join(SERVING_CERT_FILE), cert.as_bytes())?;
+            anyhow::Ok((cert, key))
         }
     };
-    crate::pki::kubelet_serving_config(&cert, &key, &ca_pem)
+    let (cert, key) = match stored {
+        Some(pair) => pair,
+        None => request(None).await?,
+    };
+    let identity = super::certificate_manager::Identity::new(&cert, &key)?;
+    tokio::spawn(super::certificate_manager::rotate(
+        identity.clone(),
+        "serving",
+        move || request(Some(SERVING_CERT_WAIT)),
+    ));
+    crate::pki::kubelet_serving_config_with(identity, &ca_pem)
 }
 
 /// One serving certificate for several nodes' kubelet endpoints that share a listener (hollow nodes):

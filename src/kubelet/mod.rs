@@ -12,12 +12,14 @@
 pub mod agent;
 pub mod atomic_writer;
 pub mod bench;
+pub mod certificate_manager;
 pub mod container_status;
 pub mod containerd;
 pub mod cri;
 pub mod env;
 pub mod eviction;
 pub mod hollow;
+pub mod image_gc;
 pub mod images;
 pub mod join;
 pub mod lifecycle;

@@ -1439,7 +1439,7 @@ impl Kubelet {
 }
 
 /// A duration as Go prints it (`10s`, `5m0s`, `1.5s`), as upstream's messages carry it.
-fn go_duration(d: Duration) -> String {
+pub(crate) fn go_duration(d: Duration) -> String {
     let secs = d.as_secs();
     if secs >= 60 {
         let (m, s) = (secs / 60, secs % 60);

@@ -1,7 +1,8 @@
 //! The Node authorizer (upstream's `--authorization-mode=Node`): what a kubelet may read and write.
 //!
-//! A kubelet acts as `system:node:<name>` in group `system:nodes` ([`node_identity`]). No RBAC binding
-//! grants that group anything (upstream's `system:node` ClusterRoleBinding has no subjects); instead
+//! A kubelet acts as `system:node:<name>` in group `system:nodes` ([`node_identity`]). The only RBAC
+//! binding of that group is kubeadm's for certificate rotation (`selfnodeclient`, see
+//! [`crate::kubelet::join`]); upstream's `system:node` ClusterRoleBinding has no subjects. Instead
 //! this authorizer, asked before RBAC, allows a node what upstream's allows it:
 //! - Secrets, ConfigMaps, PersistentVolumeClaims, PersistentVolumes, VolumeAttachments, ResourceClaims
 //!   and ServiceAccount tokens only when the object is *related* to the node: referenced by a pod bound
