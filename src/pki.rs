@@ -491,14 +491,25 @@ pub fn kubelet_serving_config(
     key_pem: &str,
     client_ca_pem: &str,
 ) -> anyhow::Result<rustls::ServerConfig> {
-    let chain = vec![pem_to_cert_der(cert_pem).context("parsing kubelet serving cert")?];
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|e| anyhow!("parsing kubelet serving key: {e}"))?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| anyhow!("kubelet serving key: {e}"))?;
-    let fixed =
-        rustls::sign::SingleCertAndKey::from(rustls::sign::CertifiedKey::new(chain, signing));
+    let fixed = rustls::sign::SingleCertAndKey::from(
+        certified_key(cert_pem, key_pem).context("the kubelet serving certificate")?,
+    );
     kubelet_serving_config_with(Arc::new(fixed), client_ca_pem)
+}
+
+/// A certificate (its PEM chain) and its private key as rustls presents them in a handshake.
+pub fn certified_key(cert_pem: &str, key_pem: &str) -> anyhow::Result<rustls::sign::CertifiedKey> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("invalid certificate PEM: {e}"))?;
+    if chain.is_empty() {
+        bail!("invalid certificate PEM: no certificate");
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| anyhow!("invalid key PEM: {e}"))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| anyhow!("unsupported key: {e}"))?;
+    Ok(rustls::sign::CertifiedKey::new(chain, signing))
 }
 
 /// [`kubelet_serving_config`] with the certificate `certificate` resolves at each handshake (one

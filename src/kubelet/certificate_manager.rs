@@ -38,8 +38,6 @@ use anyhow::{anyhow, Context as _};
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use kube::client::ConfigExt;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 /// The first retry of a failed renewal; it doubles up to [`RETRY_MAX`].
@@ -71,17 +69,11 @@ impl std::fmt::Debug for Identity {
 }
 
 fn current(cert_pem: &str, key_pem: &str) -> anyhow::Result<Current> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow!("parsing the client certificate: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|e| anyhow!("parsing the client key: {e}"))?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| anyhow!("the client key: {e}"))?;
+    let key = crate::pki::certified_key(cert_pem, key_pem).context("the node's certificate")?;
     let (not_before, not_after) = crate::pki::pem_validity(cert_pem)
-        .ok_or_else(|| anyhow!("the client certificate has no readable validity"))?;
+        .ok_or_else(|| anyhow!("the node's certificate has no readable validity"))?;
     Ok(Current {
-        key: Arc::new(CertifiedKey::new(chain, signing)),
+        key: Arc::new(key),
         not_before,
         not_after,
     })
@@ -286,37 +278,13 @@ impl<T: Connection> Connection for Stream<T> {
     }
 }
 
-/// The client certificate and key (PEM) of the kubeconfig at `path`.
-fn kubeconfig_identity(kc: &kube::config::Kubeconfig) -> anyhow::Result<(String, String)> {
-    use base64::Engine;
-    let user = kc
-        .auth_infos
-        .first()
-        .and_then(|a| a.auth_info.as_ref())
-        .ok_or_else(|| anyhow!("the kubeconfig has no user"))?;
-    let decode = |data: Option<&String>, what: &str| -> anyhow::Result<String> {
-        let data = data.ok_or_else(|| anyhow!("the kubeconfig's user has no {what} data"))?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .with_context(|| format!("the kubeconfig's {what} data"))?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
-    };
-    let key = user.client_key_data.as_ref().map(|k| {
-        use secrecy::ExposeSecret;
-        k.expose_secret().to_string()
-    });
-    Ok((
-        decode(user.client_certificate_data.as_ref(), "client-certificate")?,
-        decode(key.as_ref(), "client-key")?,
-    ))
-}
-
 /// An API client from the kubeconfig at `path` (a client certificate's, as the agent writes it)
 /// whose certificate [`run`] can replace, and that certificate's [`Identity`].
 pub async fn client(path: &Path, agent: &str) -> anyhow::Result<(kube::Client, Arc<Identity>)> {
     use kube::config::{KubeConfigOptions, Kubeconfig};
     let kc = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-    let (cert, key) = kubeconfig_identity(&kc)?;
+    let cert = super::join::kubeconfig_client_certificate(&kc)?;
+    let key = super::join::kubeconfig_client_key(&kc)?;
     let identity = Identity::new(&cert, &key)?;
     let mut config =
         kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;

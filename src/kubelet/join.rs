@@ -558,20 +558,44 @@ async fn proxy_kubeconfig(
 
 /// Seconds the client certificate in a kubeconfig has left; None when there is none to read.
 fn kubeconfig_cert_seconds_left(path: &Path) -> Option<i64> {
-    use base64::Engine;
     let text = std::fs::read_to_string(path).ok()?;
     let kc = kube::config::Kubeconfig::from_yaml(&text).ok()?;
-    let data = kc
-        .auth_infos
-        .first()?
-        .auth_info
-        .as_ref()?
-        .client_certificate_data
-        .clone()?;
-    let pem = base64::engine::general_purpose::STANDARD
+    crate::pki::pem_seconds_left(&kubeconfig_client_certificate(&kc).ok()?)
+}
+
+/// The first user's `client-certificate-data` of a kubeconfig, as PEM.
+pub(super) fn kubeconfig_client_certificate(
+    kc: &kube::config::Kubeconfig,
+) -> anyhow::Result<String> {
+    let data = kubeconfig_user(kc)?.client_certificate_data.clone();
+    decode_user_data(data, "client-certificate")
+}
+
+/// The first user's `client-key-data` of a kubeconfig, as PEM.
+pub(super) fn kubeconfig_client_key(kc: &kube::config::Kubeconfig) -> anyhow::Result<String> {
+    use secrecy::ExposeSecret;
+    let data = kubeconfig_user(kc)?
+        .client_key_data
+        .as_ref()
+        .map(|k| k.expose_secret().to_string());
+    decode_user_data(data, "client-key")
+}
+
+fn kubeconfig_user(kc: &kube::config::Kubeconfig) -> anyhow::Result<&kube::config::AuthInfo> {
+    kc.auth_infos
+        .first()
+        .and_then(|a| a.auth_info.as_ref())
+        .ok_or_else(|| anyhow!("the kubeconfig has no user"))
+}
+
+/// Base64 `data` of a kubeconfig user's `what` field, decoded.
+fn decode_user_data(data: Option<String>, what: &str) -> anyhow::Result<String> {
+    use base64::Engine;
+    let data = data.ok_or_else(|| anyhow!("the kubeconfig's user has no {what} data"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
         .decode(data)
-        .ok()?;
-    crate::pki::pem_seconds_left(&String::from_utf8_lossy(&pem))
+        .with_context(|| format!("the kubeconfig's {what} data"))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Step 2: the node's client certificate, asked for with the bootstrap token's client.
